@@ -1,0 +1,301 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/corral-iot/corral/internal/audit"
+)
+
+// Store is the persistence port of the registry. Adapters live under
+// internal/store and all pass store/storetest.
+type Store interface {
+	CreateAccount(ctx context.Context, a Account) error
+	GetAccount(ctx context.Context, id string) (Account, error)
+	ListAccounts(ctx context.Context) ([]Account, error)
+
+	CreateProduct(ctx context.Context, p Product, sealedSecret []byte) error
+	// GetProduct returns the product and its sealed secret.
+	GetProduct(ctx context.Context, pk string) (Product, []byte, error)
+	ListProducts(ctx context.Context, accountID, after string, limit int) ([]Product, error)
+	UpdateProduct(ctx context.Context, p Product) error
+	// DeleteProduct deletes the product and all its devices.
+	DeleteProduct(ctx context.Context, pk string) error
+
+	// CreateDevices inserts all devices or none; a duplicate yields an
+	// error wrapping ErrConflict that names the DeviceName.
+	CreateDevices(ctx context.Context, ds []Device) error
+	GetDevice(ctx context.Context, pk, dn string) (Device, error)
+	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
+	// UpdateDevice writes nickname, attributes, status, secret-issued and
+	// online times of an existing device.
+	UpdateDevice(ctx context.Context, d Device) error
+	DeleteDevice(ctx context.Context, pk, dn string) error
+
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	GetAPIKey(ctx context.Context, id string) (APIKey, error)
+	ListAPIKeys(ctx context.Context, accountID string) ([]APIKey, error)
+	DeleteAPIKey(ctx context.Context, id string) error
+
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// SecretBox encrypts secrets at rest. The additional data binds a sealed
+// secret to the object it belongs to.
+type SecretBox interface {
+	Seal(plaintext, additional []byte) ([]byte, error)
+	Open(sealed, additional []byte) ([]byte, error)
+}
+
+// Auditor records security-relevant actions.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry)
+}
+
+// DeviceEventKind says what happened to a device.
+type DeviceEventKind string
+
+// Device event kinds.
+const (
+	DeviceCreated  DeviceEventKind = "created"
+	DeviceDeleted  DeviceEventKind = "deleted"
+	DeviceEnabled  DeviceEventKind = "enabled"
+	DeviceDisabled DeviceEventKind = "disabled"
+)
+
+// Observer is told about device changes made through the registry, e.g. so
+// the broker can close a disabled device's session.
+type Observer interface {
+	DeviceChanged(ctx context.Context, kind DeviceEventKind, d Device)
+}
+
+// Options configure a Service.
+type Options struct {
+	Store     Store
+	Box       SecretBox
+	Auditor   Auditor    // optional
+	Observers []Observer // optional
+	Rand      io.Reader  // defaults to crypto/rand
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// Service implements the registry's operations with their access rules.
+type Service struct {
+	store     Store
+	box       SecretBox
+	audit     Auditor
+	observers []Observer
+	rand      io.Reader
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	s := &Service{store: o.Store, box: o.Box, audit: o.Auditor, observers: o.Observers, rand: o.Rand, now: o.Now, log: o.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// AddObserver registers an observer of device changes.
+func (s *Service) AddObserver(o Observer) { s.observers = append(s.observers, o) }
+
+func (s *Service) notify(ctx context.Context, kind DeviceEventKind, d Device) {
+	d.DeviceSecret = ""
+	for _, o := range s.observers {
+		o.DeviceChanged(ctx, kind, d)
+	}
+}
+
+func (s *Service) record(ctx context.Context, e audit.Entry) {
+	if s.audit != nil {
+		s.audit.Record(ctx, e)
+	}
+}
+
+func (s *Service) nowUTC() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
+
+func need(p Principal, r Role) error {
+	if !p.Role.Allows(r) {
+		return fmt.Errorf("role %s may not do this (needs %s): %w", p.Role, r, ErrForbidden)
+	}
+	return nil
+}
+
+// DefaultAccountID is the account created on first start.
+const DefaultAccountID = "default"
+
+// Bootstrap creates the default account and its first admin key, a system
+// administrator, when the registry is empty. It returns nil when there was
+// nothing to do.
+func (s *Service) Bootstrap(ctx context.Context) (*APIKey, error) {
+	accts, err := s.store.ListAccounts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrapping: %w", err)
+	}
+	if len(accts) > 0 {
+		return nil, nil
+	}
+	a := Account{ID: DefaultAccountID, Name: "default", CreatedAt: s.nowUTC()}
+	if err := s.store.CreateAccount(ctx, a); err != nil {
+		return nil, fmt.Errorf("bootstrapping: %w", err)
+	}
+	k, err := s.newKey(ctx, a.ID, "bootstrap admin", RoleAdmin, true)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrapping: %w", err)
+	}
+	return &k, nil
+}
+
+// --- accounts ---
+
+// CreateAccount creates an account and its first admin key (system administrators only).
+func (s *Service) CreateAccount(ctx context.Context, p Principal, name string) (Account, APIKey, error) {
+	if !p.SystemAdmin {
+		return Account{}, APIKey{}, fmt.Errorf("only a system administrator may create accounts: %w", ErrForbidden)
+	}
+	if err := validateText("name", name, MaxNameLen, true); err != nil {
+		return Account{}, APIKey{}, err
+	}
+	id, err := randString(s.rand, 12)
+	if err != nil {
+		return Account{}, APIKey{}, err
+	}
+	a := Account{ID: "acc" + id, Name: name, CreatedAt: s.nowUTC()}
+	if err := s.store.CreateAccount(ctx, a); err != nil {
+		return Account{}, APIKey{}, fmt.Errorf("creating account: %w", err)
+	}
+	k, err := s.newKey(ctx, a.ID, "initial admin", RoleAdmin, false)
+	if err != nil {
+		return Account{}, APIKey{}, err
+	}
+	return a, k, nil
+}
+
+// ListAccounts lists all accounts (system administrators only).
+func (s *Service) ListAccounts(ctx context.Context, p Principal) ([]Account, error) {
+	if !p.SystemAdmin {
+		return nil, fmt.Errorf("only a system administrator may list accounts: %w", ErrForbidden)
+	}
+	return s.store.ListAccounts(ctx)
+}
+
+// Account returns the caller's own account.
+func (s *Service) Account(ctx context.Context, p Principal) (Account, error) {
+	return s.store.GetAccount(ctx, p.AccountID)
+}
+
+// --- API keys ---
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+func (s *Service) newKey(ctx context.Context, account, name string, role Role, system bool) (APIKey, error) {
+	id, err := randString(s.rand, 16)
+	if err != nil {
+		return APIKey{}, err
+	}
+	secret, err := randString(s.rand, 40)
+	if err != nil {
+		return APIKey{}, err
+	}
+	k := APIKey{ID: "ck" + id, AccountID: account, Name: name, Role: role, SystemAdmin: system, CreatedAt: s.nowUTC(), Hash: hashSecret(secret)}
+	if err := s.store.CreateAPIKey(ctx, k); err != nil {
+		return APIKey{}, fmt.Errorf("creating API key: %w", err)
+	}
+	k.Secret = secret
+	k.Hash = nil
+	return k, nil
+}
+
+// CreateAPIKey creates a key in the caller's account (admins only). The
+// returned key carries its secret; it is never shown again.
+func (s *Service) CreateAPIKey(ctx context.Context, p Principal, name string, role Role) (APIKey, error) {
+	if err := need(p, RoleAdmin); err != nil {
+		return APIKey{}, err
+	}
+	if err := validateText("name", name, MaxNameLen, false); err != nil {
+		return APIKey{}, err
+	}
+	if role == "" {
+		role = RoleReadonly
+	}
+	if role.rank() == 0 {
+		return APIKey{}, invalid("role", "must be admin, operator or readonly")
+	}
+	k, err := s.newKey(ctx, p.AccountID, name, role, false)
+	if err != nil {
+		return APIKey{}, err
+	}
+	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.create", Target: k.ID, Outcome: "ok"})
+	return k, nil
+}
+
+// ListAPIKeys lists the caller's account's keys, without secrets.
+func (s *Service) ListAPIKeys(ctx context.Context, p Principal) ([]APIKey, error) {
+	if err := need(p, RoleAdmin); err != nil {
+		return nil, err
+	}
+	return s.store.ListAPIKeys(ctx, p.AccountID)
+}
+
+// DeleteAPIKey deletes a key of the caller's account.
+func (s *Service) DeleteAPIKey(ctx context.Context, p Principal, id string) error {
+	if err := need(p, RoleAdmin); err != nil {
+		return err
+	}
+	k, err := s.store.GetAPIKey(ctx, id)
+	if err != nil {
+		return fmt.Errorf("API key %q: %w", id, err)
+	}
+	if k.AccountID != p.AccountID {
+		return fmt.Errorf("API key %q: %w", id, ErrNotFound)
+	}
+	if err := s.store.DeleteAPIKey(ctx, id); err != nil {
+		return fmt.Errorf("deleting API key %q: %w", id, err)
+	}
+	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.delete", Target: id, Outcome: "ok"})
+	return nil
+}
+
+// Authenticate checks a bearer token "{keyID}.{secret}".
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok {
+		return Principal{}, fmt.Errorf("API key must be {id}.{secret}: %w", ErrUnauthenticated)
+	}
+	return s.AuthenticateKey(ctx, id, secret)
+}
+
+// AuthenticateKey checks a key id and secret, in constant time.
+func (s *Service) AuthenticateKey(ctx context.Context, id, secret string) (Principal, error) {
+	if id == "" || len(id) > 64 || secret == "" || len(secret) > 128 {
+		return Principal{}, fmt.Errorf("malformed API key: %w", ErrUnauthenticated)
+	}
+	k, err := s.store.GetAPIKey(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("unknown API key: %w", ErrUnauthenticated)
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticating: %w", err)
+	}
+	if subtle.ConstantTimeCompare(k.Hash, hashSecret(secret)) != 1 {
+		return Principal{}, fmt.Errorf("wrong API key secret: %w", ErrUnauthenticated)
+	}
+	return Principal{KeyID: k.ID, AccountID: k.AccountID, Role: k.Role, SystemAdmin: k.SystemAdmin}, nil
+}

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"unicode/utf8"
+)
+
+const base62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// Limits of names and batches.
+const (
+	MaxBatch          = 10000
+	MaxNameLen        = 64
+	MaxDescriptionLen = 1000
+	MaxAttributes     = 64
+	MaxAttrKeyLen     = 64
+	MaxAttrValueLen   = 1024
+	ProductKeyLen     = 11
+	DeviceSecretLen   = 32
+	ProductSecretLen  = 16
+)
+
+// ValidateDeviceName checks Alibaba's DeviceName rule: 4 to 32 characters of
+// letters, digits and -_@.:
+func ValidateDeviceName(name string) error {
+	if n := len(name); n < 4 || n > 32 {
+		return invalid("deviceName", "must be 4 to 32 characters, got %d", utf8.RuneCountInString(name))
+	}
+	for i := 0; i < len(name); i++ {
+		if !deviceNameByte(name[i]) {
+			return invalid("deviceName", "character %q at position %d is not allowed (use letters, digits and -_@.:)", rune(name[i]), i)
+		}
+	}
+	return nil
+}
+
+func deviceNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '_' || c == '@' || c == '.' || c == ':'
+}
+
+// ValidateProductKey checks the form of a ProductKey: 11 characters of [A-Za-z0-9].
+func ValidateProductKey(pk string) error {
+	if len(pk) != ProductKeyLen {
+		return invalid("productKey", "must be %d characters", ProductKeyLen)
+	}
+	for i := 0; i < len(pk); i++ {
+		c := pk[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return invalid("productKey", "must be letters and digits only")
+		}
+	}
+	return nil
+}
+
+// ValidateAttributes checks an attribute map: at most 64 keys of letters,
+// digits and _.- up to 64 characters, values up to 1024 bytes of UTF-8.
+func ValidateAttributes(field string, attrs map[string]string) error {
+	if len(attrs) > MaxAttributes {
+		return invalid(field, "at most %d attributes, got %d", MaxAttributes, len(attrs))
+	}
+	for k, v := range attrs {
+		if err := ValidateAttrKey(field, k); err != nil {
+			return err
+		}
+		if len(v) > MaxAttrValueLen || !utf8.ValidString(v) {
+			return invalid(field+"."+k, "value must be valid UTF-8 of at most %d bytes", MaxAttrValueLen)
+		}
+	}
+	return nil
+}
+
+// ValidateAttrKey checks one attribute key.
+func ValidateAttrKey(field, k string) error {
+	if k == "" || len(k) > MaxAttrKeyLen {
+		return invalid(field, "attribute keys must be 1 to %d characters", MaxAttrKeyLen)
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return invalid(field, "attribute key %q: use letters, digits and _.-", k)
+		}
+	}
+	return nil
+}
+
+func validateText(field, s string, max int, required bool) error {
+	if required && s == "" {
+		return invalid(field, "is required")
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return invalid(field, "must be at most %d characters, got %d", max, n)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// randString returns n characters drawn uniformly from base62.
+func randString(r io.Reader, n int) (string, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	out := make([]byte, 0, n)
+	buf := make([]byte, n+n/2+8)
+	for len(out) < n {
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", fmt.Errorf("reading randomness: %w", err)
+		}
+		for _, b := range buf {
+			if b >= 248 { // 248 = 4*62: reject to stay uniform
+				continue
+			}
+			out = append(out, base62[int(b)%62])
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return string(out), nil
+}

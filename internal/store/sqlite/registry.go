@@ -1,0 +1,396 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func msPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func attrsJSON(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func parseAttrs(s string) (map[string]string, error) {
+	m := map[string]string{}
+	if s == "" {
+		return m, nil
+	}
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("decoding attributes: %w", err)
+	}
+	return m, nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return registry.ErrNotFound
+	}
+	return err
+}
+
+// --- accounts ---
+
+// CreateAccount implements registry.Store.
+func (s *Store) CreateAccount(ctx context.Context, a registry.Account) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO accounts(id, name, created_at) VALUES (?, ?, ?)`, a.ID, a.Name, ms(a.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("account %q: %w", a.ID, registry.ErrConflict)
+	}
+	return err
+}
+
+// GetAccount implements registry.Store.
+func (s *Store) GetAccount(ctx context.Context, id string) (registry.Account, error) {
+	var a registry.Account
+	var created int64
+	err := s.r.QueryRowContext(ctx, `SELECT id, name, created_at FROM accounts WHERE id = ?`, id).Scan(&a.ID, &a.Name, &created)
+	a.CreatedAt = fromMS(created)
+	return a, notFound(err)
+}
+
+// ListAccounts implements registry.Store.
+func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, name, created_at FROM accounts ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.Account{}
+	for rows.Next() {
+		var a registry.Account
+		var created int64
+		if err := rows.Scan(&a.ID, &a.Name, &created); err != nil {
+			return nil, err
+		}
+		a.CreatedAt = fromMS(created)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// --- products ---
+
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at`
+
+func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
+	var p registry.Product
+	var attrs string
+	var created int64
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return p, err
+	}
+	p.CreatedAt = fromMS(created)
+	var err error
+	p.Attributes, err = parseAttrs(attrs)
+	return p, err
+}
+
+// CreateProduct implements registry.Store.
+func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), sealed)
+	if isUnique(err) {
+		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
+	}
+	return err
+}
+
+// GetProduct implements registry.Store.
+func (s *Store) GetProduct(ctx context.Context, pk string) (registry.Product, []byte, error) {
+	var sealed []byte
+	p, err := scanProduct(s.r.QueryRowContext(ctx, `SELECT `+productCols+`, secret FROM products WHERE product_key = ?`, pk), &sealed)
+	return p, sealed, notFound(err)
+}
+
+// ListProducts implements registry.Store.
+func (s *Store) ListProducts(ctx context.Context, account, after string, limit int) ([]registry.Product, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+productCols+` FROM products WHERE account_id = ? AND product_key > ? ORDER BY product_key LIMIT ?`, account, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.Product{}
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// UpdateProduct implements registry.Store.
+func (s *Store) UpdateProduct(ctx context.Context, p registry.Product) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE products SET name = ?, description = ?, auth_type = ?, dyn_reg = ?, attributes = ? WHERE product_key = ?`,
+		p.Name, p.Description, p.AuthType, p.DynReg, attrsJSON(p.Attributes), p.ProductKey)
+	return affected(res, err)
+}
+
+// DeleteProduct implements registry.Store.
+func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE product_key = ?`, pk)
+	if err := affected(res, err); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func affected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return registry.ErrNotFound
+	}
+	return nil
+}
+
+// --- devices ---
+
+const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online`
+
+func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
+	var d registry.Device
+	var attrs string
+	var created int64
+	var first, last sql.NullInt64
+	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last); err != nil {
+		return d, err
+	}
+	d.CreatedAt = fromMS(created)
+	d.FirstOnline, d.LastOnline = fromNullMS(first), fromNullMS(last)
+	var err error
+	d.Attributes, err = parseAttrs(attrs)
+	return d, err
+}
+
+// CreateDevices implements registry.Store: one transaction, all or nothing.
+func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, d := range ds {
+		_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
+			attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline))
+		if isUnique(err) {
+			if strings.Contains(err.Error(), "iot_id") {
+				return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
+			}
+			return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("device %q: %w", d.DeviceName, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// GetDevice implements registry.Store.
+func (s *Store) GetDevice(ctx context.Context, pk, dn string) (registry.Device, error) {
+	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn))
+	return d, notFound(err)
+}
+
+// ListDevices implements registry.Store.
+func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]registry.Device, error) {
+	q := `SELECT ` + deviceCols + ` FROM devices WHERE product_key = ? AND device_name > ?`
+	args := []any{f.ProductKey, f.After}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, f.Status)
+	}
+	if f.NamePrefix != "" {
+		// device names hold no LIKE wildcards except '_', escaped here
+		q += ` AND device_name LIKE ? ESCAPE '\'`
+		args = append(args, strings.ReplaceAll(f.NamePrefix, "_", `\_`)+"%")
+	}
+	if f.AttrKey != "" {
+		// keys are validated to [A-Za-z0-9_.-], so quoting them in the path is safe
+		q += ` AND json_extract(attributes, '$."' || ? || '"') = ?`
+		args = append(args, f.AttrKey, f.AttrValue)
+	}
+	q += ` ORDER BY device_name LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.Device{}
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// UpdateDevice implements registry.Store.
+func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ? WHERE product_key = ? AND device_name = ?`,
+		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), d.ProductKey, d.DeviceName)
+	return affected(res, err)
+}
+
+// DeleteDevice implements registry.Store.
+func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
+	return affected(res, err)
+}
+
+// --- API keys ---
+
+const keyCols = `id, account_id, name, role, system_admin, hash, created_at`
+
+func scanKey(sc interface{ Scan(...any) error }) (registry.APIKey, error) {
+	var k registry.APIKey
+	var created int64
+	err := sc.Scan(&k.ID, &k.AccountID, &k.Name, &k.Role, &k.SystemAdmin, &k.Hash, &created)
+	k.CreatedAt = fromMS(created)
+	return k, err
+}
+
+// CreateAPIKey implements registry.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k registry.APIKey) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys(`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.AccountID, k.Name, k.Role, k.SystemAdmin, k.Hash, ms(k.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("API key %q: %w", k.ID, registry.ErrConflict)
+	}
+	return err
+}
+
+// GetAPIKey implements registry.Store.
+func (s *Store) GetAPIKey(ctx context.Context, id string) (registry.APIKey, error) {
+	k, err := scanKey(s.r.QueryRowContext(ctx, `SELECT `+keyCols+` FROM api_keys WHERE id = ?`, id))
+	return k, notFound(err)
+}
+
+// ListAPIKeys implements registry.Store.
+func (s *Store) ListAPIKeys(ctx context.Context, account string) ([]registry.APIKey, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = ? ORDER BY created_at, id`, account)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.APIKey{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		k.Hash = nil
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAPIKey implements registry.Store.
+func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
+	return affected(res, err)
+}
+
+// Stats implements registry.Store.
+func (s *Store) Stats(ctx context.Context) (registry.Stats, error) {
+	var st registry.Stats
+	err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM products), (SELECT count(*) FROM devices), (SELECT count(*) FROM api_keys)`).
+		Scan(&st.Accounts, &st.Products, &st.Devices, &st.APIKeys)
+	return st, err
+}
+
+// --- audit ---
+
+// AppendAudit implements audit.Store.
+func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		ms(e.At), e.AccountID, e.Actor, e.Action, e.Target, e.Outcome, e.Reason, e.Source)
+	return err
+}
+
+// ListAudit implements audit.Store.
+func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
+	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source FROM audit WHERE 1=1`
+	var args []any
+	for _, c := range []struct{ col, v string }{{"account_id", f.AccountID}, {"action", f.Action}, {"target", f.Target}, {"outcome", f.Outcome}} {
+		if c.v != "" {
+			q += ` AND ` + c.col + ` = ?`
+			args = append(args, c.v)
+		}
+	}
+	if f.Before > 0 {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []audit.Entry{}
+	for rows.Next() {
+		var e audit.Entry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.AccountID, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Reason, &e.Source); err != nil {
+			return nil, err
+		}
+		e.At = fromMS(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

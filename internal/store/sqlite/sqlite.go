@@ -1,0 +1,111 @@
+// Package sqlite is corral's embedded store: one SQLite file in WAL mode,
+// migrations embedded in the binary and applied on open. It implements the
+// store ports of the registry and audit packages.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // the "sqlite" driver: pure Go, so the binary stays static
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options configure a Store.
+type Options struct {
+	// Driver is the database/sql driver name; "sqlite" (modernc) unless a
+	// benchmark compares another that speaks the same SQL.
+	Driver string
+	// Synchronous is SQLite's synchronous pragma: FULL (default) makes every
+	// commit durable across power loss; NORMAL across process crashes only.
+	Synchronous string
+}
+
+// Store is the SQLite adapter. Writes go through one connection (SQLite
+// has one writer); reads use a pool.
+type Store struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	if o.Driver == "" {
+		o.Driver = "sqlite"
+	}
+	if o.Synchronous == "" {
+		o.Synchronous = "FULL"
+	}
+	switch strings.ToUpper(o.Synchronous) {
+	case "FULL", "NORMAL", "EXTRA", "OFF":
+	default:
+		return nil, fmt.Errorf("sqlite synchronous %q: want FULL, NORMAL, EXTRA or OFF", o.Synchronous)
+	}
+	dsn := dsnFor(o.Driver, path, o.Synchronous)
+	w, err := sql.Open(o.Driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open(o.Driver, dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &Store{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func dsnFor(driver, path, sync string) string {
+	pragmas := []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(" + sync + ")"}
+	if driver == "sqlite3" { // mattn/go-sqlite3 spells options its own way
+		return "file:" + path + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=1&_synchronous=" + sync
+	}
+	v := url.Values{}
+	for _, p := range pragmas {
+		v.Add("_pragma", p)
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.w, sub)
+	if err != nil {
+		return fmt.Errorf("preparing migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return nil
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
