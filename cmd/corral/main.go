@@ -1,0 +1,81 @@
+// Command corral is the corral server and the operator's CLI over its API.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corral-iot/corral/internal/app"
+	"github.com/corral-iot/corral/internal/config"
+)
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "corral:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "corral",
+		Short: "corral: IoT device provisioning and connectivity server",
+		Long: `corral takes a device from the factory line to a live, authenticated MQTT
+session: registry, dynamic registration, an embedded broker, and an API.
+
+Run the server with 'corral serve'; every other command is a client of its API.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServe(), newVersion())
+	addClientCommands(root)
+	return root
+}
+
+func newServe() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the corral server",
+		Long: `Run the corral server. With no flags it keeps its data in ./corral-data and
+serves the API on :8080. On first start it creates an admin API key and
+writes it to <data-dir>/admin.key (mode 0600).
+
+Settings come from defaults, then the YAML file named by --config, then
+CORRAL_* environment variables, then flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			log := app.NewLogger(cfg, os.Stderr)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a, err := app.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+	config.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print corral's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "corral", app.Version)
+		},
+	}
+}
+
+var _ = context.Background

@@ -1,0 +1,239 @@
+// Package app wires corral together: it opens the store, loads the
+// key-encryption key, builds the domain services and the listeners, and
+// runs them until shut down. It is the only package that imports them all.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/store/sqlite"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/app.Version=…".
+var Version = "dev"
+
+// AdminKeyFile is the name, in the data directory, of the first admin key.
+const AdminKeyFile = "admin.key"
+
+// App is a running corral server.
+type App struct {
+	cfg   config.Config
+	log   *slog.Logger
+	store *sqlite.Store
+	reg   *registry.Service
+	audit *audit.Log
+	api   *httpapi.API
+
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	wg      sync.WaitGroup
+	errs    chan error
+	closing sync.Once
+}
+
+// NewLogger builds the structured logger the configuration asks for.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// New builds a server from its configuration: it creates the data
+// directory, opens and migrates the store, loads or creates the
+// key-encryption key and, on first start, the admin key.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	key, err := loadKEK(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	box, err := credential.NewBox(key)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "corral.db"), sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
+	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	a := &App{cfg: cfg, log: log, store: st, errs: make(chan error, 8)}
+	a.audit = audit.NewLog(st, log, nil)
+	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log})
+	if err := a.bootstrap(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.registerRegistryMetrics(metrics)
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics,
+		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func loadKEK(cfg config.Config, log *slog.Logger) ([]byte, error) {
+	if cfg.KEK != "" {
+		k, err := credential.ParseKey(cfg.KEK)
+		if err != nil {
+			return nil, fmt.Errorf("kek: %w", err)
+		}
+		return k, nil
+	}
+	path := cfg.KEKFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "kek")
+	}
+	k, created, err := credential.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("generated a new key-encryption key; back it up, secrets cannot be read without it", "path", path)
+	}
+	return k, nil
+}
+
+func (a *App) bootstrap(ctx context.Context) error {
+	k, err := a.reg.Bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		return nil
+	}
+	path := filepath.Join(a.cfg.DataDir, AdminKeyFile)
+	if err := credential.WriteFileAtomic(path, []byte(k.Token()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing admin key: %w", err)
+	}
+	a.log.Info("created the first admin API key; it is in this file (mode 0600)", "path", path, "keyId", k.ID)
+	return nil
+}
+
+func (a *App) registerRegistryMetrics(m *prometheus.Registry) {
+	var mu sync.Mutex
+	var last registry.Stats
+	var at time.Time
+	stat := func(pick func(registry.Stats) int64) func() float64 {
+		return func() float64 {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(at) > time.Second {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				if s, err := a.reg.Stats(ctx); err == nil {
+					last, at = s, time.Now()
+				}
+				cancel()
+			}
+			return float64(pick(last))
+		}
+	}
+	for name, pick := range map[string]func(registry.Stats) int64{
+		"accounts": func(s registry.Stats) int64 { return s.Accounts },
+		"products": func(s registry.Stats) int64 { return s.Products },
+		"devices":  func(s registry.Stats) int64 { return s.Devices },
+		"api_keys": func(s registry.Stats) int64 { return s.APIKeys },
+	} {
+		m.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_registry_" + name, Help: "Number of " + strings.ReplaceAll(name, "_", " ") + " in the registry."}, stat(pick)))
+	}
+}
+
+// Registry returns the registry service, for in-process use and tests.
+func (a *App) Registry() *registry.Service { return a.reg }
+
+// Start binds the listeners and serves in the background.
+func (a *App) Start(ctx context.Context) error {
+	if a.cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listening for HTTP on %s: %w", a.cfg.HTTPAddr, err)
+		}
+		a.httpLn = ln
+		a.httpSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.serve("http", func() error { return a.httpSrv.Serve(ln) })
+		a.log.Info("listening", "listener", "http", "addr", ln.Addr().String())
+	}
+	return nil
+}
+
+func (a *App) serve(name string, fn func() error) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			a.errs <- fmt.Errorf("%s listener: %w", name, err)
+		}
+	}()
+}
+
+// HTTPAddr is the bound address of the HTTP listener ("" when off).
+func (a *App) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// Run starts the server and blocks until ctx is done or a listener fails,
+// then shuts down gracefully.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		a.Shutdown(context.Background())
+		return err
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-a.errs:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	return errors.Join(runErr, a.Shutdown(sctx))
+}
+
+// Shutdown stops accepting work, finishes in-flight requests (until ctx
+// ends) and closes the store.
+func (a *App) Shutdown(ctx context.Context) error {
+	var err error
+	a.closing.Do(func() {
+		a.log.Info("shutting down")
+		if a.httpSrv != nil {
+			err = errors.Join(err, a.httpSrv.Shutdown(ctx))
+		}
+		a.wg.Wait()
+		err = errors.Join(err, a.store.Close())
+		a.log.Info("stopped")
+	})
+	return err
+}

@@ -1,0 +1,223 @@
+// Package config owns corral's configuration: defaults, then a YAML file,
+// then CORRAL_* environment variables, then command-line flags, each layer
+// overriding the one before; and the validation of the result.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a corral server. Every field can be
+// set in the YAML file (key in the yaml tag), in the environment
+// (CORRAL_ + the key in upper case) and by a flag (the key with dashes).
+type Config struct {
+	DataDir  string `yaml:"data_dir" help:"directory for the database, keys and generated certificates"`
+	HTTPAddr string `yaml:"http_addr" help:"REST API and plain-HTTP listener address (empty: off)"`
+
+	KEK     string `yaml:"kek" help:"key-encryption key for secrets at rest: 64 hex digits or base64 of 32 bytes" secret:"true"`
+	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
+
+	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
+
+	LogLevel  string `yaml:"log_level" help:"debug, info, warn or error"`
+	LogFormat string `yaml:"log_format" help:"json or text"`
+
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"how long graceful shutdown waits for in-flight work"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes" help:"largest request body the API accepts"`
+	APIRateLimit    float64       `yaml:"api_rate_limit" help:"API requests per second allowed per API key, burst twice that (0: no limit)"`
+}
+
+// Default returns the configuration `corral serve` runs with when nothing is set.
+func Default() Config {
+	return Config{
+		DataDir:           "./corral-data",
+		HTTPAddr:          ":8080",
+		SQLiteSynchronous: "FULL",
+		LogLevel:          "info",
+		LogFormat:         "json",
+		ShutdownTimeout:   15 * time.Second,
+		MaxBodyBytes:      4 << 20,
+		APIRateLimit:      500,
+	}
+}
+
+// ErrInvalid means the configuration breaks a rule; the message names the key.
+var ErrInvalid = errors.New("invalid configuration")
+
+// FlagName is the flag spelling of a YAML key.
+func FlagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// EnvName is the environment spelling of a YAML key.
+func EnvName(key string) string { return "CORRAL_" + strings.ToUpper(key) }
+
+type field struct {
+	key, help string
+	v         reflect.Value
+}
+
+func fields(c *Config) []field {
+	rv := reflect.ValueOf(c).Elem()
+	rt := rv.Type()
+	out := make([]field, 0, rt.NumField())
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		out = append(out, field{key: f.Tag.Get("yaml"), help: f.Tag.Get("help"), v: rv.Field(i)})
+	}
+	return out
+}
+
+// BindFlags adds a flag for every key, plus --config, to fs.
+func BindFlags(fs *pflag.FlagSet) {
+	def := Default()
+	fs.String("config", "", "YAML configuration file (also CORRAL_CONFIG)")
+	for _, f := range fields(&def) {
+		name := FlagName(f.key)
+		help := f.help + " (" + EnvName(f.key) + ")"
+		switch f.v.Kind() {
+		case reflect.String:
+			fs.String(name, f.v.String(), help)
+		case reflect.Int64:
+			if f.v.Type() == reflect.TypeOf(time.Duration(0)) {
+				fs.Duration(name, time.Duration(f.v.Int()), help)
+			} else {
+				fs.Int64(name, f.v.Int(), help)
+			}
+		case reflect.Bool:
+			fs.Bool(name, f.v.Bool(), help)
+		case reflect.Float64:
+			fs.Float64(name, f.v.Float(), help)
+		}
+	}
+}
+
+// Load builds the configuration from defaults, the file named by --config
+// or CORRAL_CONFIG, the environment (getenv) and the flags that were set.
+func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	c := Default()
+	path := getenv("CORRAL_CONFIG")
+	if fs != nil {
+		if f := fs.Lookup("config"); f != nil && f.Changed {
+			path = f.Value.String()
+		}
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("reading config file: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config file %s: %w: %v", path, ErrInvalid, err)
+		}
+	}
+	for _, f := range fields(&c) {
+		if v, ok := lookup(getenv, EnvName(f.key)); ok {
+			if err := set(f.v, v); err != nil {
+				return c, fmt.Errorf("%s: %w: %v", EnvName(f.key), ErrInvalid, err)
+			}
+		}
+		if fs != nil {
+			if fl := fs.Lookup(FlagName(f.key)); fl != nil && fl.Changed {
+				if err := set(f.v, fl.Value.String()); err != nil {
+					return c, fmt.Errorf("--%s: %w: %v", FlagName(f.key), ErrInvalid, err)
+				}
+			}
+		}
+	}
+	return c, c.Validate()
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func set(v reflect.Value, s string) error {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int64:
+		if v.Type() == reflect.TypeOf(time.Duration(0)) {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			v.SetInt(int64(d))
+			return nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	}
+	return nil
+}
+
+// Validate checks every key and names the first that is wrong.
+func (c Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", key, ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return bad(a.key, "%q is not host:port", a.v)
+		}
+	}
+	switch strings.ToUpper(c.SQLiteSynchronous) {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return bad("sqlite_synchronous", "must be FULL, NORMAL or EXTRA")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log_level", "must be debug, info, warn or error")
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return bad("log_format", "must be json or text")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("shutdown_timeout", "must be positive")
+	}
+	if c.APIRateLimit < 0 {
+		return bad("api_rate_limit", "must not be negative")
+	}
+	if c.MaxBodyBytes < 1024 {
+		return bad("max_body_bytes", "must be at least 1024")
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestLayering(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "corral.yaml")
+	os.WriteFile(file, []byte("data_dir: /from-file\nhttp_addr: \":7000\"\nlog_level: debug\nshutdown_timeout: 3s\n"), 0o600)
+	env := map[string]string{"CORRAL_CONFIG": file, "CORRAL_HTTP_ADDR": ":7100", "CORRAL_LOG_FORMAT": "text"}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse([]string{"--log-level", "warn"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.DataDir = "/from-file" // file over default
+	want.HTTPAddr = ":7100"     // env over file
+	want.LogFormat = "text"     // env over default
+	want.LogLevel = "warn"      // flag over file
+	want.ShutdownTimeout = 3 * time.Second
+	if c != want {
+		t.Fatalf("got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestDefaultsWithNothingSet(t *testing.T) {
+	c, err := Load(nil, func(string) string { return "" })
+	if err != nil || c != Default() {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, file string
+		env        map[string]string
+		wantKey    string
+	}{
+		{"unknown file key", "nope: 1\n", nil, "config file"},
+		{"bad yaml", "data_dir: [\n", nil, "config file"},
+		{"bad addr", "", map[string]string{"CORRAL_HTTP_ADDR": "8080"}, "http_addr"},
+		{"bad level", "", map[string]string{"CORRAL_LOG_LEVEL": "loud"}, "log_level"},
+		{"bad duration", "", map[string]string{"CORRAL_SHUTDOWN_TIMEOUT": "soon"}, "CORRAL_SHUTDOWN_TIMEOUT"},
+		{"bad sync", "", map[string]string{"CORRAL_SQLITE_SYNCHRONOUS": "maybe"}, "sqlite_synchronous"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			if tt.file != "" {
+				p := filepath.Join(dir, tt.name+".yaml")
+				os.WriteFile(p, []byte(tt.file), 0o600)
+				env["CORRAL_CONFIG"] = p
+			}
+			_, err := Load(nil, func(k string) string { return env[k] })
+			if !errors.Is(err, ErrInvalid) || !contains(err.Error(), tt.wantKey) {
+				t.Fatalf("err = %v, want ErrInvalid naming %s", err, tt.wantKey)
+			}
+		})
+	}
+}
+
+func TestSecretKEKNotInErrors(t *testing.T) {
+	env := map[string]string{"CORRAL_KEK": "supersecretvalue", "CORRAL_LOG_LEVEL": "loud"}
+	_, err := Load(nil, func(k string) string { return env[k] })
+	if err == nil || contains(err.Error(), "supersecretvalue") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,347 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+const (
+	admin    = string(registry.RoleAdmin)
+	operator = string(registry.RoleOperator)
+	readonly = string(registry.RoleReadonly)
+)
+
+// Response bodies.
+type (
+	productList struct {
+		Products   []registry.Product `json:"products"`
+		NextCursor string             `json:"nextCursor,omitempty"`
+	}
+	deviceList struct {
+		Devices    []registry.Device `json:"devices"`
+		NextCursor string            `json:"nextCursor,omitempty"`
+	}
+	batchResult struct {
+		Devices []triple `json:"devices"`
+	}
+	triple struct {
+		ProductKey   string `json:"productKey"`
+		DeviceName   string `json:"deviceName"`
+		DeviceSecret string `json:"deviceSecret"`
+		IotID        string `json:"iotId"`
+	}
+	secretBody struct {
+		ProductKey   string `json:"productKey"`
+		DeviceName   string `json:"deviceName"`
+		DeviceSecret string `json:"deviceSecret"`
+	}
+	keyInput struct {
+		Name string        `json:"name,omitempty"`
+		Role registry.Role `json:"role,omitempty" doc:"admin, operator or readonly (default)"`
+	}
+	keyList struct {
+		Keys []registry.APIKey `json:"keys"`
+	}
+	accountInput struct {
+		Name string `json:"name"`
+	}
+	accountCreated struct {
+		Account  registry.Account `json:"account"`
+		AdminKey registry.APIKey  `json:"adminKey"`
+		Token    string           `json:"token" doc:"the admin key as a bearer token; shown once"`
+	}
+	accountList struct {
+		Accounts []registry.Account `json:"accounts"`
+	}
+	keyCreated struct {
+		registry.APIKey
+		Token string `json:"token" doc:"the key as a bearer token; shown once"`
+	}
+	auditList struct {
+		Entries    []audit.Entry `json:"entries"`
+		NextCursor string        `json:"nextCursor,omitempty"`
+	}
+)
+
+func (a *API) table() []*route {
+	listQ := []param{{"limit", "integer", "page size, 1 to 1000 (default 100)"}, {"cursor", "string", "nextCursor of the previous page"}}
+	return []*route{
+		{Method: "POST", Path: "/v1/products", Summary: "Create a product", Tag: "products", Role: operator, Body: registry.ProductInput{}, Status: 201, Resp: registry.Product{}, h: a.createProduct},
+		{Method: "GET", Path: "/v1/products", Summary: "List products", Tag: "products", Role: readonly, Query: listQ, Status: 200, Resp: productList{}, h: a.listProducts},
+		{Method: "GET", Path: "/v1/products/{productKey}", Summary: "Get a product", Tag: "products", Role: readonly, Status: 200, Resp: registry.Product{}, h: a.getProduct},
+		{Method: "PATCH", Path: "/v1/products/{productKey}", Summary: "Update a product", Tag: "products", Role: operator, Body: registry.ProductPatch{}, Status: 200, Resp: registry.Product{}, h: a.updateProduct},
+		{Method: "DELETE", Path: "/v1/products/{productKey}", Summary: "Delete a product and its devices", Tag: "products", Role: operator, Status: 204, h: a.deleteProduct},
+
+		{Method: "POST", Path: "/v1/products/{productKey}/devices:batch", Summary: "Create up to 10,000 devices (names, a count, or a CSV body of names), all or none", Tag: "devices", Role: operator, Body: registry.BatchInput{}, Raw: "csv", Status: 201, Resp: batchResult{}, h: a.batchDevices},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices", Summary: "Create a device; the answer holds its triple", Tag: "devices", Role: operator, Body: registry.DeviceInput{}, Status: 201, Resp: registry.Device{}, h: a.createDevice},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices", Summary: "List devices", Tag: "devices", Role: readonly, Status: 200, Resp: deviceList{},
+			Query: append([]param{{"status", "string", "inactive, online, offline or disabled"}, {"prefix", "string", "DeviceName prefix"}, {"attribute", "string", "key=value an attribute must match"}}, listQ...), h: a.listDevices},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, Status: 200, Resp: secretBody{}, h: a.deviceSecret},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
+		{Method: "PATCH", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Update a device's nickname or attributes", Tag: "devices", Role: operator, Body: registry.DevicePatch{}, Status: 200, Resp: registry.Device{}, h: a.updateDevice},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Delete a device and close its session", Tag: "devices", Role: operator, Status: 204, h: a.deleteDevice},
+
+		{Method: "POST", Path: "/v1/apikeys", Summary: "Create an API key in the caller's account; its secret is shown once", Tag: "apikeys", Role: admin, Body: keyInput{}, Status: 201, Resp: keyCreated{}, h: a.createKey},
+		{Method: "GET", Path: "/v1/apikeys", Summary: "List the account's API keys", Tag: "apikeys", Role: admin, Status: 200, Resp: keyList{}, h: a.listKeys},
+		{Method: "DELETE", Path: "/v1/apikeys/{keyId}", Summary: "Delete an API key", Tag: "apikeys", Role: admin, Status: 204, h: a.deleteKey},
+
+		{Method: "GET", Path: "/v1/accounts/self", Summary: "The caller's account", Tag: "accounts", Role: readonly, Status: 200, Resp: registry.Account{}, h: a.selfAccount},
+		{Method: "POST", Path: "/v1/accounts", Summary: "Create an account and its first admin key", Tag: "accounts", Role: admin, System: true, Body: accountInput{}, Status: 201, Resp: accountCreated{}, h: a.createAccount},
+		{Method: "GET", Path: "/v1/accounts", Summary: "List accounts", Tag: "accounts", Role: admin, System: true, Status: 200, Resp: accountList{}, h: a.listAccounts},
+
+		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
+			Query: []param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}, {"limit", "integer", "page size"}, {"cursor", "string", "nextCursor of the previous page"}}, h: a.listAudit},
+	}
+}
+
+func (c *call) limit() (int, error) {
+	s := c.r.URL.Query().Get("limit")
+	if s == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, &badRequest{field: "limit", msg: "limit must be an integer from 1 to 1000"}
+	}
+	return n, nil
+}
+
+func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func (c *call) cursor() (string, error) {
+	s := c.r.URL.Query().Get("cursor")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return "", &badRequest{field: "cursor", msg: "cursor is not one this API handed out"}
+	}
+	return string(b), nil
+}
+
+// --- products ---
+
+func (a *API) createProduct(c *call) (any, error) {
+	var in registry.ProductInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return a.reg.CreateProduct(c.ctx(), c.p, in)
+}
+
+func (a *API) listProducts(c *call) (any, error) {
+	limit, err := c.limit()
+	if err != nil {
+		return nil, err
+	}
+	after, err := c.cursor()
+	if err != nil {
+		return nil, err
+	}
+	ps, err := a.reg.ListProducts(c.ctx(), c.p, after, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	out := productList{Products: ps}
+	if len(ps) > limit {
+		out.Products = ps[:limit]
+		out.NextCursor = encodeCursor(ps[limit-1].ProductKey)
+	}
+	return out, nil
+}
+
+func (a *API) getProduct(c *call) (any, error) {
+	return a.reg.GetProduct(c.ctx(), c.p, c.param("productKey"))
+}
+
+func (a *API) updateProduct(c *call) (any, error) {
+	var patch registry.ProductPatch
+	if err := c.decode(&patch); err != nil {
+		return nil, err
+	}
+	return a.reg.UpdateProduct(c.ctx(), c.p, c.param("productKey"), patch)
+}
+
+func (a *API) deleteProduct(c *call) (any, error) {
+	return nil, a.reg.DeleteProduct(c.ctx(), c.p, c.param("productKey"))
+}
+
+// --- devices ---
+
+func (a *API) createDevice(c *call) (any, error) {
+	var in registry.DeviceInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return a.reg.CreateDevice(c.ctx(), c.p, c.param("productKey"), in)
+}
+
+func (a *API) batchDevices(c *call) (any, error) {
+	var in registry.BatchInput
+	ct, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
+	switch ct {
+	case "text/csv":
+		names, err := ReadNamesCSV(c.r.Body, registry.MaxBatch)
+		if err != nil {
+			return nil, err
+		}
+		in.DeviceNames = names
+	case "", "application/json":
+		if err := c.decode(&in); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &badRequest{field: "Content-Type", msg: "send application/json or text/csv"}
+	}
+	ds, err := a.reg.CreateDevices(c.ctx(), c.p, c.param("productKey"), in)
+	if err != nil {
+		return nil, err
+	}
+	out := batchResult{Devices: make([]triple, len(ds))}
+	for i, d := range ds {
+		out.Devices[i] = triple{d.ProductKey, d.DeviceName, d.DeviceSecret, d.IotID}
+	}
+	return out, nil
+}
+
+func (a *API) listDevices(c *call) (any, error) {
+	limit, err := c.limit()
+	if err != nil {
+		return nil, err
+	}
+	after, err := c.cursor()
+	if err != nil {
+		return nil, err
+	}
+	q := c.r.URL.Query()
+	f := registry.DeviceFilter{ProductKey: c.param("productKey"), Status: registry.Status(q.Get("status")), NamePrefix: q.Get("prefix"), After: after, Limit: limit + 1}
+	if attr := q.Get("attribute"); attr != "" {
+		k, v, ok := strings.Cut(attr, "=")
+		if !ok {
+			return nil, &badRequest{field: "attribute", msg: "attribute filter must be key=value"}
+		}
+		f.AttrKey, f.AttrValue = k, v
+	}
+	ds, err := a.reg.ListDevices(c.ctx(), c.p, f)
+	if err != nil {
+		return nil, err
+	}
+	out := deviceList{Devices: ds}
+	if len(ds) > limit {
+		out.Devices = ds[:limit]
+		out.NextCursor = encodeCursor(ds[limit-1].DeviceName)
+	}
+	return out, nil
+}
+
+func (a *API) getDevice(c *call) (any, error) {
+	return a.reg.GetDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+}
+
+func (a *API) updateDevice(c *call) (any, error) {
+	var patch registry.DevicePatch
+	if err := c.decode(&patch); err != nil {
+		return nil, err
+	}
+	return a.reg.UpdateDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), patch)
+}
+
+func (a *API) deleteDevice(c *call) (any, error) {
+	return nil, a.reg.DeleteDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+}
+
+func (a *API) setDisabled(disabled bool) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		return a.reg.SetDisabled(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), disabled)
+	}
+}
+
+func (a *API) deviceSecret(c *call) (any, error) {
+	pk, dn := c.param("productKey"), c.param("deviceName")
+	s, err := a.reg.DeviceSecret(c.ctx(), c.p, pk, dn)
+	if err != nil {
+		return nil, err
+	}
+	c.w.Header().Set("Cache-Control", "no-store")
+	return secretBody{pk, dn, s}, nil
+}
+
+// --- keys and accounts ---
+
+func (a *API) createKey(c *call) (any, error) {
+	var in keyInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	k, err := a.reg.CreateAPIKey(c.ctx(), c.p, in.Name, in.Role)
+	if err != nil {
+		return nil, err
+	}
+	return keyCreated{APIKey: k, Token: k.Token()}, nil
+}
+
+func (a *API) listKeys(c *call) (any, error) {
+	ks, err := a.reg.ListAPIKeys(c.ctx(), c.p)
+	return keyList{Keys: ks}, err
+}
+
+func (a *API) deleteKey(c *call) (any, error) {
+	return nil, a.reg.DeleteAPIKey(c.ctx(), c.p, c.param("keyId"))
+}
+
+func (a *API) selfAccount(c *call) (any, error) { return a.reg.Account(c.ctx(), c.p) }
+
+func (a *API) createAccount(c *call) (any, error) {
+	var in accountInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	acct, k, err := a.reg.CreateAccount(c.ctx(), c.p, in.Name)
+	if err != nil {
+		return nil, err
+	}
+	return accountCreated{Account: acct, AdminKey: k, Token: k.Token()}, nil
+}
+
+func (a *API) listAccounts(c *call) (any, error) {
+	as, err := a.reg.ListAccounts(c.ctx(), c.p)
+	return accountList{Accounts: as}, err
+}
+
+func (a *API) listAudit(c *call) (any, error) {
+	if a.o.Audit == nil {
+		return auditList{Entries: []audit.Entry{}}, nil
+	}
+	limit, err := c.limit()
+	if err != nil {
+		return nil, err
+	}
+	q := c.r.URL.Query()
+	f := audit.Filter{AccountID: c.p.AccountID, Action: q.Get("action"), Target: q.Get("target"), Outcome: q.Get("outcome"), Limit: limit + 1}
+	if cur := q.Get("cursor"); cur != "" {
+		n, err := strconv.ParseInt(cur, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, &badRequest{field: "cursor", msg: "cursor is not one this API handed out"}
+		}
+		f.Before = n
+	}
+	es, err := a.o.Audit.List(c.ctx(), f)
+	if err != nil {
+		return nil, err
+	}
+	out := auditList{Entries: es}
+	if len(es) > limit {
+		out.Entries = es[:limit]
+		out.NextCursor = fmt.Sprint(es[limit-1].ID)
+	}
+	return out, nil
+}
+
+var _ http.Handler = (*API)(nil)
