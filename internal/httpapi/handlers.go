@@ -83,7 +83,7 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/products/{productKey}/devices", Summary: "Create a device; the answer holds its triple", Tag: "devices", Role: operator, Body: registry.DeviceInput{}, Status: 201, Resp: registry.Device{}, h: a.createDevice},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices", Summary: "List devices", Tag: "devices", Role: readonly, Status: 200, Resp: deviceList{},
 			Query: append([]param{{"status", "string", "inactive, online, offline or disabled"}, {"prefix", "string", "DeviceName prefix"}, {"attribute", "string", "key=value an attribute must match"}}, listQ...), h: a.listDevices},
-		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, Status: 200, Resp: secretBody{}, h: a.deviceSecret},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, AuditDenied: "device.secret.read", Status: 200, Resp: secretBody{}, h: a.deviceSecret},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},

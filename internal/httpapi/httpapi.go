@@ -192,7 +192,6 @@ func (a *API) serveAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) run(rt *route, c *call) int {
-	reqID := RequestID(c.ctx())
 	if rt.Role != "" {
 		tok, ok := bearer(c.r)
 		if !ok {
@@ -209,6 +208,10 @@ func (a *API) run(rt *route, c *call) int {
 			return a.fail(c, errRateLimited)
 		}
 		if !p.Role.Allows(registry.Role(rt.Role)) {
+			if rt.AuditDenied != "" && a.o.Audit != nil {
+				a.o.Audit.Record(c.ctx(), audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: rt.AuditDenied,
+					Target: c.param("productKey") + "/" + c.param("deviceName"), Outcome: "denied", Reason: "role " + string(p.Role), Source: c.r.RemoteAddr})
+			}
 			return a.fail(c, fmt.Errorf("this call needs role %s; the key has %s: %w", rt.Role, p.Role, registry.ErrForbidden))
 		}
 		if rt.System && !p.SystemAdmin {
@@ -224,7 +227,7 @@ func (a *API) run(rt *route, c *call) int {
 		c.w.WriteHeader(rt.Status)
 		return rt.Status
 	}
-	writeJSONWithID(c.w, rt.Status, out, reqID)
+	writeJSON(c.w, rt.Status, out)
 	return rt.Status
 }
 
@@ -304,9 +307,7 @@ func writeError(w http.ResponseWriter, reqID string, status int, code, msg, fiel
 	writeJSON(w, status, errorBody{Code: code, Message: msg, Field: field, RequestID: reqID})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) { writeJSONWithID(w, status, v, "") }
-
-func writeJSONWithID(w http.ResponseWriter, status int, v any, _ string) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

@@ -19,6 +19,9 @@ type route struct {
 	Status  int // success status
 	Resp    any // response body type; nil for 204
 	Raw     string
+	// AuditDenied, when set, is the audit action recorded when a key
+	// without the role is refused.
+	AuditDenied string
 	h       func(c *call) (any, error)
 
 	segs []string
