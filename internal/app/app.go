@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/broker"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/httpapi"
@@ -42,6 +44,7 @@ type App struct {
 	reg   *registry.Service
 	audit *audit.Log
 	api   *httpapi.API
+	mqtt  *broker.Broker
 
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -91,10 +94,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		st.Close()
 		return nil, err
 	}
+	if n, err := a.reg.ResetPresence(ctx); err != nil {
+		st.Close()
+		return nil, err
+	} else if n > 0 {
+		log.Info("marked devices offline that were online when the server last stopped", "devices", n)
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.registerRegistryMetrics(metrics)
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics,
+	if a.mqtt, err = a.newBroker(cfg, metrics); err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.reg.AddObserver(a.mqtt)
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -169,11 +183,68 @@ func (a *App) registerRegistryMetrics(m *prometheus.Registry) {
 	}
 }
 
+func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*broker.Broker, error) {
+	def := config.Default()
+	addrs := map[string]*string{"mqtt_addr": &cfg.MQTTAddr, "mqtts_addr": &cfg.MQTTSAddr, "ws_addr": &cfg.WSAddr}
+	defaults := map[string]string{"mqtt_addr": def.MQTTAddr, "mqtts_addr": def.MQTTSAddr, "ws_addr": def.WSAddr}
+	for key, addr := range addrs {
+		// A default port already taken (say, by another broker on 1883)
+		// turns that listener off with a warning rather than failing a
+		// zero-configuration start; an address set on purpose must bind.
+		if *addr != "" && *addr == defaults[key] && !portFree(*addr) {
+			a.log.Warn("default listener address is in use; listener off (set --"+config.FlagName(key)+" to choose another)", "listener", key, "addr", *addr)
+			*addr = ""
+		}
+	}
+	var tlsConf *tls.Config
+	if cfg.MQTTSAddr != "" {
+		var cert tls.Certificate
+		var err error
+		if cfg.TLSCertFile != "" {
+			cert, err = tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("loading TLS certificate: %w", err)
+			}
+		} else {
+			var hosts []string
+			for _, h := range strings.Split(cfg.TLSHosts, ",") {
+				if h = strings.TrimSpace(h); h != "" {
+					hosts = append(hosts, h)
+				}
+			}
+			st, err := credential.EnsureServerTLS(filepath.Join(cfg.DataDir, "tls"), hosts)
+			if err != nil {
+				return nil, fmt.Errorf("preparing TLS certificate: %w", err)
+			}
+			cert = st.Cert
+			a.log.Info("TLS listeners use corral's local CA; devices should trust this file", "caFile", st.CAPath, "generated", st.Created)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	}
+	return broker.New(broker.Options{Registry: a.reg, Auditor: a.audit, Logger: a.log, Metrics: metrics,
+		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf})
+}
+
+func portFree(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// Broker returns the MQTT broker, for in-process use and tests.
+func (a *App) Broker() *broker.Broker { return a.mqtt }
+
 // Registry returns the registry service, for in-process use and tests.
 func (a *App) Registry() *registry.Service { return a.reg }
 
 // Start binds the listeners and serves in the background.
 func (a *App) Start(ctx context.Context) error {
+	if err := a.mqtt.Serve(); err != nil {
+		return err
+	}
 	if a.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 		if err != nil {
@@ -231,6 +302,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.httpSrv != nil {
 			err = errors.Join(err, a.httpSrv.Shutdown(ctx))
 		}
+		err = errors.Join(err, a.mqtt.Close())
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())
 		a.log.Info("stopped")

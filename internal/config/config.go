@@ -26,6 +26,15 @@ type Config struct {
 	DataDir  string `yaml:"data_dir" help:"directory for the database, keys and generated certificates"`
 	HTTPAddr string `yaml:"http_addr" help:"REST API and plain-HTTP listener address (empty: off)"`
 
+	MQTTAddr  string `yaml:"mqtt_addr" help:"MQTT over TCP listener address (empty: off)"`
+	MQTTSAddr string `yaml:"mqtts_addr" help:"MQTT over TLS listener address (empty: off)"`
+	WSAddr    string `yaml:"ws_addr" help:"MQTT over WebSocket listener address, path /mqtt (empty: off)"`
+	// TLS certificate for the MQTT TLS listener; when empty a local CA and
+	// server certificate are generated into <data-dir>/tls on first start.
+	TLSCertFile string `yaml:"tls_cert_file" help:"server certificate (PEM) for TLS listeners (default: generated)"`
+	TLSKeyFile  string `yaml:"tls_key_file" help:"server private key (PEM) for TLS listeners (default: generated)"`
+	TLSHosts    string `yaml:"tls_hosts" help:"extra comma-separated host names or IPs for the generated server certificate"`
+
 	KEK     string `yaml:"kek" help:"key-encryption key for secrets at rest: 64 hex digits or base64 of 32 bytes" secret:"true"`
 	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
 
@@ -44,6 +53,9 @@ func Default() Config {
 	return Config{
 		DataDir:           "./corral-data",
 		HTTPAddr:          ":8080",
+		MQTTAddr:          ":1883",
+		MQTTSAddr:         ":8883",
+		WSAddr:            ":8083",
 		SQLiteSynchronous: "FULL",
 		LogLevel:          "info",
 		LogFormat:         "json",
@@ -187,13 +199,16 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return bad("data_dir", "must not be empty")
 	}
-	for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}} {
+	for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"mqtt_addr", c.MQTTAddr}, {"mqtts_addr", c.MQTTSAddr}, {"ws_addr", c.WSAddr}} {
 		if a.v == "" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return bad(a.key, "%q is not host:port", a.v)
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return bad("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")
 	}
 	switch strings.ToUpper(c.SQLiteSynchronous) {
 	case "FULL", "NORMAL", "EXTRA":

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -41,6 +42,9 @@ type (
 		ProductKey   string `json:"productKey"`
 		DeviceName   string `json:"deviceName"`
 		DeviceSecret string `json:"deviceSecret"`
+	}
+	certInput struct {
+		CertificatePEM string `json:"certificatePem" doc:"the device certificate, PEM"`
 	}
 	keyInput struct {
 		Name string        `json:"name,omitempty"`
@@ -84,6 +88,8 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices", Summary: "List devices", Tag: "devices", Role: readonly, Status: 200, Resp: deviceList{},
 			Query: append([]param{{"status", "string", "inactive, online, offline or disabled"}, {"prefix", "string", "DeviceName prefix"}, {"attribute", "string", "key=value an attribute must match"}}, listQ...), h: a.listDevices},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, AuditDenied: "device.secret.read", Status: 200, Resp: secretBody{}, h: a.deviceSecret},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Bind an X.509 certificate to a device; it may then connect on the TLS listener with it", Tag: "devices", Role: operator, Body: certInput{}, Status: 200, Resp: registry.Device{}, h: a.bindCert},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Unbind a device's certificate and close a session made with it", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.unbindCert},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
@@ -98,6 +104,8 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/accounts", Summary: "Create an account and its first admin key", Tag: "accounts", Role: admin, System: true, Body: accountInput{}, Status: 201, Resp: accountCreated{}, h: a.createAccount},
 		{Method: "GET", Path: "/v1/accounts", Summary: "List accounts", Tag: "accounts", Role: admin, System: true, Status: 200, Resp: accountList{}, h: a.listAccounts},
 
+		{Method: "POST", Path: "/v1/publish", Summary: "Publish the body as an MQTT message to a device topic of the account", Tag: "messages", Role: operator, Status: 204,
+			Query: []param{{"topic", "string", "e.g. /{productKey}/{deviceName}/user/get"}, {"qos", "integer", "0 (default) or 1"}, {"retain", "boolean", "retain the message"}}, h: a.publish},
 		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
 			Query: []param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}, {"limit", "integer", "page size"}, {"cursor", "string", "nextCursor of the previous page"}}, h: a.listAudit},
 	}
@@ -345,3 +353,42 @@ func (a *API) listAudit(c *call) (any, error) {
 }
 
 var _ http.Handler = (*API)(nil)
+
+func (a *API) publish(c *call) (any, error) {
+	if a.o.Publisher == nil {
+		return nil, fmt.Errorf("no MQTT broker runs in this server: %w", registry.ErrNotFound)
+	}
+	q := c.r.URL.Query()
+	var qos byte
+	switch q.Get("qos") {
+	case "", "0":
+	case "1":
+		qos = 1
+	default:
+		return nil, &badRequest{field: "qos", msg: "qos must be 0 or 1"}
+	}
+	retain := false
+	if r := q.Get("retain"); r != "" {
+		var err error
+		if retain, err = strconv.ParseBool(r); err != nil {
+			return nil, &badRequest{field: "retain", msg: "retain must be true or false"}
+		}
+	}
+	payload, err := io.ReadAll(c.r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return nil, a.o.Publisher.PublishFor(c.ctx(), c.p.AccountID, q.Get("topic"), payload, qos, retain)
+}
+
+func (a *API) bindCert(c *call) (any, error) {
+	var in certInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return a.reg.BindCertificate(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), []byte(in.CertificatePEM))
+}
+
+func (a *API) unbindCert(c *call) (any, error) {
+	return a.reg.UnbindCertificate(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+}

@@ -37,9 +37,17 @@ type Options struct {
 	Ready        func(ctx context.Context) error // nil: always ready
 	Version      string
 	MaxBodyBytes int64
+	// Publisher publishes into the MQTT broker for HTTP publish; nil turns
+	// the route into 503.
+	Publisher Publisher
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
+}
+
+// Publisher publishes a message as an account's application.
+type Publisher interface {
+	PublishFor(ctx context.Context, accountID, topic string, payload []byte, qos byte, retain bool) error
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.

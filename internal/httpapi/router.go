@@ -22,7 +22,7 @@ type route struct {
 	// AuditDenied, when set, is the audit action recorded when a key
 	// without the role is refused.
 	AuditDenied string
-	h       func(c *call) (any, error)
+	h           func(c *call) (any, error)
 
 	segs []string
 }

@@ -142,6 +142,9 @@ type Device struct {
 	CreatedAt    time.Time         `json:"createdAt"`
 	FirstOnline  *time.Time        `json:"firstOnlineAt,omitempty"`
 	LastOnline   *time.Time        `json:"lastOnlineAt,omitempty"`
+	// CertFingerprint is the SHA-256 (hex) of the X.509 certificate the
+	// device may authenticate with on the TLS listener.
+	CertFingerprint string `json:"certificateFingerprint,omitempty"`
 
 	// SealedSecret is DeviceSecret encrypted at rest; only stores see it.
 	SealedSecret []byte `json:"-"`

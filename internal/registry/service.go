@@ -33,6 +33,7 @@ type Store interface {
 	// error wrapping ErrConflict that names the DeviceName.
 	CreateDevices(ctx context.Context, ds []Device) error
 	GetDevice(ctx context.Context, pk, dn string) (Device, error)
+	GetDeviceByFingerprint(ctx context.Context, fingerprint string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	// UpdateDevice writes nickname, attributes, status, secret-issued and
 	// online times of an existing device.
@@ -45,6 +46,8 @@ type Store interface {
 	DeleteAPIKey(ctx context.Context, id string) error
 
 	Stats(ctx context.Context) (Stats, error)
+
+	PresenceStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed
@@ -68,6 +71,9 @@ const (
 	DeviceDeleted  DeviceEventKind = "deleted"
 	DeviceEnabled  DeviceEventKind = "enabled"
 	DeviceDisabled DeviceEventKind = "disabled"
+	// DeviceCredentialsChanged: its secret or certificate changed, so a
+	// live session made with the old one must end.
+	DeviceCredentialsChanged DeviceEventKind = "credentials_changed"
 )
 
 // Observer is told about device changes made through the registry, e.g. so

@@ -191,18 +191,20 @@ func affected(res sql.Result, err error) error {
 
 // --- devices ---
 
-const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online`
+const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online, cert_fingerprint`
 
 func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 	var d registry.Device
 	var attrs string
 	var created int64
 	var first, last sql.NullInt64
-	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last); err != nil {
+	var fp sql.NullString
+	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last, &fp); err != nil {
 		return d, err
 	}
 	d.CreatedAt = fromMS(created)
 	d.FirstOnline, d.LastOnline = fromNullMS(first), fromNullMS(last)
+	d.CertFingerprint = fp.String
 	var err error
 	d.Attributes, err = parseAttrs(attrs)
 	return d, err
@@ -215,15 +217,18 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
 	for _, d := range ds {
 		_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
-			attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline))
+			attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint))
 		if isUnique(err) {
+			if strings.Contains(err.Error(), "cert_fingerprint") {
+				return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
+			}
 			if strings.Contains(err.Error(), "iot_id") {
 				return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
 			}
@@ -280,9 +285,25 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 
 // UpdateDevice implements registry.Store.
 func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ? WHERE product_key = ? AND device_name = ?`,
-		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), d.ProductKey, d.DeviceName)
+	res, err := s.w.ExecContext(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ? WHERE product_key = ? AND device_name = ?`,
+		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.ProductKey, d.DeviceName)
+	if isUnique(err) {
+		return fmt.Errorf("certificate is bound to another device: %w", registry.ErrConflict)
+	}
 	return affected(res, err)
+}
+
+// GetDeviceByFingerprint implements registry.Store.
+func (s *Store) GetDeviceByFingerprint(ctx context.Context, fp string) (registry.Device, error) {
+	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE cert_fingerprint = ?`, fp))
+	return d, notFound(err)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // DeleteDevice implements registry.Store.
@@ -393,4 +414,46 @@ func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, e
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// ApplyPresence implements registry.PresenceStore.
+func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	on, err := tx.PrepareContext(ctx, `UPDATE devices SET status = CASE WHEN status = 'disabled' THEN status ELSE 'online' END,
+		first_online = COALESCE(first_online, ?), last_online = ? WHERE product_key = ? AND device_name = ?`)
+	if err != nil {
+		return err
+	}
+	defer on.Close()
+	off, err := tx.PrepareContext(ctx, `UPDATE devices SET status = CASE WHEN status = 'online' THEN 'offline' ELSE status END,
+		last_online = ? WHERE product_key = ? AND device_name = ?`)
+	if err != nil {
+		return err
+	}
+	defer off.Close()
+	for _, p := range ps {
+		at := ms(p.At)
+		if p.Online {
+			_, err = on.ExecContext(ctx, at, at, p.ProductKey, p.DeviceName)
+		} else {
+			_, err = off.ExecContext(ctx, at, p.ProductKey, p.DeviceName)
+		}
+		if err != nil {
+			return fmt.Errorf("presence of %s/%s: %w", p.ProductKey, p.DeviceName, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// ResetPresence implements registry.PresenceStore.
+func (s *Store) ResetPresence(ctx context.Context, at time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE devices SET status = 'offline', last_online = ? WHERE status = 'online'`, ms(at))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

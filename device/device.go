@@ -1,0 +1,210 @@
+// Package device is corral's Go device SDK: it connects a device to corral
+// (or any Alibaba-compatible endpoint) with its triple (ProductKey,
+// DeviceName, DeviceSecret), computing the CONNECT signature as the Alibaba
+// Link SDKs do, and publishes, subscribes and reconnects, restoring its
+// subscriptions after a reconnect.
+package device
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/corral-iot/corral/internal/credential"
+)
+
+// Triple is a device's identity.
+type Triple struct {
+	ProductKey   string `json:"productKey"`
+	DeviceName   string `json:"deviceName"`
+	DeviceSecret string `json:"deviceSecret"`
+}
+
+// Credentials returns the MQTT clientId, username and password for a
+// triple: clientId "{pk}.{dn}|securemode=…,signmethod=…,timestamp=…|",
+// username "{dn}&{pk}", password the hex HMAC of the sign content.
+// secureMode is "2" over TLS and "3" over TCP.
+func Credentials(t Triple, signMethod, secureMode string, ts time.Time) (clientID, username, password string, err error) {
+	if signMethod == "" {
+		signMethod = "hmacsha256"
+	}
+	id := t.ProductKey + "." + t.DeviceName
+	stamp := strconv.FormatInt(ts.UnixMilli(), 10)
+	content := credential.MQTTSignContent(id, t.DeviceName, t.ProductKey, stamp)
+	password, err = credential.Sign(signMethod, t.DeviceSecret, content)
+	if err != nil {
+		return "", "", "", err
+	}
+	clientID = id + "|securemode=" + secureMode + ",signmethod=" + signMethod + ",timestamp=" + stamp + "|"
+	return clientID, t.DeviceName + "&" + t.ProductKey, password, nil
+}
+
+// Options configure a Client.
+type Options struct {
+	// Broker is the server URL: tcp://host:1883, ssl://host:8883 or ws://host:8083/mqtt.
+	Broker     string
+	Triple     Triple
+	SignMethod string      // hmacsha256 (default), hmacsha1 or hmacmd5
+	TLS        *tls.Config // for ssl:// brokers
+	KeepAlive  time.Duration
+	// CleanSession false keeps subscriptions and queued QoS 1 messages
+	// across reconnects on the server.
+	CleanSession bool
+	// Will, if set, is published by the server when the device vanishes.
+	Will *Message
+	// OnConnectionChange is told when the connection is up or down.
+	OnConnectionChange func(up bool, err error)
+	// AutoReconnect reconnects after a lost connection (default true).
+	AutoReconnect *bool
+	Now           func() time.Time
+}
+
+// Message is a published message.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+}
+
+// Handler receives messages of a subscription.
+type Handler func(Message)
+
+// Client is a device's connection to corral.
+type Client struct {
+	o  Options
+	mc paho.Client
+
+	mu   sync.Mutex
+	subs map[string]sub
+}
+
+type sub struct {
+	qos byte
+	h   Handler
+}
+
+// ErrConnect wraps a refused or failed connection.
+var ErrConnect = errors.New("device connect failed")
+
+// Connect connects a device and returns once the server accepted it.
+func Connect(ctx context.Context, o Options) (*Client, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 60 * time.Second
+	}
+	secure := "3"
+	if o.TLS != nil {
+		secure = "2"
+	}
+	c := &Client{o: o, subs: map[string]sub{}}
+	po := paho.NewClientOptions().AddBroker(o.Broker).SetKeepAlive(o.KeepAlive).SetCleanSession(o.CleanSession).
+		SetConnectRetry(false).SetOrderMatters(false).SetConnectTimeout(10 * time.Second).SetMaxReconnectInterval(10 * time.Second)
+	po.SetAutoReconnect(o.AutoReconnect == nil || *o.AutoReconnect)
+	if o.TLS != nil {
+		po.SetTLSConfig(o.TLS)
+	}
+	// Credentials are computed at every (re)connect so timestamps are fresh.
+	po.SetCredentialsProvider(func() (string, string) {
+		_, u, p, _ := Credentials(o.Triple, o.SignMethod, secure, o.Now())
+		return u, p
+	})
+	cid, _, _, err := Credentials(o.Triple, o.SignMethod, secure, o.Now())
+	if err != nil {
+		return nil, err
+	}
+	po.SetClientID(cid)
+	if o.Will != nil {
+		po.SetBinaryWill(o.Will.Topic, o.Will.Payload, o.Will.QoS, o.Will.Retain)
+	}
+	first := true
+	po.SetOnConnectHandler(func(paho.Client) {
+		c.mu.Lock()
+		again := !first
+		first = false
+		c.mu.Unlock()
+		if again {
+			c.resubscribe()
+		}
+		if o.OnConnectionChange != nil {
+			o.OnConnectionChange(true, nil)
+		}
+	})
+	po.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		if o.OnConnectionChange != nil {
+			o.OnConnectionChange(false, err)
+		}
+	})
+	c.mc = paho.NewClient(po)
+	if err := wait(ctx, c.mc.Connect()); err != nil {
+		return nil, fmt.Errorf("%w: %s/%s: %v", ErrConnect, o.Triple.ProductKey, o.Triple.DeviceName, err)
+	}
+	return c, nil
+}
+
+func wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Publish sends a message; with QoS 1 it returns once the server acknowledged it.
+func (c *Client) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
+	return wait(ctx, c.mc.Publish(topic, qos, false, payload))
+}
+
+// Subscribe subscribes to a filter; the subscription is restored after reconnects.
+func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, h Handler) error {
+	c.mu.Lock()
+	c.subs[filter] = sub{qos, h}
+	c.mu.Unlock()
+	t := c.mc.Subscribe(filter, qos, func(_ paho.Client, m paho.Message) {
+		h(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained()})
+	})
+	if err := wait(ctx, t); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	st, ok := t.(*paho.SubscribeToken)
+	if ok {
+		for _, code := range st.Result() {
+			if code >= 0x80 {
+				c.mu.Lock()
+				delete(c.subs, filter)
+				c.mu.Unlock()
+				return fmt.Errorf("subscribing to %s: %w", filter, ErrSubscriptionRefused)
+			}
+		}
+	}
+	return nil
+}
+
+// ErrSubscriptionRefused means the server answered SUBACK with a failure.
+var ErrSubscriptionRefused = errors.New("subscription refused by the server")
+
+func (c *Client) resubscribe() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for f, s := range c.subs {
+		h := s.h
+		c.mc.Subscribe(f, s.qos, func(_ paho.Client, m paho.Message) {
+			h(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained()})
+		})
+	}
+}
+
+// Connected reports whether the connection is up.
+func (c *Client) Connected() bool { return c.mc.IsConnectionOpen() }
+
+// Close disconnects cleanly (no last will is sent).
+func (c *Client) Close() { c.mc.Disconnect(250) }

@@ -1,0 +1,102 @@
+package broker
+
+import "strings"
+
+// identity is who a session belongs to.
+type identity struct {
+	app        bool   // an application client (API key), not a device
+	accountID  string // owning account
+	productKey string // devices only
+	deviceName string // devices only
+	keyID      string // application clients only
+	clientID   string // canonical session id
+}
+
+// deviceKey names a device in maps.
+func deviceKey(pk, dn string) string { return pk + "/" + dn }
+
+// devicePrefixes are the topic prefixes a device owns: it may publish and
+// subscribe under them and nowhere else.
+func devicePrefixes(pk, dn string) [4]string {
+	return [4]string{
+		"/sys/" + pk + "/" + dn + "/",
+		"/" + pk + "/" + dn + "/user/",
+		"/ext/session/" + pk + "/" + dn + "/",
+		"$aws/things/" + dn + "/",
+	}
+}
+
+// deviceMay reports whether a device may use a topic or filter. A filter
+// may hold wildcards only after the device's own prefix, so "+" and "#"
+// can never reach another device's topics.
+func deviceMay(pk, dn, topic string) bool {
+	for _, p := range devicePrefixes(pk, dn) {
+		if strings.HasPrefix(topic, p) && len(topic) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// productOfTopic returns the ProductKey segment of a device topic of any
+// device, for application clients' rights: /sys/{pk}/…, /{pk}/…,
+// /ext/session/{pk}/…. Wildcards in the ProductKey position are refused.
+func productOfTopic(topic string) (string, bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(topic, "/sys/"):
+		rest = topic[len("/sys/"):]
+	case strings.HasPrefix(topic, "/ext/session/"):
+		rest = topic[len("/ext/session/"):]
+	case strings.HasPrefix(topic, "/"):
+		rest = topic[1:]
+	default:
+		return "", false
+	}
+	pk, after, ok := strings.Cut(rest, "/")
+	if !ok || pk == "" || after == "" || strings.ContainsAny(pk, "+#") {
+		return "", false
+	}
+	return pk, true
+}
+
+// presencePrefix is where presence events are published.
+const presencePrefix = "$aws/events/presence/"
+
+// eventsPrefix is where corral publishes its own events.
+const eventsPrefix = "$corral/events/"
+
+// eventProduct reads the ProductKey from an event topic or filter:
+// $aws/events/presence/{type}/{pk}.{dn} and
+// $corral/events/{kind}/{pk}/…. ok is false for other topics; pk is ""
+// when a wildcard stands where the ProductKey would be (or nothing does),
+// so only a delivery, whose topic is concrete, can be checked.
+func eventProduct(topic string) (pk string, ok bool) {
+	var seg string
+	switch {
+	case strings.HasPrefix(topic, presencePrefix):
+		parts := strings.SplitN(topic[len(presencePrefix):], "/", 3)
+		if len(parts) < 2 {
+			return "", parts[0] == "#"
+		}
+		if len(parts) == 3 {
+			return "", false // presence topics have exactly two levels more
+		}
+		seg, _, _ = strings.Cut(parts[1], ".")
+	case strings.HasPrefix(topic, eventsPrefix):
+		parts := strings.SplitN(topic[len(eventsPrefix):], "/", 3)
+		if len(parts) < 2 {
+			return "", parts[0] == "#"
+		}
+		seg = parts[1]
+	default:
+		return "", false
+	}
+	if seg == "+" || seg == "#" {
+		return "", true
+	}
+	if seg == "" || strings.ContainsAny(seg, "+#") {
+		return "", false
+	}
+	return seg, true
+}

@@ -1,0 +1,272 @@
+// Package broker embeds corral's MQTT broker (mochi-mqtt, MQTT 3.1.1 and
+// 5) and owns everything MQTT-specific: listeners (TCP, TLS, WebSocket),
+// device and application authentication, per-device topic rights,
+// presence events, last wills held to the same rights, kicking sessions,
+// and an in-process publish/subscribe API for other capabilities. It is
+// the only package that maps errors to MQTT reason codes.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+// Registry is what the broker needs of the device registry.
+type Registry interface {
+	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
+	LookupDeviceByFingerprint(ctx context.Context, fingerprint string) (registry.Device, error)
+	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
+	RecordPresence(ctx context.Context, ps []registry.Presence) error
+}
+
+// Auditor records refused connections.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry)
+}
+
+// Options configure the broker.
+type Options struct {
+	Registry Registry
+	Auditor  Auditor // optional
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer // optional
+	Now      func() time.Time
+
+	// Listener addresses; empty turns a listener off.
+	TCPAddr string
+	TLSAddr string
+	WSAddr  string
+	// TLS is the server configuration of the TLS listener (certificate,
+	// client-certificate verification).
+	TLS *tls.Config
+
+	// Per-client tuning (see DESIGN.md): small buffers and a low pending
+	// write limit keep idle connections cheap.
+	ReadBufferSize    int
+	WriteBufferSize   int
+	MaxWritesPending  int32
+	MaxSessionExpiry  uint32
+	MaxPacketSize     uint32
+	MaxInflight       uint16
+	PresenceBatchWait time.Duration
+}
+
+// Broker is the running MQTT broker.
+type Broker struct {
+	o      Options
+	log    *slog.Logger
+	srv    *mqtt.Server
+	hook   *hook
+	m      *metrics
+	addrs  map[string]string
+	pres   *presenceWriter
+	closed sync.Once
+
+	subMu   sync.Mutex
+	nextSub int
+}
+
+// New builds the broker and binds its listeners; Serve starts it.
+func New(o Options) (*Broker, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ReadBufferSize == 0 {
+		o.ReadBufferSize = 1024
+	}
+	if o.WriteBufferSize == 0 {
+		o.WriteBufferSize = 1024
+	}
+	if o.MaxWritesPending == 0 {
+		o.MaxWritesPending = 256
+	}
+	if o.MaxSessionExpiry == 0 {
+		o.MaxSessionExpiry = 24 * 3600
+	}
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = 256 << 10
+	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = 128
+	}
+	if o.PresenceBatchWait == 0 {
+		o.PresenceBatchWait = 20 * time.Millisecond
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = o.MaxWritesPending
+	caps.MaximumSessionExpiryInterval = o.MaxSessionExpiry
+	caps.MaximumPacketSize = o.MaxPacketSize
+	caps.MaximumInflight = o.MaxInflight
+	caps.ReceiveMaximum = o.MaxInflight
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  o.ReadBufferSize,
+		ClientNetWriteBufferSize: o.WriteBufferSize,
+		InlineClient:             true,
+		Logger:                   o.Logger.With("component", "mqtt"),
+		SysTopicResendInterval:   3600,
+	})
+	b := &Broker{o: o, log: o.Logger, srv: srv, addrs: map[string]string{}}
+	b.m = newMetrics(o.Metrics)
+	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
+	b.hook = newHook(b)
+	if err := srv.AddHook(b.hook, nil); err != nil {
+		return nil, fmt.Errorf("adding broker hook: %w", err)
+	}
+	if err := b.listen(); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) listen() error {
+	add := func(id, addr string, mk func(net.Listener) any) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening for %s on %s: %w", id, addr, err)
+		}
+		b.addrs[id] = ln.Addr().String()
+		switch l := mk(ln).(type) {
+		case *netListener:
+			return b.srv.AddListener(l)
+		case *wsListener:
+			return b.srv.AddListener(l)
+		}
+		return nil
+	}
+	if err := add("tcp", b.o.TCPAddr, func(ln net.Listener) any { return &netListener{id: "tcp", proto: "tcp", ln: ln} }); err != nil {
+		return err
+	}
+	if b.o.TLSAddr != "" && b.o.TLS == nil {
+		return errors.New("the TLS listener needs a TLS configuration")
+	}
+	if err := add("tls", b.o.TLSAddr, func(ln net.Listener) any {
+		return &netListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.o.TLS)}
+	}); err != nil {
+		return err
+	}
+	return add("ws", b.o.WSAddr, func(ln net.Listener) any { return &wsListener{id: "ws", ln: ln, log: b.log} })
+}
+
+// Addr returns the bound address of a listener ("tcp", "tls", "ws"), or "".
+func (b *Broker) Addr(listener string) string { return b.addrs[listener] }
+
+// Serve starts serving on the listeners.
+func (b *Broker) Serve() error {
+	go b.pres.run()
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("starting MQTT broker: %w", err)
+	}
+	for id, a := range b.addrs {
+		b.log.Info("listening", "listener", "mqtt-"+id, "addr", a)
+	}
+	return nil
+}
+
+// Close disconnects every client, stops the listeners and flushes
+// presence to the registry.
+func (b *Broker) Close() error {
+	var err error
+	b.closed.Do(func() {
+		err = b.srv.Close()
+		b.pres.stop()
+	})
+	return err
+}
+
+// Publish publishes a message into the broker from inside corral.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+		return fmt.Errorf("publishing to %s: %w", topic, err)
+	}
+	b.m.out.Inc()
+	return nil
+}
+
+// Handler receives messages of an in-process subscription.
+type Handler func(topic string, payload []byte)
+
+// Subscribe subscribes in-process to a filter; the returned function
+// unsubscribes.
+func (b *Broker) Subscribe(filter string, h Handler) (func(), error) {
+	b.subMu.Lock()
+	b.nextSub++
+	id := b.nextSub
+	b.subMu.Unlock()
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// Kick closes a device's live session, if it has one.
+func (b *Broker) Kick(pk, dn string, reason string) bool {
+	cl := b.hook.deviceClient(pk, dn)
+	if cl == nil {
+		return false
+	}
+	b.hook.setDisconnectReason(cl, reason)
+	b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return true
+}
+
+// Connected reports whether a device has a live session.
+func (b *Broker) Connected(pk, dn string) bool { return b.hook.deviceClient(pk, dn) != nil }
+
+// DeviceChanged implements registry.Observer: a disabled or deleted
+// device loses its session at once.
+func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
+	switch kind {
+	case registry.DeviceDisabled:
+		b.Kick(d.ProductKey, d.DeviceName, "DISABLED")
+	case registry.DeviceDeleted:
+		b.Kick(d.ProductKey, d.DeviceName, "DELETED")
+	case registry.DeviceCredentialsChanged:
+		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
+	}
+}
+
+// ErrTopicNotAllowed means a topic is outside the publisher's rights; it
+// is a registry.ErrForbidden.
+var ErrTopicNotAllowed = fmt.Errorf("topic is outside the caller's rights: %w", registry.ErrForbidden)
+
+// PublishFor publishes on behalf of an account's application (HTTP
+// publish): the same rights as the account's MQTT application clients.
+func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payload []byte, qos byte, retain bool) error {
+	if topic == "" || len(topic) > 1024 || strings.ContainsAny(topic, "+#\x00") || !utf8.ValidString(topic) {
+		return &registry.ValidationError{Field: "topic", Reason: "must be a non-empty MQTT topic name without wildcards, at most 1024 bytes"}
+	}
+	if qos > 1 {
+		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
+	}
+	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
+		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)
+	}
+	return b.Publish(topic, payload, retain, qos)
+}

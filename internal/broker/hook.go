@@ -1,0 +1,462 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+// session is what the broker knows of one authenticated connection.
+type session struct {
+	id       identity
+	listener string
+	remote   string
+	reason   atomic.Value // string: why corral closed it
+}
+
+// hook plugs corral into mochi-mqtt: authentication, rights, presence.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+
+	mu       sync.RWMutex
+	sessions map[*mqtt.Client]*session
+	devices  map[string]*mqtt.Client // deviceKey -> current client
+	apps     map[string]*session     // application client id -> session
+
+	owners     sync.Map // ProductKey -> owning account id
+	ownerCount atomic.Int64
+}
+
+func newHook(b *Broker) *hook {
+	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{}}
+}
+
+func (h *hook) ID() string { return "corral" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPacketSent,
+	}, []byte{b})
+}
+
+func (h *hook) session(cl *mqtt.Client) *session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.sessions[cl]
+}
+
+func (h *hook) deviceClient(pk, dn string) *mqtt.Client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.devices[deviceKey(pk, dn)]
+}
+
+func (h *hook) setDisconnectReason(cl *mqtt.Client, r string) {
+	if s := h.session(cl); s != nil {
+		s.reason.Store(r)
+	}
+}
+
+// refusal is a refused CONNECT: the reason code, and why (for logs and audit).
+type refusal struct {
+	code   packets.Code
+	reason string
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+// OnConnect authenticates the client. Refusals are answered here with the
+// precise CONNACK code (mochi's own path can only say "bad username or
+// password"), then the connection is closed.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id, err := h.authenticate(ctx, cl, pk)
+	if err != nil {
+		var r *refusal
+		if !errors.As(err, &r) {
+			r = &refusal{code: packets.ErrServerUnavailable, reason: "internal error"}
+			h.b.log.Error("authenticating", "err", err)
+		}
+		h.b.m.authFailures.WithLabelValues(metricReason(r.reason)).Inc()
+		h.b.log.Info("connection refused", "listener", cl.Net.Listener, "remote", cl.Net.Remote, "clientId", safeClientID(pk.Connect.ClientIdentifier), "reason", r.reason)
+		if h.b.o.Auditor != nil {
+			h.b.o.Auditor.Record(ctx, audit.Entry{AccountID: id.accountID, Actor: "mqtt", Action: "mqtt.connect", Target: target(id, pk), Outcome: "refused", Reason: r.reason, Source: cl.Net.Remote})
+		}
+		h.b.srv.SendConnack(cl, connackCode(cl, r.code), false, nil)
+		return r.code
+	}
+	// Wills are held to the same rights as publishes (mochi lets wills
+	// bypass its ACL): a will outside the client's rights is dropped.
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && !h.mayPublish(ctx, id, cl.Properties.Will.TopicName) {
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		cl.Properties.Will = mqtt.Will{}
+		h.b.m.aclDenied.WithLabelValues("will").Inc()
+		h.b.log.Info("last will dropped: topic outside the client's rights", "clientId", id.clientID)
+	}
+	cl.ID = id.clientID
+	s := &session{id: id, listener: cl.Net.Listener, remote: cl.Net.Remote}
+	h.mu.Lock()
+	h.sessions[cl] = s
+	if id.app {
+		h.apps[id.clientID] = s
+	}
+	h.mu.Unlock()
+	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// connackCode gives MQTT 3.1.1 clients the matching 3.1.1 return code.
+func connackCode(cl *mqtt.Client, c packets.Code) packets.Code {
+	if cl.Properties.ProtocolVersion >= 5 {
+		return c
+	}
+	switch c {
+	case packets.ErrNotAuthorized:
+		return packets.Err3NotAuthorized
+	case packets.ErrBadUsernameOrPassword:
+		return packets.ErrMalformedUsernameOrPassword
+	case packets.ErrClientIdentifierNotValid:
+		return packets.Err3ClientIdentifierNotValid
+	case packets.ErrServerBusy, packets.ErrServerUnavailable:
+		return packets.Err3ServerUnavailable
+	}
+	return c
+}
+
+func target(id identity, pk packets.Packet) string {
+	if id.productKey != "" {
+		return deviceKey(id.productKey, id.deviceName)
+	}
+	return safeClientID(string(pk.Connect.Username))
+}
+
+// safeClientID shortens an untrusted id for logs.
+func safeClientID(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// OnConnectAuthenticate lets through what OnConnect accepted.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.session(cl) != nil
+}
+
+func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (identity, error) {
+	username := string(pk.Connect.Username)
+	password := string(pk.Connect.Password)
+	rawID := pk.Connect.ClientIdentifier
+	if len(rawID) > 256 || len(username) > 256 || len(password) > 256 {
+		return identity{}, &refusal{packets.ErrClientIdentifierNotValid, "oversized clientId, username or password"}
+	}
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok && password == "" {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			return h.authCertificate(ctx, certs[0], username)
+		}
+	}
+	if strings.Contains(username, "&") || strings.Contains(rawID, "|") {
+		return h.authDevice(ctx, cl, rawID, username, password)
+	}
+	if username == "" {
+		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "no username: devices send {deviceName}&{productKey}, applications an API key id"}
+	}
+	p, err := h.b.o.Registry.AuthenticateKey(ctx, username, password)
+	if err != nil {
+		if errors.Is(err, registry.ErrUnauthenticated) {
+			return identity{app: true, keyID: username}, &refusal{packets.ErrNotAuthorized, "bad API key"}
+		}
+		return identity{}, err
+	}
+	if rawID == "" {
+		rawID = fmt.Sprintf("%p", cl)
+	}
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+}
+
+func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {
+	cid, err := credential.ParseClientID(rawID)
+	if err != nil {
+		code := packets.ErrClientIdentifierNotValid
+		if errors.Is(err, credential.ErrUnsupportedSignMethod) {
+			code = packets.ErrBadUsernameOrPassword
+		}
+		return identity{}, &refusal{code, "clientId: " + err.Error()}
+	}
+	dn, pkey, err := credential.ParseUsername(username)
+	if err != nil {
+		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "username: " + err.Error()}
+	}
+	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}
+	if cid.AuthType != "" {
+		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + " is not supported on this listener"}
+	}
+	d, err := h.b.o.Registry.LookupDevice(ctx, pkey, dn)
+	if errors.Is(err, registry.ErrNotFound) {
+		id.accountID, _ = h.productAccount(ctx, pkey)
+		return id, &refusal{packets.ErrNotAuthorized, "unknown device"}
+	}
+	if err != nil {
+		return id, err
+	}
+	id.accountID = d.AccountID
+	if d.Status == registry.StatusDisabled {
+		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+	}
+	sign := credential.MQTTSignContent(cid.ID, dn, pkey, cid.Timestamp)
+	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
+		return id, &refusal{packets.ErrNotAuthorized, "bad signature"}
+	}
+	return id, nil
+}
+
+// authCertificate authenticates a device by the fingerprint of the client
+// certificate it presented on the TLS listener; a username, if sent, must
+// name the same device.
+func (h *hook) authCertificate(ctx context.Context, cert *x509.Certificate, username string) (identity, error) {
+	now := h.b.o.Now()
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate expired or not yet valid"}
+	}
+	d, err := h.b.o.Registry.LookupDeviceByFingerprint(ctx, credential.Fingerprint(cert.Raw))
+	if errors.Is(err, registry.ErrNotFound) {
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate not bound to a device"}
+	}
+	if err != nil {
+		return identity{}, err
+	}
+	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, clientID: d.ProductKey + "." + d.DeviceName}
+	if username != "" && username != d.DeviceName+"&"+d.ProductKey {
+		return id, &refusal{packets.ErrNotAuthorized, "certificate belongs to another device"}
+	}
+	if d.Status == registry.StatusDisabled {
+		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+	}
+	return id, nil
+}
+
+// OnACLCheck: subscriptions are checked here; publishes in OnPublish so a
+// refused publish is acknowledged and dropped (or, in MQTT 5, answered
+// with "not authorized") rather than closing a 3.1.1 connection.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write {
+		return true
+	}
+	s := h.session(cl)
+	if s == nil {
+		return false
+	}
+	// mochi asks both when subscribing (a filter) and before each
+	// delivery (a topic name matched by an approved filter); denials are
+	// counted from the SUBACK in OnSubscribed.
+	return h.maySubscribe(context.Background(), s.id, topic)
+}
+
+func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) bool {
+	if !id.app {
+		return deviceMay(id.productKey, id.deviceName, filter)
+	}
+	if pk, ok := eventProduct(filter); ok {
+		if pk == "" {
+			return true // a wildcard filter: each delivery is checked with its topic
+		}
+		acct, ok := h.productAccount(ctx, pk)
+		return ok && acct == id.accountID
+	}
+	return h.ownsTopic(ctx, id, filter)
+}
+
+func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
+	if !id.app {
+		return deviceMay(id.productKey, id.deviceName, topic)
+	}
+	return h.ownsTopic(ctx, id, topic)
+}
+
+// ownsTopic reports whether an application client's account owns the
+// product a device topic names.
+func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
+	pk, ok := productOfTopic(topic)
+	if !ok {
+		return false
+	}
+	acct, ok := h.productAccount(ctx, pk)
+	return ok && acct == id.accountID
+}
+
+// productAccount returns the account owning a product. Owners are cached:
+// a ProductKey never moves to another account, and is never reused.
+func (h *hook) productAccount(ctx context.Context, pk string) (string, bool) {
+	if v, ok := h.owners.Load(pk); ok {
+		return v.(string), true
+	}
+	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+	if err != nil {
+		return "", false
+	}
+	if h.ownerCount.Add(1) > 100000 {
+		h.owners.Clear()
+		h.ownerCount.Store(0)
+	}
+	h.owners.Store(pk, p.AccountID)
+	return p.AccountID, true
+}
+
+// OnPublish enforces publish rights and counts messages in.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.session(cl)
+	if s == nil || !h.mayPublish(context.Background(), s.id, pk.TopicName) {
+		h.b.m.aclDenied.WithLabelValues("publish").Inc()
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			return pk, packets.ErrNotAuthorized
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	h.b.m.in.Inc()
+	return pk, nil
+}
+
+// OnPacketSent counts messages out.
+func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish {
+		h.b.m.out.Inc()
+	}
+}
+
+// OnSubscribed counts refused subscriptions.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, c := range codes {
+		if c >= 0x80 {
+			h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
+			if i < len(pk.Filters) {
+				h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
+			}
+		}
+	}
+}
+
+// OnSessionEstablished marks a device online and announces it.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	s := h.session(cl)
+	if s == nil {
+		return
+	}
+	h.b.m.connections.WithLabelValues(s.listener).Inc()
+	if s.id.app {
+		return
+	}
+	key := deviceKey(s.id.productKey, s.id.deviceName)
+	h.mu.Lock()
+	h.devices[key] = cl
+	h.mu.Unlock()
+	now := h.b.o.Now()
+	h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: true, At: now})
+	h.b.publishPresence(s, "connected", "", now)
+}
+
+// OnDisconnect marks a device offline (unless a newer session of it took
+// over) and announces it.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.mu.Lock()
+	s := h.sessions[cl]
+	delete(h.sessions, cl)
+	current := false
+	if s != nil && s.id.app && h.apps[s.id.clientID] == s {
+		delete(h.apps, s.id.clientID)
+	}
+	if s != nil && !s.id.app {
+		key := deviceKey(s.id.productKey, s.id.deviceName)
+		if h.devices[key] == cl {
+			delete(h.devices, key)
+			current = true
+		}
+	}
+	h.mu.Unlock()
+	if s == nil {
+		return
+	}
+	h.b.m.connections.WithLabelValues(s.listener).Dec()
+	if s.id.app {
+		return
+	}
+	if cause := cl.StopCause(); cause != nil {
+		err = cause
+	}
+	reason := disconnectReason(s, err, current)
+	now := h.b.o.Now()
+	if current {
+		h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: false, At: now})
+	}
+	h.b.publishPresence(s, "disconnected", reason, now)
+}
+
+// disconnectReason uses AWS IoT's names for why a session ended.
+func disconnectReason(s *session, err error, current bool) string {
+	if r, ok := s.reason.Load().(string); ok && r != "" {
+		return r
+	}
+	switch {
+	case errors.Is(err, packets.ErrSessionTakenOver), !current:
+		return "DUPLICATE_CLIENTID"
+	case err == nil, errors.Is(err, packets.CodeDisconnect):
+		return "CLIENT_INITIATED_DISCONNECT"
+	case errors.Is(err, packets.ErrKeepAliveTimeout):
+		return "MQTT_KEEP_ALIVE_TIMEOUT"
+	case errors.Is(err, packets.ErrServerShuttingDown):
+		return "SERVER_INITIATED_DISCONNECT"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset"), strings.Contains(msg, "closed"):
+		return "CONNECTION_LOST"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+		return "MQTT_KEEP_ALIVE_TIMEOUT"
+	}
+	return "CONNECTION_LOST"
+}
+
+// metricReason keeps the reason label's set small.
+func metricReason(r string) string {
+	switch {
+	case strings.HasPrefix(r, "clientId"):
+		return "bad_client_id"
+	case strings.HasPrefix(r, "username"), strings.HasPrefix(r, "no username"):
+		return "bad_username"
+	case r == "unknown device":
+		return "unknown_device"
+	case r == "device disabled":
+		return "disabled"
+	case r == "bad signature":
+		return "bad_signature"
+	case r == "bad API key":
+		return "bad_api_key"
+	case strings.HasPrefix(r, "oversized"):
+		return "oversized"
+	case strings.HasPrefix(r, "certificate"):
+		return "bad_certificate"
+	case strings.HasPrefix(r, "authType"):
+		return "unsupported_auth_type"
+	}
+	return "other"
+}

@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// netListener serves MQTT on a net.Listener corral opened itself, so that
+// ":0" works and the bound address is known.
+type netListener struct {
+	id, proto string
+	ln        net.Listener
+	once      sync.Once
+}
+
+func (l *netListener) ID() string              { return l.id }
+func (l *netListener) Address() string         { return l.ln.Addr().String() }
+func (l *netListener) Protocol() string        { return l.proto }
+func (l *netListener) Init(*slog.Logger) error { return nil }
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() { l.ln.Close() })
+	closeClients(l.id)
+}
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		go establish(l.id, conn)
+	}
+}
+
+// wsListener serves MQTT over WebSocket at /mqtt.
+type wsListener struct {
+	id   string
+	ln   net.Listener
+	srv  *http.Server
+	once sync.Once
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	establish listeners.EstablishFn
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+// Init builds the HTTP server; mochi calls it before Serve and Close.
+func (l *wsListener) Init(*slog.Logger) error {
+	up := websocket.Upgrader{Subprotocols: []string{"mqtt", "mqttv3.1"}, CheckOrigin: func(*http.Request) bool { return true }}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mqtt", func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		establish := l.establish
+		l.mu.Unlock()
+		if establish == nil {
+			http.Error(w, "not serving yet", http.StatusServiceUnavailable)
+			return
+		}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if err := establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c}); err != nil {
+			l.log.Debug("websocket session ended", "err", err)
+		}
+	})
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		l.srv.Shutdown(ctx)
+	})
+	closeClients(l.id)
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	l.establish = establish
+	l.mu.Unlock()
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("websocket listener stopped", "err", err)
+	}
+}
+
+// wsConn presents the binary messages of a WebSocket as a byte stream.
+type wsConn struct {
+	net.Conn
+	ws  *websocket.Conn
+	cur io.Reader
+	wmu sync.Mutex
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.cur == nil {
+			kind, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if kind != websocket.BinaryMessage {
+				return 0, errors.New("MQTT over WebSocket needs binary messages")
+			}
+			c.cur = r
+		}
+		n, err := c.cur.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.cur = nil
+			if n == 0 {
+				continue
+			}
+			return n, nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,44 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Presence is one connect or disconnect of a device, as the broker saw it.
+type Presence struct {
+	ProductKey string
+	DeviceName string
+	Online     bool
+	At         time.Time
+}
+
+// PresenceStore is the part of the store that records presence in bulk.
+type PresenceStore interface {
+	// ApplyPresence applies changes in order in one transaction: online
+	// sets status online (unless disabled), first-online if unset and
+	// last-online; offline sets status offline (if online) and last-online.
+	// Unknown devices are skipped.
+	ApplyPresence(ctx context.Context, ps []Presence) error
+	// ResetPresence marks every online device offline; run at start, when
+	// no session can be live yet.
+	ResetPresence(ctx context.Context, at time.Time) (int64, error)
+}
+
+// RecordPresence writes a batch of presence changes.
+func (s *Service) RecordPresence(ctx context.Context, ps []Presence) error {
+	for i := range ps {
+		ps[i].At = ps[i].At.UTC().Truncate(time.Millisecond)
+	}
+	if err := s.store.ApplyPresence(ctx, ps); err != nil {
+		return fmt.Errorf("recording presence of %d devices: %w", len(ps), err)
+	}
+	return nil
+}
+
+// ResetPresence marks all online devices offline, for a node that starts
+// with no live sessions.
+func (s *Service) ResetPresence(ctx context.Context) (int64, error) {
+	return s.store.ResetPresence(ctx, s.nowUTC())
+}
