@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type hook struct {
 	apps     map[string]*session     // application client id -> session
 
 	owners     sync.Map // ProductKey -> owning account id
+	products   sync.Map // ProductKey -> productEntry
 	ownerCount atomic.Int64
 }
 
@@ -221,6 +223,22 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
+	prod, err := h.productSettings(ctx, pkey)
+	if err != nil {
+		return id, err
+	}
+	if prod.AuthType == registry.AuthX509 {
+		return id, &refusal{packets.ErrNotAuthorized, "product requires certificate authentication"}
+	}
+	if prod.ConnectWindow > 0 {
+		ts, err := strconv.ParseInt(cid.Timestamp, 10, 64)
+		if err != nil {
+			return id, &refusal{packets.ErrNotAuthorized, "timestamp missing or not milliseconds; the product checks freshness"}
+		}
+		if skew := h.b.o.Now().UnixMilli() - ts; skew > int64(prod.ConnectWindow)*1000 || -skew > int64(prod.ConnectWindow)*1000 {
+			return id, &refusal{packets.ErrNotAuthorized, "timestamp outside the product's freshness window"}
+		}
+	}
 	sign := credential.MQTTSignContent(cid.ID, dn, pkey, cid.Timestamp)
 	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
 		return id, &refusal{packets.ErrNotAuthorized, "bad signature"}
@@ -301,6 +319,32 @@ func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
 	acct, ok := h.productAccount(ctx, pk)
 	return ok && acct == id.accountID
 }
+
+type productEntry struct {
+	p  registry.Product
+	at time.Time
+}
+
+// productSettings returns a product's connect settings, cached for a few
+// seconds so a CONNECT costs one registry read (the device), not two.
+func (h *hook) productSettings(ctx context.Context, pk string) (registry.Product, error) {
+	if v, ok := h.products.Load(pk); ok && time.Since(v.(productEntry).at) < productTTL {
+		return v.(productEntry).p, nil
+	}
+	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+	if err != nil {
+		return registry.Product{}, err
+	}
+	p.ProductSecret = ""
+	if h.ownerCount.Add(1) > 100000 {
+		h.products.Clear()
+		h.ownerCount.Store(0)
+	}
+	h.products.Store(pk, productEntry{p, time.Now()})
+	return p, nil
+}
+
+const productTTL = 5 * time.Second
 
 // productAccount returns the account owning a product. Owners are cached:
 // a ProductKey never moves to another account, and is never reused.
@@ -453,6 +497,10 @@ func metricReason(r string) string {
 		return "bad_api_key"
 	case strings.HasPrefix(r, "oversized"):
 		return "oversized"
+	case strings.HasPrefix(r, "timestamp"):
+		return "stale_timestamp"
+	case strings.HasPrefix(r, "product requires"):
+		return "needs_certificate"
 	case strings.HasPrefix(r, "certificate"):
 		return "bad_certificate"
 	case strings.HasPrefix(r, "authType"):

@@ -15,6 +15,8 @@ type ProductInput struct {
 	AuthType    AuthType          `json:"authType,omitempty"`
 	DynReg      DynRegMode        `json:"dynamicRegistration,omitempty"`
 	Attributes  map[string]string `json:"attributes,omitempty"`
+	// ConnectWindow opts in to CONNECT timestamp freshness (seconds).
+	ConnectWindow int `json:"connectTimestampWindowSeconds,omitempty"`
 }
 
 // ProductPatch changes a product; nil fields stay as they are. The node
@@ -25,6 +27,8 @@ type ProductPatch struct {
 	AuthType    *AuthType          `json:"authType,omitempty"`
 	DynReg      *DynRegMode        `json:"dynamicRegistration,omitempty"`
 	Attributes  *map[string]string `json:"attributes,omitempty"`
+	// ConnectWindow opts in to (or, with 0, out of) CONNECT timestamp freshness.
+	ConnectWindow *int `json:"connectTimestampWindowSeconds,omitempty"`
 }
 
 func validateProduct(p Product) error {
@@ -49,6 +53,9 @@ func validateProduct(p Product) error {
 	default:
 		return invalid("dynamicRegistration", "must be off, whitelist or auto")
 	}
+	if p.ConnectWindow < 0 || p.ConnectWindow > 7*24*3600 {
+		return invalid("connectTimestampWindowSeconds", "must be 0 (off) to 604800 seconds")
+	}
 	return ValidateAttributes("attributes", p.Attributes)
 }
 
@@ -61,7 +68,7 @@ func (s *Service) CreateProduct(ctx context.Context, p Principal, in ProductInpu
 		return Product{}, err
 	}
 	prod := Product{AccountID: p.AccountID, Name: in.Name, Description: in.Description, NodeType: in.NodeType,
-		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, CreatedAt: s.nowUTC()}
+		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow, CreatedAt: s.nowUTC()}
 	if prod.NodeType == "" {
 		prod.NodeType = NodeDirect
 	}
@@ -159,6 +166,9 @@ func (s *Service) UpdateProduct(ctx context.Context, p Principal, pk string, pat
 		if prod.Attributes == nil {
 			prod.Attributes = map[string]string{}
 		}
+	}
+	if patch.ConnectWindow != nil {
+		prod.ConnectWindow = *patch.ConnectWindow
 	}
 	if err := validateProduct(prod); err != nil {
 		return Product{}, err

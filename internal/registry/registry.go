@@ -125,7 +125,12 @@ type Product struct {
 	AuthType      AuthType          `json:"authType"`
 	DynReg        DynRegMode        `json:"dynamicRegistration"`
 	Attributes    map[string]string `json:"attributes"`
-	CreatedAt     time.Time         `json:"createdAt"`
+	// ConnectWindow, when above zero, is how many seconds the timestamp
+	// in a device's CONNECT signature may differ from the server's clock.
+	// Zero (the default) does not check freshness: the Link SDKs sign a
+	// fixed timestamp far in the future.
+	ConnectWindow int       `json:"connectTimestampWindowSeconds"`
+	CreatedAt     time.Time `json:"createdAt"`
 }
 
 // Device is one device of a product.

@@ -100,13 +100,13 @@ func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
 
 // --- products ---
 
-const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at`
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window`
 
 func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
 	var p registry.Product
 	var attrs string
 	var created int64
-	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created}, extra...)
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return p, err
 	}
@@ -118,8 +118,8 @@ func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Pro
 
 // CreateProduct implements registry.Store.
 func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), sealed)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, sealed)
 	if isUnique(err) {
 		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
 	}
@@ -153,8 +153,8 @@ func (s *Store) ListProducts(ctx context.Context, account, after string, limit i
 
 // UpdateProduct implements registry.Store.
 func (s *Store) UpdateProduct(ctx context.Context, p registry.Product) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE products SET name = ?, description = ?, auth_type = ?, dyn_reg = ?, attributes = ? WHERE product_key = ?`,
-		p.Name, p.Description, p.AuthType, p.DynReg, attrsJSON(p.Attributes), p.ProductKey)
+	res, err := s.w.ExecContext(ctx, `UPDATE products SET name = ?, description = ?, auth_type = ?, dyn_reg = ?, attributes = ?, connect_window = ? WHERE product_key = ?`,
+		p.Name, p.Description, p.AuthType, p.DynReg, attrsJSON(p.Attributes), p.ConnectWindow, p.ProductKey)
 	return affected(res, err)
 }
 

@@ -1,0 +1,126 @@
+package credential
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseClientID(t *testing.T) {
+	tests := []struct {
+		in                   string
+		id, mode, method, ts string
+		auth                 string
+		err                  error
+	}{
+		// Link SDK C v3 (dev_sign_mqtt.c) style, with the empty trailing item.
+		{"a1PK.dev1|timestamp=2524608000000,_ss=1,_v=sdk-c-3.0.1,securemode=2,signmethod=hmacsha256,ext=3,|", "a1PK.dev1", "2", "hmacsha256", "2524608000000", "", nil},
+		// Link SDK C v4 style.
+		{"a1PK.dev1|timestamp=2524608000000,_ss=1,_v=sdk-c-4.1.0,securemode=3,signmethod=hmacsha1,ext=3|", "a1PK.dev1", "3", "hmacsha1", "2524608000000", "", nil},
+		{"dev1.a1PK|authType=register,random=123,securemode=2,signmethod=hmacmd5|", "dev1.a1PK", "2", "hmacmd5", "", "register", nil},
+		{"plain-id", "plain-id", "", "hmacsha256", "", "", nil},
+		{"x|signmethod=HmacSHA256|", "x", "", "hmacsha256", "", "", nil},
+		{"x|securemode=3,signmethod|", "", "", "", "", "", ErrMalformed},
+		{"x|securemode=3", "", "", "", "", "", ErrMalformed},
+		{"x|a=1|b", "", "", "", "", "", ErrMalformed},
+		{"x|a=1,,b=2|", "", "", "", "", "", ErrMalformed},
+		{"x|a=1,a=2|", "", "", "", "", "", ErrMalformed},
+		{"x|=1|", "", "", "", "", "", ErrMalformed},
+		{"x|signmethod=rsa|", "", "", "", "", "", ErrUnsupportedSignMethod},
+		{strings.Repeat("x", 257), "", "", "", "", "", ErrMalformed},
+	}
+	for _, tt := range tests {
+		c, err := ParseClientID(tt.in)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) {
+				t.Errorf("ParseClientID(%.40q) err = %v, want %v", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || c.ID != tt.id || c.SecureMode != tt.mode || c.SignMethod != tt.method || c.Timestamp != tt.ts || c.AuthType != tt.auth {
+			t.Errorf("ParseClientID(%q) = %+v, %v", tt.in, c, err)
+		}
+	}
+}
+
+func TestParseUsername(t *testing.T) {
+	for in, ok := range map[string]bool{"dev&pk": true, "dev&": false, "&pk": false, "devpk": false, "a&b&c": false, "": false} {
+		_, _, err := ParseUsername(in)
+		if (err == nil) != ok {
+			t.Errorf("ParseUsername(%q) = %v", in, err)
+		}
+	}
+}
+
+// Golden vectors: computed once with
+//
+//	printf '%s' "$content" | openssl dgst -<alg> -hmac "$secret"
+func TestSignGolden(t *testing.T) {
+	content := MQTTSignContent("a1PK.dev1", "dev1", "a1PK", "2524608000000")
+	if content != "clientIda1PK.dev1deviceNamedev1productKeya1PKtimestamp2524608000000" {
+		t.Fatalf("content %q", content)
+	}
+	if c := MQTTSignContent("id", "dn", "pk", ""); c != "clientIdiddeviceNamednproductKeypk" {
+		t.Fatalf("no timestamp: %q", c)
+	}
+	golden := map[string]string{
+		"hmacsha256": "9f7ce5f1def39255a2190f764e7ab054533d066201ff5410b4bf011a179a32e2",
+		"hmacsha1":   "837f9d1e50a7bec8ff2d1d0e74f3a1aa783e4003",
+		"hmacmd5":    "c2768b1274ec50b4ab4c5d680386055e",
+	}
+	for m, want := range golden {
+		got, err := Sign(m, "secret", content)
+		if got != want {
+			t.Fatalf("%s = %s, want %s", m, got, want)
+		}
+		if err != nil || !VerifyPassword(m, "secret", content, got) || !VerifyPassword(m, "secret", content, strings.ToUpper(got)) {
+			t.Fatalf("%s: %s %v", m, got, err)
+		}
+		if VerifyPassword(m, "other", content, got) || VerifyPassword(m, "secret", content+"x", got) || VerifyPassword(m, "secret", content, got[:len(got)-1]) {
+			t.Fatalf("%s: wrong input verified", m)
+		}
+	}
+}
+
+func FuzzParseClientID(f *testing.F) {
+	for _, s := range []string{"a.b|securemode=2,signmethod=hmacsha256,timestamp=1,|", "x", "x|a=1|", "|", "||", "a|b=|"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseClientID(s)
+		if err != nil {
+			return
+		}
+		if len(s) > MaxClientIDLen || strings.Contains(c.ID, "|") {
+			t.Fatalf("accepted %q as %+v", s, c)
+		}
+		if _, err := hasher(c.SignMethod); err != nil {
+			t.Fatalf("accepted signmethod %q", c.SignMethod)
+		}
+	})
+}
+
+func FuzzParseUsername(f *testing.F) {
+	f.Add("dev&pk")
+	f.Add("&&")
+	f.Fuzz(func(t *testing.T, u string) {
+		dn, pk, err := ParseUsername(u)
+		if err == nil && (dn+"&"+pk != u || dn == "" || pk == "") {
+			t.Fatalf("ParseUsername(%q) = %q, %q", u, dn, pk)
+		}
+	})
+}
+
+func FuzzVerifyPassword(f *testing.F) {
+	f.Add("hmacsha256", "secret", "content", "00")
+	f.Fuzz(func(t *testing.T, method, secret, content, password string) {
+		ok := VerifyPassword(method, secret, content, password)
+		want, err := Sign(method, secret, content)
+		if ok && (err != nil || !strings.EqualFold(want, password)) {
+			t.Fatalf("verified a wrong password")
+		}
+		if err == nil && !VerifyPassword(method, secret, content, want) {
+			t.Fatal("own signature refused")
+		}
+	})
+}
