@@ -17,6 +17,8 @@ type ProductInput struct {
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	// ConnectWindow opts in to CONNECT timestamp freshness (seconds).
 	ConnectWindow int `json:"connectTimestampWindowSeconds,omitempty"`
+	// Provisioning holds the registration settings.
+	Provisioning Provisioning `json:"provisioning,omitempty"`
 }
 
 // ProductPatch changes a product; nil fields stay as they are. The node
@@ -29,6 +31,8 @@ type ProductPatch struct {
 	Attributes  *map[string]string `json:"attributes,omitempty"`
 	// ConnectWindow opts in to (or, with 0, out of) CONNECT timestamp freshness.
 	ConnectWindow *int `json:"connectTimestampWindowSeconds,omitempty"`
+	// Provisioning replaces the registration settings as a whole.
+	Provisioning *Provisioning `json:"provisioning,omitempty"`
 }
 
 func validateProduct(p Product) error {
@@ -53,6 +57,9 @@ func validateProduct(p Product) error {
 	default:
 		return invalid("dynamicRegistration", "must be off, whitelist or auto")
 	}
+	if err := p.Provisioning.Validate(); err != nil {
+		return err
+	}
 	if p.ConnectWindow < 0 || p.ConnectWindow > 7*24*3600 {
 		return invalid("connectTimestampWindowSeconds", "must be 0 (off) to 604800 seconds")
 	}
@@ -68,7 +75,7 @@ func (s *Service) CreateProduct(ctx context.Context, p Principal, in ProductInpu
 		return Product{}, err
 	}
 	prod := Product{AccountID: p.AccountID, Name: in.Name, Description: in.Description, NodeType: in.NodeType,
-		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow, CreatedAt: s.nowUTC()}
+		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow, Provisioning: in.Provisioning, CreatedAt: s.nowUTC()}
 	if prod.NodeType == "" {
 		prod.NodeType = NodeDirect
 	}
@@ -169,6 +176,9 @@ func (s *Service) UpdateProduct(ctx context.Context, p Principal, pk string, pat
 	}
 	if patch.ConnectWindow != nil {
 		prod.ConnectWindow = *patch.ConnectWindow
+	}
+	if patch.Provisioning != nil {
+		prod.Provisioning = *patch.Provisioning
 	}
 	if err := validateProduct(prod); err != nil {
 		return Product{}, err

@@ -129,8 +129,9 @@ type Product struct {
 	// in a device's CONNECT signature may differ from the server's clock.
 	// Zero (the default) does not check freshness: the Link SDKs sign a
 	// fixed timestamp far in the future.
-	ConnectWindow int       `json:"connectTimestampWindowSeconds"`
-	CreatedAt     time.Time `json:"createdAt"`
+	ConnectWindow int          `json:"connectTimestampWindowSeconds"`
+	Provisioning  Provisioning `json:"provisioning"`
+	CreatedAt     time.Time    `json:"createdAt"`
 }
 
 // Device is one device of a product.

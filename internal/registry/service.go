@@ -48,6 +48,7 @@ type Store interface {
 	Stats(ctx context.Context) (Stats, error)
 
 	PresenceStore
+	ProvisioningStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

@@ -100,15 +100,18 @@ func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
 
 // --- products ---
 
-const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window`
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning`
 
 func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
 	var p registry.Product
-	var attrs string
+	var attrs, prov string
 	var created int64
-	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow}, extra...)
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return p, err
+	}
+	if err := json.Unmarshal([]byte(prov), &p.Provisioning); err != nil {
+		return p, fmt.Errorf("decoding provisioning settings: %w", err)
 	}
 	p.CreatedAt = fromMS(created)
 	var err error
@@ -118,8 +121,8 @@ func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Pro
 
 // CreateProduct implements registry.Store.
 func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, sealed)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), sealed)
 	if isUnique(err) {
 		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
 	}
@@ -153,8 +156,8 @@ func (s *Store) ListProducts(ctx context.Context, account, after string, limit i
 
 // UpdateProduct implements registry.Store.
 func (s *Store) UpdateProduct(ctx context.Context, p registry.Product) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE products SET name = ?, description = ?, auth_type = ?, dyn_reg = ?, attributes = ?, connect_window = ? WHERE product_key = ?`,
-		p.Name, p.Description, p.AuthType, p.DynReg, attrsJSON(p.Attributes), p.ConnectWindow, p.ProductKey)
+	res, err := s.w.ExecContext(ctx, `UPDATE products SET name = ?, description = ?, auth_type = ?, dyn_reg = ?, attributes = ?, connect_window = ?, provisioning = ? WHERE product_key = ?`,
+		p.Name, p.Description, p.AuthType, p.DynReg, attrsJSON(p.Attributes), p.ConnectWindow, provJSON(p.Provisioning), p.ProductKey)
 	return affected(res, err)
 }
 
@@ -210,35 +213,32 @@ func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 	return d, err
 }
 
-// CreateDevices implements registry.Store: one transaction, all or nothing.
+// CreateDevices implements registry.Store: all or nothing.
 func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, d := range ds {
-		_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
-			attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint))
-		if isUnique(err) {
-			if strings.Contains(err.Error(), "cert_fingerprint") {
-				return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
-			}
-			if strings.Contains(err.Error(), "iot_id") {
-				return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
-			}
-			return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrConflict)
-		}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
-			return fmt.Errorf("device %q: %w", d.DeviceName, err)
+			return err
 		}
-	}
-	return tx.Commit()
+		defer stmt.Close()
+		for _, d := range ds {
+			_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
+				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint))
+			if isUnique(err) {
+				if strings.Contains(err.Error(), "cert_fingerprint") {
+					return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
+				}
+				if strings.Contains(err.Error(), "iot_id") {
+					return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
+				}
+				return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrConflict)
+			}
+			if err != nil {
+				return fmt.Errorf("device %q: %w", d.DeviceName, err)
+			}
+		}
+		return nil
+	})
 }
 
 // GetDevice implements registry.Store.
@@ -285,7 +285,7 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 
 // UpdateDevice implements registry.Store.
 func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ? WHERE product_key = ? AND device_name = ?`,
+	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ? WHERE product_key = ? AND device_name = ?`,
 		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.ProductKey, d.DeviceName)
 	if isUnique(err) {
 		return fmt.Errorf("certificate is bound to another device: %w", registry.ErrConflict)
@@ -308,7 +308,7 @@ func nullString(s string) any {
 
 // DeleteDevice implements registry.Store.
 func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
+	res, err := s.exec(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
 	return affected(res, err)
 }
 
@@ -377,7 +377,7 @@ func (s *Store) Stats(ctx context.Context) (registry.Stats, error) {
 
 // AppendAudit implements audit.Store.
 func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		ms(e.At), e.AccountID, e.Actor, e.Action, e.Target, e.Outcome, e.Reason, e.Source)
 	return err
 }
@@ -456,4 +456,64 @@ func (s *Store) ResetPresence(ctx context.Context, at time.Time) (int64, error) 
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+func provJSON(p registry.Provisioning) string {
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// IssueSecret implements registry.ProvisioningStore.
+func (s *Store) IssueSecret(ctx context.Context, pk, dn string) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE devices SET secret_issued = 1 WHERE product_key = ? AND device_name = ? AND secret_issued = 0`, pk, dn)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// SetDeviceSecret implements registry.ProvisioningStore.
+func (s *Store) SetDeviceSecret(ctx context.Context, pk, dn string, sealed []byte) error {
+	res, err := s.exec(ctx, `UPDATE devices SET secret = ?, secret_issued = 1 WHERE product_key = ? AND device_name = ?`, sealed, pk, dn)
+	return affected(res, err)
+}
+
+// SetDeviceToken implements registry.ProvisioningStore.
+func (s *Store) SetDeviceToken(ctx context.Context, pk, dn, clientID string, hash []byte) error {
+	res, err := s.exec(ctx, `UPDATE devices SET token_client_id = ?, token_hash = ? WHERE product_key = ? AND device_name = ?`, clientID, hash, pk, dn)
+	return affected(res, err)
+}
+
+// DeviceToken implements registry.ProvisioningStore.
+func (s *Store) DeviceToken(ctx context.Context, pk, dn string) (string, []byte, error) {
+	var cid string
+	var hash []byte
+	err := s.r.QueryRowContext(ctx, `SELECT token_client_id, token_hash FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).Scan(&cid, &hash)
+	return cid, hash, notFound(err)
+}
+
+// RegistrationKey implements registry.ProvisioningStore.
+func (s *Store) RegistrationKey(ctx context.Context, pk string) ([]byte, error) {
+	var k []byte
+	err := s.r.QueryRowContext(ctx, `SELECT registration_key FROM products WHERE product_key = ?`, pk).Scan(&k)
+	return k, notFound(err)
+}
+
+// SetRegistrationKey implements registry.ProvisioningStore; it never
+// replaces a key that exists (the caller reads it back).
+func (s *Store) SetRegistrationKey(ctx context.Context, pk string, sealed []byte) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE products SET registration_key = ? WHERE product_key = ? AND registration_key IS NULL`, sealed, pk)
+	return err
+}
+
+// exec runs one statement through the group-committed writer.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }

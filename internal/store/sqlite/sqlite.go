@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // the "sqlite" driver: pure Go, so the binary stays static
@@ -35,6 +36,10 @@ type Options struct {
 type Store struct {
 	w *sql.DB
 	r *sql.DB
+
+	ops        chan writeOp
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -68,6 +73,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.startWriter()
 	return s, nil
 }
 
@@ -103,7 +109,12 @@ func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	var err error
+	s.closeOnce.Do(func() {
+		s.stopWriter()
+		err = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return err
 }
 
 func isUnique(err error) bool {

@@ -1,0 +1,116 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Group commit: writes from many goroutines are queued and run by one
+// writer, each inside its own savepoint of a shared transaction, and the
+// transaction is committed once for the whole group. Every caller still
+// gets its own result only after the commit (so a 2xx is durable), but a
+// burst of N writes costs one fsync instead of N.
+
+type writeOp struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+const maxGroup = 512
+
+var errClosed = errors.New("store is closed")
+
+func (s *Store) startWriter() {
+	s.ops = make(chan writeOp, 4096)
+	s.writerDone = make(chan struct{})
+	go s.writer()
+}
+
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	for first := range s.ops {
+		batch := []writeOp{first}
+	drain:
+		for len(batch) < maxGroup {
+			select {
+			case op, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(batch)
+	}
+}
+
+func (s *Store) commitGroup(batch []writeOp) {
+	fail := func(err error) {
+		for _, op := range batch {
+			op.done <- err
+		}
+	}
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	results := make([]error, len(batch))
+	for i, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if _, err := tx.Exec(`SAVEPOINT op`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		results[i] = op.fn(tx)
+		if results[i] != nil {
+			if _, err := tx.Exec(`ROLLBACK TO op`); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.Exec(`RELEASE op`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("committing: %w", err))
+		return
+	}
+	for i, op := range batch {
+		op.done <- results[i]
+	}
+}
+
+// write runs fn in the group-committed writer and returns its result once
+// the group is durable.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	defer func() {
+		if recover() != nil { // send on a closed queue: the store is closing
+			err = errClosed
+		}
+	}()
+	s.ops <- op
+	return <-op.done
+}
+
+func (s *Store) stopWriter() {
+	if s.ops == nil {
+		return
+	}
+	close(s.ops)
+	<-s.writerDone
+}
