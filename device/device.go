@@ -112,16 +112,14 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if o.TLS != nil {
 		po.SetTLSConfig(o.TLS)
 	}
-	// Credentials are computed at every (re)connect so timestamps are fresh.
-	po.SetCredentialsProvider(func() (string, string) {
-		_, u, p, _ := Credentials(o.Triple, o.SignMethod, secure, o.Now())
-		return u, p
-	})
-	cid, _, _, err := Credentials(o.Triple, o.SignMethod, secure, o.Now())
+	// The clientId carries the signed timestamp, and paho keeps one
+	// clientId for the life of the client, so the credentials are computed
+	// once (the Link SDKs sign a fixed timestamp for the same reason).
+	cid, user, pass, err := Credentials(o.Triple, o.SignMethod, secure, o.Now())
 	if err != nil {
 		return nil, err
 	}
-	po.SetClientID(cid)
+	po.SetClientID(cid).SetUsername(user).SetPassword(pass)
 	if o.Will != nil {
 		po.SetBinaryWill(o.Will.Topic, o.Will.Payload, o.Will.QoS, o.Will.Retain)
 	}

@@ -26,8 +26,10 @@ import (
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/store/sqlite"
+	"github.com/corral-iot/corral/internal/webhook"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/app.Version=…".
@@ -46,8 +48,13 @@ type App struct {
 	api   *httpapi.API
 	mqtt  *broker.Broker
 
-	httpSrv *http.Server
-	httpLn  net.Listener
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	httpsSrv *http.Server
+	httpsLn  net.Listener
+	tls      *tls.Config
+	prov     *provision.Service
+	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -103,12 +110,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.registerRegistryMetrics(metrics)
+	whKey := []byte(cfg.WebhookSecret)
+	if len(whKey) == 0 {
+		k, created, err := credential.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "webhook.key"))
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("webhook key: %w", err)
+		}
+		if created {
+			log.Info("generated the webhook signing key", "path", filepath.Join(cfg.DataDir, "webhook.key"))
+		}
+		whKey = k
+	}
+	a.hooks = webhook.New(webhook.Options{Secret: whKey, Logger: log})
+	a.prov = provision.New(provision.Options{Registry: a.reg, Webhooks: a.hooks, Auditor: a.audit, Logger: log,
+		RatePerIP: cfg.RegistrationRatePerIP, RatePerProduct: cfg.RegistrationRatePerPK})
 	if a.mqtt, err = a.newBroker(cfg, metrics); err != nil {
 		st.Close()
 		return nil, err
 	}
 	a.reg.AddObserver(a.mqtt)
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt,
+	a.prov.SetPublisher(a.mqtt)
+	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -185,8 +209,8 @@ func (a *App) registerRegistryMetrics(m *prometheus.Registry) {
 
 func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*broker.Broker, error) {
 	def := config.Default()
-	addrs := map[string]*string{"mqtt_addr": &cfg.MQTTAddr, "mqtts_addr": &cfg.MQTTSAddr, "ws_addr": &cfg.WSAddr}
-	defaults := map[string]string{"mqtt_addr": def.MQTTAddr, "mqtts_addr": def.MQTTSAddr, "ws_addr": def.WSAddr}
+	addrs := map[string]*string{"mqtt_addr": &cfg.MQTTAddr, "mqtts_addr": &cfg.MQTTSAddr, "ws_addr": &cfg.WSAddr, "https_addr": &a.cfg.HTTPSAddr}
+	defaults := map[string]string{"mqtt_addr": def.MQTTAddr, "mqtts_addr": def.MQTTSAddr, "ws_addr": def.WSAddr, "https_addr": def.HTTPSAddr}
 	for key, addr := range addrs {
 		// A default port already taken (say, by another broker on 1883)
 		// turns that listener off with a warning rather than failing a
@@ -197,7 +221,7 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		}
 	}
 	var tlsConf *tls.Config
-	if cfg.MQTTSAddr != "" {
+	if cfg.MQTTSAddr != "" || cfg.HTTPSAddr != "" {
 		var cert tls.Certificate
 		var err error
 		if cfg.TLSCertFile != "" {
@@ -221,8 +245,27 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	}
-	return broker.New(broker.Options{Registry: a.reg, Auditor: a.audit, Logger: a.log, Metrics: metrics,
+	a.tls = tlsConf
+	if cfg.MQTTSAddr == "" {
+		tlsConf = nil
+	}
+	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.audit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf})
+}
+
+// endpoints are what client-driven registration tells devices.
+func endpoints(cfg config.Config, b *broker.Broker) map[string]string {
+	e := map[string]string{}
+	for _, x := range []struct{ key, public, scheme, listener string }{
+		{"mqtt", cfg.PublicMQTTEndpoint, "tcp", "tcp"}, {"mqtts", cfg.PublicMQTTSEndpoint, "ssl", "tls"}} {
+		switch {
+		case x.public != "":
+			e[x.key] = x.public
+		case b.Addr(x.listener) != "":
+			e[x.key] = x.scheme + "://" + b.Addr(x.listener)
+		}
+	}
+	return e
 }
 
 func portFree(addr string) bool {
@@ -245,6 +288,19 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.mqtt.Serve(); err != nil {
 		return err
 	}
+	a.hooks.Start(4)
+	if a.cfg.HTTPSAddr != "" && a.tls != nil {
+		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("listening for HTTPS on %s: %w", a.cfg.HTTPSAddr, err)
+		}
+		httpsTLS := a.tls.Clone()
+		httpsTLS.ClientAuth = tls.NoClientCert
+		a.httpsLn = tls.NewListener(ln, httpsTLS)
+		a.httpsSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
+		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
+	}
 	if a.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 		if err != nil {
@@ -266,6 +322,14 @@ func (a *App) serve(name string, fn func() error) {
 			a.errs <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}()
+}
+
+// HTTPSAddr is the bound address of the HTTPS listener ("" when off).
+func (a *App) HTTPSAddr() string {
+	if a.httpsLn == nil {
+		return ""
+	}
+	return a.httpsLn.Addr().String()
 }
 
 // HTTPAddr is the bound address of the HTTP listener ("" when off).
@@ -302,6 +366,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.httpSrv != nil {
 			err = errors.Join(err, a.httpSrv.Shutdown(ctx))
 		}
+		if a.httpsSrv != nil {
+			err = errors.Join(err, a.httpsSrv.Shutdown(ctx))
+		}
+		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

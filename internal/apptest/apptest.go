@@ -40,11 +40,14 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(tb.TempDir(), "data")
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.HTTPSAddr = "127.0.0.1:0"
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.MQTTSAddr = "127.0.0.1:0"
 	cfg.WSAddr = "127.0.0.1:0"
 	cfg.SQLiteSynchronous = "NORMAL"
 	cfg.APIRateLimit = 0
+	cfg.RegistrationRatePerIP = 0
+	cfg.RegistrationRatePerPK = 0
 	cfg.LogLevel = "warn"
 	if lvl := os.Getenv("CORRAL_TEST_LOG"); lvl == "debug" || lvl == "info" {
 		cfg.LogLevel = lvl

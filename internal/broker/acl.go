@@ -10,6 +10,14 @@ type identity struct {
 	deviceName string // devices only
 	keyID      string // application clients only
 	clientID   string // canonical session id
+	// register is set on a dynamic-registration session: the answer to
+	// send before closing it.
+	register *registerAnswer
+}
+
+type registerAnswer struct {
+	topic   string
+	payload []byte
 }
 
 // deviceKey names a device in maps.

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -35,6 +36,14 @@ type Registry interface {
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
 }
 
+// Provisioner registers devices over MQTT (authType=register, regnwl)
+// and checks registration-free device tokens (connwl).
+type Provisioner interface {
+	Dynamic(ctx context.Context, req provision.Request) (provision.Result, error)
+	RegisterFree(ctx context.Context, req provision.Request) (provision.Result, error)
+	VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error)
+}
+
 // Auditor records refused connections.
 type Auditor interface {
 	Record(ctx context.Context, e audit.Entry)
@@ -42,11 +51,12 @@ type Auditor interface {
 
 // Options configure the broker.
 type Options struct {
-	Registry Registry
-	Auditor  Auditor // optional
-	Logger   *slog.Logger
-	Metrics  prometheus.Registerer // optional
-	Now      func() time.Time
+	Registry    Registry
+	Provisioner Provisioner // optional: MQTT dynamic registration
+	Auditor     Auditor     // optional
+	Logger      *slog.Logger
+	Metrics     prometheus.Registerer // optional
+	Now         func() time.Time
 
 	// Listener addresses; empty turns a listener off.
 	TCPAddr string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -208,8 +210,14 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "username: " + err.Error()}
 	}
 	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}
-	if cid.AuthType != "" {
-		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + " is not supported on this listener"}
+	switch cid.AuthType {
+	case "":
+	case "register", "regnwl":
+		return h.register(ctx, cl, cid, id, password)
+	case "connwl":
+		return h.connectWithToken(ctx, cid, id, password)
+	default:
+		return id, &refusal{packets.ErrNotAuthorized, "authType " + safeClientID(cid.AuthType) + " is not supported"}
 	}
 	d, err := h.b.o.Registry.LookupDevice(ctx, pkey, dn)
 	if errors.Is(err, registry.ErrNotFound) {
@@ -242,6 +250,81 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	sign := credential.MQTTSignContent(cid.ID, dn, pkey, cid.Timestamp)
 	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
 		return id, &refusal{packets.ErrNotAuthorized, "bad signature"}
+	}
+	return id, nil
+}
+
+// register runs MQTT dynamic registration: the CONNECT is accepted, the
+// answer published to the client alone on /ext/register (or /ext/regnwl),
+// and the connection closed (see OnSessionEstablished).
+func (h *hook) register(ctx context.Context, cl *mqtt.Client, cid credential.ClientID, id identity, password string) (identity, error) {
+	p := h.b.o.Provisioner
+	if p == nil {
+		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + ": registration over MQTT is off"}
+	}
+	req := provision.Request{Path: provision.PathMQTT, ProductKey: id.productKey, DeviceName: id.deviceName,
+		Random: cid.Random, Sign: password, SignMethod: cid.SignMethod, Source: cl.Net.Remote}
+	var topic string
+	var payload any
+	if cid.AuthType == "regnwl" {
+		req.Path = provision.PathMQTTNoPre
+		res, err := p.RegisterFree(ctx, req)
+		if err != nil {
+			return id, registrationRefusal(err)
+		}
+		topic, payload = "/ext/regnwl", map[string]string{"clientId": res.ClientID, "productKey": id.productKey, "deviceName": id.deviceName, "deviceToken": res.DeviceToken}
+		id.accountID = res.Device.AccountID
+	} else {
+		res, err := p.Dynamic(ctx, req)
+		if err != nil {
+			return id, registrationRefusal(err)
+		}
+		topic, payload = "/ext/register", map[string]string{"productKey": id.productKey, "deviceName": id.deviceName, "deviceSecret": res.Device.DeviceSecret}
+		id.accountID = res.Device.AccountID
+	}
+	data, _ := json.Marshal(payload)
+	id.register = &registerAnswer{topic: topic, payload: data}
+	id.clientID = "register:" + id.productKey + "." + id.deviceName + ":" + fmt.Sprintf("%p", cl)
+	return id, nil
+}
+
+// registrationRefusal maps a refused registration to its CONNACK code.
+func registrationRefusal(err error) *refusal {
+	code := packets.ErrNotAuthorized
+	switch {
+	case errors.Is(err, provision.ErrRateLimited):
+		code = packets.ErrServerBusy
+	case errors.Is(err, provision.ErrInvalid):
+		code = packets.ErrBadUsernameOrPassword
+	case errors.Is(err, provision.ErrInternal):
+		code = packets.ErrServerUnavailable
+	}
+	return &refusal{code, "registration: " + err.Error()}
+}
+
+// connectWithToken authenticates a registration-free device (connwl).
+func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id identity, token string) (identity, error) {
+	p := h.b.o.Provisioner
+	if p == nil {
+		return id, &refusal{packets.ErrNotAuthorized, "authType connwl: registration over MQTT is off"}
+	}
+	d, err := h.b.o.Registry.LookupDevice(ctx, id.productKey, id.deviceName)
+	if errors.Is(err, registry.ErrNotFound) {
+		return id, &refusal{packets.ErrNotAuthorized, "unknown device"}
+	}
+	if err != nil {
+		return id, err
+	}
+	id.accountID = d.AccountID
+	if d.Status == registry.StatusDisabled {
+		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+	}
+	ok, err := p.VerifyToken(ctx, id.productKey, id.deviceName, cid.ID, token)
+	if err != nil {
+		return id, err
+	}
+	if !ok {
+		return id, &refusal{packets.ErrNotAuthorized, "bad device token"}
 	}
 	return id, nil
 }
@@ -289,6 +372,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) bool {
+	if id.register != nil {
+		return false
+	}
 	if !id.app {
 		return deviceMay(id.productKey, id.deviceName, filter)
 	}
@@ -303,6 +389,9 @@ func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) boo
 }
 
 func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
+	if id.register != nil {
+		return false
+	}
 	if !id.app {
 		return deviceMay(id.productKey, id.deviceName, topic)
 	}
@@ -406,6 +495,14 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if s == nil {
 		return
 	}
+	if r := s.id.register; r != nil {
+		// The registration answer goes to this client alone, then the
+		// connection ends: it has no other rights.
+		cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: r.topic, Payload: r.payload})
+		s.reason.Store("REGISTERED")
+		h.b.srv.DisconnectClient(cl, packets.CodeDisconnect)
+		return
+	}
 	h.b.m.connections.WithLabelValues(s.listener).Inc()
 	if s.id.app {
 		return
@@ -429,7 +526,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	if s != nil && s.id.app && h.apps[s.id.clientID] == s {
 		delete(h.apps, s.id.clientID)
 	}
-	if s != nil && !s.id.app {
+	if s != nil && !s.id.app && s.id.register == nil {
 		key := deviceKey(s.id.productKey, s.id.deviceName)
 		if h.devices[key] == cl {
 			delete(h.devices, key)
@@ -438,6 +535,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	}
 	h.mu.Unlock()
 	if s == nil {
+		return
+	}
+	if s.id.register != nil {
 		return
 	}
 	h.b.m.connections.WithLabelValues(s.listener).Dec()
@@ -497,6 +597,10 @@ func metricReason(r string) string {
 		return "bad_api_key"
 	case strings.HasPrefix(r, "oversized"):
 		return "oversized"
+	case strings.HasPrefix(r, "registration"):
+		return "registration_refused"
+	case r == "bad device token":
+		return "bad_token"
 	case strings.HasPrefix(r, "timestamp"):
 		return "stale_timestamp"
 	case strings.HasPrefix(r, "product requires"):

@@ -26,6 +26,7 @@ type Config struct {
 	DataDir  string `yaml:"data_dir" help:"directory for the database, keys and generated certificates"`
 	HTTPAddr string `yaml:"http_addr" help:"REST API and plain-HTTP listener address (empty: off)"`
 
+	HTTPSAddr string `yaml:"https_addr" help:"HTTPS listener address: the API and dynamic registration over TLS (empty: off)"`
 	MQTTAddr  string `yaml:"mqtt_addr" help:"MQTT over TCP listener address (empty: off)"`
 	MQTTSAddr string `yaml:"mqtts_addr" help:"MQTT over TLS listener address (empty: off)"`
 	WSAddr    string `yaml:"ws_addr" help:"MQTT over WebSocket listener address, path /mqtt (empty: off)"`
@@ -37,6 +38,14 @@ type Config struct {
 
 	KEK     string `yaml:"kek" help:"key-encryption key for secrets at rest: 64 hex digits or base64 of 32 bytes" secret:"true"`
 	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
+
+	// Registration.
+	DynRegPlainHTTP       bool    `yaml:"dynreg_plain_http" help:"also serve /auth/register/device on the plain HTTP listener"`
+	RegistrationRatePerIP float64 `yaml:"registration_rate_per_ip" help:"registrations per second allowed from one address, burst twice that (0: no limit)"`
+	RegistrationRatePerPK float64 `yaml:"registration_rate_per_product" help:"registrations per second allowed per product, burst twice that (0: no limit)"`
+	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
+	PublicMQTTSEndpoint   string  `yaml:"public_mqtts_endpoint" help:"MQTT over TLS URL handed to devices (default: from the listener)"`
+	WebhookSecret         string  `yaml:"webhook_secret" help:"key that signs outbound webhook calls (default: <data-dir>/webhook.key, generated)" secret:"true"`
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
@@ -51,17 +60,21 @@ type Config struct {
 // Default returns the configuration `corral serve` runs with when nothing is set.
 func Default() Config {
 	return Config{
-		DataDir:           "./corral-data",
-		HTTPAddr:          ":8080",
-		MQTTAddr:          ":1883",
-		MQTTSAddr:         ":8883",
-		WSAddr:            ":8083",
-		SQLiteSynchronous: "FULL",
-		LogLevel:          "info",
-		LogFormat:         "json",
-		ShutdownTimeout:   15 * time.Second,
-		MaxBodyBytes:      4 << 20,
-		APIRateLimit:      500,
+		DataDir:               "./corral-data",
+		HTTPAddr:              ":8080",
+		HTTPSAddr:             ":8443",
+		MQTTAddr:              ":1883",
+		MQTTSAddr:             ":8883",
+		WSAddr:                ":8083",
+		SQLiteSynchronous:     "FULL",
+		LogLevel:              "info",
+		LogFormat:             "json",
+		ShutdownTimeout:       15 * time.Second,
+		MaxBodyBytes:          4 << 20,
+		APIRateLimit:          500,
+		DynRegPlainHTTP:       true,
+		RegistrationRatePerIP: 100,
+		RegistrationRatePerPK: 10000,
 	}
 }
 
@@ -199,7 +212,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return bad("data_dir", "must not be empty")
 	}
-	for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"mqtt_addr", c.MQTTAddr}, {"mqtts_addr", c.MQTTSAddr}, {"ws_addr", c.WSAddr}} {
+	for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"https_addr", c.HTTPSAddr}, {"mqtt_addr", c.MQTTAddr}, {"mqtts_addr", c.MQTTSAddr}, {"ws_addr", c.WSAddr}} {
 		if a.v == "" {
 			continue
 		}
@@ -227,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown_timeout", "must be positive")
+	}
+	if c.RegistrationRatePerIP < 0 || c.RegistrationRatePerPK < 0 {
+		return bad("registration_rate_per_ip", "rates must not be negative")
 	}
 	if c.APIRateLimit < 0 {
 		return bad("api_rate_limit", "must not be negative")

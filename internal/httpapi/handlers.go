@@ -106,6 +106,8 @@ func (a *API) table() []*route {
 
 		{Method: "POST", Path: "/v1/publish", Summary: "Publish the body as an MQTT message to a device topic of the account", Tag: "messages", Role: operator, Status: 204,
 			Query: []param{{"topic", "string", "e.g. /{productKey}/{deviceName}/user/get"}, {"qos", "integer", "0 (default) or 1"}, {"retain", "boolean", "retain the message"}}, h: a.publish},
+		{Method: "POST", Path: "/v1/register", Summary: "Client-driven registration: a device presents its id, metadata and token and gets its triple and endpoints", Tag: "registration", Body: clientRegisterInput{}, Status: 200, Resp: clientRegistered{}, h: a.clientRegister},
+		{Method: "GET", Path: "/v1/products/{productKey}/registration-key", Summary: "The product's key for client-driven registration tokens (created on first read; admins; audited)", Tag: "registration", Role: admin, Status: 200, Resp: registrationKey{}, h: a.registrationKey},
 		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
 			Query: []param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}, {"limit", "integer", "page size"}, {"cursor", "string", "nextCursor of the previous page"}}, h: a.listAudit},
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -40,6 +41,12 @@ type Options struct {
 	// Publisher publishes into the MQTT broker for HTTP publish; nil turns
 	// the route into 503.
 	Publisher Publisher
+	// Provisioner serves device registration (/auth/register/device,
+	// /v1/register); nil turns those off.
+	Provisioner Provisioner
+	// DynRegPlainHTTP serves /auth/register/device on this handler; the
+	// HTTPS listener always serves it.
+	DynRegPlainHTTP bool
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -101,6 +108,15 @@ func New(o Options) (*API, error) {
 		w.Write(a.openapi)
 	})
 	a.mux.HandleFunc("/v1/", a.serveAPI)
+	if o.Provisioner != nil {
+		a.mux.HandleFunc("/auth/register/device", func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS == nil && !a.o.DynRegPlainHTTP {
+				writeError(w, RequestID(r.Context()), http.StatusNotFound, "not_found", "dynamic registration is served on the HTTPS listener only", "")
+				return
+			}
+			a.dynamicRegister(w, r)
+		})
+	}
 	return a, nil
 }
 
@@ -299,6 +315,15 @@ func (a *API) fail(c *call, err error) int {
 		status, code = 404, "not_found"
 	case errors.Is(err, registry.ErrConflict):
 		status, code = 409, "already_exists"
+	case errors.As(err, new(*provision.Error)):
+		status = registrationStatus(err)
+		code = "registration_refused"
+		if status == 500 {
+			code = "internal"
+		}
+		if status == 429 {
+			c.w.Header().Set("Retry-After", "1")
+		}
 	case errors.Is(err, errRateLimited):
 		status, code = 429, "rate_limited"
 		c.w.Header().Set("Retry-After", "1")
