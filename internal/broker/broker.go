@@ -9,6 +9,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,6 @@ import (
 type Registry interface {
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
-	LookupDeviceByFingerprint(ctx context.Context, fingerprint string) (registry.Device, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
 }
@@ -42,6 +42,7 @@ type Provisioner interface {
 	Dynamic(ctx context.Context, req provision.Request) (provision.Result, error)
 	RegisterFree(ctx context.Context, req provision.Request) (provision.Result, error)
 	VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error)
+	AuthenticateCertificate(ctx context.Context, cert *x509.Certificate, source string) (registry.Device, error)
 }
 
 // Auditor records refused connections.

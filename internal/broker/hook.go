@@ -174,7 +174,7 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	if tc, ok := cl.Net.Conn.(*tls.Conn); ok && password == "" {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			return h.authCertificate(ctx, certs[0], username)
+			return h.authCertificate(ctx, cl, certs[0], username)
 		}
 	}
 	if strings.Contains(username, "&") || strings.Contains(rawID, "|") {
@@ -329,19 +329,26 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 	return id, nil
 }
 
-// authCertificate authenticates a device by the fingerprint of the client
-// certificate it presented on the TLS listener; a username, if sent, must
-// name the same device.
-func (h *hook) authCertificate(ctx context.Context, cert *x509.Certificate, username string) (identity, error) {
-	now := h.b.o.Now()
-	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate expired or not yet valid"}
+// authCertificate authenticates a device by the client certificate it
+// presented on the TLS listener: bound to a device, or signed by a
+// registered CA (just-in-time registration or provisioning). A username,
+// if sent, must name the same device.
+func (h *hook) authCertificate(ctx context.Context, cl *mqtt.Client, cert *x509.Certificate, username string) (identity, error) {
+	if h.b.o.Provisioner == nil {
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate authentication is off"}
 	}
-	d, err := h.b.o.Registry.LookupDeviceByFingerprint(ctx, credential.Fingerprint(cert.Raw))
-	if errors.Is(err, registry.ErrNotFound) {
+	d, err := h.b.o.Provisioner.AuthenticateCertificate(ctx, cert, cl.Net.Remote)
+	switch {
+	case err == nil:
+	case errors.Is(err, provision.ErrCertPending):
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate pending activation (JITR)"}
+	case errors.Is(err, provision.ErrCertRevoked):
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate revoked"}
+	case errors.Is(err, provision.ErrCertUnknown), errors.Is(err, registry.ErrNotFound):
 		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate not bound to a device"}
-	}
-	if err != nil {
+	case errors.Is(err, provision.ErrCertInvalid):
+		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate expired, not yet valid or unusable"}
+	default:
 		return identity{}, err
 	}
 	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, clientID: d.ProductKey + "." + d.DeviceName}

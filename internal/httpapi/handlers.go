@@ -46,6 +46,15 @@ type (
 	certInput struct {
 		CertificatePEM string `json:"certificatePem" doc:"the device certificate, PEM"`
 	}
+	regCode struct {
+		RegistrationCode string `json:"registrationCode"`
+	}
+	caList struct {
+		CAs []registry.CA `json:"cas"`
+	}
+	certList struct {
+		Certificates []registry.Certificate `json:"certificates"`
+	}
 	keyInput struct {
 		Name string        `json:"name,omitempty"`
 		Role registry.Role `json:"role,omitempty" doc:"admin, operator or readonly (default)"`
@@ -108,6 +117,14 @@ func (a *API) table() []*route {
 			Query: []param{{"topic", "string", "e.g. /{productKey}/{deviceName}/user/get"}, {"qos", "integer", "0 (default) or 1"}, {"retain", "boolean", "retain the message"}}, h: a.publish},
 		{Method: "POST", Path: "/v1/register", Summary: "Client-driven registration: a device presents its id, metadata and token and gets its triple and endpoints", Tag: "registration", Body: clientRegisterInput{}, Status: 200, Resp: clientRegistered{}, h: a.clientRegister},
 		{Method: "GET", Path: "/v1/products/{productKey}/registration-key", Summary: "The product's key for client-driven registration tokens (created on first read; admins; audited)", Tag: "registration", Role: admin, Status: 200, Resp: registrationKey{}, h: a.registrationKey},
+		{Method: "GET", Path: "/v1/cas/registration-code", Summary: "The account's code for CA proof of possession: sign a verification certificate with this Common Name", Tag: "x509", Role: admin, Status: 200, Resp: regCode{}, h: a.caCode},
+		{Method: "POST", Path: "/v1/cas", Summary: "Register a CA certificate (with a verification certificate as proof of possession) for just-in-time registration or provisioning", Tag: "x509", Role: admin, Body: registry.CAInput{}, Status: 201, Resp: registry.CA{}, h: a.registerCA},
+		{Method: "GET", Path: "/v1/cas", Summary: "List the account's CAs", Tag: "x509", Role: readonly, Status: 200, Resp: caList{}, h: a.listCAs},
+		{Method: "POST", Path: "/v1/cas/{caId}:revoke", Summary: "Revoke a CA: certificates it signed no longer connect", Tag: "x509", Role: admin, Status: 200, Resp: registry.CA{}, h: a.revokeCA},
+		{Method: "GET", Path: "/v1/certificates", Summary: "List device certificates from registered CAs", Tag: "x509", Role: readonly, Status: 200, Resp: certList{},
+			Query: []param{{"status", "string", "pending, active or revoked"}}, h: a.listCerts},
+		{Method: "POST", Path: "/v1/certificates/{fingerprint}:activate", Summary: "Activate a pending (JITR) certificate: its device is created and may connect", Tag: "x509", Role: operator, Status: 200, Resp: registry.Certificate{}, h: a.setCert(registry.CertActive)},
+		{Method: "POST", Path: "/v1/certificates/{fingerprint}:revoke", Summary: "Revoke a device certificate and close its session", Tag: "x509", Role: operator, Status: 200, Resp: registry.Certificate{}, h: a.setCert(registry.CertRevoked)},
 		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
 			Query: []param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}, {"limit", "integer", "page size"}, {"cursor", "string", "nextCursor of the previous page"}}, h: a.listAudit},
 	}
@@ -393,4 +410,41 @@ func (a *API) bindCert(c *call) (any, error) {
 
 func (a *API) unbindCert(c *call) (any, error) {
 	return a.reg.UnbindCertificate(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+}
+
+func (a *API) caCode(c *call) (any, error) {
+	code, err := a.reg.CARegistrationCode(c.ctx(), c.p)
+	return regCode{code}, err
+}
+
+func (a *API) registerCA(c *call) (any, error) {
+	var in registry.CAInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return a.reg.RegisterCA(c.ctx(), c.p, in)
+}
+
+func (a *API) listCAs(c *call) (any, error) {
+	cas, err := a.reg.ListCAs(c.ctx(), c.p)
+	return caList{cas}, err
+}
+
+func (a *API) revokeCA(c *call) (any, error) { return a.reg.RevokeCA(c.ctx(), c.p, c.param("caId")) }
+
+func (a *API) listCerts(c *call) (any, error) {
+	st := registry.CertStatus(c.r.URL.Query().Get("status"))
+	switch st {
+	case "", registry.CertActive, registry.CertPending, registry.CertRevoked:
+	default:
+		return nil, &badRequest{field: "status", msg: "status must be pending, active or revoked"}
+	}
+	cs, err := a.reg.ListCertificates(c.ctx(), c.p, st)
+	return certList{cs}, err
+}
+
+func (a *API) setCert(st registry.CertStatus) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		return a.reg.SetCertificateStatus(c.ctx(), c.p, c.param("fingerprint"), st)
+	}
 }

@@ -305,7 +305,7 @@ func (a *API) fail(c *call, err error) int {
 		status, code, msg = 413, "payload_too_large", fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
 	case errors.Is(err, registry.ErrTooLarge):
 		status, code = 413, "payload_too_large"
-	case errors.Is(err, registry.ErrInvalid):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrProofOfPossession):
 		status, code = 400, "invalid_argument"
 	case errors.Is(err, registry.ErrUnauthenticated):
 		status, code, msg = 401, "unauthenticated", "missing, unknown or wrong API key; send 'Authorization: Bearer {keyId}.{secret}'"

@@ -75,6 +75,8 @@ type Service struct {
 	pubMu sync.RWMutex
 	pub   Publisher
 
+	cas caCache
+
 	limMu    sync.Mutex
 	ipLims   map[string]*rate.Limiter
 	prodLims map[string]*rate.Limiter
@@ -117,6 +119,7 @@ const (
 	PathMQTTNoPre   Path = "mqtt-regnwl"  // authType=regnwl
 	PathClient      Path = "client"       // POST /v1/register
 	PathSubRegister Path = "sub-register" // thing.sub.register (gateways)
+	PathCertificate Path = "certificate"  // JITR/JITP on the TLS listener
 )
 
 // Request is one registration attempt.

@@ -49,6 +49,7 @@ type Store interface {
 
 	PresenceStore
 	ProvisioningStore
+	CAStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

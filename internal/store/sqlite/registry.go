@@ -517,3 +517,114 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	})
 	return res, err
 }
+
+// --- X.509 ---
+
+const caCols = `id, account_id, fingerprint, pem, subject, status, mode, template, created_at`
+
+func scanCA(sc interface{ Scan(...any) error }) (registry.CA, error) {
+	var ca registry.CA
+	var tmpl string
+	var created int64
+	if err := sc.Scan(&ca.ID, &ca.AccountID, &ca.Fingerprint, &ca.PEM, &ca.Subject, &ca.Status, &ca.Mode, &tmpl, &created); err != nil {
+		return ca, err
+	}
+	ca.CreatedAt = fromMS(created)
+	return ca, json.Unmarshal([]byte(tmpl), &ca.Template)
+}
+
+// CreateCA implements registry.CAStore.
+func (s *Store) CreateCA(ctx context.Context, ca registry.CA) error {
+	tmpl, _ := json.Marshal(ca.Template)
+	_, err := s.exec(ctx, `INSERT INTO cas(`+caCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ca.ID, ca.AccountID, ca.Fingerprint, ca.PEM, ca.Subject, ca.Status, ca.Mode, string(tmpl), ms(ca.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("CA certificate registered already: %w", registry.ErrConflict)
+	}
+	return err
+}
+
+// GetCA implements registry.CAStore.
+func (s *Store) GetCA(ctx context.Context, id string) (registry.CA, error) {
+	ca, err := scanCA(s.r.QueryRowContext(ctx, `SELECT `+caCols+` FROM cas WHERE id = ?`, id))
+	return ca, notFound(err)
+}
+
+// ListCAs implements registry.CAStore.
+func (s *Store) ListCAs(ctx context.Context, account string) ([]registry.CA, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+caCols+` FROM cas WHERE ? = '' OR account_id = ? ORDER BY created_at, id`, account, account)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.CA{}
+	for rows.Next() {
+		ca, err := scanCA(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ca)
+	}
+	return out, rows.Err()
+}
+
+// SetCAStatus implements registry.CAStore.
+func (s *Store) SetCAStatus(ctx context.Context, id string, st registry.CertStatus) error {
+	res, err := s.exec(ctx, `UPDATE cas SET status = ? WHERE id = ?`, st, id)
+	return affected(res, err)
+}
+
+// RegistrationCode implements registry.CAStore.
+func (s *Store) RegistrationCode(ctx context.Context, account string) (string, error) {
+	var code string
+	err := s.r.QueryRowContext(ctx, `SELECT code FROM registration_codes WHERE account_id = ?`, account).Scan(&code)
+	return code, notFound(err)
+}
+
+// SetRegistrationCode implements registry.CAStore.
+func (s *Store) SetRegistrationCode(ctx context.Context, account, code string) error {
+	_, err := s.exec(ctx, `INSERT INTO registration_codes(account_id, code) VALUES (?, ?) ON CONFLICT(account_id) DO UPDATE SET code = excluded.code`, account, code)
+	return err
+}
+
+const certCols = `fingerprint, account_id, ca_id, product_key, device_name, subject, status, created_at`
+
+func scanCert(sc interface{ Scan(...any) error }) (registry.Certificate, error) {
+	var c registry.Certificate
+	var created int64
+	err := sc.Scan(&c.Fingerprint, &c.AccountID, &c.CAID, &c.ProductKey, &c.DeviceName, &c.Subject, &c.Status, &created)
+	c.CreatedAt = fromMS(created)
+	return c, err
+}
+
+// PutCertificate implements registry.CAStore.
+func (s *Store) PutCertificate(ctx context.Context, c registry.Certificate) error {
+	_, err := s.exec(ctx, `INSERT INTO certificates(`+certCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(fingerprint) DO UPDATE SET status = excluded.status, product_key = excluded.product_key, device_name = excluded.device_name`,
+		c.Fingerprint, c.AccountID, c.CAID, c.ProductKey, c.DeviceName, c.Subject, c.Status, ms(c.CreatedAt))
+	return err
+}
+
+// GetCertificate implements registry.CAStore.
+func (s *Store) GetCertificate(ctx context.Context, fp string) (registry.Certificate, error) {
+	c, err := scanCert(s.r.QueryRowContext(ctx, `SELECT `+certCols+` FROM certificates WHERE fingerprint = ?`, fp))
+	return c, notFound(err)
+}
+
+// ListCertificates implements registry.CAStore.
+func (s *Store) ListCertificates(ctx context.Context, account string, st registry.CertStatus) ([]registry.Certificate, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+certCols+` FROM certificates WHERE account_id = ? AND (? = '' OR status = ?) ORDER BY created_at`, account, st, st)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.Certificate{}
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
