@@ -3,9 +3,13 @@ package app_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +38,8 @@ type proc struct {
 	url     string
 	logs    *syncBuffer
 	scanned chan struct{}
+	// listeners maps listener names from the logs to bound addresses.
+	listeners map[string]string
 }
 
 type syncBuffer struct {
@@ -68,6 +74,8 @@ func startBinary(t *testing.T, bin, dataDir string) *proc {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := &proc{cmd: cmd, logs: &syncBuffer{}}
 	found := make(chan string, 1)
+	var lmu sync.Mutex
+	p.listeners = map[string]string{}
 	scanned := make(chan struct{})
 	p.scanned = scanned
 	go func() {
@@ -77,8 +85,13 @@ func startBinary(t *testing.T, bin, dataDir string) *proc {
 			line := sc.Text()
 			p.logs.WriteString(line + "\n")
 			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" && m["listener"] == "http" {
-				found <- m["addr"].(string)
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
+				lmu.Lock()
+				p.listeners[m["listener"].(string)] = m["addr"].(string)
+				lmu.Unlock()
+				if m["listener"] == "http" {
+					found <- m["addr"].(string)
+				}
 			}
 		}
 		io.Copy(io.Discard, stderr)
@@ -183,4 +196,155 @@ func TestGracefulShutdown(t *testing.T) {
 	if !strings.Contains(p.logs.String(), `"stopped"`) {
 		t.Fatalf("no stop log:\n%s", p.logs)
 	}
+}
+
+// TestKill9DuringRegistrationBurst registers devices from 8 goroutines,
+// kills the server with SIGKILL mid-burst, restarts it, and checks that
+// every device that received a secret connects with it.
+func TestKill9DuringRegistrationBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	p := startBinary(t, bin, dir)
+	keyData, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
+	key := strings.TrimSpace(string(keyData))
+	st, body := call(t, key, "POST", p.url+"/v1/products", `{"name":"burst","dynamicRegistration":"auto"}`)
+	if st != 201 {
+		t.Fatalf("%d %s", st, body)
+	}
+	var prod struct{ ProductKey, ProductSecret string }
+	json.Unmarshal(body, &prod)
+
+	var mu sync.Mutex
+	secrets := map[string]string{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				dn := fmt.Sprintf("burst-%d-%05d", w, i)
+				m := hmac.New(sha256.New, []byte(prod.ProductSecret))
+				m.Write([]byte("deviceName" + dn + "productKey" + prod.ProductKey + "random" + "r"))
+				form := "productKey=" + prod.ProductKey + "&deviceName=" + dn + "&random=r&signMethod=hmacsha256&sign=" + hex.EncodeToString(m.Sum(nil))
+				resp, err := http.Post(p.url+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(form))
+				if err != nil {
+					return // the server died
+				}
+				var r struct {
+					Code int
+					Data struct{ DeviceSecret string }
+				}
+				json.NewDecoder(resp.Body).Decode(&r)
+				resp.Body.Close()
+				if r.Code == 200 {
+					mu.Lock()
+					secrets[dn] = r.Data.DeviceSecret
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	time.Sleep(700 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	close(stop)
+	wg.Wait()
+	if len(secrets) < 20 {
+		t.Fatalf("only %d registrations before the kill", len(secrets))
+	}
+
+	p2 := startBinary(t, bin, dir)
+	mqttAddr := p2.listeners["mqtt-tcp"]
+	for dn, secret := range secrets {
+		if err := mqttConnect(mqttAddr, prod.ProductKey, dn, secret); err != nil {
+			t.Fatalf("%s received a secret before the kill but cannot connect after restart: %v", dn, err)
+		}
+	}
+	// No device twice: the listing holds each name once, and at least all acknowledged ones.
+	seen := map[string]bool{}
+	cursor := ""
+	for {
+		st, body := call(t, key, "GET", p2.url+"/v1/products/"+prod.ProductKey+"/devices?limit=1000&cursor="+cursor, "")
+		if st != 200 {
+			t.Fatal(st)
+		}
+		var page struct {
+			Devices    []struct{ DeviceName string }
+			NextCursor string
+		}
+		json.Unmarshal(body, &page)
+		for _, d := range page.Devices {
+			if seen[d.DeviceName] {
+				t.Fatalf("%s listed twice", d.DeviceName)
+			}
+			seen[d.DeviceName] = true
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	for dn := range secrets {
+		if !seen[dn] {
+			t.Fatalf("%s missing after restart", dn)
+		}
+	}
+	t.Logf("%d acknowledged registrations, %d devices after restart", len(secrets), len(seen))
+}
+
+// mqttConnect does a raw MQTT 3.1.1 CONNECT with an Alibaba signature and
+// waits for the CONNACK.
+func mqttConnect(addr, pk, dn, secret string) error {
+	ts := "2524608000000"
+	id := pk + "." + dn
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("clientId" + id + "deviceName" + dn + "productKey" + pk + "timestamp" + ts))
+	clientID := id + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|"
+	user, pass := dn+"&"+pk, hex.EncodeToString(m.Sum(nil))
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	var vh []byte
+	vh = append(vh, str("MQTT")...)
+	vh = append(vh, 4, 0xC2, 0, 30) // level 4, username+password+clean, keepalive 30
+	vh = append(vh, str(clientID)...)
+	vh = append(vh, str(user)...)
+	vh = append(vh, str(pass)...)
+	pkt := []byte{0x10}
+	for n := len(vh); ; {
+		b := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			b |= 0x80
+		}
+		pkt = append(pkt, b)
+		if n == 0 {
+			break
+		}
+	}
+	pkt = append(pkt, vh...)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(pkt); err != nil {
+		return err
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil {
+		return err
+	}
+	if ack[0] != 0x20 || ack[3] != 0 {
+		return fmt.Errorf("CONNACK return code %d", ack[3])
+	}
+	return nil
 }

@@ -75,7 +75,8 @@ type Service struct {
 	pubMu sync.RWMutex
 	pub   Publisher
 
-	cas caCache
+	cas      caCache
+	products sync.Map // ProductKey -> cachedProduct
 
 	limMu    sync.Mutex
 	ipLims   map[string]*rate.Limiter
@@ -400,7 +401,7 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 	if err := registry.ValidateProductKey(req.ProductKey); err != nil {
 		return refuse(ErrInvalid, CodeInvalid, "productKey: must be 11 letters and digits")
 	}
-	p, err := s.o.Registry.LookupProduct(ctx, req.ProductKey)
+	p, err := s.product(ctx, req.ProductKey)
 	if errors.Is(err, registry.ErrNotFound) {
 		return refuse(ErrUnknownProduct, CodeUnknownProduct, "product not found")
 	}
@@ -437,6 +438,28 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 	}
 	*res = Result{Device: d, Outcome: outcome}
 	return nil
+}
+
+type cachedProduct struct {
+	p  registry.Product
+	at time.Time
+}
+
+// productTTL bounds how long a product change (its mode, secret policy or
+// hook) takes to reach registrations; a burst of registrations of one
+// product then costs one product read a second instead of one each.
+const productTTL = time.Second
+
+func (s *Service) product(ctx context.Context, pk string) (registry.Product, error) {
+	if v, ok := s.products.Load(pk); ok && time.Since(v.(cachedProduct).at) < productTTL {
+		return v.(cachedProduct).p, nil
+	}
+	p, err := s.o.Registry.LookupProduct(ctx, pk)
+	if err != nil {
+		return p, err
+	}
+	s.products.Store(pk, cachedProduct{p, time.Now()})
+	return p, nil
 }
 
 func merge(a, b map[string]string) map[string]string {

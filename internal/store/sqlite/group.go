@@ -23,10 +23,18 @@ const maxGroup = 512
 
 var errClosed = errors.New("store is closed")
 
-func (s *Store) startWriter() {
+func (s *Store) startWriter() error {
+	for i, q := range []string{`SAVEPOINT op`, `ROLLBACK TO op`, `RELEASE op`} {
+		st, err := s.w.Prepare(q)
+		if err != nil {
+			return fmt.Errorf("preparing %s: %w", q, err)
+		}
+		s.savepoint[i] = st
+	}
 	s.ops = make(chan writeOp, 4096)
 	s.writerDone = make(chan struct{})
 	go s.writer()
+	return nil
 }
 
 func (s *Store) writer() {
@@ -66,20 +74,20 @@ func (s *Store) commitGroup(batch []writeOp) {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.Exec(`SAVEPOINT op`); err != nil {
+		if _, err := tx.Stmt(s.savepoint[0]).Exec(); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
 		}
 		results[i] = op.fn(tx)
 		if results[i] != nil {
-			if _, err := tx.Exec(`ROLLBACK TO op`); err != nil {
+			if _, err := tx.Stmt(s.savepoint[1]).Exec(); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if _, err := tx.Exec(`RELEASE op`); err != nil {
+		if _, err := tx.Stmt(s.savepoint[2]).Exec(); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
@@ -113,4 +121,18 @@ func (s *Store) stopWriter() {
 	}
 	close(s.ops)
 	<-s.writerDone
+}
+
+// writeAsync queues fn for the next group commit without waiting for it;
+// its result is dropped, so use it only for records whose loss in a crash
+// is acceptable (the audit trail).
+func (s *Store) writeAsync(fn func(tx *sql.Tx) error) (err error) {
+	op := writeOp{ctx: context.Background(), fn: fn, done: make(chan error, 1)}
+	defer func() {
+		if recover() != nil {
+			err = errClosed
+		}
+	}()
+	s.ops <- op
+	return nil
 }

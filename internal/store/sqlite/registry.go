@@ -132,7 +132,7 @@ func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []
 // GetProduct implements registry.Store.
 func (s *Store) GetProduct(ctx context.Context, pk string) (registry.Product, []byte, error) {
 	var sealed []byte
-	p, err := scanProduct(s.r.QueryRowContext(ctx, `SELECT `+productCols+`, secret FROM products WHERE product_key = ?`, pk), &sealed)
+	p, err := scanProduct(s.queryRow(ctx, `SELECT `+productCols+`, secret FROM products WHERE product_key = ?`, pk), &sealed)
 	return p, sealed, notFound(err)
 }
 
@@ -215,12 +215,12 @@ func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 
 // CreateDevices implements registry.Store: all or nothing.
 func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
+	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, ins)
 		for _, d := range ds {
 			_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
 				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint))
@@ -243,7 +243,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 
 // GetDevice implements registry.Store.
 func (s *Store) GetDevice(ctx context.Context, pk, dn string) (registry.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn))
+	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn))
 	return d, notFound(err)
 }
 
@@ -295,7 +295,7 @@ func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
 
 // GetDeviceByFingerprint implements registry.Store.
 func (s *Store) GetDeviceByFingerprint(ctx context.Context, fp string) (registry.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE cert_fingerprint = ?`, fp))
+	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE cert_fingerprint = ?`, fp))
 	return d, notFound(err)
 }
 
@@ -336,7 +336,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k registry.APIKey) error {
 
 // GetAPIKey implements registry.Store.
 func (s *Store) GetAPIKey(ctx context.Context, id string) (registry.APIKey, error) {
-	k, err := scanKey(s.r.QueryRowContext(ctx, `SELECT `+keyCols+` FROM api_keys WHERE id = ?`, id))
+	k, err := scanKey(s.queryRow(ctx, `SELECT `+keyCols+` FROM api_keys WHERE id = ?`, id))
 	return k, notFound(err)
 }
 
@@ -375,11 +375,18 @@ func (s *Store) Stats(ctx context.Context) (registry.Stats, error) {
 
 // --- audit ---
 
-// AppendAudit implements audit.Store.
+// AppendAudit implements audit.Store. Entries ride in the next group
+// commit without making the caller wait for it: an answer never waits on
+// its audit entry's fsync.
 func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
-	_, err := s.exec(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		ms(e.At), e.AccountID, e.Actor, e.Action, e.Target, e.Outcome, e.Reason, e.Source)
-	return err
+	ins, err := s.wprep(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	return s.writeAsync(func(tx *sql.Tx) error {
+		_, err := tx.Stmt(ins).Exec(ms(e.At), e.AccountID, e.Actor, e.Action, e.Target, e.Outcome, e.Reason, e.Source)
+		return err
+	})
 }
 
 // ListAudit implements audit.Store.
@@ -418,35 +425,32 @@ func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, e
 
 // ApplyPresence implements registry.PresenceStore.
 func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	on, err := tx.PrepareContext(ctx, `UPDATE devices SET status = CASE WHEN status = 'disabled' THEN status ELSE 'online' END,
+	on, err := s.wprep(ctx, `UPDATE devices SET status = CASE WHEN status = 'disabled' THEN status ELSE 'online' END,
 		first_online = COALESCE(first_online, ?), last_online = ? WHERE product_key = ? AND device_name = ?`)
 	if err != nil {
 		return err
 	}
-	defer on.Close()
-	off, err := tx.PrepareContext(ctx, `UPDATE devices SET status = CASE WHEN status = 'online' THEN 'offline' ELSE status END,
+	off, err := s.wprep(ctx, `UPDATE devices SET status = CASE WHEN status = 'online' THEN 'offline' ELSE status END,
 		last_online = ? WHERE product_key = ? AND device_name = ?`)
 	if err != nil {
 		return err
 	}
-	defer off.Close()
-	for _, p := range ps {
-		at := ms(p.At)
-		if p.Online {
-			_, err = on.ExecContext(ctx, at, at, p.ProductKey, p.DeviceName)
-		} else {
-			_, err = off.ExecContext(ctx, at, p.ProductKey, p.DeviceName)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		txOn, txOff := tx.StmtContext(ctx, on), tx.StmtContext(ctx, off)
+		for _, p := range ps {
+			at := ms(p.At)
+			var err error
+			if p.Online {
+				_, err = txOn.ExecContext(ctx, at, at, p.ProductKey, p.DeviceName)
+			} else {
+				_, err = txOff.ExecContext(ctx, at, p.ProductKey, p.DeviceName)
+			}
+			if err != nil {
+				return fmt.Errorf("presence of %s/%s: %w", p.ProductKey, p.DeviceName, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("presence of %s/%s: %w", p.ProductKey, p.DeviceName, err)
-		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // ResetPresence implements registry.PresenceStore.
@@ -509,10 +513,14 @@ func (s *Store) SetRegistrationKey(ctx context.Context, pk string, sealed []byte
 
 // exec runs one statement through the group-committed writer.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := s.wprep(ctx, query)
+	if err != nil {
+		return nil, err
+	}
 	var res sql.Result
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		res, err = tx.ExecContext(ctx, query, args...)
+		res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 		return err
 	})
 	return res, err
