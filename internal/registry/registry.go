@@ -151,6 +151,8 @@ type Device struct {
 	// CertFingerprint is the SHA-256 (hex) of the X.509 certificate the
 	// device may authenticate with on the TLS listener.
 	CertFingerprint string `json:"certificateFingerprint,omitempty"`
+	// Gateway is the sub-device's gateway, "{productKey}/{deviceName}".
+	Gateway string `json:"gateway,omitempty"`
 
 	// SealedSecret is DeviceSecret encrypted at rest; only stores see it.
 	SealedSecret []byte `json:"-"`

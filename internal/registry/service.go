@@ -50,6 +50,7 @@ type Store interface {
 	PresenceStore
 	ProvisioningStore
 	CAStore
+	TopologyStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

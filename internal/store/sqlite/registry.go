@@ -194,7 +194,7 @@ func affected(res sql.Result, err error) error {
 
 // --- devices ---
 
-const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online, cert_fingerprint`
+const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online, cert_fingerprint, gateway`
 
 func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 	var d registry.Device
@@ -202,7 +202,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 	var created int64
 	var first, last sql.NullInt64
 	var fp sql.NullString
-	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last, &fp); err != nil {
+	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last, &fp, &d.Gateway); err != nil {
 		return d, err
 	}
 	d.CreatedAt = fromMS(created)
@@ -215,7 +215,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 
 // CreateDevices implements registry.Store: all or nothing.
 func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
-	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 		stmt := tx.StmtContext(ctx, ins)
 		for _, d := range ds {
 			_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
-				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint))
+				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.Gateway)
 			if isUnique(err) {
 				if strings.Contains(err.Error(), "cert_fingerprint") {
 					return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
@@ -633,6 +633,53 @@ func (s *Store) ListCertificates(ctx context.Context, account string, st registr
 			return nil, err
 		}
 		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// SetGateway implements registry.TopologyStore.
+func (s *Store) SetGateway(ctx context.Context, gateway string, subs [][2]string) ([]string, error) {
+	get, err := s.wprep(ctx, `SELECT gateway FROM devices WHERE product_key = ? AND device_name = ?`)
+	if err != nil {
+		return nil, err
+	}
+	set, err := s.wprep(ctx, `UPDATE devices SET gateway = ? WHERE product_key = ? AND device_name = ?`)
+	if err != nil {
+		return nil, err
+	}
+	prev := make([]string, len(subs))
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		g, u := tx.StmtContext(ctx, get), tx.StmtContext(ctx, set)
+		for i, k := range subs {
+			if err := g.QueryRowContext(ctx, k[0], k[1]).Scan(&prev[i]); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("device %s/%s: %w", k[0], k[1], registry.ErrNotFound)
+				}
+				return err
+			}
+			if _, err := u.ExecContext(ctx, gateway, k[0], k[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return prev, err
+}
+
+// Subdevices implements registry.TopologyStore.
+func (s *Store) Subdevices(ctx context.Context, gateway string) ([]registry.Device, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE gateway = ? ORDER BY product_key, device_name`, gateway)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.Device{}
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
 	}
 	return out, rows.Err()
 }

@@ -1,0 +1,154 @@
+// Package alink owns the Alibaba Link (Alink) wire format: the JSON
+// request and reply envelopes devices and gateways exchange over MQTT, the
+// /sys/… and /ext/session/… topics, and the platform's result codes.
+package alink
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxPayload bounds an Alink request.
+const MaxPayload = 256 << 10
+
+// Result codes in replies, as Alibaba IoT Platform documents them for
+// devices (common codes) and gateways.
+const (
+	CodeSuccess         = 200
+	CodeAuthFailed      = 401  // request auth error: a sub-device signature check failed
+	CodeTooMany         = 429  // throttled
+	CodeBadParams       = 460  // request parameter error: empty, malformed, or over a limit
+	CodeInternal        = 500  // unknown error
+	CodeDeviceNotFound  = 6100 // device not found
+	CodeBadTopic        = 6203 // topic could not be parsed
+	CodeDeviceDisabled  = 6204 // device is disabled
+	CodeProductNotFound = 6250 // product not found
+	CodeTopoNotExist    = 6401 // topological relation does not exist (login of a sub-device not in the topology)
+	CodeTopoAddSelf     = 6402 // a device cannot be added to itself as a sub-device
+	CodeNotGateway      = 6403 // corral: the device is not of a gateway product
+	CodeSubNotLoggedIn  = 6404 // corral: the sub-device is not logged in through this gateway
+	CodeTSLCheckFailed  = 6300 // the payload breaks the product's thing model
+)
+
+// Request is an Alink request. Id may arrive as a string or a number;
+// Method may be absent (Link SDK v4 routes by topic).
+type Request struct {
+	ID      string          `json:"id"`
+	Version string          `json:"version,omitempty"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Sys     *Sys            `json:"sys,omitempty"`
+}
+
+// Sys holds extended request options.
+type Sys struct {
+	Ack *int `json:"ack,omitempty"` // 0: the device wants no reply
+}
+
+// WantsReply reports whether the device asked for a reply (default yes).
+func (r Request) WantsReply() bool { return r.Sys == nil || r.Sys.Ack == nil || *r.Sys.Ack != 0 }
+
+// Reply is an Alink reply; every field is always present.
+type Reply struct {
+	ID      string `json:"id"`
+	Code    int    `json:"code"`
+	Data    any    `json:"data"`
+	Message string `json:"message"`
+	Method  string `json:"method,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// ErrMalformed means a payload is not an Alink request.
+var ErrMalformed = errors.New("malformed Alink request")
+
+// DecodeRequest parses an Alink request. The id is normalized to a string;
+// params given as a JSON string holding an object (some SDKs send "{}")
+// are unwrapped.
+func DecodeRequest(payload []byte) (Request, error) {
+	if len(payload) > MaxPayload {
+		return Request{}, fmt.Errorf("%w: over %d bytes", ErrMalformed, MaxPayload)
+	}
+	var raw struct {
+		ID      json.RawMessage `json:"id"`
+		Version json.RawMessage `json:"version"`
+		Params  json.RawMessage `json:"params"`
+		Method  json.RawMessage `json:"method"`
+		Sys     *Sys            `json:"sys"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	id, err := idString(raw.ID)
+	if err != nil {
+		return Request{}, err
+	}
+	r := Request{ID: id, Sys: raw.Sys, Params: raw.Params}
+	if len(raw.Method) > 0 && string(raw.Method) != "null" {
+		if err := json.Unmarshal(raw.Method, &r.Method); err != nil {
+			return Request{}, fmt.Errorf("%w: method must be a string", ErrMalformed)
+		}
+	}
+	if len(raw.Version) > 0 && string(raw.Version) != "null" {
+		if err := json.Unmarshal(raw.Version, &r.Version); err != nil {
+			return Request{}, fmt.Errorf("%w: version must be a string", ErrMalformed)
+		}
+	}
+	if len(r.Params) > 0 && r.Params[0] == '"' {
+		var inner string
+		if err := json.Unmarshal(r.Params, &inner); err == nil {
+			if t := strings.TrimSpace(inner); t == "" || t[0] == '{' || t[0] == '[' {
+				if t == "" {
+					t = "{}"
+				}
+				if !json.Valid([]byte(t)) {
+					return Request{}, fmt.Errorf("%w: params string is not JSON", ErrMalformed)
+				}
+				r.Params = json.RawMessage(t)
+			}
+		}
+	}
+	return r, nil
+}
+
+func idString(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", fmt.Errorf("%w: id is missing", ErrMalformed)
+	}
+	var s string
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%w: id", ErrMalformed)
+		}
+	} else {
+		n, err := strconv.ParseUint(string(raw), 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("%w: id must be a string or a non-negative integer", ErrMalformed)
+		}
+		s = strconv.FormatUint(n, 10)
+	}
+	if s == "" || len(s) > 64 {
+		return "", fmt.Errorf("%w: id must be 1 to 64 characters", ErrMalformed)
+	}
+	return s, nil
+}
+
+// EncodeReply encodes a reply with all four fields.
+func EncodeReply(r Reply) []byte {
+	if r.Data == nil {
+		r.Data = struct{}{}
+	}
+	if r.Message == "" && r.Code == CodeSuccess {
+		r.Message = "success"
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		b, _ = json.Marshal(Reply{ID: r.ID, Code: CodeInternal, Data: struct{}{}, Message: "reply could not be encoded"})
+	}
+	return b
+}
