@@ -25,6 +25,7 @@ import (
 	"github.com/corral-iot/corral/internal/broker"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -54,6 +55,7 @@ type App struct {
 	httpsLn  net.Listener
 	tls      *tls.Config
 	prov     *provision.Service
+	gw       *gateway.Service
 	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
@@ -131,8 +133,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.reg.AddObserver(a.mqtt)
 	a.prov.SetPublisher(a.mqtt)
+	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
+	a.reg.AddObserver(a.gw)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -286,6 +290,9 @@ func (a *App) Registry() *registry.Service { return a.reg }
 // Start binds the listeners and serves in the background.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.mqtt.Serve(); err != nil {
+		return err
+	}
+	if err := a.gw.Start(); err != nil {
 		return err
 	}
 	a.hooks.Start(4)

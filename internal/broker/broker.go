@@ -217,12 +217,9 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return nil
 }
 
-// Handler receives messages of an in-process subscription.
-type Handler func(topic string, payload []byte)
-
 // Subscribe subscribes in-process to a filter; the returned function
 // unsubscribes.
-func (b *Broker) Subscribe(filter string, h Handler) (func(), error) {
+func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) (func(), error) {
 	b.subMu.Lock()
 	b.nextSub++
 	id := b.nextSub
@@ -236,18 +233,26 @@ func (b *Broker) Subscribe(filter string, h Handler) (func(), error) {
 	return func() { b.srv.Unsubscribe(filter, id) }, nil
 }
 
-// Kick closes a device's live session, if it has one.
+// Kick closes a device's live session, if it has one (a sub-device's
+// session through its gateway is logged out).
 func (b *Broker) Kick(pk, dn string, reason string) bool {
 	cl := b.hook.deviceClient(pk, dn)
 	if cl == nil {
-		return false
+		b.hook.mu.RLock()
+		gw := b.hook.subOf[deviceKey(pk, dn)]
+		b.hook.mu.RUnlock()
+		if gw == "" {
+			return false
+		}
+		gwPk, gwDn := registry.SplitGatewayKey(gw)
+		return b.LogoutSub(gwPk, gwDn, pk, dn, reason)
 	}
 	b.hook.setDisconnectReason(cl, reason)
 	b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 	return true
 }
 
-// Connected reports whether a device has a live session.
+// Connected reports whether a device has a live session of its own.
 func (b *Broker) Connected(pk, dn string) bool { return b.hook.deviceClient(pk, dn) != nil }
 
 // DeviceChanged implements registry.Observer: a disabled or deleted

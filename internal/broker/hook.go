@@ -38,8 +38,10 @@ type hook struct {
 
 	mu       sync.RWMutex
 	sessions map[*mqtt.Client]*session
-	devices  map[string]*mqtt.Client // deviceKey -> current client
-	apps     map[string]*session     // application client id -> session
+	devices  map[string]*mqtt.Client        // deviceKey -> current client
+	apps     map[string]*session            // application client id -> session
+	subs     map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
+	subOf    map[string]string              // sub deviceKey -> gateway deviceKey
 
 	owners     sync.Map // ProductKey -> owning account id
 	products   sync.Map // ProductKey -> productEntry
@@ -47,7 +49,8 @@ type hook struct {
 }
 
 func newHook(b *Broker) *hook {
-	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{}}
+	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{},
+		subs: map[string]map[string]*session{}, subOf: map[string]string{}}
 }
 
 func (h *hook) ID() string { return "corral" }
@@ -383,7 +386,7 @@ func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) boo
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, filter)
+		return deviceMay(id.productKey, id.deviceName, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
 	}
 	if pk, ok := eventProduct(filter); ok {
 		if pk == "" {
@@ -400,7 +403,7 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, topic)
+		return deviceMay(id.productKey, id.deviceName, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
 	}
 	return h.ownsTopic(ctx, id, topic)
 }
@@ -557,6 +560,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	reason := disconnectReason(s, err, current)
 	now := h.b.o.Now()
 	if current {
+		h.logoutAllSubs(deviceKey(s.id.productKey, s.id.deviceName), "GATEWAY_DISCONNECTED")
 		h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: false, At: now})
 	}
 	h.b.publishPresence(s, "disconnected", reason, now)

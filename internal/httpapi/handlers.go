@@ -46,6 +46,16 @@ type (
 	certInput struct {
 		CertificatePEM string `json:"certificatePem" doc:"the device certificate, PEM"`
 	}
+	subRef struct {
+		ProductKey string `json:"productKey"`
+		DeviceName string `json:"deviceName"`
+	}
+	subInput struct {
+		Subdevices []subRef `json:"subdevices"`
+	}
+	subList struct {
+		Subdevices []registry.Device `json:"subdevices"`
+	}
 	regCode struct {
 		RegistrationCode string `json:"registrationCode"`
 	}
@@ -99,6 +109,9 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, AuditDenied: "device.secret.read", Status: 200, Resp: secretBody{}, h: a.deviceSecret},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Bind an X.509 certificate to a device; it may then connect on the TLS listener with it", Tag: "devices", Role: operator, Body: certInput{}, Status: 200, Resp: registry.Device{}, h: a.bindCert},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Unbind a device's certificate and close a session made with it", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.unbindCert},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "List a gateway's sub-devices", Tag: "gateways", Role: readonly, Status: 200, Resp: subList{}, h: a.listSubs},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Add sub-devices to a gateway (they move from any other gateway); the gateways hear thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.addSubs},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
@@ -447,4 +460,81 @@ func (a *API) setCert(st registry.CertStatus) func(c *call) (any, error) {
 	return func(c *call) (any, error) {
 		return a.reg.SetCertificateStatus(c.ctx(), c.p, c.param("fingerprint"), st)
 	}
+}
+
+func (a *API) gatewayFor(c *call) (registry.Device, error) {
+	if a.o.Topology == nil {
+		return registry.Device{}, fmt.Errorf("gateways are not served here: %w", registry.ErrNotFound)
+	}
+	return a.reg.GatewayOf(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+}
+
+func (a *API) listSubs(c *call) (any, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := a.reg.Subdevices(c.ctx(), gw)
+	return subList{ds}, err
+}
+
+func (a *API) subInput(c *call) (registry.Device, subInput, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return gw, subInput{}, err
+	}
+	if err := registry.CheckOperator(c.p); err != nil {
+		return gw, subInput{}, err
+	}
+	var in subInput
+	if err := c.decode(&in); err != nil {
+		return gw, in, err
+	}
+	if len(in.Subdevices) == 0 || len(in.Subdevices) > registry.MaxBatch {
+		return gw, in, &badRequest{field: "subdevices", msg: "give 1 to 10000 sub-devices"}
+	}
+	return gw, in, nil
+}
+
+func (a *API) addSubs(c *call) (any, error) {
+	gw, in, err := a.subInput(c)
+	if err != nil {
+		return nil, err
+	}
+	subs := make([]registry.Device, len(in.Subdevices))
+	for i, r := range in.Subdevices {
+		d, err := a.reg.GetDevice(c.ctx(), c.p, r.ProductKey, r.DeviceName)
+		if err != nil {
+			return nil, err
+		}
+		prod, err := a.reg.GetProduct(c.ctx(), c.p, r.ProductKey)
+		if err != nil {
+			return nil, err
+		}
+		if prod.NodeType != registry.NodeSubdevice {
+			return nil, &badRequest{field: fmt.Sprintf("subdevices[%d]", i), msg: r.ProductKey + " is not a sub-device product"}
+		}
+		subs[i] = d
+	}
+	if err := a.o.Topology.Attach(c.ctx(), gw, subs); err != nil {
+		return nil, err
+	}
+	ds, err := a.reg.Subdevices(c.ctx(), gw)
+	return subList{ds}, err
+}
+
+func (a *API) removeSubs(c *call) (any, error) {
+	gw, in, err := a.subInput(c)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([][2]string, len(in.Subdevices))
+	for i, r := range in.Subdevices {
+		keys[i] = [2]string{r.ProductKey, r.DeviceName}
+	}
+	if err := a.o.Topology.Detach(c.ctx(), gw, keys); err != nil {
+		return nil, err
+	}
+	ds, err := a.reg.Subdevices(c.ctx(), gw)
+	return subList{ds}, err
 }

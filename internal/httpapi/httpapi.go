@@ -47,6 +47,9 @@ type Options struct {
 	// DynRegPlainHTTP serves /auth/register/device on this handler; the
 	// HTTPS listener always serves it.
 	DynRegPlainHTTP bool
+	// Topology pushes topology changes to gateways; nil turns the
+	// sub-device routes into 404.
+	Topology Topology
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -55,6 +58,12 @@ type Options struct {
 // Publisher publishes a message as an account's application.
 type Publisher interface {
 	PublishFor(ctx context.Context, accountID, topic string, payload []byte, qos byte, retain bool) error
+}
+
+// Topology changes gateways' topologies for operators.
+type Topology interface {
+	Attach(ctx context.Context, gw registry.Device, subs []registry.Device) error
+	Detach(ctx context.Context, gw registry.Device, subs [][2]string) error
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.
@@ -305,7 +314,7 @@ func (a *API) fail(c *call, err error) int {
 		status, code, msg = 413, "payload_too_large", fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
 	case errors.Is(err, registry.ErrTooLarge):
 		status, code = 413, "payload_too_large"
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrProofOfPossession):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrProofOfPossession), errors.Is(err, registry.ErrNotGateway):
 		status, code = 400, "invalid_argument"
 	case errors.Is(err, registry.ErrUnauthenticated):
 		status, code, msg = 401, "unauthenticated", "missing, unknown or wrong API key; send 'Authorization: Bearer {keyId}.{secret}'"

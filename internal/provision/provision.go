@@ -311,6 +311,40 @@ func (s *Service) RegisterFree(ctx context.Context, req Request) (Result, error)
 	return res, nil
 }
 
+// ProxyRegister registers a sub-device through its gateway:
+// thing.sub.register (signed false: the DeviceName must be pre-created and
+// its secret is handed out once) or
+// thing.proxy.provisioning.product_register (signed true: the request is
+// signed with the sub-device product's secret, and auto mode creates it).
+// The sub-device product must be in the gateway's account.
+func (s *Service) ProxyRegister(ctx context.Context, req Request, gatewayAccount string, signed bool) (Result, error) {
+	req.Path = PathSubRegister
+	return s.run(ctx, req, func(prod registry.Product) (*Error, bool) {
+		if prod.AccountID != gatewayAccount {
+			return refuse(ErrUnknownProduct, CodeUnknownProduct, "product not found"), false
+		}
+		if prod.NodeType != registry.NodeSubdevice {
+			return refuse(ErrInvalid, CodeInvalid, "product %s is not a sub-device product", prod.ProductKey), false
+		}
+		if prod.DynReg == registry.DynRegOff {
+			return refuse(ErrNotEnabled, CodeNotEnabled, "dynamic registration is off for product %s", prod.ProductKey), false
+		}
+		if !signed {
+			if e := validate(req); e != nil {
+				return e, false
+			}
+			return nil, false // pre-registered names only
+		}
+		if e := validateSigned(req); e != nil {
+			return e, false
+		}
+		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
+			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
+		}
+		return nil, prod.DynReg == registry.DynRegAuto
+	})
+}
+
 // VerifyToken checks a registration-free device's token (MQTT connwl).
 func (s *Service) VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error) {
 	return s.o.Registry.VerifyToken(ctx, pk, dn, clientID, token)

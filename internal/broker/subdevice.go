@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+// Sub-device sessions: a gateway logs its sub-devices in over its own
+// connection (combine.login); while logged in, the gateway may publish and
+// subscribe on the sub-device's topics, and the sub-device is online with
+// presence events like a direct device. All of a gateway's sub-devices go
+// offline when the gateway does.
+
+// ErrGatewayOffline means the gateway has no live session.
+var ErrGatewayOffline = errors.New("gateway is not connected")
+
+// LoginSub logs a sub-device in through its gateway's live session.
+func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
+	h := b.hook
+	gwKey, subKey := deviceKey(gwPk, gwDn), deviceKey(sub.ProductKey, sub.DeviceName)
+	h.mu.Lock()
+	gwCl := h.devices[gwKey]
+	if gwCl == nil {
+		h.mu.Unlock()
+		return ErrGatewayOffline
+	}
+	gwSess := h.sessions[gwCl]
+	prevGw, again := h.subOf[subKey]
+	if h.subs[gwKey] == nil {
+		h.subs[gwKey] = map[string]*session{}
+	}
+	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName,
+		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote}
+	h.subs[gwKey][subKey] = s
+	h.subOf[subKey] = gwKey
+	if again && prevGw != gwKey {
+		delete(h.subs[prevGw], subKey)
+	}
+	// A direct session of the same device is replaced by the gateway's.
+	direct := h.devices[subKey]
+	h.mu.Unlock()
+	if direct != nil {
+		b.Kick(sub.ProductKey, sub.DeviceName, "DUPLICATE_CLIENTID")
+	}
+	if again && prevGw == gwKey {
+		return nil // already logged in here
+	}
+	now := b.o.Now()
+	b.pres.record(registry.Presence{ProductKey: sub.ProductKey, DeviceName: sub.DeviceName, Online: true, At: now})
+	b.publishPresence(s, "connected", "", now)
+	b.m.subSessions.Inc()
+	return nil
+}
+
+// LogoutSub logs a sub-device out of its gateway; false if it was not logged in there.
+func (b *Broker) LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool {
+	h := b.hook
+	gwKey, subKey := deviceKey(gwPk, gwDn), deviceKey(subPk, subDn)
+	h.mu.Lock()
+	s := h.subs[gwKey][subKey]
+	if s != nil {
+		delete(h.subs[gwKey], subKey)
+		delete(h.subOf, subKey)
+	}
+	h.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	b.subOffline(s, reason)
+	return true
+}
+
+func (b *Broker) subOffline(s *session, reason string) {
+	now := b.o.Now()
+	b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: false, At: now})
+	b.publishPresence(s, "disconnected", reason, now)
+	b.m.subSessions.Dec()
+}
+
+// SubLoggedIn reports whether a sub-device is logged in through a gateway.
+func (b *Broker) SubLoggedIn(gwPk, gwDn, subPk, subDn string) bool {
+	h := b.hook
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.subOf[deviceKey(subPk, subDn)] == deviceKey(gwPk, gwDn)
+}
+
+// logoutAllSubs ends every sub-device session of a gateway that went away.
+func (h *hook) logoutAllSubs(gwKey, reason string) {
+	h.mu.Lock()
+	subs := h.subs[gwKey]
+	delete(h.subs, gwKey)
+	for k := range subs {
+		delete(h.subOf, k)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		h.b.subOffline(s, reason)
+	}
+}
+
+// gatewayMay reports whether a gateway may use a topic of one of its
+// logged-in sub-devices: /sys/{subPk}/{subDn}/… or /{subPk}/{subDn}/user/….
+func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
+	var rest string
+	switch {
+	case strings.HasPrefix(topic, "/sys/"):
+		rest = topic[len("/sys/"):]
+	case strings.HasPrefix(topic, "/"):
+		rest = topic[1:]
+	default:
+		return false
+	}
+	pk, after, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	dn, _, ok := strings.Cut(after, "/")
+	if !ok || pk == "" || dn == "" {
+		return false
+	}
+	h.mu.RLock()
+	gw := h.subOf[deviceKey(pk, dn)]
+	h.mu.RUnlock()
+	if gw != deviceKey(gwPk, gwDn) {
+		return false
+	}
+	p := devicePrefixes(pk, dn)
+	return strings.HasPrefix(topic, p[0]) && len(topic) > len(p[0]) || strings.HasPrefix(topic, p[1]) && len(topic) > len(p[1])
+}
