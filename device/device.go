@@ -190,14 +190,20 @@ func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, h Handl
 // ErrSubscriptionRefused means the server answered SUBACK with a failure.
 var ErrSubscriptionRefused = errors.New("subscription refused by the server")
 
+// resubscribe restores the subscriptions after a reconnect and waits for
+// their SUBACKs, so OnConnectionChange(true) sees them in place.
 func (c *Client) resubscribe() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var toks []paho.Token
 	for f, s := range c.subs {
 		h := s.h
-		c.mc.Subscribe(f, s.qos, func(_ paho.Client, m paho.Message) {
+		toks = append(toks, c.mc.Subscribe(f, s.qos, func(_ paho.Client, m paho.Message) {
 			h(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained()})
-		})
+		}))
+	}
+	c.mu.Unlock()
+	for _, t := range toks {
+		t.WaitTimeout(10 * time.Second)
 	}
 }
 

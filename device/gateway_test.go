@@ -1,0 +1,180 @@
+package device_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/device"
+	"github.com/corral-iot/corral/internal/apptest"
+)
+
+type world struct {
+	s    *apptest.Server
+	gw   device.Triple
+	subs []device.Triple
+}
+
+func newWorld(t *testing.T, n int) world {
+	s := apptest.Start(t)
+	gp := s.CreateProduct("hub", map[string]any{"nodeType": "gateway"})
+	sp := s.CreateProduct("sensor", map[string]any{"nodeType": "subdevice"})
+	g := s.CreateDevice(gp.ProductKey, "hub-01")
+	w := world{s: s, gw: device.Triple{ProductKey: g.ProductKey, DeviceName: g.DeviceName, DeviceSecret: g.DeviceSecret}}
+	for i := 0; i < n; i++ {
+		d := s.CreateDevice(sp.ProductKey, fmt.Sprintf("sensor-%02d", i))
+		w.subs = append(w.subs, device.Triple{ProductKey: d.ProductKey, DeviceName: d.DeviceName, DeviceSecret: d.DeviceSecret})
+	}
+	return w
+}
+
+func (w world) open(t *testing.T, state string, deleted chan device.SubKey, synced chan error) *device.Gateway {
+	t.Helper()
+	g, err := device.NewGateway(context.Background(), device.GatewayOptions{
+		Options:      device.Options{Broker: "tcp://" + w.s.App.Broker().Addr("tcp"), Triple: w.gw},
+		StateFile:    state,
+		OnSubDeleted: func(k device.SubKey) { deleted <- k },
+		OnSynced:     func(err error) { synced <- err },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (w world) status(t *testing.T, d device.Triple) string {
+	var dev struct{ Status string }
+	w.s.Admin("GET", "/v1/products/"+d.ProductKey+"/devices/"+d.DeviceName, nil, 200).JSON(t, &dev)
+	return dev.Status
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for i := 0; i < 250; i++ {
+		if f() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestGatewayStory drives the whole story: sub-devices come online and are
+// proxied and logged in; the gateway goes offline; an operator deletes a
+// sub-device through the API; the gateway restarts from its state file and
+// drops that sub-device; a sub-device deleted locally while offline is
+// deleted on the platform at the next connect.
+func TestGatewayStory(t *testing.T) {
+	w := newWorld(t, 3)
+	state := filepath.Join(t.TempDir(), "gateway.json")
+	deleted := make(chan device.SubKey, 10)
+	synced := make(chan error, 10)
+	g := w.open(t, state, deleted, synced)
+	if err := g.SubDeviceOnlineBatch(context.Background(), w.subs); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range w.subs {
+		eventually(t, s.DeviceName+" online", func() bool { return w.status(t, s) == "online" })
+	}
+	cloud, err := g.TopoGet(context.Background())
+	if err != nil || len(cloud) != 3 {
+		t.Fatalf("cloud topology: %v %v", cloud, err)
+	}
+	// Data up for a sub-device.
+	if err := g.PublishFor(context.Background(), w.subs[0].Key(), "thing/event/property/post", 1, []byte(`{"id":"1","params":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway goes away; its sub-devices go offline with it.
+	g.Close()
+	for _, s := range w.subs {
+		eventually(t, s.DeviceName+" offline", func() bool { return w.status(t, s) == "offline" })
+	}
+	// While it is away: the operator deletes sensor-01 on the platform,
+	// and a user deletes sensor-02 on the gateway (which is offline).
+	w.s.Admin("DELETE", "/v1/products/"+w.subs[1].ProductKey+"/devices/"+w.subs[1].DeviceName, nil, 204)
+	if err := g.DeleteSubDevice(context.Background(), w.subs[2].Key()); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Topology []device.Triple `json:"topology"`
+		Removed  []device.SubKey `json:"removed"`
+	}
+	data, _ := os.ReadFile(state)
+	json.Unmarshal(data, &st)
+	if len(st.Topology) != 2 || len(st.Removed) != 1 || st.Removed[0] != w.subs[2].Key() {
+		t.Fatalf("persisted state after an offline delete: %s", data)
+	}
+
+	// Restart: the new gateway loads its lists and syncs.
+	g2 := w.open(t, state, deleted, synced)
+	defer g2.Close()
+	select {
+	case k := <-deleted:
+		if k != w.subs[1].Key() {
+			t.Fatalf("dropped %v, want %v", k, w.subs[1].Key())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the SDK did not drop the sub-device deleted in the cloud")
+	}
+	local := g2.Local()
+	if len(local) != 1 || local[0] != w.subs[0].Key() {
+		t.Fatalf("local topology after sync: %v", local)
+	}
+	if len(g2.Removed()) != 0 {
+		t.Fatalf("pending deletes not sent: %v", g2.Removed())
+	}
+	cloud, _ = g2.TopoGet(context.Background())
+	if len(cloud) != 1 || cloud[0] != w.subs[0].Key() {
+		t.Fatalf("cloud topology after sync: %v", cloud)
+	}
+}
+
+// TestGatewayReconnectAndTopoChange: a kicked gateway reconnects by itself,
+// resyncs and logs its connected sub-devices back in; a topo.change pushed
+// while it is online drops the sub-device at once.
+func TestGatewayReconnectAndTopoChange(t *testing.T) {
+	w := newWorld(t, 2)
+	deleted := make(chan device.SubKey, 10)
+	synced := make(chan error, 10)
+	g := w.open(t, filepath.Join(t.TempDir(), "gw.json"), deleted, synced)
+	defer g.Close()
+	if err := g.SubDeviceOnlineBatch(context.Background(), w.subs); err != nil {
+		t.Fatal(err)
+	}
+	w.s.App.Broker().Kick(w.gw.ProductKey, w.gw.DeviceName, "TEST")
+	select {
+	case err := <-synced:
+		if err != nil {
+			t.Fatalf("resync: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no resync after reconnect")
+	}
+	for _, s := range w.subs {
+		eventually(t, s.DeviceName+" back online", func() bool { return w.status(t, s) == "online" && g.LoggedIn(s.Key()) })
+	}
+	w.s.Admin("DELETE", "/v1/products/"+w.subs[0].ProductKey+"/devices/"+w.subs[0].DeviceName, nil, 204)
+	select {
+	case k := <-deleted:
+		if k != w.subs[0].Key() {
+			t.Fatalf("dropped %v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("topo.change not handled")
+	}
+	// Deleting on the gateway while online tells the platform at once.
+	if err := g.DeleteSubDevice(context.Background(), w.subs[1].Key()); err != nil {
+		t.Fatal(err)
+	}
+	cloud, _ := g.TopoGet(context.Background())
+	if len(cloud) != 0 || len(g.Removed()) != 0 {
+		t.Fatalf("after local delete: cloud %v, pending %v", cloud, g.Removed())
+	}
+}
+
+var _ sync.Mutex
