@@ -30,6 +30,7 @@ import (
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/store/sqlite"
+	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
 )
 
@@ -56,6 +57,7 @@ type App struct {
 	tls      *tls.Config
 	prov     *provision.Service
 	gw       *gateway.Service
+	things   *thing.Service
 	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
@@ -135,8 +137,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.prov.SetPublisher(a.mqtt)
 	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
 	a.reg.AddObserver(a.gw)
+	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -293,6 +296,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.gw.Start(); err != nil {
+		return err
+	}
+	if err := a.things.Start(); err != nil {
 		return err
 	}
 	a.hooks.Start(4)

@@ -71,7 +71,11 @@ func (h *hook) session(cl *mqtt.Client) *session {
 func (h *hook) deviceClient(pk, dn string) *mqtt.Client {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.devices[deviceKey(pk, dn)]
+	cl := h.devices[deviceKey(pk, dn)]
+	if cl != nil && cl.Closed() {
+		return nil
+	}
+	return cl
 }
 
 func (h *hook) setDisconnectReason(cl *mqtt.Client, r string) {
@@ -124,6 +128,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.sessions[cl] = s
 	if id.app {
 		h.apps[id.clientID] = s
+	} else if id.register == nil {
+		// Known before the CONNACK, so a kick right after it finds the session.
+		h.devices[deviceKey(id.productKey, id.deviceName)] = cl
 	}
 	h.mu.Unlock()
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
@@ -517,10 +524,6 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if s.id.app {
 		return
 	}
-	key := deviceKey(s.id.productKey, s.id.deviceName)
-	h.mu.Lock()
-	h.devices[key] = cl
-	h.mu.Unlock()
 	now := h.b.o.Now()
 	h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: true, At: now})
 	h.b.publishPresence(s, "connected", "", now)

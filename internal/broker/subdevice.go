@@ -130,3 +130,12 @@ func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
 	p := devicePrefixes(pk, dn)
 	return strings.HasPrefix(topic, p[0]) && len(topic) > len(p[0]) || strings.HasPrefix(topic, p[1]) && len(topic) > len(p[1])
 }
+
+// Online reports whether a device can be reached now: its own session, or
+// a sub-device session through its gateway.
+func (b *Broker) Online(pk, dn string) bool {
+	h := b.hook
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.devices[deviceKey(pk, dn)] != nil || h.subOf[deviceKey(pk, dn)] != ""
+}

@@ -2,15 +2,18 @@ package httpapi
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/thing"
 )
 
 const (
@@ -45,6 +48,14 @@ type (
 	}
 	certInput struct {
 		CertificatePEM string `json:"certificatePem" doc:"the device certificate, PEM"`
+	}
+	propList struct {
+		Properties []registry.PropertyValue `json:"properties"`
+	}
+	callInput struct {
+		Params    json.RawMessage `json:"params"`
+		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
+		TimeoutMs int             `json:"timeoutMs,omitempty" doc:"how long a sync call waits (default 5000, at most 60000)"`
 	}
 	subRef struct {
 		ProductKey string `json:"productKey"`
@@ -102,6 +113,8 @@ func (a *API) table() []*route {
 		{Method: "PATCH", Path: "/v1/products/{productKey}", Summary: "Update a product", Tag: "products", Role: operator, Body: registry.ProductPatch{}, Status: 200, Resp: registry.Product{}, h: a.updateProduct},
 		{Method: "DELETE", Path: "/v1/products/{productKey}", Summary: "Delete a product and its devices", Tag: "products", Role: operator, Status: 204, h: a.deleteProduct},
 
+		{Method: "PUT", Path: "/v1/products/{productKey}/tsl", Summary: "Set the product's thing model (Alibaba TSL JSON), checked before it is stored", Tag: "things", Role: operator, Body: json.RawMessage{}, Status: 200, Resp: json.RawMessage{}, h: a.setTSL},
+		{Method: "GET", Path: "/v1/products/{productKey}/tsl", Summary: "The product's thing model", Tag: "things", Role: readonly, Status: 200, Resp: json.RawMessage{}, h: a.getTSL},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices:batch", Summary: "Create up to 10,000 devices (names, a count, or a CSV body of names), all or none", Tag: "devices", Role: operator, Body: registry.BatchInput{}, Raw: "csv", Status: 201, Resp: batchResult{}, h: a.batchDevices},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices", Summary: "Create a device; the answer holds its triple", Tag: "devices", Role: operator, Body: registry.DeviceInput{}, Status: 201, Resp: registry.Device{}, h: a.createDevice},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices", Summary: "List devices", Tag: "devices", Role: readonly, Status: 200, Resp: deviceList{},
@@ -112,6 +125,9 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "List a gateway's sub-devices", Tag: "gateways", Role: readonly, Status: 200, Resp: subList{}, h: a.listSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Add sub-devices to a gateway (they move from any other gateway); the gateways hear thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.addSubs},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/services/{serviceId}", Summary: "Invoke a service: async, or sync (RRPC) waiting for the answer; 504 when the device does not answer in time", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.invoke},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
@@ -537,4 +553,56 @@ func (a *API) removeSubs(c *call) (any, error) {
 	}
 	ds, err := a.reg.Subdevices(c.ctx(), gw)
 	return subList{ds}, err
+}
+
+func (a *API) setTSL(c *call) (any, error) {
+	var raw json.RawMessage
+	if err := c.decode(&raw); err != nil {
+		return nil, err
+	}
+	m, err := a.reg.SetThingModel(c.ctx(), c.p, c.param("productKey"), raw)
+	if err != nil {
+		return nil, err
+	}
+	if a.o.Things != nil {
+		a.o.Things.Forget(c.param("productKey"))
+	}
+	return m, nil
+}
+
+func (a *API) getTSL(c *call) (any, error) {
+	return a.reg.ThingModel(c.ctx(), c.p, c.param("productKey"))
+}
+
+func (a *API) getProps(c *call) (any, error) {
+	ps, err := a.reg.DeviceProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+	return propList{ps}, err
+}
+
+func (a *API) thingCall(c *call, service string) (any, error) {
+	if a.o.Things == nil {
+		return nil, fmt.Errorf("thing models are not served here: %w", registry.ErrNotFound)
+	}
+	pk, dn := c.param("productKey"), c.param("deviceName")
+	if _, err := a.reg.GetDevice(c.ctx(), c.p, pk, dn); err != nil {
+		return nil, err
+	}
+	var in callInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.TimeoutMs < 0 || in.TimeoutMs > 60000 {
+		return nil, &badRequest{field: "timeoutMs", msg: "timeoutMs must be 0 to 60000"}
+	}
+	return a.o.Things.Invoke(c.ctx(), thing.Call{ProductKey: pk, DeviceName: dn, Service: service, Params: in.Params,
+		Sync: in.Sync, Timeout: time.Duration(in.TimeoutMs) * time.Millisecond})
+}
+
+func (a *API) setProps(c *call) (any, error) { return a.thingCall(c, "property.set") }
+
+func (a *API) invoke(c *call) (any, error) {
+	if c.param("serviceId") == "property.set" {
+		return nil, &badRequest{field: "serviceId", msg: "set properties with PUT …/properties"}
+	}
+	return a.thingCall(c, c.param("serviceId"))
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/thing"
+	"github.com/corral-iot/corral/internal/tsl"
 )
 
 // Options configure the API.
@@ -50,6 +52,8 @@ type Options struct {
 	// Topology pushes topology changes to gateways; nil turns the
 	// sub-device routes into 404.
 	Topology Topology
+	// Things sets properties and invokes services on devices.
+	Things Things
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -64,6 +68,12 @@ type Publisher interface {
 type Topology interface {
 	Attach(ctx context.Context, gw registry.Device, subs []registry.Device) error
 	Detach(ctx context.Context, gw registry.Device, subs [][2]string) error
+}
+
+// Things runs operator calls against devices' thing models.
+type Things interface {
+	Invoke(ctx context.Context, c thing.Call) (thing.Result, error)
+	Forget(pk string)
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.
@@ -320,6 +330,16 @@ func (a *API) fail(c *call, err error) int {
 		status, code, msg = 401, "unauthenticated", "missing, unknown or wrong API key; send 'Authorization: Bearer {keyId}.{secret}'"
 	case errors.Is(err, registry.ErrForbidden):
 		status, code = 403, "permission_denied"
+	case errors.As(err, new(*tsl.Error)):
+		var te *tsl.Error
+		errors.As(err, &te)
+		status, code, field = 400, "tsl_check_failed", te.Identifier
+	case errors.Is(err, thing.ErrOffline):
+		status, code = 409, "device_offline"
+	case errors.Is(err, thing.ErrTimeout):
+		status, code = 504, "device_timeout"
+	case errors.Is(err, registry.ErrNoModel):
+		status, code = 404, "no_thing_model"
 	case errors.Is(err, registry.ErrNotFound):
 		status, code = 404, "not_found"
 	case errors.Is(err, registry.ErrConflict):

@@ -51,6 +51,7 @@ type Store interface {
 	ProvisioningStore
 	CAStore
 	TopologyStore
+	ThingStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

@@ -683,3 +683,55 @@ func (s *Store) Subdevices(ctx context.Context, gateway string) ([]registry.Devi
 	}
 	return out, rows.Err()
 }
+
+// SetTSL implements registry.ThingStore.
+func (s *Store) SetTSL(ctx context.Context, pk string, model []byte) error {
+	res, err := s.exec(ctx, `UPDATE products SET tsl = ? WHERE product_key = ?`, string(model), pk)
+	return affected(res, err)
+}
+
+// TSL implements registry.ThingStore.
+func (s *Store) TSL(ctx context.Context, pk string) ([]byte, error) {
+	var m string
+	err := s.queryRow(ctx, `SELECT tsl FROM products WHERE product_key = ?`, pk).Scan(&m)
+	return []byte(m), notFound(err)
+}
+
+// SaveProperties implements registry.ThingStore.
+func (s *Store) SaveProperties(ctx context.Context, pk, dn string, vals []registry.PropertyValue) error {
+	up, err := s.wprep(ctx, `INSERT INTO device_properties(product_key, device_name, identifier, value, time) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(product_key, device_name, identifier) DO UPDATE SET value = excluded.value, time = excluded.time`)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, up)
+		for _, v := range vals {
+			if _, err := st.ExecContext(ctx, pk, dn, v.Identifier, string(v.Value), ms(v.Time)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Properties implements registry.ThingStore.
+func (s *Store) Properties(ctx context.Context, pk, dn string) ([]registry.PropertyValue, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT identifier, value, time FROM device_properties WHERE product_key = ? AND device_name = ? ORDER BY identifier`, pk, dn)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []registry.PropertyValue{}
+	for rows.Next() {
+		var v registry.PropertyValue
+		var val string
+		var t int64
+		if err := rows.Scan(&v.Identifier, &val, &t); err != nil {
+			return nil, err
+		}
+		v.Value, v.Time = json.RawMessage(val), fromMS(t)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
