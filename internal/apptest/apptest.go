@@ -92,6 +92,12 @@ func StartWith(tb testing.TB, cfg config.Config) *Server {
 	return s
 }
 
+// Remote returns a Server handle for a corral server already running
+// elsewhere (say, as its own process in a benchmark); Stop does nothing.
+func Remote(tb testing.TB, url, adminKey string) *Server {
+	return &Server{URL: url, AdminKey: adminKey, Client: &http.Client{Timeout: 60 * time.Second}, tb: tb, stop: func() {}}
+}
+
 // Stop shuts the server down (idempotent).
 func (s *Server) Stop() { s.stop() }
 

@@ -31,6 +31,7 @@ import (
 // Registry is what the broker needs of the device registry.
 type Registry interface {
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	LookupDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error

@@ -229,7 +229,7 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	default:
 		return id, &refusal{packets.ErrNotAuthorized, "authType " + safeClientID(cid.AuthType) + " is not supported"}
 	}
-	d, err := h.b.o.Registry.LookupDevice(ctx, pkey, dn)
+	d, err := h.b.o.Registry.LookupDeviceAuth(ctx, pkey, dn)
 	if errors.Is(err, registry.ErrNotFound) {
 		id.accountID, _ = h.productAccount(ctx, pkey)
 		return id, &refusal{packets.ErrNotAuthorized, "unknown device"}

@@ -299,6 +299,21 @@ func (s *Service) LookupDevice(ctx context.Context, pk, dn string) (Device, erro
 	return d, nil
 }
 
+// LookupDeviceAuth is LookupDevice narrowed to what a CONNECT needs
+// (account, status, secret): the hot path of every MQTT CONNECT.
+func (s *Service) LookupDeviceAuth(ctx context.Context, pk, dn string) (Device, error) {
+	d, err := s.store.GetDeviceAuth(ctx, pk, dn)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s/%s: %w", pk, dn, err)
+	}
+	secret, err := s.box.Open(d.SealedSecret, deviceAAD(pk, dn))
+	if err != nil {
+		return Device{}, fmt.Errorf("opening secret of device %s/%s: %w", pk, dn, err)
+	}
+	d.DeviceSecret, d.SealedSecret = string(secret), nil
+	return d, nil
+}
+
 // MarkOnline records that a device connected.
 func (s *Service) MarkOnline(ctx context.Context, pk, dn string) (Device, error) {
 	d, err := s.store.GetDevice(ctx, pk, dn)

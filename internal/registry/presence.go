@@ -12,6 +12,38 @@ type Presence struct {
 	DeviceName string
 	Online     bool
 	At         time.Time
+	// ConnectedAt is set on an offline record that folds a connect from
+	// the same batch (a short session): it counts as having been online.
+	ConnectedAt time.Time
+}
+
+// Coalesce folds a batch of presence changes in order into one change per
+// device: its final state, remembering a connect in between. A burst of
+// short sessions then costs one row update per device, not two.
+func Coalesce(ps []Presence) []Presence {
+	type key struct{ pk, dn string }
+	idx := make(map[key]int, len(ps))
+	out := make([]Presence, 0, len(ps))
+	for _, p := range ps {
+		k := key{p.ProductKey, p.DeviceName}
+		i, seen := idx[k]
+		if !seen {
+			idx[k] = len(out)
+			out = append(out, p)
+			continue
+		}
+		prev := out[i]
+		if !p.Online {
+			switch {
+			case prev.Online:
+				p.ConnectedAt = prev.At
+			case !prev.ConnectedAt.IsZero():
+				p.ConnectedAt = prev.ConnectedAt
+			}
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // PresenceStore is the part of the store that records presence in bulk.
@@ -28,8 +60,12 @@ type PresenceStore interface {
 
 // RecordPresence writes a batch of presence changes.
 func (s *Service) RecordPresence(ctx context.Context, ps []Presence) error {
+	ps = Coalesce(ps)
 	for i := range ps {
 		ps[i].At = ps[i].At.UTC().Truncate(time.Millisecond)
+		if !ps[i].ConnectedAt.IsZero() {
+			ps[i].ConnectedAt = ps[i].ConnectedAt.UTC().Truncate(time.Millisecond)
+		}
 	}
 	if err := s.store.ApplyPresence(ctx, ps); err != nil {
 		return fmt.Errorf("recording presence of %d devices: %w", len(ps), err)

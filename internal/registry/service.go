@@ -34,6 +34,9 @@ type Store interface {
 	CreateDevices(ctx context.Context, ds []Device) error
 	GetDevice(ctx context.Context, pk, dn string) (Device, error)
 	GetDeviceByFingerprint(ctx context.Context, fingerprint string) (Device, error)
+	// GetDeviceAuth reads only what authenticating a CONNECT needs:
+	// account, status and sealed secret.
+	GetDeviceAuth(ctx context.Context, pk, dn string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	// UpdateDevice writes nickname, attributes, status, secret-issued and
 	// online times of an existing device.

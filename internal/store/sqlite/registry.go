@@ -293,6 +293,14 @@ func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
 	return affected(res, err)
 }
 
+// GetDeviceAuth implements registry.Store.
+func (s *Store) GetDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error) {
+	d := registry.Device{ProductKey: pk, DeviceName: dn}
+	err := s.queryRow(ctx, `SELECT account_id, status, secret FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
+		Scan(&d.AccountID, &d.Status, &d.SealedSecret)
+	return d, notFound(err)
+}
+
 // GetDeviceByFingerprint implements registry.Store.
 func (s *Store) GetDeviceByFingerprint(ctx context.Context, fp string) (registry.Device, error) {
 	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE cert_fingerprint = ?`, fp))
@@ -435,14 +443,23 @@ func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error
 	if err != nil {
 		return err
 	}
+	// A short session folded into one record: it was online, now is not.
+	brief, err := s.wprep(ctx, `UPDATE devices SET status = CASE WHEN status IN ('online', 'inactive') THEN 'offline' ELSE status END,
+		first_online = COALESCE(first_online, ?), last_online = ? WHERE product_key = ? AND device_name = ?`)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		txOn, txOff := tx.StmtContext(ctx, on), tx.StmtContext(ctx, off)
+		txOn, txOff, txBrief := tx.StmtContext(ctx, on), tx.StmtContext(ctx, off), tx.StmtContext(ctx, brief)
 		for _, p := range ps {
 			at := ms(p.At)
 			var err error
-			if p.Online {
+			switch {
+			case p.Online:
 				_, err = txOn.ExecContext(ctx, at, at, p.ProductKey, p.DeviceName)
-			} else {
+			case !p.ConnectedAt.IsZero():
+				_, err = txBrief.ExecContext(ctx, ms(p.ConnectedAt), at, p.ProductKey, p.DeviceName)
+			default:
 				_, err = txOff.ExecContext(ctx, at, p.ProductKey, p.DeviceName)
 			}
 			if err != nil {

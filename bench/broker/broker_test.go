@@ -1,0 +1,346 @@
+// Package broker benchmarks corral's MQTT side: authenticated CONNECT rate
+// against a registry of 100,000 devices, message throughput (fan-in and
+// point-to-point, QoS 0 and 1) side by side with Mosquitto at
+// 127.0.0.1:1883 using the same load tool, and memory per idle
+// authenticated connection measured on a separate server process.
+package broker
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/corral-iot/corral/bench/internal/mqttload"
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type dev struct{ ProductKey, DeviceName, DeviceSecret string }
+
+// populate creates n devices through the API and returns their triples.
+func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
+	b.Helper()
+	var out []dev
+	for done := 0; done < n; done += 10000 {
+		var batch struct{ Devices []dev }
+		s.Admin("POST", "/v1/products/"+pk+"/devices:batch", map[string]any{"count": min(10000, n-done)}, 201).JSON(b, &batch)
+		out = append(out, batch.Devices...)
+	}
+	return out
+}
+
+// BenchmarkConnectRate: concurrent clients CONNECT (signature checked
+// against the registry) and DISCONNECT, devices drawn at random from
+// 100,000.
+func BenchmarkConnectRate(b *testing.B) {
+	size := envInt("CORRAL_BENCH_DEVICES", 100000)
+	n := envInt("CORRAL_BENCH_N", 20000)
+	c := envInt("CORRAL_BENCH_C", 32)
+	s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = "FULL"; c.LogLevel = "error" })
+	p := s.CreateProduct("bench", nil)
+	devs := populate(b, s, p.ProductKey, size)
+	addr := s.App.Broker().Addr("tcp")
+	if f := os.Getenv("CORRAL_BENCH_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.StartCPUProfile(out)
+		defer pprof.StopCPUProfile()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		lat := make([]time.Duration, n)
+		var next, failed atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := 0; w < c; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					j := next.Add(1) - 1
+					if j >= int64(n) {
+						return
+					}
+					d := devs[rand.IntN(len(devs))]
+					t0 := time.Now()
+					conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					lat[j] = time.Since(t0)
+					mqttload.Disconnect(conn)
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		if f := failed.Load(); f > 0 {
+			b.Fatalf("%d of %d connects failed", f, n)
+		}
+		p50, p99 := mqttload.Percentiles(lat)
+		b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	}
+}
+
+// target is a broker under test with its clients' credentials.
+type target struct {
+	addr string
+	pub  func(i int) (clientID, user, pass, topic string)
+	sub  func() (clientID, user, pass, filter string)
+}
+
+func mosquitto(b *testing.B) target {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:1883", time.Second)
+	if err != nil {
+		b.Skip("Mosquitto is not listening on 127.0.0.1:1883")
+	}
+	c.Close()
+	return target{addr: "127.0.0.1:1883",
+		pub: func(i int) (string, string, string, string) {
+			return fmt.Sprintf("bench-pub-%d", i), "", "", fmt.Sprintf("/sys/a1BenchProdX/dev-%d/thing/event/property/post", i)
+		},
+		sub: func() (string, string, string, string) {
+			return "bench-sub", "", "", "/sys/a1BenchProdX/+/thing/event/property/post"
+		}}
+}
+
+func corral(b *testing.B, pubs int) target {
+	s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = "FULL"; c.LogLevel = "error" })
+	p := s.CreateProduct("bench", nil)
+	devs := populate(b, s, p.ProductKey, pubs)
+	kid, secret, _ := strings.Cut(s.AdminKey, ".")
+	return target{addr: s.App.Broker().Addr("tcp"),
+		pub: func(i int) (string, string, string, string) {
+			d := devs[i]
+			cr := mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+			return cr.ClientID, cr.Username, cr.Password, "/sys/" + d.ProductKey + "/" + d.DeviceName + "/thing/event/property/post"
+		},
+		sub: func() (string, string, string, string) {
+			return "bench-sub", kid, secret, "/sys/" + p.ProductKey + "/+/thing/event/property/post"
+		}}
+}
+
+func client(b *testing.B, addr, id, user, pass string) paho.Client {
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetOrderMatters(false).SetAutoReconnect(false).
+		SetMaxResumePubInFlight(1000).SetWriteTimeout(10 * time.Second)
+	if user != "" {
+		o.SetUsername(user).SetPassword(pass)
+	}
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	return c
+}
+
+// throughput runs pubs publishers sending per messages each to one
+// subscriber and returns delivered messages per second.
+// The rate is messages delivered to the subscriber over the time from the
+// first publish to the last delivery; loss (QoS 0 under overload) is
+// reported separately.
+func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss float64) {
+	var got, last atomic.Int64
+	sid, su, sp, filter := t.sub()
+	sub := client(b, t.addr, sid, su, sp)
+	defer sub.Disconnect(0)
+	if tok := sub.Subscribe(filter, qos, func(paho.Client, paho.Message) { got.Add(1); last.Store(time.Now().UnixNano()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	clients := make([]paho.Client, pubs)
+	topics := make([]string, pubs)
+	for i := range clients {
+		id, u, p, topic := t.pub(i)
+		clients[i], topics[i] = client(b, t.addr, id, u, p), topic
+	}
+	payload := []byte(strings.Repeat("x", 100))
+	total := int64(pubs * per)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func(c paho.Client, topic string) {
+			defer wg.Done()
+			var last paho.Token
+			for j := 0; j < per; j++ {
+				last = c.Publish(topic, qos, false, payload)
+				if qos > 0 && j%100 == 99 {
+					last.WaitTimeout(10 * time.Second) // bound the window
+				}
+			}
+			last.WaitTimeout(30 * time.Second)
+		}(c, topics[i])
+	}
+	wg.Wait()
+	// Wait until everything arrived, or nothing has for half a second.
+	for got.Load() < total {
+		n := got.Load()
+		time.Sleep(500 * time.Millisecond)
+		if got.Load() == n {
+			break
+		}
+	}
+	for _, c := range clients {
+		c.Disconnect(0)
+	}
+	el := time.Duration(last.Load() - start.UnixNano())
+	if el <= 0 {
+		return 0, 1
+	}
+	return float64(got.Load()) / el.Seconds(), 1 - float64(got.Load())/float64(total)
+}
+
+// BenchmarkThroughput measures fan-in (100 publishers, one subscriber) and
+// point-to-point (one to one), QoS 0 and 1, 100-byte payloads, on corral
+// and on Mosquitto with the same tool in the same run.
+func BenchmarkThroughput(b *testing.B) {
+	for _, pat := range []struct {
+		name      string
+		pubs, per int
+	}{{"fanin", 100, envInt("CORRAL_BENCH_PER", 500)}, {"p2p", 1, envInt("CORRAL_BENCH_P2P", 50000)}} {
+		for _, qos := range []byte{0, 1} {
+			for _, broker := range []string{"corral", "mosquitto"} {
+				b.Run(fmt.Sprintf("%s/qos%d/%s", pat.name, qos, broker), func(b *testing.B) {
+					var t target
+					if broker == "corral" {
+						t = corral(b, pat.pubs)
+					} else {
+						t = mosquitto(b)
+					}
+					for i := 0; i < b.N; i++ {
+						rate, loss := throughput(b, t, pat.pubs, pat.per, qos)
+						b.ReportMetric(rate, "msg/s")
+						b.ReportMetric(loss*100, "loss-%")
+					}
+				})
+			}
+		}
+	}
+}
+
+func raiseFileLimit(b *testing.B, n uint64) {
+	var rl syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	if rl.Cur >= n {
+		return
+	}
+	rl.Cur = n
+	if rl.Max < n {
+		rl.Max = n
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		b.Skipf("cannot raise the open-file limit to %d: %v", n, err)
+	}
+}
+
+func rssKB(pid int) int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			n, _ := strconv.Atoi(strings.Fields(l)[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkIdleConnectionMemory opens 20,000 authenticated idle
+// connections to a corral server running as its own process and reports
+// its RSS growth per connection.
+func BenchmarkIdleConnectionMemory(b *testing.B) {
+	conns := envInt("CORRAL_BENCH_CONNS", 20000)
+	raiseFileLimit(b, uint64(conns)+4096)
+	bin := filepath.Join(b.TempDir(), "corral")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/corral").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v %s", err, out)
+	}
+	dir := filepath.Join(b.TempDir(), "data")
+	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+		"--mqtts-addr", "", "--ws-addr", "", "--https-addr", "", "--api-rate-limit", "0", "--log-level", "info")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && (addrs["http"] == "" || addrs["mqtt-tcp"] == "") {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
+			addrs[m["listener"].(string)] = m["addr"].(string)
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	key, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
+	s := &apptest.Server{URL: "http://" + addrs["http"], AdminKey: strings.TrimSpace(string(key))}
+	s = apptest.Remote(b, s.URL, s.AdminKey)
+	p := s.CreateProduct("idle", nil)
+	devs := populate(b, s, p.ProductKey, conns)
+	time.Sleep(2 * time.Second)
+	before := rssKB(cmd.Process.Pid)
+	open := make([]net.Conn, 0, conns)
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := next.Add(1) - 1
+				if j >= int64(conns) {
+					return
+				}
+				d := devs[j]
+				c, err := mqttload.Connect(addrs["mqtt-tcp"], mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
+				if err != nil {
+					b.Errorf("connection %d: %v", j, err)
+					return
+				}
+				mu.Lock()
+				open = append(open, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(3 * time.Second) // let presence writes and buffers settle
+	after := rssKB(cmd.Process.Pid)
+	b.ReportMetric(float64(len(open)), "connections")
+	b.ReportMetric(float64((after-before)*1024)/float64(len(open)), "bytes/conn")
+	b.ReportMetric(float64(after)/1024, "rss-MiB")
+}
