@@ -290,7 +290,7 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	addrs := map[string]string{}
 	sc := bufio.NewScanner(stderr)
-	for sc.Scan() && (addrs["http"] == "" || addrs["mqtt-tcp"] == "") {
+	for (addrs["http"] == "" || addrs["mqtt-tcp"] == "") && sc.Scan() {
 		var m map[string]any
 		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
 			addrs[m["listener"].(string)] = m["addr"].(string)

@@ -103,13 +103,13 @@ func New(o Options) (*Broker, error) {
 		o.Now = time.Now
 	}
 	if o.ReadBufferSize == 0 {
-		o.ReadBufferSize = 1024
+		o.ReadBufferSize = 512
 	}
 	if o.WriteBufferSize == 0 {
-		o.WriteBufferSize = 1024
+		o.WriteBufferSize = 512
 	}
 	if o.MaxWritesPending == 0 {
-		o.MaxWritesPending = 256
+		o.MaxWritesPending = 128
 	}
 	if o.MaxSessionExpiry == 0 {
 		o.MaxSessionExpiry = 24 * 3600
