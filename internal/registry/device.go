@@ -314,44 +314,5 @@ func (s *Service) LookupDeviceAuth(ctx context.Context, pk, dn string) (Device, 
 	return d, nil
 }
 
-// MarkOnline records that a device connected.
-func (s *Service) MarkOnline(ctx context.Context, pk, dn string) (Device, error) {
-	d, err := s.store.GetDevice(ctx, pk, dn)
-	if err != nil {
-		return Device{}, fmt.Errorf("device %s/%s: %w", pk, dn, err)
-	}
-	now := s.nowUTC()
-	if d.FirstOnline == nil {
-		d.FirstOnline = &now
-	}
-	d.LastOnline = &now
-	if d.Status != StatusDisabled {
-		d.Status = StatusOnline
-	}
-	if err := s.store.UpdateDevice(ctx, d); err != nil {
-		return Device{}, fmt.Errorf("marking %s/%s online: %w", pk, dn, err)
-	}
-	d.SealedSecret = nil
-	return d, nil
-}
-
-// MarkOffline records that a device disconnected.
-func (s *Service) MarkOffline(ctx context.Context, pk, dn string) (Device, error) {
-	d, err := s.store.GetDevice(ctx, pk, dn)
-	if err != nil {
-		return Device{}, fmt.Errorf("device %s/%s: %w", pk, dn, err)
-	}
-	if d.Status == StatusOnline {
-		d.Status = StatusOffline
-	}
-	now := s.nowUTC()
-	d.LastOnline = &now
-	if err := s.store.UpdateDevice(ctx, d); err != nil {
-		return Device{}, fmt.Errorf("marking %s/%s offline: %w", pk, dn, err)
-	}
-	d.SealedSecret = nil
-	return d, nil
-}
-
 // Stats returns registry sizes.
 func (s *Service) Stats(ctx context.Context) (Stats, error) { return s.store.Stats(ctx) }

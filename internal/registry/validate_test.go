@@ -1,0 +1,101 @@
+package registry
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateDeviceName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"abcd": true, "dev-01_A@b.c:d": true, strings.Repeat("a", 32): true,
+		"abc": false, strings.Repeat("a", 33): false, "dev 01": false, "dev/01": false, "dév-01": false, "": false, "dev#": false,
+	} {
+		err := ValidateDeviceName(name)
+		if (err == nil) != ok {
+			t.Errorf("ValidateDeviceName(%q) = %v", name, err)
+		}
+		var ve *ValidationError
+		if err != nil && (!errors.As(err, &ve) || ve.Field != "deviceName" || !errors.Is(err, ErrInvalid)) {
+			t.Errorf("error %v does not name the field", err)
+		}
+	}
+}
+
+func TestValidateAttributes(t *testing.T) {
+	tests := []struct {
+		attrs map[string]string
+		ok    bool
+	}{
+		{map[string]string{"site": "north", "a.b-c_d": ""}, true},
+		{map[string]string{"": "x"}, false},
+		{map[string]string{"a b": "x"}, false},
+		{map[string]string{strings.Repeat("k", 65): "x"}, false},
+		{map[string]string{"k": strings.Repeat("v", 1025)}, false},
+		{map[string]string{"k": "\xff"}, false},
+	}
+	for _, tt := range tests {
+		if err := ValidateAttributes("attributes", tt.attrs); (err == nil) != tt.ok {
+			t.Errorf("ValidateAttributes(%v) = %v", tt.attrs, err)
+		}
+	}
+	many := map[string]string{}
+	for i := 0; i < 65; i++ {
+		many[strings.Repeat("k", i+1)] = ""
+	}
+	if ValidateAttributes("attributes", many) == nil {
+		t.Error("65 attributes accepted")
+	}
+}
+
+func TestRoles(t *testing.T) {
+	if !RoleAdmin.Allows(RoleOperator) || RoleReadonly.Allows(RoleOperator) || Role("root").Allows(RoleReadonly) || RoleAdmin.Allows("") {
+		t.Fatal("role order")
+	}
+}
+
+func TestCoalescePresence(t *testing.T) {
+	on := func(dn string, at int) Presence { return Presence{ProductKey: "p", DeviceName: dn, Online: true, At: at0(at)} }
+	off := func(dn string, at int) Presence { return Presence{ProductKey: "p", DeviceName: dn, At: at0(at)} }
+	got := Coalesce([]Presence{on("a", 1), off("a", 2), on("b", 3), off("c", 4), on("a", 5)})
+	if len(got) != 3 || !got[0].Online || !got[0].At.Equal(at0(5)) || got[1].DeviceName != "b" || got[2].Online {
+		t.Fatalf("%+v", got)
+	}
+	got = Coalesce([]Presence{on("a", 1), off("a", 2)})
+	if len(got) != 1 || got[0].Online || !got[0].ConnectedAt.Equal(at0(1)) {
+		t.Fatalf("short session: %+v", got)
+	}
+}
+
+func FuzzValidateDeviceName(f *testing.F) {
+	for _, s := range []string{"abcd", "dev-01", "a b c d", "ééééé", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateDeviceName(s) != nil {
+			return
+		}
+		if len(s) < 4 || len(s) > 32 {
+			t.Fatalf("accepted length %d", len(s))
+		}
+		for i := 0; i < len(s); i++ {
+			if !deviceNameByte(s[i]) {
+				t.Fatalf("accepted byte %q", s[i])
+			}
+		}
+	})
+}
+
+func FuzzValidateAttributes(f *testing.F) {
+	f.Add("site", "north")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, k, v string) {
+		err := ValidateAttributes("attributes", map[string]string{k: v})
+		if err == nil && (k == "" || len(k) > MaxAttrKeyLen || len(v) > MaxAttrValueLen || strings.ContainsAny(k, " /\"'")) {
+			t.Fatalf("accepted %q=%q", k, v)
+		}
+	})
+}
+
+func at0(s int) time.Time { return time.Unix(int64(s), 0) }

@@ -1,0 +1,406 @@
+// Package storetest is the conformance suite every store adapter passes:
+// the behaviour the registry and audit packages rely on, run against a
+// real store (SQLite today; PostgreSQL next).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/registry"
+)
+
+// Store is everything an adapter implements.
+type Store interface {
+	registry.Store
+	audit.Store
+}
+
+// Run runs the suite; open returns a fresh, empty store for each test.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"accounts", testAccounts},
+		{"products", testProducts},
+		{"devices all or nothing", testDevicesAtomic},
+		{"device listing", testListDevices},
+		{"device updates", testUpdateDevice},
+		{"api keys", testAPIKeys},
+		{"presence", testPresence},
+		{"registration primitives", testProvisioning},
+		{"topology", testTopology},
+		{"thing models and properties", testThings},
+		{"audit", testAudit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+var (
+	ctx = context.Background()
+	t0  = time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+)
+
+func seed(t *testing.T, s Store) registry.Product {
+	t.Helper()
+	if err := s.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "one", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	p := registry.Product{AccountID: "acc1", ProductKey: "PK000000001", Name: "p", NodeType: registry.NodeGateway, AuthType: registry.AuthSecret,
+		DynReg: registry.DynRegAuto, Attributes: map[string]string{"a": "b"}, CreatedAt: t0}
+	if err := s.CreateProduct(ctx, p, []byte("sealed-product")); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func dev(p registry.Product, name string) registry.Device {
+	return registry.Device{AccountID: p.AccountID, ProductKey: p.ProductKey, DeviceName: name, IotID: "iot-" + name,
+		SealedSecret: []byte("sealed-" + name), Status: registry.StatusInactive, Attributes: map[string]string{}, CreatedAt: t0}
+}
+
+func testAccounts(t *testing.T, s Store) {
+	a := registry.Account{ID: "acc1", Name: "one", CreatedAt: t0}
+	if err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccount(ctx, a); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("duplicate account: %v", err)
+	}
+	got, err := s.GetAccount(ctx, "acc1")
+	if err != nil || got.Name != "one" || !got.CreatedAt.Equal(t0.Truncate(time.Millisecond)) {
+		t.Fatalf("GetAccount = %+v, %v", got, err)
+	}
+	if _, err := s.GetAccount(ctx, "nope"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("missing account: %v", err)
+	}
+	s.CreateAccount(ctx, registry.Account{ID: "acc0", Name: "zero", CreatedAt: t0})
+	all, _ := s.ListAccounts(ctx)
+	if len(all) != 2 || all[0].ID != "acc0" {
+		t.Fatalf("ListAccounts = %+v", all)
+	}
+}
+
+func testProducts(t *testing.T, s Store) {
+	p := seed(t, s)
+	got, sealed, err := s.GetProduct(ctx, p.ProductKey)
+	if err != nil || string(sealed) != "sealed-product" || got.Name != "p" || got.NodeType != registry.NodeGateway || got.Attributes["a"] != "b" {
+		t.Fatalf("GetProduct = %+v %q %v", got, sealed, err)
+	}
+	if err := s.CreateProduct(ctx, p, []byte("x")); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("duplicate product: %v", err)
+	}
+	s.CreateAccount(ctx, registry.Account{ID: "acc2", CreatedAt: t0})
+	for i := 2; i <= 5; i++ {
+		q := p
+		q.ProductKey = fmt.Sprintf("PK00000000%d", i)
+		if i == 5 {
+			q.AccountID = "acc2"
+		}
+		s.CreateProduct(ctx, q, []byte("x"))
+	}
+	page, _ := s.ListProducts(ctx, "acc1", "", 2)
+	next, _ := s.ListProducts(ctx, "acc1", page[len(page)-1].ProductKey, 10)
+	if len(page) != 2 || len(next) != 2 || next[0].ProductKey != "PK000000003" {
+		t.Fatalf("ListProducts pages %v / %v", page, next)
+	}
+	p.Name, p.DynReg, p.ConnectWindow = "renamed", registry.DynRegWhitelist, 60
+	p.Provisioning = registry.Provisioning{ReRegister: registry.ReRegisterRotate, Allow: []string{"SN-.*"}}
+	if err := s.UpdateProduct(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ = s.GetProduct(ctx, p.ProductKey)
+	if got.Name != "renamed" || got.DynReg != registry.DynRegWhitelist || got.ConnectWindow != 60 || got.Provisioning.ReRegister != registry.ReRegisterRotate {
+		t.Fatalf("after update: %+v", got)
+	}
+	s.CreateDevices(ctx, []registry.Device{dev(p, "d1")})
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.GetProduct(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("deleted product: %v", err)
+	}
+	if _, err := s.GetDevice(ctx, p.ProductKey, "d1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("device of a deleted product: %v", err)
+	}
+}
+
+func testDevicesAtomic(t *testing.T, s Store) {
+	p := seed(t, s)
+	if err := s.CreateDevices(ctx, []registry.Device{dev(p, "a1"), dev(p, "a2")}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CreateDevices(ctx, []registry.Device{dev(p, "b1"), dev(p, "a2"), dev(p, "b3")})
+	if !errors.Is(err, registry.ErrConflict) || !contains(err.Error(), "a2") {
+		t.Fatalf("batch with a duplicate: %v", err)
+	}
+	for _, n := range []string{"b1", "b3"} {
+		if _, err := s.GetDevice(ctx, p.ProductKey, n); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("%s was created by a failed batch", n)
+		}
+	}
+	d, err := s.GetDevice(ctx, p.ProductKey, "a1")
+	if err != nil || string(d.SealedSecret) != "sealed-a1" || d.IotID != "iot-a1" || d.AccountID != "acc1" {
+		t.Fatalf("GetDevice = %+v %v", d, err)
+	}
+	a, err := s.GetDeviceAuth(ctx, p.ProductKey, "a1")
+	if err != nil || a.AccountID != "acc1" || a.Status != registry.StatusInactive || string(a.SealedSecret) != "sealed-a1" {
+		t.Fatalf("GetDeviceAuth = %+v %v", a, err)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func testListDevices(t *testing.T, s Store) {
+	p := seed(t, s)
+	var ds []registry.Device
+	for i := 0; i < 25; i++ {
+		d := dev(p, fmt.Sprintf("dev-%02d", i))
+		if i%5 == 0 {
+			d.Status = registry.StatusDisabled
+		}
+		if i < 3 {
+			d.Attributes = map[string]string{"site": "north"}
+		}
+		ds = append(ds, d)
+	}
+	lit := dev(p, "dev_x")
+	ds = append(ds, lit)
+	if err := s.CreateDevices(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	after := ""
+	for {
+		page, err := s.ListDevices(ctx, registry.DeviceFilter{ProductKey: p.ProductKey, After: after, Limit: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range page {
+			if seen[d.DeviceName] {
+				t.Fatalf("%s twice", d.DeviceName)
+			}
+			seen[d.DeviceName] = true
+		}
+		if len(page) < 7 {
+			break
+		}
+		after = page[len(page)-1].DeviceName
+	}
+	if len(seen) != 26 {
+		t.Fatalf("paged %d of 26", len(seen))
+	}
+	count := func(f registry.DeviceFilter) int {
+		f.ProductKey, f.Limit = p.ProductKey, 100
+		got, err := s.ListDevices(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if n := count(registry.DeviceFilter{Status: registry.StatusDisabled}); n != 5 {
+		t.Fatalf("status filter: %d", n)
+	}
+	if n := count(registry.DeviceFilter{NamePrefix: "dev_"}); n != 1 {
+		t.Fatalf("'_' in a prefix must be literal: %d", n)
+	}
+	if n := count(registry.DeviceFilter{NamePrefix: "dev-1"}); n != 10 {
+		t.Fatalf("prefix filter: %d", n)
+	}
+	if n := count(registry.DeviceFilter{AttrKey: "site", AttrValue: "north"}); n != 3 {
+		t.Fatalf("attribute filter: %d", n)
+	}
+}
+
+func testUpdateDevice(t *testing.T, s Store) {
+	p := seed(t, s)
+	d := dev(p, "u1")
+	s.CreateDevices(ctx, []registry.Device{d})
+	on := t0.Add(time.Hour).Truncate(time.Millisecond)
+	d.Status, d.Nickname, d.SecretIssued, d.FirstOnline, d.LastOnline = registry.StatusOnline, "nick", true, &on, &on
+	d.Attributes = map[string]string{"k": "v"}
+	d.CertFingerprint = "ab12"
+	if err := s.UpdateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.GetDevice(ctx, p.ProductKey, "u1")
+	if got.Status != registry.StatusOnline || got.Nickname != "nick" || !got.SecretIssued || got.FirstOnline == nil || !got.FirstOnline.Equal(on) || got.Attributes["k"] != "v" {
+		t.Fatalf("after update: %+v", got)
+	}
+	byFP, err := s.GetDeviceByFingerprint(ctx, "ab12")
+	if err != nil || byFP.DeviceName != "u1" {
+		t.Fatalf("by fingerprint: %+v %v", byFP, err)
+	}
+	other := dev(p, "u2")
+	s.CreateDevices(ctx, []registry.Device{other})
+	other.CertFingerprint = "ab12"
+	if err := s.UpdateDevice(ctx, other); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("one certificate bound twice: %v", err)
+	}
+	if err := s.UpdateDevice(ctx, dev(p, "ghost")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("update of a missing device: %v", err)
+	}
+	if err := s.DeleteDevice(ctx, p.ProductKey, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDevice(ctx, p.ProductKey, "u1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func testAPIKeys(t *testing.T, s Store) {
+	seed(t, s)
+	k := registry.APIKey{ID: "ck1", AccountID: "acc1", Name: "n", Role: registry.RoleOperator, Hash: []byte("hash"), CreatedAt: t0}
+	if err := s.CreateAPIKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAPIKey(ctx, k); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	got, err := s.GetAPIKey(ctx, "ck1")
+	if err != nil || string(got.Hash) != "hash" || got.Role != registry.RoleOperator {
+		t.Fatalf("GetAPIKey = %+v %v", got, err)
+	}
+	list, _ := s.ListAPIKeys(ctx, "acc1")
+	if len(list) != 1 || list[0].Hash != nil {
+		t.Fatalf("listing shows hashes or misses keys: %+v", list)
+	}
+	if err := s.DeleteAPIKey(ctx, "ck1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAPIKey(ctx, "ck1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("deleted key: %v", err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || st.Accounts != 1 || st.Products != 1 {
+		t.Fatalf("Stats = %+v %v", st, err)
+	}
+}
+
+func testPresence(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "p1"), dev(p, "p2")})
+	t1, t2 := t0.Add(time.Minute).Truncate(time.Millisecond), t0.Add(2*time.Minute).Truncate(time.Millisecond)
+	err := s.ApplyPresence(ctx, []registry.Presence{
+		{ProductKey: p.ProductKey, DeviceName: "p1", Online: true, At: t1},
+		{ProductKey: p.ProductKey, DeviceName: "p2", Online: false, At: t2, ConnectedAt: t1},
+		{ProductKey: p.ProductKey, DeviceName: "ghost", Online: true, At: t1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := s.GetDevice(ctx, p.ProductKey, "p1")
+	d2, _ := s.GetDevice(ctx, p.ProductKey, "p2")
+	if d1.Status != registry.StatusOnline || !d1.FirstOnline.Equal(t1) || d2.Status != registry.StatusOffline || !d2.FirstOnline.Equal(t1) || !d2.LastOnline.Equal(t2) {
+		t.Fatalf("presence: %+v / %+v", d1, d2)
+	}
+	if n, err := s.ResetPresence(ctx, t2); err != nil || n != 1 {
+		t.Fatalf("ResetPresence = %d, %v", n, err)
+	}
+}
+
+func testProvisioning(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "r1")})
+	first, err := s.IssueSecret(ctx, p.ProductKey, "r1")
+	again, _ := s.IssueSecret(ctx, p.ProductKey, "r1")
+	if err != nil || !first || again {
+		t.Fatalf("IssueSecret = %v, %v (again %v)", first, err, again)
+	}
+	if err := s.SetDeviceSecret(ctx, p.ProductKey, "r1", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := s.GetDevice(ctx, p.ProductKey, "r1")
+	if string(d.SealedSecret) != "new" {
+		t.Fatal("secret not replaced")
+	}
+	s.SetDeviceToken(ctx, p.ProductKey, "r1", "cid", []byte("th"))
+	cid, th, err := s.DeviceToken(ctx, p.ProductKey, "r1")
+	if err != nil || cid != "cid" || string(th) != "th" {
+		t.Fatalf("DeviceToken = %q %q %v", cid, th, err)
+	}
+	s.SetRegistrationKey(ctx, p.ProductKey, []byte("k1"))
+	s.SetRegistrationKey(ctx, p.ProductKey, []byte("k2")) // never replaces
+	if k, _ := s.RegistrationKey(ctx, p.ProductKey); string(k) != "k1" {
+		t.Fatalf("registration key %q", k)
+	}
+}
+
+func testTopology(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "gw"), dev(p, "s1"), dev(p, "s2")})
+	prev, err := s.SetGateway(ctx, "PK000000001/gw", [][2]string{{p.ProductKey, "s1"}, {p.ProductKey, "s2"}})
+	if err != nil || prev[0] != "" {
+		t.Fatalf("SetGateway = %v %v", prev, err)
+	}
+	prev, _ = s.SetGateway(ctx, "PK000000001/gw2", [][2]string{{p.ProductKey, "s1"}})
+	if prev[0] != "PK000000001/gw" {
+		t.Fatalf("move reports %v", prev)
+	}
+	subs, _ := s.Subdevices(ctx, "PK000000001/gw")
+	if len(subs) != 1 || subs[0].DeviceName != "s2" {
+		t.Fatalf("Subdevices = %+v", subs)
+	}
+	if _, err := s.SetGateway(ctx, "x", [][2]string{{p.ProductKey, "s2"}, {p.ProductKey, "ghost"}}); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("unknown sub-device: %v", err)
+	}
+	if subs, _ := s.Subdevices(ctx, "PK000000001/gw"); len(subs) != 1 {
+		t.Fatal("a failed SetGateway changed the topology")
+	}
+}
+
+func testThings(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "t1")})
+	if err := s.SetTSL(ctx, p.ProductKey, []byte(`{"properties":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.TSL(ctx, p.ProductKey); string(m) != `{"properties":[]}` {
+		t.Fatalf("TSL = %s", m)
+	}
+	at := t0.Truncate(time.Millisecond)
+	s.SaveProperties(ctx, p.ProductKey, "t1", []registry.PropertyValue{{Identifier: "a", Value: []byte("1"), Time: at}, {Identifier: "b", Value: []byte(`"x"`), Time: at}})
+	s.SaveProperties(ctx, p.ProductKey, "t1", []registry.PropertyValue{{Identifier: "a", Value: []byte("2"), Time: at}})
+	ps, err := s.Properties(ctx, p.ProductKey, "t1")
+	if err != nil || len(ps) != 2 || string(ps[0].Value) != "2" || string(ps[1].Value) != `"x"` {
+		t.Fatalf("Properties = %+v %v", ps, err)
+	}
+}
+
+func testAudit(t *testing.T, s Store) {
+	for i := 0; i < 5; i++ {
+		s.AppendAudit(ctx, audit.Entry{At: t0, AccountID: "acc1", Action: "a", Target: fmt.Sprint(i), Outcome: map[bool]string{true: "ok", false: "refused"}[i%2 == 0]})
+	}
+	s.AppendAudit(ctx, audit.Entry{At: t0, AccountID: "acc2", Action: "a", Outcome: "ok"})
+	var all []audit.Entry
+	var err error
+	for i := 0; i < 100; i++ { // appends may be asynchronous
+		all, err = s.ListAudit(ctx, audit.Filter{AccountID: "acc1", Limit: 100})
+		if len(all) == 5 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || len(all) != 5 || all[0].Target != "4" {
+		t.Fatalf("ListAudit = %+v %v", all, err)
+	}
+	refused, _ := s.ListAudit(ctx, audit.Filter{AccountID: "acc1", Outcome: "refused", Limit: 100})
+	older, _ := s.ListAudit(ctx, audit.Filter{AccountID: "acc1", Before: all[1].ID, Limit: 100})
+	if len(refused) != 2 || len(older) != 3 {
+		t.Fatalf("filters: %d refused, %d older", len(refused), len(older))
+	}
+}
