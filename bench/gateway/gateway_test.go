@@ -120,7 +120,7 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	defer app.Disconnect(0)
 	for _, f := range []string{"/sys/" + w.direct.ProductKey + "/+/thing/event/property/post", "/sys/" + w.subs[0].ProductKey + "/+/thing/event/property/post"} {
-		if tok := app.Subscribe(f, 0, func(paho.Client, paho.Message) { got.Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if tok := app.Subscribe(f, 1, func(paho.Client, paho.Message) { got.Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			b.Fatal(tok.Error())
 		}
 	}

@@ -109,7 +109,7 @@ func New(o Options) (*Broker, error) {
 		o.WriteBufferSize = 512
 	}
 	if o.MaxWritesPending == 0 {
-		o.MaxWritesPending = 128
+		o.MaxWritesPending = 256
 	}
 	if o.MaxSessionExpiry == 0 {
 		o.MaxSessionExpiry = 24 * 3600
