@@ -99,7 +99,21 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	id, err := h.authenticate(ctx, cl, pk)
+	// Authentication reads the store, whose SQLite code grows goroutine
+	// stacks deep; doing it on a short-lived goroutine keeps the
+	// connection's own goroutine (which lives as long as the session)
+	// small, which is most of what an idle connection costs.
+	type result struct {
+		id  identity
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		id, err := h.authenticate(ctx, cl, pk)
+		done <- result{id, err}
+	}()
+	r := <-done
+	id, err := r.id, r.err
 	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
