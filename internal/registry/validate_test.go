@@ -56,7 +56,9 @@ func TestRoles(t *testing.T) {
 }
 
 func TestCoalescePresence(t *testing.T) {
-	on := func(dn string, at int) Presence { return Presence{ProductKey: "p", DeviceName: dn, Online: true, At: at0(at)} }
+	on := func(dn string, at int) Presence {
+		return Presence{ProductKey: "p", DeviceName: dn, Online: true, At: at0(at)}
+	}
 	off := func(dn string, at int) Presence { return Presence{ProductKey: "p", DeviceName: dn, At: at0(at)} }
 	got := Coalesce([]Presence{on("a", 1), off("a", 2), on("b", 3), off("c", 4), on("a", 5)})
 	if len(got) != 3 || !got[0].Online || !got[0].At.Equal(at0(5)) || got[1].DeviceName != "b" || got[2].Online {
