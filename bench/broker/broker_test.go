@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/corral-iot/corral/bench/internal/knob"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -30,13 +31,6 @@ import (
 	"github.com/corral-iot/corral/internal/config"
 )
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 type dev struct{ ProductKey, DeviceName, DeviceSecret string }
 
 // populate creates n devices through the API and returns their triples.
@@ -55,9 +49,9 @@ func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
 // against the registry) and DISCONNECT, devices drawn at random from
 // 100,000.
 func BenchmarkConnectRate(b *testing.B) {
-	size := envInt("CORRAL_BENCH_DEVICES", 100000)
-	n := envInt("CORRAL_BENCH_N", 20000)
-	c := envInt("CORRAL_BENCH_C", 32)
+	size := knob.Int("CORRAL_BENCH_DEVICES", 100000)
+	n := knob.Int("CORRAL_BENCH_N", 20000)
+	c := knob.Int("CORRAL_BENCH_C", 32)
 	s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = "FULL"; c.LogLevel = "error" })
 	p := s.CreateProduct("bench", nil)
 	devs := populate(b, s, p.ProductKey, size)
@@ -230,7 +224,7 @@ func BenchmarkThroughput(b *testing.B) {
 	for _, pat := range []struct {
 		name      string
 		pubs, per int
-	}{{"fanin", 100, envInt("CORRAL_BENCH_PER", 500)}, {"p2p", 1, envInt("CORRAL_BENCH_P2P", 50000)}} {
+	}{{"fanin", 100, knob.Int("CORRAL_BENCH_PER", 500)}, {"p2p", 1, knob.Int("CORRAL_BENCH_P2P", 50000)}} {
 		for _, qos := range []byte{0, 1} {
 			for _, broker := range []string{"corral", "mosquitto"} {
 				b.Run(fmt.Sprintf("%s/qos%d/%s", pat.name, qos, broker), func(b *testing.B) {
@@ -285,7 +279,7 @@ func rssKB(pid int) int {
 // connections to a corral server running as its own process and reports
 // its RSS growth per connection.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
-	conns := envInt("CORRAL_BENCH_CONNS", 20000)
+	conns := knob.Int("CORRAL_BENCH_CONNS", 20000)
 	if lim := raiseFileLimit(uint64(conns) + 512); lim < uint64(conns)+512 {
 		// Each side of every connection needs a descriptor in its process.
 		conns = int(lim) - 512

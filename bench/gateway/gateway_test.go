@@ -7,10 +7,9 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"os"
+	"github.com/corral-iot/corral/bench/internal/knob"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,13 +21,6 @@ import (
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
 )
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 type world struct {
 	s      *apptest.Server
@@ -70,7 +62,7 @@ func (w world) gateway(b *testing.B) *device.Gateway {
 // (the target is under 2 s), and times thing.topo.get of all 2,000 (under
 // 50 ms).
 func BenchmarkGatewayOnline2000(b *testing.B) {
-	n := envInt("CORRAL_BENCH_SUBS", 2000)
+	n := knob.Int("CORRAL_BENCH_SUBS", 2000)
 	for i := 0; i < b.N; i++ {
 		w := setup(b, n)
 		g := w.gateway(b)
@@ -99,7 +91,7 @@ func BenchmarkGatewayOnline2000(b *testing.B) {
 // direct device and, through the gateway, for its logged-in sub-devices,
 // to one application subscriber, and reports both rates and their ratio.
 func BenchmarkRelay(b *testing.B) {
-	msgs := envInt("CORRAL_BENCH_MSGS", 20000)
+	msgs := knob.Int("CORRAL_BENCH_MSGS", 20000)
 	w := setup(b, 100)
 	g := w.gateway(b)
 	defer g.Close()

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/corral-iot/corral/bench/internal/knob"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +19,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,13 +42,6 @@ func syncMode() string {
 		return v
 	}
 	return "FULL"
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 // load registers n devices with c concurrent clients and returns the rate
@@ -113,8 +106,8 @@ func BenchmarkDynRegHTTP(b *testing.B) {
 	if os.Getenv("CORRAL_BENCH_1M") != "" {
 		sizes = append(sizes, 1000000)
 	}
-	n := envInt("CORRAL_BENCH_N", 20000)
-	c := envInt("CORRAL_BENCH_C", 32)
+	n := knob.Int("CORRAL_BENCH_N", 20000)
+	c := knob.Int("CORRAL_BENCH_C", 32)
 	b.Run("bare-handler", func(b *testing.B) {
 		secret, pk := "0123456789abcdef", "a1BenchProd"
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -169,7 +162,7 @@ func BenchmarkRegisterThenConnect(b *testing.B) {
 	s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = "FULL"; c.LogLevel = "error" })
 	p := s.CreateProduct("bench", map[string]any{"dynamicRegistration": "auto"})
 	mqtt := s.App.Broker().Addr("tcp")
-	n := envInt("CORRAL_BENCH_N", 500)
+	n := knob.Int("CORRAL_BENCH_N", 500)
 	for i := 0; i < b.N; i++ {
 		lat := make([]time.Duration, n)
 		for j := 0; j < n; j++ {

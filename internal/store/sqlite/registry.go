@@ -138,20 +138,7 @@ func (s *Store) GetProduct(ctx context.Context, pk string) (registry.Product, []
 
 // ListProducts implements registry.Store.
 func (s *Store) ListProducts(ctx context.Context, account, after string, limit int) ([]registry.Product, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+productCols+` FROM products WHERE account_id = ? AND product_key > ? ORDER BY product_key LIMIT ?`, account, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []registry.Product{}
-	for rows.Next() {
-		p, err := scanProduct(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return list(ctx, s.r, func(r *sql.Rows) (registry.Product, error) { return scanProduct(r) }, `SELECT `+productCols+` FROM products WHERE account_id = ? AND product_key > ? ORDER BY product_key LIMIT ?`, account, after, limit)
 }
 
 // UpdateProduct implements registry.Store.
@@ -267,20 +254,7 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 	}
 	q += ` ORDER BY device_name LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []registry.Device{}
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return list(ctx, s.r, func(r *sql.Rows) (registry.Device, error) { return scanDevice(r) }, q, args...)
 }
 
 // UpdateDevice implements registry.Store.
@@ -577,20 +551,7 @@ func (s *Store) GetCA(ctx context.Context, id string) (registry.CA, error) {
 
 // ListCAs implements registry.CAStore.
 func (s *Store) ListCAs(ctx context.Context, account string) ([]registry.CA, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+caCols+` FROM cas WHERE ? = '' OR account_id = ? ORDER BY created_at, id`, account, account)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []registry.CA{}
-	for rows.Next() {
-		ca, err := scanCA(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ca)
-	}
-	return out, rows.Err()
+	return list(ctx, s.r, func(r *sql.Rows) (registry.CA, error) { return scanCA(r) }, `SELECT `+caCols+` FROM cas WHERE ? = '' OR account_id = ? ORDER BY created_at, id`, account, account)
 }
 
 // SetCAStatus implements registry.CAStore.
@@ -638,20 +599,7 @@ func (s *Store) GetCertificate(ctx context.Context, fp string) (registry.Certifi
 
 // ListCertificates implements registry.CAStore.
 func (s *Store) ListCertificates(ctx context.Context, account string, st registry.CertStatus) ([]registry.Certificate, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+certCols+` FROM certificates WHERE account_id = ? AND (? = '' OR status = ?) ORDER BY created_at`, account, st, st)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []registry.Certificate{}
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return list(ctx, s.r, func(r *sql.Rows) (registry.Certificate, error) { return scanCert(r) }, `SELECT `+certCols+` FROM certificates WHERE account_id = ? AND (? = '' OR status = ?) ORDER BY created_at`, account, st, st)
 }
 
 // SetGateway implements registry.TopologyStore.
@@ -685,20 +633,7 @@ func (s *Store) SetGateway(ctx context.Context, gateway string, subs [][2]string
 
 // Subdevices implements registry.TopologyStore.
 func (s *Store) Subdevices(ctx context.Context, gateway string) ([]registry.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE gateway = ? ORDER BY product_key, device_name`, gateway)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []registry.Device{}
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return list(ctx, s.r, func(r *sql.Rows) (registry.Device, error) { return scanDevice(r) }, `SELECT `+deviceCols+` FROM devices WHERE gateway = ? ORDER BY product_key, device_name`, gateway)
 }
 
 // SetTSL implements registry.ThingStore.
@@ -748,6 +683,24 @@ func (s *Store) Properties(ctx context.Context, pk, dn string) ([]registry.Prope
 			return nil, err
 		}
 		v.Value, v.Time = json.RawMessage(val), fromMS(t)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// list runs a read query and scans every row.
+func list[T any](ctx context.Context, db *sql.DB, scan func(*sql.Rows) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, v)
 	}
 	return out, rows.Err()
