@@ -156,8 +156,10 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 		return Device{}, "", err
 	}
 	pk, dn := r.Product.ProductKey, r.DeviceName
-	d, err := s.LookupDevice(ctx, pk, dn)
-	if errors.Is(err, ErrNotFound) && r.Create {
+	if r.Create {
+		// Try the insert first: for a new device (the common case in auto
+		// mode) that is the only store round trip; a conflict means it
+		// exists, and the existing-device rules below apply.
 		nd, err := s.newDevice(r.Product, DeviceInput{DeviceName: dn, Attributes: r.Attributes}, s.nowUTC())
 		if err != nil {
 			return Device{}, "", err
@@ -172,11 +174,9 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 		if !errors.Is(err, ErrConflict) {
 			return Device{}, "", fmt.Errorf("registering %s/%s: %w", pk, dn, err)
 		}
-		// A concurrent registration created it first: treat as existing.
-		if d, err = s.LookupDevice(ctx, pk, dn); err != nil {
-			return Device{}, "", err
-		}
-	} else if err != nil {
+	}
+	d, err := s.LookupDevice(ctx, pk, dn)
+	if err != nil {
 		return Device{}, "", err
 	}
 	if d.Status == StatusDisabled {
