@@ -182,16 +182,15 @@ func TestGracefulShutdown(t *testing.T) {
 	bin := buildBinary(t)
 	p := startBinary(t, bin, filepath.Join(t.TempDir(), "data"))
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
+	// Read stderr to its end (the process closing it) before Wait, which
+	// would close the pipe under the reader.
 	select {
-	case err := <-done:
-		<-p.scanned
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.logs)
-		}
+	case <-p.scanned:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit after SIGTERM")
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs)
 	}
 	if !strings.Contains(p.logs.String(), `"stopped"`) {
 		t.Fatalf("no stop log:\n%s", p.logs)
