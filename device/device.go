@@ -53,9 +53,11 @@ type Options struct {
 	SignMethod string      // hmacsha256 (default), hmacsha1 or hmacmd5
 	TLS        *tls.Config // for ssl:// brokers
 	KeepAlive  time.Duration
-	// CleanSession false keeps subscriptions and queued QoS 1 messages
-	// across reconnects on the server.
-	CleanSession bool
+	// PersistentSession keeps subscriptions and queued QoS 1 messages on
+	// the server across reconnects (MQTT clean session off). Off by
+	// default, as in the Link SDKs: the client restores its subscriptions
+	// itself.
+	PersistentSession bool
 	// Will, if set, is published by the server when the device vanishes.
 	Will *Message
 	// OnConnectionChange is told when the connection is up or down.
@@ -106,7 +108,7 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 		secure = "2"
 	}
 	c := &Client{o: o, subs: map[string]sub{}}
-	po := paho.NewClientOptions().AddBroker(o.Broker).SetKeepAlive(o.KeepAlive).SetCleanSession(o.CleanSession).
+	po := paho.NewClientOptions().AddBroker(o.Broker).SetKeepAlive(o.KeepAlive).SetCleanSession(!o.PersistentSession).
 		SetConnectRetry(false).SetOrderMatters(false).SetConnectTimeout(10 * time.Second).SetMaxReconnectInterval(10 * time.Second)
 	po.SetAutoReconnect(o.AutoReconnect == nil || *o.AutoReconnect)
 	if o.TLS != nil {

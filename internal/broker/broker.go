@@ -234,6 +234,26 @@ func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) 
 	return func() { b.srv.Unsubscribe(filter, id) }, nil
 }
 
+// SubscribeAll subscribes in-process to several filters, each with its
+// handler; the returned function unsubscribes them all.
+func (b *Broker) SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error) {
+	var unsubs []func()
+	stop := func() {
+		for _, u := range unsubs {
+			u()
+		}
+	}
+	for f, h := range hs {
+		u, err := b.Subscribe(f, h)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		unsubs = append(unsubs, u)
+	}
+	return stop, nil
+}
+
 // Kick closes a device's live session, if it has one (a sub-device's
 // session through its gateway is logged out).
 func (b *Broker) Kick(pk, dn string, reason string) bool {

@@ -31,7 +31,7 @@ const (
 // Broker is what the gateway logic needs of the MQTT broker.
 type Broker interface {
 	Publish(topic string, payload []byte, retain bool, qos byte) error
-	Subscribe(filter string, h func(topic string, payload []byte)) (func(), error)
+	SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error)
 	LoginSub(gwPk, gwDn string, sub registry.Device) error
 	LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool
 	SubLoggedIn(gwPk, gwDn, subPk, subDn string) bool
@@ -62,9 +62,9 @@ type Options struct {
 
 // Service answers gateways.
 type Service struct {
-	o      Options
-	log    *slog.Logger
-	unsubs []func()
+	o    Options
+	log  *slog.Logger
+	stop func()
 }
 
 // New returns a Service; Start subscribes it to the gateway topics.
@@ -80,28 +80,29 @@ func New(o Options) *Service {
 
 // Start subscribes in-process to the request topics of every gateway.
 func (s *Service) Start() error {
+	hs := map[string]func(string, []byte){}
 	for _, f := range []string{
 		"/sys/+/+/thing/topo/add", "/sys/+/+/thing/topo/delete", "/sys/+/+/thing/topo/get",
 		"/sys/+/+/thing/sub/register", "/sys/+/+/thing/proxy/provisioning/product_register",
 		"/ext/session/+/+/combine/login", "/ext/session/+/+/combine/batch_login",
 		"/ext/session/+/+/combine/logout", "/ext/session/+/+/combine/batch_logout",
 	} {
-		unsub, err := s.o.Broker.Subscribe(f, s.handle)
-		if err != nil {
-			s.Stop()
-			return fmt.Errorf("subscribing to %s: %w", f, err)
-		}
-		s.unsubs = append(s.unsubs, unsub)
+		hs[f] = s.handle
 	}
+	stop, err := s.o.Broker.SubscribeAll(hs)
+	if err != nil {
+		return fmt.Errorf("subscribing to gateway topics: %w", err)
+	}
+	s.stop = stop
 	return nil
 }
 
 // Stop unsubscribes.
 func (s *Service) Stop() {
-	for _, u := range s.unsubs {
-		u()
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
 	}
-	s.unsubs = nil
 }
 
 // failure is a reply code and message.

@@ -25,7 +25,7 @@ import (
 // Broker is what the thing service needs of the MQTT broker.
 type Broker interface {
 	Publish(topic string, payload []byte, retain bool, qos byte) error
-	Subscribe(filter string, h func(topic string, payload []byte)) (func(), error)
+	SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error)
 	Online(pk, dn string) bool
 }
 
@@ -47,7 +47,7 @@ type Options struct {
 type Service struct {
 	o      Options
 	log    *slog.Logger
-	unsubs []func()
+	stop   func()
 	ids    atomic.Int64
 	models sync.Map // pk -> cachedModel
 
@@ -78,28 +78,25 @@ func New(o Options) *Service {
 
 // Start subscribes to posts and replies of every device.
 func (s *Service) Start() error {
-	for f, h := range map[string]func(string, []byte){
+	stop, err := s.o.Broker.SubscribeAll(map[string]func(string, []byte){
 		"/sys/+/+/thing/event/+/post":       s.onPost, // property posts too
 		"/sys/+/+/thing/service/+":          s.onReply,
 		"/sys/+/+/thing/service/property/+": s.onReply,
 		"/sys/+/+/rrpc/response/+":          s.onReply,
-	} {
-		unsub, err := s.o.Broker.Subscribe(f, h)
-		if err != nil {
-			s.Stop()
-			return fmt.Errorf("subscribing to %s: %w", f, err)
-		}
-		s.unsubs = append(s.unsubs, unsub)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribing to thing topics: %w", err)
 	}
+	s.stop = stop
 	return nil
 }
 
 // Stop unsubscribes.
 func (s *Service) Stop() {
-	for _, u := range s.unsubs {
-		u()
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
 	}
-	s.unsubs = nil
 }
 
 // Forget drops a cached model (after an operator changed it).
