@@ -40,7 +40,7 @@ func (s *Service) newDevice(prod Product, in DeviceInput, now time.Time) (Device
 	if err != nil {
 		return Device{}, err
 	}
-	iot, err := randString(s.rand, 20)
+	iot, err := newIotID(s.rand, now)
 	if err != nil {
 		return Device{}, err
 	}

@@ -101,3 +101,29 @@ func FuzzValidateAttributes(f *testing.F) {
 }
 
 func at0(s int) time.Time { return time.Unix(int64(s), 0) }
+
+func TestNewIotIDSortsByTimeAndIsUnique(t *testing.T) {
+	times := []time.Time{time.UnixMilli(0), time.UnixMilli(1), time.UnixMilli(61), time.UnixMilli(62),
+		time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC), time.Date(2026, 11, 26, 4, 0, 0, 1e6, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)}
+	seen := map[string]bool{}
+	prev := ""
+	for _, at := range times {
+		for i := 0; i < 100; i++ {
+			id, err := newIotID(nil, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(id) != 20 || strings.Trim(id, base62) != "" {
+				t.Fatalf("iotId %q: want 20 base-62 characters", id)
+			}
+			if seen[id] {
+				t.Fatalf("iotId %q issued twice", id)
+			}
+			seen[id] = true
+			if id[:8] < prev {
+				t.Fatalf("iotId %q at %v sorts before the earlier prefix %q", id, at, prev)
+			}
+			prev = id[:8]
+		}
+	}
+}
