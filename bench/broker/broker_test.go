@@ -118,15 +118,19 @@ func mosquitto(b *testing.B) target {
 	c.Close()
 	return target{addr: "127.0.0.1:1883",
 		pub: func(i int) (string, string, string, string) {
-			return fmt.Sprintf("bench-pub-%d", i), "", "", fmt.Sprintf("/sys/a1BenchProdX/dev-%d/thing/event/property/post", i)
+			return fmt.Sprintf("bench-pub-%d", i), "", "", fmt.Sprintf("/a1BenchProdX/dev-%d/user/telemetry", i)
 		},
 		sub: func() (string, string, string, string) {
-			return "bench-sub", "", "", "/sys/a1BenchProdX/+/thing/event/property/post"
+			return "bench-sub", "", "", "/a1BenchProdX/+/user/telemetry"
 		}}
 }
 
 func corral(b *testing.B, pubs int) target {
-	s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = "FULL"; c.LogLevel = "error" })
+	s := apptest.Start(b, func(c *config.Config) {
+		c.SQLiteSynchronous = "FULL"
+		c.LogLevel = "error"
+		c.MQTTMaxQueued = int64(knob.Int("CORRAL_BENCH_QUEUE", int(c.MQTTMaxQueued)))
+	})
 	p := s.CreateProduct("bench", nil)
 	devs := populate(b, s, p.ProductKey, pubs)
 	kid, secret, _ := strings.Cut(s.AdminKey, ".")
@@ -134,10 +138,10 @@ func corral(b *testing.B, pubs int) target {
 		pub: func(i int) (string, string, string, string) {
 			d := devs[i]
 			cr := mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
-			return cr.ClientID, cr.Username, cr.Password, "/sys/" + d.ProductKey + "/" + d.DeviceName + "/thing/event/property/post"
+			return cr.ClientID, cr.Username, cr.Password, "/" + d.ProductKey + "/" + d.DeviceName + "/user/telemetry"
 		},
 		sub: func() (string, string, string, string) {
-			return "bench-sub", kid, secret, "/sys/" + p.ProductKey + "/+/thing/event/property/post"
+			return "bench-sub", kid, secret, "/" + p.ProductKey + "/+/user/telemetry"
 		}}
 }
 
@@ -155,12 +159,15 @@ func client(b *testing.B, addr, id, user, pass string) paho.Client {
 }
 
 // throughput runs pubs publishers sending per messages each to one
-// subscriber. A shared window bounds the messages published but not yet
-// delivered (end-to-end flow control), so the figure is the rate both
-// brokers sustain rather than how fast they drop: a stall of a second
-// counts the window as lost and goes on.
+// subscriber. A shared window (CORRAL_BENCH_WINDOW, 1,000) bounds the
+// messages published but not yet delivered (end-to-end flow control), so
+// the figure is the rate both brokers sustain rather than how fast they
+// drop: a stall of a second counts the window as lost and goes on. A
+// window larger than corral's per-client queue (mqtt_max_queued,
+// CORRAL_BENCH_QUEUE) lets the subscriber's queue overflow, and corral
+// drops what does not fit where Mosquitto queues it.
 func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss float64) {
-	const window = 1000
+	window := int64(knob.Int("CORRAL_BENCH_WINDOW", 1000))
 	var got, sent, last atomic.Int64
 	sid, su, sp, filter := t.sub()
 	sub := client(b, t.addr, sid, su, sp)

@@ -118,7 +118,7 @@ func New(o Options) (*Broker, error) {
 		o.MaxPacketSize = 256 << 10
 	}
 	if o.MaxInflight == 0 {
-		o.MaxInflight = 128
+		o.MaxInflight = 1024
 	}
 	if o.PresenceBatchWait == 0 {
 		o.PresenceBatchWait = 20 * time.Millisecond

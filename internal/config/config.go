@@ -30,6 +30,11 @@ type Config struct {
 	MQTTAddr  string `yaml:"mqtt_addr" help:"MQTT over TCP listener address (empty: off)"`
 	MQTTSAddr string `yaml:"mqtts_addr" help:"MQTT over TLS listener address (empty: off)"`
 	WSAddr    string `yaml:"ws_addr" help:"MQTT over WebSocket listener address, path /mqtt (empty: off)"`
+	// Per-client broker limits: the queue is reserved for every connection
+	// (8 bytes a slot), so it trades idle memory against bursts a slow
+	// subscriber can absorb; in-flight messages cost nothing until used.
+	MQTTMaxQueued   int64 `yaml:"mqtt_max_queued" help:"messages queued for one client before further ones are dropped (reserved per connection, 8 bytes each)"`
+	MQTTMaxInflight int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways"`
 	// TLS certificate for the MQTT TLS listener; when empty a local CA and
 	// server certificate are generated into <data-dir>/tls on first start.
 	TLSCertFile string `yaml:"tls_cert_file" help:"server certificate (PEM) for TLS listeners (default: generated)"`
@@ -66,6 +71,8 @@ func Default() Config {
 		MQTTAddr:              ":1883",
 		MQTTSAddr:             ":8883",
 		WSAddr:                ":8083",
+		MQTTMaxQueued:         256,
+		MQTTMaxInflight:       1024,
 		SQLiteSynchronous:     "FULL",
 		LogLevel:              "info",
 		LogFormat:             "json",
@@ -219,6 +226,12 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return bad(a.key, "%q is not host:port", a.v)
 		}
+	}
+	if c.MQTTMaxQueued < 16 || c.MQTTMaxQueued > 1<<20 {
+		return bad("mqtt_max_queued", "must be between 16 and 1048576")
+	}
+	if c.MQTTMaxInflight < 1 || c.MQTTMaxInflight > 65535 {
+		return bad("mqtt_max_inflight", "must be between 1 and 65535")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")

@@ -55,6 +55,9 @@ func TestInvalid(t *testing.T) {
 		{"bad level", "", map[string]string{"CORRAL_LOG_LEVEL": "loud"}, "log_level"},
 		{"bad duration", "", map[string]string{"CORRAL_SHUTDOWN_TIMEOUT": "soon"}, "CORRAL_SHUTDOWN_TIMEOUT"},
 		{"bad sync", "", map[string]string{"CORRAL_SQLITE_SYNCHRONOUS": "maybe"}, "sqlite_synchronous"},
+		{"queue too small", "", map[string]string{"CORRAL_MQTT_MAX_QUEUED": "2"}, "mqtt_max_queued"},
+		{"queue not a number", "", map[string]string{"CORRAL_MQTT_MAX_QUEUED": "lots"}, "CORRAL_MQTT_MAX_QUEUED"},
+		{"inflight too large", "", map[string]string{"CORRAL_MQTT_MAX_INFLIGHT": "70000"}, "mqtt_max_inflight"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
