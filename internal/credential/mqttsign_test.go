@@ -13,9 +13,9 @@ func TestParseClientID(t *testing.T) {
 		auth                 string
 		err                  error
 	}{
-		// Link SDK C v3 (dev_sign_mqtt.c) style, with the empty trailing item.
+		// Link SDK C v4 (core_auth.c) style, with the empty last item.
 		{"a1PK.dev1|timestamp=2524608000000,_ss=1,_v=sdk-c-3.0.1,securemode=2,signmethod=hmacsha256,ext=3,|", "a1PK.dev1", "2", "hmacsha256", "2524608000000", "", nil},
-		// Link SDK C v4 style.
+		// The same without the empty item, signed with SHA-1.
 		{"a1PK.dev1|timestamp=2524608000000,_ss=1,_v=sdk-c-4.1.0,securemode=3,signmethod=hmacsha1,ext=3|", "a1PK.dev1", "3", "hmacsha1", "2524608000000", "", nil},
 		{"dev1.a1PK|authType=register,random=123,securemode=2,signmethod=hmacmd5|", "dev1.a1PK", "2", "hmacmd5", "", "register", nil},
 		{"plain-id", "plain-id", "", "hmacsha256", "", "", nil},
@@ -78,6 +78,36 @@ func TestSignGolden(t *testing.T) {
 		}
 		if VerifyPassword(m, "other", content, got) || VerifyPassword(m, "secret", content+"x", got) || VerifyPassword(m, "secret", content, got[:len(got)-1]) {
 			t.Fatalf("%s: wrong input verified", m)
+		}
+	}
+}
+
+// TestLinkSDKExample checks the signature against the example triple of
+// iotkit-embedded v3 (src/dev_sign/examples/dev_sign_example.c), whose
+// dev_sign_mqtt.c signs "clientId{pk}.{dn}deviceName{dn}productKey{pk}
+// timestamp2524608000000" with HMAC-SHA256 and sends the hex in upper case
+// (Link SDK C v4's core_auth.c does the same through core_hex2str(…, 0)).
+// The expected value was computed with
+//
+//	printf '%s' "$content" | openssl dgst -sha256 -hmac ga7XA6KdlEeiPXQPpRbAjOZXwG8ydgSe
+func TestLinkSDKExample(t *testing.T) {
+	const pk, dn, secret = "a1X2bEnP82z", "example1", "ga7XA6KdlEeiPXQPpRbAjOZXwG8ydgSe"
+	for _, raw := range []string{
+		// v3, thing-model build (DEVICE_MODEL_ENABLED): timestamp, securemode, signmethod, v, a.
+		pk + "." + dn + "|timestamp=2524608000000,securemode=2,signmethod=hmacsha256,v=20,a=sdk-c-3.0.1|",
+		// v3, classic build: gw and ext instead of v.
+		pk + "." + dn + "|timestamp=2524608000000,securemode=3,signmethod=hmacsha256,gw=0,ext=0,a=sdk-c-3.0.1|",
+		// v4: core_auth_mqtt_clientid with no extension: an empty last item.
+		pk + "." + dn + "|timestamp=2524608000000,_ss=1,_v=sdk-c-4.1.0,securemode=2,signmethod=hmacsha256,ext=3,|",
+	} {
+		c, err := ParseClientID(raw)
+		if err != nil || c.ID != pk+"."+dn || c.Timestamp != "2524608000000" || c.SignMethod != "hmacsha256" {
+			t.Fatalf("ParseClientID(%q) = %+v, %v", raw, c, err)
+		}
+		content := MQTTSignContent(c.ID, dn, pk, c.Timestamp)
+		const sdk = "B8CE8F1D706DD3C61D13BFD9855DEF7E321B785084CA9C93F0169A2B46785DD2"
+		if !VerifyPassword(c.SignMethod, secret, content, sdk) {
+			t.Fatalf("%q: the SDK's password does not verify", raw)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -243,11 +244,17 @@ func TestRegisterOrQueryPolicies(t *testing.T) {
 func mqttRegister(t *testing.T, s *apptest.Server, pk, secret, dn, authType string) (string, map[string]string, error) {
 	t.Helper()
 	random := "r4nd0m"
+	return mqttRegisterAs(t, s, dn+"."+pk+"|authType="+authType+",random="+random+",securemode=2,signmethod=hmacsha256|", dn+"&"+pk, regSign(secret, dn, pk, random))
+}
+
+// mqttRegisterAs connects over TLS with the given CONNECT fields and
+// returns the registration answer.
+func mqttRegisterAs(t *testing.T, s *apptest.Server, clientID, username, password string) (string, map[string]string, error) {
+	t.Helper()
 	got := make(chan paho.Message, 1)
 	o := paho.NewClientOptions().AddBroker("ssl://" + s.App.Broker().Addr("tls")).
 		SetTLSConfig(&tls.Config{InsecureSkipVerify: true}).
-		SetClientID(dn + "." + pk + "|authType=" + authType + ",random=" + random + ",securemode=2,signmethod=hmacsha256|").
-		SetUsername(dn + "&" + pk).SetPassword(regSign(secret, dn, pk, random)).SetAutoReconnect(false).
+		SetClientID(clientID).SetUsername(username).SetPassword(password).SetAutoReconnect(false).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- m })
 	c := paho.NewClient(o)
 	tok := c.Connect()
@@ -427,5 +434,91 @@ func TestRegistrationEventsOnMQTTAndRateLimit(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no registration event over MQTT")
+	}
+}
+
+// TestLinkSDKWireFormats replays the bytes the Alibaba Link SDKs send and
+// checks the answers against what their parsers need. iotkit-embedded v3
+// (src/dynamic_register/dynreg.c) posts an unencoded form with the fixed
+// random "8Ygb7ULYh53B6OA" and an upper-case hex sign, reads at most 256
+// bytes, and scans the body by hand: "code" must come first with its digits
+// right after the colon, "data" must open an object, and the values inside
+// it must be strings. Link SDK C v4 (components/dynreg) sends a decimal
+// random, requires HTTP 200 and keeps 192 bytes of body. Both then connect
+// with the clientId forms of their dev_sign_mqtt.c / core_auth.c.
+func TestLinkSDKWireFormats(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("sdk", map[string]any{"dynamicRegistration": "auto"})
+	longest := strings.Repeat("d", 28) + "-v3x" // the longest DeviceName: 32 characters
+	for _, tc := range []struct{ sdk, dn, random string }{
+		{"v3", longest, "8Ygb7ULYh53B6OA"},
+		{"v4", "sdk-v4-device", "2739187466"},
+	} {
+		sign := strings.ToUpper(regSign(p.ProductSecret, tc.dn, p.ProductKey, tc.random))
+		body := "productKey=" + p.ProductKey + "&deviceName=" + tc.dn + "&random=" + tc.random + "&sign=" + sign + "&signMethod=hmacsha256"
+		req, _ := http.NewRequest("POST", "https://"+s.App.HTTPSAddr()+"/auth/register/device", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "text/xml,text/javascript,text/html,application/json")
+		resp, err := insecure.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		reply := strings.TrimSpace(string(raw))
+		if resp.StatusCode != 200 || len(reply) >= 192 || !strings.HasPrefix(reply, `{"code":200,"data":{`) || strings.ContainsAny(reply, " \n\t") {
+			t.Fatalf("%s: %d, %d bytes: %s", tc.sdk, resp.StatusCode, len(reply), reply)
+		}
+		var r regReply
+		if err := json.Unmarshal(raw, &r); err != nil || r.Data.DeviceName != tc.dn || len(r.Data.DeviceSecret) != 32 {
+			t.Fatalf("%s: %v %s", tc.sdk, err, reply)
+		}
+		var data map[string]any
+		json.Unmarshal([]byte(reply[strings.Index(reply, `"data":`)+7:strings.Index(reply, `},"message"`)+1]), &data)
+		for k, v := range data {
+			if _, ok := v.(string); !ok {
+				t.Fatalf("%s: data.%s is not a string: %s", tc.sdk, k, reply)
+			}
+		}
+		// Connect as that SDK would: its clientId form, an upper-case password.
+		ts := "2524608000000"
+		id := p.ProductKey + "." + tc.dn
+		m := hmac.New(sha256.New, []byte(r.Data.DeviceSecret))
+		m.Write([]byte("clientId" + id + "deviceName" + tc.dn + "productKey" + p.ProductKey + "timestamp" + ts))
+		cid := map[string]string{
+			"v3": id + "|timestamp=" + ts + ",securemode=3,signmethod=hmacsha256,gw=0,ext=0,a=sdk-c-3.0.1|",
+			"v4": id + "|timestamp=" + ts + ",_ss=1,_v=sdk-c-4.1.0,securemode=3,signmethod=hmacsha256,ext=3,|",
+		}[tc.sdk]
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).SetClientID(cid).
+			SetUsername(tc.dn + "&" + p.ProductKey).SetPassword(strings.ToUpper(hex.EncodeToString(m.Sum(nil)))).SetAutoReconnect(false))
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: connect: %v", tc.sdk, tok.Error())
+		}
+		c.Disconnect(0)
+	}
+}
+
+// TestMQTTRegistrationLuatOSForm: LuatOS's aliyun library (a common
+// firmware for cellular modules) registers over MQTT with only the
+// DeviceName before the "|", HMAC-SHA1, a Unix-seconds random, securemode
+// -2 for regnwl and an instanceId item.
+func TestMQTTRegistrationLuatOSForm(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("luat", map[string]any{"dynamicRegistration": "auto"})
+	sign := func(dn, random string) string {
+		m := hmac.New(sha1.New, []byte(p.ProductSecret))
+		m.Write([]byte("deviceName" + dn + "productKey" + p.ProductKey + "random" + random))
+		return strings.ToUpper(hex.EncodeToString(m.Sum(nil)))
+	}
+	topic, ans, err := mqttRegisterAs(t, s, "luat-01|securemode=2,authType=register,random=1764130000,signmethod=hmacsha1|", "luat-01&"+p.ProductKey, sign("luat-01", "1764130000"))
+	if err != nil || topic != "/ext/register" || len(ans["deviceSecret"]) != 32 {
+		t.Fatalf("register: %v %s %v", err, topic, ans)
+	}
+	if !connects(t, s, p.ProductKey, "luat-01", ans["deviceSecret"]) {
+		t.Fatal("registered device cannot connect")
+	}
+	topic, ans, err = mqttRegisterAs(t, s, "luat-02|securemode=-2,authType=regnwl,random=1764130001,signmethod=hmacsha1,instanceId=iot-06z00|", "luat-02&"+p.ProductKey, sign("luat-02", "1764130001"))
+	if err != nil || topic != "/ext/regnwl" || ans["deviceToken"] == "" {
+		t.Fatalf("regnwl: %v %s %v", err, topic, ans)
 	}
 }
