@@ -158,6 +158,10 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
 	}
+	// Sub-devices of other products lose gateways of this one.
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE substr(gateway, 1, length(?) + 1) = ? || '/'`, pk, pk); err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE product_key = ?`, pk)
 	if err := affected(res, err); err != nil {
 		return err
@@ -290,8 +294,15 @@ func nullString(s string) any {
 
 // DeleteDevice implements registry.Store.
 func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
-	res, err := s.exec(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
-	return affected(res, err)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
+		if err := affected(res, err); err != nil {
+			return err
+		}
+		// A deleted gateway's sub-devices are no longer attached to it.
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway = ?`, registry.GatewayKey(pk, dn))
+		return err
+	})
 }
 
 // --- API keys ---

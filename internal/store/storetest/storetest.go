@@ -361,6 +361,28 @@ func testTopology(t *testing.T, s Store) {
 	if subs, _ := s.Subdevices(ctx, "PK000000001/gw"); len(subs) != 1 {
 		t.Fatal("a failed SetGateway changed the topology")
 	}
+	// Deleting a gateway detaches its sub-devices; so does deleting its product.
+	if err := s.DeleteDevice(ctx, p.ProductKey, "gw"); err != nil {
+		t.Fatal(err)
+	}
+	if subs, _ := s.Subdevices(ctx, "PK000000001/gw"); len(subs) != 0 {
+		t.Fatalf("sub-devices still attached to a deleted gateway: %+v", subs)
+	}
+	if d, _ := s.GetDevice(ctx, p.ProductKey, "s2"); d.Gateway != "" {
+		t.Fatalf("s2 keeps gateway %q", d.Gateway)
+	}
+	other := registry.Product{AccountID: "acc1", ProductKey: "PK000000002", Name: "sub", NodeType: registry.NodeSubdevice, AuthType: registry.AuthSecret, CreatedAt: t0}
+	if err := s.CreateProduct(ctx, other, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	s.CreateDevices(ctx, []registry.Device{dev(other, "o1")})
+	s.SetGateway(ctx, "PK000000001/gw2", [][2]string{{other.ProductKey, "o1"}})
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.GetDevice(ctx, other.ProductKey, "o1"); d.Gateway != "" {
+		t.Fatalf("o1 keeps gateway %q of a deleted product", d.Gateway)
+	}
 }
 
 func testThings(t *testing.T, s Store) {
