@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-const base62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+// base62 is in byte order, so fixed-width base-62 numbers sort as they count.
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // Limits of names and batches.
 const (
@@ -105,18 +106,16 @@ func validateText(field, s string, max int, required bool) error {
 	return nil
 }
 
-// randString returns n characters drawn uniformly from base62.
 // newIotID returns a 20-character iotId: the creation time in
 // milliseconds as 8 base-62 digits that sort in time order, then 12 random
 // ones. New ids land at the end of the iotId index instead of on a random
 // page of it, so a registration burst into a large registry dirties few
 // index pages per commit.
 func newIotID(r io.Reader, now time.Time) (string, error) {
-	const sorted = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	var b [8]byte
 	ms := uint64(max(now.UnixMilli(), 0))
 	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = sorted[ms%62]
+		b[i] = base62[ms%62]
 		ms /= 62
 	}
 	tail, err := randString(r, 12)
@@ -126,6 +125,7 @@ func newIotID(r io.Reader, now time.Time) (string, error) {
 	return string(b[:]) + tail, nil
 }
 
+// randString returns n characters drawn uniformly from base62.
 func randString(r io.Reader, n int) (string, error) {
 	if r == nil {
 		r = rand.Reader
