@@ -22,6 +22,7 @@ import (
 
 	"github.com/corral-iot/corral/device"
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
 )
 
 // sign computes the Alibaba CONNECT password independently of corral's code.
@@ -455,5 +456,32 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		"-i", c.clientID, "-u", c.username, "-P", c.password, "-t", "/"+d.ProductKey+"/tls-1/user/x", "-m", "x").CombinedOutput()
 	if err != nil {
 		t.Fatalf("mosquitto_pub over TLS: %v %s", err, out)
+	}
+}
+
+// TestQueueOverflowIsCounted: a subscriber that stops reading fills its
+// write queue (mqtt_max_queued); further deliveries are dropped, and
+// /metrics says so instead of losing them silently.
+func TestQueueOverflowIsCounted(t *testing.T) {
+	s := apptest.Start(t, func(c *config.Config) { c.MQTTMaxQueued = 16 })
+	p := s.CreateProduct("q", nil)
+	release := make(chan struct{})
+	defer close(release)
+	sub := app(t, s, s.AdminKey, "stalled-app")
+	// paho hands messages over in order: a handler that never returns
+	// stops it reading the socket, so TCP pushes back on the broker.
+	if tok := sub.Subscribe("/"+p.ProductKey+"/+/user/#", 0, func(paho.Client, paho.Message) { <-release }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	payload := make([]byte, 64<<10)
+	for i := 0; i < 400; i++ { // 25 MiB: more than the socket buffers and the queue hold
+		if err := s.App.Broker().Publish("/"+p.ProductKey+"/d1/user/bulk", payload, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := string(s.Do("", "GET", "/metrics", nil).Body)
+	line := grep(metrics, `corral_mqtt_messages_dropped_total{qos="0"}`)
+	if line == "" || strings.HasSuffix(line, " 0") {
+		t.Fatalf("no drops counted: %q", line)
 	}
 }

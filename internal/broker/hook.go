@@ -58,7 +58,7 @@ func (h *hook) ID() string { return "corral" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPacketSent,
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped,
 	}, []byte{b})
 }
 
@@ -506,6 +506,13 @@ func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type == packets.Publish {
 		h.b.m.out.Inc()
 	}
+}
+
+// OnPublishDropped counts deliveries mochi dropped because the client's
+// write queue was full (a subscriber slower than its publishers).
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.m.dropped.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Inc()
+	h.b.log.Debug("delivery dropped: client queue full", "clientId", cl.ID, "topic", pk.TopicName)
 }
 
 // OnSubscribed counts refused subscriptions.
