@@ -19,7 +19,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		aclDenied:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_acl_denied_total", Help: "Publishes, subscriptions and wills refused by topic rights."}, []string{"kind"}),
 		in:           prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_messages_in_total", Help: "PUBLISH packets accepted from clients."}),
 		out:          prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_messages_out_total", Help: "PUBLISH packets sent to clients."}),
-		dropped:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_messages_dropped_total", Help: "Deliveries dropped because the receiving client's queue (mqtt_max_queued) was full, by QoS."}, []string{"qos"}),
+		dropped:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_messages_dropped_total", Help: "Deliveries dropped because the receiving client's queue (mqtt_max_queued) was full, by the QoS the message was published with."}, []string{"qos"}),
 		subSessions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_mqtt_subdevice_sessions", Help: "Sub-devices logged in through gateways."}),
 		authSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_mqtt_auth_duration_seconds", Help: "Time to authenticate a CONNECT.", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 8)}),
 	}

@@ -158,8 +158,10 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
 	}
-	// Sub-devices of other products lose gateways of this one.
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE substr(gateway, 1, length(?) + 1) = ? || '/'`, pk, pk); err != nil {
+	// Sub-devices of other products lose gateways of this one: gateway keys
+	// "{pk}/…" lie between "{pk}/" and "{pk}0" ('0' follows '/'), a range
+	// the partial gateway index answers without scanning every device.
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway <> '' AND gateway >= ? AND gateway < ?`, pk+"/", pk+"0"); err != nil {
 		return err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE product_key = ?`, pk)
