@@ -169,18 +169,34 @@ func (b *Broker) listen() error {
 		}
 		return nil
 	}
-	if err := add("tcp", b.o.TCPAddr, func(ln net.Listener) any { return &netListener{id: "tcp", proto: "tcp", ln: ln} }); err != nil {
+	if err := add("tcp", b.o.TCPAddr, func(ln net.Listener) any {
+		return &netListener{id: "tcp", proto: "tcp", ln: ln, closeClients: b.closeListenerClients}
+	}); err != nil {
 		return err
 	}
 	if b.o.TLSAddr != "" && b.o.TLS == nil {
 		return errors.New("the TLS listener needs a TLS configuration")
 	}
 	if err := add("tls", b.o.TLSAddr, func(ln net.Listener) any {
-		return &netListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.o.TLS)}
+		return &netListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.o.TLS), closeClients: b.closeListenerClients}
 	}); err != nil {
 		return err
 	}
-	return add("ws", b.o.WSAddr, func(ln net.Listener) any { return &wsListener{id: "ws", ln: ln, log: b.log} })
+	return add("ws", b.o.WSAddr, func(ln net.Listener) any {
+		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients}
+	})
+}
+
+// closeListenerClients ends the sessions of one listener at shutdown.
+// mochi's own version (Clients.GetByListener) takes the clients' read lock
+// twice, which deadlocks when a disconnecting client asks for the write
+// lock in between; a copy of the client map avoids holding the lock.
+func (b *Broker) closeListenerClients(listener string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // Addr returns the bound address of a listener ("tcp", "tls", "ws"), or "".

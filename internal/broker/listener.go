@@ -20,15 +20,18 @@ type netListener struct {
 	id, proto string
 	ln        net.Listener
 	once      sync.Once
+	// closeClients ends the listener's sessions on Close, in place of the
+	// function mochi passes (see Broker.closeListenerClients).
+	closeClients func(listener string)
 }
 
 func (l *netListener) ID() string              { return l.id }
 func (l *netListener) Address() string         { return l.ln.Addr().String() }
 func (l *netListener) Protocol() string        { return l.proto }
 func (l *netListener) Init(*slog.Logger) error { return nil }
-func (l *netListener) Close(closeClients listeners.CloseFn) {
+func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() { l.ln.Close() })
-	closeClients(l.id)
+	l.closeClients(l.id)
 }
 
 func (l *netListener) Serve(establish listeners.EstablishFn) {
@@ -48,6 +51,8 @@ type wsListener struct {
 	srv  *http.Server
 	once sync.Once
 	log  *slog.Logger
+	// closeClients: as for netListener.
+	closeClients func(listener string)
 
 	mu        sync.Mutex
 	establish listeners.EstablishFn
@@ -82,13 +87,13 @@ func (l *wsListener) Init(*slog.Logger) error {
 	return nil
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		l.srv.Shutdown(ctx)
 	})
-	closeClients(l.id)
+	l.closeClients(l.id)
 }
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
