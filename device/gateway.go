@@ -49,7 +49,7 @@ type Gateway struct {
 	loggedIn  map[SubKey]bool
 	pending   map[string]chan gwReply
 	online    bool
-	started   bool
+	connects  int // connections made so far
 }
 
 // SubKey names a sub-device.
@@ -112,9 +112,15 @@ func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 		if !up {
 			g.loggedIn = map[SubKey]bool{} // the platform logged them out with us
 		}
-		started := g.started
+		if up {
+			g.connects++
+		}
+		again := up && g.connects > 1
 		g.mu.Unlock()
-		if up && started { // the first connect is synced by NewGateway
+		// The first connect is synced by NewGateway once its subscriptions
+		// are in place; paho may report it only after Connect has returned,
+		// so count connections rather than asking whether NewGateway is done.
+		if again {
 			go g.syncAfterConnect()
 		}
 		if user != nil {
@@ -126,7 +132,7 @@ func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 		return nil, err
 	}
 	g.mu.Lock()
-	g.c, g.started = c, true
+	g.c = c
 	g.mu.Unlock()
 	for _, f := range []string{"/sys/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/#", "/ext/session/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/#"} {
 		if err := c.Subscribe(ctx, f, 1, g.onMessage); err != nil {
@@ -262,7 +268,12 @@ func (g *Gateway) call(ctx context.Context, kind, rest string, params any) (gwRe
 	}()
 	ctx, cancel := context.WithTimeout(ctx, g.o.CallTimeout)
 	defer cancel()
-	if err := g.c.Publish(ctx, topic, 1, body); err != nil {
+	// QoS 0, as the Link SDKs send these requests: the reply is the
+	// acknowledgement, and a request lost with the connection ends in a
+	// timeout the caller sees (a sync runs again on the next connect). A
+	// QoS 1 request would be stored and resent by paho on reconnect, which
+	// races with its own writer (a data race inside paho v1.5.1).
+	if err := g.c.Publish(ctx, topic, 0, body); err != nil {
 		return gwReply{}, err
 	}
 	select {
