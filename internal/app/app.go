@@ -98,6 +98,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
+	// The durability promise rests on what SQLite actually runs with, not
+	// on what the DSN asked for: read it back and refuse to run otherwise.
+	pr, err := st.Effective(ctx)
+	if err == nil && (pr.JournalMode != "wal" || !strings.EqualFold(pr.Synchronous, cfg.SQLiteSynchronous)) {
+		err = fmt.Errorf("effective journal_mode=%s synchronous=%s, configured wal and %s", pr.JournalMode, pr.Synchronous, cfg.SQLiteSynchronous)
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	log.Info("store opened", "path", filepath.Join(cfg.DataDir, "corral.db"), "journal_mode", pr.JournalMode, "synchronous", pr.Synchronous)
 	a := &App{cfg: cfg, log: log, store: st, errs: make(chan error, 8)}
 	a.audit = audit.NewLog(st, log, nil)
 	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log})

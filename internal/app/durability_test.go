@@ -118,6 +118,33 @@ func call(t *testing.T, key, method, url string, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// What the kill -9 tests prove, and what they do not: SIGKILL ends the
+// process without a chance to flush anything of its own, so they show that
+// every acknowledged write had reached SQLite's write-ahead log before the
+// answer went out (a process crash loses nothing). They cannot show that
+// the log reached the disk: the kernel's page cache survives a process
+// kill, so synchronous=OFF would pass them too. Durability across power
+// loss rests on synchronous=FULL (an fsync of the WAL per commit group),
+// which requireDurablePragmas checks is what SQLite actually runs with,
+// as read back from the database by the server at start-up.
+
+// requireDurablePragmas fails unless the server logged that SQLite runs in
+// WAL mode with synchronous=FULL.
+func requireDurablePragmas(t *testing.T, p *proc) {
+	t.Helper()
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != "store opened" {
+			continue
+		}
+		if m["synchronous"] != "FULL" || m["journal_mode"] != "wal" {
+			t.Fatalf("store runs with synchronous=%v journal_mode=%v, want FULL and wal", m["synchronous"], m["journal_mode"])
+		}
+		return
+	}
+	t.Fatalf("no \"store opened\" line with the effective pragmas in the log:\n%s", p.logs)
+}
+
 // TestKill9KeepsAcknowledgedDevices creates devices, kills the server with
 // SIGKILL right after the 2xx answers, restarts it and finds them all.
 func TestKill9KeepsAcknowledgedDevices(t *testing.T) {
@@ -132,6 +159,7 @@ func TestKill9KeepsAcknowledgedDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := strings.TrimSpace(string(keyData))
+	requireDurablePragmas(t, p)
 	if strings.Contains(p.logs.String(), key) || strings.Contains(p.logs.String(), strings.Split(key, ".")[1]) {
 		t.Fatal("the admin key appears in the logs")
 	}
@@ -209,6 +237,7 @@ func TestKill9DuringRegistrationBurst(t *testing.T) {
 	p := startBinary(t, bin, dir)
 	keyData, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
 	key := strings.TrimSpace(string(keyData))
+	requireDurablePragmas(t, p)
 	st, body := call(t, key, "POST", p.url+"/v1/products", `{"name":"burst","dynamicRegistration":"auto"}`)
 	if st != 201 {
 		t.Fatalf("%d %s", st, body)

@@ -149,6 +149,51 @@ func (s *Store) wprep(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// Pragmas are the settings SQLite reports for a connection, read back
+// rather than taken from the DSN, so that a driver ignoring an option shows.
+type Pragmas struct {
+	JournalMode string // "wal"
+	Synchronous string // OFF, NORMAL, FULL or EXTRA
+	ForeignKeys bool
+}
+
+// Effective reads the pragmas in force on the writer connection (every
+// write goes through it) and checks that a reader agrees.
+func (s *Store) Effective(ctx context.Context) (Pragmas, error) {
+	w, err := readPragmas(ctx, s.w)
+	if err != nil {
+		return w, err
+	}
+	r, err := readPragmas(ctx, s.r)
+	if err != nil {
+		return w, err
+	}
+	if r != w {
+		return w, fmt.Errorf("reader pragmas %+v differ from the writer's %+v", r, w)
+	}
+	return w, nil
+}
+
+func readPragmas(ctx context.Context, db *sql.DB) (Pragmas, error) {
+	var p Pragmas
+	var sync, fk int
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&p.JournalMode); err != nil {
+		return p, fmt.Errorf("reading journal_mode: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return p, fmt.Errorf("reading synchronous: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return p, fmt.Errorf("reading foreign_keys: %w", err)
+	}
+	levels := []string{"OFF", "NORMAL", "FULL", "EXTRA"}
+	if sync < 0 || sync >= len(levels) {
+		return p, fmt.Errorf("synchronous = %d: not a known level", sync)
+	}
+	p.Synchronous, p.ForeignKeys = levels[sync], fk == 1
+	return p, nil
+}
+
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 

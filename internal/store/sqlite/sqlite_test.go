@@ -47,3 +47,23 @@ func TestBadSynchronous(t *testing.T) {
 		t.Fatal("accepted")
 	}
 }
+
+// TestEffectivePragmas reads back what SQLite runs with: a DSN option the
+// driver silently ignored would leave synchronous at its default, which no
+// kill -9 test can notice (the page cache survives a process kill).
+func TestEffectivePragmas(t *testing.T) {
+	for _, tt := range []struct{ set, want string }{{"", "FULL"}, {"FULL", "FULL"}, {"NORMAL", "NORMAL"}, {"extra", "EXTRA"}} {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), sqlite.Options{Synchronous: tt.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Effective(context.Background())
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Synchronous != tt.want || p.JournalMode != "wal" || !p.ForeignKeys {
+			t.Errorf("synchronous %q: effective %+v, want synchronous %s, wal, foreign keys on", tt.set, p, tt.want)
+		}
+	}
+}
