@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"strings"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/corral-iot/corral/device"
 	"github.com/corral-iot/corral/internal/apptest"
@@ -45,6 +48,25 @@ func (w world) open(t *testing.T, state string, deleted chan device.SubKey, sync
 		t.Fatal(err)
 	}
 	return g
+}
+
+// watch subscribes an application client (the admin key) to a topic and
+// returns its payloads.
+func (w world) watch(t *testing.T, topic string) <-chan string {
+	t.Helper()
+	kid, secret, _ := strings.Cut(w.s.AdminKey, ".")
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + w.s.App.Broker().Addr("tcp")).
+		SetClientID("watcher").SetUsername(kid).SetPassword(secret).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher connect: timed out or %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	ch := make(chan string, 10)
+	tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { ch <- string(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil || tok.(*paho.SubscribeToken).Result()[topic] >= 0x80 {
+		t.Fatalf("watcher subscribe %s: timed out, refused or %v", topic, tok.Error())
+	}
+	return ch
 }
 
 func (w world) status(t *testing.T, d device.Triple) string {
@@ -85,9 +107,19 @@ func TestGatewayStory(t *testing.T) {
 	if err != nil || len(cloud) != 3 {
 		t.Fatalf("cloud topology: %v %v", cloud, err)
 	}
-	// Data up for a sub-device.
-	if err := g.PublishFor(context.Background(), w.subs[0].Key(), "thing/event/property/post", 1, []byte(`{"id":"1","params":{}}`)); err != nil {
+	// Data up for a sub-device reaches the platform on its own topic.
+	post := "/sys/" + w.subs[0].ProductKey + "/" + w.subs[0].DeviceName + "/thing/event/property/post"
+	up := w.watch(t, post)
+	if err := g.PublishFor(context.Background(), w.subs[0].Key(), "thing/event/property/post", 1, []byte(`{"id":"1","params":{"t":21}}`)); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case got := <-up:
+		if got != `{"id":"1","params":{"t":21}}` {
+			t.Fatalf("relayed post = %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sub-device's post never reached the platform")
 	}
 	// The gateway goes away; its sub-devices go offline with it.
 	g.Close()

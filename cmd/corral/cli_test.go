@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corral-iot/corral/internal/apptest"
 )
@@ -110,6 +118,79 @@ func TestCLIRegisterActsAsADevice(t *testing.T) {
 	if out := must(t, s, "ca", "verify"); !strings.Contains(out, "Registration code:") {
 		t.Fatalf("ca verify: %s", out)
 	}
-	must(t, s, "ca", "list")
-	must(t, s, "cert", "list", "--status", "pending")
+}
+
+// TestCLICertificateAuthorities registers a CA with proof of possession,
+// lists it, revokes it and sees the change, through the CLI alone.
+func TestCLICertificateAuthorities(t *testing.T) {
+	s := apptest.Start(t)
+	var p struct{ ProductKey string }
+	json.Unmarshal([]byte(must(t, s, "product", "create", "--name", "x509", "--auth-type", "x509", "--json")), &p)
+	if p.ProductKey == "" {
+		t.Fatal("product create: no ProductKey")
+	}
+	if out := must(t, s, "ca", "list"); len(strings.Split(strings.TrimSpace(out), "\n")) != 1 || !strings.HasPrefix(out, "ID") {
+		t.Fatalf("ca list before any CA: %q", out)
+	}
+	out := must(t, s, "ca", "verify")
+	_, code, ok := strings.Cut(strings.SplitN(out, "\n", 2)[0], "Registration code: ")
+	if !ok || code == "" {
+		t.Fatalf("ca verify printed no code: %s", out)
+	}
+	dir := t.TempDir()
+	caPEM, verPEM := cliCA(t, code)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), caPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "verify.pem"), verPEM, 0o600)
+	var ca struct{ ID, Status, Mode, Subject string }
+	json.Unmarshal([]byte(must(t, s, "ca", "add", "--cert", filepath.Join(dir, "ca.pem"), "--verification-cert", filepath.Join(dir, "verify.pem"),
+		"--product-key", p.ProductKey, "--mode", "jitp", "--json")), &ca)
+	if ca.ID == "" || ca.Mode != "jitp" || !strings.Contains(ca.Subject, "CLI Test CA") {
+		t.Fatalf("ca add: %+v", ca)
+	}
+	row := func() []string {
+		for _, line := range strings.Split(must(t, s, "ca", "list"), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == ca.ID {
+				return f
+			}
+		}
+		t.Fatalf("ca list does not show %s", ca.ID)
+		return nil
+	}
+	if f := row(); f[1] != "active" || f[2] != "jitp" || f[3] != p.ProductKey {
+		t.Fatalf("ca list row: %q", f)
+	}
+	must(t, s, "ca", "revoke", ca.ID)
+	if f := row(); f[1] != "revoked" {
+		t.Fatalf("after revoke, ca list row: %q", f)
+	}
+	var certs struct {
+		Certificates []any `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(must(t, s, "cert", "list", "--status", "pending", "--json")), &certs); err != nil || certs.Certificates == nil || len(certs.Certificates) != 0 {
+		t.Fatalf("cert list --json: %v %+v", err, certs)
+	}
+}
+
+// cliCA makes a CA and a verification certificate whose Common Name is the
+// account's registration code, signed by the CA's key.
+func cliCA(t *testing.T, code string) (caPEM, verPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CLI Test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	vkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	vt := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: code}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	vDER, err := x509.CreateCertificate(rand.Reader, vt, caCert, &vkey.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vDER})
 }

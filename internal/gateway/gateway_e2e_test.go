@@ -154,9 +154,23 @@ func setup(t *testing.T, nSubs int) fixture {
 	f.subs = batch.Devices
 	var other struct{ Token string }
 	s.Admin("POST", "/v1/accounts", map[string]any{"name": "other"}, 201).JSON(t, &other)
+	if other.Token == "" {
+		t.Fatal("account creation returned no admin token")
+	}
 	var op struct{ ProductKey string }
-	json.Unmarshal(s.Do(other.Token, "POST", "/v1/products", map[string]any{"name": "theirs", "nodeType": "subdevice"}).Body, &op)
-	json.Unmarshal(s.Do(other.Token, "POST", "/v1/products/"+op.ProductKey+"/devices", map[string]any{"deviceName": "their-sensor"}).Body, &f.foreignSub)
+	r := s.Do(other.Token, "POST", "/v1/products", map[string]any{"name": "theirs", "nodeType": "subdevice"})
+	if r.Status != 201 {
+		t.Fatalf("other account's product: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &op)
+	r = s.Do(other.Token, "POST", "/v1/products/"+op.ProductKey+"/devices", map[string]any{"deviceName": "their-sensor"})
+	if r.Status != 201 {
+		t.Fatalf("other account's device: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &f.foreignSub)
+	if f.foreignSub.DeviceSecret == "" || f.foreignSub.ProductKey != op.ProductKey {
+		t.Fatalf("other account's device: %+v", f.foreignSub)
+	}
 	return f
 }
 
@@ -257,8 +271,8 @@ func TestSubDeviceSessionsAndRelay(t *testing.T) {
 	waitPresence("connected", sub.DeviceName)
 	// Up: the gateway publishes for the sub-device.
 	up := "/sys/" + sub.ProductKey + "/" + sub.DeviceName + "/thing/event/property/post"
-	if tok := g.c.Publish(up, 1, false, `{"id":"1","params":{"t":20}}`); !tok.WaitTimeout(5 * time.Second) {
-		t.Fatal("publish")
+	if tok := g.c.Publish(up, 1, false, `{"id":"1","params":{"t":20}}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: timed out or %v", tok.Error())
 	}
 	deadline := time.After(5 * time.Second)
 	for found := false; !found; {
@@ -278,8 +292,13 @@ func TestSubDeviceSessionsAndRelay(t *testing.T) {
 	g.waitFor(down)
 	// Rights follow the login: another sub-device's topics stay closed.
 	other := f.subs[1]
-	if tok := g.c.Subscribe("/sys/"+other.ProductKey+"/"+other.DeviceName+"/#", 1, nil); tok.WaitTimeout(5*time.Second) && tok.(*paho.SubscribeToken).Result()["/sys/"+other.ProductKey+"/"+other.DeviceName+"/#"] < 0x80 {
-		t.Fatal("gateway subscribed to a sub-device that is not logged in")
+	otherFilter := "/sys/" + other.ProductKey + "/" + other.DeviceName + "/#"
+	tok := g.c.Subscribe(otherFilter, 1, nil)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("SUBSCRIBE %s: no SUBACK or %v", otherFilter, tok.Error())
+	}
+	if code, ok := tok.(*paho.SubscribeToken).Result()[otherFilter]; !ok || code < 0x80 {
+		t.Fatalf("gateway subscribed to a sub-device that is not logged in (SUBACK %#x, present %v)", code, ok)
 	}
 	var dev struct{ Status string }
 	for i := 0; i < 100; i++ {
