@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
-	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
