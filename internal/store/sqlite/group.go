@@ -79,7 +79,7 @@ func (s *Store) commitGroup(batch []writeOp) {
 			fail(err)
 			return
 		}
-		results[i] = op.fn(tx)
+		results[i] = runOp(op.fn, tx)
 		if results[i] != nil {
 			if _, err := tx.Stmt(s.savepoint[1]).Exec(); err != nil {
 				tx.Rollback()
@@ -100,6 +100,22 @@ func (s *Store) commitGroup(batch []writeOp) {
 	for i, op := range batch {
 		op.done <- results[i]
 	}
+}
+
+// errOpPanicked is the result of an operation that panicked: its
+// savepoint is rolled back and the rest of its group commits.
+var errOpPanicked = errors.New("store operation panicked")
+
+// runOp runs one operation of a group, turning a panic into its error so
+// that one bad operation cannot take the writer (and every waiting caller)
+// down with it.
+func runOp(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errOpPanicked, r)
+		}
+	}()
+	return fn(tx)
 }
 
 // write runs fn in the group-committed writer and returns its result once

@@ -1,0 +1,174 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// groupStore opens a store with two scratch tables: parent, and child whose
+// foreign key is checked only at COMMIT (so an operation can make the
+// whole group's commit fail).
+func groupStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "g.db"), Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, q := range []string{
+		`CREATE TABLE parent (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`,
+	} {
+		if _, err := s.w.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func insert(id int) func(tx *sql.Tx) error {
+	return func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO parent (id) VALUES (?)`, id)
+		return err
+	}
+}
+
+// group runs ops as one commit group: a first operation holds the writer
+// until the others are queued behind it, so they are drained together.
+// It returns each operation's result (the holder's first).
+func group(t *testing.T, s *Store, ctxs []context.Context, ops ...func(tx *sql.Tx) error) []error {
+	t.Helper()
+	release := make(chan struct{})
+	holding := make(chan struct{})
+	results := make([]chan error, len(ops)+1)
+	for i := range results {
+		results[i] = make(chan error, 1)
+	}
+	go func() {
+		results[0] <- s.write(context.Background(), func(tx *sql.Tx) error {
+			close(holding)
+			<-release
+			return insert(1000)(tx)
+		})
+	}()
+	<-holding
+	for i, op := range ops {
+		ctx := context.Background()
+		if ctxs != nil && ctxs[i] != nil {
+			ctx = ctxs[i]
+		}
+		go func() { results[i+1] <- s.write(ctx, op) }()
+	}
+	// The holder is running, so the queue holds exactly the others once
+	// they are all sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.ops) < len(ops) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d operations queued", len(s.ops), len(ops))
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	// The holder's group is committed alone (the others were queued after
+	// it was taken); the queued ones form the next group.
+	out := make([]error, len(results))
+	for i, ch := range results {
+		select {
+		case out[i] = <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("operation %d never answered", i)
+		}
+	}
+	return out
+}
+
+func count(t *testing.T, s *Store, table string) int {
+	t.Helper()
+	var n int
+	if err := s.w.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestGroupOneFailureRollsBackOnlyItself(t *testing.T) {
+	s := groupStore(t)
+	failing := func(tx *sql.Tx) error {
+		if err := insert(2)(tx); err != nil {
+			return err
+		}
+		return errors.New("refused after writing") // its write must not land
+	}
+	res := group(t, s, nil, insert(1), failing, insert(3), insert(3))
+	if res[0] != nil || res[1] != nil || res[3] != nil {
+		t.Fatalf("results %v: holder and ops 1, 3 should succeed", res)
+	}
+	if res[2] == nil || res[4] == nil {
+		t.Fatalf("results %v: the refused op and the duplicate key should fail", res)
+	}
+	var ids []int
+	rows, _ := s.w.Query(`SELECT id FROM parent ORDER BY id`)
+	for rows.Next() {
+		var id int
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) != 3 || ids[0] != 1 || ids[1] != 3 || ids[2] != 1000 {
+		t.Fatalf("rows %v, want [1 3 1000]", ids)
+	}
+}
+
+func TestGroupCancelledOperationDoesNotRun(t *testing.T) {
+	s := groupStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := group(t, s, []context.Context{nil, ctx, nil}, insert(1), insert(2), insert(3))
+	if !errors.Is(res[2], context.Canceled) || res[1] != nil || res[3] != nil {
+		t.Fatalf("results %v: want only the cancelled op to fail with context.Canceled", res)
+	}
+	if n := count(t, s, "parent WHERE id = 2"); n != 0 {
+		t.Fatal("a cancelled operation wrote")
+	}
+}
+
+func TestGroupCommitFailureReachesEveryCaller(t *testing.T) {
+	s := groupStore(t)
+	orphan := func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO child (id, parent) VALUES (1, 99)`) // checked at COMMIT
+		return err
+	}
+	res := group(t, s, nil, insert(1), orphan, insert(3))
+	for i, err := range res[1:] {
+		if err == nil {
+			t.Fatalf("op %d succeeded though its group's commit failed: %v", i+1, res)
+		}
+	}
+	if n := count(t, s, "parent WHERE id IN (1, 3)"); n != 0 {
+		t.Fatalf("%d rows of a failed group were kept", n)
+	}
+	// The writer goes on: the next write commits.
+	if err := s.write(context.Background(), insert(4)); err != nil {
+		t.Fatalf("write after a failed group: %v", err)
+	}
+}
+
+func TestGroupPanickingOperation(t *testing.T) {
+	s := groupStore(t)
+	boom := func(tx *sql.Tx) error {
+		insert(2)(tx)
+		panic("bug in an operation")
+	}
+	res := group(t, s, nil, insert(1), boom, insert(3))
+	if res[1] != nil || res[3] != nil || !errors.Is(res[2], errOpPanicked) {
+		t.Fatalf("results %v: want only the panicking op to fail", res)
+	}
+	if n := count(t, s, "parent WHERE id IN (1, 2, 3)"); n != 2 {
+		t.Fatalf("%d rows, want 1 and 3 (the panicking op's write rolled back)", n)
+	}
+}
