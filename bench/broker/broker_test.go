@@ -6,15 +6,11 @@
 package broker
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"github.com/corral-iot/corral/bench/internal/knob"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -29,6 +25,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/corral-iot/corral/bench/internal/mqttload"
+	"github.com/corral-iot/corral/bench/internal/serverproc"
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
 )
@@ -294,33 +291,8 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 		conns = int(lim) - 512
 		b.Logf("open-file limit %d: measuring %d connections", lim, conns)
 	}
-	bin := filepath.Join(b.TempDir(), "corral")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/corral").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v %s", err, out)
-	}
-	dir := filepath.Join(b.TempDir(), "data")
-	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
-		"--mqtts-addr", "", "--ws-addr", "", "--https-addr", "", "--api-rate-limit", "0", "--log-level", "info")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	addrs := map[string]string{}
-	sc := bufio.NewScanner(stderr)
-	for (addrs["http"] == "" || addrs["mqtt-tcp"] == "") && sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
-			addrs[m["listener"].(string)] = m["addr"].(string)
-		}
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	key, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
-	s := &apptest.Server{URL: "http://" + addrs["http"], AdminKey: strings.TrimSpace(string(key))}
-	s = apptest.Remote(b, s.URL, s.AdminKey)
+	proc := serverproc.Start(b, serverproc.Build(b))
+	cmd, addrs, s := proc.Cmd, proc.Addrs, proc.Server
 	p := s.CreateProduct("idle", nil)
 	devs := populate(b, s, p.ProductKey, conns)
 	time.Sleep(2 * time.Second)
