@@ -384,8 +384,14 @@ func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
 	})
 }
 
-// ListAudit implements audit.Store.
+// ListAudit implements audit.Store. Entries are appended without waiting
+// for their commit, so a listing first passes a no-op through the writer:
+// the queue is first in, first out, so every entry recorded before the
+// listing began is committed, and readable, when it runs.
 func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
+	if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
+		return nil, fmt.Errorf("flushing the audit trail: %w", err)
+	}
 	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source FROM audit WHERE 1=1`
 	var args []any
 	for _, c := range []struct{ col, v string }{{"account_id", f.AccountID}, {"action", f.Action}, {"target", f.Target}, {"outcome", f.Outcome}} {
