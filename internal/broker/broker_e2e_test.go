@@ -255,19 +255,20 @@ func TestTopicRights(t *testing.T) {
 	if err := c1.Publish(ctx, "/"+p.ProductKey+"/dev-2/user/spoof", 1, []byte("x")); err != nil {
 		t.Fatalf("QoS 1 publish outside rights should be acked and dropped: %v", err)
 	}
-	in.none(t, 300*time.Millisecond)
 	if !c1.Connected() {
 		t.Fatal("a dropped publish closed a 3.1.1 session")
 	}
-	metrics := string(s.Do("", "GET", "/metrics", nil).Body)
-	if !strings.Contains(metrics, `corral_mqtt_acl_denied_total{kind="publish"} 1`) || !strings.Contains(metrics, `corral_mqtt_acl_denied_total{kind="subscribe"} 5`) {
-		t.Errorf("ACL metrics: %s", grep(metrics, "acl_denied"))
-	}
+	// The next publish of the same session is the fence: had the spoof
+	// been delivered, it would have arrived first.
 	if err := c1.Publish(ctx, "/"+p.ProductKey+"/dev-1/user/ok", 1, []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
 	if m := in.next(t, 5*time.Second); string(m.Payload()) != "ok" {
-		t.Fatalf("got %s", m.Payload())
+		t.Fatalf("got %s on %s before the fence", m.Payload(), m.Topic())
+	}
+	metrics := string(s.Do("", "GET", "/metrics", nil).Body)
+	if !strings.Contains(metrics, `corral_mqtt_acl_denied_total{kind="publish"} 1`) || !strings.Contains(metrics, `corral_mqtt_acl_denied_total{kind="subscribe"} 5`) {
+		t.Errorf("ACL metrics: %s", grep(metrics, "acl_denied"))
 	}
 	// Downstream from the application to the device.
 	if r := s.Do(s.AdminKey, "POST", "/v1/publish?topic=/"+p.ProductKey+"/dev-1/user/get&qos=1", "hello"); r.Status != 204 {
@@ -295,27 +296,34 @@ func TestWillsHeldToRights(t *testing.T) {
 	p := s.CreateProduct("p", nil)
 	d1 := s.CreateDevice(p.ProductKey, "will-1")
 	d2 := s.CreateDevice(p.ProductKey, "will-2")
-	in := newInbox()
-	subscribe(t, app(t, s, s.AdminKey, "watcher"), "/"+p.ProductKey+"/+/user/#", in)
+	in, presence := newInbox(), newInbox()
+	watcher := app(t, s, s.AdminKey, "watcher")
+	subscribe(t, watcher, "/"+p.ProductKey+"/+/user/#", in)
+	subscribe(t, watcher, "$aws/events/presence/disconnected/+", presence)
 
-	dial := func(d apptest.Device, willTopic string) paho.Client {
+	dial := func(d apptest.Device, willTopic, will string) paho.Client {
 		c := deviceCreds(d)
 		o := paho.NewClientOptions().AddBroker("tcp://"+s.App.Broker().Addr("tcp")).SetClientID(c.clientID).SetUsername(c.username).SetPassword(c.password).
-			SetWill(willTopic, "gone", 1, false).SetAutoReconnect(false)
+			SetWill(willTopic, will, 1, false).SetAutoReconnect(false)
 		cl := paho.NewClient(o)
 		if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
+			t.Fatalf("connect: timed out or %v", tok.Error())
 		}
 		return cl
 	}
 	// will-1 names another device's topic: dropped. will-2 its own: delivered.
-	bad := dial(d1, "/"+p.ProductKey+"/will-2/user/status")
-	good := dial(d2, "/"+p.ProductKey+"/will-2/user/status")
+	// The two wills differ, so a late forged will cannot pass for the good one.
+	bad := dial(d1, "/"+p.ProductKey+"/will-2/user/status", "forged")
+	good := dial(d2, "/"+p.ProductKey+"/will-2/user/status", "gone")
 	s.App.Broker().Kick(p.ProductKey, "will-1", "TEST")
-	in.none(t, 300*time.Millisecond)
+	// The broker handles a session's will before announcing its end, so
+	// once will-1's disconnection is announced its will has been dealt with.
+	if m := presence.next(t, 5*time.Second); !strings.HasSuffix(m.Topic(), "will-1") {
+		t.Fatalf("presence: %s", m.Topic())
+	}
 	s.App.Broker().Kick(p.ProductKey, "will-2", "TEST")
-	if m := in.next(t, 5*time.Second); string(m.Payload()) != "gone" || !strings.Contains(m.Topic(), "will-2") {
-		t.Fatalf("will: %s %s", m.Topic(), m.Payload())
+	if m := in.next(t, 5*time.Second); string(m.Payload()) != "gone" || !strings.HasSuffix(m.Topic(), "/will-2/user/status") {
+		t.Fatalf("first will delivered: %s %s, want will-2's own", m.Topic(), m.Payload())
 	}
 	bad.Disconnect(0)
 	good.Disconnect(0)
@@ -370,7 +378,9 @@ func TestPresenceKickAndTakeover(t *testing.T) {
 	if seen["disconnected"] != "DUPLICATE_CLIENTID" {
 		t.Fatalf("takeover events: %v", seen)
 	}
-	time.Sleep(100 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); c.Connected() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if c.Connected() || !c2.Connected() {
 		t.Fatalf("after takeover: first %v, second %v", c.Connected(), c2.Connected())
 	}
@@ -381,13 +391,26 @@ func TestPresenceKickAndTakeover(t *testing.T) {
 	if ev.EventType != "disconnected" || ev.DisconnectReason != "DISABLED" || time.Since(start) > time.Second {
 		t.Fatalf("kick: %+v after %v", ev, time.Since(start))
 	}
-	for i := 0; i < 50 && c2.Connected(); i++ {
-		time.Sleep(20 * time.Millisecond)
+	for deadline := time.Now().Add(time.Second); c2.Connected() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if c2.Connected() {
 		t.Fatal("disabled device still connected")
 	}
-	theirs.none(t, 100*time.Millisecond)
+	// The other account hears only its own device: its first presence
+	// event is its own device's, after all of ours were published.
+	var op struct{ ProductKey string }
+	s.Do(other.Token, "POST", "/v1/products", map[string]any{"name": "theirs"}).JSON(t, &op)
+	var od apptest.Device
+	if r := s.Do(other.Token, "POST", "/v1/products/"+op.ProductKey+"/devices", map[string]any{"deviceName": "their-1"}); r.Status != 201 {
+		t.Fatalf("other account's device: %d %s", r.Status, r.Body)
+	} else {
+		r.JSON(t, &od)
+	}
+	connectDevice(t, s, od, nil)
+	if m := theirs.next(t, 5*time.Second); !strings.HasSuffix(m.Topic(), "/"+op.ProductKey+".their-1") {
+		t.Fatalf("the other account heard %s", m.Topic())
+	}
 }
 
 func TestDeleteKicks(t *testing.T) {
