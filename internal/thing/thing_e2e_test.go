@@ -163,7 +163,16 @@ func TestOperatorSetAndServices(t *testing.T) {
 	}
 	// An offline device cannot be called.
 	e.c.Close()
-	time.Sleep(100 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var d struct{ Status string }
+		e.s.Admin("GET", base, nil, 200).JSON(t, &d)
+		if d.Status == "offline" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device still %s after its session closed", d.Status)
+		}
+	}
 	if r := e.s.Do(e.s.AdminKey, "POST", base+"/services/Calibrate", map[string]any{"params": map[string]any{"Offset": 1}}); r.Status != 409 {
 		t.Fatalf("offline: %d %s", r.Status, r.Body)
 	}
