@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -32,13 +33,21 @@ func openAPI(routes []*route, version string) map[string]any {
 			}
 		}
 		for _, q := range rt.Query {
-			params = append(params, map[string]any{"name": q.Name, "in": "query", "description": q.Desc, "schema": map[string]any{"type": q.Type}})
+			qp := map[string]any{"name": q.Name, "in": "query", "description": q.Desc, "schema": map[string]any{"type": q.Type}}
+			if ex, ok := queryExamples[rt.Method+" "+rt.Path][q.Name]; ok {
+				qp["example"] = ex
+			}
+			params = append(params, qp)
 		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
 		if rt.Body != nil {
-			content := map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Body))}}
+			media := map[string]any{"schema": g.schema(reflect.TypeOf(rt.Body))}
+			if ex, ok := examples[rt.Method+" "+rt.Path]; ok {
+				media["example"] = ex
+			}
+			content := map[string]any{"application/json": media}
 			if rt.Raw == "csv" {
 				content["text/csv"] = map[string]any{"schema": map[string]any{"type": "string", "description": "one DeviceName a line; an optional header line 'deviceName'"}}
 			}
@@ -78,7 +87,10 @@ type schemaGen struct {
 	components map[string]any
 }
 
-var timeType = reflect.TypeOf(time.Time{})
+var (
+	timeType    = reflect.TypeOf(time.Time{})
+	rawJSONType = reflect.TypeOf(json.RawMessage{})
+)
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	for t.Kind() == reflect.Pointer {
@@ -87,6 +99,8 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	switch {
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
+	case t == rawJSONType:
+		return map[string]any{"description": "any JSON value"}
 	case t.Kind() == reflect.String:
 		return map[string]any{"type": "string"}
 	case t.Kind() == reflect.Bool:

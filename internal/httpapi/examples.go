@@ -1,0 +1,36 @@
+package httpapi
+
+import "encoding/json"
+
+// examples are the request bodies the OpenAPI document shows for each
+// operation that takes one, keyed "METHOD path". They are valid requests
+// (the document's test sends them, with its own ProductKey in place of
+// a1B2c3D4e5F), so a reader can copy one and go.
+var examples = map[string]any{
+	"POST /v1/products":                            map[string]any{"name": "Smart meter", "nodeType": "direct", "dynamicRegistration": "auto"},
+	"PATCH /v1/products/{productKey}":              map[string]any{"description": "Meters of building 7"},
+	"PUT /v1/products/{productKey}/tsl":            json.RawMessage(`{"properties":[{"identifier":"Temperature","name":"Temperature","accessMode":"rw","dataType":{"type":"float","specs":{"min":"-40","max":"120","step":"0.1","unit":"°C"}}}],"events":[],"services":[]}`),
+	"POST /v1/products/{productKey}/devices:batch": map[string]any{"count": 2},
+	"POST /v1/products/{productKey}/devices":       map[string]any{"deviceName": "meter-0001", "nickname": "Lobby meter", "attributes": map[string]string{"floor": "1"}},
+	"PUT /v1/products/{productKey}/devices/{deviceName}/certificate": map[string]any{
+		"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n"},
+	"POST /v1/products/{productKey}/devices/{deviceName}/subdevices": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"DELETE /v1/products/{productKey}/devices/{deviceName}/subdevices": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"PUT /v1/products/{productKey}/devices/{deviceName}/properties":            map[string]any{"params": map[string]any{"Temperature": 21.5}},
+	"POST /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": map[string]any{"params": map[string]any{"Offset": 1.5}, "sync": true, "timeoutMs": 3000},
+	"PATCH /v1/products/{productKey}/devices/{deviceName}":                     map[string]any{"nickname": "Lobby meter", "attributes": map[string]string{"floor": "2"}},
+	"POST /v1/apikeys":  map[string]any{"name": "dashboard", "role": "readonly"},
+	"POST /v1/accounts": map[string]any{"name": "Tenant B"},
+	"POST /v1/register": map[string]any{"productKey": "a1B2c3D4e5F", "deviceId": "SN-0001",
+		"token": "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f", "metadata": map[string]string{"model": "M-1"}},
+	"POST /v1/cas": map[string]any{"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
+		"verificationCertificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "mode": "jitp",
+		"template": map[string]any{"productKey": "a1B2c3D4e5F", "nameFrom": "cn"}},
+}
+
+// queryExamples are the documented examples of required query parameters.
+var queryExamples = map[string]map[string]string{
+	"POST /v1/publish": {"topic": "/a1B2c3D4e5F/meter-0001/user/update", "qos": "1"},
+}
