@@ -249,9 +249,8 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 		args = append(args, f.Status)
 	}
 	if f.NamePrefix != "" {
-		// device names hold no LIKE wildcards except '_', escaped here
 		q += ` AND device_name LIKE ? ESCAPE '\'`
-		args = append(args, strings.ReplaceAll(f.NamePrefix, "_", `\_`)+"%")
+		args = append(args, likePrefix(f.NamePrefix))
 	}
 	if f.AttrKey != "" {
 		// keys are validated to [A-Za-z0-9_.-], so quoting them in the path is safe
@@ -718,3 +717,10 @@ func list[T any](ctx context.Context, db *sql.DB, scan func(*sql.Rows) (T, error
 	}
 	return out, rows.Err()
 }
+
+// likeEscaper makes LIKE's wildcards (and its escape character) literal.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
+
+// likePrefix is the LIKE pattern (with ESCAPE '\') matching strings that
+// start with prefix.
+func likePrefix(prefix string) string { return likeEscaper.Replace(prefix) + "%" }
