@@ -238,12 +238,14 @@ func (s *Service) LookupProduct(ctx context.Context, pk string) (Product, error)
 	return prod, nil
 }
 
+// MaxPage is the largest page a list returns. List calls take up to
+// MaxPage+1 so that a caller can ask one item past its page to learn
+// whether another page follows; more is cut to that.
+const MaxPage = 1000
+
 func clampLimit(n int) int {
 	if n <= 0 {
 		return 100
 	}
-	if n > 1000 {
-		return 1000
-	}
-	return n
+	return min(n, MaxPage+1)
 }
