@@ -98,9 +98,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
+	allow, err := webhook.ParseCIDRs(cfg.WebhookAllowCIDRs)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("webhook_allow_cidrs: %w", err)
+	}
+	hookPolicy := webhook.Policy{Allow: allow}
 	a := &App{cfg: cfg, log: log, store: st, errs: make(chan error, 8)}
 	a.audit = audit.NewLog(st, log, nil)
-	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log})
+	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log, URLPolicy: hookPolicy})
 	if err := a.bootstrap(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -126,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		whKey = k
 	}
-	a.hooks = webhook.New(webhook.Options{Secret: whKey, Logger: log})
+	a.hooks = webhook.New(webhook.Options{Secret: whKey, Logger: log, Policy: hookPolicy})
 	a.prov = provision.New(provision.Options{Registry: a.reg, Webhooks: a.hooks, Auditor: a.audit, Logger: log,
 		RatePerIP: cfg.RegistrationRatePerIP, RatePerProduct: cfg.RegistrationRatePerPK})
 	if a.mqtt, err = a.newBroker(cfg, metrics); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -51,6 +52,9 @@ type Config struct {
 	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
 	PublicMQTTSEndpoint   string  `yaml:"public_mqtts_endpoint" help:"MQTT over TLS URL handed to devices (default: from the listener)"`
 	WebhookSecret         string  `yaml:"webhook_secret" help:"key that signs outbound webhook calls (default: <data-dir>/webhook.key, generated)" secret:"true"`
+	// Webhooks (pre-registration hooks, event URLs) reach only public
+	// addresses unless their range is listed here.
+	WebhookAllowCIDRs string `yaml:"webhook_allow_cidrs" help:"comma-separated CIDRs webhooks may call although they are loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16 for on-premises functions (default: none)"`
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
@@ -259,6 +263,16 @@ func (c Config) Validate() error {
 	}
 	if c.APIRateLimit < 0 {
 		return bad("api_rate_limit", "must not be negative")
+	}
+	for _, part := range strings.Split(c.WebhookAllowCIDRs, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(part); err != nil {
+			if _, err := netip.ParseAddr(part); err != nil {
+				return bad("webhook_allow_cidrs", "%q is not a CIDR (like 10.20.0.0/16) or an address", part)
+			}
+		}
 	}
 	if c.MaxBodyBytes < 1024 {
 		return bad("max_body_bytes", "must be at least 1024")

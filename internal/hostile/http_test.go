@@ -1,11 +1,22 @@
 package hostile_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/apptest"
 )
 
 // httpPage is one page of any list answer: the items under their key, and
@@ -142,5 +153,202 @@ func TestHTTPPrefixIsLiteral(t *testing.T) {
 	}
 	if got := w.httpWalk(t, w.T1.Readonly, devices+"?prefix=devA", "100", "deviceName"); len(got) != 1 || got[0] != "devA" {
 		t.Fatalf("prefix=devA listed %v", got)
+	}
+}
+
+// ssrfTarget is a local HTTP server standing for what an attacker points
+// webhooks at (the server itself, a metadata service); it records the
+// paths it is called on.
+type ssrfTarget struct {
+	srv   *httptest.Server
+	calls chan string
+	port  string
+}
+
+// ssrfServe listens on host (an address of the loopback network) and
+// answers h, recording each call's path.
+func ssrfServe(t *testing.T, host string, h http.HandlerFunc) *ssrfTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &ssrfTarget{calls: make(chan string, 100)}
+	st.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		st.calls <- r.URL.Path
+		if h != nil {
+			h(rw, r)
+		}
+	}))
+	st.srv.Listener.Close()
+	st.srv.Listener = ln
+	st.srv.Start()
+	t.Cleanup(st.srv.Close)
+	_, st.port, _ = net.SplitHostPort(ln.Addr().String())
+	return st
+}
+
+// called returns the paths called so far.
+func (st *ssrfTarget) called() []string {
+	var out []string
+	for {
+		select {
+		case p := <-st.calls:
+			out = append(out, p)
+		default:
+			return out
+		}
+	}
+}
+
+// wait waits up to 5 s for a call on path and returns the calls before it.
+func (st *ssrfTarget) wait(t *testing.T, path string) []string {
+	t.Helper()
+	var before []string
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case p := <-st.calls:
+			if p == path {
+				return before
+			}
+			before = append(before, p)
+		case <-deadline:
+			t.Fatalf("no call on %s within 5 s (got %v)", path, before)
+			return nil
+		}
+	}
+}
+
+var httpInsecure = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+// httpRegister registers dn in p over HTTPS dynamic registration (Alibaba's
+// form) and returns the answer's code (200 on success).
+func (w *world) httpRegister(t *testing.T, p apptest.Product, dn string) int {
+	t.Helper()
+	random := fmt.Sprintf("r%d", w.seq.Add(1))
+	m := hmac.New(sha256.New, []byte(p.ProductSecret))
+	m.Write([]byte("deviceName" + dn + "productKey" + p.ProductKey + "random" + random))
+	form := url.Values{"productKey": {p.ProductKey}, "deviceName": {dn}, "random": {random}, "sign": {hex.EncodeToString(m.Sum(nil))}, "signMethod": {"hmacsha256"}}
+	resp, err := httpInsecure.Post("https://"+w.S.App.HTTPSAddr()+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Code int `json:"code"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		t.Fatalf("registration answer: %v", err)
+	}
+	return ans.Code
+}
+
+// httpHooked creates a product with dynamic registration whose
+// pre-registration hook and event URLs are given.
+func (w *world) httpHooked(t *testing.T, hook string, events ...string) apptest.Product {
+	t.Helper()
+	var p apptest.Product
+	w.do(w.T1.Admin, "POST", "/v1/products", map[string]any{"name": "hooked", "dynamicRegistration": "auto",
+		"provisioning": map[string]any{"hookUrl": hook, "eventUrls": events}}, 201).JSON(t, &p)
+	return p
+}
+
+const httpDenied = 6206 // provision.CodeDenied
+
+// TestHTTPWebhooksRefuseLocalAddresses: by default a webhook URL whose host
+// is a loopback, link-local or private address is refused when it is set
+// (400 naming the field), and one whose name resolves to such an address
+// is refused when it is called: the pre-registration hook then fails
+// closed (the registration is denied) and events are not delivered.
+func TestHTTPWebhooksRefuseLocalAddresses(t *testing.T) {
+	// 127.0.0.2 is opened for the fence server only; 127.0.0.1 stays closed.
+	w := newWorld(t, apptest.AllowWebhooksTo("127.0.0.2/32"))
+	local := ssrfServe(t, "127.0.0.1", func(rw http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(rw).Encode(map[string]any{"allow": true})
+	})
+	fence := ssrfServe(t, "127.0.0.2", nil)
+
+	for _, tt := range []struct{ field, url string }{
+		{"provisioning.hookUrl", "http://127.0.0.1:" + local.port + "/hook"},
+		{"provisioning.hookUrl", "http://169.254.169.254/latest/meta-data/"},
+		{"provisioning.hookUrl", "http://[::1]:" + local.port + "/hook"},
+		{"provisioning.hookUrl", "http://[::ffff:127.0.0.1]:" + local.port + "/hook"},
+		{"provisioning.hookUrl", "http://0.0.0.0:" + local.port + "/hook"},
+		{"provisioning.hookUrl", "http://2130706433:" + local.port + "/hook"},
+		{"provisioning.hookUrl", "http://10.0.0.1/hook"},
+		{"provisioning.hookUrl", "http://[fd00:ec2::254]/latest/meta-data/"},
+		{"provisioning.hookUrl", "gopher://example.com/"},
+		{"provisioning.eventUrls[1]", "http://192.168.1.1/events"},
+	} {
+		pv := map[string]any{"eventUrls": []string{"https://hooks.example.com/e"}}
+		if tt.field == "provisioning.hookUrl" {
+			pv["hookUrl"] = tt.url
+		} else {
+			pv["eventUrls"] = []string{"https://hooks.example.com/e", tt.url}
+		}
+		r := w.S.Do(w.T1.Admin, "POST", "/v1/products", map[string]any{"name": "ssrf", "provisioning": pv})
+		if r.Status != 400 || !strings.Contains(string(r.Body), `"field":"`+tt.field+`"`) {
+			t.Errorf("product with %s %s = %d %s, want 400 naming the field", tt.field, tt.url, r.Status, r.Body)
+		}
+		r = w.S.Do(w.T1.Admin, "PATCH", "/v1/products/"+w.T1.Direct.ProductKey, map[string]any{"provisioning": pv})
+		if r.Status != 400 || !strings.Contains(string(r.Body), `"field":"`+tt.field+`"`) {
+			t.Errorf("patching %s to %s = %d %s, want 400 naming the field", tt.field, tt.url, r.Status, r.Body)
+		}
+	}
+
+	// A name is checked when called, against the address it resolves to
+	// then (as a rebinding name would be): "localhost" is 127.0.0.1.
+	byName := "http://localhost:" + local.port
+	p := w.httpHooked(t, byName+"/hook", byName+"/events", "http://127.0.0.2:"+fence.port+"/fence")
+	if code := w.httpRegister(t, p, "ssrf-01"); code != httpDenied {
+		t.Fatalf("registration with an unreachable hook answered code %d, want %d (denied: the hook fails closed)", code, httpDenied)
+	}
+	w.do(w.T1.Admin, "GET", "/v1/products/"+p.ProductKey+"/devices/ssrf-01", nil, 404)
+	// The fence event was queued after the one for the local server.
+	fence.wait(t, "/fence")
+	if got := local.called(); len(got) != 0 {
+		t.Fatalf("the local server was called on %v", got)
+	}
+}
+
+// TestHTTPWebhooksAllowlisted: with the operator's allowlist holding the
+// range, the same local hook and events are accepted and called.
+func TestHTTPWebhooksAllowlisted(t *testing.T) {
+	w := newWorld(t, apptest.AllowWebhooksTo("127.0.0.0/8"))
+	local := ssrfServe(t, "127.0.0.1", func(rw http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(rw).Encode(map[string]any{"allow": true})
+	})
+	base := "http://127.0.0.1:" + local.port
+	p := w.httpHooked(t, base+"/hook", base+"/events")
+	if code := w.httpRegister(t, p, "local-01"); code != 200 {
+		t.Fatalf("registration with an allowlisted hook answered code %d", code)
+	}
+	if before := local.wait(t, "/events"); len(before) != 1 || before[0] != "/hook" {
+		t.Fatalf("calls before the event: %v, want the hook", before)
+	}
+}
+
+// TestHTTPWebhookRedirectsNotFollowed: a hook or event URL that answers
+// with a redirect fails; its target (here an allowed address) is not
+// called, so a redirect cannot carry a call past the address check.
+func TestHTTPWebhookRedirectsNotFollowed(t *testing.T) {
+	w := newWorld(t, apptest.AllowWebhooksTo("127.0.0.0/8"))
+	target := ssrfServe(t, "127.0.0.1", func(rw http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(rw).Encode(map[string]any{"allow": true})
+	})
+	redirector := ssrfServe(t, "127.0.0.1", func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, "http://127.0.0.1:"+target.port+"/redirected"+r.URL.Path, http.StatusTemporaryRedirect)
+	})
+	redir := "http://127.0.0.1:" + redirector.port
+	p := w.httpHooked(t, redir+"/hook", redir+"/events", "http://127.0.0.1:"+target.port+"/fence")
+	if code := w.httpRegister(t, p, "redir-01"); code != httpDenied {
+		t.Fatalf("registration through a redirecting hook answered code %d, want %d (denied)", code, httpDenied)
+	}
+	if before := target.wait(t, "/fence"); len(before) != 0 {
+		t.Fatalf("redirects were followed to %v", before)
+	}
+	if got := redirector.called(); len(got) != 2 {
+		t.Fatalf("redirector called on %v, want the hook and the event once each", got)
 	}
 }

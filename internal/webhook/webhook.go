@@ -1,7 +1,8 @@
 // Package webhook owns corral's outbound calls to user functions (any HTTP
 // endpoint, e.g. a FaaS URL): JSON bodies signed with an HMAC header,
-// bounded timeouts and retries for synchronous calls, and a queue that
-// delivers events asynchronously with retries.
+// bounded timeouts and retries for synchronous calls, a queue that
+// delivers events asynchronously with retries, and the address policy
+// that keeps user URLs off the server's own and private networks.
 package webhook
 
 import (
@@ -61,6 +62,10 @@ func Verify(secret []byte, header string, body []byte, now time.Time, skew time.
 // Options configure a Client.
 type Options struct {
 	Secret []byte // signing key
+	// Policy says which addresses calls may reach (default: public
+	// addresses only). It is enforced by the HTTP client New builds.
+	Policy Policy
+	// HTTP replaces that client (tests); it then enforces no policy.
 	HTTP   *http.Client
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -93,7 +98,7 @@ type event struct {
 // New returns a Client; Start runs its event workers.
 func New(o Options) *Client {
 	if o.HTTP == nil {
-		o.HTTP = &http.Client{}
+		o.HTTP = o.Policy.HTTPClient()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -152,7 +157,8 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 	req.Header.Set(SignatureHeader, Sign(c.o.Secret, c.o.Now(), body))
 	resp, err := c.o.HTTP.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("calling webhook: %w", err)
+		// A refused address stays refused: no retry.
+		return !errors.Is(err, ErrForbiddenAddress), fmt.Errorf("calling webhook: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -160,6 +166,8 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 		return true, fmt.Errorf("reading webhook answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
+		// Redirects are not followed (see Policy.HTTPClient): a 3xx fails
+		// the call like any other non-2xx answer.
 		return resp.StatusCode >= 500, fmt.Errorf("%w: %d", ErrStatus, resp.StatusCode)
 	}
 	if out != nil && len(data) > 0 {
