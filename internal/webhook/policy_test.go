@@ -121,7 +121,7 @@ func TestCheckURL(t *testing.T) {
 		{"http://[::ffff:127.0.0.1]/", ErrForbiddenAddress},
 		{"http://[fe80::1%25eth0]/", ErrForbiddenAddress},
 		{"http://0.0.0.0/", ErrForbiddenAddress},
-		{"http://localhost:8080/", nil}, // a name: checked when called, against what it resolves to
+		{"http://localhost:8080/", nil},             // a name: checked when called, against what it resolves to
 		{"http://2130706433/", ErrForbiddenAddress}, // 127.0.0.1 as one number
 		{"http://0x7f.1/", ErrForbiddenAddress},
 		{"http://0177.0.0.1/", ErrForbiddenAddress},
