@@ -264,7 +264,8 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	}
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.audit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
-		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight)})
+		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout})
 }
 
 // endpoints are what client-driven registration tells devices.
@@ -317,7 +318,7 @@ func (a *App) Start(ctx context.Context) error {
 		httpsTLS := a.tls.Clone()
 		httpsTLS.ClientAuth = tls.NoClientCert
 		a.httpsLn = tls.NewListener(ln, httpsTLS)
-		a.httpsSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.httpsSrv = a.httpServer(a.api)
 		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
 		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
 	}
@@ -327,12 +328,23 @@ func (a *App) Start(ctx context.Context) error {
 			return fmt.Errorf("listening for HTTP on %s: %w", a.cfg.HTTPAddr, err)
 		}
 		a.httpLn = ln
-		a.httpSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.httpSrv = a.httpServer(a.api)
 		a.serve("http", func() error { return a.httpSrv.Serve(ln) })
 		a.log.Info("listening", "listener", "http", "addr", ln.Addr().String())
 	}
 	return nil
 }
+
+// httpServer is every HTTP listener's server: each phase of a request is
+// bounded, so that a client sending its headers or body slowly, reading
+// its answer slowly or idling on a keep-alive connection cannot hold it.
+func (a *App) httpServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: min(headerTimeout, a.cfg.HTTPReadTimeout), ReadTimeout: a.cfg.HTTPReadTimeout,
+		WriteTimeout: a.cfg.HTTPWriteTimeout, IdleTimeout: a.cfg.HTTPIdleTimeout, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+}
+
+// headerTimeout bounds reading a request's headers.
+const headerTimeout = 10 * time.Second
 
 func (a *App) serve(name string, fn func() error) {
 	a.wg.Add(1)

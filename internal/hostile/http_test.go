@@ -1,12 +1,14 @@
 package hostile_test
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
 )
 
 // httpPage is one page of any list answer: the items under their key, and
@@ -351,4 +354,114 @@ func TestHTTPWebhookRedirectsNotFollowed(t *testing.T) {
 	if got := redirector.called(); len(got) != 2 {
 		t.Fatalf("redirector called on %v, want the hook and the event once each", got)
 	}
+}
+
+// httpShortTimeouts shortens the HTTP read and idle timeouts for a test.
+func httpShortTimeouts(c *config.Config) {
+	c.HTTPReadTimeout = 300 * time.Millisecond
+	c.HTTPIdleTimeout = 300 * time.Millisecond
+}
+
+// httpDial opens a raw connection to an HTTP listener ("http", "https" or
+// "ws").
+func (w *world) httpDial(t *testing.T, listener string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	var err error
+	switch listener {
+	case "http":
+		c, err = net.Dial("tcp", w.S.App.HTTPAddr())
+	case "https":
+		c, err = tls.Dial("tcp", w.S.App.HTTPSAddr(), &tls.Config{InsecureSkipVerify: true})
+	case "ws":
+		c, err = net.Dial("tcp", w.S.App.Broker().Addr("ws"))
+	}
+	if err != nil {
+		t.Fatalf("dialling %s: %v", listener, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// httpUntilClosed reads c until the server closes it and fails the test if
+// that takes 5 s (the server would hold the connection forever).
+func httpUntilClosed(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		_, err := c.Read(buf)
+		if err == nil {
+			continue
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("%s: the server still holds the connection after 5 s", what)
+		}
+		return // EOF or reset: closed by the server
+	}
+}
+
+// httpSlowBody sends a request's headers and the start of its body, and
+// never the rest.
+func httpSlowBody(t *testing.T, c net.Conn, path, token string) {
+	t.Helper()
+	req := "POST " + path + " HTTP/1.1\r\nHost: corral\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n"
+	if token != "" {
+		req += "Authorization: Bearer " + token + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n{\"name\":"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHTTPSlowAndIdleClientsAreCut: on every HTTP listener (the API over
+// HTTP and HTTPS, the WebSocket listener's handshake), a request whose body
+// never completes is cut after the read timeout, and an idle keep-alive
+// connection after the idle timeout; an upgraded WebSocket MQTT session is
+// bound by neither.
+func TestHTTPSlowAndIdleClientsAreCut(t *testing.T) {
+	w := newWorld(t, httpShortTimeouts)
+	for _, l := range []struct{ listener, path string }{{"http", "/v1/products"}, {"https", "/v1/products"}, {"ws", "/mqtt"}} {
+		t.Run(l.listener, func(t *testing.T) {
+			c := w.httpDial(t, l.listener)
+			httpSlowBody(t, c, l.path, w.T1.Admin)
+			httpUntilClosed(t, c, "slow body")
+
+			c = w.httpDial(t, l.listener)
+			if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: corral\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("keep-alive request: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.Close {
+				t.Fatal("the server closed the connection itself; want keep-alive")
+			}
+			httpUntilClosed(t, c, "idle keep-alive")
+		})
+	}
+
+	t.Run("live websocket session", func(t *testing.T) {
+		o := w.deviceOptions(w.T1.DevA)
+		o.Servers = nil
+		o.AddBroker("ws://" + w.S.App.Broker().Addr("ws") + "/mqtt")
+		dev := connect(t, o)
+		// A slow request begun after the session's upgrade is cut after
+		// the read timeout: once it is, the session has outlived the
+		// timeouts its own handshake started under.
+		c := w.httpDial(t, "ws")
+		httpSlowBody(t, c, "/mqtt", "")
+		httpUntilClosed(t, c, "slow body")
+		in := newInbox()
+		own := "/" + w.T1.DevA.ProductKey + "/devA/user/echo"
+		mustSubscribe(t, dev, own, in)
+		publish(t, dev, own, "still here")
+		if m := in.next(t); string(m.Payload()) != "still here" {
+			t.Fatalf("got %q", m.Payload())
+		}
+	})
 }
