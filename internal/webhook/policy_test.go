@@ -205,3 +205,18 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 		t.Fatalf("redirect target reached %d times", n)
 	}
 }
+
+// TestErrorsNameNoURLSecret: a function URL's path and query are often
+// its key; errors name only the scheme and host.
+func TestErrorsNameNoURLSecret(t *testing.T) {
+	c := New(Options{Secret: []byte("k")})
+	for _, u := range []string{"http://127.0.0.1:1/services/T00/B00/SECRETPATH?code=SECRETQUERY", "http://user:SECRETPW@127.0.0.1:1/"} {
+		err := c.Call(context.Background(), u, 1, nil, time.Second)
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Fatalf("error %v", err)
+		}
+	}
+	if got := Redact("https://hooks.example.com:8443/a/b?k=v"); got != "https://hooks.example.com:8443" {
+		t.Fatalf("Redact = %q", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -150,15 +151,21 @@ func (c *Client) Call(ctx context.Context, url string, v any, out any, timeout t
 func (c *Client) post(ctx context.Context, url string, body []byte, out any) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return false, fmt.Errorf("webhook request: %w", err)
+		return false, fmt.Errorf("webhook request to %s: %w", Redact(url), ErrBadURL)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "corral-webhook/1")
 	req.Header.Set(SignatureHeader, Sign(c.o.Secret, c.o.Now(), body))
 	resp, err := c.o.HTTP.Do(req)
 	if err != nil {
+		// The url.Error names the whole URL, whose path or query often is
+		// the function's key: keep only its cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		// A refused address stays refused: no retry.
-		return !errors.Is(err, ErrForbiddenAddress), fmt.Errorf("calling webhook: %w", err)
+		return !errors.Is(err, ErrForbiddenAddress), fmt.Errorf("calling webhook %s: %w", Redact(url), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -176,6 +183,17 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 		}
 	}
 	return false, nil
+}
+
+// Redact returns the scheme and host of a webhook URL, for logs and
+// errors: its path and query often carry the function's key (a Slack or
+// Azure Functions URL is its own credential).
+func Redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // Start runs n workers delivering queued events until Stop.
@@ -202,7 +220,7 @@ func (c *Client) Post(url string, v any) {
 	select {
 	case c.queue <- event{url, body}:
 	default:
-		c.o.Logger.Warn("webhook event queue full; event dropped", "url", url)
+		c.o.Logger.Warn("webhook event queue full; event dropped", "url", Redact(url))
 	}
 }
 
@@ -228,7 +246,7 @@ func (c *Client) deliver(ev event) {
 			return
 		}
 		if !retry || attempt >= c.o.EventAttempts {
-			c.o.Logger.Warn("webhook event not delivered", "url", ev.url, "attempts", attempt, "err", err)
+			c.o.Logger.Warn("webhook event not delivered", "url", Redact(ev.url), "attempts", attempt, "err", err)
 			return
 		}
 		select {
