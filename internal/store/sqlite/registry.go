@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
@@ -249,8 +250,10 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 		args = append(args, f.Status)
 	}
 	if f.NamePrefix != "" {
-		q += ` AND device_name LIKE ? ESCAPE '\'`
-		args = append(args, likePrefix(f.NamePrefix))
+		// LIKE (its wildcards escaped) can use the index; it ignores ASCII
+		// case, so the exact prefix is compared as well.
+		q += ` AND device_name LIKE ? ESCAPE '\' AND substr(device_name, 1, ?) = ?`
+		args = append(args, likePrefix(f.NamePrefix), utf8.RuneCountInString(f.NamePrefix), f.NamePrefix)
 	}
 	if f.AttrKey != "" {
 		// keys are validated to [A-Za-z0-9_.-], so quoting them in the path is safe

@@ -229,11 +229,12 @@ func testListDevices(t *testing.T, s Store) {
 
 // testPrefixLiteral pins that a name prefix is matched as written: the
 // wildcards of SQL LIKE (and its usual escape character) in it match only
-// themselves, whatever the adapter builds its query from.
+// themselves, and case counts (SQLite's LIKE ignores it, PostgreSQL's
+// does not), whatever the adapter builds its query from.
 func testPrefixLiteral(t *testing.T, s Store) {
 	p := seed(t, s)
 	var ds []registry.Device
-	for _, n := range []string{"abc1", "abc2", "a%c1", "a_c1", `a\c1`, `a\\c1`, "xbc1"} {
+	for _, n := range []string{"abc1", "abc2", "a%c1", "a_c1", `a\c1`, `a\\c1`, "xbc1", "ABD1"} {
 		ds = append(ds, dev(p, n))
 	}
 	if err := s.CreateDevices(ctx, ds); err != nil {
@@ -253,6 +254,8 @@ func testPrefixLiteral(t *testing.T, s Store) {
 		{`a\c`, []string{`a\c1`}},
 		{`a\%`, nil},
 		{"abc", []string{"abc1", "abc2"}},
+		{"ABC", nil}, // names are case-sensitive, and so are prefixes
+		{"Abc1", nil},
 	} {
 		got, err := s.ListDevices(ctx, registry.DeviceFilter{ProductKey: p.ProductKey, NamePrefix: tt.prefix, Limit: 100})
 		if err != nil {
