@@ -64,10 +64,8 @@ func Verify(secret []byte, header string, body []byte, now time.Time, skew time.
 type Options struct {
 	Secret []byte // signing key
 	// Policy says which addresses calls may reach (default: public
-	// addresses only). It is enforced by the HTTP client New builds.
+	// addresses only), enforced by the HTTP client calls are made with.
 	Policy Policy
-	// HTTP replaces that client (tests); it then enforces no policy.
-	HTTP   *http.Client
 	Logger *slog.Logger
 	Now    func() time.Time
 	// Retries of a synchronous call after a failed attempt (network error
@@ -85,6 +83,7 @@ type Options struct {
 // Client calls webhooks.
 type Client struct {
 	o     Options
+	http  *http.Client
 	queue chan event
 	wg    sync.WaitGroup
 	stop  chan struct{}
@@ -98,9 +97,6 @@ type event struct {
 
 // New returns a Client; Start runs its event workers.
 func New(o Options) *Client {
-	if o.HTTP == nil {
-		o.HTTP = o.Policy.HTTPClient()
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +115,7 @@ func New(o Options) *Client {
 	if o.EventBackoff == 0 {
 		o.EventBackoff = 500 * time.Millisecond
 	}
-	return &Client{o: o, queue: make(chan event, o.QueueSize), stop: make(chan struct{})}
+	return &Client{o: o, http: o.Policy.HTTPClient(), queue: make(chan event, o.QueueSize), stop: make(chan struct{})}
 }
 
 // ErrStatus means the endpoint answered with a non-2xx status.
@@ -156,7 +152,7 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "corral-webhook/1")
 	req.Header.Set(SignatureHeader, Sign(c.o.Secret, c.o.Now(), body))
-	resp, err := c.o.HTTP.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		// The url.Error names the whole URL, whose path or query often is
 		// the function's key: keep only its cause.
