@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ func (w *world) httpWalk(t *testing.T, token, path, limit, key string) []string 
 		}
 		w.do(token, "GET", path+sep+q.Encode(), nil, 200).JSON(t, &p)
 		for _, it := range p.items() {
-			k := toString(it[key])
+			k := httpString(it[key])
 			if seen[k] {
 				t.Fatalf("%s: %s twice", path, k)
 			}
@@ -73,11 +74,14 @@ func (w *world) httpWalk(t *testing.T, token, path, limit, key string) []string 
 		if p.NextCursor == "" {
 			return got
 		}
+		if n, _ := strconv.Atoi(limit); len(p.items()) < n {
+			t.Fatalf("%s: a page of %d (limit %d) carries a cursor", path, len(p.items()), n)
+		}
 		cursor = p.NextCursor
 	}
 }
 
-func toString(v any) string {
+func httpString(v any) string {
 	if f, ok := v.(float64); ok {
 		return fmt.Sprintf("%.0f", f)
 	}
