@@ -109,9 +109,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
 	log.Info("store opened", "path", filepath.Join(cfg.DataDir, "corral.db"), "journal_mode", pr.JournalMode, "synchronous", pr.Synchronous)
+	allow, err := webhook.ParseCIDRs(cfg.WebhookAllowCIDRs)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("webhook_allow_cidrs: %w", err)
+	}
+	hookPolicy := webhook.Policy{Allow: allow}
 	a := &App{cfg: cfg, log: log, store: st, errs: make(chan error, 8)}
 	a.audit = audit.NewLog(st, log, nil)
-	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log})
+	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log, URLPolicy: hookPolicy})
 	if err := a.bootstrap(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -137,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		whKey = k
 	}
-	a.hooks = webhook.New(webhook.Options{Secret: whKey, Logger: log})
+	a.hooks = webhook.New(webhook.Options{Secret: whKey, Logger: log, Policy: hookPolicy})
 	a.prov = provision.New(provision.Options{Registry: a.reg, Webhooks: a.hooks, Auditor: a.audit, Logger: log,
 		RatePerIP: cfg.RegistrationRatePerIP, RatePerProduct: cfg.RegistrationRatePerPK})
 	if a.mqtt, err = a.newBroker(cfg, metrics); err != nil {
@@ -269,7 +275,8 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	}
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.audit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
-		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight)})
+		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout})
 }
 
 // endpoints are what client-driven registration tells devices.
@@ -322,7 +329,7 @@ func (a *App) Start(ctx context.Context) error {
 		httpsTLS := a.tls.Clone()
 		httpsTLS.ClientAuth = tls.NoClientCert
 		a.httpsLn = tls.NewListener(ln, httpsTLS)
-		a.httpsSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.httpsSrv = a.httpServer(a.api)
 		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
 		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
 	}
@@ -332,12 +339,23 @@ func (a *App) Start(ctx context.Context) error {
 			return fmt.Errorf("listening for HTTP on %s: %w", a.cfg.HTTPAddr, err)
 		}
 		a.httpLn = ln
-		a.httpSrv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.httpSrv = a.httpServer(a.api)
 		a.serve("http", func() error { return a.httpSrv.Serve(ln) })
 		a.log.Info("listening", "listener", "http", "addr", ln.Addr().String())
 	}
 	return nil
 }
+
+// httpServer is every HTTP listener's server: each phase of a request is
+// bounded, so that a client sending its headers or body slowly, reading
+// its answer slowly or idling on a keep-alive connection cannot hold it.
+func (a *App) httpServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: min(headerTimeout, a.cfg.HTTPReadTimeout), ReadTimeout: a.cfg.HTTPReadTimeout,
+		WriteTimeout: a.cfg.HTTPWriteTimeout, IdleTimeout: a.cfg.HTTPIdleTimeout, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+}
+
+// headerTimeout bounds reading a request's headers.
+const headerTimeout = 10 * time.Second
 
 func (a *App) serve(name string, fn func() error) {
 	a.wg.Add(1)

@@ -33,6 +33,13 @@ type Server struct {
 // Option changes the configuration before the server starts.
 type Option func(*config.Config)
 
+// AllowWebhooksTo opens CIDRs (comma-separated) to webhooks, which reach
+// only public addresses by default: tests whose hooks are httptest
+// servers on 127.0.0.1 pass "127.0.0.0/8".
+func AllowWebhooksTo(cidrs string) Option {
+	return func(c *config.Config) { c.WebhookAllowCIDRs = cidrs }
+}
+
 // Start starts a server on free ports in tb's temporary directory and
 // stops it when the test ends.
 func Start(tb testing.TB, opts ...Option) *Server {

@@ -64,10 +64,16 @@ func (l *Log) Record(ctx context.Context, e Entry) {
 	}
 }
 
+// MaxPage is the largest page of entries. List takes up to MaxPage+1 so
+// that a caller can ask one entry past its page to learn whether another
+// page follows; more is cut to that.
+const MaxPage = 1000
+
 // List returns entries matching f.
 func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
-	if f.Limit <= 0 || f.Limit > 1000 {
+	if f.Limit <= 0 {
 		f.Limit = 100
 	}
+	f.Limit = min(f.Limit, MaxPage+1)
 	return l.store.ListAudit(ctx, f)
 }

@@ -67,6 +67,9 @@ type Options struct {
 	// TLS is the server configuration of the TLS listener (certificate,
 	// client-certificate verification).
 	TLS *tls.Config
+	// Timeouts of the WebSocket listener's HTTP exchange before the
+	// upgrade (0: none); an upgraded session is not bound by them.
+	WSReadTimeout, WSWriteTimeout, WSIdleTimeout time.Duration
 
 	// Per-client tuning (see DESIGN.md): small buffers and a low pending
 	// write limit keep idle connections cheap.
@@ -183,7 +186,8 @@ func (b *Broker) listen() error {
 		return err
 	}
 	return add("ws", b.o.WSAddr, func(ln net.Listener) any {
-		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients}
+		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients,
+			readTimeout: b.o.WSReadTimeout, writeTimeout: b.o.WSWriteTimeout, idleTimeout: b.o.WSIdleTimeout}
 	})
 }
 

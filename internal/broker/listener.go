@@ -53,6 +53,8 @@ type wsListener struct {
 	log  *slog.Logger
 	// closeClients: as for netListener.
 	closeClients func(listener string)
+	// Timeouts of the HTTP exchange up to the upgrade (see Init).
+	readTimeout, writeTimeout, idleTimeout time.Duration
 
 	mu        sync.Mutex
 	establish listeners.EstablishFn
@@ -83,7 +85,14 @@ func (l *wsListener) Init(*slog.Logger) error {
 			l.log.Debug("websocket session ended", "err", err)
 		}
 	})
-	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// The timeouts bound slow and idle HTTP clients. They set deadlines on
+	// the connection, which gorilla's Upgrade clears after hijacking it,
+	// so a live MQTT session outlasts them.
+	header := 10 * time.Second
+	if l.readTimeout > 0 {
+		header = min(header, l.readTimeout)
+	}
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: header, ReadTimeout: l.readTimeout, WriteTimeout: l.writeTimeout, IdleTimeout: l.idleTimeout}
 	return nil
 }
 

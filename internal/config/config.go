@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -51,6 +52,9 @@ type Config struct {
 	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
 	PublicMQTTSEndpoint   string  `yaml:"public_mqtts_endpoint" help:"MQTT over TLS URL handed to devices (default: from the listener)"`
 	WebhookSecret         string  `yaml:"webhook_secret" help:"key that signs outbound webhook calls (default: <data-dir>/webhook.key, generated)" secret:"true"`
+	// Webhooks (pre-registration hooks, event URLs) reach only public
+	// addresses unless their range is listed here.
+	WebhookAllowCIDRs string `yaml:"webhook_allow_cidrs" help:"comma-separated CIDRs webhooks may call although they are loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16 for on-premises functions (default: none)"`
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
@@ -59,7 +63,12 @@ type Config struct {
 
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"how long graceful shutdown waits for in-flight work"`
 	MaxBodyBytes    int64         `yaml:"max_body_bytes" help:"largest request body the API accepts"`
-	APIRateLimit    float64       `yaml:"api_rate_limit" help:"API requests per second allowed per API key, burst twice that (0: no limit)"`
+	// Timeouts of every HTTP listener (API, registration, the WebSocket
+	// handshake), so that slow or idle clients cannot hold connections.
+	HTTPReadTimeout  time.Duration `yaml:"http_read_timeout" help:"longest time to read a whole HTTP request, body included"`
+	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout" help:"longest time from reading an HTTP request to having written its answer; above 60s, the longest a sync service call waits for a device"`
+	HTTPIdleTimeout  time.Duration `yaml:"http_idle_timeout" help:"how long an idle keep-alive HTTP connection is kept open"`
+	APIRateLimit     float64       `yaml:"api_rate_limit" help:"API requests per second allowed per API key, burst twice that (0: no limit)"`
 }
 
 // Default returns the configuration `corral serve` runs with when nothing is set.
@@ -78,12 +87,20 @@ func Default() Config {
 		LogFormat:             "json",
 		ShutdownTimeout:       15 * time.Second,
 		MaxBodyBytes:          4 << 20,
+		HTTPReadTimeout:       30 * time.Second,
+		HTTPWriteTimeout:      90 * time.Second,
+		HTTPIdleTimeout:       120 * time.Second,
 		APIRateLimit:          500,
 		DynRegPlainHTTP:       true,
 		RegistrationRatePerIP: 100,
 		RegistrationRatePerPK: 10000,
 	}
 }
+
+// MaxSyncWait is the longest a synchronous API call (a sync service call
+// or property set) waits for a device; HTTP answers must be allowed to be
+// written after it.
+const MaxSyncWait = 60 * time.Second
 
 // ErrInvalid means the configuration breaks a rule; the message names the key.
 var ErrInvalid = errors.New("invalid configuration")
@@ -259,6 +276,25 @@ func (c Config) Validate() error {
 	}
 	if c.APIRateLimit < 0 {
 		return bad("api_rate_limit", "must not be negative")
+	}
+	for _, part := range strings.Split(c.WebhookAllowCIDRs, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(part); err != nil {
+			if _, err := netip.ParseAddr(part); err != nil {
+				return bad("webhook_allow_cidrs", "%q is not a CIDR (like 10.20.0.0/16) or an address", part)
+			}
+		}
+	}
+	if c.HTTPReadTimeout <= 0 {
+		return bad("http_read_timeout", "must be positive")
+	}
+	if c.HTTPWriteTimeout <= MaxSyncWait {
+		return bad("http_write_timeout", "must be more than %s: a sync service call waits that long for a device before its answer is written", MaxSyncWait)
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		return bad("http_idle_timeout", "must be positive")
 	}
 	if c.MaxBodyBytes < 1024 {
 		return bad("max_body_bytes", "must be at least 1024")

@@ -58,6 +58,10 @@ func TestInvalid(t *testing.T) {
 		{"queue too small", "", map[string]string{"CORRAL_MQTT_MAX_QUEUED": "2"}, "mqtt_max_queued"},
 		{"queue not a number", "", map[string]string{"CORRAL_MQTT_MAX_QUEUED": "lots"}, "CORRAL_MQTT_MAX_QUEUED"},
 		{"inflight too large", "", map[string]string{"CORRAL_MQTT_MAX_INFLIGHT": "70000"}, "mqtt_max_inflight"},
+		{"bad webhook range", "", map[string]string{"CORRAL_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8,intranet"}, "webhook_allow_cidrs"},
+		{"read timeout off", "", map[string]string{"CORRAL_HTTP_READ_TIMEOUT": "0s"}, "http_read_timeout"},
+		{"write timeout under sync calls", "", map[string]string{"CORRAL_HTTP_WRITE_TIMEOUT": "60s"}, "http_write_timeout"},
+		{"idle timeout negative", "", map[string]string{"CORRAL_HTTP_IDLE_TIMEOUT": "-1s"}, "http_idle_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

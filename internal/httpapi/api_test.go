@@ -127,7 +127,10 @@ func TestAuthAndRoles(t *testing.T) {
 			}
 		})
 	}
-	// The secret read was audited.
+	// The secret read was audited. Audit rows go to the store's next group
+	// commit without being waited for; a durable write queued after them
+	// (a device created) commits no earlier.
+	s.CreateDevice(p.ProductKey, "audit-fence")
 	var audit struct {
 		Entries []struct{ Action, Target, Outcome string } `json:"entries"`
 	}

@@ -105,7 +105,7 @@ type (
 )
 
 func (a *API) table() []*route {
-	listQ := []param{{"limit", "integer", "page size, 1 to 1000 (default 100)"}, {"cursor", "string", "nextCursor of the previous page"}}
+	listQ := []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100); a page that is not the last carries nextCursor", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}
 	return []*route{
 		{Method: "POST", Path: "/v1/products", Summary: "Create a product", Tag: "products", Role: operator, Body: registry.ProductInput{}, Status: 201, Resp: registry.Product{}, h: a.createProduct},
 		{Method: "GET", Path: "/v1/products", Summary: "List products", Tag: "products", Role: readonly, Query: listQ, Status: 200, Resp: productList{}, h: a.listProducts},
@@ -155,18 +155,26 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/certificates/{fingerprint}:activate", Summary: "Activate a pending (JITR) certificate: its device is created and may connect", Tag: "x509", Role: operator, Status: 200, Resp: registry.Certificate{}, h: a.setCert(registry.CertActive)},
 		{Method: "POST", Path: "/v1/certificates/{fingerprint}:revoke", Summary: "Revoke a device certificate and close its session", Tag: "x509", Role: operator, Status: 200, Resp: registry.Certificate{}, h: a.setCert(registry.CertRevoked)},
 		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
-			Query: []param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}, {"limit", "integer", "page size"}, {"cursor", "string", "nextCursor of the previous page"}}, h: a.listAudit},
+			Query: append([]param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}}, listQ...), h: a.listAudit},
 	}
 }
 
+// maxPage is the largest page a list answers. Handlers ask the layer
+// below for one item more than the page to learn whether another follows,
+// so that every page but the last carries a cursor.
+const maxPage = min(registry.MaxPage, audit.MaxPage)
+
+// limit is the page size a list call asks for: 100 by default; over
+// maxPage is refused rather than cut, so that no caller mistakes a cut
+// page for the whole list.
 func (c *call) limit() (int, error) {
 	s := c.r.URL.Query().Get("limit")
 	if s == "" {
 		return 100, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, &badRequest{field: "limit", msg: "limit must be an integer from 1 to 1000"}
+	if err != nil || n < 1 || n > maxPage {
+		return 0, &badRequest{field: "limit", msg: fmt.Sprintf("limit must be an integer from 1 to %d (the largest page); follow nextCursor for more", maxPage)}
 	}
 	return n, nil
 }

@@ -337,7 +337,7 @@ func TestClientDrivenRegistrationHookAndEvents(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	s := apptest.Start(t)
+	s := apptest.Start(t, apptest.AllowWebhooksTo("127.0.0.0/8"))
 	p := s.CreateProduct("client", map[string]any{"dynamicRegistration": "auto", "provisioning": map[string]any{
 		"allow": []string{"SN-[A-Z]+-[0-9]{2}"}, "hookUrl": hook.URL + "/hook", "hookTimeoutMs": 200, "eventUrls": []string{hook.URL + "/events"}}})
 	var key struct{ RegistrationKey string }

@@ -35,6 +35,28 @@ type ProductPatch struct {
 	Provisioning *Provisioning `json:"provisioning,omitempty"`
 }
 
+// validateProduct checks p, and its webhook URLs against the URL policy.
+func (s *Service) validateProduct(p Product) error {
+	if err := validateProduct(p); err != nil {
+		return err
+	}
+	if s.urls == nil {
+		return nil
+	}
+	pv := p.Provisioning
+	if pv.HookURL != "" {
+		if err := s.urls.CheckURL(pv.HookURL); err != nil {
+			return invalid("provisioning.hookUrl", "%v", err)
+		}
+	}
+	for i, u := range pv.EventURLs {
+		if err := s.urls.CheckURL(u); err != nil {
+			return invalid(fmt.Sprintf("provisioning.eventUrls[%d]", i), "%v", err)
+		}
+	}
+	return nil
+}
+
 func validateProduct(p Product) error {
 	if err := validateText("name", p.Name, MaxNameLen, true); err != nil {
 		return err
@@ -88,7 +110,7 @@ func (s *Service) CreateProduct(ctx context.Context, p Principal, in ProductInpu
 	if prod.Attributes == nil {
 		prod.Attributes = map[string]string{}
 	}
-	if err := validateProduct(prod); err != nil {
+	if err := s.validateProduct(prod); err != nil {
 		return Product{}, err
 	}
 	secret, err := randString(s.rand, ProductSecretLen)
@@ -180,7 +202,7 @@ func (s *Service) UpdateProduct(ctx context.Context, p Principal, pk string, pat
 	if patch.Provisioning != nil {
 		prod.Provisioning = *patch.Provisioning
 	}
-	if err := validateProduct(prod); err != nil {
+	if err := s.validateProduct(prod); err != nil {
 		return Product{}, err
 	}
 	if err := s.store.UpdateProduct(ctx, prod); err != nil {
@@ -238,12 +260,14 @@ func (s *Service) LookupProduct(ctx context.Context, pk string) (Product, error)
 	return prod, nil
 }
 
+// MaxPage is the largest page a list returns. List calls take up to
+// MaxPage+1 so that a caller can ask one item past its page to learn
+// whether another page follows; more is cut to that.
+const MaxPage = 1000
+
 func clampLimit(n int) int {
 	if n <= 0 {
 		return 100
 	}
-	if n > 1000 {
-		return 1000
-	}
-	return n
+	return min(n, MaxPage+1)
 }

@@ -73,8 +73,12 @@ func (pv Provisioning) Validate() error {
 		if u == "" && i == 0 {
 			continue
 		}
+		field := "provisioning.hookUrl"
+		if i > 0 {
+			field = fmt.Sprintf("provisioning.eventUrls[%d]", i-1)
+		}
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") || len(u) > 2048 {
-			return invalid("provisioning", "webhook URLs must be http(s) URLs of at most 2048 characters")
+			return invalid(field, "webhook URLs must be http(s) URLs of at most 2048 characters")
 		}
 	}
 	if len(pv.EventURLs) > 8 {

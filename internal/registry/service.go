@@ -98,6 +98,14 @@ type Options struct {
 	Rand      io.Reader  // defaults to crypto/rand
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// URLPolicy, if set, checks the webhook URLs a product is given.
+	URLPolicy URLPolicy
+}
+
+// URLPolicy checks a webhook URL when it is configured (the address it
+// resolves to is checked again when it is called).
+type URLPolicy interface {
+	CheckURL(rawURL string) error
 }
 
 // Service implements the registry's operations with their access rules.
@@ -109,11 +117,12 @@ type Service struct {
 	rand      io.Reader
 	now       func() time.Time
 	log       *slog.Logger
+	urls      URLPolicy
 }
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{store: o.Store, box: o.Box, audit: o.Auditor, observers: o.Observers, rand: o.Rand, now: o.Now, log: o.Logger}
+	s := &Service{store: o.Store, box: o.Box, audit: o.Auditor, observers: o.Observers, rand: o.Rand, now: o.Now, log: o.Logger, urls: o.URLPolicy}
 	if s.now == nil {
 		s.now = time.Now
 	}

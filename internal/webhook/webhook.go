@@ -1,7 +1,8 @@
 // Package webhook owns corral's outbound calls to user functions (any HTTP
 // endpoint, e.g. a FaaS URL): JSON bodies signed with an HMAC header,
-// bounded timeouts and retries for synchronous calls, and a queue that
-// delivers events asynchronously with retries.
+// bounded timeouts and retries for synchronous calls, a queue that
+// delivers events asynchronously with retries, and the address policy
+// that keeps user URLs off the server's own and private networks.
 package webhook
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -61,7 +63,9 @@ func Verify(secret []byte, header string, body []byte, now time.Time, skew time.
 // Options configure a Client.
 type Options struct {
 	Secret []byte // signing key
-	HTTP   *http.Client
+	// Policy says which addresses calls may reach (default: public
+	// addresses only), enforced by the HTTP client calls are made with.
+	Policy Policy
 	Logger *slog.Logger
 	Now    func() time.Time
 	// Retries of a synchronous call after a failed attempt (network error
@@ -79,6 +83,7 @@ type Options struct {
 // Client calls webhooks.
 type Client struct {
 	o     Options
+	http  *http.Client
 	queue chan event
 	wg    sync.WaitGroup
 	stop  chan struct{}
@@ -92,9 +97,6 @@ type event struct {
 
 // New returns a Client; Start runs its event workers.
 func New(o Options) *Client {
-	if o.HTTP == nil {
-		o.HTTP = &http.Client{}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -113,7 +115,7 @@ func New(o Options) *Client {
 	if o.EventBackoff == 0 {
 		o.EventBackoff = 500 * time.Millisecond
 	}
-	return &Client{o: o, queue: make(chan event, o.QueueSize), stop: make(chan struct{})}
+	return &Client{o: o, http: o.Policy.HTTPClient(), queue: make(chan event, o.QueueSize), stop: make(chan struct{})}
 }
 
 // ErrStatus means the endpoint answered with a non-2xx status.
@@ -145,14 +147,21 @@ func (c *Client) Call(ctx context.Context, url string, v any, out any, timeout t
 func (c *Client) post(ctx context.Context, url string, body []byte, out any) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return false, fmt.Errorf("webhook request: %w", err)
+		return false, fmt.Errorf("webhook request to %s: %w", Redact(url), ErrBadURL)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "corral-webhook/1")
 	req.Header.Set(SignatureHeader, Sign(c.o.Secret, c.o.Now(), body))
-	resp, err := c.o.HTTP.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("calling webhook: %w", err)
+		// The url.Error names the whole URL, whose path or query often is
+		// the function's key: keep only its cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		// A refused address stays refused: no retry.
+		return !errors.Is(err, ErrForbiddenAddress), fmt.Errorf("calling webhook %s: %w", Redact(url), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -160,6 +169,8 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 		return true, fmt.Errorf("reading webhook answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
+		// Redirects are not followed (see Policy.HTTPClient): a 3xx fails
+		// the call like any other non-2xx answer.
 		return resp.StatusCode >= 500, fmt.Errorf("%w: %d", ErrStatus, resp.StatusCode)
 	}
 	if out != nil && len(data) > 0 {
@@ -168,6 +179,17 @@ func (c *Client) post(ctx context.Context, url string, body []byte, out any) (re
 		}
 	}
 	return false, nil
+}
+
+// Redact returns the scheme and host of a webhook URL, for logs and
+// errors: its path and query often carry the function's key (a Slack or
+// Azure Functions URL is its own credential).
+func Redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // Start runs n workers delivering queued events until Stop.
@@ -194,7 +216,7 @@ func (c *Client) Post(url string, v any) {
 	select {
 	case c.queue <- event{url, body}:
 	default:
-		c.o.Logger.Warn("webhook event queue full; event dropped", "url", url)
+		c.o.Logger.Warn("webhook event queue full; event dropped", "url", Redact(url))
 	}
 }
 
@@ -220,7 +242,7 @@ func (c *Client) deliver(ev event) {
 			return
 		}
 		if !retry || attempt >= c.o.EventAttempts {
-			c.o.Logger.Warn("webhook event not delivered", "url", ev.url, "attempts", attempt, "err", err)
+			c.o.Logger.Warn("webhook event not delivered", "url", Redact(ev.url), "attempts", attempt, "err", err)
 			return
 		}
 		select {

@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// loopback opens the test servers' addresses, which the default policy refuses.
+var loopback = Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 
 func TestSignVerify(t *testing.T) {
 	now := time.Unix(1700000000, 0)
@@ -45,7 +49,7 @@ func TestCallRetriesAndSigns(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"allow": true})
 	}))
 	defer srv.Close()
-	c := New(Options{Secret: []byte("key")})
+	c := New(Options{Secret: []byte("key"), Policy: loopback})
 	var out struct{ Allow bool }
 	if err := c.Call(context.Background(), srv.URL, map[string]string{"a": "b"}, &out, 2*time.Second); err != nil || !out.Allow {
 		t.Fatalf("%v %+v", err, out)
@@ -60,7 +64,7 @@ func TestCallTimesOut(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
-	c := New(Options{Secret: []byte("k")})
+	c := New(Options{Secret: []byte("k"), Policy: loopback})
 	start := time.Now()
 	if err := c.Call(context.Background(), srv.URL, 1, nil, 200*time.Millisecond); err == nil {
 		t.Fatal("no error")
@@ -81,7 +85,7 @@ func TestEventsAreRetried(t *testing.T) {
 		got <- struct{}{}
 	}))
 	defer srv.Close()
-	c := New(Options{Secret: []byte("k"), EventBackoff: 10 * time.Millisecond})
+	c := New(Options{Secret: []byte("k"), EventBackoff: 10 * time.Millisecond, Policy: loopback})
 	c.Start(1)
 	defer c.Stop()
 	c.Post(srv.URL, map[string]string{"event": "x"})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/registry"
@@ -249,9 +250,10 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 		args = append(args, f.Status)
 	}
 	if f.NamePrefix != "" {
-		// device names hold no LIKE wildcards except '_', escaped here
-		q += ` AND device_name LIKE ? ESCAPE '\'`
-		args = append(args, strings.ReplaceAll(f.NamePrefix, "_", `\_`)+"%")
+		// LIKE (its wildcards escaped) can use the index; it ignores ASCII
+		// case, so the exact prefix is compared as well.
+		q += ` AND device_name LIKE ? ESCAPE '\' AND substr(device_name, 1, ?) = ?`
+		args = append(args, likePrefix(f.NamePrefix), utf8.RuneCountInString(f.NamePrefix), f.NamePrefix)
 	}
 	if f.AttrKey != "" {
 		// keys are validated to [A-Za-z0-9_.-], so quoting them in the path is safe
@@ -724,3 +726,10 @@ func list[T any](ctx context.Context, db *sql.DB, scan func(*sql.Rows) (T, error
 	}
 	return out, rows.Err()
 }
+
+// likeEscaper makes LIKE's wildcards (and its escape character) literal.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
+
+// likePrefix is the LIKE pattern (with ESCAPE '\') matching strings that
+// start with prefix.
+func likePrefix(prefix string) string { return likeEscaper.Replace(prefix) + "%" }

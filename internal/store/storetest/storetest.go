@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"products", testProducts},
 		{"devices all or nothing", testDevicesAtomic},
 		{"device listing", testListDevices},
+		{"device name prefixes are literal", testPrefixLiteral},
 		{"device updates", testUpdateDevice},
 		{"api keys", testAPIKeys},
 		{"presence", testPresence},
@@ -223,6 +224,50 @@ func testListDevices(t *testing.T, s Store) {
 	}
 	if n := count(registry.DeviceFilter{AttrKey: "site", AttrValue: "north"}); n != 3 {
 		t.Fatalf("attribute filter: %d", n)
+	}
+}
+
+// testPrefixLiteral pins that a name prefix is matched as written: the
+// wildcards of SQL LIKE (and its usual escape character) in it match only
+// themselves, and case counts (SQLite's LIKE ignores it, PostgreSQL's
+// does not), whatever the adapter builds its query from.
+func testPrefixLiteral(t *testing.T, s Store) {
+	p := seed(t, s)
+	var ds []registry.Device
+	for _, n := range []string{"abc1", "abc2", "a%c1", "a_c1", `a\c1`, `a\\c1`, "xbc1", "ABD1"} {
+		ds = append(ds, dev(p, n))
+	}
+	if err := s.CreateDevices(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"%", nil},
+		{"_", nil},
+		{"a%", []string{"a%c1"}},
+		{"a_", []string{"a_c1"}},
+		{"%bc", nil},
+		{"_bc", nil},
+		{`a\`, []string{`a\\c1`, `a\c1`}},
+		{`a\c`, []string{`a\c1`}},
+		{`a\%`, nil},
+		{"abc", []string{"abc1", "abc2"}},
+		{"ABC", nil}, // names are case-sensitive, and so are prefixes
+		{"Abc1", nil},
+	} {
+		got, err := s.ListDevices(ctx, registry.DeviceFilter{ProductKey: p.ProductKey, NamePrefix: tt.prefix, Limit: 100})
+		if err != nil {
+			t.Fatalf("prefix %q: %v", tt.prefix, err)
+		}
+		var names []string
+		for _, d := range got {
+			names = append(names, d.DeviceName)
+		}
+		if fmt.Sprint(names) != fmt.Sprint(tt.want) {
+			t.Errorf("prefix %q listed %q, want %q", tt.prefix, names, tt.want)
+		}
 	}
 }
 
