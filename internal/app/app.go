@@ -134,10 +134,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.reg.AddObserver(a.mqtt)
+	a.reg.AddProductObserver(a.mqtt)
+	a.reg.AddProductObserver(a.prov)
 	a.prov.SetPublisher(a.mqtt)
 	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
 	a.reg.AddObserver(a.gw)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
+	a.reg.AddProductObserver(a.things)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
 	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})

@@ -305,6 +305,12 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	}
 }
 
+// ProductChanged implements registry.ProductObserver: the next CONNECT
+// sees a changed product's settings (say, certificate-only).
+func (b *Broker) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
+	b.hook.forgetProduct(pk, kind == registry.ProductDeleted)
+}
+
 // ErrTopicNotAllowed means a topic is outside the publisher's rights; it
 // is a registry.ErrForbidden.
 var ErrTopicNotAllowed = fmt.Errorf("topic is outside the caller's rights: %w", registry.ErrForbidden)

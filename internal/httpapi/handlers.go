@@ -564,9 +564,6 @@ func (a *API) setTSL(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.o.Things != nil {
-		a.o.Things.Forget(c.param("productKey"))
-	}
 	return m, nil
 }
 

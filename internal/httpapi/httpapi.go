@@ -73,7 +73,6 @@ type Topology interface {
 // Things runs operator calls against devices' thing models.
 type Things interface {
 	Invoke(ctx context.Context, c thing.Call) (thing.Result, error)
-	Forget(pk string)
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
@@ -33,21 +32,19 @@ var (
 	ErrCertInvalid = errors.New("certificate is expired, not yet valid or unusable")
 )
 
-type caCache struct {
-	mu   sync.Mutex
-	at   time.Time
+// caSet is the active CAs of every account, parsed.
+type caSet struct {
 	cas  []registry.CA
 	cert map[string]*x509.Certificate
 }
 
-// caTTL bounds how long a newly registered or revoked CA takes to count.
+// caTTL bounds how long a CA registered or revoked on another node takes
+// to count here; changes made through this node apply at once.
 const caTTL = 2 * time.Second
 
 func (s *Service) activeCAs(ctx context.Context, reg CertRegistry) ([]registry.CA, map[string]*x509.Certificate, error) {
-	s.cas.mu.Lock()
-	defer s.cas.mu.Unlock()
-	if time.Since(s.cas.at) < caTTL {
-		return s.cas.cas, s.cas.cert, nil
+	if set, ok := s.cas.Get(struct{}{}); ok {
+		return set.cas, set.cert, nil
 	}
 	cas, err := reg.ActiveCAs(ctx)
 	if err != nil {
@@ -59,7 +56,7 @@ func (s *Service) activeCAs(ctx context.Context, reg CertRegistry) ([]registry.C
 			certs[ca.ID] = c
 		}
 	}
-	s.cas.cas, s.cas.cert, s.cas.at = cas, certs, time.Now()
+	s.cas.Set(struct{}{}, caSet{cas: cas, cert: certs})
 	return cas, certs, nil
 }
 

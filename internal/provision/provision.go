@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -75,8 +76,8 @@ type Service struct {
 	pubMu sync.RWMutex
 	pub   Publisher
 
-	cas      caCache
-	products sync.Map // ProductKey -> cachedProduct
+	cas      *cache.Cache[struct{}, caSet]
+	products *cache.Cache[string, registry.Product]
 
 	limMu    sync.Mutex
 	ipLims   map[string]*rate.Limiter
@@ -91,7 +92,9 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, ipLims: map[string]*rate.Limiter{}, prodLims: map[string]*rate.Limiter{}}
+	return &Service{o: o, log: o.Logger, ipLims: map[string]*rate.Limiter{}, prodLims: map[string]*rate.Limiter{},
+		cas:      cache.New[struct{}, caSet](cache.Options{TTL: caTTL, MaxSize: 1, Now: o.Now}),
+		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: o.Now})}
 }
 
 // SetPublisher sets where registration events are published (the broker,
@@ -474,26 +477,33 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 	return nil
 }
 
-type cachedProduct struct {
-	p  registry.Product
-	at time.Time
-}
-
-// productTTL bounds how long a product change (its mode, secret policy or
-// hook) takes to reach registrations; a burst of registrations of one
-// product then costs one product read a second instead of one each.
+// productTTL bounds how long a product change made on another node (its
+// mode, secret policy or hook) takes to reach registrations here; changes
+// made through this node's registry apply at once (ProductChanged). A
+// burst of registrations of one product then costs one product read a
+// second instead of one each.
 const productTTL = time.Second
 
 func (s *Service) product(ctx context.Context, pk string) (registry.Product, error) {
-	if v, ok := s.products.Load(pk); ok && time.Since(v.(cachedProduct).at) < productTTL {
-		return v.(cachedProduct).p, nil
+	if p, ok := s.products.Get(pk); ok {
+		return p, nil
 	}
 	p, err := s.o.Registry.LookupProduct(ctx, pk)
 	if err != nil {
 		return p, err
 	}
-	s.products.Store(pk, cachedProduct{p, time.Now()})
+	s.products.Set(pk, p)
 	return p, nil
+}
+
+// ProductChanged implements registry.ProductObserver: the next
+// registration sees a changed product, and the next certificate a new or
+// revoked CA.
+func (s *Service) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
+	s.products.Delete(pk)
+	if kind == registry.ProductCAsChanged || kind == registry.ProductDeleted {
+		s.cas.Clear()
+	}
 }
 
 func merge(a, b map[string]string) map[string]string {

@@ -172,6 +172,7 @@ func (s *Service) RegisterCA(ctx context.Context, p Principal, in CAInput) (CA, 
 	if err := s.store.CreateCA(ctx, ca); err != nil {
 		return CA{}, fmt.Errorf("registering CA: %w", err)
 	}
+	s.notifyProduct(ctx, ProductCAsChanged, ca.Template.ProductKey)
 	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "ca.register", Target: ca.ID, Outcome: "ok", Reason: "sha256 " + fp})
 	return ca, nil
 }
@@ -212,6 +213,7 @@ func (s *Service) RevokeCA(ctx context.Context, p Principal, id string) (CA, err
 		return CA{}, err
 	}
 	ca.Status = CertRevoked
+	s.notifyProduct(ctx, ProductCAsChanged, ca.Template.ProductKey)
 	for _, c := range s.certsOfCA(ctx, ca) {
 		d := Device{AccountID: c.AccountID, ProductKey: c.ProductKey, DeviceName: c.DeviceName}
 		s.notify(ctx, DeviceCredentialsChanged, d)

@@ -106,6 +106,7 @@ type Service struct {
 	box       SecretBox
 	audit     Auditor
 	observers []Observer
+	products  []ProductObserver
 	rand      io.Reader
 	now       func() time.Time
 	log       *slog.Logger
