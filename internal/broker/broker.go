@@ -67,6 +67,10 @@ type Options struct {
 	// TLS is the server configuration of the TLS listener (certificate,
 	// client-certificate verification).
 	TLS *tls.Config
+	// RegisterPlain also answers dynamic registration (authType=register,
+	// regnwl), whose answer carries a credential, on the plain TCP and
+	// WebSocket listeners; by default only the TLS listener does (labs only).
+	RegisterPlain bool
 
 	// Per-client tuning (see DESIGN.md): small buffers and a low pending
 	// write limit keep idle connections cheap.

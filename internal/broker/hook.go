@@ -288,6 +288,10 @@ func (h *hook) register(ctx context.Context, cl *mqtt.Client, cid credential.Cli
 	if p == nil {
 		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + ": registration over MQTT is off"}
 	}
+	if cl.Net.Listener != "tls" && !h.b.o.RegisterPlain {
+		// The answer is a DeviceSecret or a device token: never in clear.
+		return id, &refusal{packets.ErrNotAuthorized, "registration: authType " + cid.AuthType + " is answered on the TLS listener only; connect with TLS"}
+	}
 	req := provision.Request{Path: provision.PathMQTT, ProductKey: id.productKey, DeviceName: id.deviceName,
 		Random: cid.Random, Sign: password, SignMethod: cid.SignMethod, Source: cl.Net.Remote}
 	var topic string

@@ -90,11 +90,15 @@ func TestHTTPSDynamicRegistrationAutoThenConnect(t *testing.T) {
 	if !connects(t, s, p.ProductKey, "SN-0001", r.Data.DeviceSecret) {
 		t.Fatal("registered device cannot connect")
 	}
-	// Plain HTTP serves it too by default, and sign hex is case-insensitive.
+	// Sign hex is case-insensitive.
 	f := form(p.ProductKey, p.ProductSecret, "SN-0002")
 	f.Set("sign", strings.ToUpper(f.Get("sign")))
-	resp, err := http.Post(s.URL+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(f.Encode()))
-	if err != nil || resp.StatusCode != 200 {
+	if st, _, raw := register(t, s, f); st != 200 {
+		t.Fatalf("upper-case sign: %d %s", st, raw)
+	}
+	// Plain HTTP does not serve it by default: the answer is a secret.
+	resp, err := http.Post(s.URL+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(form(p.ProductKey, p.ProductSecret, "SN-0003").Encode()))
+	if err != nil || resp.StatusCode != 404 {
 		t.Fatalf("plain HTTP: %v %v", err, resp.StatusCode)
 	}
 	resp.Body.Close()
