@@ -43,7 +43,7 @@ func registrationStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, provision.ErrNotEnabled), errors.Is(err, provision.ErrDenied), errors.Is(err, provision.ErrDisabled):
 		return http.StatusForbidden
-	case errors.Is(err, provision.ErrAlreadyRegistered):
+	case errors.Is(err, provision.ErrAlreadyRegistered), errors.Is(err, provision.ErrReplayed):
 		return http.StatusConflict
 	case errors.Is(err, provision.ErrRateLimited):
 		return http.StatusTooManyRequests

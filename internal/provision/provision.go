@@ -35,6 +35,9 @@ type Registry interface {
 	IssueToken(ctx context.Context, pk, dn string) (clientID, token string, err error)
 	LookupRegistrationKey(ctx context.Context, pk string) (string, error)
 	VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error)
+	// UseRegistrationRandom accepts a signed request's random once per
+	// device (registry.ErrReplayed the second time).
+	UseRegistrationRandom(ctx context.Context, pk, dn, random string) error
 }
 
 // Webhooks calls user functions.
@@ -174,6 +177,7 @@ var (
 	ErrDenied            = errors.New("registration denied")
 	ErrDisabled          = errors.New("device disabled")
 	ErrRateLimited       = errors.New("too many registration requests")
+	ErrReplayed          = errors.New("registration request replayed")
 	ErrInternal          = errors.New("internal error")
 )
 
@@ -190,6 +194,7 @@ const (
 	CodeDenied            = 6206
 	CodeDisabled          = 6207
 	CodeRateLimited       = 6208
+	CodeReplayed          = 6209
 	CodeInternal          = 500
 )
 
@@ -285,8 +290,27 @@ func (s *Service) Dynamic(ctx context.Context, req Request) (Result, error) {
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
 		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
+		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})
+}
+
+// useRandom refuses a signed request whose random the device used within
+// the last day: a captured request must not hand the secret out again or
+// rotate it. Only requests with a good signature are remembered, so a
+// stranger cannot use up a device's randoms.
+func (s *Service) useRandom(ctx context.Context, req Request) *Error {
+	err := s.o.Registry.UseRegistrationRandom(ctx, req.ProductKey, req.DeviceName, req.Random)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, registry.ErrReplayed):
+		return refuse(ErrReplayed, CodeReplayed, "random was used before: a registration request is good once; sign a new random")
+	}
+	s.log.Error("registration: remembering the random", "err", err)
+	return refuse(ErrInternal, CodeInternal, "internal error")
 }
 
 // RegisterFree registers without pre-registration (MQTT regnwl): the
@@ -301,6 +325,9 @@ func (s *Service) RegisterFree(ctx context.Context, req Request) (Result, error)
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
+		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
 		}
 		return nil, true
 	})
@@ -343,6 +370,9 @@ func (s *Service) ProxyRegister(ctx context.Context, req Request, gatewayAccount
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
+		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
 		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})

@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,9 +57,14 @@ func register(t *testing.T, s *apptest.Server, form url.Values) (int, regReply, 
 	return resp.StatusCode, r, string(body)
 }
 
+// form is a signed registration with a random of its own: a random is
+// good once per device.
 func form(pk, secret, dn string) url.Values {
-	return url.Values{"productKey": {pk}, "deviceName": {dn}, "random": {"8Ygb7ULYh53B6OA"}, "sign": {regSign(secret, dn, pk, "8Ygb7ULYh53B6OA")}, "signMethod": {"hmacsha256"}}
+	random := fmt.Sprintf("8Ygb7ULYh53B6OA%d", randoms.Add(1))
+	return url.Values{"productKey": {pk}, "deviceName": {dn}, "random": {random}, "sign": {regSign(secret, dn, pk, random)}, "signMethod": {"hmacsha256"}}
 }
+
+var randoms atomic.Int64
 
 // connects reports whether a triple passes MQTT CONNECT.
 func connects(t *testing.T, s *apptest.Server, pk, dn, secret string) bool {
@@ -247,7 +254,7 @@ func TestRegisterOrQueryPolicies(t *testing.T) {
 // unsolicited answer.
 func mqttRegister(t *testing.T, s *apptest.Server, pk, secret, dn, authType string) (string, map[string]string, error) {
 	t.Helper()
-	random := "r4nd0m"
+	random := fmt.Sprintf("r4nd0m%d", randoms.Add(1))
 	return mqttRegisterAs(t, s, dn+"."+pk+"|authType="+authType+",random="+random+",securemode=2,signmethod=hmacsha256|", dn+"&"+pk, regSign(secret, dn, pk, random))
 }
 

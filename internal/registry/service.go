@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
@@ -107,6 +108,7 @@ type Service struct {
 	audit     Auditor
 	observers []Observer
 	products  []ProductObserver
+	pruned    atomic.Int64 // unix ms of the last prune of registration randoms
 	rand      io.Reader
 	now       func() time.Time
 	log       *slog.Logger

@@ -386,6 +386,12 @@ func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
 
 // ListAudit implements audit.Store.
 func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
+	// Entries are appended asynchronously; an empty write waits for the
+	// ones queued before it, so a listing shows every attempt recorded
+	// before it was asked for.
+	if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
 	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source FROM audit WHERE 1=1`
 	var args []any
 	for _, c := range []struct{ col, v string }{{"account_id", f.AccountID}, {"action", f.Action}, {"target", f.Target}, {"outcome", f.Outcome}} {
@@ -513,6 +519,27 @@ func (s *Store) RegistrationKey(ctx context.Context, pk string) ([]byte, error) 
 func (s *Store) SetRegistrationKey(ctx context.Context, pk string, sealed []byte) error {
 	_, err := s.w.ExecContext(ctx, `UPDATE products SET registration_key = ? WHERE product_key = ? AND registration_key IS NULL`, sealed, pk)
 	return err
+}
+
+// UseRegistrationRandom implements registry.ProvisioningStore: one
+// statement, so of two concurrent uses of a random only one wins.
+func (s *Store) UseRegistrationRandom(ctx context.Context, pk, dn, random string, at, since time.Time) (bool, error) {
+	res, err := s.exec(ctx, `INSERT INTO registration_randoms (product_key, device_name, random, used_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (product_key, device_name, random) DO UPDATE SET used_at = excluded.used_at WHERE used_at < ?`, pk, dn, random, ms(at), ms(since))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// PruneRegistrationRandoms implements registry.ProvisioningStore.
+func (s *Store) PruneRegistrationRandoms(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM registration_randoms WHERE used_at < ?`, ms(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // exec runs one statement through the group-committed writer.
