@@ -187,11 +187,11 @@ func (c *apiClient) registerCmd() *cobra.Command {
 		Long: `Register as a device would. With --product-secret it signs an Alibaba dynamic
 registration (POST /auth/register/device); with --token it does client-driven
 registration (POST /v1/register). Prints the triple the device would receive.
-Dynamic registration is served on the HTTPS listener only (unless the server
-sets dynreg_plain_http): point --server at it and trust corral's local CA
+Both are served on the HTTPS listener only (unless the server sets
+dynreg_plain_http): point --server at it and trust corral's local CA
 with --cacert.`,
 		Example: `  corral register --server https://localhost:8443 --cacert corral-data/tls/ca.pem --product-key a1B2c3D4e5F --product-secret S3cr3t --device-name SN-0001
-  corral register --product-key a1B2c3D4e5F --device-name SN-0002 --token 7f3a…`,
+  corral register --server https://localhost:8443 --cacert corral-data/tls/ca.pem --product-key a1B2c3D4e5F --device-name SN-0002 --token 7f3a…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {

@@ -45,7 +45,7 @@ type Config struct {
 	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
 
 	// Registration.
-	DynRegPlainHTTP       bool    `yaml:"dynreg_plain_http" help:"also serve /auth/register/device on the plain HTTP listener, where the DeviceSecret travels in clear (labs only)"`
+	DynRegPlainHTTP       bool    `yaml:"dynreg_plain_http" help:"also serve /auth/register/device and /v1/register on the plain HTTP listener, where the DeviceSecret travels in clear (labs only)"`
 	MQTTRegisterPlain     bool    `yaml:"mqtt_register_plain" help:"also answer MQTT dynamic registration (authType=register, regnwl) on the plain TCP and WebSocket listeners, where the DeviceSecret travels in clear (labs only)"`
 	RegistrationRatePerIP float64 `yaml:"registration_rate_per_ip" help:"registrations per second allowed from one address, burst twice that (0: no limit)"`
 	RegistrationRatePerPK float64 `yaml:"registration_rate_per_product" help:"registrations per second allowed per product, burst twice that (0: no limit)"`

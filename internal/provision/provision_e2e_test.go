@@ -358,12 +358,24 @@ func TestClientDrivenRegistrationHookAndEvents(t *testing.T) {
 		m.Write([]byte(id))
 		return hex.EncodeToString(m.Sum(nil))
 	}
-	reg := func(id, tok string) (int, map[string]any) {
-		r := s.Do("", "POST", "/v1/register", map[string]any{"productKey": p.ProductKey, "deviceId": id, "token": tok,
+	// Its answer is a DeviceSecret: served on the HTTPS listener only.
+	body := func(id, tok string) string {
+		b, _ := json.Marshal(map[string]any{"productKey": p.ProductKey, "deviceId": id, "token": tok,
 			"metadata": map[string]string{"model": "T-1000", "firmware": "1.2.3"}})
+		return string(b)
+	}
+	if r := s.Do("", "POST", "/v1/register", body("SN-OK-09", token("SN-OK-09"))); r.Status != 404 || strings.Contains(string(r.Body), "deviceSecret") {
+		t.Fatalf("client registration over plain HTTP: %d %s", r.Status, r.Body)
+	}
+	reg := func(id, tok string) (int, map[string]any) {
+		resp, err := insecure.Post("https://"+s.App.HTTPSAddr()+"/v1/register", "application/json", strings.NewReader(body(id, tok)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
 		var out map[string]any
-		json.Unmarshal(r.Body, &out)
-		return r.Status, out
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
 	}
 	st, out := reg("SN-OK-01", token("SN-OK-01"))
 	if st != 200 || out["deviceSecret"] == "" || out["outcome"] != "created" || out["endpoints"] == nil {
