@@ -298,13 +298,28 @@ func TestCertJITPDoesNotReplace(t *testing.T) {
 	}
 	var list struct {
 		Certificates []struct {
-			DeviceName string `json:"deviceName"`
-			Status     string `json:"status"`
+			Fingerprint string `json:"fingerprint"`
+			DeviceName  string `json:"deviceName"`
+			Status      string `json:"status"`
 		} `json:"certificates"`
 	}
 	w.do(w.T1.Readonly, "GET", "/v1/certificates?status=pending", nil, 200).JSON(t, &list)
 	if len(list.Certificates) != 1 || list.Certificates[0].DeviceName != "devA" {
 		t.Fatalf("pending certificates: %+v", list.Certificates)
+	}
+	if err := w.certDial(t, second, ""); err == nil {
+		t.Fatal("the pending certificate connects on a second try")
+	}
+	// Account 2 cannot activate account 1's pending certificate; account
+	// 1's operator can, explicitly replacing devA's certificate.
+	fp := list.Certificates[0].Fingerprint
+	w.do(w.T2.Operator, "POST", "/v1/certificates/"+fp+":activate", nil, 404)
+	w.do(w.T1.Operator, "POST", "/v1/certificates/"+fp+":activate", nil, 200)
+	if err := w.certDial(t, second, "devA&"+w.T1.Direct.ProductKey); err != nil {
+		t.Fatalf("activated certificate: %v", err)
+	}
+	if err := w.certDial(t, first, ""); err == nil {
+		t.Fatal("the replaced certificate still connects")
 	}
 	// A device with no certificate yet is still provisioned at once.
 	if err := w.certDial(t, certIssue(t, &ca, "devB", "ecdsa"), "devB&"+w.T1.Direct.ProductKey); err != nil {
@@ -358,6 +373,11 @@ func (w *world) httpsBase() string { return "https://" + w.S.App.HTTPSAddr() }
 // "tls" or "ws") and returns the answer's payload or the CONNECT error.
 func (w *world) provMQTTRegister(t *testing.T, listener string, p apptest.Product, dn, random string) (map[string]string, error) {
 	t.Helper()
+	return w.provMQTTRegisterAs(t, listener, "register", p, dn, random)
+}
+
+func (w *world) provMQTTRegisterAs(t *testing.T, listener, authType string, p apptest.Product, dn, random string) (map[string]string, error) {
+	t.Helper()
 	got := make(chan paho.Message, 1)
 	addr := w.S.App.Broker().Addr(listener)
 	broker := map[string]string{"tcp": "tcp://" + addr, "tls": "ssl://" + addr, "ws": "ws://" + addr + "/mqtt"}[listener]
@@ -398,12 +418,14 @@ func TestDynRegOnlyOverTLS(t *testing.T) {
 		t.Fatalf("plain HTTP registration answered %d with a secret", st)
 	}
 	for _, l := range []string{"tcp", "ws"} {
-		ans, err := w.provMQTTRegister(t, l, p, "plain-"+l, "r1")
-		if err == nil || ans["deviceSecret"] != "" {
-			t.Fatalf("MQTT registration on the %s listener accepted: %v", l, ans)
-		}
-		if !strings.Contains(err.Error(), "not Authorized") && !strings.Contains(strings.ToLower(err.Error()), "not authori") {
-			t.Fatalf("%s: want CONNACK not authorized, got %v", l, err)
+		for _, auth := range []string{"register", "regnwl"} {
+			ans, err := w.provMQTTRegisterAs(t, l, auth, p, "plain-"+l, "r1")
+			if err == nil || ans["deviceSecret"] != "" || ans["deviceToken"] != "" {
+				t.Fatalf("MQTT %s on the %s listener accepted: %v", auth, l, ans)
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), "not authori") {
+				t.Fatalf("%s %s: want CONNACK not authorized, got %v", l, auth, err)
+			}
 		}
 	}
 	// Nothing was created by the refused attempts.

@@ -67,6 +67,10 @@ func (s *Service) CertificateChallenge(ctx context.Context, p Principal, pk, dn 
 	if _, err := s.device(ctx, p, pk, dn); err != nil {
 		return CertificateChallenge{}, err
 	}
+	return s.newChallenge(pk, dn)
+}
+
+func (s *Service) newChallenge(pk, dn string) (CertificateChallenge, error) {
 	exp := s.nowUTC().Add(ChallengeTTL)
 	msg := make([]byte, 8, 24)
 	binary.BigEndian.PutUint64(msg, uint64(exp.UnixMilli()))

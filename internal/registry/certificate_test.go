@@ -10,7 +10,9 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"testing"
 	"time"
@@ -93,4 +95,58 @@ func FuzzParseCertificatePEM(f *testing.F) {
 			t.Fatalf("fingerprint %q", fp)
 		}
 	})
+}
+
+// aadBox is a SecretBox for tests: it binds the additional data (no secrecy).
+type aadBox struct{}
+
+func (aadBox) Seal(p, ad []byte) ([]byte, error) {
+	return append(append([]byte{byte(len(ad))}, ad...), p...), nil
+}
+
+func (aadBox) Open(s, ad []byte) ([]byte, error) {
+	if len(s) < 1+len(ad) || int(s[0]) != len(ad) || string(s[1:1+len(ad)]) != string(ad) {
+		return nil, errors.New("wrong additional data")
+	}
+	return s[1+len(ad):], nil
+}
+
+func TestChallengeBoundToDeviceAndTime(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Options{Box: aadBox{}, Now: func() time.Time { return now }})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "leaf"}, NotBefore: now, NotAfter: now.Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, _ := x509.ParseCertificate(der)
+	ch, err := s.newChallenge("PK000000001", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ch.ExpiresAt.Equal(now.Add(ChallengeTTL)) {
+		t.Fatalf("expires %v", ch.ExpiresAt)
+	}
+	sign := func(msg string) string {
+		d := sha256.Sum256([]byte(msg))
+		sig, _ := ecdsa.SignASN1(rand.Reader, key, d[:])
+		return base64.StdEncoding.EncodeToString(sig)
+	}
+	if err := s.checkChallenge(cert, "PK000000001", "dev", ch.Challenge, sign(ch.Challenge)); err != nil {
+		t.Fatalf("good proof refused: %v", err)
+	}
+	for name, tc := range map[string]struct{ pk, dn, ch, sig string }{
+		"other device":  {"PK000000001", "dev2", ch.Challenge, sign(ch.Challenge)},
+		"other product": {"PK000000002", "dev", ch.Challenge, sign(ch.Challenge)},
+		"not issued":    {"PK000000001", "dev", "AAAA", sign("AAAA")},
+		"no signature":  {"PK000000001", "dev", ch.Challenge, ""},
+		"bad base64":    {"PK000000001", "dev", ch.Challenge, "%%%"},
+		"other message": {"PK000000001", "dev", ch.Challenge, sign("other")},
+	} {
+		if err := s.checkChallenge(cert, tc.pk, tc.dn, tc.ch, tc.sig); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	now = now.Add(ChallengeTTL + time.Millisecond)
+	if err := s.checkChallenge(cert, "PK000000001", "dev", ch.Challenge, sign(ch.Challenge)); !errors.Is(err, ErrProofOfPossession) {
+		t.Fatalf("expired challenge: %v", err)
+	}
 }
