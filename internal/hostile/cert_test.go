@@ -197,6 +197,14 @@ func TestCertHijackAcrossAccounts(t *testing.T) {
 	if r.Status < 400 || r.Status >= 500 {
 		t.Fatalf("account 2 bound account 1's CA-issued certificate with proof: %d %s", r.Status, r.Body)
 	}
+	// The attempts are on account 2's audit trail.
+	var trail struct {
+		Entries []struct{ Outcome string } `json:"entries"`
+	}
+	w.do(w.T2.Admin, "GET", "/v1/audit?action=device.certificate.bind&outcome=refused", nil, 200).JSON(t, &trail)
+	if len(trail.Entries) != 2 {
+		t.Fatalf("audit of refused bindings: %+v", trail.Entries)
+	}
 	// The real device provisions itself into account 1 (JITP).
 	if err := w.certDial(t, victim, "cam-0001&"+w.T1.Direct.ProductKey); err != nil {
 		t.Fatalf("the real device does not connect as account 1's cam-0001: %v", err)

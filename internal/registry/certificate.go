@@ -182,6 +182,16 @@ func (s *Service) BindCertificate(ctx context.Context, p Principal, pk, dn strin
 	if d.CertFingerprint == fp {
 		return d, nil
 	}
+	d, err = s.bindCertificate(ctx, p, d, cert, fp, in)
+	if err != nil {
+		// A refused binding may be a hijack attempt: it is on the record.
+		s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "device.certificate.bind", Target: pk + "/" + dn, Outcome: "refused", Reason: "sha256 " + fp + ": " + err.Error()})
+	}
+	return d, err
+}
+
+func (s *Service) bindCertificate(ctx context.Context, p Principal, d Device, cert *x509.Certificate, fp string, in CertificateBinding) (Device, error) {
+	pk, dn := d.ProductKey, d.DeviceName
 	if other, err := s.store.GetDeviceByFingerprint(ctx, fp); err == nil && (other.ProductKey != pk || other.DeviceName != dn) {
 		return Device{}, fmt.Errorf("certificate sha256 %.16s… is bound to another device: %w", fp, ErrConflict)
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
