@@ -451,16 +451,11 @@ func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
 // through this node's registry drops the entry at once (ProductChanged);
 // the TTL bounds how long a change made on another node takes.
 func (h *hook) productSettings(ctx context.Context, pk string) (registry.Product, error) {
-	if p, ok := h.products.Get(pk); ok {
-		return p, nil
-	}
-	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return registry.Product{}, err
-	}
-	p.ProductSecret = ""
-	h.products.Set(pk, p)
-	return p, nil
+	return h.products.GetOrLoad(pk, func() (registry.Product, error) {
+		p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+		p.ProductSecret = ""
+		return p, err
+	})
 }
 
 const productTTL = 5 * time.Second
@@ -469,15 +464,11 @@ const productTTL = 5 * time.Second
 // until the product is deleted: a ProductKey never moves to another
 // account, and is never reused.
 func (h *hook) productAccount(ctx context.Context, pk string) (string, bool) {
-	if acct, ok := h.owners.Get(pk); ok {
-		return acct, true
-	}
-	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return "", false
-	}
-	h.owners.Set(pk, p.AccountID)
-	return p.AccountID, true
+	acct, err := h.owners.GetOrLoad(pk, func() (string, error) {
+		p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+		return p.AccountID, err
+	})
+	return acct, err == nil
 }
 
 // forgetProduct drops what is cached of a product.

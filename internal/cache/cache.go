@@ -31,9 +31,10 @@ type entry[V any] struct {
 
 // Cache maps keys to values for a while. It is safe for concurrent use.
 type Cache[K comparable, V any] struct {
-	o  Options
-	mu sync.RWMutex
-	m  map[K]entry[V]
+	o   Options
+	mu  sync.RWMutex
+	m   map[K]entry[V]
+	gen uint64 // bumped by Delete and Clear
 }
 
 // New returns an empty cache.
@@ -68,6 +69,10 @@ func (c *Cache[K, V]) Set(key K, v V) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.setLocked(key, v, now)
+}
+
+func (c *Cache[K, V]) setLocked(key K, v V, now time.Time) {
 	if _, ok := c.m[key]; !ok && len(c.m) >= c.o.MaxSize {
 		for k, e := range c.m {
 			if !c.fresh(e, now) {
@@ -84,10 +89,33 @@ func (c *Cache[K, V]) Set(key K, v V) {
 	c.m[key] = entry[V]{v: v, at: now}
 }
 
+// GetOrLoad returns the value of key, loading and storing it on a miss.
+// A value loaded while the key was deleted (or the cache cleared) is
+// returned but not stored: it may predate the change that deleted it.
+func (c *Cache[K, V]) GetOrLoad(key K, load func() (V, error)) (V, error) {
+	if v, ok := c.Get(key); ok {
+		return v, nil
+	}
+	c.mu.RLock()
+	gen := c.gen
+	c.mu.RUnlock()
+	v, err := load()
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.setLocked(key, v, c.o.Now())
+	}
+	c.mu.Unlock()
+	return v, nil
+}
+
 // Delete drops key.
 func (c *Cache[K, V]) Delete(key K) {
 	c.mu.Lock()
 	delete(c.m, key)
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -95,6 +123,7 @@ func (c *Cache[K, V]) Delete(key K) {
 func (c *Cache[K, V]) Clear() {
 	c.mu.Lock()
 	clear(c.m)
+	c.gen++
 	c.mu.Unlock()
 }
 

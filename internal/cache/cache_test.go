@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -95,6 +96,43 @@ func TestMaxSize(t *testing.T) {
 	c.Set(19, 0) // overwriting a present key evicts nothing
 	if c.Len() != 4 {
 		t.Fatalf("overwrite changed the size to %d", c.Len())
+	}
+}
+
+func TestGetOrLoad(t *testing.T) {
+	c := New[string, int](Options{TTL: time.Minute})
+	loads := 0
+	load := func(v int) func() (int, error) {
+		return func() (int, error) { loads++; return v, nil }
+	}
+	if v, err := c.GetOrLoad("k", load(1)); v != 1 || err != nil {
+		t.Fatalf("first: %d %v", v, err)
+	}
+	if v, _ := c.GetOrLoad("k", load(2)); v != 1 || loads != 1 {
+		t.Fatalf("second: %d after %d loads, want the stored 1", v, loads)
+	}
+	// An error is returned and nothing stored.
+	if _, err := c.GetOrLoad("e", func() (int, error) { return 0, errors.New("down") }); err == nil {
+		t.Fatal("no error")
+	}
+	if _, ok := c.Get("e"); ok {
+		t.Fatal("a failed load was stored")
+	}
+	// A value loaded while the key was deleted may be stale: not stored.
+	c.Delete("k")
+	v, _ := c.GetOrLoad("k", func() (int, error) { c.Delete("k"); return 3, nil })
+	if _, ok := c.Get("k"); v != 3 || ok {
+		t.Fatalf("value loaded across a Delete: got %d, stored %v", v, ok)
+	}
+	v, _ = c.GetOrLoad("k", func() (int, error) { c.Clear(); return 4, nil })
+	if _, ok := c.Get("k"); v != 4 || ok {
+		t.Fatalf("value loaded across a Clear: got %d, stored %v", v, ok)
+	}
+	if v, _ := c.GetOrLoad("k", load(5)); v != 5 {
+		t.Fatal("load after the change")
+	}
+	if v, ok := c.Get("k"); !ok || v != 5 {
+		t.Fatalf("a quiet load was not stored: %d %v", v, ok)
 	}
 }
 

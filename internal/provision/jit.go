@@ -43,21 +43,20 @@ type caSet struct {
 const caTTL = 2 * time.Second
 
 func (s *Service) activeCAs(ctx context.Context, reg CertRegistry) ([]registry.CA, map[string]*x509.Certificate, error) {
-	if set, ok := s.cas.Get(struct{}{}); ok {
-		return set.cas, set.cert, nil
-	}
-	cas, err := reg.ActiveCAs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	certs := make(map[string]*x509.Certificate, len(cas))
-	for _, ca := range cas {
-		if c, _, err := registry.ParseCertificatePEM([]byte(ca.PEM)); err == nil {
-			certs[ca.ID] = c
+	set, err := s.cas.GetOrLoad(struct{}{}, func() (caSet, error) {
+		cas, err := reg.ActiveCAs(ctx)
+		if err != nil {
+			return caSet{}, err
 		}
-	}
-	s.cas.Set(struct{}{}, caSet{cas: cas, cert: certs})
-	return cas, certs, nil
+		certs := make(map[string]*x509.Certificate, len(cas))
+		for _, ca := range cas {
+			if c, _, err := registry.ParseCertificatePEM([]byte(ca.PEM)); err == nil {
+				certs[ca.ID] = c
+			}
+		}
+		return caSet{cas: cas, cert: certs}, nil
+	})
+	return set.cas, set.cert, err
 }
 
 // AuthenticateCertificate authenticates a TLS client certificate: one bound

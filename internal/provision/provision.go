@@ -515,15 +515,7 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 const productTTL = time.Second
 
 func (s *Service) product(ctx context.Context, pk string) (registry.Product, error) {
-	if p, ok := s.products.Get(pk); ok {
-		return p, nil
-	}
-	p, err := s.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return p, err
-	}
-	s.products.Set(pk, p)
-	return p, nil
+	return s.products.GetOrLoad(pk, func() (registry.Product, error) { return s.o.Registry.LookupProduct(ctx, pk) })
 }
 
 // ProductChanged implements registry.ProductObserver: the next

@@ -104,15 +104,7 @@ func (s *Service) ProductChanged(_ context.Context, _ registry.ProductEventKind,
 }
 
 func (s *Service) model(ctx context.Context, pk string) (*tsl.Model, error) {
-	if m, ok := s.models.Get(pk); ok {
-		return m, nil
-	}
-	m, err := s.o.Registry.LookupThingModel(ctx, pk)
-	if err != nil {
-		return nil, err
-	}
-	s.models.Set(pk, m)
-	return m, nil
+	return s.models.GetOrLoad(pk, func() (*tsl.Model, error) { return s.o.Registry.LookupThingModel(ctx, pk) })
 }
 
 // onPost checks a property or event post and answers it on …_reply.
