@@ -150,3 +150,23 @@ func TestChallengeBoundToDeviceAndTime(t *testing.T) {
 		t.Fatalf("expired challenge: %v", err)
 	}
 }
+
+// FuzzCheckChallenge: no challenge and signature a client makes up passes
+// (or crashes the check) without the key.
+func FuzzCheckChallenge(f *testing.F) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Options{Box: aadBox{}, Now: func() time.Time { return now }})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "leaf"}, NotBefore: now, NotAfter: now.Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, _ := x509.ParseCertificate(der)
+	ch, _ := s.newChallenge("PK000000001", "dev")
+	f.Add(ch.Challenge, "MEUCIQ==")
+	f.Add("", "")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "AAAA")
+	f.Fuzz(func(t *testing.T, challenge, sig string) {
+		if err := s.checkChallenge(cert, "PK000000001", "dev", challenge, sig); err == nil {
+			t.Fatalf("accepted %q / %q", challenge, sig)
+		}
+	})
+}
