@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -178,20 +179,34 @@ func (c *apiClient) auditCmd() *cobra.Command {
 // registerCmd acts as a device: Alibaba dynamic registration, or
 // client-driven registration with a token.
 func (c *apiClient) registerCmd() *cobra.Command {
-	var pk, ps, dn, token, random string
+	var pk, ps, dn, token, random, cacert string
 	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "register",
 		Short: "Register as a device would (for testing): dynamic registration, or client-driven with --token",
 		Long: `Register as a device would. With --product-secret it signs an Alibaba dynamic
 registration (POST /auth/register/device); with --token it does client-driven
-registration (POST /v1/register). Prints the triple the device would receive.`,
-		Example: `  corral register --server https://localhost:8443 --insecure --product-key a1B2c3D4e5F --product-secret S3cr3t --device-name SN-0001
-  corral register --product-key a1B2c3D4e5F --device-name SN-0002 --token 7f3a…`,
+registration (POST /v1/register). Prints the triple the device would receive.
+Both are served on the HTTPS listener only (unless the server sets
+dynreg_plain_http): point --server at it and trust corral's local CA
+with --cacert.`,
+		Example: `  corral register --server https://localhost:8443 --cacert corral-data/tls/ca.pem --product-key a1B2c3D4e5F --product-secret S3cr3t --device-name SN-0001
+  corral register --server https://localhost:8443 --cacert corral-data/tls/ca.pem --product-key a1B2c3D4e5F --device-name SN-0002 --token 7f3a…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if insecure {
+			switch {
+			case insecure:
 				c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			case cacert != "":
+				data, err := os.ReadFile(cacert)
+				if err != nil {
+					return fmt.Errorf("--cacert: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(data) {
+					return fmt.Errorf("--cacert: %s holds no PEM certificate", cacert)
+				}
+				c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 			}
 			if token != "" {
 				var res map[string]any
@@ -234,7 +249,8 @@ registration (POST /v1/register). Prints the triple the device would receive.`,
 	f.StringVar(&dn, "device-name", "", "DeviceName / device id (required)")
 	f.StringVar(&token, "token", "", "client-driven registration token: hex(HMAC-SHA256(registration key, device id))")
 	f.StringVar(&random, "random", "", "the random the signature covers (default: generated)")
-	f.BoolVar(&insecure, "insecure", false, "do not verify the server certificate (corral's local CA)")
+	f.BoolVar(&insecure, "insecure", false, "do not verify the server certificate")
+	f.StringVar(&cacert, "cacert", "", "PEM file of the CA that signed the server certificate (corral's local CA: <data-dir>/tls/ca.pem)")
 	cmd.MarkFlagRequired("product-key")
 	cmd.MarkFlagRequired("device-name")
 	return cmd

@@ -313,7 +313,7 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 		one("disable", "Disable a device; its live session closes", "POST", ":disable"),
 		one("enable", "Enable a device", "POST", ":enable"),
 		one("delete", "Delete a device; its live session closes", "DELETE", ""),
-		secret)
+		secret, c.deviceCertCmd())
 	return cmd
 }
 

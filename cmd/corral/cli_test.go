@@ -108,11 +108,16 @@ func TestCLIRegisterActsAsADevice(t *testing.T) {
 	s := apptest.Start(t)
 	var p struct{ ProductKey, ProductSecret string }
 	json.Unmarshal([]byte(must(t, s, "product", "create", "--name", "meter", "--dynamic-registration", "auto", "--json")), &p)
-	out := must(t, s, "register", "--product-key", p.ProductKey, "--product-secret", p.ProductSecret, "--device-name", "SN-0001")
+	// Dynamic registration answers on the HTTPS listener only.
+	if _, err := run(t, s, "register", "--product-key", p.ProductKey, "--product-secret", p.ProductSecret, "--device-name", "SN-0000"); err == nil {
+		t.Fatal("dynamic registration answered on plain HTTP")
+	}
+	tls := []string{"--server", "https://" + s.App.HTTPSAddr(), "--cacert", filepath.Join(s.Config.DataDir, "tls", "ca.pem")}
+	out := must(t, s, append(tls, "register", "--product-key", p.ProductKey, "--product-secret", p.ProductSecret, "--device-name", "SN-0001")...)
 	if !strings.Contains(out, "SN-0001") {
 		t.Fatalf("register: %s", out)
 	}
-	if _, err := run(t, s, "register", "--product-key", p.ProductKey, "--product-secret", "wrong", "--device-name", "SN-0002"); err == nil {
+	if _, err := run(t, s, append(tls, "register", "--product-key", p.ProductKey, "--product-secret", "wrong", "--device-name", "SN-0002")...); err == nil {
 		t.Fatal("a wrong product secret registered")
 	}
 	if out := must(t, s, "ca", "verify"); !strings.Contains(out, "Registration code:") {

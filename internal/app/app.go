@@ -151,10 +151,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.reg.AddObserver(a.mqtt)
+	a.reg.AddProductObserver(a.mqtt)
+	a.reg.AddProductObserver(a.prov)
 	a.prov.SetPublisher(a.mqtt)
 	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
 	a.reg.AddObserver(a.gw)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
+	a.reg.AddProductObserver(a.things)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
 	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
@@ -274,7 +277,7 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		tlsConf = nil
 	}
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.audit, Logger: a.log, Metrics: metrics,
-		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
+		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf, RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout})
 }

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -39,6 +41,7 @@ type proc struct {
 	logs    *syncBuffer
 	scanned chan struct{}
 	// listeners maps listener names from the logs to bound addresses.
+	lmu       sync.Mutex
 	listeners map[string]string
 }
 
@@ -74,7 +77,6 @@ func startBinary(t *testing.T, bin, dataDir string) *proc {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := &proc{cmd: cmd, logs: &syncBuffer{}}
 	found := make(chan string, 1)
-	var lmu sync.Mutex
 	p.listeners = map[string]string{}
 	scanned := make(chan struct{})
 	p.scanned = scanned
@@ -86,9 +88,9 @@ func startBinary(t *testing.T, bin, dataDir string) *proc {
 			p.logs.WriteString(line + "\n")
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
-				lmu.Lock()
+				p.lmu.Lock()
 				p.listeners[m["listener"].(string)] = m["addr"].(string)
-				lmu.Unlock()
+				p.lmu.Unlock()
 				if m["listener"] == "http" {
 					found <- m["addr"].(string)
 				}
@@ -245,6 +247,18 @@ func TestKill9DuringRegistrationBurst(t *testing.T) {
 	var prod struct{ ProductKey, ProductSecret string }
 	json.Unmarshal(body, &prod)
 
+	// Dynamic registration answers on the HTTPS listener only.
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	httpsClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	p.lmu.Lock()
+	regURL := "https://" + p.listeners["https"] + "/auth/register/device"
+	p.lmu.Unlock()
+
 	var mu sync.Mutex
 	secrets := map[string]string{}
 	stop := make(chan struct{})
@@ -263,7 +277,7 @@ func TestKill9DuringRegistrationBurst(t *testing.T) {
 				m := hmac.New(sha256.New, []byte(prod.ProductSecret))
 				m.Write([]byte("deviceName" + dn + "productKey" + prod.ProductKey + "random" + "r"))
 				form := "productKey=" + prod.ProductKey + "&deviceName=" + dn + "&random=r&signMethod=hmacsha256&sign=" + hex.EncodeToString(m.Sum(nil))
-				resp, err := http.Post(p.url+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(form))
+				resp, err := httpsClient.Post(regURL, "application/x-www-form-urlencoded", strings.NewReader(form))
 				if err != nil {
 					return // the server died
 				}

@@ -70,6 +70,10 @@ type Options struct {
 	// Timeouts of the WebSocket listener's HTTP exchange before the
 	// upgrade (0: none); an upgraded session is not bound by them.
 	WSReadTimeout, WSWriteTimeout, WSIdleTimeout time.Duration
+	// RegisterPlain also answers dynamic registration (authType=register,
+	// regnwl), whose answer carries a credential, on the plain TCP and
+	// WebSocket listeners; by default only the TLS listener does (labs only).
+	RegisterPlain bool
 
 	// Per-client tuning (see DESIGN.md): small buffers and a low pending
 	// write limit keep idle connections cheap.
@@ -307,6 +311,12 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}
+}
+
+// ProductChanged implements registry.ProductObserver: the next CONNECT
+// sees a changed product's settings (say, certificate-only).
+func (b *Broker) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
+	b.hook.forgetProduct(pk, kind == registry.ProductDeleted)
 }
 
 // ErrTopicNotAllowed means a topic is outside the publisher's rights; it

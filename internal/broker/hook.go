@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -43,14 +44,15 @@ type hook struct {
 	subs     map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
 	subOf    map[string]string              // sub deviceKey -> gateway deviceKey
 
-	owners     sync.Map // ProductKey -> owning account id
-	products   sync.Map // ProductKey -> productEntry
-	ownerCount atomic.Int64
+	owners   *cache.Cache[string, string]           // ProductKey -> owning account id
+	products *cache.Cache[string, registry.Product] // ProductKey -> connect settings (no secret)
 }
 
 func newHook(b *Broker) *hook {
 	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{},
-		subs: map[string]map[string]*session{}, subOf: map[string]string{}}
+		subs: map[string]map[string]*session{}, subOf: map[string]string{},
+		owners:   cache.New[string, string](cache.Options{Now: b.o.Now}),
+		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now})}
 }
 
 func (h *hook) ID() string { return "corral" }
@@ -286,6 +288,10 @@ func (h *hook) register(ctx context.Context, cl *mqtt.Client, cid credential.Cli
 	if p == nil {
 		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + ": registration over MQTT is off"}
 	}
+	if cl.Net.Listener != "tls" && !h.b.o.RegisterPlain {
+		// The answer is a DeviceSecret or a device token: never in clear.
+		return id, &refusal{packets.ErrNotAuthorized, "registration: authType " + cid.AuthType + " is answered on the TLS listener only; connect with TLS"}
+	}
 	req := provision.Request{Path: provision.PathMQTT, ProductKey: id.productKey, DeviceName: id.deviceName,
 		Random: cid.Random, Sign: password, SignMethod: cid.SignMethod, Source: cl.Net.Remote}
 	var topic string
@@ -440,48 +446,37 @@ func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
 	return ok && acct == id.accountID
 }
 
-type productEntry struct {
-	p  registry.Product
-	at time.Time
-}
-
-// productSettings returns a product's connect settings, cached for a few
-// seconds so a CONNECT costs one registry read (the device), not two.
+// productSettings returns a product's connect settings, cached so a
+// CONNECT costs one registry read (the device), not two. A change made
+// through this node's registry drops the entry at once (ProductChanged);
+// the TTL bounds how long a change made on another node takes.
 func (h *hook) productSettings(ctx context.Context, pk string) (registry.Product, error) {
-	if v, ok := h.products.Load(pk); ok && time.Since(v.(productEntry).at) < productTTL {
-		return v.(productEntry).p, nil
-	}
-	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return registry.Product{}, err
-	}
-	p.ProductSecret = ""
-	if h.ownerCount.Add(1) > 100000 {
-		h.products.Clear()
-		h.ownerCount.Store(0)
-	}
-	h.products.Store(pk, productEntry{p, time.Now()})
-	return p, nil
+	return h.products.GetOrLoad(pk, func() (registry.Product, error) {
+		p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+		p.ProductSecret = ""
+		return p, err
+	})
 }
 
 const productTTL = 5 * time.Second
 
-// productAccount returns the account owning a product. Owners are cached:
-// a ProductKey never moves to another account, and is never reused.
+// productAccount returns the account owning a product. Owners are cached
+// until the product is deleted: a ProductKey never moves to another
+// account, and is never reused.
 func (h *hook) productAccount(ctx context.Context, pk string) (string, bool) {
-	if v, ok := h.owners.Load(pk); ok {
-		return v.(string), true
+	acct, err := h.owners.GetOrLoad(pk, func() (string, error) {
+		p, err := h.b.o.Registry.LookupProduct(ctx, pk)
+		return p.AccountID, err
+	})
+	return acct, err == nil
+}
+
+// forgetProduct drops what is cached of a product.
+func (h *hook) forgetProduct(pk string, deleted bool) {
+	h.products.Delete(pk)
+	if deleted {
+		h.owners.Delete(pk)
 	}
-	p, err := h.b.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return "", false
-	}
-	if h.ownerCount.Add(1) > 100000 {
-		h.owners.Clear()
-		h.ownerCount.Store(0)
-	}
-	h.owners.Store(pk, p.AccountID)
-	return p.AccountID, true
 }
 
 // OnPublish enforces publish rights and counts messages in.

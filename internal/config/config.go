@@ -46,7 +46,8 @@ type Config struct {
 	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
 
 	// Registration.
-	DynRegPlainHTTP       bool    `yaml:"dynreg_plain_http" help:"also serve /auth/register/device on the plain HTTP listener"`
+	DynRegPlainHTTP       bool    `yaml:"dynreg_plain_http" help:"also serve /auth/register/device and /v1/register on the plain HTTP listener, where the DeviceSecret travels in clear (labs only)"`
+	MQTTRegisterPlain     bool    `yaml:"mqtt_register_plain" help:"also answer MQTT dynamic registration (authType=register, regnwl) on the plain TCP and WebSocket listeners, where the DeviceSecret travels in clear (labs only)"`
 	RegistrationRatePerIP float64 `yaml:"registration_rate_per_ip" help:"registrations per second allowed from one address, burst twice that (0: no limit)"`
 	RegistrationRatePerPK float64 `yaml:"registration_rate_per_product" help:"registrations per second allowed per product, burst twice that (0: no limit)"`
 	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
@@ -91,7 +92,6 @@ func Default() Config {
 		HTTPWriteTimeout:      90 * time.Second,
 		HTTPIdleTimeout:       120 * time.Second,
 		APIRateLimit:          500,
-		DynRegPlainHTTP:       true,
 		RegistrationRatePerIP: 100,
 		RegistrationRatePerPK: 10000,
 	}

@@ -91,3 +91,21 @@ func TestSecretKEKNotInErrors(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestRegistrationOverTLSByDefault: the DeviceSecret never travels in
+// clear unless a lab setting says so, in any of the three spellings.
+func TestRegistrationOverTLSByDefault(t *testing.T) {
+	if d := Default(); d.DynRegPlainHTTP || d.MQTTRegisterPlain {
+		t.Fatalf("plain registration on by default: %+v", d)
+	}
+	env := map[string]string{"CORRAL_DYNREG_PLAIN_HTTP": "true"}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse([]string{"--mqtt-register-plain"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, func(k string) string { return env[k] })
+	if err != nil || !c.DynRegPlainHTTP || !c.MQTTRegisterPlain {
+		t.Fatalf("lab settings: %v %+v", err, c)
+	}
+}

@@ -46,9 +46,6 @@ type (
 		DeviceName   string `json:"deviceName"`
 		DeviceSecret string `json:"deviceSecret"`
 	}
-	certInput struct {
-		CertificatePEM string `json:"certificatePem" doc:"the device certificate, PEM"`
-	}
 	propList struct {
 		Properties []registry.PropertyValue `json:"properties"`
 	}
@@ -120,7 +117,8 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices", Summary: "List devices", Tag: "devices", Role: readonly, Status: 200, Resp: deviceList{},
 			Query: append([]param{{"status", "string", "inactive, online, offline or disabled"}, {"prefix", "string", "DeviceName prefix"}, {"attribute", "string", "key=value an attribute must match"}}, listQ...), h: a.listDevices},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/secret", Summary: "Read a device's secret (admins; audited)", Tag: "devices", Role: admin, AuditDenied: "device.secret.read", Status: 200, Resp: secretBody{}, h: a.deviceSecret},
-		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Bind an X.509 certificate to a device; it may then connect on the TLS listener with it", Tag: "devices", Role: operator, Body: certInput{}, Status: 200, Resp: registry.Device{}, h: a.bindCert},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate/challenge", Summary: "A challenge (good 5 minutes, for this device only) to sign with a certificate's private key, proving possession when binding it", Tag: "devices", Role: operator, Status: 200, Resp: registry.CertificateChallenge{}, h: a.certChallenge},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Bind an X.509 certificate to a device; it may then connect on the TLS listener with it. A certificate binds to one device in the instance (409); one issued by another account's CA is refused (403); one neither self-signed nor issued by a CA of this account needs a signed challenge (400 without)", Tag: "devices", Role: operator, Body: registry.CertificateBinding{}, Status: 200, Resp: registry.Device{}, h: a.bindCert},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/certificate", Summary: "Unbind a device's certificate and close a session made with it", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.unbindCert},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "List a gateway's sub-devices", Tag: "gateways", Role: readonly, Status: 200, Resp: subList{}, h: a.listSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Add sub-devices to a gateway (they move from any other gateway); the gateways hear thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.addSubs},
@@ -438,11 +436,15 @@ func (a *API) publish(c *call) (any, error) {
 }
 
 func (a *API) bindCert(c *call) (any, error) {
-	var in certInput
+	var in registry.CertificateBinding
 	if err := c.decode(&in); err != nil {
 		return nil, err
 	}
-	return a.reg.BindCertificate(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), []byte(in.CertificatePEM))
+	return a.reg.BindCertificate(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), in)
+}
+
+func (a *API) certChallenge(c *call) (any, error) {
+	return a.reg.CertificateChallenge(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 }
 
 func (a *API) unbindCert(c *call) (any, error) {
@@ -571,9 +573,6 @@ func (a *API) setTSL(c *call) (any, error) {
 	m, err := a.reg.SetThingModel(c.ctx(), c.p, c.param("productKey"), raw)
 	if err != nil {
 		return nil, err
-	}
-	if a.o.Things != nil {
-		a.o.Things.Forget(c.param("productKey"))
 	}
 	return m, nil
 }

@@ -46,8 +46,9 @@ type Options struct {
 	// Provisioner serves device registration (/auth/register/device,
 	// /v1/register); nil turns those off.
 	Provisioner Provisioner
-	// DynRegPlainHTTP serves /auth/register/device on this handler; the
-	// HTTPS listener always serves it.
+	// DynRegPlainHTTP also serves /auth/register/device and /v1/register,
+	// whose answers carry a DeviceSecret, on plain HTTP; requests over TLS
+	// are always served.
 	DynRegPlainHTTP bool
 	// Topology pushes topology changes to gateways; nil turns the
 	// sub-device routes into 404.
@@ -73,7 +74,6 @@ type Topology interface {
 // Things runs operator calls against devices' thing models.
 type Things interface {
 	Invoke(ctx context.Context, c thing.Call) (thing.Result, error)
-	Forget(pk string)
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.

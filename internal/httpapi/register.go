@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -43,7 +44,7 @@ func registrationStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, provision.ErrNotEnabled), errors.Is(err, provision.ErrDenied), errors.Is(err, provision.ErrDisabled):
 		return http.StatusForbidden
-	case errors.Is(err, provision.ErrAlreadyRegistered):
+	case errors.Is(err, provision.ErrAlreadyRegistered), errors.Is(err, provision.ErrReplayed):
 		return http.StatusConflict
 	case errors.Is(err, provision.ErrRateLimited):
 		return http.StatusTooManyRequests
@@ -131,6 +132,10 @@ type registrationKey struct {
 }
 
 func (a *API) clientRegister(c *call) (any, error) {
+	if c.r.TLS == nil && !a.o.DynRegPlainHTTP {
+		// The answer is a DeviceSecret: never in clear.
+		return nil, fmt.Errorf("client-driven registration is served on the HTTPS listener only: %w", registry.ErrNotFound)
+	}
 	var in clientRegisterInput
 	if err := c.decode(&in); err != nil {
 		return nil, err

@@ -1,12 +1,12 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
@@ -33,34 +33,31 @@ var (
 	ErrCertInvalid = errors.New("certificate is expired, not yet valid or unusable")
 )
 
-type caCache struct {
-	mu   sync.Mutex
-	at   time.Time
+// caSet is the active CAs of every account, parsed.
+type caSet struct {
 	cas  []registry.CA
 	cert map[string]*x509.Certificate
 }
 
-// caTTL bounds how long a newly registered or revoked CA takes to count.
+// caTTL bounds how long a CA registered or revoked on another node takes
+// to count here; changes made through this node apply at once.
 const caTTL = 2 * time.Second
 
 func (s *Service) activeCAs(ctx context.Context, reg CertRegistry) ([]registry.CA, map[string]*x509.Certificate, error) {
-	s.cas.mu.Lock()
-	defer s.cas.mu.Unlock()
-	if time.Since(s.cas.at) < caTTL {
-		return s.cas.cas, s.cas.cert, nil
-	}
-	cas, err := reg.ActiveCAs(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	certs := make(map[string]*x509.Certificate, len(cas))
-	for _, ca := range cas {
-		if c, _, err := registry.ParseCertificatePEM([]byte(ca.PEM)); err == nil {
-			certs[ca.ID] = c
+	set, err := s.cas.GetOrLoad(struct{}{}, func() (caSet, error) {
+		cas, err := reg.ActiveCAs(ctx)
+		if err != nil {
+			return caSet{}, err
 		}
-	}
-	s.cas.cas, s.cas.cert, s.cas.at = cas, certs, time.Now()
-	return cas, certs, nil
+		certs := make(map[string]*x509.Certificate, len(cas))
+		for _, ca := range cas {
+			if c, _, err := registry.ParseCertificatePEM([]byte(ca.PEM)); err == nil {
+				certs[ca.ID] = c
+			}
+		}
+		return caSet{cas: cas, cert: certs}, nil
+	})
+	return set.cas, set.cert, err
 }
 
 // AuthenticateCertificate authenticates a TLS client certificate: one bound
@@ -89,26 +86,44 @@ func (s *Service) AuthenticateCertificate(ctx context.Context, cert *x509.Certif
 		if err != nil || ca.Status != registry.CertActive {
 			return registry.Device{}, ErrCertRevoked
 		}
-		return reg.LookupDeviceByFingerprint(ctx, fp)
-	case !errors.Is(err, registry.ErrNotFound):
-		return registry.Device{}, err
-	}
-	// Bound directly to a device through the API.
-	if d, err := reg.LookupDeviceByFingerprint(ctx, fp); err == nil {
+		d, err := reg.LookupDeviceByFingerprint(ctx, fp)
+		if err != nil {
+			return registry.Device{}, err
+		}
+		if d.AccountID != ca.AccountID {
+			s.log.Warn("certificate of a registered CA is bound to a device of another account; refused", "ca", ca.ID, "productKey", d.ProductKey)
+			return registry.Device{}, ErrCertUnknown
+		}
 		return d, nil
-	} else if !errors.Is(err, registry.ErrNotFound) {
+	case !errors.Is(err, registry.ErrNotFound):
 		return registry.Device{}, err
 	}
 	cas, certs, err := s.activeCAs(ctx, reg)
 	if err != nil {
 		return registry.Device{}, err
 	}
+	var issuers []registry.CA
 	for _, ca := range cas {
-		caCert := certs[ca.ID]
-		if caCert == nil || cert.CheckSignatureFrom(caCert) != nil {
-			continue
+		// The name comparison is cheap and skips most CAs' signature checks.
+		if caCert := certs[ca.ID]; caCert != nil && bytes.Equal(cert.RawIssuer, caCert.RawSubject) && cert.CheckSignatureFrom(caCert) == nil {
+			issuers = append(issuers, ca)
 		}
-		return s.justInTime(ctx, reg, ca, cert, fp, source)
+	}
+	// Bound directly to a device through the API: a certificate issued by
+	// a registered CA resolves only within that CA's account.
+	if d, err := reg.LookupDeviceByFingerprint(ctx, fp); err == nil {
+		for _, ca := range issuers {
+			if ca.AccountID != d.AccountID {
+				s.log.Warn("certificate of a registered CA is bound to a device of another account; refused", "ca", ca.ID, "productKey", d.ProductKey)
+				return registry.Device{}, ErrCertUnknown
+			}
+		}
+		return d, nil
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return registry.Device{}, err
+	}
+	if len(issuers) > 0 {
+		return s.justInTime(ctx, reg, issuers[0], cert, fp, source)
 	}
 	return registry.Device{}, ErrCertUnknown
 }
@@ -138,15 +153,22 @@ func (s *Service) justInTime(ctx context.Context, reg CertRegistry, ca registry.
 	outcome := "pending"
 	if activate {
 		outcome = "activated"
-		if err := reg.ActivateCertificate(ctx, rec, attrs); err != nil {
+		err := reg.ActivateCertificate(ctx, rec, attrs)
+		switch {
+		case errors.Is(err, registry.ErrCertificateInUse):
+			// Never take a device over silently: an operator decides.
+			activate, outcome, reason = false, "pending", "the device has another certificate (or this one is bound elsewhere): waiting for an operator"
+		case err != nil:
 			return registry.Device{}, fmt.Errorf("provisioning certificate device %s/%s: %w", pk, dn, err)
 		}
 	} else {
+		reason = "jitr: waiting for activation"
+	}
+	if !activate {
 		rec.Status = registry.CertPending
 		if err := reg.RecordCertificate(ctx, rec); err != nil {
 			return registry.Device{}, err
 		}
-		reason = "jitr: waiting for activation"
 	}
 	if s.o.Auditor != nil {
 		s.o.Auditor.Record(ctx, audit.Entry{AccountID: ca.AccountID, Actor: "device", Action: "registration.certificate",

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -34,6 +35,9 @@ type Registry interface {
 	IssueToken(ctx context.Context, pk, dn string) (clientID, token string, err error)
 	LookupRegistrationKey(ctx context.Context, pk string) (string, error)
 	VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error)
+	// UseRegistrationRandom accepts a signed request's random once per
+	// device (registry.ErrReplayed the second time).
+	UseRegistrationRandom(ctx context.Context, pk, dn, random string) error
 }
 
 // Webhooks calls user functions.
@@ -75,8 +79,8 @@ type Service struct {
 	pubMu sync.RWMutex
 	pub   Publisher
 
-	cas      caCache
-	products sync.Map // ProductKey -> cachedProduct
+	cas      *cache.Cache[struct{}, caSet]
+	products *cache.Cache[string, registry.Product]
 
 	limMu    sync.Mutex
 	ipLims   map[string]*rate.Limiter
@@ -91,7 +95,9 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, ipLims: map[string]*rate.Limiter{}, prodLims: map[string]*rate.Limiter{}}
+	return &Service{o: o, log: o.Logger, ipLims: map[string]*rate.Limiter{}, prodLims: map[string]*rate.Limiter{},
+		cas:      cache.New[struct{}, caSet](cache.Options{TTL: caTTL, MaxSize: 1, Now: o.Now}),
+		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: o.Now})}
 }
 
 // SetPublisher sets where registration events are published (the broker,
@@ -171,6 +177,7 @@ var (
 	ErrDenied            = errors.New("registration denied")
 	ErrDisabled          = errors.New("device disabled")
 	ErrRateLimited       = errors.New("too many registration requests")
+	ErrReplayed          = errors.New("registration request replayed")
 	ErrInternal          = errors.New("internal error")
 )
 
@@ -187,6 +194,7 @@ const (
 	CodeDenied            = 6206
 	CodeDisabled          = 6207
 	CodeRateLimited       = 6208
+	CodeReplayed          = 6209
 	CodeInternal          = 500
 )
 
@@ -282,8 +290,27 @@ func (s *Service) Dynamic(ctx context.Context, req Request) (Result, error) {
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
 		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
+		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})
+}
+
+// useRandom refuses a signed request whose random the device used within
+// the last day: a captured request must not hand the secret out again or
+// rotate it. Only requests with a good signature are remembered, so a
+// stranger cannot use up a device's randoms.
+func (s *Service) useRandom(ctx context.Context, req Request) *Error {
+	err := s.o.Registry.UseRegistrationRandom(ctx, req.ProductKey, req.DeviceName, req.Random)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, registry.ErrReplayed):
+		return refuse(ErrReplayed, CodeReplayed, "random was used before: a registration request is good once; sign a new random")
+	}
+	s.log.Error("registration: remembering the random", "err", err)
+	return refuse(ErrInternal, CodeInternal, "internal error")
 }
 
 // RegisterFree registers without pre-registration (MQTT regnwl): the
@@ -298,6 +325,9 @@ func (s *Service) RegisterFree(ctx context.Context, req Request) (Result, error)
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
+		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
 		}
 		return nil, true
 	})
@@ -340,6 +370,9 @@ func (s *Service) ProxyRegister(ctx context.Context, req Request, gatewayAccount
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
+		}
+		if e := s.useRandom(ctx, req); e != nil {
+			return e, false
 		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})
@@ -474,26 +507,25 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 	return nil
 }
 
-type cachedProduct struct {
-	p  registry.Product
-	at time.Time
-}
-
-// productTTL bounds how long a product change (its mode, secret policy or
-// hook) takes to reach registrations; a burst of registrations of one
-// product then costs one product read a second instead of one each.
+// productTTL bounds how long a product change made on another node (its
+// mode, secret policy or hook) takes to reach registrations here; changes
+// made through this node's registry apply at once (ProductChanged). A
+// burst of registrations of one product then costs one product read a
+// second instead of one each.
 const productTTL = time.Second
 
 func (s *Service) product(ctx context.Context, pk string) (registry.Product, error) {
-	if v, ok := s.products.Load(pk); ok && time.Since(v.(cachedProduct).at) < productTTL {
-		return v.(cachedProduct).p, nil
+	return s.products.GetOrLoad(pk, func() (registry.Product, error) { return s.o.Registry.LookupProduct(ctx, pk) })
+}
+
+// ProductChanged implements registry.ProductObserver: the next
+// registration sees a changed product, and the next certificate a new or
+// revoked CA.
+func (s *Service) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
+	s.products.Delete(pk)
+	if kind == registry.ProductCAsChanged || kind == registry.ProductDeleted {
+		s.cas.Clear()
 	}
-	p, err := s.o.Registry.LookupProduct(ctx, pk)
-	if err != nil {
-		return p, err
-	}
-	s.products.Store(pk, cachedProduct{p, time.Now()})
-	return p, nil
 }
 
 func merge(a, b map[string]string) map[string]string {

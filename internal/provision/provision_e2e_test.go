@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,9 +57,14 @@ func register(t *testing.T, s *apptest.Server, form url.Values) (int, regReply, 
 	return resp.StatusCode, r, string(body)
 }
 
+// form is a signed registration with a random of its own: a random is
+// good once per device.
 func form(pk, secret, dn string) url.Values {
-	return url.Values{"productKey": {pk}, "deviceName": {dn}, "random": {"8Ygb7ULYh53B6OA"}, "sign": {regSign(secret, dn, pk, "8Ygb7ULYh53B6OA")}, "signMethod": {"hmacsha256"}}
+	random := fmt.Sprintf("8Ygb7ULYh53B6OA%d", randoms.Add(1))
+	return url.Values{"productKey": {pk}, "deviceName": {dn}, "random": {random}, "sign": {regSign(secret, dn, pk, random)}, "signMethod": {"hmacsha256"}}
 }
+
+var randoms atomic.Int64
 
 // connects reports whether a triple passes MQTT CONNECT.
 func connects(t *testing.T, s *apptest.Server, pk, dn, secret string) bool {
@@ -90,11 +97,15 @@ func TestHTTPSDynamicRegistrationAutoThenConnect(t *testing.T) {
 	if !connects(t, s, p.ProductKey, "SN-0001", r.Data.DeviceSecret) {
 		t.Fatal("registered device cannot connect")
 	}
-	// Plain HTTP serves it too by default, and sign hex is case-insensitive.
+	// Sign hex is case-insensitive.
 	f := form(p.ProductKey, p.ProductSecret, "SN-0002")
 	f.Set("sign", strings.ToUpper(f.Get("sign")))
-	resp, err := http.Post(s.URL+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(f.Encode()))
-	if err != nil || resp.StatusCode != 200 {
+	if st, _, raw := register(t, s, f); st != 200 {
+		t.Fatalf("upper-case sign: %d %s", st, raw)
+	}
+	// Plain HTTP does not serve it by default: the answer is a secret.
+	resp, err := http.Post(s.URL+"/auth/register/device", "application/x-www-form-urlencoded", strings.NewReader(form(p.ProductKey, p.ProductSecret, "SN-0003").Encode()))
+	if err != nil || resp.StatusCode != 404 {
 		t.Fatalf("plain HTTP: %v %v", err, resp.StatusCode)
 	}
 	resp.Body.Close()
@@ -243,7 +254,7 @@ func TestRegisterOrQueryPolicies(t *testing.T) {
 // unsolicited answer.
 func mqttRegister(t *testing.T, s *apptest.Server, pk, secret, dn, authType string) (string, map[string]string, error) {
 	t.Helper()
-	random := "r4nd0m"
+	random := fmt.Sprintf("r4nd0m%d", randoms.Add(1))
 	return mqttRegisterAs(t, s, dn+"."+pk+"|authType="+authType+",random="+random+",securemode=2,signmethod=hmacsha256|", dn+"&"+pk, regSign(secret, dn, pk, random))
 }
 
@@ -347,12 +358,24 @@ func TestClientDrivenRegistrationHookAndEvents(t *testing.T) {
 		m.Write([]byte(id))
 		return hex.EncodeToString(m.Sum(nil))
 	}
-	reg := func(id, tok string) (int, map[string]any) {
-		r := s.Do("", "POST", "/v1/register", map[string]any{"productKey": p.ProductKey, "deviceId": id, "token": tok,
+	// Its answer is a DeviceSecret: served on the HTTPS listener only.
+	body := func(id, tok string) string {
+		b, _ := json.Marshal(map[string]any{"productKey": p.ProductKey, "deviceId": id, "token": tok,
 			"metadata": map[string]string{"model": "T-1000", "firmware": "1.2.3"}})
+		return string(b)
+	}
+	if r := s.Do("", "POST", "/v1/register", body("SN-OK-09", token("SN-OK-09"))); r.Status != 404 || strings.Contains(string(r.Body), "deviceSecret") {
+		t.Fatalf("client registration over plain HTTP: %d %s", r.Status, r.Body)
+	}
+	reg := func(id, tok string) (int, map[string]any) {
+		resp, err := insecure.Post("https://"+s.App.HTTPSAddr()+"/v1/register", "application/json", strings.NewReader(body(id, tok)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
 		var out map[string]any
-		json.Unmarshal(r.Body, &out)
-		return r.Status, out
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
 	}
 	st, out := reg("SN-OK-01", token("SN-OK-01"))
 	if st != 200 || out["deviceSecret"] == "" || out["outcome"] != "created" || out["endpoints"] == nil {

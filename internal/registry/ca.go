@@ -172,6 +172,7 @@ func (s *Service) RegisterCA(ctx context.Context, p Principal, in CAInput) (CA, 
 	if err := s.store.CreateCA(ctx, ca); err != nil {
 		return CA{}, fmt.Errorf("registering CA: %w", err)
 	}
+	s.notifyProduct(ctx, ProductCAsChanged, ca.Template.ProductKey)
 	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "ca.register", Target: ca.ID, Outcome: "ok", Reason: "sha256 " + fp})
 	return ca, nil
 }
@@ -212,6 +213,7 @@ func (s *Service) RevokeCA(ctx context.Context, p Principal, id string) (CA, err
 		return CA{}, err
 	}
 	ca.Status = CertRevoked
+	s.notifyProduct(ctx, ProductCAsChanged, ca.Template.ProductKey)
 	for _, c := range s.certsOfCA(ctx, ca) {
 		d := Device{AccountID: c.AccountID, ProductKey: c.ProductKey, DeviceName: c.DeviceName}
 		s.notify(ctx, DeviceCredentialsChanged, d)
@@ -268,8 +270,14 @@ func (s *Service) SetCertificateStatus(ctx context.Context, p Principal, fp stri
 	}
 	switch st {
 	case CertActive:
-		if err := s.ActivateCertificate(ctx, c, nil); err != nil {
+		// An operator's activation is explicit: it may replace the
+		// device's certificate, and a session made with the old one ends.
+		previous, err := s.activateCertificate(ctx, c, nil, true)
+		if err != nil {
 			return Certificate{}, err
+		}
+		if previous != "" {
+			s.notify(ctx, DeviceCredentialsChanged, Device{AccountID: c.AccountID, ProductKey: c.ProductKey, DeviceName: c.DeviceName})
 		}
 	case CertRevoked:
 		c.Status = CertRevoked
@@ -285,37 +293,64 @@ func (s *Service) SetCertificateStatus(ctx context.Context, p Principal, fp stri
 	return c, nil
 }
 
+// ErrCertificateInUse means a device already has another certificate
+// (or the certificate is bound to another device): provisioning leaves
+// the new one pending rather than replace it. It is an ErrConflict.
+var ErrCertificateInUse = fmt.Errorf("the device has another certificate, or the certificate is bound to another device: %w", ErrConflict)
+
 // ActivateCertificate creates the certificate's device if it does not
 // exist, binds the certificate to it and marks the certificate active.
+// It never replaces a certificate the device already has
+// (ErrCertificateInUse): just-in-time provisioning must not take a device
+// over silently.
 func (s *Service) ActivateCertificate(ctx context.Context, c Certificate, attrs map[string]string) error {
+	_, err := s.activateCertificate(ctx, c, attrs, false)
+	return err
+}
+
+// activateCertificate is ActivateCertificate; replace lets an operator's
+// explicit activation replace the device's certificate. It reports the
+// certificate it replaced.
+func (s *Service) activateCertificate(ctx context.Context, c Certificate, attrs map[string]string, replace bool) (string, error) {
 	prod, _, err := s.store.GetProduct(ctx, c.ProductKey)
 	if err != nil {
-		return fmt.Errorf("product %s: %w", c.ProductKey, err)
+		return "", fmt.Errorf("product %s: %w", c.ProductKey, err)
+	}
+	if prod.AccountID != c.AccountID {
+		return "", fmt.Errorf("product %s is not in the CA's account: %w", c.ProductKey, ErrNotFound)
+	}
+	if other, err := s.store.GetDeviceByFingerprint(ctx, c.Fingerprint); err == nil && (other.ProductKey != c.ProductKey || other.DeviceName != c.DeviceName) {
+		return "", fmt.Errorf("certificate sha256 %.16s…: %w", c.Fingerprint, ErrCertificateInUse)
 	}
 	d, err := s.store.GetDevice(ctx, c.ProductKey, c.DeviceName)
 	if errors.Is(err, ErrNotFound) {
 		nd, err := s.newDevice(prod, DeviceInput{DeviceName: c.DeviceName, Attributes: attrs}, s.nowUTC())
 		if err != nil {
-			return err
+			return "", err
 		}
 		nd.CertFingerprint = c.Fingerprint
 		if err := s.store.CreateDevices(ctx, []Device{nd}); err != nil && !errors.Is(err, ErrConflict) {
-			return fmt.Errorf("creating device for certificate: %w", err)
+			return "", fmt.Errorf("creating device for certificate: %w", err)
 		}
 		if d, err = s.store.GetDevice(ctx, c.ProductKey, c.DeviceName); err != nil {
-			return err
+			return "", err
 		}
 	} else if err != nil {
-		return err
+		return "", err
 	}
+	previous := ""
 	if d.CertFingerprint != c.Fingerprint {
+		if d.CertFingerprint != "" && !replace {
+			return "", fmt.Errorf("device %s/%s: %w", c.ProductKey, c.DeviceName, ErrCertificateInUse)
+		}
+		previous = d.CertFingerprint
 		d.CertFingerprint = c.Fingerprint
 		if err := s.store.UpdateDevice(ctx, d); err != nil {
-			return fmt.Errorf("binding certificate: %w", err)
+			return "", fmt.Errorf("binding certificate: %w", err)
 		}
 	}
 	c.Status = CertActive
-	return s.store.PutCertificate(ctx, c)
+	return previous, s.store.PutCertificate(ctx, c)
 }
 
 // DeviceNameFromCert derives a DeviceName from a certificate per template.

@@ -3,8 +3,37 @@ package registry
 import (
 	"context"
 	"fmt"
+
 	"github.com/corral-iot/corral/internal/audit"
 )
+
+// ProductEventKind says what changed about a product.
+type ProductEventKind string
+
+// Product event kinds.
+const (
+	ProductUpdated      ProductEventKind = "updated"       // its settings (auth type, registration, hook…)
+	ProductDeleted      ProductEventKind = "deleted"       // it and its devices are gone
+	ProductModelChanged ProductEventKind = "model_changed" // its thing model
+	// ProductCAsChanged: a CA whose template names the product was
+	// registered or revoked.
+	ProductCAsChanged ProductEventKind = "cas_changed"
+)
+
+// ProductObserver is told about product changes made through the
+// registry, so that caches of product settings drop them at once.
+type ProductObserver interface {
+	ProductChanged(ctx context.Context, kind ProductEventKind, pk string)
+}
+
+// AddProductObserver registers an observer of product changes.
+func (s *Service) AddProductObserver(o ProductObserver) { s.products = append(s.products, o) }
+
+func (s *Service) notifyProduct(ctx context.Context, kind ProductEventKind, pk string) {
+	for _, o := range s.products {
+		o.ProductChanged(ctx, kind, pk)
+	}
+}
 
 // ProductInput creates a product. Empty fields take defaults: node type
 // direct, auth type secret, dynamic registration off.
@@ -208,6 +237,7 @@ func (s *Service) UpdateProduct(ctx context.Context, p Principal, pk string, pat
 	if err := s.store.UpdateProduct(ctx, prod); err != nil {
 		return Product{}, fmt.Errorf("updating product %q: %w", pk, err)
 	}
+	s.notifyProduct(ctx, ProductUpdated, pk)
 	return prod, nil
 }
 
@@ -238,6 +268,7 @@ func (s *Service) DeleteProduct(ctx context.Context, p Principal, pk string) err
 	if err := s.store.DeleteProduct(ctx, pk); err != nil {
 		return fmt.Errorf("deleting product %q: %w", pk, err)
 	}
+	s.notifyProduct(ctx, ProductDeleted, pk)
 	for _, d := range doomed {
 		s.notify(ctx, DeviceDeleted, d)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
 )
@@ -125,6 +126,39 @@ type ProvisioningStore interface {
 	// RegistrationKey returns the sealed client-registration key of a product (nil if none).
 	RegistrationKey(ctx context.Context, pk string) ([]byte, error)
 	SetRegistrationKey(ctx context.Context, pk string, sealed []byte) error
+	// UseRegistrationRandom records that a device's registration used
+	// random at time at; it reports false when the same random was used
+	// at or after since (a replay).
+	UseRegistrationRandom(ctx context.Context, pk, dn, random string, at, since time.Time) (bool, error)
+	// PruneRegistrationRandoms forgets randoms used before a time.
+	PruneRegistrationRandoms(ctx context.Context, before time.Time) (int64, error)
+}
+
+// RandomWindow is how long a registration random is remembered: a signed
+// registration request carrying one used within it is a replay.
+const RandomWindow = 24 * time.Hour
+
+// ErrReplayed means a signed request was seen before.
+var ErrReplayed = errors.New("request replayed: its random was used before")
+
+// UseRegistrationRandom accepts a registration's random once per device
+// within RandomWindow; a second use is ErrReplayed. It forgets randoms
+// older than the window about once a minute.
+func (s *Service) UseRegistrationRandom(ctx context.Context, pk, dn, random string) error {
+	now := s.nowUTC()
+	fresh, err := s.store.UseRegistrationRandom(ctx, pk, dn, random, now, now.Add(-RandomWindow))
+	if err != nil {
+		return fmt.Errorf("remembering registration random of %s/%s: %w", pk, dn, err)
+	}
+	if last := s.pruned.Load(); now.UnixMilli()-last >= time.Minute.Milliseconds() && s.pruned.CompareAndSwap(last, now.UnixMilli()) {
+		if _, err := s.store.PruneRegistrationRandoms(ctx, now.Add(-RandomWindow)); err != nil {
+			s.log.Warn("pruning registration randoms", "err", err)
+		}
+	}
+	if !fresh {
+		return fmt.Errorf("%s/%s: %w", pk, dn, ErrReplayed)
+	}
+	return nil
 }
 
 // ErrAlreadyIssued means a device's secret was handed out before and the

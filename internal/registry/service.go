@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
@@ -114,6 +115,8 @@ type Service struct {
 	box       SecretBox
 	audit     Auditor
 	observers []Observer
+	products  []ProductObserver
+	pruned    atomic.Int64 // unix ms of the last prune of registration randoms
 	rand      io.Reader
 	now       func() time.Time
 	log       *slog.Logger

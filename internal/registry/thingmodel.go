@@ -49,6 +49,7 @@ func (s *Service) SetThingModel(ctx context.Context, p Principal, pk string, raw
 	if err := s.store.SetTSL(ctx, pk, canon); err != nil {
 		return nil, fmt.Errorf("storing thing model of %s: %w", pk, err)
 	}
+	s.notifyProduct(ctx, ProductModelChanged, pk)
 	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "product.tsl.set", Target: pk, Outcome: "ok"})
 	return m, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/alink"
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/tsl"
 )
@@ -49,18 +50,14 @@ type Service struct {
 	log    *slog.Logger
 	stop   func()
 	ids    atomic.Int64
-	models sync.Map // pk -> cachedModel
+	models *cache.Cache[string, *tsl.Model]
 
 	mu      sync.Mutex
 	waiters map[string]chan Reply // "pk/dn/id" -> reply
 }
 
-type cachedModel struct {
-	m  *tsl.Model
-	at time.Time
-}
-
-// modelTTL bounds how long a changed model takes to apply to posts.
+// modelTTL bounds how long a model changed on another node takes to apply
+// to posts here; a change made through this node applies at once.
 const modelTTL = 2 * time.Second
 
 // New returns a Service; Start subscribes it.
@@ -71,7 +68,8 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Service{o: o, log: o.Logger, waiters: map[string]chan Reply{}}
+	s := &Service{o: o, log: o.Logger, waiters: map[string]chan Reply{},
+		models: cache.New[string, *tsl.Model](cache.Options{TTL: modelTTL, Now: o.Now})}
 	s.ids.Store(o.Now().UnixNano() / 1e6)
 	return s
 }
@@ -99,19 +97,14 @@ func (s *Service) Stop() {
 	}
 }
 
-// Forget drops a cached model (after an operator changed it).
-func (s *Service) Forget(pk string) { s.models.Delete(pk) }
+// ProductChanged implements registry.ProductObserver: a changed (or
+// deleted) product's model is read again on the next post.
+func (s *Service) ProductChanged(_ context.Context, _ registry.ProductEventKind, pk string) {
+	s.models.Delete(pk)
+}
 
 func (s *Service) model(ctx context.Context, pk string) (*tsl.Model, error) {
-	if v, ok := s.models.Load(pk); ok && time.Since(v.(cachedModel).at) < modelTTL {
-		return v.(cachedModel).m, nil
-	}
-	m, err := s.o.Registry.LookupThingModel(ctx, pk)
-	if err != nil {
-		return nil, err
-	}
-	s.models.Store(pk, cachedModel{m, time.Now()})
-	return m, nil
+	return s.models.GetOrLoad(pk, func() (*tsl.Model, error) { return s.o.Registry.LookupThingModel(ctx, pk) })
 }
 
 // onPost checks a property or event post and answers it on …_reply.

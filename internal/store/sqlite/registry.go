@@ -523,6 +523,27 @@ func (s *Store) SetRegistrationKey(ctx context.Context, pk string, sealed []byte
 	return err
 }
 
+// UseRegistrationRandom implements registry.ProvisioningStore: one
+// statement, so of two concurrent uses of a random only one wins.
+func (s *Store) UseRegistrationRandom(ctx context.Context, pk, dn, random string, at, since time.Time) (bool, error) {
+	res, err := s.exec(ctx, `INSERT INTO registration_randoms (product_key, device_name, random, used_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (product_key, device_name, random) DO UPDATE SET used_at = excluded.used_at WHERE used_at < ?`, pk, dn, random, ms(at), ms(since))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// PruneRegistrationRandoms implements registry.ProvisioningStore.
+func (s *Store) PruneRegistrationRandoms(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM registration_randoms WHERE used_at < ?`, ms(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // exec runs one statement through the group-committed writer.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	st, err := s.wprep(ctx, query)

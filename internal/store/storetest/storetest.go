@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"api keys", testAPIKeys},
 		{"presence", testPresence},
 		{"registration primitives", testProvisioning},
+		{"registration randoms", testRandoms},
 		{"topology", testTopology},
 		{"thing models and properties", testThings},
 		{"audit", testAudit},
@@ -463,5 +464,45 @@ func testAudit(t *testing.T, s Store) {
 	older, _ := s.ListAudit(ctx, audit.Filter{AccountID: "acc1", Before: all[1].ID, Limit: 100})
 	if len(refused) != 2 || len(older) != 3 {
 		t.Fatalf("filters: %d refused, %d older", len(refused), len(older))
+	}
+}
+
+func testRandoms(t *testing.T, s Store) {
+	p := seed(t, s)
+	pk := p.ProductKey
+	window := 24 * time.Hour
+	use := func(dn, random string, at time.Time) bool {
+		t.Helper()
+		ok, err := s.UseRegistrationRandom(ctx, pk, dn, random, at, at.Add(-window))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !use("d1", "r1", t0) {
+		t.Fatal("first use refused")
+	}
+	if use("d1", "r1", t0.Add(time.Hour)) {
+		t.Fatal("second use within the window accepted")
+	}
+	if !use("d2", "r1", t0.Add(time.Hour)) || !use("d1", "r2", t0.Add(time.Hour)) {
+		t.Fatal("the same random for another device, or another random, refused")
+	}
+	if !use("d1", "r1", t0.Add(window+time.Minute)) {
+		t.Fatal("use after the window refused")
+	}
+	if use("d1", "r1", t0.Add(window+2*time.Minute)) {
+		t.Fatal("the renewed use was not remembered")
+	}
+	// Pruning forgets what is older than the cut-off, and only that.
+	n, err := s.PruneRegistrationRandoms(ctx, t0.Add(2*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want the 2 uses of t0+1h", n, err)
+	}
+	if use("d1", "r1", t0.Add(window+3*time.Minute)) {
+		t.Fatal("pruning forgot a recent use")
+	}
+	if !use("d2", "r1", t0.Add(3*time.Hour)) {
+		t.Fatal("a pruned random is still refused")
 	}
 }
