@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/corral-iot/corral/internal/app"
 	"github.com/corral-iot/corral/internal/config"
 )
@@ -207,4 +209,17 @@ func (s *Server) CreateDevice(pk, dn string) Device {
 	var d Device
 	s.Admin("POST", fmt.Sprintf("/v1/products/%s/devices", pk), map[string]any{"deviceName": dn}, 201).JSON(s.tb, &d)
 	return d
+}
+
+// ConnectMQTT sends a paho client's CONNECT and waits for the CONNACK. It
+// fails the test if none arrives within 5 s (paho reports no error for a
+// wait that timed out, so a missing CONNACK would pass for an accepted
+// one) and returns the broker's refusal, or nil when accepted.
+func ConnectMQTT(tb testing.TB, c paho.Client) error {
+	tb.Helper()
+	tok := c.Connect()
+	if !tok.WaitTimeout(5 * time.Second) {
+		tb.Fatal("MQTT CONNECT: no CONNACK within 5 s")
+	}
+	return tok.Error()
 }

@@ -63,12 +63,11 @@ func TestCertificateBoundDeviceConnects(t *testing.T) {
 			o.SetUsername(username).SetPassword(password)
 		}
 		cl := paho.NewClient(o)
-		tok := cl.Connect()
-		tok.WaitTimeout(5 * time.Second)
-		if tok.Error() == nil {
+		err := apptest.ConnectMQTT(t, cl)
+		if err == nil {
 			cl.Disconnect(0)
 		}
-		return tok.Error()
+		return err
 	}
 	if err := dial(cert, "", ""); err != nil {
 		t.Fatalf("bound certificate refused: %v", err)
@@ -145,11 +144,23 @@ func TestMosquittoSubReceivesDownstream(t *testing.T) {
 	for !s.App.Broker().Connected(p.ProductKey, "sub-1") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond) // SUBSCRIBE follows CONNACK
-	if r := s.Do(s.AdminKey, "POST", "/v1/publish?qos=1&topic="+topic, `{"params":{"on":1}}`); r.Status != 204 {
-		t.Fatalf("publish: %d %s", r.Status, r.Body)
+	// mosquitto_sub's SUBSCRIBE follows its CONNACK at a moment nothing
+	// here can see: publish until it has a message (it prints the first
+	// and exits), within a deadline.
+	var out string
+	for got := false; !got; {
+		if r := s.Do(s.AdminKey, "POST", "/v1/publish?qos=1&topic="+topic, `{"params":{"on":1}}`); r.Status != 204 {
+			t.Fatalf("publish: %d %s", r.Status, r.Body)
+		}
+		select {
+		case out = <-outc:
+			got = true
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("mosquitto_sub received nothing")
+		}
 	}
-	if out := <-outc; !strings.Contains(out, `{"params":{"on":1}}`) {
+	if !strings.Contains(out, `{"params":{"on":1}}`) {
 		t.Fatalf("mosquitto_sub got %q", out)
 	}
 	// HTTP publish outside the account's products is refused.

@@ -75,9 +75,8 @@ func connects(t *testing.T, s *apptest.Server, pk, dn, secret string) bool {
 	o := paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).SetClientID(pk + "." + dn + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|").
 		SetUsername(dn + "&" + pk).SetPassword(hex.EncodeToString(m.Sum(nil))).SetAutoReconnect(false).SetConnectRetry(false)
 	c := paho.NewClient(o)
-	tok := c.Connect()
-	tok.WaitTimeout(5 * time.Second)
-	if tok.Error() != nil {
+	err := apptest.ConnectMQTT(t, c)
+	if err != nil {
 		return false
 	}
 	c.Disconnect(0)
@@ -268,10 +267,9 @@ func mqttRegisterAs(t *testing.T, s *apptest.Server, clientID, username, passwor
 		SetClientID(clientID).SetUsername(username).SetPassword(password).SetAutoReconnect(false).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- m })
 	c := paho.NewClient(o)
-	tok := c.Connect()
-	tok.WaitTimeout(5 * time.Second)
-	if tok.Error() != nil {
-		return "", nil, tok.Error()
+	err := apptest.ConnectMQTT(t, c)
+	if err != nil {
+		return "", nil, err
 	}
 	defer c.Disconnect(0)
 	select {
@@ -309,12 +307,11 @@ func TestMQTTDynamicRegistration(t *testing.T) {
 		o := paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).
 			SetClientID(ans["clientId"] + "|securemode=-2,authType=connwl|").SetUsername("mq-dev-03&" + p.ProductKey).SetPassword(token).SetAutoReconnect(false)
 		c := paho.NewClient(o)
-		tok := c.Connect()
-		tok.WaitTimeout(5 * time.Second)
-		if tok.Error() == nil {
+		err := apptest.ConnectMQTT(t, c)
+		if err == nil {
 			c.Disconnect(0)
 		}
-		return tok.Error()
+		return err
 	}
 	if err := dial(ans["deviceToken"]); err != nil {
 		t.Fatalf("connwl with the token: %v", err)
@@ -342,7 +339,7 @@ func TestClientDrivenRegistrationHookAndEvents(t *testing.T) {
 		case req["deviceName"] == "SN-DENY-01":
 			json.NewEncoder(w).Encode(map[string]any{"allow": false, "reason": "recalled batch"})
 		case req["deviceName"] == "SN-SLOW-01":
-			time.Sleep(500 * time.Millisecond)
+			<-r.Context().Done() // never answers: corral gives up at its timeout
 		default:
 			json.NewEncoder(w).Encode(map[string]any{"allow": true, "attributes": map[string]string{"site": "plant-7"}})
 		}

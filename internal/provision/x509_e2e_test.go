@@ -61,12 +61,11 @@ func dialCert(t *testing.T, s *apptest.Server, c tls.Certificate) error {
 	o := paho.NewClientOptions().AddBroker("ssl://" + s.App.Broker().Addr("tls")).SetClientID("x509").SetAutoReconnect(false).
 		SetTLSConfig(&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{c}})
 	cl := paho.NewClient(o)
-	tok := cl.Connect()
-	tok.WaitTimeout(5 * time.Second)
-	if tok.Error() == nil {
+	err := apptest.ConnectMQTT(t, cl)
+	if err == nil {
 		cl.Disconnect(0)
 	}
-	return tok.Error()
+	return err
 }
 
 func registerCA(t *testing.T, s *apptest.Server, ca testCA, mode, pk string) string {
@@ -89,20 +88,33 @@ func TestCAProofOfPossession(t *testing.T) {
 	_, wrongCN := ca.issue(t, "not-the-code")
 	_, wrongSigner := other.issue(t, code.RegistrationCode)
 	_, leaf := ca.issue(t, "leaf")
-	for name, body := range map[string]map[string]any{
-		"wrong common name": {"certificatePem": ca.pem, "verificationCertificatePem": wrongCN, "template": map[string]any{"productKey": p.ProductKey}},
-		"signed by another": {"certificatePem": ca.pem, "verificationCertificatePem": wrongSigner, "template": map[string]any{"productKey": p.ProductKey}},
-		"not a CA":          {"certificatePem": leaf, "verificationCertificatePem": leaf, "template": map[string]any{"productKey": p.ProductKey}},
-		"unknown product":   {"certificatePem": ca.pem, "verificationCertificatePem": wrongCN, "template": map[string]any{"productKey": "AAAAAAAAAAA"}},
+	_, good := ca.issue(t, code.RegistrationCode)
+	// One fault per case, and each refusal names what was wrong.
+	for name, tt := range map[string]struct {
+		body  map[string]any
+		field string
+	}{
+		"wrong common name": {map[string]any{"certificatePem": ca.pem, "verificationCertificatePem": wrongCN, "template": map[string]any{"productKey": p.ProductKey}}, "verificationCertificatePem"},
+		"signed by another": {map[string]any{"certificatePem": ca.pem, "verificationCertificatePem": wrongSigner, "template": map[string]any{"productKey": p.ProductKey}}, "verificationCertificatePem"},
+		"not a CA":          {map[string]any{"certificatePem": leaf, "verificationCertificatePem": good, "template": map[string]any{"productKey": p.ProductKey}}, "certificatePem"},
+		"unknown product":   {map[string]any{"certificatePem": ca.pem, "verificationCertificatePem": good, "template": map[string]any{"productKey": "AAAAAAAAAAA"}}, "template.productKey"},
 	} {
-		if r := s.Do(s.AdminKey, "POST", "/v1/cas", body); r.Status != 400 {
-			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		r := s.Do(s.AdminKey, "POST", "/v1/cas", tt.body)
+		var e struct{ Field string }
+		r.JSON(t, &e)
+		if r.Status != 400 || e.Field != tt.field {
+			t.Errorf("%s: %d %s, want 400 naming %s", name, r.Status, r.Body, tt.field)
 		}
+	}
+	// The same CA with every part right is accepted: the cases above each
+	// failed for their own fault.
+	if r := s.Do(s.AdminKey, "POST", "/v1/cas", map[string]any{"certificatePem": ca.pem, "verificationCertificatePem": good, "template": map[string]any{"productKey": p.ProductKey}}); r.Status != 201 {
+		t.Fatalf("the correct registration: %d %s", r.Status, r.Body)
 	}
 	var list struct{ CAs []any }
 	s.Admin("GET", "/v1/cas", nil, 200).JSON(t, &list)
-	if len(list.CAs) != 0 {
-		t.Fatalf("refused CAs were stored: %d", len(list.CAs))
+	if len(list.CAs) != 1 {
+		t.Fatalf("%d CAs stored, want only the accepted one", len(list.CAs))
 	}
 }
 

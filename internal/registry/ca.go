@@ -139,10 +139,10 @@ func (s *Service) RegisterCA(ctx context.Context, p Principal, in CAInput) (CA, 
 		return CA{}, invalid("verificationCertificatePem", "get the account's registration code first (GET /v1/cas/registration-code)")
 	}
 	if ver.Subject.CommonName != code {
-		return CA{}, fmt.Errorf("the Common Name is not this account's registration code: %w", ErrProofOfPossession)
+		return CA{}, &ValidationError{Field: "verificationCertificatePem", Reason: "its Common Name is not this account's registration code, so it does not prove possession of the CA key", Cause: ErrProofOfPossession}
 	}
 	if err := ver.CheckSignatureFrom(caCert); err != nil {
-		return CA{}, fmt.Errorf("not signed by the CA: %w", ErrProofOfPossession)
+		return CA{}, &ValidationError{Field: "verificationCertificatePem", Reason: "not signed by the CA, so it does not prove possession of the CA key", Cause: ErrProofOfPossession}
 	}
 	if in.Mode == "" {
 		in.Mode = JITR
