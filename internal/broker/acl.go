@@ -1,6 +1,10 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/corral-iot/corral/internal/registry"
+)
 
 // identity is who a session belongs to.
 type identity struct {
@@ -9,7 +13,9 @@ type identity struct {
 	productKey string // devices only
 	deviceName string // devices only
 	keyID      string // application clients only
-	clientID   string // canonical session id
+	// role is an application key's role: readonly keys subscribe only.
+	role     registry.Role
+	clientID string // canonical session id
 	// register is set on a dynamic-registration session: the answer to
 	// send before closing it.
 	register *registerAnswer

@@ -137,3 +137,61 @@ func TestEventProduct(t *testing.T) {
 		}
 	}
 }
+
+func TestTopicDirection(t *testing.T) {
+	const d = "/sys/PK1/dev"
+	tests := []struct {
+		topic string
+		want  direction
+	}{
+		{d + "/thing/event/property/post", dirUp},
+		{d + "/thing/event/alarm/post", dirUp},
+		{d + "/thing/event/property/batch/post", dirUp},
+		{d + "/thing/event/property/post_reply", dirCorral},
+		{d + "/thing/topo/add", dirUp},
+		{d + "/thing/topo/add_reply", dirCorral},
+		{d + "/thing/topo/get", dirUp},
+		{d + "/thing/sub/register", dirUp},
+		{d + "/thing/sub/register_reply", dirCorral},
+		{d + "/thing/proxy/provisioning/product_register", dirUp},
+		{d + "/thing/deviceinfo/update", dirUp},
+		{d + "/thing/ota/firmware/get", dirUp},
+		{d + "/thing/config/get", dirUp},
+		{d + "/thing/config/get_reply", dirCorral},
+		{d + "/thing/service/property/set", dirDown},
+		{d + "/thing/service/property/set_reply", dirUp},
+		{d + "/thing/service/Reboot", dirDown},
+		{d + "/thing/service/Reboot_reply", dirUp},
+		{d + "/rrpc/request/123", dirDown},
+		{d + "/rrpc/response/123", dirUp},
+		{d + "/thing/topo/change", dirDown},
+		{d + "/thing/topo/change_reply", dirUp},
+		{d + "/thing/topo/add/notify", dirDown},
+		{d + "/thing/gateway/permit", dirDown},
+		{d + "/thing/disable", dirDown},
+		{d + "/thing/config/push", dirDown},
+		{d + "/thing/bootstrap/notify", dirDown},
+		{d + "/thing/bootstrap/notify_reply", dirUp},
+		{"/sys/+/+/thing/event/property/post", dirUp},
+		{"/ext/session/PK1/gw/combine/login", dirUp},
+		{"/ext/session/PK1/gw/combine/batch_login", dirUp},
+		{"/ext/session/PK1/gw/combine/login_reply", dirCorral},
+		{"/ext/ntp/PK1/dev/request", dirUp},
+		{"/ext/ntp/PK1/dev/response", dirCorral},
+		{"/ext/error/PK1/dev", dirCorral},
+		{"/ota/device/inform/PK1/dev", dirUp},
+		{"/ota/device/progress/PK1/dev", dirUp},
+		{"/ota/device/upgrade/PK1/dev", dirDown},
+		{"/shadow/update/PK1/dev", dirUp},
+		{"/shadow/get/PK1/dev", dirDown},
+		{"/PK1/dev/user/update", dirBoth},
+		{"$aws/things/PK1.dev/shadow/update", dirBoth},
+		{"/ext/rrpc/9/sys/PK1/dev/thing/service/Reboot", dirBoth},
+		{"/sys/PK1", dirBoth},
+	}
+	for _, tt := range tests {
+		if got := topicDirection(tt.topic); got != tt.want {
+			t.Errorf("topicDirection(%q) = %v, want %v", tt.topic, got, tt.want)
+		}
+	}
+}

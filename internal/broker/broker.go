@@ -318,7 +318,7 @@ func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payloa
 	if qos > 1 {
 		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
 	}
-	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
+	if !appMayPublishDirection(topic) || !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
 		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)
 	}
 	return b.Publish(topic, payload, retain, qos)

@@ -217,7 +217,7 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if rawID == "" {
 		rawID = fmt.Sprintf("%p", cl)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
 }
 
 func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {
@@ -426,8 +426,12 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 	if !id.app {
 		return deviceMay(id.productKey, id.deviceName, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
 	}
-	return h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id) && appMayPublishDirection(topic) && h.ownsTopic(ctx, id, topic)
 }
+
+// appMayPublish reports whether an application key's role lets it publish
+// at all: readonly keys subscribe only, over MQTT as over REST.
+func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
 
 // ownsTopic reports whether an application client's account owns the
 // product a device topic names.
