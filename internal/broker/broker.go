@@ -305,6 +305,29 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	}
 }
 
+// APIKeyChanged implements registry.KeyObserver: the sessions of a key
+// that was deleted or changed role close at once (a changed key
+// reconnects with its new rights; a deleted one cannot).
+func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k registry.APIKey) {
+	reason := "API_KEY_DELETED"
+	if kind == registry.KeyRoleChanged {
+		reason = "API_KEY_ROLE_CHANGED"
+	}
+	h := b.hook
+	var cls []*mqtt.Client
+	h.mu.RLock()
+	for cl, s := range h.sessions {
+		if s.id.app && s.id.keyID == k.ID {
+			cls = append(cls, cl)
+		}
+	}
+	h.mu.RUnlock()
+	for _, cl := range cls {
+		h.setDisconnectReason(cl, reason)
+		b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
+}
+
 // ErrTopicNotAllowed means a topic is outside the publisher's rights; it
 // is a registry.ErrForbidden.
 var ErrTopicNotAllowed = fmt.Errorf("topic is outside the caller's rights: %w", registry.ErrForbidden)

@@ -136,7 +136,8 @@ func (a *API) table() []*route {
 
 		{Method: "POST", Path: "/v1/apikeys", Summary: "Create an API key in the caller's account; its secret is shown once", Tag: "apikeys", Role: admin, Body: keyInput{}, Status: 201, Resp: keyCreated{}, h: a.createKey},
 		{Method: "GET", Path: "/v1/apikeys", Summary: "List the account's API keys", Tag: "apikeys", Role: admin, Status: 200, Resp: keyList{}, h: a.listKeys},
-		{Method: "DELETE", Path: "/v1/apikeys/{keyId}", Summary: "Delete an API key", Tag: "apikeys", Role: admin, Status: 204, h: a.deleteKey},
+		{Method: "PATCH", Path: "/v1/apikeys/{keyId}", Summary: "Change an API key's role (audited); its MQTT sessions close and reconnect with the new rights; an account's last admin key keeps its role (409)", Tag: "apikeys", Role: admin, Body: registry.APIKeyPatch{}, Status: 200, Resp: registry.APIKey{}, h: a.updateKey},
+		{Method: "DELETE", Path: "/v1/apikeys/{keyId}", Summary: "Delete an API key and close its MQTT sessions; an account's last admin key stays (409)", Tag: "apikeys", Role: admin, Status: 204, h: a.deleteKey},
 
 		{Method: "GET", Path: "/v1/accounts/self", Summary: "The caller's account", Tag: "accounts", Role: readonly, Status: 200, Resp: registry.Account{}, h: a.selfAccount},
 		{Method: "POST", Path: "/v1/accounts", Summary: "Create an account and its first admin key", Tag: "accounts", Role: admin, System: true, Body: accountInput{}, Status: 201, Resp: accountCreated{}, h: a.createAccount},
@@ -346,6 +347,14 @@ func (a *API) createKey(c *call) (any, error) {
 func (a *API) listKeys(c *call) (any, error) {
 	ks, err := a.reg.ListAPIKeys(c.ctx(), c.p)
 	return keyList{Keys: ks}, err
+}
+
+func (a *API) updateKey(c *call) (any, error) {
+	var patch registry.APIKeyPatch
+	if err := c.decode(&patch); err != nil {
+		return nil, err
+	}
+	return a.reg.UpdateAPIKey(c.ctx(), c.p, c.param("keyId"), patch)
 }
 
 func (a *API) deleteKey(c *call) (any, error) {

@@ -356,8 +356,52 @@ func (s *Store) ListAPIKeys(ctx context.Context, account string) ([]registry.API
 
 // DeleteAPIKey implements registry.Store.
 func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
-	return affected(res, err)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := keepAdmin(ctx, tx, id, ""); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
+		return affected(res, err)
+	})
+}
+
+// SetAPIKeyRole implements registry.Store.
+func (s *Store) SetAPIKeyRole(ctx context.Context, id string, role registry.Role) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := keepAdmin(ctx, tx, id, role); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET role = ? WHERE id = ?`, role, id)
+		return affected(res, err)
+	})
+}
+
+// keepAdmin refuses to take key id's admin role away (deleting it, or
+// giving it role to; "" for a delete) when it is its account's last admin
+// key. It runs in the writing transaction, so two admins removing each
+// other cannot both succeed.
+func keepAdmin(ctx context.Context, tx *sql.Tx, id string, to registry.Role) error {
+	if to == registry.RoleAdmin {
+		return nil
+	}
+	var others int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys o JOIN api_keys k ON o.account_id = k.account_id
+		WHERE k.id = ? AND k.role = ? AND o.role = ? AND o.id <> k.id`, id, registry.RoleAdmin, registry.RoleAdmin).Scan(&others)
+	if err != nil {
+		return err
+	}
+	if others > 0 {
+		return nil
+	}
+	var role registry.Role
+	err = tx.QueryRowContext(ctx, `SELECT role FROM api_keys WHERE id = ?`, id).Scan(&role)
+	if err != nil {
+		return notFound(err)
+	}
+	if role == registry.RoleAdmin {
+		return registry.ErrLastAdmin
+	}
+	return nil
 }
 
 // Stats implements registry.Store.

@@ -285,6 +285,45 @@ func testAPIKeys(t *testing.T, s Store) {
 	if _, err := s.GetAPIKey(ctx, "ck1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("deleted key: %v", err)
 	}
+	if err := s.DeleteAPIKey(ctx, "ck1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("deleting a missing key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ck1", registry.RoleAdmin); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("changing a missing key: %v", err)
+	}
+
+	// The last admin key of an account stays an admin key.
+	a1 := registry.APIKey{ID: "ckA1", AccountID: "acc1", Name: "a", Role: registry.RoleAdmin, Hash: []byte("h"), CreatedAt: t0}
+	a2 := registry.APIKey{ID: "ckA2", AccountID: "acc1", Name: "b", Role: registry.RoleOperator, Hash: []byte("h"), CreatedAt: t0}
+	for _, k := range []registry.APIKey{a1, a2} {
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA1"); !errors.Is(err, registry.ErrLastAdmin) || !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("deleting the last admin key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleReadonly); !errors.Is(err, registry.ErrLastAdmin) {
+		t.Fatalf("demoting the last admin key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleAdmin); err != nil {
+		t.Fatalf("keeping the role: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA2", registry.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleReadonly); err != nil {
+		t.Fatalf("demoting one of two admin keys: %v", err)
+	}
+	if got, _ := s.GetAPIKey(ctx, "ckA1"); got.Role != registry.RoleReadonly {
+		t.Fatalf("role after SetAPIKeyRole = %q", got.Role)
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA2"); !errors.Is(err, registry.ErrLastAdmin) {
+		t.Fatalf("deleting the last admin key: %v", err)
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA1"); err != nil {
+		t.Fatalf("deleting a readonly key: %v", err)
+	}
 	st, err := s.Stats(ctx)
 	if err != nil || st.Accounts != 1 || st.Products != 1 {
 		t.Fatalf("Stats = %+v %v", st, err)
