@@ -289,6 +289,29 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 	return true
 }
 
+// dropSession forgets the persistent session (clean session false, or an
+// MQTT 5 session expiry) of a client that is no longer connected: its
+// subscriptions and the messages queued for it. A live session is
+// dropped when it ends (OnDisconnect), for a kicked disabled or deleted
+// device.
+func (b *Broker) dropSession(clientID string) {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || !cl.Closed() {
+		return
+	}
+	b.forget(cl)
+}
+
+// forget removes a closed client's session state from mochi, as mochi
+// does itself for a clean session that ends.
+func (b *Broker) forget(cl *mqtt.Client) {
+	cl.ClearInflights()
+	b.srv.UnsubscribeClient(cl)
+	if cur, ok := b.srv.Clients.Get(cl.ID); ok && cur == cl {
+		b.srv.Clients.Delete(cl.ID)
+	}
+}
+
 // Connected reports whether a device has a live session of its own.
 func (b *Broker) Connected(pk, dn string) bool { return b.hook.deviceClient(pk, dn) != nil }
 
@@ -298,8 +321,10 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	switch kind {
 	case registry.DeviceDisabled:
 		b.Kick(d.ProductKey, d.DeviceName, "DISABLED")
+		b.dropSession(d.ProductKey + "." + d.DeviceName)
 	case registry.DeviceDeleted:
 		b.Kick(d.ProductKey, d.DeviceName, "DELETED")
+		b.dropSession(d.ProductKey + "." + d.DeviceName)
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}

@@ -556,7 +556,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // OnDisconnect marks a device offline (unless a newer session of it took
 // over) and announces it.
-func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.mu.Lock()
 	s := h.sessions[cl]
 	delete(h.sessions, cl)
@@ -586,6 +586,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		err = cause
 	}
 	reason := disconnectReason(s, err, current)
+	if !expire && (reason == "DISABLED" || reason == "DELETED") {
+		// A disabled or deleted device keeps no session to come back to.
+		h.b.forget(cl)
+	}
 	now := h.b.o.Now()
 	if current {
 		h.logoutAllSubs(deviceKey(s.id.productKey, s.id.deviceName), "GATEWAY_DISCONNECTED")
