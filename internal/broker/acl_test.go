@@ -18,8 +18,12 @@ func TestDeviceMay(t *testing.T) {
 		{"/a1PK0000001/dev-1/user/update", true},
 		{"/a1PK0000001/dev-1/user/#", true},
 		{"/ext/session/a1PK0000001/dev-1/combine/login", true},
-		{"$aws/things/dev-1/shadow/update", true},
-		{"$aws/things/dev-1/shadow/#", true},
+		{"$aws/things/a1PK0000001.dev-1/shadow/update", true},
+		{"$aws/things/a1PK0000001.dev-1/shadow/#", true},
+		{"$aws/things/dev-1/shadow/update", false}, // a DeviceName is no thing name: other products have it too
+		{"$aws/things/+/shadow/#", false},
+		{"$aws/things/#", false},
+		{"$aws/things/a1PK0000002.dev-1/shadow/update", false},
 		{"/sys/a1PK0000001/dev-1/", false},
 		{"/sys/a1PK0000001/dev-1", false},
 		{"/sys/a1PK0000001/dev-2/thing/event/property/post", false},
@@ -37,7 +41,7 @@ func TestDeviceMay(t *testing.T) {
 		{"/ext/register", false},
 	}
 	for _, tt := range tests {
-		if got := deviceMay(pk, dn, tt.topic); got != tt.want {
+		if got := deviceMay(identity{productKey: pk, deviceName: dn}, tt.topic); got != tt.want {
 			t.Errorf("deviceMay(%q) = %v, want %v", tt.topic, got, tt.want)
 		}
 	}
@@ -69,17 +73,18 @@ func TestProductOfTopic(t *testing.T) {
 // FuzzDeviceMay checks that whatever a device is allowed, no other device's
 // topic can match it.
 func FuzzDeviceMay(f *testing.F) {
-	for _, s := range []string{"/sys/PK/dn/#", "/PK/dn/user/+", "$aws/things/dn/x", "#", "/sys/PK/+/x"} {
+	for _, s := range []string{"/sys/PK/dn/#", "/PK/dn/user/+", "$aws/things/PK.dn/x", "$aws/things/t-1/#", "#", "/sys/PK/+/x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {
-		if !deviceMay("PK", "dn", topic) {
+		if !deviceMay(identity{productKey: "PK", deviceName: "dn"}, topic) && !deviceMay(identity{productKey: "PK", deviceName: "dn", thingName: "t-1"}, topic) {
 			return
 		}
 		// The allowed filter must begin with one of the device's literal
 		// prefixes, so it cannot match a topic of device "dn2" or "dX".
 		ok := false
-		for _, p := range devicePrefixes("PK", "dn") {
+		a, b := devicePrefixes("PK", "dn", "PK.dn"), devicePrefixes("PK", "dn", "t-1")
+		for _, p := range append(a[:], b[:]...) {
 			if strings.HasPrefix(topic, p) {
 				ok = true
 			}
@@ -87,7 +92,7 @@ func FuzzDeviceMay(f *testing.F) {
 		if !ok {
 			t.Fatalf("allowed %q outside the prefixes", topic)
 		}
-		for _, other := range []string{"/sys/PK/dn2/x", "/PK/dX/user/x", "$aws/things/dn2/x", "/ext/session/PK/d/x"} {
+		for _, other := range []string{"/sys/PK/dn2/x", "/PK/dX/user/x", "$aws/things/dn2/x", "$aws/things/dn/x", "$aws/things/PK2.dn/x", "$aws/things/t-10/x", "/ext/session/PK/d/x"} {
 			if matches(topic, other) {
 				t.Fatalf("filter %q allowed to dn matches %q", topic, other)
 			}
@@ -194,4 +199,68 @@ func TestTopicDirection(t *testing.T) {
 			t.Errorf("topicDirection(%q) = %v, want %v", tt.topic, got, tt.want)
 		}
 	}
+}
+
+func TestThingOfTopic(t *testing.T) {
+	tests := []struct {
+		topic, name string
+		wild, ok    bool
+	}{
+		{"$aws/things/PK1.dev/shadow/update", "PK1.dev", false, true},
+		{"$aws/things/factory:7/shadow/#", "factory:7", false, true},
+		{"$aws/things/+/shadow/#", "", true, true},
+		{"$aws/things/#", "", true, true},
+		{"$aws/things/x", "", false, false},
+		{"$aws/things/x/", "", false, false},
+		{"$aws/things//shadow", "", false, false},
+		{"$aws/things/a+/shadow", "", false, false},
+		{"$aws/things/a#", "", false, false},
+		{"$aws/thingsX/a/b", "", false, false},
+		{"/sys/PK/dn/x", "", false, false},
+	}
+	for _, tt := range tests {
+		name, wild, ok := thingOfTopic(tt.topic)
+		if name != tt.name || wild != tt.wild || ok != tt.ok {
+			t.Errorf("thingOfTopic(%q) = %q %v %v, want %q %v %v", tt.topic, name, wild, ok, tt.name, tt.wild, tt.ok)
+		}
+	}
+}
+
+// FuzzThingOfTopic checks that a thing name read from a topic is one
+// concrete level, and that a non-wildcard answer names what follows the prefix.
+func FuzzThingOfTopic(f *testing.F) {
+	for _, s := range []string{"$aws/things/PK.dn/shadow/update", "$aws/things/+/x", "$aws/things/#", "$aws/things/a", "/sys/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		name, wild, ok := thingOfTopic(topic)
+		if !ok {
+			if name != "" || wild {
+				t.Fatalf("%q: not a thing topic, got %q %v", topic, name, wild)
+			}
+			return
+		}
+		if wild {
+			if name != "" {
+				t.Fatalf("%q: wildcard with name %q", topic, name)
+			}
+			return
+		}
+		if name == "" || strings.ContainsAny(name, "/+#") || !strings.HasPrefix(topic, thingsPrefix+name+"/") || len(topic) == len(thingsPrefix+name+"/") {
+			t.Fatalf("%q: name %q", topic, name)
+		}
+	})
+}
+
+// FuzzTopicDirection checks that classifying never panics and that the
+// device answers every downlink request: its _reply is an uplink.
+func FuzzTopicDirection(f *testing.F) {
+	for _, s := range []string{"/sys/PK/dn/thing/event/property/post", "/sys/PK/dn/thing/service/x", "/ext/session/PK/dn/combine/login", "/sys/", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		if topicDirection(topic) == dirDown && strings.HasPrefix(topic, "/sys/") && topicDirection(topic+"_reply") != dirUp {
+			t.Fatalf("%q is a downlink but its reply is %v", topic, topicDirection(topic+"_reply"))
+		}
+	})
 }

@@ -32,6 +32,7 @@ import (
 type Registry interface {
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
 	LookupDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error)
+	LookupThing(ctx context.Context, name string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
@@ -325,6 +326,11 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	case registry.DeviceDeleted:
 		b.Kick(d.ProductKey, d.DeviceName, "DELETED")
 		b.dropSession(d.ProductKey + "." + d.DeviceName)
+		b.hook.forgetThings(d.ThingName)
+	case registry.DeviceRenamed:
+		// Its topics changed: the session reconnects with the new ones.
+		b.hook.forgetThings("")
+		b.Kick(d.ProductKey, d.DeviceName, "THING_RENAMED")
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}

@@ -46,6 +46,9 @@ type hook struct {
 	owners     sync.Map // ProductKey -> owning account id
 	products   sync.Map // ProductKey -> productEntry
 	ownerCount atomic.Int64
+
+	things     sync.Map // explicit thing name -> owning account id
+	thingCount atomic.Int64
 }
 
 func newHook(b *Broker) *hook {
@@ -251,7 +254,7 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	if err != nil {
 		return id, err
 	}
-	id.accountID = d.AccountID
+	id.accountID, id.thingName = d.AccountID, d.ThingName
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
@@ -339,7 +342,7 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 	if err != nil {
 		return id, err
 	}
-	id.accountID = d.AccountID
+	id.accountID, id.thingName = d.AccountID, d.ThingName
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
@@ -375,7 +378,7 @@ func (h *hook) authCertificate(ctx context.Context, cl *mqtt.Client, cert *x509.
 	default:
 		return identity{}, err
 	}
-	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, clientID: d.ProductKey + "." + d.DeviceName}
+	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, thingName: d.ThingName, clientID: d.ProductKey + "." + d.DeviceName}
 	if username != "" && username != d.DeviceName+"&"+d.ProductKey {
 		return id, &refusal{packets.ErrNotAuthorized, "certificate belongs to another device"}
 	}
@@ -407,7 +410,12 @@ func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) boo
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
+		return deviceMay(id, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
+	}
+	if name, wild, ok := thingOfTopic(filter); ok && wild {
+		return true // a wildcard filter: each delivery is checked with its topic
+	} else if ok {
+		return h.ownsThing(ctx, id, name)
 	}
 	if pk, ok := eventProduct(filter); ok {
 		if pk == "" {
@@ -424,7 +432,7 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
+		return deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
 	}
 	return appMayPublish(id) && appMayPublishDirection(topic) && h.ownsTopic(ctx, id, topic)
 }
@@ -434,14 +442,60 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
 
 // ownsTopic reports whether an application client's account owns the
-// product a device topic names.
+// product a device topic names, or the thing a thing topic names.
 func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
+	if name, wild, ok := thingOfTopic(topic); ok {
+		return !wild && h.ownsThing(ctx, id, name)
+	} else if strings.HasPrefix(topic, thingsPrefix) {
+		return false
+	}
 	pk, ok := productOfTopic(topic)
 	if !ok {
 		return false
 	}
 	acct, ok := h.productAccount(ctx, pk)
 	return ok && acct == id.accountID
+}
+
+// ownsThing reports whether an application client's account owns the
+// device a thing name names.
+func (h *hook) ownsThing(ctx context.Context, id identity, name string) bool {
+	acct, ok := h.thingAccount(ctx, name)
+	return ok && acct == id.accountID
+}
+
+// thingAccount resolves a thing name to the account of its device: a
+// default name ({pk}.{dn}) by its ProductKey, an explicit one by a
+// registry lookup, cached until a device is renamed or deleted.
+func (h *hook) thingAccount(ctx context.Context, name string) (string, bool) {
+	if pk, _, ok := strings.Cut(name, "."); ok {
+		return h.productAccount(ctx, pk)
+	}
+	if v, ok := h.things.Load(name); ok {
+		return v.(string), true
+	}
+	d, err := h.b.o.Registry.LookupThing(ctx, name)
+	if err != nil {
+		return "", false
+	}
+	if h.thingCount.Add(1) > 100000 {
+		h.things.Clear()
+		h.thingCount.Store(0)
+	}
+	h.things.Store(name, d.AccountID)
+	return d.AccountID, true
+}
+
+// forgetThings drops a cached thing owner ("": all of them): an explicit
+// name that was released may be taken by another account's device.
+// Default names are never cached.
+func (h *hook) forgetThings(name string) {
+	switch {
+	case name == "":
+		h.things.Clear()
+	case !strings.Contains(name, "."):
+		h.things.Delete(name)
+	}
 }
 
 type productEntry struct {

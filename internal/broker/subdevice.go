@@ -127,7 +127,7 @@ func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
 	if gw != deviceKey(gwPk, gwDn) {
 		return false
 	}
-	p := devicePrefixes(pk, dn)
+	p := devicePrefixes(pk, dn, "")
 	return strings.HasPrefix(topic, p[0]) && len(topic) > len(p[0]) || strings.HasPrefix(topic, p[1]) && len(topic) > len(p[1])
 }
 

@@ -244,6 +244,17 @@ func TestRightsExplicitThingNames(t *testing.T) {
 		t.Fatalf("thingName = %q", d.ThingName)
 	}
 	rightsWaitLost(t, lost, "renamed thing")
+	var byName struct {
+		DeviceName string `json:"deviceName"`
+		ProductKey string `json:"productKey"`
+	}
+	w.do(w.T1.Readonly, "GET", "/v1/things/factory:7", nil, 200).JSON(t, &byName)
+	if byName.DeviceName != "devA" || byName.ProductKey != w.T1.Direct.ProductKey {
+		t.Fatalf("thing lookup = %+v", byName)
+	}
+	w.do(w.T2.Readonly, "GET", "/v1/things/factory:7", nil, 404)
+	w.do(w.T1.Readonly, "GET", "/v1/things/"+rightsThing(w.T1.DevA), nil, 404) // renamed away
+	w.do(w.T1.Readonly, "GET", "/v1/things/"+rightsThing(w.T1.DevB), nil, 200)
 
 	// Taken across accounts, or malformed.
 	base2 := "/v1/products/" + w.T2.Direct.ProductKey + "/devices"
@@ -262,6 +273,17 @@ func TestRightsExplicitThingNames(t *testing.T) {
 		}
 	}
 	w.do(w.T2.Operator, "POST", base2, map[string]any{"deviceName": "devE", "thingName": "other-7"}, 201)
+	w.do(w.T2.Operator, "POST", base2+":batch", map[string]any{"deviceNames": []string{"devF", "devG"}, "thingNames": []string{"other-8", "factory:7"}}, 409)
+	w.do(w.T2.Operator, "POST", base2+":batch", map[string]any{"deviceNames": []string{"devF", "devG"}, "thingNames": []string{"other-8", "a.b"}}, 400)
+	var batch struct {
+		Devices []struct {
+			ThingName string `json:"thingName"`
+		} `json:"devices"`
+	}
+	w.do(w.T2.Operator, "POST", base2+":batch", map[string]any{"deviceNames": []string{"devF", "devG"}, "thingNames": []string{"other-8", ""}}, 201).JSON(t, &batch)
+	if len(batch.Devices) != 2 || batch.Devices[0].ThingName != "other-8" || batch.Devices[1].ThingName != w.T2.Direct.ProductKey+".devG" {
+		t.Fatalf("batch thing names: %+v", batch)
+	}
 
 	// The device now uses its explicit name, not the default one.
 	dev := w.device(t, w.T1.DevA)

@@ -40,6 +40,7 @@ type (
 		DeviceName   string `json:"deviceName"`
 		DeviceSecret string `json:"deviceSecret"`
 		IotID        string `json:"iotId"`
+		ThingName    string `json:"thingName"`
 	}
 	secretBody struct {
 		ProductKey   string `json:"productKey"`
@@ -131,8 +132,10 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
-		{Method: "PATCH", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Update a device's nickname or attributes", Tag: "devices", Role: operator, Body: registry.DevicePatch{}, Status: 200, Resp: registry.Device{}, h: a.updateDevice},
+		{Method: "PATCH", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Update a device's nickname, attributes or thing name (a new thing name closes its live session; a taken one is 409)", Tag: "devices", Role: operator, Body: registry.DevicePatch{}, Status: 200, Resp: registry.Device{}, h: a.updateDevice},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Delete a device and close its session", Tag: "devices", Role: operator, Status: 204, h: a.deleteDevice},
+
+		{Method: "GET", Path: "/v1/things/{thingName}", Summary: "Get a device by its thing name ({productKey}.{deviceName} or the one set explicitly)", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getThing},
 
 		{Method: "POST", Path: "/v1/apikeys", Summary: "Create an API key in the caller's account; its secret is shown once", Tag: "apikeys", Role: admin, Body: keyInput{}, Status: 201, Resp: keyCreated{}, h: a.createKey},
 		{Method: "GET", Path: "/v1/apikeys", Summary: "List the account's API keys", Tag: "apikeys", Role: admin, Status: 200, Resp: keyList{}, h: a.listKeys},
@@ -245,11 +248,11 @@ func (a *API) batchDevices(c *call) (any, error) {
 	ct, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
 	switch ct {
 	case "text/csv":
-		names, err := ReadNamesCSV(c.r.Body, registry.MaxBatch)
+		names, things, err := ReadNamesCSV(c.r.Body, registry.MaxBatch)
 		if err != nil {
 			return nil, err
 		}
-		in.DeviceNames = names
+		in.DeviceNames, in.ThingNames = names, things
 	case "", "application/json":
 		if err := c.decode(&in); err != nil {
 			return nil, err
@@ -263,7 +266,7 @@ func (a *API) batchDevices(c *call) (any, error) {
 	}
 	out := batchResult{Devices: make([]triple, len(ds))}
 	for i, d := range ds {
-		out.Devices[i] = triple{d.ProductKey, d.DeviceName, d.DeviceSecret, d.IotID}
+		out.Devices[i] = triple{d.ProductKey, d.DeviceName, d.DeviceSecret, d.IotID, d.ThingName}
 	}
 	return out, nil
 }
@@ -308,6 +311,10 @@ func (a *API) updateDevice(c *call) (any, error) {
 		return nil, err
 	}
 	return a.reg.UpdateDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), patch)
+}
+
+func (a *API) getThing(c *call) (any, error) {
+	return a.reg.GetThing(c.ctx(), c.p, c.param("thingName"))
 }
 
 func (a *API) deleteDevice(c *call) (any, error) {

@@ -136,11 +136,15 @@ type Product struct {
 
 // Device is one device of a product.
 type Device struct {
-	AccountID    string            `json:"-"`
-	ProductKey   string            `json:"productKey"`
-	DeviceName   string            `json:"deviceName"`
-	DeviceSecret string            `json:"deviceSecret,omitempty"`
-	IotID        string            `json:"iotId"`
+	AccountID    string `json:"-"`
+	ProductKey   string `json:"productKey"`
+	DeviceName   string `json:"deviceName"`
+	DeviceSecret string `json:"deviceSecret,omitempty"`
+	IotID        string `json:"iotId"`
+	// ThingName names the device in $aws/things/{thingName}/… topics,
+	// unique across the instance: "{productKey}.{deviceName}" unless one
+	// was set (see ValidateThingName).
+	ThingName    string            `json:"thingName"`
 	Nickname     string            `json:"nickname"`
 	Status       Status            `json:"status"`
 	Attributes   map[string]string `json:"attributes"`

@@ -34,12 +34,17 @@ type Store interface {
 	CreateDevices(ctx context.Context, ds []Device) error
 	GetDevice(ctx context.Context, pk, dn string) (Device, error)
 	GetDeviceByFingerprint(ctx context.Context, fingerprint string) (Device, error)
+	// GetDeviceByThingName finds a device by its explicit thing name
+	// (default names are found with GetDevice).
+	GetDeviceByThingName(ctx context.Context, name string) (Device, error)
 	// GetDeviceAuth reads only what authenticating a CONNECT needs:
-	// account, status and sealed secret.
+	// account, status, thing name and sealed secret.
 	GetDeviceAuth(ctx context.Context, pk, dn string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
-	// UpdateDevice writes nickname, attributes, status, secret-issued and
-	// online times of an existing device.
+	// UpdateDevice writes nickname, thing name, attributes, status,
+	// secret-issued and online times of an existing device. Stores keep a
+	// thing name only when it is explicit (ExplicitThingName), unique
+	// across the instance: a taken one is an ErrConflict that says so.
 	UpdateDevice(ctx context.Context, d Device) error
 	DeleteDevice(ctx context.Context, pk, dn string) error
 
@@ -85,6 +90,9 @@ const (
 	// DeviceCredentialsChanged: its secret or certificate changed, so a
 	// live session made with the old one must end.
 	DeviceCredentialsChanged DeviceEventKind = "credentials_changed"
+	// DeviceRenamed: its thing name changed, so a live session's topic
+	// rights changed.
+	DeviceRenamed DeviceEventKind = "renamed"
 )
 
 // Observer is told about device changes made through the registry, e.g. so

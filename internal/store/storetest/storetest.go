@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"device listing", testListDevices},
 		{"device updates", testUpdateDevice},
 		{"api keys", testAPIKeys},
+		{"thing names", testThingNames},
 		{"presence", testPresence},
 		{"registration primitives", testProvisioning},
 		{"topology", testTopology},
@@ -259,6 +260,62 @@ func testUpdateDevice(t *testing.T, s Store) {
 	}
 	if err := s.DeleteDevice(ctx, p.ProductKey, "u1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func testThingNames(t *testing.T, s Store) {
+	p := seed(t, s)
+	a, b := dev(p, "t1"), dev(p, "t2")
+	a.ThingName = "factory-7"
+	if err := s.CreateDevices(ctx, []registry.Device{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetDevice(ctx, p.ProductKey, "t2")
+	if err != nil || got.ThingName != registry.DefaultThingName(p.ProductKey, "t2") {
+		t.Fatalf("default thing name: %+v %v", got, err)
+	}
+	byName, err := s.GetDeviceByThingName(ctx, "factory-7")
+	if err != nil || byName.DeviceName != "t1" || byName.ThingName != "factory-7" {
+		t.Fatalf("by thing name: %+v %v", byName, err)
+	}
+	if auth, err := s.GetDeviceAuth(ctx, p.ProductKey, "t1"); err != nil || auth.ThingName != "factory-7" {
+		t.Fatalf("GetDeviceAuth thing name: %+v %v", auth, err)
+	}
+	// Default names are not stored as explicit ones.
+	if _, err := s.GetDeviceByThingName(ctx, registry.DefaultThingName(p.ProductKey, "t2")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a default name found as explicit: %v", err)
+	}
+	// Unique across the instance, in a batch and on update.
+	c := dev(p, "t3")
+	c.ThingName = "factory-7"
+	if err := s.CreateDevices(ctx, []registry.Device{c}); !errors.Is(err, registry.ErrConflict) || !contains(err.Error(), "thing name") {
+		t.Fatalf("taken thing name on create: %v", err)
+	}
+	got.ThingName = "factory-7"
+	if err := s.UpdateDevice(ctx, got); !errors.Is(err, registry.ErrConflict) || !contains(err.Error(), "thing name") {
+		t.Fatalf("taken thing name on update: %v", err)
+	}
+	// Renaming frees the old name; back to the default clears it.
+	a.ThingName = "factory-8"
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got.ThingName = "factory-7"
+	if err := s.UpdateDevice(ctx, got); err != nil {
+		t.Fatalf("a freed thing name: %v", err)
+	}
+	a.ThingName = registry.DefaultThingName(p.ProductKey, "t1")
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDeviceByThingName(ctx, "factory-8"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("cleared thing name still found: %v", err)
+	}
+	if err := s.DeleteDevice(ctx, p.ProductKey, "t2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDeviceByThingName(ctx, "factory-7"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a deleted device's thing name: %v", err)
 	}
 }
 
