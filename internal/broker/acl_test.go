@@ -3,6 +3,8 @@ package broker
 import (
 	"strings"
 	"testing"
+
+	"github.com/corral-iot/corral/internal/registry"
 )
 
 func TestDeviceMay(t *testing.T) {
@@ -263,4 +265,28 @@ func FuzzTopicDirection(f *testing.F) {
 			t.Fatalf("%q is a downlink but its reply is %v", topic, topicDirection(topic+"_reply"))
 		}
 	})
+}
+
+// TestKeyStale: a session authenticated with a key that was deleted or
+// given another role meanwhile is caught when it is established.
+func TestKeyStale(t *testing.T) {
+	h := newHook(nil)
+	op := identity{app: true, keyID: "ck1", role: registry.RoleOperator}
+	if h.keyStale(op) {
+		t.Fatal("an unchanged key is stale")
+	}
+	h.noteKey(registry.KeyRoleChanged, registry.APIKey{ID: "ck1", Role: registry.RoleReadonly})
+	if !h.keyStale(op) {
+		t.Fatal("an operator session of a key now readonly is not stale")
+	}
+	if h.keyStale(identity{app: true, keyID: "ck1", role: registry.RoleReadonly}) {
+		t.Fatal("a session with the new role is stale")
+	}
+	h.noteKey(registry.KeyDeleted, registry.APIKey{ID: "ck1"})
+	if !h.keyStale(identity{app: true, keyID: "ck1", role: registry.RoleReadonly}) {
+		t.Fatal("a deleted key's session is not stale")
+	}
+	if h.keyStale(identity{app: true, keyID: "ck2", role: registry.RoleAdmin}) {
+		t.Fatal("another key is stale")
+	}
 }

@@ -345,6 +345,10 @@ func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k 
 		reason = "API_KEY_ROLE_CHANGED"
 	}
 	h := b.hook
+	// Remembered before the sessions are scanned: a CONNECT authenticated
+	// with the old key but not yet in the session table is caught when its
+	// session is established (keyStale).
+	h.noteKey(kind, k)
 	var cls []*mqtt.Client
 	h.mu.RLock()
 	for cl, s := range h.sessions {
@@ -372,7 +376,10 @@ func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payloa
 	if qos > 1 {
 		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
 	}
-	if !appMayPublishDirection(topic) || !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
+	if !appMayPublishDirection(topic) {
+		return fmt.Errorf("topic %q is the device's to publish (an uplink) or corral's (a reply); applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
+	}
+	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
 		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)
 	}
 	return b.Publish(topic, payload, retain, qos)

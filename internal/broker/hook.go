@@ -49,6 +49,32 @@ type hook struct {
 
 	things     sync.Map // explicit thing name -> owning account id
 	thingCount atomic.Int64
+
+	keys     sync.Map // API key id -> registry.Role now, or keyDeleted
+	keyCount atomic.Int64
+}
+
+// keyDeleted marks a deleted key in hook.keys.
+const keyDeleted registry.Role = ""
+
+// noteKey remembers a key's deletion or new role.
+func (h *hook) noteKey(kind registry.KeyEventKind, k registry.APIKey) {
+	if h.keyCount.Add(1) > 100000 {
+		h.keys.Clear() // key ids are never reused; old deletions matter only for seconds
+		h.keyCount.Store(0)
+	}
+	if kind == registry.KeyDeleted {
+		h.keys.Store(k.ID, keyDeleted)
+		return
+	}
+	h.keys.Store(k.ID, k.Role)
+}
+
+// keyStale reports whether an application session was authenticated with
+// a key that has since been deleted or given another role.
+func (h *hook) keyStale(id identity) bool {
+	v, ok := h.keys.Load(id.keyID)
+	return ok && v.(registry.Role) != id.role
 }
 
 func newHook(b *Broker) *hook {
@@ -601,6 +627,11 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	h.b.m.connections.WithLabelValues(s.listener).Inc()
 	if s.id.app {
+		if h.keyStale(s.id) {
+			// Its key changed while it authenticated (see APIKeyChanged).
+			s.reason.Store("API_KEY_CHANGED")
+			h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
 		return
 	}
 	now := h.b.o.Now()

@@ -2,7 +2,9 @@ package hostile_test
 
 import (
 	"bytes"
+	"io"
 	"net"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -335,6 +337,65 @@ func TestRightsReadonlyKeySubscribesOnly(t *testing.T) {
 	rightsNone(t, "readonly key's publish or will", in.until(t, fence), anyMsg)
 }
 
+// TestRightsReadonlyKeyRefusedMQTT5: over MQTT 5 a readonly key's QoS 1
+// publish is answered "not authorized" (0x87), as other refused publishes.
+func TestRightsReadonlyKeyRefusedMQTT5(t *testing.T) {
+	w := newWorld(t)
+	kid, secret, _ := strings.Cut(w.T1.Readonly, ".")
+	conn, err := net.DialTimeout("tcp", w.S.App.Broker().Addr("tcp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	send := func(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
+		var buf bytes.Buffer
+		if err := enc(&pk, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() (byte, []byte) {
+		var fh [1]byte
+		if _, err := io.ReadFull(conn, fh[:]); err != nil {
+			t.Fatal(err)
+		}
+		n, mul := 0, 1
+		for {
+			var b [1]byte
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				t.Fatal(err)
+			}
+			n += int(b[0]&0x7f) * mul
+			if b[0]&0x80 == 0 {
+				break
+			}
+			mul *= 128
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(conn, body); err != nil {
+			t.Fatal(err)
+		}
+		return fh[0] >> 4, body
+	}
+	c := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5}
+	c.Connect = packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "ro-v5",
+		UsernameFlag: true, Username: []byte(kid), PasswordFlag: true, Password: []byte(secret)}
+	send(c, (*packets.Packet).ConnectEncode)
+	if typ, body := read(); typ != packets.Connack || len(body) < 2 || body[1] != 0 {
+		t.Fatalf("CONNACK: type %d body % x", typ, body)
+	}
+	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5, PacketID: 7,
+		TopicName: "/sys/" + w.T1.Direct.ProductKey + "/devA/thing/service/property/set", Payload: []byte(`{"id":"1","params":{}}`)}
+	send(pub, (*packets.Packet).PublishEncode)
+	typ, body := read()
+	if typ != packets.Puback || len(body) < 3 || body[2] != packets.ErrNotAuthorized.Code {
+		t.Fatalf("PUBACK: type %d body % x, want reason 0x87", typ, body)
+	}
+}
+
 // --- item 3: applications are not devices ---
 
 // TestRightsAppCannotActAsGateway: neither a readonly nor an admin key can
@@ -399,6 +460,8 @@ func TestRightsAppCannotForgePosts(t *testing.T) {
 			t.Errorf("forged property stored: %+v", props)
 		}
 	}
+	// Nor over HTTP publish.
+	w.do(w.T1.Admin, "POST", "/v1/publish?qos=1&topic="+url.QueryEscape(post), `{"id":"12","params":{"forged":8}}`, 403)
 	// Downlinks stay open to applications.
 	set := "/sys/" + pk + "/devA/thing/service/property/set"
 	setIn := newInbox()
