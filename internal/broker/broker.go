@@ -16,6 +16,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -303,6 +304,18 @@ func (b *Broker) dropSession(clientID string) {
 	b.forget(cl)
 }
 
+// clearRetained drops the retained messages of a thing whose name was
+// released.
+func (b *Broker) clearRetained(thing string) {
+	if thing == "" {
+		return
+	}
+	for _, pk := range b.srv.Topics.Messages(thingsPrefix + thing + "/#") {
+		b.srv.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: pk.TopicName})
+	}
+	atomic.StoreInt64(&b.srv.Info.Retained, int64(b.srv.Topics.Retained.Len()))
+}
+
 // forget removes a closed client's session state from mochi, as mochi
 // does itself for a clean session that ends.
 func (b *Broker) forget(cl *mqtt.Client) {
@@ -327,10 +340,14 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 		b.Kick(d.ProductKey, d.DeviceName, "DELETED")
 		b.dropSession(d.ProductKey + "." + d.DeviceName)
 		b.hook.forgetThings(d.ThingName)
+		b.clearRetained(d.ThingName)
 	case registry.DeviceRenamed:
-		// Its topics changed: the session reconnects with the new ones.
+		// Its topics changed: the session reconnects with the new ones,
+		// and what was retained under the old name, which another
+		// account's device may take next, goes.
 		b.hook.forgetThings("")
 		b.Kick(d.ProductKey, d.DeviceName, "THING_RENAMED")
+		b.clearRetained(d.PreviousThingName)
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}

@@ -305,12 +305,21 @@ func TestRightsExplicitThingNames(t *testing.T) {
 		t.Fatalf("got %q, want account 1's own publish", m.Payload())
 	}
 
-	// Clearing it returns to the default.
+	// Clearing it returns to the default; the released name, taken by
+	// account 2, carries nothing account 1 retained under it.
+	if tok := dev.Publish("$aws/things/factory:7/shadow/update/documents", 1, true, "account one's retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("retained publish not acknowledged")
+	}
 	w.do(w.T1.Operator, "PATCH", base1+"devA", map[string]any{"thingName": ""}, 200).JSON(t, &d)
 	if d.ThingName != rightsThing(w.T1.DevA) {
 		t.Fatalf("cleared thingName = %q", d.ThingName)
 	}
 	w.do(w.T2.Operator, "PATCH", base2+"/devA", map[string]any{"thingName": "factory:7"}, 200)
+	heir := w.device(t, w.T2.DevA)
+	heirIn := newInbox()
+	mustSubscribe(t, heir, "$aws/things/factory:7/#", heirIn)
+	publish(t, heir, "$aws/things/factory:7/fence", "fence")
+	rightsNone(t, "the new owner of factory:7", heirIn.until(t, "$aws/things/factory:7/fence"), anyMsg)
 }
 
 // --- item 2: readonly keys ---

@@ -246,7 +246,7 @@ func (s *Service) UpdateDevice(ctx context.Context, p Principal, pk, dn string, 
 			d.Attributes = map[string]string{}
 		}
 	}
-	renamed := false
+	renamed, previous := false, d.ThingName
 	if patch.ThingName != nil {
 		name, err := thingName(pk, dn, *patch.ThingName)
 		if err != nil {
@@ -258,7 +258,9 @@ func (s *Service) UpdateDevice(ctx context.Context, p Principal, pk, dn string, 
 		return Device{}, fmt.Errorf("updating device %s/%s: %w", pk, dn, err)
 	}
 	if renamed {
-		s.notify(ctx, DeviceRenamed, d)
+		ev := d
+		ev.PreviousThingName = previous
+		s.notify(ctx, DeviceRenamed, ev)
 		s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "device.rename", Target: pk + "/" + dn, Outcome: "ok", Reason: "thing name " + d.ThingName})
 	}
 	return d, nil

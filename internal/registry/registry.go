@@ -157,6 +157,9 @@ type Device struct {
 	CertFingerprint string `json:"certificateFingerprint,omitempty"`
 	// Gateway is the sub-device's gateway, "{productKey}/{deviceName}".
 	Gateway string `json:"gateway,omitempty"`
+	// PreviousThingName is set only on a DeviceRenamed event: the thing
+	// name it had.
+	PreviousThingName string `json:"-"`
 
 	// SealedSecret is DeviceSecret encrypted at rest; only stores see it.
 	SealedSecret []byte `json:"-"`
