@@ -18,7 +18,8 @@ const (
 	// service calls, RRPC requests, notifications to gateways.
 	dirDown
 	// dirCorral: corral's own answers to uplinks (…_reply of a request
-	// a device made, NTP responses, errors): no client publishes them.
+	// a device made, NTP responses, errors): no client publishes them,
+	// so an answer a device reads is corral's.
 	dirCorral
 )
 

@@ -458,7 +458,8 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		return false
 	}
 	if !id.app {
-		return deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
+		// corral's answers to a device's requests come from corral alone.
+		return topicDirection(topic) != dirCorral && (deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic))
 	}
 	return appMayPublish(id) && appMayPublishDirection(topic) && h.ownsTopic(ctx, id, topic)
 }
