@@ -31,7 +31,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	if h.subs[gwKey] == nil {
 		h.subs[gwKey] = map[string]*session{}
 	}
-	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName,
+	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
 		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote}
 	h.subs[gwKey][subKey] = s
 	h.subOf[subKey] = gwKey
