@@ -90,7 +90,30 @@ func topicDirection(topic string) direction {
 	case strings.HasPrefix(topic, "/shadow/update/"):
 		return dirUp
 	case strings.HasPrefix(topic, "/shadow/get/"):
-		return dirDown
+		return dirCorral // the shadow service's replies and control pushes
+	case strings.HasPrefix(topic, thingsPrefix):
+		return shadowDirection(topic[len(thingsPrefix):])
+	}
+	return dirBoth
+}
+
+// shadowDirection classifies {thingName}/… : the shadow service's
+// answers (…/accepted, …/rejected, update/delta, update/documents) are
+// corral's; requests (get, update, delete) come from the device and its
+// account's applications alike, as in AWS IoT.
+func shadowDirection(rest string) direction {
+	_, rest, _ = strings.Cut(rest, "/")
+	if !strings.HasPrefix(rest, "shadow/") {
+		return dirBoth
+	}
+	i := strings.LastIndexByte(rest, '/')
+	switch rest[i+1:] {
+	case "accepted", "rejected":
+		return dirCorral
+	case "delta", "documents":
+		if strings.HasSuffix(rest[:i], "/update") {
+			return dirCorral
+		}
 	}
 	return dirBoth
 }

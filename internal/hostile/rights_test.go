@@ -160,10 +160,16 @@ func TestRightsThingNamesAreNotShared(t *testing.T) {
 	}
 	w.do(w.T1.Admin, "GET", "/v1/products/"+w.T1.Direct.ProductKey+"/devices/devB", nil, 200).JSON(t, &got)
 	if got.ThingName != rightsThing(w.T1.DevB) {
-		t.Fatalf("thingName = %q, want %q", got.ThingName, rightsThing(w.T1.DevB))
+		t.Errorf("thingName = %q, want %q", got.ThingName, rightsThing(w.T1.DevB))
+	}
+	// The victim's thing topics are those it uses: under its thing name,
+	// or (a server without thing names) its DeviceName.
+	victimThing := got.ThingName
+	if victimThing == "" {
+		victimThing = w.T1.DevB.DeviceName
 	}
 	victim := w.device(t, w.T1.DevB)
-	mine := "$aws/things/" + rightsThing(w.T1.DevB) + "/shadow/"
+	mine := "$aws/things/" + victimThing + "/shadow/"
 	in := newInbox()
 	mustSubscribe(t, victim, mine+"#", in)
 	// Account 2's devB leaves a will on account 1's devB thing.
@@ -177,8 +183,9 @@ func TestRightsThingNamesAreNotShared(t *testing.T) {
 			t.Errorf("account 2's devB subscribed to %s (code %#x)", f, code)
 		}
 	}
+	publish(t, attacker, mine+"update", `{"state":{"desired":{"evil":1}}}`)
 	publish(t, attacker, mine+"update/delta", `{"state":{"evil":1}}`)
-	if tok := attacker.Publish(mine+"update/documents", 1, true, "retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := attacker.Publish(mine+"update", 1, true, "retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal("retained publish not acknowledged")
 	}
 	rightsSettle(t, attacker)
@@ -220,7 +227,7 @@ func TestRightsAppThingsOfItsAccount(t *testing.T) {
 	t1 := "$aws/things/" + rightsThing(w.T1.DevB) + "/shadow/"
 	mustSubscribe(t, dev1, t1+"#", in1)
 	publish(t, dev1, t1+"update", "account one")
-	publish(t, app2, t1+"update/delta", "forged")
+	publish(t, app2, t1+"update", "forged")
 	rightsSettle(t, app2)
 	dev2 := w.device(t, w.T2.DevB)
 	t2 := "$aws/things/" + rightsThing(w.T2.DevB) + "/shadow/"
@@ -307,7 +314,7 @@ func TestRightsExplicitThingNames(t *testing.T) {
 
 	// Clearing it returns to the default; the released name, taken by
 	// account 2, carries nothing account 1 retained under it.
-	if tok := dev.Publish("$aws/things/factory:7/shadow/update/documents", 1, true, "account one's retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := dev.Publish("$aws/things/factory:7/shadow/update", 1, true, "account one's retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal("retained publish not acknowledged")
 	}
 	w.do(w.T1.Operator, "PATCH", base1+"devA", map[string]any{"thingName": ""}, 200).JSON(t, &d)
