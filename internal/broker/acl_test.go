@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -301,5 +302,54 @@ func TestKeyStale(t *testing.T) {
 	}
 	if h.keyStale(identity{app: true, keyID: "ck2", role: registry.RoleAdmin}) {
 		t.Fatal("another key is stale")
+	}
+}
+
+// thingRegistry answers LookupThing from a map and can run a hook during
+// the lookup (a rename racing with it, after the answer was read).
+type thingRegistry struct {
+	Registry
+	owners map[string]string
+	during func()
+}
+
+func (r *thingRegistry) LookupThing(_ context.Context, name string) (registry.Device, error) {
+	acct, ok := r.owners[name]
+	if r.during != nil {
+		r.during() // after the answer was read: it is stale now
+	}
+	if !ok {
+		return registry.Device{}, registry.ErrNotFound
+	}
+	return registry.Device{AccountID: acct, ThingName: name}, nil
+}
+
+// TestThingAccountCache: explicit names are cached until forgotten, and
+// a lookup that raced with a rename is not kept.
+func TestThingAccountCache(t *testing.T) {
+	reg := &thingRegistry{owners: map[string]string{"factory-7": "acc1"}}
+	h := newHook(&Broker{o: Options{Registry: reg}})
+	ctx := context.Background()
+	if acct, ok := h.thingAccount(ctx, "factory-7"); !ok || acct != "acc1" {
+		t.Fatalf("thingAccount = %q %v", acct, ok)
+	}
+	reg.owners["factory-7"] = "acc2" // renamed away and taken, without telling the cache
+	if acct, _ := h.thingAccount(ctx, "factory-7"); acct != "acc1" {
+		t.Fatalf("not cached: %q", acct)
+	}
+	h.forgetThings("factory-7")
+	if acct, _ := h.thingAccount(ctx, "factory-7"); acct != "acc2" {
+		t.Fatalf("after forgetting: %q", acct)
+	}
+	h.forgetThings("")
+	reg.owners["factory-8"] = "acc1"
+	reg.during = func() { h.forgetThings("factory-8"); reg.owners["factory-8"] = "acc2" }
+	h.thingAccount(ctx, "factory-8")
+	reg.during = nil
+	if acct, _ := h.thingAccount(ctx, "factory-8"); acct != "acc2" {
+		t.Fatalf("a lookup that raced with a rename was cached: %q", acct)
+	}
+	if _, ok := h.thingAccount(ctx, "ghost"); ok {
+		t.Fatal("an unknown thing has an owner")
 	}
 }

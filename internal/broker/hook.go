@@ -49,6 +49,8 @@ type hook struct {
 
 	things     sync.Map // explicit thing name -> owning account id
 	thingCount atomic.Int64
+	thingMu    sync.Mutex // orders cache fills against forgetThings
+	thingGen   uint64     // bumped by forgetThings; guarded by thingMu
 
 	keys     sync.Map // API key id -> registry.Role now, or keyDeleted
 	keyCount atomic.Int64
@@ -501,9 +503,19 @@ func (h *hook) thingAccount(ctx context.Context, name string) (string, bool) {
 	if v, ok := h.things.Load(name); ok {
 		return v.(string), true
 	}
+	h.thingMu.Lock()
+	gen := h.thingGen
+	h.thingMu.Unlock()
 	d, err := h.b.o.Registry.LookupThing(ctx, name)
 	if err != nil {
 		return "", false
+	}
+	h.thingMu.Lock()
+	defer h.thingMu.Unlock()
+	if h.thingGen != gen {
+		// Renamed or deleted while we looked: the answer may be stale,
+		// so use it once but do not keep it.
+		return d.AccountID, true
 	}
 	if h.thingCount.Add(1) > 100000 {
 		h.things.Clear()
@@ -517,6 +529,9 @@ func (h *hook) thingAccount(ctx context.Context, name string) (string, bool) {
 // name that was released may be taken by another account's device.
 // Default names are never cached.
 func (h *hook) forgetThings(name string) {
+	h.thingMu.Lock()
+	defer h.thingMu.Unlock()
+	h.thingGen++
 	switch {
 	case name == "":
 		h.things.Clear()
