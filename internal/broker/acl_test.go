@@ -353,3 +353,33 @@ func TestThingAccountCache(t *testing.T) {
 		t.Fatal("an unknown thing has an owner")
 	}
 }
+
+// TestGatewayMayThingTopics: a gateway uses the thing topics of its
+// logged-in sub-devices, and no others.
+func TestGatewayMayThingTopics(t *testing.T) {
+	h := newHook(nil)
+	sub := deviceKey("SUBPK", "s1")
+	h.subOf[sub] = deviceKey("GWPK", "gw")
+	h.subThings["SUBPK.s1"] = sub
+	h.subThings["plant-3"] = sub
+	tests := []struct {
+		gw, topic string
+		want      bool
+	}{
+		{"gw", "$aws/things/SUBPK.s1/shadow/update", true},
+		{"gw", "$aws/things/plant-3/shadow/get", true},
+		{"gw", "$aws/things/+/shadow/update", false},
+		{"gw", "$aws/things/SUBPK.s2/shadow/update", false},
+		{"gw2", "$aws/things/SUBPK.s1/shadow/update", false},
+		{"gw", "/sys/SUBPK/s1/thing/event/property/post", true},
+	}
+	for _, tt := range tests {
+		if got := h.gatewayMay("GWPK", tt.gw, tt.topic); got != tt.want {
+			t.Errorf("gatewayMay(%s, %q) = %v, want %v", tt.gw, tt.topic, got, tt.want)
+		}
+	}
+	h.dropSubThing(&session{id: identity{productKey: "SUBPK", deviceName: "s1"}}, sub)
+	if h.gatewayMay("GWPK", "gw", "$aws/things/SUBPK.s1/shadow/update") {
+		t.Error("a dropped sub-device thing is still the gateway's")
+	}
+}

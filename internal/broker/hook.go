@@ -36,12 +36,13 @@ type hook struct {
 	mqtt.HookBase
 	b *Broker
 
-	mu       sync.RWMutex
-	sessions map[*mqtt.Client]*session
-	devices  map[string]*mqtt.Client        // deviceKey -> current client
-	apps     map[string]*session            // application client id -> session
-	subs     map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
-	subOf    map[string]string              // sub deviceKey -> gateway deviceKey
+	mu        sync.RWMutex
+	sessions  map[*mqtt.Client]*session
+	devices   map[string]*mqtt.Client        // deviceKey -> current client
+	apps      map[string]*session            // application client id -> session
+	subs      map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
+	subOf     map[string]string              // sub deviceKey -> gateway deviceKey
+	subThings map[string]string              // logged-in sub-device's thing name -> sub deviceKey
 
 	owners     sync.Map // ProductKey -> owning account id
 	products   sync.Map // ProductKey -> productEntry
@@ -81,7 +82,7 @@ func (h *hook) keyStale(id identity) bool {
 
 func newHook(b *Broker) *hook {
 	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{},
-		subs: map[string]map[string]*session{}, subOf: map[string]string{}}
+		subs: map[string]map[string]*session{}, subOf: map[string]string{}, subThings: map[string]string{}}
 }
 
 func (h *hook) ID() string { return "corral" }
