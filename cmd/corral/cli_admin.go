@@ -76,7 +76,24 @@ func (c *apiClient) apikeyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, del)
+	var newRole string
+	setRole := &cobra.Command{
+		Use: "set-role KEYID", Short: "Change an API key's role; its MQTT sessions close and reconnect with the new rights", Args: cobra.ExactArgs(1),
+		Example: "  corral apikey set-role ck0123456789abcdef --role readonly",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var k apiKey
+			raw, err := c.do(cmd, "PATCH", "/v1/apikeys/"+esc(args[0]), map[string]any{"role": newRole}, "", true, &k)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "ID\tNAME\tROLE\n%s\t%s\t%s\n", k.ID, k.Name, k.Role)
+			})
+		},
+	}
+	setRole.Flags().StringVar(&newRole, "role", "", "admin, operator or readonly")
+	setRole.MarkFlagRequired("role")
+	cmd.AddCommand(create, list, del, setRole)
 	return cmd
 }
 

@@ -29,6 +29,7 @@ type deviceRow struct {
 	DeviceName    string            `json:"deviceName"`
 	DeviceSecret  string            `json:"deviceSecret,omitempty"`
 	IotID         string            `json:"iotId"`
+	ThingName     string            `json:"thingName"`
 	Nickname      string            `json:"nickname"`
 	Status        string            `json:"status"`
 	Attributes    map[string]string `json:"attributes"`
@@ -152,7 +153,7 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 			}
 		})
 	}
-	var nickname string
+	var nickname, thingName string
 	var attrs []string
 	create := &cobra.Command{
 		Use: "create PRODUCTKEY DEVICENAME", Short: "Create a device; prints its triple",
@@ -164,7 +165,7 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 				return err
 			}
 			var d deviceRow
-			raw, err := c.do(cmd, "POST", "/v1/products/"+esc(args[0])+"/devices", map[string]any{"deviceName": args[1], "nickname": nickname, "attributes": a}, "", true, &d)
+			raw, err := c.do(cmd, "POST", "/v1/products/"+esc(args[0])+"/devices", map[string]any{"deviceName": args[1], "nickname": nickname, "thingName": thingName, "attributes": a}, "", true, &d)
 			if err != nil {
 				return err
 			}
@@ -172,6 +173,7 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&nickname, "nickname", "", "nickname")
+	create.Flags().StringVar(&thingName, "thing-name", "", "thing name for $aws/things/… topics, unique across the instance (default {productKey}.{deviceName})")
 	create.Flags().StringArrayVar(&attrs, "attr", nil, "attribute key=value (repeatable)")
 
 	var file, outFile string
@@ -291,8 +293,8 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 					return nil
 				}
 				return c.show(raw, func(w *tabwriter.Writer) {
-					fmt.Fprintf(w, "ProductKey:\t%s\nDeviceName:\t%s\nIotId:\t%s\nStatus:\t%s\nNickname:\t%s\nAttributes:\t%v\nSecret issued:\t%v\nGateway:\t%s\nCreated:\t%s\nFirst online:\t%s\nLast online:\t%s\n",
-						d.ProductKey, d.DeviceName, d.IotID, d.Status, d.Nickname, d.Attributes, d.SecretIssued, d.Gateway, short(d.CreatedAt), short(d.FirstOnlineAt), short(d.LastOnlineAt))
+					fmt.Fprintf(w, "ProductKey:\t%s\nDeviceName:\t%s\nIotId:\t%s\nThing name:\t%s\nStatus:\t%s\nNickname:\t%s\nAttributes:\t%v\nSecret issued:\t%v\nGateway:\t%s\nCreated:\t%s\nFirst online:\t%s\nLast online:\t%s\n",
+						d.ProductKey, d.DeviceName, d.IotID, d.ThingName, d.Status, d.Nickname, d.Attributes, d.SecretIssued, d.Gateway, short(d.CreatedAt), short(d.FirstOnlineAt), short(d.LastOnlineAt))
 				})
 			},
 		}
@@ -308,7 +310,21 @@ func (c *apiClient) deviceCmd() *cobra.Command {
 			return triples(raw, []deviceRow{d})
 		},
 	}
-	cmd.AddCommand(create, batch, list,
+	rename := &cobra.Command{
+		Use: "rename PRODUCTKEY DEVICENAME THINGNAME", Short: "Set a device's thing name (\"\" for the default {productKey}.{deviceName}); its live session closes",
+		Example: "  corral device rename a1B2c3D4e5F therm-01 factory-7-therm", Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d deviceRow
+			raw, err := c.do(cmd, "PATCH", "/v1/products/"+esc(args[0])+"/devices/"+esc(args[1]), map[string]any{"thingName": args[2]}, "", true, &d)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "PRODUCTKEY\tDEVICENAME\tTHINGNAME\n%s\t%s\t%s\n", d.ProductKey, d.DeviceName, d.ThingName)
+			})
+		},
+	}
+	cmd.AddCommand(create, batch, list, rename,
 		one("get", "Show a device", "GET", ""),
 		one("disable", "Disable a device; its live session closes", "POST", ":disable"),
 		one("enable", "Enable a device", "POST", ":enable"),

@@ -83,6 +83,18 @@ func TestCLIProductAndDeviceLifecycle(t *testing.T) {
 		t.Fatalf("get after disable: %s", out)
 	}
 	must(t, s, "device", "enable", p.ProductKey, "therm-01")
+	if out := must(t, s, "device", "get", p.ProductKey, "therm-01"); !strings.Contains(out, p.ProductKey+".therm-01") {
+		t.Fatalf("get shows no default thing name: %s", out)
+	}
+	if out := must(t, s, "device", "rename", p.ProductKey, "therm-01", "north-therm"); !strings.Contains(out, "north-therm") {
+		t.Fatalf("rename: %s", out)
+	}
+	if out := must(t, s, "device", "create", p.ProductKey, "therm-02", "--thing-name", "south-therm", "--json"); !strings.Contains(out, `"thingName": "south-therm"`) {
+		t.Fatalf("create --thing-name: %s", out)
+	}
+	if out, err := run(t, s, "device", "rename", p.ProductKey, "therm-02", "north-therm"); err == nil {
+		t.Fatalf("a taken thing name: %s", out)
+	}
 	if out := must(t, s, "device", "secret", p.ProductKey, "therm-01"); len(out) < 32 {
 		t.Fatalf("secret: %s", out)
 	}
@@ -94,6 +106,19 @@ func TestCLIProductAndDeviceLifecycle(t *testing.T) {
 		t.Fatalf("audit: %s", out)
 	}
 	must(t, s, "product", "delete", p.ProductKey)
+}
+
+func TestCLIAPIKeyRoles(t *testing.T) {
+	s := apptest.Start(t)
+	var k struct{ ID string }
+	json.Unmarshal([]byte(must(t, s, "apikey", "create", "--name", "ci", "--role", "operator", "--json")), &k)
+	if out := must(t, s, "apikey", "set-role", k.ID, "--role", "readonly"); !strings.Contains(out, "readonly") {
+		t.Fatalf("set-role: %s", out)
+	}
+	admin, _, _ := strings.Cut(s.AdminKey, ".")
+	if out, err := run(t, s, "apikey", "set-role", admin, "--role", "operator"); err == nil {
+		t.Fatalf("demoted the last admin key: %s", out)
+	}
 }
 
 func TestCLIRejectsAWrongKey(t *testing.T) {

@@ -1,6 +1,10 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/corral-iot/corral/internal/registry"
+)
 
 // identity is who a session belongs to.
 type identity struct {
@@ -8,8 +12,11 @@ type identity struct {
 	accountID  string // owning account
 	productKey string // devices only
 	deviceName string // devices only
+	thingName  string // devices only: its $aws/things/{thingName}/ name ("": the default)
 	keyID      string // application clients only
-	clientID   string // canonical session id
+	// role is an application key's role: readonly keys subscribe only.
+	role     registry.Role
+	clientID string // canonical session id
 	// register is set on a dynamic-registration session: the answer to
 	// send before closing it.
 	register *registerAnswer
@@ -23,22 +30,34 @@ type registerAnswer struct {
 // deviceKey names a device in maps.
 func deviceKey(pk, dn string) string { return pk + "/" + dn }
 
+// thing is the device's thing name, its default when none was set.
+func (id identity) thing() string {
+	if id.thingName != "" {
+		return id.thingName
+	}
+	return registry.DefaultThingName(id.productKey, id.deviceName)
+}
+
 // devicePrefixes are the topic prefixes a device owns: it may publish and
-// subscribe under them and nowhere else.
-func devicePrefixes(pk, dn string) [4]string {
+// subscribe under them and nowhere else. Its thing name, unlike its
+// DeviceName, is unique across the instance.
+func devicePrefixes(pk, dn, thing string) [4]string {
 	return [4]string{
 		"/sys/" + pk + "/" + dn + "/",
 		"/" + pk + "/" + dn + "/user/",
 		"/ext/session/" + pk + "/" + dn + "/",
-		"$aws/things/" + dn + "/",
+		thingsPrefix + thing + "/",
 	}
 }
+
+// thingsPrefix starts the topics of AWS-style things (shadows).
+const thingsPrefix = "$aws/things/"
 
 // deviceMay reports whether a device may use a topic or filter. A filter
 // may hold wildcards only after the device's own prefix, so "+" and "#"
 // can never reach another device's topics.
-func deviceMay(pk, dn, topic string) bool {
-	for _, p := range devicePrefixes(pk, dn) {
+func deviceMay(id identity, topic string) bool {
+	for _, p := range devicePrefixes(id.productKey, id.deviceName, id.thing()) {
 		if strings.HasPrefix(topic, p) && len(topic) > len(p) {
 			return true
 		}
@@ -66,6 +85,31 @@ func productOfTopic(topic string) (string, bool) {
 		return "", false
 	}
 	return pk, true
+}
+
+// thingOfTopic returns the thing name of a $aws/things/{thingName}/…
+// topic or filter; wild is set when a wildcard stands in its place (only
+// a delivery, whose topic is concrete, can then be checked). ok is false
+// for other topics and for a thing topic with nothing after the name.
+func thingOfTopic(topic string) (name string, wild, ok bool) {
+	rest, found := strings.CutPrefix(topic, thingsPrefix)
+	if !found {
+		return "", false, false
+	}
+	if rest == "#" {
+		return "", true, true
+	}
+	name, after, found := strings.Cut(rest, "/")
+	if !found || after == "" || name == "" {
+		return "", false, false
+	}
+	if name == "+" {
+		return "", true, true
+	}
+	if strings.ContainsAny(name, "+#") {
+		return "", false, false
+	}
+	return name, false, true
 }
 
 // presencePrefix is where presence events are published.

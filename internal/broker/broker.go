@@ -16,6 +16,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -32,6 +33,7 @@ import (
 type Registry interface {
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
 	LookupDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error)
+	LookupThing(ctx context.Context, name string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
@@ -297,6 +299,41 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 	return true
 }
 
+// dropSession forgets the persistent session (clean session false, or an
+// MQTT 5 session expiry) of a client that is no longer connected: its
+// subscriptions and the messages queued for it. A live session is
+// dropped when it ends (OnDisconnect), for a kicked disabled or deleted
+// device.
+func (b *Broker) dropSession(clientID string) {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || !cl.Closed() {
+		return
+	}
+	b.forget(cl)
+}
+
+// clearRetained drops the retained messages of a thing whose name was
+// released.
+func (b *Broker) clearRetained(thing string) {
+	if thing == "" {
+		return
+	}
+	for _, pk := range b.srv.Topics.Messages(thingsPrefix + thing + "/#") {
+		b.srv.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: pk.TopicName})
+	}
+	atomic.StoreInt64(&b.srv.Info.Retained, int64(b.srv.Topics.Retained.Len()))
+}
+
+// forget removes a closed client's session state from mochi, as mochi
+// does itself for a clean session that ends.
+func (b *Broker) forget(cl *mqtt.Client) {
+	cl.ClearInflights()
+	b.srv.UnsubscribeClient(cl)
+	if cur, ok := b.srv.Clients.Get(cl.ID); ok && cur == cl {
+		b.srv.Clients.Delete(cl.ID)
+	}
+}
+
 // Connected reports whether a device has a live session of its own.
 func (b *Broker) Connected(pk, dn string) bool { return b.hook.deviceClient(pk, dn) != nil }
 
@@ -306,8 +343,19 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	switch kind {
 	case registry.DeviceDisabled:
 		b.Kick(d.ProductKey, d.DeviceName, "DISABLED")
+		b.dropSession(d.ProductKey + "." + d.DeviceName)
 	case registry.DeviceDeleted:
 		b.Kick(d.ProductKey, d.DeviceName, "DELETED")
+		b.dropSession(d.ProductKey + "." + d.DeviceName)
+		b.hook.forgetThings(d.ThingName)
+		b.clearRetained(d.ThingName)
+	case registry.DeviceRenamed:
+		// Its topics changed: the session reconnects with the new ones,
+		// and what was retained under the old name, which another
+		// account's device may take next, goes.
+		b.hook.forgetThings("")
+		b.Kick(d.ProductKey, d.DeviceName, "THING_RENAMED")
+		b.clearRetained(d.PreviousThingName)
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}
@@ -317,6 +365,33 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 // sees a changed product's settings (say, certificate-only).
 func (b *Broker) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
 	b.hook.forgetProduct(pk, kind == registry.ProductDeleted)
+}
+
+// APIKeyChanged implements registry.KeyObserver: the sessions of a key
+// that was deleted or changed role close at once (a changed key
+// reconnects with its new rights; a deleted one cannot).
+func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k registry.APIKey) {
+	reason := "API_KEY_DELETED"
+	if kind == registry.KeyRoleChanged {
+		reason = "API_KEY_ROLE_CHANGED"
+	}
+	h := b.hook
+	// Remembered before the sessions are scanned: a CONNECT authenticated
+	// with the old key but not yet in the session table is caught when its
+	// session is established (keyStale).
+	h.noteKey(kind, k)
+	var cls []*mqtt.Client
+	h.mu.RLock()
+	for cl, s := range h.sessions {
+		if s.id.app && s.id.keyID == k.ID {
+			cls = append(cls, cl)
+		}
+	}
+	h.mu.RUnlock()
+	for _, cl := range cls {
+		h.setDisconnectReason(cl, reason)
+		b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
 }
 
 // ErrTopicNotAllowed means a topic is outside the publisher's rights; it
@@ -331,6 +406,9 @@ func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payloa
 	}
 	if qos > 1 {
 		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
+	}
+	if !appMayPublishDirection(topic) {
+		return fmt.Errorf("topic %q is the device's to publish (an uplink) or corral's (a reply); applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
 	}
 	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
 		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)

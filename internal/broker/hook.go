@@ -37,22 +37,48 @@ type hook struct {
 	mqtt.HookBase
 	b *Broker
 
-	mu       sync.RWMutex
-	sessions map[*mqtt.Client]*session
-	devices  map[string]*mqtt.Client        // deviceKey -> current client
-	apps     map[string]*session            // application client id -> session
-	subs     map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
-	subOf    map[string]string              // sub deviceKey -> gateway deviceKey
+	mu        sync.RWMutex
+	sessions  map[*mqtt.Client]*session
+	devices   map[string]*mqtt.Client        // deviceKey -> current client
+	apps      map[string]*session            // application client id -> session
+	subs      map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
+	subOf     map[string]string              // sub deviceKey -> gateway deviceKey
+	subThings map[string]string              // logged-in sub-device's thing name -> sub deviceKey
 
 	owners   *cache.Cache[string, string]           // ProductKey -> owning account id
 	products *cache.Cache[string, registry.Product] // ProductKey -> connect settings (no secret)
+	things   *cache.Cache[string, string]           // explicit thing name -> owning account id
+	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
+}
+
+// keyDeleted marks a deleted key in hook.keys.
+const keyDeleted registry.Role = ""
+
+// noteKey remembers a key's deletion or new role. Key ids are never
+// reused, and a change matters only to a CONNECT that was being
+// authenticated as it happened, so entries live a minute.
+func (h *hook) noteKey(kind registry.KeyEventKind, k registry.APIKey) {
+	if kind == registry.KeyDeleted {
+		h.keys.Set(k.ID, keyDeleted)
+		return
+	}
+	h.keys.Set(k.ID, k.Role)
+}
+
+// keyStale reports whether an application session was authenticated with
+// a key that has since been deleted or given another role.
+func (h *hook) keyStale(id identity) bool {
+	r, ok := h.keys.Get(id.keyID)
+	return ok && r != id.role
 }
 
 func newHook(b *Broker) *hook {
 	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{},
-		subs: map[string]map[string]*session{}, subOf: map[string]string{},
+		subs: map[string]map[string]*session{}, subOf: map[string]string{}, subThings: map[string]string{},
 		owners:   cache.New[string, string](cache.Options{Now: b.o.Now}),
-		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now})}
+		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now}),
+		things:   cache.New[string, string](cache.Options{TTL: productTTL, Now: b.o.Now}),
+		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now})}
 }
 
 func (h *hook) ID() string { return "corral" }
@@ -219,7 +245,7 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if rawID == "" {
 		rawID = fmt.Sprintf("%p", cl)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
 }
 
 func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {
@@ -253,7 +279,7 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	if err != nil {
 		return id, err
 	}
-	id.accountID = d.AccountID
+	id.accountID, id.thingName = d.AccountID, d.ThingName
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
@@ -345,7 +371,7 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 	if err != nil {
 		return id, err
 	}
-	id.accountID = d.AccountID
+	id.accountID, id.thingName = d.AccountID, d.ThingName
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
@@ -381,7 +407,7 @@ func (h *hook) authCertificate(ctx context.Context, cl *mqtt.Client, cert *x509.
 	default:
 		return identity{}, err
 	}
-	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, clientID: d.ProductKey + "." + d.DeviceName}
+	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, thingName: d.ThingName, clientID: d.ProductKey + "." + d.DeviceName}
 	if username != "" && username != d.DeviceName+"&"+d.ProductKey {
 		return id, &refusal{packets.ErrNotAuthorized, "certificate belongs to another device"}
 	}
@@ -413,7 +439,12 @@ func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) boo
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
+		return deviceMay(id, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
+	}
+	if name, wild, ok := thingOfTopic(filter); ok && wild {
+		return true // a wildcard filter: each delivery is checked with its topic
+	} else if ok {
+		return h.ownsThing(ctx, id, name)
 	}
 	if pk, ok := eventProduct(filter); ok {
 		if pk == "" {
@@ -430,20 +461,64 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		return false
 	}
 	if !id.app {
-		return deviceMay(id.productKey, id.deviceName, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
+		// corral's answers to a device's requests come from corral alone.
+		return topicDirection(topic) != dirCorral && (deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic))
 	}
-	return h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id) && appMayPublishDirection(topic) && h.ownsTopic(ctx, id, topic)
 }
 
+// appMayPublish reports whether an application key's role lets it publish
+// at all: readonly keys subscribe only, over MQTT as over REST.
+func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
+
 // ownsTopic reports whether an application client's account owns the
-// product a device topic names.
+// product a device topic names, or the thing a thing topic names.
 func (h *hook) ownsTopic(ctx context.Context, id identity, topic string) bool {
+	if name, wild, ok := thingOfTopic(topic); ok {
+		return !wild && h.ownsThing(ctx, id, name)
+	} else if strings.HasPrefix(topic, thingsPrefix) {
+		return false
+	}
 	pk, ok := productOfTopic(topic)
 	if !ok {
 		return false
 	}
 	acct, ok := h.productAccount(ctx, pk)
 	return ok && acct == id.accountID
+}
+
+// ownsThing reports whether an application client's account owns the
+// device a thing name names.
+func (h *hook) ownsThing(ctx context.Context, id identity, name string) bool {
+	acct, ok := h.thingAccount(ctx, name)
+	return ok && acct == id.accountID
+}
+
+// thingAccount resolves a thing name to the account of its device: a
+// default name ({pk}.{dn}) by its ProductKey, an explicit one by a
+// registry lookup, cached until a device is renamed or deleted (a value
+// looked up while that happened is used once, not kept).
+func (h *hook) thingAccount(ctx context.Context, name string) (string, bool) {
+	if pk, _, ok := strings.Cut(name, "."); ok {
+		return h.productAccount(ctx, pk)
+	}
+	acct, err := h.things.GetOrLoad(name, func() (string, error) {
+		d, err := h.b.o.Registry.LookupThing(ctx, name)
+		return d.AccountID, err
+	})
+	return acct, err == nil
+}
+
+// forgetThings drops a cached thing owner ("": all of them): an explicit
+// name that was released may be taken by another account's device.
+// Default names are never cached.
+func (h *hook) forgetThings(name string) {
+	switch {
+	case name == "":
+		h.things.Clear()
+	case !strings.Contains(name, "."):
+		h.things.Delete(name)
+	}
 }
 
 // productSettings returns a product's connect settings, cached so a
@@ -538,6 +613,11 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	h.b.m.connections.WithLabelValues(s.listener).Inc()
 	if s.id.app {
+		if h.keyStale(s.id) {
+			// Its key changed while it authenticated (see APIKeyChanged).
+			s.reason.Store("API_KEY_CHANGED")
+			h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
 		return
 	}
 	now := h.b.o.Now()
@@ -547,7 +627,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // OnDisconnect marks a device offline (unless a newer session of it took
 // over) and announces it.
-func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.mu.Lock()
 	s := h.sessions[cl]
 	delete(h.sessions, cl)
@@ -577,6 +657,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		err = cause
 	}
 	reason := disconnectReason(s, err, current)
+	if !expire && (reason == "DISABLED" || reason == "DELETED") {
+		// A disabled or deleted device keeps no session to come back to.
+		h.b.forget(cl)
+	}
 	now := h.b.o.Now()
 	if current {
 		h.logoutAllSubs(deviceKey(s.id.productKey, s.id.deviceName), "GATEWAY_DISCONNECTED")

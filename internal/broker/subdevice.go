@@ -31,10 +31,14 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	if h.subs[gwKey] == nil {
 		h.subs[gwKey] = map[string]*session{}
 	}
-	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName,
+	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
 		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote}
+	if old := h.subs[prevGw][subKey]; old != nil && h.subThings[old.id.thing()] == subKey {
+		delete(h.subThings, old.id.thing())
+	}
 	h.subs[gwKey][subKey] = s
 	h.subOf[subKey] = gwKey
+	h.subThings[s.id.thing()] = subKey
 	if again && prevGw != gwKey {
 		delete(h.subs[prevGw], subKey)
 	}
@@ -63,6 +67,7 @@ func (b *Broker) LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool {
 	if s != nil {
 		delete(h.subs[gwKey], subKey)
 		delete(h.subOf, subKey)
+		h.dropSubThing(s, subKey)
 	}
 	h.mu.Unlock()
 	if s == nil {
@@ -92,8 +97,9 @@ func (h *hook) logoutAllSubs(gwKey, reason string) {
 	h.mu.Lock()
 	subs := h.subs[gwKey]
 	delete(h.subs, gwKey)
-	for k := range subs {
+	for k, s := range subs {
 		delete(h.subOf, k)
+		h.dropSubThing(s, k)
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
@@ -101,9 +107,27 @@ func (h *hook) logoutAllSubs(gwKey, reason string) {
 	}
 }
 
+// dropSubThing forgets a sub-device session's thing name; h.mu held.
+func (h *hook) dropSubThing(s *session, subKey string) {
+	if h.subThings[s.id.thing()] == subKey {
+		delete(h.subThings, s.id.thing())
+	}
+}
+
 // gatewayMay reports whether a gateway may use a topic of one of its
-// logged-in sub-devices: /sys/{subPk}/{subDn}/… or /{subPk}/{subDn}/user/….
+// logged-in sub-devices: /sys/{subPk}/{subDn}/…, /{subPk}/{subDn}/user/…
+// or $aws/things/{subThing}/….
 func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
+	if name, wild, ok := thingOfTopic(topic); ok {
+		if wild {
+			return false
+		}
+		h.mu.RLock()
+		sub := h.subThings[name]
+		gw := h.subOf[sub]
+		h.mu.RUnlock()
+		return sub != "" && gw == deviceKey(gwPk, gwDn)
+	}
 	var rest string
 	switch {
 	case strings.HasPrefix(topic, "/sys/"):
@@ -127,7 +151,7 @@ func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
 	if gw != deviceKey(gwPk, gwDn) {
 		return false
 	}
-	p := devicePrefixes(pk, dn)
+	p := devicePrefixes(pk, dn, "")
 	return strings.HasPrefix(topic, p[0]) && len(topic) > len(p[0]) || strings.HasPrefix(topic, p[1]) && len(topic) > len(p[1])
 }
 

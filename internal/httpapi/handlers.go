@@ -40,6 +40,7 @@ type (
 		DeviceName   string `json:"deviceName"`
 		DeviceSecret string `json:"deviceSecret"`
 		IotID        string `json:"iotId"`
+		ThingName    string `json:"thingName"`
 	}
 	secretBody struct {
 		ProductKey   string `json:"productKey"`
@@ -129,12 +130,15 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
-		{Method: "PATCH", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Update a device's nickname or attributes", Tag: "devices", Role: operator, Body: registry.DevicePatch{}, Status: 200, Resp: registry.Device{}, h: a.updateDevice},
+		{Method: "PATCH", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Update a device's nickname, attributes or thing name (a new thing name closes its live session; a taken one is 409)", Tag: "devices", Role: operator, Body: registry.DevicePatch{}, Status: 200, Resp: registry.Device{}, h: a.updateDevice},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Delete a device and close its session", Tag: "devices", Role: operator, Status: 204, h: a.deleteDevice},
+
+		{Method: "GET", Path: "/v1/things/{thingName}", Summary: "Get a device by its thing name ({productKey}.{deviceName} or the one set explicitly)", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getThing},
 
 		{Method: "POST", Path: "/v1/apikeys", Summary: "Create an API key in the caller's account; its secret is shown once", Tag: "apikeys", Role: admin, Body: keyInput{}, Status: 201, Resp: keyCreated{}, h: a.createKey},
 		{Method: "GET", Path: "/v1/apikeys", Summary: "List the account's API keys", Tag: "apikeys", Role: admin, Status: 200, Resp: keyList{}, h: a.listKeys},
-		{Method: "DELETE", Path: "/v1/apikeys/{keyId}", Summary: "Delete an API key", Tag: "apikeys", Role: admin, Status: 204, h: a.deleteKey},
+		{Method: "PATCH", Path: "/v1/apikeys/{keyId}", Summary: "Change an API key's role (audited); its MQTT sessions close and reconnect with the new rights; an account's last admin key keeps its role (409)", Tag: "apikeys", Role: admin, Body: registry.APIKeyPatch{}, Status: 200, Resp: registry.APIKey{}, h: a.updateKey},
+		{Method: "DELETE", Path: "/v1/apikeys/{keyId}", Summary: "Delete an API key and close its MQTT sessions; an account's last admin key stays (409)", Tag: "apikeys", Role: admin, Status: 204, h: a.deleteKey},
 
 		{Method: "GET", Path: "/v1/accounts/self", Summary: "The caller's account", Tag: "accounts", Role: readonly, Status: 200, Resp: registry.Account{}, h: a.selfAccount},
 		{Method: "POST", Path: "/v1/accounts", Summary: "Create an account and its first admin key", Tag: "accounts", Role: admin, System: true, Body: accountInput{}, Status: 201, Resp: accountCreated{}, h: a.createAccount},
@@ -250,11 +254,11 @@ func (a *API) batchDevices(c *call) (any, error) {
 	ct, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
 	switch ct {
 	case "text/csv":
-		names, err := ReadNamesCSV(c.r.Body, registry.MaxBatch)
+		names, things, err := ReadNamesCSV(c.r.Body, registry.MaxBatch)
 		if err != nil {
 			return nil, err
 		}
-		in.DeviceNames = names
+		in.DeviceNames, in.ThingNames = names, things
 	case "", "application/json":
 		if err := c.decode(&in); err != nil {
 			return nil, err
@@ -268,7 +272,7 @@ func (a *API) batchDevices(c *call) (any, error) {
 	}
 	out := batchResult{Devices: make([]triple, len(ds))}
 	for i, d := range ds {
-		out.Devices[i] = triple{d.ProductKey, d.DeviceName, d.DeviceSecret, d.IotID}
+		out.Devices[i] = triple{d.ProductKey, d.DeviceName, d.DeviceSecret, d.IotID, d.ThingName}
 	}
 	return out, nil
 }
@@ -315,6 +319,10 @@ func (a *API) updateDevice(c *call) (any, error) {
 	return a.reg.UpdateDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), patch)
 }
 
+func (a *API) getThing(c *call) (any, error) {
+	return a.reg.GetThing(c.ctx(), c.p, c.param("thingName"))
+}
+
 func (a *API) deleteDevice(c *call) (any, error) {
 	return nil, a.reg.DeleteDevice(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 }
@@ -352,6 +360,14 @@ func (a *API) createKey(c *call) (any, error) {
 func (a *API) listKeys(c *call) (any, error) {
 	ks, err := a.reg.ListAPIKeys(c.ctx(), c.p)
 	return keyList{Keys: ks}, err
+}
+
+func (a *API) updateKey(c *call) (any, error) {
+	var patch registry.APIKeyPatch
+	if err := c.decode(&patch); err != nil {
+		return nil, err
+	}
+	return a.reg.UpdateAPIKey(c.ctx(), c.p, c.param("keyId"), patch)
 }
 
 func (a *API) deleteKey(c *call) (any, error) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/corral-iot/corral/internal/audit"
+	"strings"
 	"time"
+
+	"github.com/corral-iot/corral/internal/audit"
 )
 
 func isConflict(err error) bool { return errors.Is(err, ErrConflict) }
@@ -15,6 +17,7 @@ func deviceAAD(pk, dn string) []byte { return []byte("device:" + pk + "/" + dn) 
 // DeviceInput creates one device.
 type DeviceInput struct {
 	DeviceName string            `json:"deviceName"`
+	ThingName  string            `json:"thingName,omitempty" doc:"name in $aws/things/{thingName}/… topics, unique across the instance, [a-zA-Z0-9:_-]{1,128}; default {productKey}.{deviceName}"`
 	Nickname   string            `json:"nickname,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
@@ -22,6 +25,7 @@ type DeviceInput struct {
 // DevicePatch changes a device; nil fields stay as they are.
 type DevicePatch struct {
 	Nickname   *string            `json:"nickname,omitempty"`
+	ThingName  *string            `json:"thingName,omitempty" doc:"a new thing name (empty: back to the default {productKey}.{deviceName}); closes the device's live session"`
 	Attributes *map[string]string `json:"attributes,omitempty"`
 }
 
@@ -34,6 +38,10 @@ func (s *Service) newDevice(prod Product, in DeviceInput, now time.Time) (Device
 		return Device{}, err
 	}
 	if err := ValidateAttributes("attributes", in.Attributes); err != nil {
+		return Device{}, err
+	}
+	thing, err := thingName(prod.ProductKey, in.DeviceName, in.ThingName)
+	if err != nil {
 		return Device{}, err
 	}
 	secret, err := randString(s.rand, DeviceSecretLen)
@@ -52,9 +60,21 @@ func (s *Service) newDevice(prod Product, in DeviceInput, now time.Time) (Device
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	return Device{AccountID: prod.AccountID, ProductKey: prod.ProductKey, DeviceName: in.DeviceName,
+	return Device{AccountID: prod.AccountID, ProductKey: prod.ProductKey, DeviceName: in.DeviceName, ThingName: thing,
 		DeviceSecret: secret, SealedSecret: sealed, IotID: iot, Nickname: in.Nickname,
 		Status: StatusInactive, Attributes: attrs, CreatedAt: now}, nil
+}
+
+// thingName is the effective thing name of a device given an explicit one
+// ("" or the default form itself: the default).
+func thingName(pk, dn, explicit string) (string, error) {
+	if explicit == "" || explicit == DefaultThingName(pk, dn) {
+		return DefaultThingName(pk, dn), nil
+	}
+	if err := ValidateThingName(explicit); err != nil {
+		return "", err
+	}
+	return explicit, nil
 }
 
 // CreateDevice creates one device and returns it with its DeviceSecret.
@@ -70,6 +90,7 @@ func (s *Service) CreateDevice(ctx context.Context, p Principal, pk string, in D
 // devices with generated names.
 type BatchInput struct {
 	DeviceNames []string `json:"deviceNames,omitempty"`
+	ThingNames  []string `json:"thingNames,omitempty" doc:"explicit thing names, one for each of deviceNames (\"\" for the default); unique across the instance"`
 	Count       int      `json:"count,omitempty"`
 }
 
@@ -84,6 +105,9 @@ func (s *Service) CreateDevices(ctx context.Context, p Principal, pk string, in 
 	}
 	if in.Count < 0 {
 		return nil, invalid("count", "must be positive")
+	}
+	if len(in.ThingNames) > 0 && (in.Count > 0 || len(in.ThingNames) != len(in.DeviceNames)) {
+		return nil, invalid("thingNames", "give one for each of deviceNames (%d), got %d", len(in.DeviceNames), len(in.ThingNames))
 	}
 	inputs := make([]DeviceInput, 0, max(len(in.DeviceNames), in.Count))
 	if in.Count > 0 {
@@ -111,7 +135,16 @@ func (s *Service) CreateDevices(ctx context.Context, p Principal, pk string, in 
 				return nil, fmt.Errorf("deviceNames[%d] %q repeats deviceNames[%d]: %w", i, n, j, ErrConflict)
 			}
 			seen[n] = i
-			inputs = append(inputs, DeviceInput{DeviceName: n})
+			di := DeviceInput{DeviceName: n}
+			if len(in.ThingNames) > 0 {
+				di.ThingName = in.ThingNames[i]
+				if di.ThingName != "" && di.ThingName != DefaultThingName(pk, n) {
+					if err := ValidateThingName(di.ThingName); err != nil {
+						return nil, invalid(fmt.Sprintf("thingNames[%d]", i), "%s", err.(*ValidationError).Reason)
+					}
+				}
+			}
+			inputs = append(inputs, di)
 		}
 	}
 	return s.createDevices(ctx, p, pk, inputs)
@@ -213,8 +246,22 @@ func (s *Service) UpdateDevice(ctx context.Context, p Principal, pk, dn string, 
 			d.Attributes = map[string]string{}
 		}
 	}
+	renamed, previous := false, d.ThingName
+	if patch.ThingName != nil {
+		name, err := thingName(pk, dn, *patch.ThingName)
+		if err != nil {
+			return Device{}, err
+		}
+		renamed, d.ThingName = name != d.ThingName, name
+	}
 	if err := s.store.UpdateDevice(ctx, d); err != nil {
 		return Device{}, fmt.Errorf("updating device %s/%s: %w", pk, dn, err)
+	}
+	if renamed {
+		ev := d
+		ev.PreviousThingName = previous
+		s.notify(ctx, DeviceRenamed, ev)
+		s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "device.rename", Target: pk + "/" + dn, Outcome: "ok", Reason: "thing name " + d.ThingName})
 	}
 	return d, nil
 }
@@ -297,6 +344,38 @@ func (s *Service) LookupDevice(ctx context.Context, pk, dn string) (Device, erro
 	d.DeviceSecret = string(secret)
 	d.SealedSecret = nil
 	return d, nil
+}
+
+// LookupThing returns the device a thing name names (without its
+// secret), for in-process device-facing protocols (no account scope).
+func (s *Service) LookupThing(ctx context.Context, name string) (Device, error) {
+	var d Device
+	var err error
+	if pk, dn, ok := strings.Cut(name, "."); ok {
+		d, err = s.store.GetDevice(ctx, pk, dn)
+		if err == nil && d.ThingName != name {
+			err = ErrNotFound // renamed: its default name is not its name
+		}
+	} else {
+		d, err = s.store.GetDeviceByThingName(ctx, name)
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("thing %q: %w", name, err)
+	}
+	d.SealedSecret = nil
+	return d, nil
+}
+
+// GetThing returns a device of the caller's account by its thing name.
+func (s *Service) GetThing(ctx context.Context, p Principal, name string) (Device, error) {
+	if err := need(p, RoleReadonly); err != nil {
+		return Device{}, err
+	}
+	d, err := s.LookupThing(ctx, name)
+	if err == nil && d.AccountID != p.AccountID {
+		err = fmt.Errorf("thing %q: %w", name, ErrNotFound)
+	}
+	return d, err
 }
 
 // LookupDeviceAuth is LookupDevice narrowed to what a CONNECT needs

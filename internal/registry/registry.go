@@ -144,11 +144,15 @@ type Product struct {
 
 // Device is one device of a product.
 type Device struct {
-	AccountID    string            `json:"-"`
-	ProductKey   string            `json:"productKey"`
-	DeviceName   string            `json:"deviceName"`
-	DeviceSecret string            `json:"deviceSecret,omitempty"`
-	IotID        string            `json:"iotId"`
+	AccountID    string `json:"-"`
+	ProductKey   string `json:"productKey"`
+	DeviceName   string `json:"deviceName"`
+	DeviceSecret string `json:"deviceSecret,omitempty"`
+	IotID        string `json:"iotId"`
+	// ThingName names the device in $aws/things/{thingName}/… topics,
+	// unique across the instance: "{productKey}.{deviceName}" unless one
+	// was set (see ValidateThingName).
+	ThingName    string            `json:"thingName"`
 	Nickname     string            `json:"nickname"`
 	Status       Status            `json:"status"`
 	Attributes   map[string]string `json:"attributes"`
@@ -161,6 +165,9 @@ type Device struct {
 	CertFingerprint string `json:"certificateFingerprint,omitempty"`
 	// Gateway is the sub-device's gateway, "{productKey}/{deviceName}".
 	Gateway string `json:"gateway,omitempty"`
+	// PreviousThingName is set only on a DeviceRenamed event: the thing
+	// name it had.
+	PreviousThingName string `json:"-"`
 
 	// SealedSecret is DeviceSecret encrypted at rest; only stores see it.
 	SealedSecret []byte `json:"-"`

@@ -35,19 +35,28 @@ type Store interface {
 	CreateDevices(ctx context.Context, ds []Device) error
 	GetDevice(ctx context.Context, pk, dn string) (Device, error)
 	GetDeviceByFingerprint(ctx context.Context, fingerprint string) (Device, error)
+	// GetDeviceByThingName finds a device by its explicit thing name
+	// (default names are found with GetDevice).
+	GetDeviceByThingName(ctx context.Context, name string) (Device, error)
 	// GetDeviceAuth reads only what authenticating a CONNECT needs:
-	// account, status and sealed secret.
+	// account, status, thing name and sealed secret.
 	GetDeviceAuth(ctx context.Context, pk, dn string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
-	// UpdateDevice writes nickname, attributes, status, secret-issued and
-	// online times of an existing device.
+	// UpdateDevice writes nickname, thing name, attributes, status,
+	// secret-issued and online times of an existing device. Stores keep a
+	// thing name only when it is explicit (ExplicitThingName), unique
+	// across the instance: a taken one is an ErrConflict that says so.
 	UpdateDevice(ctx context.Context, d Device) error
 	DeleteDevice(ctx context.Context, pk, dn string) error
 
 	CreateAPIKey(ctx context.Context, k APIKey) error
 	GetAPIKey(ctx context.Context, id string) (APIKey, error)
 	ListAPIKeys(ctx context.Context, accountID string) ([]APIKey, error)
+	// DeleteAPIKey and SetAPIKeyRole refuse, with ErrLastAdmin, to leave
+	// the key's account without an admin key; the check and the write are
+	// one transaction.
 	DeleteAPIKey(ctx context.Context, id string) error
+	SetAPIKeyRole(ctx context.Context, id string, role Role) error
 
 	Stats(ctx context.Context) (Stats, error)
 
@@ -82,6 +91,9 @@ const (
 	// DeviceCredentialsChanged: its secret or certificate changed, so a
 	// live session made with the old one must end.
 	DeviceCredentialsChanged DeviceEventKind = "credentials_changed"
+	// DeviceRenamed: its thing name changed, so a live session's topic
+	// rights changed.
+	DeviceRenamed DeviceEventKind = "renamed"
 )
 
 // Observer is told about device changes made through the registry, e.g. so
@@ -89,6 +101,26 @@ const (
 type Observer interface {
 	DeviceChanged(ctx context.Context, kind DeviceEventKind, d Device)
 }
+
+// KeyEventKind says what happened to an API key.
+type KeyEventKind string
+
+// API key event kinds.
+const (
+	KeyDeleted     KeyEventKind = "deleted"
+	KeyRoleChanged KeyEventKind = "role_changed"
+)
+
+// KeyObserver is told about API key changes, e.g. so the broker can close
+// the MQTT sessions of a key that was deleted or lost rights. Observers
+// that implement it besides Observer are told.
+type KeyObserver interface {
+	APIKeyChanged(ctx context.Context, kind KeyEventKind, k APIKey)
+}
+
+// ErrLastAdmin means the change would leave an account without an admin
+// key (and so locked out of its own keys); it is an ErrConflict.
+var ErrLastAdmin = fmt.Errorf("an account keeps at least one admin key; make another admin first: %w", ErrConflict)
 
 // Options configure a Service.
 type Options struct {
@@ -142,6 +174,15 @@ func (s *Service) notify(ctx context.Context, kind DeviceEventKind, d Device) {
 	d.DeviceSecret = ""
 	for _, o := range s.observers {
 		o.DeviceChanged(ctx, kind, d)
+	}
+}
+
+func (s *Service) notifyKey(ctx context.Context, kind KeyEventKind, k APIKey) {
+	k.Secret, k.Hash = "", nil
+	for _, o := range s.observers {
+		if ko, ok := o.(KeyObserver); ok {
+			ko.APIKeyChanged(ctx, kind, k)
+		}
 	}
 }
 
@@ -279,23 +320,71 @@ func (s *Service) ListAPIKeys(ctx context.Context, p Principal) ([]APIKey, error
 	return s.store.ListAPIKeys(ctx, p.AccountID)
 }
 
-// DeleteAPIKey deletes a key of the caller's account.
-func (s *Service) DeleteAPIKey(ctx context.Context, p Principal, id string) error {
+// key returns a key of the caller's account (admins only).
+func (s *Service) key(ctx context.Context, p Principal, id string) (APIKey, error) {
 	if err := need(p, RoleAdmin); err != nil {
-		return err
+		return APIKey{}, err
 	}
 	k, err := s.store.GetAPIKey(ctx, id)
 	if err != nil {
-		return fmt.Errorf("API key %q: %w", id, err)
+		return APIKey{}, fmt.Errorf("API key %q: %w", id, err)
 	}
 	if k.AccountID != p.AccountID {
-		return fmt.Errorf("API key %q: %w", id, ErrNotFound)
+		return APIKey{}, fmt.Errorf("API key %q: %w", id, ErrNotFound)
+	}
+	k.Hash = nil
+	return k, nil
+}
+
+// DeleteAPIKey deletes a key of the caller's account, and closes its
+// sessions; the account's last admin key stays (ErrLastAdmin).
+func (s *Service) DeleteAPIKey(ctx context.Context, p Principal, id string) error {
+	k, err := s.key(ctx, p, id)
+	if err != nil {
+		return err
 	}
 	if err := s.store.DeleteAPIKey(ctx, id); err != nil {
+		if errors.Is(err, ErrLastAdmin) {
+			s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.delete", Target: id, Outcome: "denied", Reason: "last admin key"})
+		}
 		return fmt.Errorf("deleting API key %q: %w", id, err)
 	}
+	s.notifyKey(ctx, KeyDeleted, k)
 	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.delete", Target: id, Outcome: "ok"})
 	return nil
+}
+
+// APIKeyPatch changes a key; nil fields stay as they are.
+type APIKeyPatch struct {
+	Role *Role `json:"role,omitempty" doc:"admin, operator or readonly"`
+}
+
+// UpdateAPIKey changes a key of the caller's account (admins only,
+// audited). A changed role closes the key's live sessions, which
+// reconnect with the new rights; the account's last admin key keeps its
+// role (ErrLastAdmin).
+func (s *Service) UpdateAPIKey(ctx context.Context, p Principal, id string, patch APIKeyPatch) (APIKey, error) {
+	k, err := s.key(ctx, p, id)
+	if err != nil {
+		return APIKey{}, err
+	}
+	if patch.Role != nil && patch.Role.rank() == 0 {
+		return APIKey{}, invalid("role", "must be admin, operator or readonly")
+	}
+	if patch.Role == nil || *patch.Role == k.Role {
+		return k, nil
+	}
+	from := k.Role
+	if err := s.store.SetAPIKeyRole(ctx, id, *patch.Role); err != nil {
+		if errors.Is(err, ErrLastAdmin) {
+			s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.update", Target: id, Outcome: "denied", Reason: "last admin key"})
+		}
+		return APIKey{}, fmt.Errorf("updating API key %q: %w", id, err)
+	}
+	k.Role = *patch.Role
+	s.notifyKey(ctx, KeyRoleChanged, k)
+	s.record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: "apikey.update", Target: id, Outcome: "ok", Reason: "role " + string(from) + " -> " + string(k.Role)})
+	return k, nil
 }
 
 // Authenticate checks a bearer token "{keyID}.{secret}".

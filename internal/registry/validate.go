@@ -148,3 +148,36 @@ func randString(r io.Reader, n int) (string, error) {
 	}
 	return string(out), nil
 }
+
+// MaxThingNameLen is the longest explicit thing name.
+const MaxThingNameLen = 128
+
+// DefaultThingName is a device's thing name unless one was set:
+// "{ProductKey}.{DeviceName}", unique because the pair is, and never equal
+// to an explicit name, which may not hold a '.'.
+func DefaultThingName(pk, dn string) string { return pk + "." + dn }
+
+// ValidateThingName checks an explicit thing name: 1 to 128 characters of
+// [a-zA-Z0-9:_-] (AWS IoT's rule), so it can never take the form of a
+// default name.
+func ValidateThingName(name string) error {
+	if n := len(name); n < 1 || n > MaxThingNameLen {
+		return invalid("thingName", "must be 1 to %d characters, got %d", MaxThingNameLen, utf8.RuneCountInString(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '_' || c == '-') {
+			return invalid("thingName", "character %q at position %d is not allowed (use letters, digits and :_-; leave it empty for the default {productKey}.{deviceName})", rune(c), i)
+		}
+	}
+	return nil
+}
+
+// ExplicitThingName returns the name a store keeps for a device: "" when
+// it uses its default thing name.
+func ExplicitThingName(d Device) string {
+	if d.ThingName == DefaultThingName(d.ProductKey, d.DeviceName) {
+		return ""
+	}
+	return d.ThingName
+}

@@ -127,3 +127,41 @@ func TestNewIotIDSortsByTimeAndIsUnique(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateThingName(t *testing.T) {
+	for _, ok := range []string{"a", "factory:7", "A-b_c:9", strings.Repeat("x", 128)} {
+		if err := ValidateThingName(ok); err != nil {
+			t.Errorf("ValidateThingName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "x y", "$aws", "a/b", "a+", "a#", "é", strings.Repeat("x", 129)} {
+		err := ValidateThingName(bad)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != "thingName" {
+			t.Errorf("ValidateThingName(%q) = %v, want a thingName error", bad, err)
+		}
+	}
+}
+
+// FuzzThingName checks that no explicit thing name can take the form of a
+// default one, nor break out of its topic level.
+func FuzzThingName(f *testing.F) {
+	for _, s := range []string{"factory:7", "PK.dn", "a/b", "+", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidateThingName(name) != nil {
+			return
+		}
+		if strings.ContainsAny(name, "./+#$") || name == "" || len(name) > MaxThingNameLen {
+			t.Fatalf("accepted %q", name)
+		}
+		pk, dn := "a1B2c3D4e5F", "dev"
+		if got, _ := thingName(pk, dn, name); got != name {
+			t.Fatalf("thingName(%q) = %q", name, got)
+		}
+		if ExplicitThingName(Device{ProductKey: pk, DeviceName: dn, ThingName: name}) != name {
+			t.Fatalf("%q taken for a default name", name)
+		}
+	})
+}

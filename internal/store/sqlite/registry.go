@@ -188,17 +188,18 @@ func affected(res sql.Result, err error) error {
 
 // --- devices ---
 
-const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online, cert_fingerprint, gateway`
+const deviceCols = `product_key, device_name, account_id, iot_id, secret, nickname, status, attributes, secret_issued, created_at, first_online, last_online, cert_fingerprint, gateway, thing_name`
 
 func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 	var d registry.Device
 	var attrs string
 	var created int64
 	var first, last sql.NullInt64
-	var fp sql.NullString
-	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last, &fp, &d.Gateway); err != nil {
+	var fp, thing sql.NullString
+	if err := sc.Scan(&d.ProductKey, &d.DeviceName, &d.AccountID, &d.IotID, &d.SealedSecret, &d.Nickname, &d.Status, &attrs, &d.SecretIssued, &created, &first, &last, &fp, &d.Gateway, &thing); err != nil {
 		return d, err
 	}
+	d.ThingName = thingOf(d.ProductKey, d.DeviceName, thing)
 	d.CreatedAt = fromMS(created)
 	d.FirstOnline, d.LastOnline = fromNullMS(first), fromNullMS(last)
 	d.CertFingerprint = fp.String
@@ -209,7 +210,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (registry.Device, error) {
 
 // CreateDevices implements registry.Store: all or nothing.
 func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
-	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -217,8 +218,12 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 		stmt := tx.StmtContext(ctx, ins)
 		for _, d := range ds {
 			_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
-				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.Gateway)
+				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.Gateway,
+				nullString(registry.ExplicitThingName(d)))
 			if isUnique(err) {
+				if strings.Contains(err.Error(), "thing_name") {
+					return fmt.Errorf("thing name %q of device %q is taken: %w", d.ThingName, d.DeviceName, registry.ErrConflict)
+				}
 				if strings.Contains(err.Error(), "cert_fingerprint") {
 					return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
 				}
@@ -267,9 +272,12 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 
 // UpdateDevice implements registry.Store.
 func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
-	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ? WHERE product_key = ? AND device_name = ?`,
-		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.ProductKey, d.DeviceName)
+	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ?, thing_name = ? WHERE product_key = ? AND device_name = ?`,
+		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), nullString(registry.ExplicitThingName(d)), d.ProductKey, d.DeviceName)
 	if isUnique(err) {
+		if strings.Contains(err.Error(), "thing_name") {
+			return fmt.Errorf("thing name %q is taken: %w", d.ThingName, registry.ErrConflict)
+		}
 		return fmt.Errorf("certificate is bound to another device: %w", registry.ErrConflict)
 	}
 	return affected(res, err)
@@ -278,8 +286,24 @@ func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
 // GetDeviceAuth implements registry.Store.
 func (s *Store) GetDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error) {
 	d := registry.Device{ProductKey: pk, DeviceName: dn}
-	err := s.queryRow(ctx, `SELECT account_id, status, secret FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
-		Scan(&d.AccountID, &d.Status, &d.SealedSecret)
+	var thing sql.NullString
+	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
+		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing)
+	d.ThingName = thingOf(pk, dn, thing)
+	return d, notFound(err)
+}
+
+// thingOf is a device's effective thing name from its column.
+func thingOf(pk, dn string, explicit sql.NullString) string {
+	if explicit.Valid && explicit.String != "" {
+		return explicit.String
+	}
+	return registry.DefaultThingName(pk, dn)
+}
+
+// GetDeviceByThingName implements registry.Store.
+func (s *Store) GetDeviceByThingName(ctx context.Context, name string) (registry.Device, error) {
+	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE thing_name = ?`, name))
 	return d, notFound(err)
 }
 
@@ -358,8 +382,52 @@ func (s *Store) ListAPIKeys(ctx context.Context, account string) ([]registry.API
 
 // DeleteAPIKey implements registry.Store.
 func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
-	return affected(res, err)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := keepAdmin(ctx, tx, id, ""); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)
+		return affected(res, err)
+	})
+}
+
+// SetAPIKeyRole implements registry.Store.
+func (s *Store) SetAPIKeyRole(ctx context.Context, id string, role registry.Role) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := keepAdmin(ctx, tx, id, role); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET role = ? WHERE id = ?`, role, id)
+		return affected(res, err)
+	})
+}
+
+// keepAdmin refuses to take key id's admin role away (deleting it, or
+// giving it role to; "" for a delete) when it is its account's last admin
+// key. It runs in the writing transaction, so two admins removing each
+// other cannot both succeed.
+func keepAdmin(ctx context.Context, tx *sql.Tx, id string, to registry.Role) error {
+	if to == registry.RoleAdmin {
+		return nil
+	}
+	var others int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys o JOIN api_keys k ON o.account_id = k.account_id
+		WHERE k.id = ? AND k.role = ? AND o.role = ? AND o.id <> k.id`, id, registry.RoleAdmin, registry.RoleAdmin).Scan(&others)
+	if err != nil {
+		return err
+	}
+	if others > 0 {
+		return nil
+	}
+	var role registry.Role
+	err = tx.QueryRowContext(ctx, `SELECT role FROM api_keys WHERE id = ?`, id).Scan(&role)
+	if err != nil {
+		return notFound(err)
+	}
+	if role == registry.RoleAdmin {
+		return registry.ErrLastAdmin
+	}
+	return nil
 }
 
 // Stats implements registry.Store.

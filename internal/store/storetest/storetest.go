@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"device name prefixes are literal", testPrefixLiteral},
 		{"device updates", testUpdateDevice},
 		{"api keys", testAPIKeys},
+		{"thing names", testThingNames},
 		{"presence", testPresence},
 		{"registration primitives", testProvisioning},
 		{"registration randoms", testRandoms},
@@ -308,6 +309,62 @@ func testUpdateDevice(t *testing.T, s Store) {
 	}
 }
 
+func testThingNames(t *testing.T, s Store) {
+	p := seed(t, s)
+	a, b := dev(p, "t1"), dev(p, "t2")
+	a.ThingName = "factory-7"
+	if err := s.CreateDevices(ctx, []registry.Device{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetDevice(ctx, p.ProductKey, "t2")
+	if err != nil || got.ThingName != registry.DefaultThingName(p.ProductKey, "t2") {
+		t.Fatalf("default thing name: %+v %v", got, err)
+	}
+	byName, err := s.GetDeviceByThingName(ctx, "factory-7")
+	if err != nil || byName.DeviceName != "t1" || byName.ThingName != "factory-7" {
+		t.Fatalf("by thing name: %+v %v", byName, err)
+	}
+	if auth, err := s.GetDeviceAuth(ctx, p.ProductKey, "t1"); err != nil || auth.ThingName != "factory-7" {
+		t.Fatalf("GetDeviceAuth thing name: %+v %v", auth, err)
+	}
+	// Default names are not stored as explicit ones.
+	if _, err := s.GetDeviceByThingName(ctx, registry.DefaultThingName(p.ProductKey, "t2")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a default name found as explicit: %v", err)
+	}
+	// Unique across the instance, in a batch and on update.
+	c := dev(p, "t3")
+	c.ThingName = "factory-7"
+	if err := s.CreateDevices(ctx, []registry.Device{c}); !errors.Is(err, registry.ErrConflict) || !contains(err.Error(), "thing name") {
+		t.Fatalf("taken thing name on create: %v", err)
+	}
+	got.ThingName = "factory-7"
+	if err := s.UpdateDevice(ctx, got); !errors.Is(err, registry.ErrConflict) || !contains(err.Error(), "thing name") {
+		t.Fatalf("taken thing name on update: %v", err)
+	}
+	// Renaming frees the old name; back to the default clears it.
+	a.ThingName = "factory-8"
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got.ThingName = "factory-7"
+	if err := s.UpdateDevice(ctx, got); err != nil {
+		t.Fatalf("a freed thing name: %v", err)
+	}
+	a.ThingName = registry.DefaultThingName(p.ProductKey, "t1")
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDeviceByThingName(ctx, "factory-8"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("cleared thing name still found: %v", err)
+	}
+	if err := s.DeleteDevice(ctx, p.ProductKey, "t2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDeviceByThingName(ctx, "factory-7"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a deleted device's thing name: %v", err)
+	}
+}
+
 func testAPIKeys(t *testing.T, s Store) {
 	seed(t, s)
 	k := registry.APIKey{ID: "ck1", AccountID: "acc1", Name: "n", Role: registry.RoleOperator, Hash: []byte("hash"), CreatedAt: t0}
@@ -330,6 +387,45 @@ func testAPIKeys(t *testing.T, s Store) {
 	}
 	if _, err := s.GetAPIKey(ctx, "ck1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("deleted key: %v", err)
+	}
+	if err := s.DeleteAPIKey(ctx, "ck1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("deleting a missing key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ck1", registry.RoleAdmin); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("changing a missing key: %v", err)
+	}
+
+	// The last admin key of an account stays an admin key.
+	a1 := registry.APIKey{ID: "ckA1", AccountID: "acc1", Name: "a", Role: registry.RoleAdmin, Hash: []byte("h"), CreatedAt: t0}
+	a2 := registry.APIKey{ID: "ckA2", AccountID: "acc1", Name: "b", Role: registry.RoleOperator, Hash: []byte("h"), CreatedAt: t0}
+	for _, k := range []registry.APIKey{a1, a2} {
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA1"); !errors.Is(err, registry.ErrLastAdmin) || !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("deleting the last admin key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleReadonly); !errors.Is(err, registry.ErrLastAdmin) {
+		t.Fatalf("demoting the last admin key: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleAdmin); err != nil {
+		t.Fatalf("keeping the role: %v", err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA2", registry.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAPIKeyRole(ctx, "ckA1", registry.RoleReadonly); err != nil {
+		t.Fatalf("demoting one of two admin keys: %v", err)
+	}
+	if got, _ := s.GetAPIKey(ctx, "ckA1"); got.Role != registry.RoleReadonly {
+		t.Fatalf("role after SetAPIKeyRole = %q", got.Role)
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA2"); !errors.Is(err, registry.ErrLastAdmin) {
+		t.Fatalf("deleting the last admin key: %v", err)
+	}
+	if err := s.DeleteAPIKey(ctx, "ckA1"); err != nil {
+		t.Fatalf("deleting a readonly key: %v", err)
 	}
 	st, err := s.Stats(ctx)
 	if err != nil || st.Accounts != 1 || st.Products != 1 {

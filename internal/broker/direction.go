@@ -1,0 +1,136 @@
+package broker
+
+import "strings"
+
+// direction says who may publish on a device topic. The table is in
+// topicDirection, one place, so topic classes can extend it.
+type direction int
+
+const (
+	// dirBoth: the device and its account's applications (custom
+	// /user/ topics, shadows, v4 RRPC whose request and reply share a topic).
+	dirBoth direction = iota
+	// dirUp: uplinks, only from the device's own session (or its
+	// logged-in gateway's): posts, topo and session requests,
+	// registrations, deviceinfo, OTA reports, replies to downlinks.
+	dirUp
+	// dirDown: downlinks, from applications (and corral): property sets,
+	// service calls, RRPC requests, notifications to gateways.
+	dirDown
+	// dirCorral: corral's own answers to uplinks (…_reply of a request
+	// a device made, NTP responses, errors): no client publishes them,
+	// so an answer a device reads is corral's.
+	dirCorral
+)
+
+func (d direction) String() string {
+	return [...]string{"both", "up", "down", "corral"}[d]
+}
+
+// downlinkRequests are the /sys/{pk}/{dn}/… requests the platform sends
+// to a device; the device answers each on {request}_reply. Every other
+// /sys/ request is an uplink, answered by corral.
+var downlinkRequests = []string{
+	"thing/service/",         // property/set, property/get, {serviceId}
+	"rrpc/request/",          // v3 sync services
+	"thing/topo/change",      // topology changes told to a gateway
+	"thing/topo/add/notify",  // "please add these sub-devices"
+	"thing/gateway/permit",   // "you may add devices of this product"
+	"thing/disable",          // sub-device lifecycle, through the gateway
+	"thing/enable",           //
+	"thing/delete",           //
+	"thing/config/push",      // remote configuration
+	"thing/model/down_raw",   // raw downlink
+	"thing/bootstrap/notify", // distribution
+}
+
+// topicDirection classifies a device topic (a topic name, or a filter
+// whose wildcards stand in the ProductKey or DeviceName positions).
+// Topics it does not know are dirBoth: rights decide who may use them at
+// all.
+func topicDirection(topic string) direction {
+	switch {
+	case strings.HasPrefix(topic, "/sys/"):
+		rest, ok := afterDevice(topic[len("/sys/"):])
+		if !ok {
+			return dirBoth
+		}
+		if after, ok := strings.CutPrefix(rest, "rrpc/response/"); ok && after != "" {
+			return dirUp
+		}
+		for _, p := range downlinkRequests {
+			if strings.HasPrefix(rest, p) {
+				if strings.HasSuffix(rest, "_reply") {
+					return dirUp // the device's answer
+				}
+				return dirDown
+			}
+		}
+		if strings.HasSuffix(rest, "_reply") {
+			return dirCorral
+		}
+		return dirUp
+	case strings.HasPrefix(topic, "/ext/session/"):
+		if strings.HasSuffix(topic, "_reply") {
+			return dirCorral
+		}
+		return dirUp // combine/login, logout, batch_login, batch_logout
+	case strings.HasPrefix(topic, "/ext/ntp/"):
+		if strings.HasSuffix(topic, "/request") {
+			return dirUp
+		}
+		return dirCorral
+	case strings.HasPrefix(topic, "/ext/error/"):
+		return dirCorral
+	case strings.HasPrefix(topic, "/ota/device/"):
+		if strings.HasPrefix(topic, "/ota/device/upgrade/") {
+			return dirDown
+		}
+		return dirUp // inform, progress, request
+	case strings.HasPrefix(topic, "/shadow/update/"):
+		return dirUp
+	case strings.HasPrefix(topic, "/shadow/get/"):
+		return dirCorral // the shadow service's replies and control pushes
+	case strings.HasPrefix(topic, thingsPrefix):
+		return shadowDirection(topic[len(thingsPrefix):])
+	}
+	return dirBoth
+}
+
+// shadowDirection classifies {thingName}/… : the shadow service's
+// answers (…/accepted, …/rejected, update/delta, update/documents) are
+// corral's; requests (get, update, delete) come from the device and its
+// account's applications alike, as in AWS IoT.
+func shadowDirection(rest string) direction {
+	_, rest, _ = strings.Cut(rest, "/")
+	if !strings.HasPrefix(rest, "shadow/") {
+		return dirBoth
+	}
+	i := strings.LastIndexByte(rest, '/')
+	switch rest[i+1:] {
+	case "accepted", "rejected":
+		return dirCorral
+	case "delta", "documents":
+		if strings.HasSuffix(rest[:i], "/update") {
+			return dirCorral
+		}
+	}
+	return dirBoth
+}
+
+// afterDevice skips "{pk}/{dn}/" and returns the rest.
+func afterDevice(s string) (string, bool) {
+	_, s, ok := strings.Cut(s, "/")
+	if !ok {
+		return "", false
+	}
+	_, s, ok = strings.Cut(s, "/")
+	return s, ok && s != ""
+}
+
+// appMayPublishDirection reports whether an application may publish on a
+// topic of this direction: downlinks and shared topics only.
+func appMayPublishDirection(topic string) bool {
+	d := topicDirection(topic)
+	return d == dirDown || d == dirBoth
+}
