@@ -31,6 +31,7 @@ const (
 	CodeTopoAddSelf     = 6402 // a device cannot be added to itself as a sub-device
 	CodeNotGateway      = 6403 // corral: the device is not of a gateway product
 	CodeSubNotLoggedIn  = 6404 // corral: the sub-device is not logged in through this gateway
+	CodeNeedsTLS        = 6405 // corral: the answer carries a credential, sent only over a TLS session
 	CodeTSLCheckFailed  = 6300 // the payload breaks the product's thing model
 )
 

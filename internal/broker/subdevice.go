@@ -163,3 +163,11 @@ func (b *Broker) Online(pk, dn string) bool {
 	defer h.mu.RUnlock()
 	return h.devices[deviceKey(pk, dn)] != nil || h.subOf[deviceKey(pk, dn)] != ""
 }
+
+// MayReceiveCredentials reports whether a device's live session may be
+// sent a credential (a sub-device's DeviceSecret): it came in on the TLS
+// listener, or RegisterPlain allows the plain ones.
+func (b *Broker) MayReceiveCredentials(pk, dn string) bool {
+	cl := b.hook.deviceClient(pk, dn)
+	return cl != nil && (cl.Net.Listener == "tls" || b.o.RegisterPlain)
+}

@@ -35,6 +35,10 @@ type Broker interface {
 	LoginSub(gwPk, gwDn string, sub registry.Device) error
 	LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool
 	SubLoggedIn(gwPk, gwDn, subPk, subDn string) bool
+	// MayReceiveCredentials reports whether a device's live session may
+	// be sent a credential: it came in over TLS, or the operator allows
+	// plain listeners for labs.
+	MayReceiveCredentials(pk, dn string) bool
 }
 
 // Registry is what it needs of the registry.
@@ -206,9 +210,14 @@ func (s *Service) dispatch(ctx context.Context, t alink.Topic, req alink.Request
 		return s.logout(gw, req.Params, false)
 	case "combine.batch_logout":
 		return s.logout(gw, req.Params, true)
-	case "thing.sub.register":
-		return s.subRegister(ctx, gw, req.Params)
-	case "thing.proxy.provisioning.product_register":
+	case "thing.sub.register", "thing.proxy.provisioning.product_register":
+		// Both answer sub-devices' DeviceSecrets.
+		if !s.o.Broker.MayReceiveCredentials(gw.ProductKey, gw.DeviceName) {
+			return nil, fail(alink.CodeNeedsTLS, "sub-device registration answers DeviceSecrets, so it is served only to a gateway connected over TLS")
+		}
+		if t.Method() == "thing.sub.register" {
+			return s.subRegister(ctx, gw, req.Params)
+		}
 		return s.productRegister(ctx, gw, req.Params)
 	}
 	return nil, fail(alink.CodeBadTopic, "unknown method %s", t.Method())

@@ -3,9 +3,13 @@ package gateway_test
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,12 +43,32 @@ type gwClient struct {
 
 func connectGateway(t *testing.T, s *apptest.Server, d apptest.Device) *gwClient {
 	t.Helper()
+	return connectGatewayOver(t, s, d, false)
+}
+
+// connectGatewayOver connects a gateway on the TCP listener, or on the TLS
+// one (trusting the server's generated CA).
+func connectGatewayOver(t *testing.T, s *apptest.Server, d apptest.Device, overTLS bool) *gwClient {
+	t.Helper()
 	ts := "2524608000000"
 	id := d.ProductKey + "." + d.DeviceName
 	g := &gwClient{t: t, d: d, msgs: make(chan paho.Message, 1000)}
-	o := paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).SetClientID(id + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|").
+	broker := "tcp://" + s.App.Broker().Addr("tcp")
+	if overTLS {
+		broker = "ssl://" + s.App.Broker().Addr("tls")
+	}
+	o := paho.NewClientOptions().AddBroker(broker).SetClientID(id + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|").
 		SetUsername(d.DeviceName + "&" + d.ProductKey).SetPassword(hmacHex(d.DeviceSecret, "clientId"+id+"deviceName"+d.DeviceName+"productKey"+d.ProductKey+"timestamp"+ts)).
 		SetAutoReconnect(false).SetOrderMatters(false)
+	if overTLS {
+		caPEM, err := os.ReadFile(filepath.Join(s.Config.DataDir, "tls", "ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		o.SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"})
+	}
 	g.c = paho.NewClient(o)
 	if tok := g.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("gateway connect: %v", tok.Error())
@@ -372,8 +396,23 @@ func TestSubDeviceRegistration(t *testing.T) {
 	f := setup(t, 1)
 	f.s.Admin("PATCH", "/v1/products/"+f.subProd.ProductKey, map[string]any{"dynamicRegistration": "whitelist"}, 200)
 	auto := f.s.CreateProduct("auto-sensor", map[string]any{"nodeType": "subdevice", "dynamicRegistration": "auto"})
-	g := connectGateway(t, f.s, f.gw)
 	pre := f.s.CreateDevice(f.subProd.ProductKey, "pre-made-01")
+	// The answers carry DeviceSecrets: a gateway on the plain listener is
+	// refused, and nothing is handed out.
+	plain := connectGateway(t, f.s, f.gw)
+	for _, m := range []struct {
+		rest   string
+		params any
+	}{
+		{"thing/sub/register", []any{map[string]string{"productKey": f.subProd.ProductKey, "deviceName": "pre-made-01"}}},
+		{"thing/proxy/provisioning/product_register", map[string]any{"proxieds": []any{}}},
+	} {
+		if r := plain.call("sys", m.rest, m.params); r.Code != 6405 || strings.Contains(string(r.Data), pre.DeviceSecret) {
+			t.Fatalf("%s over plain TCP: %+v %s", m.rest, r, r.Data)
+		}
+	}
+	plain.c.Disconnect(0)
+	g := connectGatewayOver(t, f.s, f.gw, true)
 	r := g.call("sys", "thing/sub/register", []any{map[string]string{"productKey": f.subProd.ProductKey, "deviceName": "pre-made-01"}})
 	var regs []struct{ ProductKey, DeviceName, DeviceSecret, IotID string }
 	json.Unmarshal(r.Data, &regs)
