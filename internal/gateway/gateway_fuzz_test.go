@@ -222,8 +222,9 @@ func echoes(msg string, in []byte) bool {
 	if len(in) > 4096 {
 		in = in[:4096]
 	}
-	for i := 0; i+maxEchoed < len(in); i++ {
-		if strings.Contains(msg, string(in[i:i+maxEchoed+1])) {
+	// A clipped value may sit between quotes that match the input too.
+	for i := 0; i+maxEchoed+8 < len(in); i++ {
+		if strings.Contains(msg, string(in[i:i+maxEchoed+9])) {
 			return true
 		}
 	}
