@@ -175,3 +175,40 @@ func FuzzEventProduct(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGatewayMay: a gateway may use, for a logged-in sub-device, only
+// topics under that sub-device's /sys/{pk}/{dn}/ or /{pk}/{dn}/user/
+// prefix, with no wildcard before their end, never another device's.
+func FuzzGatewayMay(f *testing.F) {
+	for _, s := range []string{
+		"/sys/a1SubPK0001/sub01/thing/event/property/post", "/a1SubPK0001/sub01/user/x", "/sys/a1SubPK0001/sub01/#",
+		"/sys/a1SubPK0001/+/thing", "/sys/a1SubPK0001/sub02/thing", "/ext/session/a1SubPK0001/sub01/combine/login",
+		"/sys/a1SubPK0001/sub01/", "/a1SubPK0001/sub01/get", "$aws/things/sub01/shadow/update", "/sys/a1GwPK00001/gw01/x",
+	} {
+		f.Add(s)
+	}
+	h := &hook{subOf: map[string]string{deviceKey("a1SubPK0001", "sub01"): deviceKey("a1GwPK00001", "gw01")}}
+	f.Fuzz(func(t *testing.T, topic string) {
+		if !h.gatewayMay("a1GwPK00001", "gw01", topic) {
+			return
+		}
+		p := devicePrefixes("a1SubPK0001", "sub01")
+		var rest string
+		switch {
+		case strings.HasPrefix(topic, p[0]):
+			rest = topic[len(p[0]):]
+		case strings.HasPrefix(topic, p[1]):
+			rest = topic[len(p[1]):]
+		default:
+			t.Fatalf("gateway may use %q, outside sub01's prefixes", topic)
+		}
+		if rest == "" {
+			t.Fatalf("gateway may use the bare prefix %q", topic)
+		}
+		for _, q := range []string{"/sys/a1SubPK0001/sub02/", "/a1SubPK0001/sub02/user/", "/sys/a1GwPK00001/gw01/", "/sys/a1SubPK0002/sub01/"} {
+			if other := q + concrete(rest); aclMatches(topic, other) {
+				t.Fatalf("gateway may use %q, which matches %q", topic, other)
+			}
+		}
+	})
+}
