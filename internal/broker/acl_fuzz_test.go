@@ -51,6 +51,7 @@ func FuzzDeviceMayIsolation(f *testing.F) {
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-12", "/a1PK0000001/dev-1/user/+"},
 		{"a1PK0000001", "gw01", "a1PK0000001", "sub01", "/ext/session/a1PK0000001/gw01/combine/login"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "$aws/things/dev-1/shadow/update/delta"},
+		{"a1PK0000001", "dev-1", "a1PK0000002", "dev-1", "$aws/things/dev-1/shadow/#"}, // issue 9, item 1
 		{"a1PK0000001", "dev.1", "a1PK0000001", "dev:1", "/sys/a1PK0000001/+/thing"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "#"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "/sys/a1PK0000001/dev-1/"},
