@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,16 @@ func echoes(msg string, in []byte) bool {
 		}
 	}
 	return false
+}
+
+// allocated reports how many bytes fn allocates: small inputs must not
+// make large allocations.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // sameJSON reports whether a and b hold the same JSON value (encoding/json
@@ -56,8 +67,8 @@ var wireRequests = []string{
 	`{"id":"1","method":"` + strings.Repeat("m", 100) + `",` + `"version":{"x":"` + strings.Repeat("v", 100) + `"}}`,
 }
 
-// FuzzRequestRoundTrip: an accepted request re-encoded decodes to the same
-// request; an id is 1 to 64 characters; params are JSON; a refusal is
+// FuzzRequestRoundTrip: decoding allocates a bounded multiple of the
+// payload; an accepted request re-encoded decodes to the same request; an id is 1 to 64 characters; params are JSON; a refusal is
 // ErrMalformed and repeats at most maxEchoed bytes of the payload (replies
 // carry the message back, logs may too).
 func FuzzRequestRoundTrip(f *testing.F) {
@@ -65,7 +76,15 @@ func FuzzRequestRoundTrip(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := DecodeRequest(b)
+		var r Request
+		var err error
+		limit := 64*uint64(len(b)) + 256<<10
+		if n := allocated(func() { r, err = DecodeRequest(b) }); n > limit {
+			// Measured again: other goroutines of the fuzzer allocate too.
+			if n2 := allocated(func() { DecodeRequest(b) }); n2 > limit {
+				t.Fatalf("decoding %d bytes allocated %d, then %d", len(b), n, n2)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%v is not ErrMalformed", err)

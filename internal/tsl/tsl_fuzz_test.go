@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,16 @@ func echoes(msg string, in []byte) bool {
 		}
 	}
 	return false
+}
+
+// allocated reports how many bytes fn allocates: small inputs must not
+// make large allocations.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // fuzzModels are model seeds: the test model and small ones for each type.
@@ -51,7 +62,15 @@ func FuzzModelRoundTrip(f *testing.F) {
 		f.Add(m)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Parse(b)
+		var m *Model
+		var err error
+		limit := 64*uint64(len(b)) + 1<<20
+		if n := allocated(func() { m, err = Parse(b) }); n > limit {
+			// Measured again: other goroutines of the fuzzer allocate too.
+			if n2 := allocated(func() { Parse(b) }); n2 > limit {
+				t.Fatalf("parsing %d bytes allocated %d, then %d", len(b), n, n2)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalidModel) {
 				t.Fatalf("%v does not wrap ErrInvalidModel", err)
@@ -97,10 +116,14 @@ func FuzzModelValidate(f *testing.F) {
 	for i, m := range models[1:] {
 		f.Add(m, []byte(params[4+i]))
 	}
+	base, err := Parse(models[0])
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, model, data []byte) {
 		m, err := Parse(model)
 		if err != nil {
-			return
+			m = base // most mutations break the model: check the data against the test one
 		}
 		before, _ := json.Marshal(m)
 		checkErr := func(err error) {
