@@ -17,7 +17,8 @@ type Topic struct {
 }
 
 // ParseTopic parses /sys/{pk}/{dn}/…, /ext/session/{pk}/{dn}/… and
-// /{pk}/{dn}/user/… topics.
+// /{pk}/{dn}/user/… topics. Wildcards in the productKey or deviceName
+// position are refused: the result names one device.
 func ParseTopic(topic string) (Topic, error) {
 	var t Topic
 	var rest string
@@ -34,6 +35,10 @@ func ParseTopic(topic string) (Topic, error) {
 	parts := strings.SplitN(rest, "/", 3)
 	if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 		return t, fmt.Errorf("%w: topic lacks productKey/deviceName/…", ErrMalformed)
+	}
+	if strings.ContainsAny(parts[0]+parts[1], "+#") {
+		// A filter, not a topic: its wildcards would stand for any device.
+		return t, fmt.Errorf("%w: wildcard in productKey/deviceName", ErrMalformed)
 	}
 	t.ProductKey, t.DeviceName, t.Rest = parts[0], parts[1], parts[2]
 	if t.Kind == "user" && !strings.HasPrefix(t.Rest, "user/") {

@@ -70,7 +70,7 @@ func ParseClientID(s string) (ClientID, error) {
 			return ClientID{}, fmt.Errorf("clientId parameter %d is not key=value: %w", i+1, ErrMalformed)
 		}
 		if _, dup := c.Params[k]; dup {
-			return ClientID{}, fmt.Errorf("clientId repeats %q: %w", k, ErrMalformed)
+			return ClientID{}, fmt.Errorf("clientId repeats %.32q: %w", k, ErrMalformed) // clipped: errors reach logs
 		}
 		c.Params[k] = v
 	}

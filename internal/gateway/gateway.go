@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/credential"
@@ -117,8 +118,32 @@ type failure struct {
 
 func (f *failure) Error() string { return f.msg }
 
+// fail makes a reply failure. String arguments (names and reasons taken
+// from the request) are clipped, so a reply or a log line never carries
+// more than maxEchoed bytes of any one of them.
 func fail(code int, format string, args ...any) *failure {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = clip(s)
+		}
+	}
 	return &failure{code, fmt.Sprintf(format, args...)}
+}
+
+// maxEchoed bounds how much of one request field a message repeats.
+const maxEchoed = 64
+
+// clip cuts s to at most maxEchoed bytes on a character boundary, marking
+// the cut with "…".
+func clip(s string) string {
+	if len(s) <= maxEchoed {
+		return s
+	}
+	n := maxEchoed
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // handle answers one gateway request. The topic names the gateway: the

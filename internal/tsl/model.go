@@ -243,7 +243,7 @@ func num(raw json.RawMessage) (float64, bool, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false, fmt.Errorf("%q is not a number", s)
+		return 0, false, fmt.Errorf("%.32q is not a number", s)
 	}
 	return f, true, nil
 }
@@ -300,9 +300,9 @@ func (dt *DataType) compile(path string, depth int) error {
 			}
 		}
 		for k := range m {
-			n, err := strconv.Atoi(k)
+			n, err := strconv.ParseInt(k, 10, 32)
 			if err != nil || dt.Type == "bool" && n != 0 && n != 1 {
-				return bad(path+".specs", "%s key %q must be an integer%s", dt.Type, k, map[bool]string{true: " 0 or 1", false: ""}[dt.Type == "bool"])
+				return bad(path+".specs", "%s key %.32q must be a 32-bit integer%s", dt.Type, k, map[bool]string{true: " 0 or 1", false: ""}[dt.Type == "bool"])
 			}
 		}
 		if dt.Type == "enum" && len(m) == 0 {
@@ -363,7 +363,7 @@ func (dt *DataType) compile(path string, depth int) error {
 		}
 		c.size, c.item = int(n), s.Item
 	default:
-		return bad(path+".type", "%q: must be int, float, double, bool, enum, text, date, struct or array", dt.Type)
+		return bad(path+".type", "%.32q: must be int, float, double, bool, enum, text, date, struct or array", dt.Type)
 	}
 	dt.c = c
 	return nil

@@ -66,8 +66,27 @@ func Code(err error) int {
 	return CodeCheckFailed
 }
 
+// fail makes a check failure. The identifier may come from the device's
+// data (an unknown property), so it is clipped: errors go back in replies
+// and into logs.
 func fail(kind error, id, format string, args ...any) *Error {
-	return &Error{Kind: kind, Identifier: id, Reason: fmt.Sprintf(format, args...)}
+	return &Error{Kind: kind, Identifier: clip(id), Reason: fmt.Sprintf(format, args...)}
+}
+
+// maxEchoed bounds how much of a device's data an error repeats.
+const maxEchoed = 64
+
+// clip cuts s to at most maxEchoed bytes on a character boundary, marking
+// the cut with "…".
+func clip(s string) string {
+	if len(s) <= maxEchoed {
+		return s
+	}
+	n := maxEchoed
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Value is a checked property value and the time the device gave it
@@ -240,8 +259,8 @@ func (dt *DataType) check(id string, raw json.RawMessage) error {
 				f, err = map[bool]float64{false: 0, true: 1}[b], nil
 			}
 		}
-		if err != nil || f != math.Trunc(f) {
-			return fail(ErrTypeMismatch, id, "must be an integer %s value", c.kind)
+		if err != nil || f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+			return fail(ErrTypeMismatch, id, "must be a 32-bit integer %s value", c.kind)
 		}
 		key := strconv.FormatInt(int64(f), 10)
 		if c.kind == "bool" && key != "0" && key != "1" {
