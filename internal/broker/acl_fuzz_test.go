@@ -51,7 +51,7 @@ func FuzzDeviceMayIsolation(f *testing.F) {
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-12", "/a1PK0000001/dev-1/user/+"},
 		{"a1PK0000001", "gw01", "a1PK0000001", "sub01", "/ext/session/a1PK0000001/gw01/combine/login"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "$aws/things/dev-1/shadow/update/delta"},
-		{"a1PK0000001", "dev-1", "a1PK0000002", "dev-1", "$aws/things/dev-1/shadow/#"}, // issue 9, item 1
+		{"a1PK0000001", "dev-1", "a1PK0000002", "dev-1", "$aws/things/dev-1/shadow/#"}, // issue 9, item 1: thing names are instance-unique
 		{"a1PK0000001", "dev.1", "a1PK0000001", "dev:1", "/sys/a1PK0000001/+/thing"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "#"},
 		{"a1PK0000001", "dev-1", "a1PK0000001", "dev-2", "/sys/a1PK0000001/dev-1/"},
@@ -63,13 +63,13 @@ func FuzzDeviceMayIsolation(f *testing.F) {
 			registry.ValidateProductKey(pk2) != nil || registry.ValidateDeviceName(dn2) != nil || pk == pk2 && dn == dn2 {
 			return // registry refuses such names; the broker never sees them
 		}
-		if !deviceMay(pk, dn, topic) {
+		if !deviceMay(identity{productKey: pk, deviceName: dn}, topic) {
 			return
 		}
-		own := devicePrefixes(pk, dn)
-		others := devicePrefixes(pk2, dn2)
+		own := devicePrefixes(pk, dn, pk+"."+dn)
+		others := devicePrefixes(pk2, dn2, pk2+"."+dn2)
 		matched := false
-		for i, p := range own {
+		for _, p := range own {
 			if !strings.HasPrefix(topic, p) {
 				continue
 			}
@@ -81,13 +81,7 @@ func FuzzDeviceMayIsolation(f *testing.F) {
 			if !aclMatches(topic, p+concrete(rest)) {
 				t.Fatalf("%q does not match its own concrete topic %q", topic, p+concrete(rest))
 			}
-			for j, q := range others {
-				if i == 3 && j == 3 && pk != pk2 {
-					// $aws/things/{dn}/… is shared by equal DeviceNames of
-					// different products (issue 9, item 1): checked once the
-					// thing name is instance-unique.
-					continue
-				}
+			for _, q := range others {
 				if other := q + concrete(rest); aclMatches(topic, other) {
 					t.Fatalf("%s/%s may use %q, which matches %s/%s's topic %q", pk, dn, topic, pk2, dn2, other)
 				}
@@ -193,7 +187,7 @@ func FuzzGatewayMay(f *testing.F) {
 		if !h.gatewayMay("a1GwPK00001", "gw01", topic) {
 			return
 		}
-		p := devicePrefixes("a1SubPK0001", "sub01")
+		p := devicePrefixes("a1SubPK0001", "sub01", "a1SubPK0001.sub01")
 		var rest string
 		switch {
 		case strings.HasPrefix(topic, p[0]):

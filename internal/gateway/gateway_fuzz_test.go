@@ -66,6 +66,8 @@ func (w *fzWorld) SubLoggedIn(_, _, pk, dn string) bool {
 	return pk == fzSubPK && dn == "sub01"
 }
 
+func (w *fzWorld) MayReceiveCredentials(_, _ string) bool { return true }
+
 func (w *fzWorld) LookupDevice(_ context.Context, pk, dn string) (registry.Device, error) {
 	d, ok := fzDevices[pk+"/"+dn]
 	if !ok {

@@ -42,7 +42,7 @@ func FuzzNamesCSVRoundTrip(f *testing.F) {
 			w.Write(rec)
 		}
 		w.Flush()
-		names, err := ReadNamesCSV(bytes.NewReader(buf.Bytes()), int(max))
+		names, _, err := ReadNamesCSV(bytes.NewReader(buf.Bytes()), int(max))
 		switch {
 		case len(want) == 0:
 			if err == nil {

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"math/big"
 	"testing"
@@ -74,27 +73,6 @@ func TestSelfSigned(t *testing.T) {
 	if selfSigned(issued) {
 		t.Fatal("a CA-issued certificate named like its issuer counted as self-signed")
 	}
-}
-
-func FuzzParseCertificatePEM(f *testing.F) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "seed"}, NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	f.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	f.Add([]byte("not pem"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, fp, err := ParseCertificatePEM(data)
-		if err != nil {
-			if c != nil || fp != "" {
-				t.Fatal("an error came with a certificate")
-			}
-			return
-		}
-		if len(fp) != 64 || c == nil {
-			t.Fatalf("fingerprint %q", fp)
-		}
-	})
 }
 
 // aadBox is a SecretBox for tests: it binds the additional data (no secrecy).
