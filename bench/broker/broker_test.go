@@ -1,18 +1,14 @@
-// Package broker benchmarks corral's MQTT side: authenticated CONNECT rate
-// against a registry of 100,000 devices, message throughput (fan-in and
-// point-to-point, QoS 0 and 1) side by side with Mosquitto at
-// 127.0.0.1:1883 using the same load tool, and memory per idle
-// authenticated connection measured on a separate server process.
+// Package broker benchmarks corral's MQTT side, with corral running as its
+// own process: authenticated CONNECT rate against a registry of 100,000
+// devices, message throughput (fan-in and point-to-point, QoS 0 and 1)
+// side by side with Mosquitto at 127.0.0.1:1883 using the same clients,
+// and memory per idle authenticated connection.
 package broker
 
 import (
 	"fmt"
-	"github.com/corral-iot/corral/bench/internal/knob"
 	"math/rand/v2"
 	"net"
-	"os"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +19,10 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/corral-iot/corral/bench/internal/knob"
 	"github.com/corral-iot/corral/bench/internal/mqttload"
 	"github.com/corral-iot/corral/bench/internal/serverproc"
+	"github.com/corral-iot/corral/bench/internal/sink"
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
 )
@@ -61,34 +59,21 @@ func BenchmarkConnectRate(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		order := rand.Perm(len(devs))[:n]
 		lat := make([]time.Duration, n)
-		var next, failed atomic.Int64
-		var wg sync.WaitGroup
 		start := time.Now()
-		for w := 0; w < c; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					j := next.Add(1) - 1
-					if j >= int64(n) {
-						return
-					}
-					d := devs[order[j]]
-					t0 := time.Now()
-					conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					lat[j] = time.Since(t0)
-					mqttload.Disconnect(conn)
-				}
-			}()
-		}
-		wg.Wait()
+		failed := mqttload.Spread(n, c, func(j int) error {
+			d := devs[order[j]]
+			t0 := time.Now()
+			conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
+			if err != nil {
+				return err
+			}
+			lat[j] = time.Since(t0)
+			mqttload.Disconnect(conn)
+			return nil
+		})
 		el := time.Since(start)
-		if f := failed.Load(); f > 0 {
-			b.Fatalf("%d of %d connects failed", f, n)
+		if failed > 0 {
+			b.Fatalf("%d of %d connects failed", failed, n)
 		}
 		p50, p99 := mqttload.Percentiles(lat)
 		b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
@@ -119,16 +104,17 @@ func mosquitto(b *testing.B) target {
 		}}
 }
 
-func corral(b *testing.B, pubs int) target {
-	s := apptest.Start(b, func(c *config.Config) {
-		c.SQLiteSynchronous = "FULL"
-		c.LogLevel = "error"
-		c.MQTTMaxQueued = int64(knob.Int("CORRAL_BENCH_QUEUE", int(c.MQTTMaxQueued)))
-	})
+// corral starts bin as its own process, like Mosquitto an external
+// server, with pubs devices for the publishers; the subscriber is an
+// application with the admin API key.
+func corral(b *testing.B, bin string, pubs int) target {
+	queue := knob.Int("CORRAL_BENCH_QUEUE", int(config.Default().MQTTMaxQueued))
+	proc := serverproc.Start(b, bin, "--sqlite-synchronous", "FULL", "--mqtt-max-queued", strconv.Itoa(queue))
+	s := proc.Server
 	p := s.CreateProduct("bench", nil)
 	devs := populate(b, s, p.ProductKey, pubs)
 	kid, secret, _ := strings.Cut(s.AdminKey, ".")
-	return target{addr: s.App.Broker().Addr("tcp"),
+	return target{addr: proc.Addrs["mqtt-tcp"],
 		pub: func(i int) (string, string, string, string) {
 			d := devs[i]
 			cr := mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
@@ -153,20 +139,29 @@ func client(b *testing.B, addr, id, user, pass string) paho.Client {
 }
 
 // throughput runs pubs publishers sending per messages each to one
-// subscriber. A shared window (CORRAL_BENCH_WINDOW, 1,000) bounds the
-// messages published but not yet delivered (end-to-end flow control), so
-// the figure is the rate both brokers sustain rather than how fast they
-// drop: a stall of a second counts the window as lost and goes on. A
-// window larger than corral's per-client queue (mqtt_max_queued,
-// CORRAL_BENCH_QUEUE) lets the subscriber's queue overflow, and corral
-// drops what does not fit where Mosquitto queues it.
-func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss float64) {
+// subscriber and returns the delivered rate (timed to the last delivery)
+// and how many of the messages published were never delivered. A shared
+// window (CORRAL_BENCH_WINDOW, 1,000) bounds the messages published but
+// not yet delivered (end-to-end flow control), so the figure is the rate
+// both brokers sustain rather than how fast they drop: when deliveries
+// stall for a second the outstanding messages are written off, once for
+// all publishers, and publishing goes on. A window larger than corral's
+// per-client queue (mqtt_max_queued, CORRAL_BENCH_QUEUE) lets the
+// subscriber's queue overflow, and corral drops what does not fit; the
+// loss is reported for both brokers.
+func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate float64, lost int64) {
 	window := int64(knob.Int("CORRAL_BENCH_WINDOW", 1000))
-	var got, sent, last atomic.Int64
+	total := int64(pubs * per)
 	sid, su, sp, filter := t.sub()
 	sub := client(b, t.addr, sid, su, sp)
 	defer sub.Disconnect(0)
-	if tok := sub.Subscribe(filter, qos, func(paho.Client, paho.Message) { got.Add(1); last.Store(time.Now().UnixNano()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	var got atomic.Pointer[sink.Counter] // nil until publishing starts
+	count := func(paho.Client, paho.Message) {
+		if c := got.Load(); c != nil {
+			c.Add()
+		}
+	}
+	if tok := sub.Subscribe(filter, qos, count); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}
 	clients := make([]paho.Client, pubs)
@@ -175,10 +170,15 @@ func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss flo
 		id, u, p, topic := t.pub(i)
 		clients[i], topics[i] = client(b, t.addr, id, u, p), topic
 	}
+	defer func() {
+		for _, c := range clients {
+			c.Disconnect(0)
+		}
+	}()
 	payload := []byte(strings.Repeat("x", 100))
-	total := int64(pubs * per)
-	var lost atomic.Int64
-	start := time.Now()
+	delivered := sink.New(total)
+	got.Store(delivered)
+	var sent, writtenOff atomic.Int64
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		wg.Add(1)
@@ -187,9 +187,13 @@ func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss flo
 			var last paho.Token
 			for j := 0; j < per; j++ {
 				waited := time.Now()
-				for sent.Load()-got.Load()-lost.Load() >= window {
+				for {
+					off := writtenOff.Load()
+					if sent.Load()-delivered.N()-off < window {
+						break
+					}
 					if time.Since(waited) > time.Second {
-						lost.Add(sent.Load() - got.Load() - lost.Load())
+						writtenOff.CompareAndSwap(off, sent.Load()-delivered.N())
 						break
 					}
 					time.Sleep(50 * time.Microsecond)
@@ -201,27 +205,20 @@ func throughput(b *testing.B, t target, pubs, per int, qos byte) (rate, loss flo
 		}(c, topics[i])
 	}
 	wg.Wait()
-	for got.Load() < total {
-		n := got.Load()
-		time.Sleep(500 * time.Millisecond)
-		if got.Load() == n {
-			break
-		}
-	}
-	for _, c := range clients {
-		c.Disconnect(0)
-	}
-	el := time.Duration(last.Load() - start.UnixNano())
+	n, el := delivered.Wait(time.Second)
 	if el <= 0 {
-		return 0, 1
+		return 0, total
 	}
-	return float64(got.Load()) / el.Seconds(), 1 - float64(got.Load())/float64(total)
+	return float64(n) / el.Seconds(), max(0, total-n)
 }
 
 // BenchmarkThroughput measures fan-in (100 publishers, one subscriber) and
 // point-to-point (one to one), QoS 0 and 1, 100-byte payloads, on corral
-// and on Mosquitto with the same tool in the same run.
+// (its own process, devices authenticated) and on Mosquitto (anonymous, as
+// configured here) with the same paho clients in the same run; every row
+// reports the messages lost.
 func BenchmarkThroughput(b *testing.B) {
+	bin := serverproc.Build(b)
 	for _, pat := range []struct {
 		name      string
 		pubs, per int
@@ -231,14 +228,15 @@ func BenchmarkThroughput(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/qos%d/%s", pat.name, qos, broker), func(b *testing.B) {
 					var t target
 					if broker == "corral" {
-						t = corral(b, pat.pubs)
+						t = corral(b, bin, pat.pubs)
 					} else {
 						t = mosquitto(b)
 					}
 					for i := 0; i < b.N; i++ {
-						rate, loss := throughput(b, t, pat.pubs, pat.per, qos)
+						rate, lost := throughput(b, t, pat.pubs, pat.per, qos)
 						b.ReportMetric(rate, "msg/s")
-						b.ReportMetric(loss*100, "loss-%")
+						b.ReportMetric(float64(lost), "lost")
+						b.ReportMetric(float64(lost)*100/float64(pat.pubs*pat.per), "loss-%")
 					}
 				})
 			}
@@ -265,20 +263,39 @@ func raiseFileLimit(n uint64) uint64 {
 	return rl.Cur
 }
 
-func rssKB(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
+// memory is what the server process holds, read from outside it.
+type memory struct {
+	rss, heap, stacks, goroutines float64
+}
+
+// settled waits for the server's second garbage collection from now (the
+// first may have begun earlier, and sync.Pool victims outlive one; an
+// idle Go process collects at least every two minutes) and returns its RSS
+// (from /proc) and, from the Go collector on /metrics, its heap in live
+// and not yet swept objects (go_memstats_heap_alloc_bytes: the live heap
+// once that collection's sweep is done), goroutine stacks in use
+// (go_memstats_stack_inuse_bytes) and goroutines.
+func settled(b *testing.B, p *serverproc.Proc) memory {
+	b.Helper()
+	time.Sleep(3 * time.Second) // presence writes and events of the last connections
+	gcs := p.Metrics(b)["go_gc_duration_seconds_count"]
+	deadline := time.Now().Add(5 * time.Minute)
+	for p.Metrics(b)["go_gc_duration_seconds_count"] < gcs+2 {
+		if time.Now().After(deadline) {
+			b.Fatal("the server did not collect garbage twice in 5 minutes")
 		}
+		time.Sleep(time.Second)
 	}
-	return 0
+	time.Sleep(2 * time.Second) // the background sweep frees the dead objects
+	m := p.Metrics(b)
+	return memory{rss: float64(p.RSS(b)), heap: m["go_memstats_heap_alloc_bytes"],
+		stacks: m["go_memstats_stack_inuse_bytes"], goroutines: m["go_goroutines"]}
 }
 
 // BenchmarkIdleConnectionMemory opens 20,000 authenticated idle
-// connections to a corral server running as its own process and reports
-// its RSS growth per connection.
+// connections (keepalive 60 s, pinged every 30 s) to a corral server
+// running as its own process and reports, between two GC-settled readings
+// of that process alone, its RSS, heap and stack growth per connection.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
 	conns := knob.Int("CORRAL_BENCH_CONNS", 20000)
 	if lim := raiseFileLimit(uint64(conns) + 512); lim < uint64(conns)+512 {
@@ -287,83 +304,32 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 		b.Logf("open-file limit %d: measuring %d connections", lim, conns)
 	}
 	proc := serverproc.Start(b, serverproc.Build(b))
-	cmd, addrs, s := proc.Cmd, proc.Addrs, proc.Server
-	p := s.CreateProduct("idle", nil)
-	devs := populate(b, s, p.ProductKey, conns)
-	time.Sleep(2 * time.Second)
-	before := rssKB(cmd.Process.Pid)
-	open := make([]net.Conn, 0, conns)
-	defer func() {
-		for _, c := range open {
-			c.Close()
-		}
-	}()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				j := next.Add(1) - 1
-				if j >= int64(conns) {
-					return
-				}
-				d := devs[j]
-				c, err := mqttload.Connect(addrs["mqtt-tcp"], mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
-				if err != nil {
-					b.Errorf("connection %d: %v", j, err)
-					return
-				}
-				mu.Lock()
-				open = append(open, c)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	time.Sleep(3 * time.Second) // let presence writes and buffers settle
-	after := rssKB(cmd.Process.Pid)
-	b.ReportMetric(float64(len(open)), "connections")
-	b.ReportMetric(float64((after-before)*1024)/float64(len(open)), "bytes/conn")
-	b.ReportMetric(float64(after)/1024, "rss-MiB")
-}
-
-// BenchmarkIdleConnectionBreakdown explains the RSS figure above: it holds
-// idle authenticated connections to an in-process server (both ends in one
-// process, so at most half the open-file limit) and reports, after a
-// forced GC, what each costs in goroutine stacks and live heap.
-func BenchmarkIdleConnectionBreakdown(b *testing.B) {
-	n := knob.Int("CORRAL_BENCH_CONNS", 9000)
-	s := apptest.Start(b, func(c *config.Config) { c.LogLevel = "error" })
-	p := s.CreateProduct("idle", nil)
-	devs := populate(b, s, p.ProductKey, n)
-	addr := s.App.Broker().Addr("tcp")
-	settled := func() runtime.MemStats {
-		time.Sleep(2 * time.Second) // presence writes and events
-		runtime.GC()
-		debug.FreeOSMemory()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m
-	}
+	p := proc.Server.CreateProduct("idle", nil)
+	devs := populate(b, proc.Server, p.ProductKey, conns)
+	addr := proc.Addrs["mqtt-tcp"]
 	for i := 0; i < b.N; i++ {
-		before, g0 := settled(), runtime.NumGoroutine()
-		conns := make([]net.Conn, 0, n)
-		for _, d := range devs {
-			c, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns = append(conns, c)
+		before := settled(b, proc)
+		open := make([]net.Conn, conns)
+		failed := mqttload.Spread(conns, 32, func(j int) error {
+			d := devs[j]
+			c, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
+			open[j] = c
+			return err
+		})
+		if failed > 0 {
+			b.Fatalf("%d of %d connections failed", failed, conns)
 		}
-		after, g := settled(), runtime.NumGoroutine()
-		per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) }
-		b.ReportMetric(float64(g-g0)/float64(n), "goroutines/conn")
-		b.ReportMetric(per(after.StackInuse, before.StackInuse), "stack-bytes/conn")
-		b.ReportMetric(per(after.HeapInuse, before.HeapInuse), "heap-bytes/conn")
-		for _, c := range conns {
+		stop := mqttload.KeepAlive(open, 30*time.Second)
+		after := settled(b, proc)
+		stop()
+		per := func(a, b float64) float64 { return (a - b) / float64(conns) }
+		b.ReportMetric(float64(conns), "connections")
+		b.ReportMetric(per(after.rss, before.rss), "rss-bytes/conn")
+		b.ReportMetric(per(after.heap, before.heap), "heap-bytes/conn")
+		b.ReportMetric(per(after.stacks, before.stacks), "stack-bytes/conn")
+		b.ReportMetric(per(after.goroutines, before.goroutines), "goroutines/conn")
+		b.ReportMetric(after.rss/(1<<20), "rss-MiB")
+		for _, c := range open {
 			c.Close()
 		}
 	}

@@ -7,7 +7,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"github.com/corral-iot/corral/bench/internal/knob"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,6 +16,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/corral-iot/corral/bench/internal/knob"
+	"github.com/corral-iot/corral/bench/internal/sink"
 	"github.com/corral-iot/corral/device"
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
@@ -104,39 +105,41 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	defer direct.Close()
 	kid, secret, _ := strings.Cut(w.s.AdminKey, ".")
-	var got atomic.Int64
+	var got atomic.Pointer[sink.Counter] // the current run's
 	app := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + w.s.App.Broker().Addr("tcp")).SetClientID("sink").
 		SetUsername(kid).SetPassword(secret).SetOrderMatters(false))
 	if tok := app.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}
 	defer app.Disconnect(0)
+	count := func(paho.Client, paho.Message) {
+		if c := got.Load(); c != nil {
+			c.Add()
+		}
+	}
 	for _, f := range []string{"/sys/" + w.direct.ProductKey + "/+/thing/event/property/post", "/sys/" + w.subs[0].ProductKey + "/+/thing/event/property/post"} {
-		if tok := app.Subscribe(f, 1, func(paho.Client, paho.Message) { got.Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if tok := app.Subscribe(f, 1, count); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			b.Fatal(tok.Error())
 		}
 	}
 	payload := []byte(fmt.Sprintf(`{"id":"1","params":{"t":%s}}`, strings.Repeat("1", 70)))
-	// run publishes msgs messages and returns the delivered rate (time to
-	// the last delivery) and the share lost; the broker drops what a slow
+	// run publishes msgs messages and returns the delivered rate (timed to
+	// the last delivery: the wait ends when all have arrived or none has
+	// for a second) and the share lost; the broker drops what a slow
 	// subscriber's pending-write queue cannot hold, so loss is reported.
 	run := func(pub func(i int) error) (float64, float64) {
-		got.Store(0)
-		start := time.Now()
+		c := sink.New(int64(msgs))
+		got.Store(c)
 		for i := 0; i < msgs; i++ {
 			if err := pub(i); err != nil {
 				b.Fatal(err)
 			}
 		}
-		for got.Load() < int64(msgs) {
-			n := got.Load()
-			time.Sleep(500 * time.Millisecond)
-			if got.Load() == n {
-				break
-			}
+		n, el := c.Wait(time.Second)
+		if n == 0 {
+			b.Fatal("no message delivered")
 		}
-		el := time.Since(start)
-		return float64(got.Load()) / el.Seconds(), 1 - float64(got.Load())/float64(msgs)
+		return float64(n) / el.Seconds(), 1 - float64(n)/float64(msgs)
 	}
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {

@@ -9,14 +9,18 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the cgo driver, for comparison only
 
+	"github.com/corral-iot/corral/bench/internal/knob"
+	"github.com/corral-iot/corral/bench/internal/mqttload"
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
@@ -27,10 +31,10 @@ import (
 // BenchmarkBatchCreate100k creates 100,000 devices through the API in 10
 // calls of 10,000 names (target: under 5 s).
 func BenchmarkBatchCreate100k(b *testing.B) {
-	for _, sync := range []string{"FULL", "NORMAL"} {
-		b.Run("sync-"+sync, func(b *testing.B) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run("sync-"+mode, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = sync; c.LogLevel = "error" })
+				s := apptest.Start(b, func(c *config.Config) { c.SQLiteSynchronous = mode; c.LogLevel = "error" })
 				p := s.CreateProduct("bench", nil)
 				names := make([][]string, 10)
 				for j := range names {
@@ -96,34 +100,49 @@ func open(b *testing.B, driver string, n int) fixture {
 	return f
 }
 
-// BenchmarkLookup looks devices up at random, through the registry
-// (store read and opening the sealed secret), per driver and registry
-// size; it reports the median and p99 of single look-ups.
+// BenchmarkLookup looks devices up at random from CORRAL_BENCH_C
+// goroutines at once (8; MQTT CONNECTs arrive concurrently), through the
+// registry (store read and opening the sealed secret), per driver and
+// registry size; it reports the median and p99 of single look-ups and the
+// look-ups a second.
 func BenchmarkLookup(b *testing.B) {
 	sizes := []int{10000, 100000}
 	if os.Getenv("CORRAL_BENCH_1M") != "" {
 		sizes = append(sizes, 1000000)
 	}
+	// RunParallel starts parallelism × GOMAXPROCS goroutines.
+	par := (knob.Int("CORRAL_BENCH_C", 8) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
 	for _, driver := range []string{"sqlite", "sqlite3"} {
 		name := map[string]string{"sqlite": "modernc", "sqlite3": "mattn-cgo"}[driver]
 		for _, n := range sizes {
 			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
 				f := open(b, driver, n)
 				ctx := context.Background()
+				var mu sync.Mutex
 				lat := make([]time.Duration, 0, b.N)
+				b.SetParallelism(par)
 				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					dn := f.names[(i*7919+13)%len(f.names)]
-					t0 := time.Now()
-					if _, err := f.svc.LookupDeviceAuth(ctx, f.pk, dn); err != nil {
-						b.Fatal(err)
+				b.RunParallel(func(pb *testing.PB) {
+					var own []time.Duration
+					for pb.Next() {
+						dn := f.names[mrand.IntN(len(f.names))]
+						t0 := time.Now()
+						if _, err := f.svc.LookupDeviceAuth(ctx, f.pk, dn); err != nil {
+							b.Error(err)
+							return
+						}
+						own = append(own, time.Since(t0))
 					}
-					lat = append(lat, time.Since(t0))
-				}
+					mu.Lock()
+					lat = append(lat, own...)
+					mu.Unlock()
+				})
 				b.StopTimer()
-				sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1000, "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1000, "p99-µs")
+				p50, p99 := mqttload.Percentiles(lat)
+				b.ReportMetric(float64(p50.Nanoseconds())/1000, "p50-µs")
+				b.ReportMetric(float64(p99.Nanoseconds())/1000, "p99-µs")
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+				b.ReportMetric(float64(par*runtime.GOMAXPROCS(0)), "goroutines")
 			})
 		}
 	}

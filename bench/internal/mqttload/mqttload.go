@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,6 +91,48 @@ func Connect(addr string, c Creds, keepalive uint16) (net.Conn, error) {
 func Disconnect(c net.Conn) {
 	c.Write([]byte{0xE0, 0})
 	c.Close()
+}
+
+// KeepAlive sends a PINGREQ on every connection each interval, as an idle
+// device within its keepalive does, until stop is called. The PINGRESPs
+// are left unread (two bytes each in the socket's buffer).
+func KeepAlive(conns []net.Conn, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, c := range conns {
+					c.Write([]byte{0xC0, 0})
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// Spread calls f(0) … f(n-1) from the given number of goroutines and
+// returns how many calls failed.
+func Spread(n, workers int, f func(i int) error) (failed int64) {
+	var next, bad atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if f(int(i)) != nil {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return bad.Load()
 }
 
 // Percentiles returns the p50 and p99 of durations (sorted in place).

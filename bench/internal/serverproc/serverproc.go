@@ -9,9 +9,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +88,50 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 		tb.Fatalf("reading the admin key: %v", err)
 	}
 	return &Proc{Cmd: cmd, Addrs: addrs, Server: apptest.Remote(tb, "http://"+addrs["http"], strings.TrimSpace(string(key)))}
+}
+
+// RSS is the process's resident set size in bytes, from /proc/PID/status.
+func (p *Proc) RSS(tb testing.TB) int64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb * 1024
+		}
+	}
+	tb.Fatal("no VmRSS in /proc status")
+	return 0
+}
+
+// Metrics scrapes the server's /metrics and returns its unlabelled samples
+// (go_goroutines, go_memstats_heap_alloc_bytes, …) by name.
+func (p *Proc) Metrics(tb testing.TB) map[string]float64 {
+	tb.Helper()
+	resp, err := http.Get("http://" + p.Addrs["http"] + "/metrics")
+	if err != nil {
+		tb.Fatalf("scraping /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = v
+		}
+	}
+	if resp.StatusCode != 200 || sc.Err() != nil || len(out) == 0 {
+		tb.Fatalf("scraping /metrics: status %d, %v", resp.StatusCode, sc.Err())
+	}
+	return out
 }
