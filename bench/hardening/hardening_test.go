@@ -19,8 +19,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,34 +65,21 @@ func BenchmarkConnect(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				order := rand.Perm(len(devs))
 				lat := make([]time.Duration, len(devs))
-				var next, failed atomic.Int64
-				var wg sync.WaitGroup
 				start := time.Now()
-				for w := 0; w < c; w++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							j := next.Add(1) - 1
-							if j >= int64(len(devs)) {
-								return
-							}
-							d := devs[order[j]]
-							t0 := time.Now()
-							conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-							if err != nil {
-								failed.Add(1)
-								continue
-							}
-							lat[j] = time.Since(t0)
-							mqttload.Disconnect(conn)
-						}
-					}()
-				}
-				wg.Wait()
+				failed := mqttload.Spread(len(devs), c, func(j int) error {
+					d := devs[order[j]]
+					t0 := time.Now()
+					conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
+					if err != nil {
+						return err
+					}
+					lat[j] = time.Since(t0)
+					mqttload.Disconnect(conn)
+					return nil
+				})
 				el := time.Since(start)
-				if f := failed.Load(); f > 0 {
-					b.Fatalf("%d of %d connects failed", f, len(devs))
+				if failed > 0 {
+					b.Fatalf("%d of %d connects failed", failed, len(devs))
 				}
 				p50, p99 := mqttload.Percentiles(lat)
 				b.ReportMetric(float64(len(devs))/el.Seconds(), "connects/s")
@@ -127,39 +112,26 @@ func BenchmarkRegister(b *testing.B) {
 			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 			run := func(prefix string, n int) (float64, time.Duration, time.Duration) {
 				lat := make([]time.Duration, n)
-				var next, failed atomic.Int64
-				var wg sync.WaitGroup
 				start := time.Now()
-				for w := 0; w < c; w++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							i := next.Add(1) - 1
-							if i >= int64(n) {
-								return
-							}
-							dn, random := fmt.Sprintf("%s-%08d", prefix, i), fmt.Sprintf("r%d", i)
-							form := "productKey=" + prod.ProductKey + "&deviceName=" + dn + "&random=" + random + "&signMethod=hmacsha256&sign=" + sign(prod.ProductSecret, dn, prod.ProductKey, random)
-							t0 := time.Now()
-							resp, err := client.Post(url, "application/x-www-form-urlencoded", strings.NewReader(form))
-							if err != nil {
-								failed.Add(1)
-								continue
-							}
-							body, _ := io.ReadAll(resp.Body)
-							resp.Body.Close()
-							lat[i] = time.Since(t0)
-							if resp.StatusCode != 200 || !strings.HasPrefix(string(body), `{"code":200`) {
-								failed.Add(1)
-							}
-						}
-					}()
-				}
-				wg.Wait()
+				failed := mqttload.Spread(n, c, func(i int) error {
+					dn, random := fmt.Sprintf("%s-%08d", prefix, i), fmt.Sprintf("r%d", i)
+					form := "productKey=" + prod.ProductKey + "&deviceName=" + dn + "&random=" + random + "&signMethod=hmacsha256&sign=" + sign(prod.ProductSecret, dn, prod.ProductKey, random)
+					t0 := time.Now()
+					resp, err := client.Post(url, "application/x-www-form-urlencoded", strings.NewReader(form))
+					if err != nil {
+						return err
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					lat[i] = time.Since(t0)
+					if resp.StatusCode != 200 || !strings.HasPrefix(string(body), `{"code":200`) {
+						return fmt.Errorf("registration answered %d", resp.StatusCode)
+					}
+					return nil
+				})
 				el := time.Since(start)
-				if f := failed.Load(); f > 0 {
-					b.Fatalf("%d of %d registrations failed", f, n)
+				if failed > 0 {
+					b.Fatalf("%d of %d registrations failed", failed, n)
 				}
 				p50, p99 := mqttload.Percentiles(lat)
 				return float64(n) / el.Seconds(), p50, p99
