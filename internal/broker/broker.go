@@ -94,6 +94,13 @@ type Broker struct {
 	nextSub int
 }
 
+// mochi's log lines pass at most this often per message (a burst, then a
+// steady rate), so a client cannot grow the log at will.
+const (
+	mochiLogBurst     = 10
+	mochiLogPerSecond = 0.5
+)
+
 // New builds the broker and binds its listeners; Serve starts it.
 func New(o Options) (*Broker, error) {
 	if o.Logger == nil {
@@ -134,7 +141,7 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize:  o.ReadBufferSize,
 		ClientNetWriteBufferSize: o.WriteBufferSize,
 		InlineClient:             true,
-		Logger:                   o.Logger.With("component", "mqtt"),
+		Logger:                   slog.New(newLogFilter(o.Logger.With("component", "mqtt").Handler(), o.Now, mochiLogBurst, mochiLogPerSecond)),
 		SysTopicResendInterval:   3600,
 	})
 	b := &Broker{o: o, log: o.Logger, srv: srv, addrs: map[string]string{}}
