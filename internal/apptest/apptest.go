@@ -50,6 +50,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg.APIRateLimit = 0
 	cfg.RegistrationRatePerIP = 0
 	cfg.RegistrationRatePerPK = 0
+	// Like the rate limits, login back-off is off unless a test turns it
+	// on: tests make refused CONNECTs from 127.0.0.1 in quick succession.
+	cfg.MQTTAuthFailuresPerIP = 0
+	cfg.MQTTAuthFailuresPerDevice = 0
 	cfg.LogLevel = "warn"
 	if lvl := os.Getenv("CORRAL_TEST_LOG"); lvl == "debug" || lvl == "info" {
 		cfg.LogLevel = lvl
