@@ -97,8 +97,8 @@ type Aggregator struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu   sync.Mutex
-	pend map[string]*aggregate
+	mu      sync.Mutex
+	pend    map[string]*aggregate
 	stop    chan struct{}
 	done    chan struct{}
 	started atomic.Bool
