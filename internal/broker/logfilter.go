@@ -161,5 +161,12 @@ func packetAttr(key string, pk *packets.Packet) slog.Attr {
 	if size == 0 {
 		size = len(pk.Payload)
 	}
-	return slog.Group(key, slog.String("type", name), slog.Int("size", size))
+	client := pk.Origin
+	if pk.FixedHeader.Type == packets.Connect {
+		client = pk.Connect.ClientIdentifier
+	}
+	if client == "" {
+		return slog.Group(key, slog.String("type", name), slog.Int("size", size))
+	}
+	return slog.Group(key, slog.String("type", name), slog.Int("size", size), slog.String("client", safeClientID(client)))
 }

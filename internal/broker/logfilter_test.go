@@ -21,11 +21,11 @@ func TestLogFilterRedacts(t *testing.T) {
 		want    string
 		notWant []string
 	}{
-		{"packet value", []any{"pk", connect}, `"pk":{"type":"CONNECT","size":77}`, []string{"hunter2", "aHVudGVyMg", "user"}},
+		{"packet value", []any{"pk", connect}, `"pk":{"type":"CONNECT","size":77,"client":"c1"}`, []string{"hunter2", "aHVudGVyMg", "user"}},
 		{"packet pointer", []any{"packet", publish}, `"packet":{"type":"PUBLISH","size":7}`, []string{"PAYLOAD", "UEFZTE9BRA"}},
 		{"bytes", []any{"data", []byte("PAYLOAD")}, `"data_bytes":7`, []string{"PAYLOAD", "UEFZTE9BRA"}},
 		{"secret keys", []any{"password", "hunter2", "Payload", "PAYLOAD", "deviceSecret", "s3"}, `"msg":"m"`, []string{"hunter2", "PAYLOAD", "s3"}},
-		{"in a group", []any{slog.Group("g", "pk", connect, "ok", 1)}, `"g":{"pk":{"type":"CONNECT","size":77},"ok":1}`, []string{"hunter2"}},
+		{"in a group", []any{slog.Group("g", "pk", connect, "ok", 1)}, `"g":{"pk":{"type":"CONNECT","size":77,"client":"c1"},"ok":1}`, []string{"hunter2"}},
 		{"unknown struct", []any{"props", struct{ Password string }{"hunter2"}}, `"props":"(omitted)"`, []string{"hunter2"}},
 		{"plain values", []any{"client", "c1", "error", errors.New("boom"), "n", 3}, `"client":"c1","error":"boom","n":3`, nil},
 	}
