@@ -180,7 +180,7 @@ func New(o Options) (*Broker, error) {
 	b.logins = newLoginLimiter(o.Now, o.AuthFailuresPerIP, o.AuthFailuresPerDevice)
 	b.sample = newLogSampler(o.Now, refusalsLoggedPerMinute)
 	b.stop, b.done = make(chan struct{}), make(chan struct{})
-	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, o.Now, b.m.pendingCap.Inc)
+	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, time.Now, b.m.pendingCap.Inc)
 	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
 	b.hook = newHook(b)
 	if err := srv.AddHook(b.hook, nil); err != nil {
@@ -226,7 +226,7 @@ func (b *Broker) listen() error {
 	}
 	return add("ws", b.o.WSAddr, func(ln net.Listener) any {
 		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients,
-			connectTimeout: b.o.ConnectTimeout, now: b.o.Now, origins: b.o.WSAllowedOrigins}
+			connectTimeout: b.o.ConnectTimeout, now: time.Now, origins: b.o.WSAllowedOrigins}
 	})
 }
 

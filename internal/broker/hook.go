@@ -99,7 +99,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	start := time.Now()
 	// The CONNECT is in: authentication and the CONNACK get a deadline of
 	// their own; mochi sets the keepalive one after this hook.
-	cl.Net.Conn.SetDeadline(h.b.o.Now().Add(h.b.o.ConnectTimeout))
+	cl.Net.Conn.SetDeadline(time.Now().Add(h.b.o.ConnectTimeout)) // network deadlines are wall-clock
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// An address or device in back-off for failed logins is answered
