@@ -135,7 +135,7 @@ func safeAttr(a slog.Attr) (slog.Attr, bool) {
 			return packetAttr(a.Key, x), true
 		case []byte:
 			return slog.Int(a.Key+"_bytes", len(x)), true
-		case error, string, time.Duration, time.Time:
+		case nil, error, string, time.Duration, time.Time:
 			return slog.Attr{Key: a.Key, Value: v}, true
 		case slog.LogValuer:
 			return slog.Attr{Key: a.Key, Value: v}, true

@@ -28,6 +28,7 @@ func TestLogFilterRedacts(t *testing.T) {
 		{"in a group", []any{slog.Group("g", "pk", connect, "ok", 1)}, `"g":{"pk":{"type":"CONNECT","size":77,"client":"c1"},"ok":1}`, []string{"hunter2"}},
 		{"unknown struct", []any{"props", struct{ Password string }{"hunter2"}}, `"props":"(omitted)"`, []string{"hunter2"}},
 		{"plain values", []any{"client", "c1", "error", errors.New("boom"), "n", 3}, `"client":"c1","error":"boom","n":3`, nil},
+		{"nil error", []any{"error", error(nil)}, `"error":null`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
