@@ -171,6 +171,7 @@ func (c *apiClient) auditCmd() *cobra.Command {
 					At                                     time.Time
 					Actor, Action, Target, Outcome, Reason string
 					Source                                 string
+					Count                                  int
 				} `json:"entries"`
 			}
 			raw, err := c.do(cmd, "GET", "/v1/audit?"+q.Encode(), nil, "", true, &res)
@@ -178,9 +179,9 @@ func (c *apiClient) auditCmd() *cobra.Command {
 				return err
 			}
 			return c.show(raw, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "TIME\tACTION\tTARGET\tOUTCOME\tREASON\tSOURCE")
+				fmt.Fprintln(w, "TIME\tACTION\tTARGET\tOUTCOME\tREASON\tSOURCE\tCOUNT")
 				for _, e := range res.Entries {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", short(&e.At), e.Action, e.Target, e.Outcome, e.Reason, e.Source)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", short(&e.At), e.Action, e.Target, e.Outcome, e.Reason, e.Source, max(e.Count, 1))
 				}
 			})
 		},

@@ -47,8 +47,10 @@ type App struct {
 	store *sqlite.Store
 	reg   *registry.Service
 	audit *audit.Log
-	api   *httpapi.API
-	mqtt  *broker.Broker
+	// connAudit aggregates the broker's refused logins (floods of them).
+	connAudit *audit.Aggregator
+	api       *httpapi.API
+	mqtt      *broker.Broker
 
 	httpSrv  *http.Server
 	httpLn   net.Listener
@@ -117,6 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	hookPolicy := webhook.Policy{Allow: allow}
 	a := &App{cfg: cfg, log: log, store: st, errs: make(chan error, 8)}
 	a.audit = audit.NewLog(st, log, nil)
+	a.connAudit = audit.NewAggregator(st, log, nil)
 	a.reg = registry.New(registry.Options{Store: st, Box: box, Auditor: a.audit, Logger: log, URLPolicy: hookPolicy})
 	if err := a.bootstrap(ctx); err != nil {
 		st.Close()
@@ -276,10 +279,13 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	if cfg.MQTTSAddr == "" {
 		tlsConf = nil
 	}
-	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.audit, Logger: a.log, Metrics: metrics,
+	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf, RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
-		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout})
+		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
+		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
+		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),
+		WSAllowedOrigins: strings.Split(cfg.WSAllowedOrigins, ",")})
 }
 
 // endpoints are what client-driven registration tells devices.
@@ -314,6 +320,7 @@ func (a *App) Registry() *registry.Service { return a.reg }
 
 // Start binds the listeners and serves in the background.
 func (a *App) Start(ctx context.Context) error {
+	a.connAudit.Start()
 	if err := a.mqtt.Serve(); err != nil {
 		return err
 	}
@@ -417,6 +424,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
+		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())
 		a.log.Info("stopped")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type Server struct {
 	URL      string // base URL of the HTTP listener, e.g. http://127.0.0.1:41234
 	AdminKey string // bearer token of the first admin key
 	Client   *http.Client
+	Log      *LogCapture // everything the server logged (at cfg.LogLevel)
 	tb       testing.TB
 	stop     func()
 }
@@ -57,6 +59,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg.APIRateLimit = 0
 	cfg.RegistrationRatePerIP = 0
 	cfg.RegistrationRatePerPK = 0
+	// Like the rate limits, login back-off is off unless a test turns it
+	// on: tests make refused CONNECTs from 127.0.0.1 in quick succession.
+	cfg.MQTTAuthFailuresPerIP = 0
+	cfg.MQTTAuthFailuresPerDevice = 0
 	cfg.LogLevel = "warn"
 	if lvl := os.Getenv("CORRAL_TEST_LOG"); lvl == "debug" || lvl == "info" {
 		cfg.LogLevel = lvl
@@ -71,9 +77,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 func StartWith(tb testing.TB, cfg config.Config) *Server {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var logw io.Writer = io.Discard
+	capture := &LogCapture{}
+	var logw io.Writer = capture
 	if os.Getenv("CORRAL_TEST_LOG") != "" {
-		logw = os.Stderr
+		logw = io.MultiWriter(capture, os.Stderr)
 	}
 	a, err := app.New(ctx, cfg, app.NewLogger(cfg, logw))
 	if err != nil {
@@ -90,7 +97,7 @@ func StartWith(tb testing.TB, cfg config.Config) *Server {
 		tb.Fatalf("reading admin key: %v", err)
 	}
 	s := &Server{App: a, Config: cfg, URL: "http://" + a.HTTPAddr(), AdminKey: strings.TrimSpace(string(key)),
-		Client: &http.Client{Timeout: 60 * time.Second}, tb: tb}
+		Client: &http.Client{Timeout: 60 * time.Second}, Log: capture, tb: tb}
 	s.stop = func() {
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
@@ -105,6 +112,42 @@ func StartWith(tb testing.TB, cfg config.Config) *Server {
 // elsewhere (say, as its own process in a benchmark); Stop does nothing.
 func Remote(tb testing.TB, url, adminKey string) *Server {
 	return &Server{URL: url, AdminKey: adminKey, Client: &http.Client{Timeout: 60 * time.Second}, tb: tb, stop: func() {}}
+}
+
+// LogCapture holds what a server logged, for tests that check what may
+// not be logged and how much is. It keeps the first 16 MiB and counts
+// everything.
+type LogCapture struct {
+	mu    sync.Mutex
+	buf   []byte
+	total int64
+}
+
+const logCaptureMax = 16 << 20
+
+// Write implements io.Writer.
+func (c *LogCapture) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total += int64(len(p))
+	if room := logCaptureMax - len(c.buf); room > 0 {
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// Bytes returns a copy of what was kept.
+func (c *LogCapture) Bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.buf...)
+}
+
+// Len returns how many bytes were logged in all.
+func (c *LogCapture) Len() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
 }
 
 // Stop shuts the server down (idempotent).

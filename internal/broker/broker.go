@@ -86,6 +86,20 @@ type Options struct {
 	MaxPacketSize     uint32
 	MaxInflight       uint16
 	PresenceBatchWait time.Duration
+
+	// Hostile clients. ConnectTimeout is how long a connection may take to
+	// send CONNECT (default 10 s); MaxPendingPerIP caps one address's
+	// connections without an accepted CONNECT (0: no cap).
+	ConnectTimeout  time.Duration
+	MaxPendingPerIP int
+	// AuthFailuresPerIP and AuthFailuresPerDevice are the failed logins a
+	// minute after which CONNECTs back off (see loginLimiter; 0: off).
+	AuthFailuresPerIP     int
+	AuthFailuresPerDevice int
+	// WSAllowedOrigins are the Origins a browser may open the WebSocket
+	// listener from (exact scheme://host[:port], case-insensitive); empty
+	// allows any. Requests without an Origin (not from a browser) pass.
+	WSAllowedOrigins []string
 }
 
 // Broker is the running MQTT broker.
@@ -97,11 +111,24 @@ type Broker struct {
 	m      *metrics
 	addrs  map[string]string
 	pres   *presenceWriter
+	adm    *admission
+	logins *loginLimiter
+	sample *logSampler
+	stop   chan struct{}
+	done   chan struct{}
+	served atomic.Bool
 	closed sync.Once
 
 	subMu   sync.Mutex
 	nextSub int
 }
+
+// mochi's log lines pass at most this often per message (a burst, then a
+// steady rate), so a client cannot grow the log at will.
+const (
+	mochiLogBurst     = 10
+	mochiLogPerSecond = 0.5
+)
 
 // New builds the broker and binds its listeners; Serve starts it.
 func New(o Options) (*Broker, error) {
@@ -132,6 +159,16 @@ func New(o Options) (*Broker, error) {
 	if o.PresenceBatchWait == 0 {
 		o.PresenceBatchWait = 20 * time.Millisecond
 	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	var origins []string
+	for _, org := range o.WSAllowedOrigins {
+		if org = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(org)), "/"); org != "" {
+			origins = append(origins, org)
+		}
+	}
+	o.WSAllowedOrigins = origins
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = o.MaxWritesPending
 	caps.MaximumSessionExpiryInterval = o.MaxSessionExpiry
@@ -143,11 +180,15 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize:  o.ReadBufferSize,
 		ClientNetWriteBufferSize: o.WriteBufferSize,
 		InlineClient:             true,
-		Logger:                   o.Logger.With("component", "mqtt"),
+		Logger:                   slog.New(newLogFilter(o.Logger.With("component", "mqtt").Handler(), o.Now, mochiLogBurst, mochiLogPerSecond)),
 		SysTopicResendInterval:   3600,
 	})
 	b := &Broker{o: o, log: o.Logger, srv: srv, addrs: map[string]string{}}
 	b.m = newMetrics(o.Metrics)
+	b.logins = newLoginLimiter(o.Now, o.AuthFailuresPerIP, o.AuthFailuresPerDevice)
+	b.sample = newLogSampler(o.Now, refusalsLoggedPerMinute)
+	b.stop, b.done = make(chan struct{}), make(chan struct{})
+	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, time.Now, b.m.pendingCap.Inc)
 	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
 	b.hook = newHook(b)
 	if err := srv.AddHook(b.hook, nil); err != nil {
@@ -170,7 +211,7 @@ func (b *Broker) listen() error {
 			return fmt.Errorf("listening for %s on %s: %w", id, addr, err)
 		}
 		b.addrs[id] = ln.Addr().String()
-		switch l := mk(ln).(type) {
+		switch l := mk(b.adm.listener(ln)).(type) {
 		case *netListener:
 			return b.srv.AddListener(l)
 		case *wsListener:
@@ -193,7 +234,8 @@ func (b *Broker) listen() error {
 	}
 	return add("ws", b.o.WSAddr, func(ln net.Listener) any {
 		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients,
-			readTimeout: b.o.WSReadTimeout, writeTimeout: b.o.WSWriteTimeout, idleTimeout: b.o.WSIdleTimeout}
+			readTimeout: b.o.WSReadTimeout, writeTimeout: b.o.WSWriteTimeout, idleTimeout: b.o.WSIdleTimeout,
+			connectTimeout: b.o.ConnectTimeout, now: time.Now, origins: b.o.WSAllowedOrigins}
 	})
 }
 
@@ -209,12 +251,42 @@ func (b *Broker) closeListenerClients(listener string) {
 	}
 }
 
+// maintain forgets quiet login-failure state and logs the summaries of
+// refusals the sampler held back, until Close.
+func (b *Broker) maintain() {
+	defer close(b.done)
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			b.logUnlogged(b.sample.sweep(true))
+			return
+		case <-t.C:
+			b.logins.sweep()
+			b.logUnlogged(b.sample.sweep(false))
+		}
+	}
+}
+
+func (b *Broker) logUnlogged(counts map[string]int) {
+	for src, n := range counts {
+		b.log.Info("connections refused and not logged", "source", src, "count", n)
+	}
+}
+
 // Addr returns the bound address of a listener ("tcp", "tls", "ws"), or "".
 func (b *Broker) Addr(listener string) string { return b.addrs[listener] }
+
+// refusalsLoggedPerMinute is how many refused CONNECTs from one source
+// are logged a minute; the rest are counted in one summary line.
+const refusalsLoggedPerMinute = 5
 
 // Serve starts serving on the listeners.
 func (b *Broker) Serve() error {
 	go b.pres.run()
+	b.served.Store(true)
+	go b.maintain()
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("starting MQTT broker: %w", err)
 	}
@@ -231,6 +303,10 @@ func (b *Broker) Close() error {
 	b.closed.Do(func() {
 		err = b.srv.Close()
 		b.pres.stop()
+		close(b.stop)
+		if b.served.Load() {
+			<-b.done
+		}
 	})
 	return err
 }

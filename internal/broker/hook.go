@@ -125,8 +125,17 @@ func (r *refusal) Error() string { return r.reason }
 // password"), then the connection is closed.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	start := time.Now()
+	// The CONNECT is in: authentication and the CONNACK get a deadline of
+	// their own; mochi sets the keepalive one after this hook.
+	cl.Net.Conn.SetDeadline(time.Now().Add(h.b.o.ConnectTimeout)) // network deadlines are wall-clock
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// An address or device in back-off for failed logins is answered
+	// "server busy" before any credential is looked at.
+	src, user := sourceKey(cl.Net.Remote), limiterKey(pk)
+	if ok, why := h.b.logins.check(src, user); !ok {
+		return h.refuse(ctx, cl, pk, h.knownAccount(user), src, &refusal{code: packets.ErrServerBusy, reason: why})
+	}
 	// Authentication reads the store, whose SQLite code grows goroutine
 	// stacks deep; doing it on a short-lived goroutine keeps the
 	// connection's own goroutine (which lives as long as the session)
@@ -147,14 +156,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if !errors.As(err, &r) {
 			r = &refusal{code: packets.ErrServerUnavailable, reason: "internal error"}
 			h.b.log.Error("authenticating", "err", err)
+		} else {
+			h.b.logins.failed(src, user)
 		}
-		h.b.m.authFailures.WithLabelValues(metricReason(r.reason)).Inc()
-		h.b.log.Info("connection refused", "listener", cl.Net.Listener, "remote", cl.Net.Remote, "clientId", safeClientID(pk.Connect.ClientIdentifier), "reason", r.reason)
-		if h.b.o.Auditor != nil {
-			h.b.o.Auditor.Record(ctx, audit.Entry{AccountID: id.accountID, Actor: "mqtt", Action: "mqtt.connect", Target: target(id, pk), Outcome: "refused", Reason: r.reason, Source: cl.Net.Remote})
-		}
-		h.b.srv.SendConnack(cl, connackCode(cl, r.code), false, nil)
-		return r.code
+		return h.refuse(ctx, cl, pk, id, src, r)
 	}
 	// Wills are held to the same rights as publishes (mochi lets wills
 	// bypass its ACL): a will outside the client's rights is dropped.
@@ -165,6 +170,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.b.log.Info("last will dropped: topic outside the client's rights", "clientId", id.clientID)
 	}
 	cl.ID = id.clientID
+	admitConn(cl.Net.Conn)
 	s := &session{id: id, listener: cl.Net.Listener, remote: cl.Net.Remote}
 	h.mu.Lock()
 	h.sessions[cl] = s
@@ -177,6 +183,51 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.mu.Unlock()
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// refuse answers a refused CONNECT: counted, logged (a sample per
+// source), audited (one row per source and reason a minute, through an
+// aggregating auditor) and closed after the CONNACK.
+func (h *hook) refuse(ctx context.Context, cl *mqtt.Client, pk packets.Packet, id identity, src string, r *refusal) error {
+	h.b.m.authFailures.WithLabelValues(metricReason(r.reason)).Inc()
+	if ok, unlogged := h.b.sample.allow(src); ok {
+		if unlogged > 0 {
+			h.b.logUnlogged(map[string]int{src: unlogged})
+		}
+		h.b.log.Info("connection refused", "listener", cl.Net.Listener, "remote", cl.Net.Remote, "clientId", safeClientID(pk.Connect.ClientIdentifier), "reason", r.reason)
+	} else if unlogged > 0 {
+		h.b.logUnlogged(map[string]int{src: unlogged})
+	}
+	if h.b.o.Auditor != nil {
+		h.b.o.Auditor.Record(ctx, audit.Entry{AccountID: id.accountID, Actor: "mqtt", Action: "mqtt.connect", Target: target(id, pk), Outcome: "refused", Reason: r.reason, Source: src})
+	}
+	h.b.srv.SendConnack(cl, connackCode(cl, r.code), false, nil)
+	return r.code
+}
+
+// knownAccount is the account of a throttled CONNECT's device, for its
+// audit entry, if the product's owner is cached (no registry read: the
+// point of throttling is to skip them).
+func (h *hook) knownAccount(username string) identity {
+	dn, pkey, err := credential.ParseUsername(username)
+	if err != nil {
+		return identity{}
+	}
+	id := identity{productKey: pkey, deviceName: dn}
+	if acct, ok := h.owners.Get(pkey); ok {
+		id.accountID = acct
+	}
+	return id
+}
+
+// limiterKey is what the per-device login limit counts against: the
+// CONNECT's username ({deviceName}&{productKey} or an API key id), or ""
+// (certificate logins, oversized names).
+func limiterKey(pk packets.Packet) string {
+	if u := pk.Connect.Username; len(u) <= 256 {
+		return string(u)
+	}
+	return ""
 }
 
 // connackCode gives MQTT 3.1.1 clients the matching 3.1.1 return code.
@@ -280,6 +331,9 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 		return id, err
 	}
 	id.accountID, id.thingName = d.AccountID, d.ThingName
+	if _, cached := h.owners.Get(pkey); !cached { // a ProductKey never moves to another account
+		h.owners.Set(pkey, d.AccountID)
+	}
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
 	}
@@ -723,6 +777,8 @@ func metricReason(r string) string {
 		return "bad_certificate"
 	case strings.HasPrefix(r, "authType"):
 		return "unsupported_auth_type"
+	case strings.HasPrefix(r, "throttled"):
+		return "throttled"
 	}
 	return "other"
 }

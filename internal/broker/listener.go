@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,11 @@ type wsListener struct {
 	closeClients func(listener string)
 	// Timeouts of the HTTP exchange up to the upgrade (see Init).
 	readTimeout, writeTimeout, idleTimeout time.Duration
+	// connectTimeout bounds the time from the upgrade to CONNECT.
+	connectTimeout time.Duration
+	now            func() time.Time
+	// origins allowed (lower case); empty: any.
+	origins []string
 
 	mu        sync.Mutex
 	establish listeners.EstablishFn
@@ -66,7 +73,7 @@ func (l *wsListener) Protocol() string { return "ws" }
 
 // Init builds the HTTP server; mochi calls it before Serve and Close.
 func (l *wsListener) Init(*slog.Logger) error {
-	up := websocket.Upgrader{Subprotocols: []string{"mqtt", "mqttv3.1"}, CheckOrigin: func(*http.Request) bool { return true }}
+	up := websocket.Upgrader{Subprotocols: []string{"mqtt", "mqttv3.1"}, CheckOrigin: l.originAllowed}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mqtt", func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
@@ -81,6 +88,9 @@ func (l *wsListener) Init(*slog.Logger) error {
 			return
 		}
 		defer c.Close()
+		// net/http cleared the connection's deadlines for the request; the
+		// CONNECT gets its own.
+		c.UnderlyingConn().SetDeadline(l.now().Add(l.connectTimeout))
 		if err := establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c}); err != nil {
 			l.log.Debug("websocket session ended", "err", err)
 		}
@@ -94,6 +104,17 @@ func (l *wsListener) Init(*slog.Logger) error {
 	}
 	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: header, ReadTimeout: l.readTimeout, WriteTimeout: l.writeTimeout, IdleTimeout: l.idleTimeout}
 	return nil
+}
+
+// originAllowed is the upgrader's Origin check (a refusal is a 403).
+// Credentials travel in CONNECT, not in cookies, so any Origin is the
+// default; requests without one do not come from a browser page.
+func (l *wsListener) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if len(l.origins) == 0 || origin == "" {
+		return true
+	}
+	return slices.Contains(l.origins, strings.ToLower(origin))
 }
 
 func (l *wsListener) Close(listeners.CloseFn) {
@@ -145,6 +166,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 }
+
+// NetConn returns the connection under the WebSocket.
+func (c *wsConn) NetConn() net.Conn { return c.Conn }
 
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()

@@ -10,6 +10,7 @@ type metrics struct {
 	dropped      *prometheus.CounterVec
 	authSeconds  prometheus.Histogram
 	subSessions  prometheus.Gauge
+	pendingCap   prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -21,10 +22,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		out:          prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_messages_out_total", Help: "PUBLISH packets sent to clients."}),
 		dropped:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_messages_dropped_total", Help: "Deliveries dropped because the receiving client's queue (mqtt_max_queued) was full, by the QoS the message was published with."}, []string{"qos"}),
 		subSessions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_mqtt_subdevice_sessions", Help: "Sub-devices logged in through gateways."}),
+		pendingCap:   prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_pending_refused_total", Help: "Connections closed at accept because their address held mqtt_max_pending_per_ip connections without an accepted CONNECT."}),
 		authSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_mqtt_auth_duration_seconds", Help: "Time to authenticate a CONNECT.", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 8)}),
 	}
 	if r != nil {
-		r.MustRegister(m.connections, m.authFailures, m.aclDenied, m.in, m.out, m.dropped, m.authSeconds, m.subSessions)
+		r.MustRegister(m.connections, m.authFailures, m.aclDenied, m.in, m.out, m.dropped, m.authSeconds, m.subSessions, m.pendingCap)
 	}
 	return m
 }

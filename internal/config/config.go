@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -36,6 +37,14 @@ type Config struct {
 	// subscriber can absorb; in-flight messages cost nothing until used.
 	MQTTMaxQueued   int64 `yaml:"mqtt_max_queued" help:"messages queued for one client before further ones are dropped (reserved per connection, 8 bytes each)"`
 	MQTTMaxInflight int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways"`
+	// Hostile clients: a connection must send CONNECT in time, one address
+	// holds only so many unauthenticated connections, and failed logins
+	// back off per address and per device.
+	MQTTConnectTimeout        time.Duration `yaml:"mqtt_connect_timeout" help:"how long a new MQTT connection (or WebSocket upgrade) may take to send CONNECT before it is closed"`
+	MQTTMaxPendingPerIP       int64         `yaml:"mqtt_max_pending_per_ip" help:"connections one address may hold before their CONNECT is accepted; further ones are closed at accept (0: no limit)"`
+	MQTTAuthFailuresPerIP     int64         `yaml:"mqtt_auth_failures_per_ip" help:"failed MQTT logins a minute from one address before its CONNECTs are answered 'server busy' with exponential back-off (1 s doubling to 5 min; 0: no limit)"`
+	MQTTAuthFailuresPerDevice int64         `yaml:"mqtt_auth_failures_per_device" help:"failed MQTT logins a minute for one device or API key before CONNECTs for it from addresses that failed are answered 'server busy' (back-off 1 s doubling to 30 s; 0: no limit)"`
+	WSAllowedOrigins          string        `yaml:"ws_allowed_origins" help:"comma-separated Origins (scheme://host[:port]) browsers may open MQTT over WebSocket from; others get 403 (empty: any)"`
 	// TLS certificate for the MQTT TLS listener; when empty a local CA and
 	// server certificate are generated into <data-dir>/tls on first start.
 	TLSCertFile string `yaml:"tls_cert_file" help:"server certificate (PEM) for TLS listeners (default: generated)"`
@@ -75,25 +84,29 @@ type Config struct {
 // Default returns the configuration `corral serve` runs with when nothing is set.
 func Default() Config {
 	return Config{
-		DataDir:               "./corral-data",
-		HTTPAddr:              ":8080",
-		HTTPSAddr:             ":8443",
-		MQTTAddr:              ":1883",
-		MQTTSAddr:             ":8883",
-		WSAddr:                ":8083",
-		MQTTMaxQueued:         256,
-		MQTTMaxInflight:       1024,
-		SQLiteSynchronous:     "FULL",
-		LogLevel:              "info",
-		LogFormat:             "json",
-		ShutdownTimeout:       15 * time.Second,
-		MaxBodyBytes:          4 << 20,
-		HTTPReadTimeout:       30 * time.Second,
-		HTTPWriteTimeout:      90 * time.Second,
-		HTTPIdleTimeout:       120 * time.Second,
-		APIRateLimit:          500,
-		RegistrationRatePerIP: 100,
-		RegistrationRatePerPK: 10000,
+		DataDir:                   "./corral-data",
+		HTTPAddr:                  ":8080",
+		HTTPSAddr:                 ":8443",
+		MQTTAddr:                  ":1883",
+		MQTTSAddr:                 ":8883",
+		WSAddr:                    ":8083",
+		MQTTMaxQueued:             256,
+		MQTTMaxInflight:           1024,
+		MQTTConnectTimeout:        10 * time.Second,
+		MQTTMaxPendingPerIP:       64,
+		MQTTAuthFailuresPerIP:     20,
+		MQTTAuthFailuresPerDevice: 100,
+		SQLiteSynchronous:         "FULL",
+		LogLevel:                  "info",
+		LogFormat:                 "json",
+		ShutdownTimeout:           15 * time.Second,
+		MaxBodyBytes:              4 << 20,
+		HTTPReadTimeout:           30 * time.Second,
+		HTTPWriteTimeout:          90 * time.Second,
+		HTTPIdleTimeout:           120 * time.Second,
+		APIRateLimit:              500,
+		RegistrationRatePerIP:     100,
+		RegistrationRatePerPK:     10000,
 	}
 }
 
@@ -249,6 +262,25 @@ func (c Config) Validate() error {
 	}
 	if c.MQTTMaxInflight < 1 || c.MQTTMaxInflight > 65535 {
 		return bad("mqtt_max_inflight", "must be between 1 and 65535")
+	}
+	if c.MQTTConnectTimeout <= 0 {
+		return bad("mqtt_connect_timeout", "must be positive")
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{{"mqtt_max_pending_per_ip", c.MQTTMaxPendingPerIP}, {"mqtt_auth_failures_per_ip", c.MQTTAuthFailuresPerIP}, {"mqtt_auth_failures_per_device", c.MQTTAuthFailuresPerDevice}} {
+		if n.v < 0 {
+			return bad(n.key, "must not be negative")
+		}
+	}
+	for _, o := range strings.Split(c.WSAllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return bad("ws_allowed_origins", "%q is not an origin (scheme://host[:port])", o)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")

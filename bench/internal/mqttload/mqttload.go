@@ -48,6 +48,18 @@ func packet(typ byte, body []byte) []byte {
 // Connect opens a TCP connection and completes an MQTT 3.1.1 CONNECT; the
 // caller owns the connection.
 func Connect(addr string, c Creds, keepalive uint16) (net.Conn, error) {
+	return ConnectFrom(addr, "", c, keepalive)
+}
+
+// RefusedError is a CONNACK with a non-zero return code.
+type RefusedError struct{ Code byte }
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("CONNACK return code %d", e.Code) }
+
+// ConnectFrom is Connect from a local IP address (src; "" for any): on
+// Linux all of 127/8 is loopback, so one machine can stand for several
+// sources.
+func ConnectFrom(addr, src string, c Creds, keepalive uint16) (net.Conn, error) {
 	var vh []byte
 	vh = append(vh, str("MQTT")...)
 	flags := byte(0x02) // clean session
@@ -65,7 +77,11 @@ func Connect(addr string, c Creds, keepalive uint16) (net.Conn, error) {
 	if c.Password != "" {
 		vh = append(vh, str(c.Password)...)
 	}
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +97,7 @@ func Connect(addr string, c Creds, keepalive uint16) (net.Conn, error) {
 	}
 	if ack[0] != 0x20 || ack[3] != 0 {
 		conn.Close()
-		return nil, fmt.Errorf("CONNACK return code %d", ack[3])
+		return nil, &RefusedError{ack[3]}
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, nil

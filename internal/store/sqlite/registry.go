@@ -454,6 +454,21 @@ func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) error {
 	})
 }
 
+// AddAudit implements audit.AggregateStore: one row per key, whose count
+// grows; asynchronous like AppendAudit.
+func (s *Store) AddAudit(ctx context.Context, key string, e audit.Entry) error {
+	up, err := s.wprep(ctx, `INSERT INTO audit(at, account_id, actor, action, target, outcome, reason, source, count, agg_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(agg_key) WHERE agg_key IS NOT NULL DO UPDATE SET count = count + excluded.count,
+		target = CASE WHEN target = excluded.target THEN target ELSE '*' END`)
+	if err != nil {
+		return err
+	}
+	return s.writeAsync(func(tx *sql.Tx) error {
+		_, err := tx.Stmt(up).Exec(ms(e.At), e.AccountID, e.Actor, e.Action, e.Target, e.Outcome, e.Reason, e.Source, max(e.Count, 1), key)
+		return err
+	})
+}
+
 // ListAudit implements audit.Store. Entries are appended without waiting
 // for their commit, so a listing first passes a no-op through the writer:
 // the queue is first in, first out, so every entry recorded before the
@@ -462,7 +477,7 @@ func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, e
 	if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
 		return nil, fmt.Errorf("flushing the audit trail: %w", err)
 	}
-	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source FROM audit WHERE 1=1`
+	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source, count FROM audit WHERE 1=1`
 	var args []any
 	for _, c := range []struct{ col, v string }{{"account_id", f.AccountID}, {"action", f.Action}, {"target", f.Target}, {"outcome", f.Outcome}} {
 		if c.v != "" {
@@ -485,7 +500,7 @@ func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, e
 	for rows.Next() {
 		var e audit.Entry
 		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.AccountID, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Reason, &e.Source); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.AccountID, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Reason, &e.Source, &e.Count); err != nil {
 			return nil, err
 		}
 		e.At = fromMS(at)
