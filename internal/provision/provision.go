@@ -35,9 +35,6 @@ type Registry interface {
 	IssueToken(ctx context.Context, pk, dn string) (clientID, token string, err error)
 	LookupRegistrationKey(ctx context.Context, pk string) (string, error)
 	VerifyToken(ctx context.Context, pk, dn, clientID, token string) (bool, error)
-	// UseRegistrationRandom accepts a signed request's random once per
-	// device (registry.ErrReplayed the second time).
-	UseRegistrationRandom(ctx context.Context, pk, dn, random string) error
 }
 
 // Webhooks calls user functions.
@@ -290,27 +287,8 @@ func (s *Service) Dynamic(ctx context.Context, req Request) (Result, error) {
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
 		}
-		if e := s.useRandom(ctx, req); e != nil {
-			return e, false
-		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})
-}
-
-// useRandom refuses a signed request whose random the device used within
-// the last day: a captured request must not hand the secret out again or
-// rotate it. Only requests with a good signature are remembered, so a
-// stranger cannot use up a device's randoms.
-func (s *Service) useRandom(ctx context.Context, req Request) *Error {
-	err := s.o.Registry.UseRegistrationRandom(ctx, req.ProductKey, req.DeviceName, req.Random)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, registry.ErrReplayed):
-		return refuse(ErrReplayed, CodeReplayed, "random was used before: a registration request is good once; sign a new random")
-	}
-	s.log.Error("registration: remembering the random", "err", err)
-	return refuse(ErrInternal, CodeInternal, "internal error")
 }
 
 // RegisterFree registers without pre-registration (MQTT regnwl): the
@@ -325,9 +303,6 @@ func (s *Service) RegisterFree(ctx context.Context, req Request) (Result, error)
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
-		}
-		if e := s.useRandom(ctx, req); e != nil {
-			return e, false
 		}
 		return nil, true
 	})
@@ -370,9 +345,6 @@ func (s *Service) ProxyRegister(ctx context.Context, req Request, gatewayAccount
 		}
 		if !credential.VerifyPassword(req.SignMethod, prod.ProductSecret, RegisterSignContent(req.DeviceName, req.ProductKey, req.Random), req.Sign) {
 			return refuse(ErrBadSignature, CodeBadSignature, "sign does not match the product's secret"), false
-		}
-		if e := s.useRandom(ctx, req); e != nil {
-			return e, false
 		}
 		return nil, prod.DynReg == registry.DynRegAuto
 	})
@@ -488,9 +460,14 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 	if e != nil {
 		return e
 	}
-	d, outcome, err := s.o.Registry.Register(ctx, registry.Registration{Product: p, DeviceName: req.DeviceName, Create: create, Attributes: merge(req.Metadata, attrs)})
+	// A signed request's random is good once (it reaches here only with a
+	// good signature, so strangers cannot use up a device's randoms).
+	d, outcome, err := s.o.Registry.Register(ctx, registry.Registration{Product: p, DeviceName: req.DeviceName, Create: create,
+		Attributes: merge(req.Metadata, attrs), Random: req.Random})
 	switch {
 	case err == nil:
+	case errors.Is(err, registry.ErrReplayed):
+		return refuse(ErrReplayed, CodeReplayed, "random was used before: a registration request is good once; sign a new random")
 	case errors.Is(err, registry.ErrNotFound):
 		return refuse(ErrUnknownDevice, CodeUnknownDevice, "device %s is not pre-registered in this product (whitelist mode)", req.DeviceName)
 	case errors.Is(err, registry.ErrAlreadyIssued):

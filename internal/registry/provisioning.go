@@ -128,8 +128,16 @@ type ProvisioningStore interface {
 	SetRegistrationKey(ctx context.Context, pk string, sealed []byte) error
 	// UseRegistrationRandom records that a device's registration used
 	// random at time at; it reports false when the same random was used
-	// at or after since (a replay).
+	// at or after since (a replay). It may return before the record is
+	// durable: it is durable once a later write returns, or Flush.
 	UseRegistrationRandom(ctx context.Context, pk, dn, random string, at, since time.Time) (bool, error)
+	// Flush returns once every write made before it is durable.
+	Flush(ctx context.Context) error
+	// CreateRegisteredDevice records a registration's random and creates
+	// the device it registers, both or neither, in one write: ErrReplayed
+	// when the random was used at or after since, ErrConflict when the
+	// device exists.
+	CreateRegisteredDevice(ctx context.Context, d Device, random string, at, since time.Time) error
 	// PruneRegistrationRandoms forgets randoms used before a time.
 	PruneRegistrationRandoms(ctx context.Context, before time.Time) (int64, error)
 }
@@ -141,24 +149,29 @@ const RandomWindow = 24 * time.Hour
 // ErrReplayed means a signed request was seen before.
 var ErrReplayed = errors.New("request replayed: its random was used before")
 
-// UseRegistrationRandom accepts a registration's random once per device
-// within RandomWindow; a second use is ErrReplayed. It forgets randoms
-// older than the window about once a minute.
-func (s *Service) UseRegistrationRandom(ctx context.Context, pk, dn, random string) error {
+// useRandom accepts a registration's random once per device within
+// RandomWindow; a second use is ErrReplayed. It forgets randoms older than
+// the window about once a minute.
+func (s *Service) useRandom(ctx context.Context, pk, dn, random string) error {
 	now := s.nowUTC()
 	fresh, err := s.store.UseRegistrationRandom(ctx, pk, dn, random, now, now.Add(-RandomWindow))
 	if err != nil {
 		return fmt.Errorf("remembering registration random of %s/%s: %w", pk, dn, err)
 	}
+	s.pruneRandoms(ctx, now)
+	if !fresh {
+		return fmt.Errorf("%s/%s: %w", pk, dn, ErrReplayed)
+	}
+	return nil
+}
+
+// pruneRandoms forgets randoms older than the window, about once a minute.
+func (s *Service) pruneRandoms(ctx context.Context, now time.Time) {
 	if last := s.pruned.Load(); now.UnixMilli()-last >= time.Minute.Milliseconds() && s.pruned.CompareAndSwap(last, now.UnixMilli()) {
 		if _, err := s.store.PruneRegistrationRandoms(ctx, now.Add(-RandomWindow)); err != nil {
 			s.log.Warn("pruning registration randoms", "err", err)
 		}
 	}
-	if !fresh {
-		return fmt.Errorf("%s/%s: %w", pk, dn, ErrReplayed)
-	}
-	return nil
 }
 
 // ErrAlreadyIssued means a device's secret was handed out before and the
@@ -172,6 +185,10 @@ type Registration struct {
 	// Create allows creating an unknown DeviceName (auto mode).
 	Create     bool
 	Attributes map[string]string
+	// Random is a signed request's random ("" for unsigned paths): good
+	// once per device within RandomWindow, so a captured request can
+	// neither read the secret back nor rotate it (ErrReplayed).
+	Random string
 }
 
 // RegisterOutcome says what a registration did.
@@ -203,7 +220,18 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 			return Device{}, "", err
 		}
 		nd.SecretIssued = true
-		err = s.store.CreateDevices(ctx, []Device{nd})
+		if r.Random != "" {
+			// The random and the new device in one write: the common case
+			// costs one store round trip.
+			now := s.nowUTC()
+			err = s.store.CreateRegisteredDevice(ctx, nd, r.Random, now, now.Add(-RandomWindow))
+			s.pruneRandoms(ctx, now)
+		} else {
+			err = s.store.CreateDevices(ctx, []Device{nd})
+		}
+		if errors.Is(err, ErrReplayed) {
+			return Device{}, "", fmt.Errorf("%s/%s: %w", pk, dn, err)
+		}
 		if err == nil {
 			nd.SealedSecret = nil
 			s.notify(ctx, DeviceCreated, nd)
@@ -216,6 +244,13 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 	d, err := s.LookupDevice(ctx, pk, dn)
 	if err != nil {
 		return Device{}, "", err
+	}
+	if r.Random != "" {
+		// Recorded before anything is handed out; durable with the write
+		// below, or the flush when there is none.
+		if err := s.useRandom(ctx, pk, dn, r.Random); err != nil {
+			return Device{}, "", err
+		}
 	}
 	if d.Status == StatusDisabled {
 		return Device{}, "", fmt.Errorf("device %s/%s is disabled: %w", pk, dn, ErrForbidden)
@@ -232,6 +267,11 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 	}
 	switch r.Product.Provisioning.Policy() {
 	case ReRegisterReturn:
+		// Nothing is written, but the request's random must be durable
+		// before the secret goes out, or a replay after a crash would work.
+		if err := s.store.Flush(ctx); err != nil {
+			return Device{}, "", fmt.Errorf("registering %s/%s: %w", pk, dn, err)
+		}
 		return d, OutcomeReturned, nil
 	case ReRegisterRotate:
 		nd, err := s.RotateSecret(ctx, pk, dn)

@@ -17,6 +17,13 @@ type writeOp struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx) error
 	done chan error
+	// early answers as soon as fn has run, before its group commits (see
+	// writeEarly); such an op is not answered again.
+	early bool
+	// single says fn runs exactly one statement: SQLite undoes a failed
+	// statement by itself, so the op needs no savepoint of its own (two
+	// statements fewer in the writer, which every write waits behind).
+	single bool
 }
 
 const maxGroup = 512
@@ -58,9 +65,12 @@ func (s *Store) writer() {
 }
 
 func (s *Store) commitGroup(batch []writeOp) {
+	answered := make([]bool, len(batch)) // early ops already told their result
 	fail := func(err error) {
-		for _, op := range batch {
-			op.done <- err
+		for i, op := range batch {
+			if !answered[i] {
+				op.done <- err
+			}
 		}
 	}
 	tx, err := s.w.BeginTx(context.Background(), nil)
@@ -74,23 +84,31 @@ func (s *Store) commitGroup(batch []writeOp) {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.Stmt(s.savepoint[0]).Exec(); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-		results[i] = runOp(op.fn, tx)
-		if results[i] != nil {
-			if _, err := tx.Stmt(s.savepoint[1]).Exec(); err != nil {
+		if op.single {
+			results[i] = runOp(op.fn, tx)
+		} else {
+			if _, err := tx.Stmt(s.savepoint[0]).Exec(); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+			results[i] = runOp(op.fn, tx)
+			if results[i] != nil {
+				if _, err := tx.Stmt(s.savepoint[1]).Exec(); err != nil {
+					tx.Rollback()
+					fail(err)
+					return
+				}
+			}
+			if _, err := tx.Stmt(s.savepoint[2]).Exec(); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if _, err := tx.Stmt(s.savepoint[2]).Exec(); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
+		if op.early {
+			op.done <- results[i]
+			answered[i] = true
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -98,7 +116,9 @@ func (s *Store) commitGroup(batch []writeOp) {
 		return
 	}
 	for i, op := range batch {
-		op.done <- results[i]
+		if !answered[i] {
+			op.done <- results[i]
+		}
 	}
 }
 
@@ -131,6 +151,40 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error
 	return <-op.done
 }
 
+// writeOne is write for an fn that runs exactly one statement.
+func (s *Store) writeOne(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), single: true}
+	defer func() {
+		if recover() != nil {
+			err = errClosed
+		}
+	}()
+	s.ops <- op
+	return <-op.done
+}
+
+// writeEarly runs fn in the writer like write, but returns its result as
+// soon as fn has run, before the group commits. Use it only for a write
+// whose effect nobody outside learns of until a later write of the same
+// caller has returned: the writer commits groups in order, so that later
+// write's durability implies this one's. (A registration's random is
+// recorded this way, then the device it registers, in one commit.)
+func (s *Store) writeEarly(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), early: true}
+	defer func() {
+		if recover() != nil {
+			err = errClosed
+		}
+	}()
+	s.ops <- op
+	return <-op.done
+}
+
+// Flush returns once every write queued before it is durable.
+func (s *Store) Flush(ctx context.Context) error {
+	return s.write(ctx, func(*sql.Tx) error { return nil })
+}
+
 func (s *Store) stopWriter() {
 	if s.ops == nil {
 		return
@@ -139,11 +193,11 @@ func (s *Store) stopWriter() {
 	<-s.writerDone
 }
 
-// writeAsync queues fn for the next group commit without waiting for it;
-// its result is dropped, so use it only for records whose loss in a crash
-// is acceptable (the audit trail).
+// writeAsync queues fn, which runs one statement, for the next group
+// commit without waiting for it; its result is dropped, so use it only for
+// records whose loss in a crash is acceptable (the audit trail).
 func (s *Store) writeAsync(fn func(tx *sql.Tx) error) (err error) {
-	op := writeOp{ctx: context.Background(), fn: fn, done: make(chan error, 1)}
+	op := writeOp{ctx: context.Background(), fn: fn, done: make(chan error, 1), single: true}
 	defer func() {
 		if recover() != nil {
 			err = errClosed

@@ -171,3 +171,49 @@ func TestGroupPanickingOperation(t *testing.T) {
 		t.Fatalf("%d rows, want 1 and 3 (the panicking op's write rolled back)", n)
 	}
 }
+
+// TestGroupEarlyOperation: an early operation is answered before its group
+// commits; when that commit fails, the operations after it in the group
+// (which the caller waits for before saying anything) get the error.
+func TestGroupEarlyOperation(t *testing.T) {
+	s := groupStore(t)
+	if err := s.writeEarly(context.Background(), insert(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "parent WHERE id = 1"); n != 1 {
+		t.Fatal("an early write was not committed by the next flush")
+	}
+	// An early write and an orphan child (failing the commit) in one group.
+	release := make(chan struct{})
+	holding := make(chan struct{})
+	go s.write(context.Background(), func(tx *sql.Tx) error { close(holding); <-release; return nil })
+	<-holding
+	early := make(chan error, 1)
+	later := make(chan error, 1)
+	go func() { early <- s.writeEarly(context.Background(), insert(2)) }()
+	for len(s.ops) < 1 {
+		runtime.Gosched()
+	}
+	go func() {
+		later <- s.write(context.Background(), func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO child (id, parent) VALUES (1, 99)`)
+			return err
+		})
+	}()
+	for len(s.ops) < 2 {
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-early; err != nil {
+		t.Fatalf("early op: %v", err)
+	}
+	if err := <-later; err == nil {
+		t.Fatal("the later op of a failed group succeeded")
+	}
+	if n := count(t, s, "parent WHERE id = 2"); n != 0 {
+		t.Fatal("the failed group's early write was kept")
+	}
+}

@@ -214,30 +214,53 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 	if err != nil {
 		return err
 	}
+	return s.write(ctx, func(tx *sql.Tx) error { return insertDevices(ctx, tx.StmtContext(ctx, ins), ds) })
+}
+
+// CreateRegisteredDevice implements registry.ProvisioningStore.
+func (s *Store) CreateRegisteredDevice(ctx context.Context, d registry.Device, random string, at, since time.Time) error {
+	use, err := s.wprep(ctx, useRandomSQL)
+	if err != nil {
+		return err
+	}
+	ins, err := s.wprep(ctx, `INSERT INTO devices(`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		stmt := tx.StmtContext(ctx, ins)
-		for _, d := range ds {
-			_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
-				attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.Gateway,
-				nullString(registry.ExplicitThingName(d)))
-			if isUnique(err) {
-				if strings.Contains(err.Error(), "thing_name") {
-					return fmt.Errorf("thing name %q of device %q is taken: %w", d.ThingName, d.DeviceName, registry.ErrConflict)
-				}
-				if strings.Contains(err.Error(), "cert_fingerprint") {
-					return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
-				}
-				if strings.Contains(err.Error(), "iot_id") {
-					return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
-				}
-				return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrConflict)
-			}
-			if err != nil {
-				return fmt.Errorf("device %q: %w", d.DeviceName, err)
-			}
+		res, err := tx.StmtContext(ctx, use).ExecContext(ctx, d.ProductKey, d.DeviceName, random, ms(at), ms(since))
+		if err != nil {
+			return err
 		}
-		return nil
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrReplayed)
+		}
+		return insertDevices(ctx, tx.StmtContext(ctx, ins), []registry.Device{d})
 	})
+}
+
+func insertDevices(ctx context.Context, stmt *sql.Stmt, ds []registry.Device) error {
+	for _, d := range ds {
+		_, err := stmt.ExecContext(ctx, d.ProductKey, d.DeviceName, d.AccountID, d.IotID, d.SealedSecret, d.Nickname, d.Status,
+			attrsJSON(d.Attributes), d.SecretIssued, ms(d.CreatedAt), msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), d.Gateway,
+			nullString(registry.ExplicitThingName(d)))
+		if isUnique(err) {
+			if strings.Contains(err.Error(), "thing_name") {
+				return fmt.Errorf("thing name %q of device %q is taken: %w", d.ThingName, d.DeviceName, registry.ErrConflict)
+			}
+			if strings.Contains(err.Error(), "cert_fingerprint") {
+				return fmt.Errorf("certificate of device %q is bound to another device: %w", d.DeviceName, registry.ErrConflict)
+			}
+			if strings.Contains(err.Error(), "iot_id") {
+				return fmt.Errorf("iotId of device %q: %w", d.DeviceName, registry.ErrConflict)
+			}
+			return fmt.Errorf("device %q: %w", d.DeviceName, registry.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("device %q: %w", d.DeviceName, err)
+		}
+	}
+	return nil
 }
 
 // GetDevice implements registry.Store.
@@ -474,7 +497,7 @@ func (s *Store) AddAudit(ctx context.Context, key string, e audit.Entry) error {
 // the queue is first in, first out, so every entry recorded before the
 // listing began is committed, and readable, when it runs.
 func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, error) {
-	if err := s.write(ctx, func(*sql.Tx) error { return nil }); err != nil {
+	if err := s.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("flushing the audit trail: %w", err)
 	}
 	q := `SELECT id, at, account_id, actor, action, target, outcome, reason, source, count FROM audit WHERE 1=1`
@@ -609,14 +632,28 @@ func (s *Store) SetRegistrationKey(ctx context.Context, pk string, sealed []byte
 // UseRegistrationRandom implements registry.ProvisioningStore: one
 // statement, so of two concurrent uses of a random only one wins.
 func (s *Store) UseRegistrationRandom(ctx context.Context, pk, dn, random string, at, since time.Time) (bool, error) {
-	res, err := s.exec(ctx, `INSERT INTO registration_randoms (product_key, device_name, random, used_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (product_key, device_name, random) DO UPDATE SET used_at = excluded.used_at WHERE used_at < ?`, pk, dn, random, ms(at), ms(since))
+	st, err := s.wprep(ctx, useRandomSQL)
 	if err != nil {
 		return false, err
 	}
-	n, err := res.RowsAffected()
+	// Early: the registration that follows commits with it, or after it
+	// (the registry flushes when it answers without writing).
+	var n int64
+	err = s.writeEarly(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, pk, dn, random, ms(at), ms(since))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	return n == 1, err
 }
+
+// useRandomSQL records a random; it changes no row (a replay) when the
+// random was used at or after the second time argument.
+const useRandomSQL = `INSERT INTO registration_randoms (product_key, device_name, random, used_at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (product_key, device_name, random) DO UPDATE SET used_at = excluded.used_at WHERE used_at < ?`
 
 // PruneRegistrationRandoms implements registry.ProvisioningStore.
 func (s *Store) PruneRegistrationRandoms(ctx context.Context, before time.Time) (int64, error) {
@@ -634,7 +671,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 		return nil, err
 	}
 	var res sql.Result
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeOne(ctx, func(tx *sql.Tx) error {
 		var err error
 		res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 		return err

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"presence", testPresence},
 		{"registration primitives", testProvisioning},
 		{"registration randoms", testRandoms},
+		{"registered device and its random in one write", testCreateRegisteredDevice},
 		{"topology", testTopology},
 		{"thing models and properties", testThings},
 		{"audit", testAudit},
@@ -600,5 +601,35 @@ func testRandoms(t *testing.T, s Store) {
 	}
 	if !use("d2", "r1", t0.Add(3*time.Hour)) {
 		t.Fatal("a pruned random is still refused")
+	}
+}
+
+func testCreateRegisteredDevice(t *testing.T, s Store) {
+	p := seed(t, s)
+	window := 24 * time.Hour
+	if err := s.CreateRegisteredDevice(ctx, dev(p, "reg-1"), "r1", t0, t0.Add(-window)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDevice(ctx, p.ProductKey, "reg-1"); err != nil {
+		t.Fatalf("the registered device: %v", err)
+	}
+	// The device exists: a conflict, and its random is not kept (the
+	// caller records it with the existing-device rules).
+	if err := s.CreateRegisteredDevice(ctx, dev(p, "reg-1"), "r2", t0, t0.Add(-window)); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("existing device: %v", err)
+	}
+	if ok, err := s.UseRegistrationRandom(ctx, p.ProductKey, "reg-1", "r2", t0, t0.Add(-window)); err != nil || !ok {
+		t.Fatalf("a conflicting create kept its random: %v %v", ok, err)
+	}
+	// A deleted device's captured request: the random refuses it, and no
+	// device is created.
+	if err := s.DeleteDevice(ctx, p.ProductKey, "reg-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRegisteredDevice(ctx, dev(p, "reg-1"), "r1", t0.Add(time.Hour), t0.Add(time.Hour-window)); !errors.Is(err, registry.ErrReplayed) {
+		t.Fatalf("replayed random: %v", err)
+	}
+	if _, err := s.GetDevice(ctx, p.ProductKey, "reg-1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a replayed registration created the device: %v", err)
 	}
 }
