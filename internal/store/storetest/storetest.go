@@ -613,6 +613,10 @@ func testCreateRegisteredDevice(t *testing.T, s Store) {
 	if _, err := s.GetDevice(ctx, p.ProductKey, "reg-1"); err != nil {
 		t.Fatalf("the registered device: %v", err)
 	}
+	// The creating request's random, presented again for the existing device.
+	if ok, err := s.UseRegistrationRandom(ctx, p.ProductKey, "reg-1", "r1", t0.Add(time.Minute), t0.Add(time.Minute-window)); err != nil || ok {
+		t.Fatalf("the creating random was accepted again: %v %v", ok, err)
+	}
 	// The device exists: a conflict, and its random is not kept (the
 	// caller records it with the existing-device rules).
 	if err := s.CreateRegisteredDevice(ctx, dev(p, "reg-1"), "r2", t0, t0.Add(-window)); !errors.Is(err, registry.ErrConflict) {
