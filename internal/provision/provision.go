@@ -80,8 +80,8 @@ type Service struct {
 	products *cache.Cache[string, registry.Product]
 
 	limMu    sync.Mutex
-	ipLims   map[string]*rate.Limiter
-	prodLims map[string]*rate.Limiter
+	ipLims   limiters // guarded by limMu
+	prodLims limiters // guarded by limMu
 }
 
 // New returns a Service.
@@ -92,7 +92,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, ipLims: map[string]*rate.Limiter{}, prodLims: map[string]*rate.Limiter{},
+	return &Service{o: o, log: o.Logger, ipLims: limiters{m: map[string]*rate.Limiter{}}, prodLims: limiters{m: map[string]*rate.Limiter{}},
 		cas:      cache.New[struct{}, caSet](cache.Options{TTL: caTTL, MaxSize: 1, Now: o.Now}),
 		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: o.Now})}
 }
@@ -201,21 +201,43 @@ func refuse(kind error, code int, format string, args ...any) *Error {
 
 // --- rate limits ---
 
-func (s *Service) allow(m map[string]*rate.Limiter, key string, r float64) bool {
+// maxLimiters is how many keys a limiter map holds before idle ones are
+// swept out.
+const maxLimiters = 100000
+
+// limiters are token buckets by key (a source address, a ProductKey).
+type limiters struct {
+	m     map[string]*rate.Limiter
+	sweep int // size at which idle buckets are next swept out (0: maxLimiters)
+}
+
+// allow takes one token from key's bucket (rate r, burst 2r+1). When the
+// map reaches its sweep size, buckets that have refilled are dropped: a
+// full bucket is what a new key gets anyway, so nobody gains budget by it
+// (dropping them all, as a reset would, hands every busy client a fresh
+// burst). If most are busy, the map may grow to twice its size before the
+// next sweep, so a sweep costs O(1) a new key over time.
+func (s *Service) allow(ls *limiters, key string, r float64) bool {
 	if r <= 0 {
 		return true
 	}
+	now := s.o.Now()
 	s.limMu.Lock()
 	defer s.limMu.Unlock()
-	l := m[key]
+	l := ls.m[key]
 	if l == nil {
-		if len(m) > 100000 {
-			clear(m)
+		if len(ls.m) >= max(ls.sweep, maxLimiters) {
+			for k, old := range ls.m {
+				if old.TokensAt(now) >= float64(old.Burst()) {
+					delete(ls.m, k)
+				}
+			}
+			ls.sweep = 2 * len(ls.m)
 		}
 		l = rate.NewLimiter(rate.Limit(r), int(2*r)+1)
-		m[key] = l
+		ls.m[key] = l
 	}
-	return l.Allow()
+	return l.AllowN(now, 1)
 }
 
 func hostOf(addr string) string {
@@ -434,7 +456,7 @@ func (s *Service) run(ctx context.Context, req Request, check func(registry.Prod
 }
 
 func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Product, res *Result, check func(registry.Product) (*Error, bool)) *Error {
-	if !s.allow(s.ipLims, hostOf(req.Source), s.o.RatePerIP) {
+	if !s.allow(&s.ipLims, hostOf(req.Source), s.o.RatePerIP) {
 		return refuse(ErrRateLimited, CodeRateLimited, "too many registration requests from this address; retry later")
 	}
 	if err := registry.ValidateProductKey(req.ProductKey); err != nil {
@@ -449,7 +471,7 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 		return refuse(ErrInternal, CodeInternal, "internal error")
 	}
 	*prod = p
-	if !s.allow(s.prodLims, p.ProductKey, s.o.RatePerProduct) {
+	if !s.allow(&s.prodLims, p.ProductKey, s.o.RatePerProduct) {
 		return refuse(ErrRateLimited, CodeRateLimited, "too many registration requests for this product; retry later")
 	}
 	e, create := check(p)
