@@ -346,6 +346,15 @@ func TestKill9DuringRegistrationBurst(t *testing.T) {
 // mqttConnect does a raw MQTT 3.1.1 CONNECT with an Alibaba signature and
 // waits for the CONNACK.
 func mqttConnect(addr, pk, dn, secret string) error {
+	c, err := mqttDial(addr, pk, dn, secret)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// mqttDial is mqttConnect that keeps the session open.
+func mqttDial(addr, pk, dn, secret string) (net.Conn, error) {
 	ts := "2524608000000"
 	id := pk + "." + dn
 	m := hmac.New(sha256.New, []byte(secret))
@@ -374,19 +383,76 @@ func mqttConnect(addr, pk, dn, secret string) error {
 	pkt = append(pkt, vh...)
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write(pkt); err != nil {
-		return err
+		c.Close()
+		return nil, err
 	}
 	ack := make([]byte, 4)
 	if _, err := io.ReadFull(c, ack); err != nil {
-		return err
+		c.Close()
+		return nil, err
 	}
 	if ack[0] != 0x20 || ack[3] != 0 {
-		return fmt.Errorf("CONNACK return code %d", ack[3])
+		c.Close()
+		return nil, fmt.Errorf("CONNACK return code %d", ack[3])
 	}
-	return nil
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// TestKill9LeavesNoGhostOnlineDevices: a device online when the server is
+// killed is offline after the restart (presence is reset at start-up, as
+// nothing recorded its end), with its last-online time set.
+func TestKill9LeavesNoGhostOnlineDevices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	p := startBinary(t, bin, dir)
+	keyData, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
+	key := strings.TrimSpace(string(keyData))
+	st, body := call(t, key, "POST", p.url+"/v1/products", `{"name":"ghosts"}`)
+	if st != 201 {
+		t.Fatalf("%d %s", st, body)
+	}
+	var prod struct{ ProductKey string }
+	json.Unmarshal(body, &prod)
+	st, body = call(t, key, "POST", p.url+"/v1/products/"+prod.ProductKey+"/devices", `{"deviceName":"ghost-01"}`)
+	if st != 201 {
+		t.Fatalf("%d %s", st, body)
+	}
+	var d struct{ DeviceSecret string }
+	json.Unmarshal(body, &d)
+	c, err := mqttDial(p.listeners["mqtt-tcp"], prod.ProductKey, "ghost-01", d.DeviceSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	device := func(url string) (status string, lastOnline any) {
+		st, body := call(t, key, "GET", url+"/v1/products/"+prod.ProductKey+"/devices/ghost-01", "")
+		var dev map[string]any
+		if st != 200 || json.Unmarshal(body, &dev) != nil {
+			t.Fatalf("%d %s", st, body)
+		}
+		return fmt.Sprint(dev["status"]), dev["lastOnlineAt"]
+	}
+	// Presence is written in batches behind the CONNACK: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s, _ := device(p.url); s == "online" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connected device never showed online")
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	p2 := startBinary(t, bin, dir)
+	if s, last := device(p2.url); s != "offline" || last == nil {
+		t.Fatalf("after kill -9 and restart: status %s, lastOnlineAt %v; want offline with the time kept", s, last)
+	}
 }
