@@ -1,6 +1,9 @@
 package gateway_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +123,63 @@ func TestSubDeviceRightsFollowTheTopology(t *testing.T) {
 	}
 	if !g2.mayUse(s1) {
 		t.Fatal("the new gateway has no rights after login")
+	}
+}
+
+// TestRelayedPostsFollowTheSubDeviceModel: a post a gateway relays for a
+// sub-device is checked against the sub-device's product model (not the
+// gateway's), answered on the sub-device's _reply, stored only when good;
+// a model update applies to the very next post.
+func TestRelayedPostsFollowTheSubDeviceModel(t *testing.T) {
+	f := setup(t, 1)
+	sub := f.subs[0]
+	model := func(max string) string {
+		return `{"properties":[{"identifier":"Temperature","name":"T","accessMode":"rw","dataType":{"type":"float","specs":{"min":"-40","max":"` + max + `"}}}],"events":[],"services":[]}`
+	}
+	f.s.Admin("PUT", "/v1/products/"+f.subProd.ProductKey+"/tsl", model("50"), 200)
+	g := connectGateway(t, f.s, f.gw)
+	if r := g.call("sys", "thing/topo/add", []any{subSign(sub)}); r.Code != 200 {
+		t.Fatalf("topo.add: %+v", r)
+	}
+	if r := g.call("session", "combine/login", subSign(sub)); r.Code != 200 {
+		t.Fatalf("login: %+v", r)
+	}
+	g.sub("/sys/" + sub.ProductKey + "/" + sub.DeviceName + "/thing/event/property/post_reply")
+	post := "/sys/" + sub.ProductKey + "/" + sub.DeviceName + "/thing/event/property/post"
+	send := func(id string, temp float64) reply {
+		t.Helper()
+		return g.raw(post, []byte(fmt.Sprintf(`{"id":"%s","version":"1.0","params":{"Temperature":%v}}`, id, temp)), id)
+	}
+	stored := func() string {
+		var props struct {
+			Properties []struct {
+				Identifier string
+				Value      json.RawMessage
+			}
+		}
+		f.s.Admin("GET", "/v1/products/"+sub.ProductKey+"/devices/"+sub.DeviceName+"/properties", nil, 200).JSON(t, &props)
+		for _, p := range props.Properties {
+			if p.Identifier == "Temperature" {
+				return string(p.Value)
+			}
+		}
+		return ""
+	}
+	if r := send("1", 21.5); r.Code != 200 {
+		t.Fatalf("good relayed post: %+v", r)
+	}
+	if r := send("2", 80); r.Code != 6303 || !strings.Contains(r.Message, "Temperature") {
+		t.Fatalf("out-of-range relayed post: %+v", r)
+	}
+	if v := stored(); v != "21.5" {
+		t.Fatalf("stored Temperature %q: the bad post must change nothing", v)
+	}
+	// The model now allows up to 100: the very next post is checked against it.
+	f.s.Admin("PUT", "/v1/products/"+f.subProd.ProductKey+"/tsl", model("100"), 200)
+	if r := send("3", 80); r.Code != 200 {
+		t.Fatalf("post after the model update: %+v", r)
+	}
+	if v := stored(); v != "80" {
+		t.Fatalf("stored Temperature %q after the update, want 80", v)
 	}
 }
