@@ -358,8 +358,8 @@ func TestHTTPWebhookRedirectsNotFollowed(t *testing.T) {
 	// Event URLs are called independently, so the redirector's event may
 	// come after the fence's: wait for it (a followed redirect would have
 	// reached the target before the fence, checked above).
-	got := redirector.called()
-	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); got = redirector.called() {
+	got := redirector.called() // called drains what it returns: accumulate
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); got = append(got, redirector.called()...) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if len(got) != 2 {

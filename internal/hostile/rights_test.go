@@ -86,8 +86,17 @@ func rightsRawConnect(t testing.TB, addr, clientID, user, pass, willTopic string
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
-	if _, err := conn.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
 		t.Fatalf("raw CONNECT: CONNACK % x, %v", ack, err)
+	}
+	// A PINGRESP proves the session's read loop runs, so the broker has
+	// counted the session (it does so after the CONNACK): rightsWillFence
+	// may then wait for the count to drop.
+	if _, err := conn.Write([]byte{0xC0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, ack[:2]); err != nil || ack[0] != 0xD0 {
+		t.Fatalf("raw PINGREQ: % x, %v", ack[:2], err)
 	}
 	return conn
 }
