@@ -23,6 +23,23 @@ import (
 	"time"
 )
 
+// startFresh builds the binary and starts it on a new data directory,
+// returning the binary, the directory, the process and the admin key.
+func startFresh(t *testing.T) (bin, dir string, p *proc, key string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin = buildBinary(t)
+	dir = filepath.Join(t.TempDir(), "data")
+	p = startBinary(t, bin, dir)
+	keyData, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, dir, p, strings.TrimSpace(string(keyData))
+}
+
 // buildBinary builds cmd/corral once for the tests of this package.
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -150,17 +167,7 @@ func requireDurablePragmas(t *testing.T, p *proc) {
 // TestKill9KeepsAcknowledgedDevices creates devices, kills the server with
 // SIGKILL right after the 2xx answers, restarts it and finds them all.
 func TestKill9KeepsAcknowledgedDevices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := buildBinary(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	p := startBinary(t, bin, dir)
-	keyData, err := os.ReadFile(filepath.Join(dir, "admin.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.TrimSpace(string(keyData))
+	bin, dir, p, key := startFresh(t)
 	requireDurablePragmas(t, p)
 	if strings.Contains(p.logs.String(), key) || strings.Contains(p.logs.String(), strings.Split(key, ".")[1]) {
 		t.Fatal("the admin key appears in the logs")
@@ -231,14 +238,7 @@ func TestGracefulShutdown(t *testing.T) {
 // kills the server with SIGKILL mid-burst, restarts it, and checks that
 // every device that received a secret connects with it.
 func TestKill9DuringRegistrationBurst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := buildBinary(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	p := startBinary(t, bin, dir)
-	keyData, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
-	key := strings.TrimSpace(string(keyData))
+	bin, dir, p, key := startFresh(t)
 	requireDurablePragmas(t, p)
 	st, body := call(t, key, "POST", p.url+"/v1/products", `{"name":"burst","dynamicRegistration":"auto"}`)
 	if st != 201 {
@@ -407,14 +407,7 @@ func mqttDial(addr, pk, dn, secret string) (net.Conn, error) {
 // killed is offline after the restart (presence is reset at start-up, as
 // nothing recorded its end), with its last-online time set.
 func TestKill9LeavesNoGhostOnlineDevices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := buildBinary(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	p := startBinary(t, bin, dir)
-	keyData, _ := os.ReadFile(filepath.Join(dir, "admin.key"))
-	key := strings.TrimSpace(string(keyData))
+	bin, dir, p, key := startFresh(t)
 	st, body := call(t, key, "POST", p.url+"/v1/products", `{"name":"ghosts"}`)
 	if st != 201 {
 		t.Fatalf("%d %s", st, body)
