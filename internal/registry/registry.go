@@ -139,7 +139,10 @@ type Product struct {
 	// fixed timestamp far in the future.
 	ConnectWindow int          `json:"connectTimestampWindowSeconds"`
 	Provisioning  Provisioning `json:"provisioning"`
-	CreatedAt     time.Time    `json:"createdAt"`
+	// TopicClasses are the product's custom topic classes (see
+	// TopicClass); a new product starts with DefaultTopicClasses.
+	TopicClasses []TopicClass `json:"topicClasses"`
+	CreatedAt    time.Time    `json:"createdAt"`
 }
 
 // Device is one device of a product.
