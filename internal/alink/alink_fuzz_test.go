@@ -68,7 +68,7 @@ var wireRequests = []string{
 }
 
 // FuzzRequestRoundTrip: decoding allocates a bounded multiple of the
-// payload; an accepted request re-encoded decodes to the same request; an id is 1 to 64 characters; params are JSON; a refusal is
+// payload; an accepted request re-encoded decodes to the same request; an id is 1 to MaxIDLen characters; params are JSON; a refusal is
 // ErrMalformed and repeats at most maxEchoed bytes of the payload (replies
 // carry the message back, logs may too).
 func FuzzRequestRoundTrip(f *testing.F) {
@@ -94,7 +94,7 @@ func FuzzRequestRoundTrip(f *testing.F) {
 			}
 			return
 		}
-		if r.ID == "" || len(r.ID) > 64 {
+		if r.ID == "" || len(r.ID) > MaxIDLen {
 			t.Fatalf("accepted id %q", r.ID)
 		}
 		if len(r.Params) > 0 && !json.Valid(r.Params) {

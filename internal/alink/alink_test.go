@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/corral-iot/corral/internal/alink/alinktest"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -18,18 +20,26 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"id":"7","params":""}`, "7", "", `{}`, false},
 		{`{"id":"7","sys":{"ack":0},"params":{"a":1}}`, "7", "", `{"a":1}`, false},
 		{`{"params":{}}`, "", "", "", true},
-		{`{"id":-1}`, "", "", "", true},
-		{`{"id":1.5}`, "", "", "", true},
-		{`{"id":"1","method":5}`, "", "", "", true},
-		{`{"id":"1","params":"{bad"}`, "", "", "", true},
+		{`{"id":-1}`, "-1", "", "", true},
+		{`{"id":1.5}`, "1.5", "", "", true},
+		{`{"id":"1|exp-topic|/sys/a1PK/dev-01/thing/event/property/post_reply","params":{}}`, "1|exp-topic|/sys/a1PK/dev-01/thing/event/property/post_reply", "", `{}`, false},
+		{`{"id":123456789012345678901234567890}`, "123456789012345678901234567890", "", "", false},
+		{`{"id":"` + strings.Repeat("9", 256) + `"}`, strings.Repeat("9", 256), "", "", false},
+		{`{"id":"` + strings.Repeat("9", 257) + `"}`, strings.Repeat("9", 257), "", "", true},
+		{`{"id":""}`, "", "", "", true},
+		{`{"id":"5","params":{"a":1},"sys":{"ack":"x"}}`, "5", "", "", true},
+		{`{"id":"6","params":[1,`, "6", "", "", true},
+		{`{"params":{"id":"inner"},"id":"outer","x":`, "outer", "", "", true},
+		{`{"id":"1","method":5}`, "1", "", "", true},
+		{`{"id":"1","params":"{bad"}`, "1", "", "", true},
 		{`not json`, "", "", "", true},
-		{`{"id":"` + strings.Repeat("9", 65) + `"}`, "", "", "", true},
+		{`["id","x"]`, "", "", "", true},
 	}
 	for _, tt := range tests {
 		r, err := DecodeRequest([]byte(tt.in))
 		if tt.err {
-			if !errors.Is(err, ErrMalformed) {
-				t.Errorf("DecodeRequest(%s) err = %v", tt.in, err)
+			if !errors.Is(err, ErrMalformed) || r.ID != tt.id {
+				t.Errorf("DecodeRequest(%s) = id %q, err %v; want id %q", tt.in, r.ID, err, tt.id)
 			}
 			continue
 		}
@@ -50,6 +60,36 @@ func TestReplyHasAllFourFields(t *testing.T) {
 		if _, ok := m[k]; !ok {
 			t.Fatalf("reply lacks %s: %v", k, m)
 		}
+	}
+}
+
+// TestReplyGolden pins the reply envelopes: success and error, short
+// and long ids (the Node SDK's), numeric ids echoed as strings.
+func TestReplyGolden(t *testing.T) {
+	long := "1|exp-topic|/sys/a1PK/dev-01/thing/event/property/post_reply"
+	for _, tt := range []struct {
+		name string
+		in   string
+		rep  Reply
+	}{
+		{"reply_success", `{"id":"123","params":{}}`, Reply{Code: CodeSuccess, Method: "thing.event.property.post_reply", Version: "1.0"}},
+		{"reply_success_long_id", `{"id":"` + long + `","params":{}}`, Reply{Code: CodeSuccess, Data: map[string]any{}}},
+		{"reply_success_number_id", `{"id":42,"params":{}}`, Reply{Code: CodeSuccess}},
+		{"reply_error_bad_params", `{"id":"` + long + `","params":[1,`, Reply{Code: CodeBadParams, Message: "request parameter error"}},
+		{"reply_error_id_too_long", `{"id":"` + strings.Repeat("x", 300) + `"}`, Reply{Code: CodeBadParams, Message: "request parameter error: id must be 1 to 256 characters"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := DecodeRequest([]byte(tt.in))
+			tt.rep.ID = req.ID
+			b := EncodeReply(tt.rep)
+			alinktest.Golden(t, tt.name, b)
+			var back struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal(b, &back); err != nil || back.ID != req.ID || back.ID == "" {
+				t.Fatalf("reply id %q (%v), request id %q", back.ID, err, req.ID)
+			}
+		})
 	}
 }
 
@@ -92,7 +132,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.ID == "" || len(r.ID) > 64 {
+		if r.ID == "" || len(r.ID) > MaxIDLen {
 			t.Fatalf("accepted id %q", r.ID)
 		}
 		if len(r.Params) > 0 && !json.Valid(r.Params) {
@@ -116,6 +156,22 @@ func FuzzParseTopic(f *testing.F) {
 		}
 		if tp.ProductKey == "" || tp.DeviceName == "" || strings.Contains(tp.ProductKey, "/") || strings.Contains(tp.DeviceName, "/") {
 			t.Fatalf("ParseTopic(%q) = %+v", s, tp)
+		}
+	})
+}
+
+// FuzzIDOf: the id recovered from a payload that did not decode comes
+// from the payload: never over three times its length (invalid UTF-8
+// is read as U+FFFD).
+func FuzzIDOf(f *testing.F) {
+	for _, s := range []string{`{"id":"12","params":[`, `{"id":12,"params":"{bad"}`, `{"x":{"id":"inner"},"id":"outer"`,
+		`[{"id":"1"}]`, `{"id":"` + strings.Repeat("9", 300) + `"}`, `{"id":{"a":1}}`, `{"id":1e400}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		id := IDOf(payload)
+		if len(id) > 3*len(payload) { // invalid UTF-8 becomes U+FFFD
+			t.Fatalf("id %q from %q", id, payload)
 		}
 	})
 }

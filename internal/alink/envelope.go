@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -66,9 +65,20 @@ type Reply struct {
 // ErrMalformed means a payload is not an Alink request.
 var ErrMalformed = errors.New("malformed Alink request")
 
-// DecodeRequest parses an Alink request. The id is normalized to a string;
-// params given as a JSON string holding an object (some SDKs send "{}")
-// are unwrapped.
+// MaxIDLen bounds a request id. The Node SDK sends ids such as
+// "1|exp-topic|/sys/{pk}/{dn}/thing/event/property/post_reply" (75
+// characters and more); 256 leaves room for long names.
+const MaxIDLen = 256
+
+// DecodeRequest parses an Alink request. The id is normalized to a string:
+// a JSON string is taken as is, a JSON number (a non-negative integer) as
+// the digits it is written with. params given as a JSON string holding an
+// object (some SDKs send "{}") are unwrapped.
+//
+// On error, the returned Request still carries the id whenever one could
+// be read from the payload, so that the error reply echoes it: an id over
+// MaxIDLen characters is refused, and echoed whole (the payload is at most
+// MaxPayload bytes) so that the sender can match the refusal.
 func DecodeRequest(payload []byte) (Request, error) {
 	if len(payload) > MaxPayload {
 		return Request{}, fmt.Errorf("%w: over %d bytes", ErrMalformed, MaxPayload)
@@ -83,21 +93,21 @@ func DecodeRequest(payload []byte) (Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Request{ID: IDOf(payload)}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	id, err := idString(raw.ID)
+	id, err := ParseID(raw.ID)
 	if err != nil {
-		return Request{}, err
+		return Request{ID: id}, err
 	}
 	r := Request{ID: id, Sys: raw.Sys, Params: raw.Params}
 	if len(raw.Method) > 0 && string(raw.Method) != "null" {
 		if err := json.Unmarshal(raw.Method, &r.Method); err != nil {
-			return Request{}, fmt.Errorf("%w: method must be a string", ErrMalformed)
+			return Request{ID: id}, fmt.Errorf("%w: method must be a string", ErrMalformed)
 		}
 	}
 	if len(raw.Version) > 0 && string(raw.Version) != "null" {
 		if err := json.Unmarshal(raw.Version, &r.Version); err != nil {
-			return Request{}, fmt.Errorf("%w: version must be a string", ErrMalformed)
+			return Request{ID: id}, fmt.Errorf("%w: version must be a string", ErrMalformed)
 		}
 	}
 	if len(r.Params) > 0 && r.Params[0] == '"' {
@@ -108,7 +118,7 @@ func DecodeRequest(payload []byte) (Request, error) {
 					t = "{}"
 				}
 				if !json.Valid([]byte(t)) {
-					return Request{}, fmt.Errorf("%w: params string is not JSON", ErrMalformed)
+					return Request{ID: id}, fmt.Errorf("%w: params string is not JSON", ErrMalformed)
 				}
 				r.Params = json.RawMessage(t)
 			}
@@ -117,7 +127,12 @@ func DecodeRequest(payload []byte) (Request, error) {
 	return r, nil
 }
 
-func idString(raw json.RawMessage) (string, error) {
+// ParseID reads an id given as a JSON value: a string, or a non-negative
+// integer (kept as written, however many digits). It refuses a missing or
+// empty id and one over MaxIDLen characters; a refused id that was a
+// string or a number is still returned, for the error reply to echo.
+func ParseID(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", fmt.Errorf("%w: id is missing", ErrMalformed)
 	}
@@ -127,16 +142,84 @@ func idString(raw json.RawMessage) (string, error) {
 			return "", fmt.Errorf("%w: id", ErrMalformed)
 		}
 	} else {
-		n, err := strconv.ParseUint(string(raw), 10, 64)
-		if err != nil {
+		var n json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
 			return "", fmt.Errorf("%w: id must be a string or a non-negative integer", ErrMalformed)
 		}
-		s = strconv.FormatUint(n, 10)
+		s = n.String()
+		if !digits(s) {
+			return s, fmt.Errorf("%w: id must be a string or a non-negative integer", ErrMalformed)
+		}
 	}
-	if s == "" || len(s) > 64 {
-		return "", fmt.Errorf("%w: id must be 1 to 64 characters", ErrMalformed)
+	if s == "" || len(s) > MaxIDLen {
+		return s, fmt.Errorf("%w: id must be 1 to %d characters", ErrMalformed, MaxIDLen)
 	}
 	return s, nil
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// IDOf recovers the top-level id of a payload that is not a well-formed
+// request (broken JSON after the id, a field of the wrong type), so the
+// error reply can still be matched: the id as a string, the literal of a
+// number, or "" when none can be read.
+func IDOf(payload []byte) string {
+	if len(payload) > MaxPayload {
+		payload = payload[:MaxPayload]
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	depth := 1
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '{' || v == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		case string:
+			if depth != 1 {
+				continue
+			}
+			if v != "id" {
+				// Skip the value: a nested "id" key is not the request's.
+				var skip json.RawMessage
+				if dec.Decode(&skip) != nil {
+					return ""
+				}
+				continue
+			}
+			val, err := dec.Token()
+			if err != nil {
+				return ""
+			}
+			switch x := val.(type) {
+			case string:
+				return x
+			case json.Number:
+				return x.String()
+			}
+			return ""
+		}
+	}
 }
 
 // EncodeReply encodes a reply with all four fields.

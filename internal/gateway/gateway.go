@@ -7,7 +7,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,7 +156,8 @@ func (s *Service) handle(topic string, payload []byte) {
 	defer cancel()
 	req, err := alink.DecodeRequest(payload)
 	if err != nil {
-		s.reply(topic, alink.Reply{ID: idFromBroken(payload), Code: alink.CodeBadParams, Message: "request parameter error: " + err.Error(), Method: t.Method()})
+		// The id is echoed whenever it could be read, even when refused.
+		s.reply(topic, alink.Reply{ID: req.ID, Code: alink.CodeBadParams, Message: "request parameter error: " + err.Error(), Method: t.Method() + "_reply", Version: "1.0"})
 		return
 	}
 	data, err := s.dispatch(ctx, t, req)
@@ -173,39 +173,6 @@ func (s *Service) handle(topic string, payload []byte) {
 	}
 	if req.WantsReply() {
 		s.reply(topic, rep)
-	}
-}
-
-// idFromBroken recovers an id from a payload that failed to decode, so
-// the reply can still be matched.
-func idFromBroken(payload []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			if v == '{' || v == '[' {
-				depth++
-			} else {
-				depth--
-			}
-		case string:
-			if depth == 1 && v == "id" {
-				val, err := dec.Token()
-				if err != nil {
-					return ""
-				}
-				if s := fmt.Sprint(val); len(s) <= 64 {
-					return s
-				}
-				return ""
-			}
-		}
 	}
 }
 

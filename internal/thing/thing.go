@@ -121,7 +121,8 @@ func (s *Service) onPost(topic string, payload []byte) {
 	method := "thing.event." + event + ".post"
 	req, err := alink.DecodeRequest(payload)
 	if err != nil {
-		s.reply(topic, alink.Reply{Code: alink.CodeBadParams, Message: "request parameter error: " + err.Error(), Method: method + "_reply"})
+		// The id is echoed whenever it could be read, even when refused.
+		s.reply(topic, alink.Reply{ID: req.ID, Code: alink.CodeBadParams, Message: "request parameter error: " + err.Error(), Method: method + "_reply", Version: "1.0"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -207,7 +208,10 @@ func (s *Service) onReply(topic string, payload []byte) {
 	if dec.Decode(&raw) != nil {
 		return
 	}
-	r.ID = strings.Trim(string(raw.ID), `"`)
+	r.ID, _ = alink.ParseID(raw.ID)
+	if r.ID == "" {
+		return
+	}
 	r.Code, r.Data, r.Message = raw.Code, raw.Data, raw.Message
 	s.mu.Lock()
 	ch := s.waiters[t.ProductKey+"/"+t.DeviceName+"/"+r.ID]

@@ -177,3 +177,26 @@ func TestOperatorSetAndServices(t *testing.T) {
 		t.Fatalf("offline: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestLongAndNumericIDsAreEchoed: the Node SDK's long ids and numeric ids
+// come back exactly, as strings, in replies and error replies alike.
+func TestLongAndNumericIDsAreEchoed(t *testing.T) {
+	e := setup(t)
+	long := "1|exp-topic|" + e.topic("thing/event/property/post_reply")
+	if r := e.post(t, "thing/event/property/post", long, `{"Temperature": 21.5}`); r["code"].(float64) != 200 || r["id"] != long {
+		t.Fatalf("long id: %v", r)
+	}
+	if r := e.post(t, "thing/event/property/post", long, `{"Temperature": 500}`); r["code"].(float64) != 6303 || r["id"] != long {
+		t.Fatalf("long id, error: %v", r)
+	}
+	tooLong := strings.Repeat("x", 257)
+	if r := e.post(t, "thing/event/property/post", tooLong, `{}`); r["code"].(float64) != 460 || r["id"] != tooLong {
+		t.Fatalf("over-long id: %v", r)
+	}
+	if err := e.c.Publish(context.Background(), e.topic("thing/event/property/post"), 1, []byte(`{"id":12345678901234567890,"params":{"Temperature":1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.next(t, e.topic("thing/event/property/post")+"_reply"); r["code"].(float64) != 200 || r["id"] != "12345678901234567890" {
+		t.Fatalf("numeric id: %v", r)
+	}
+}
