@@ -7,6 +7,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,26 +241,65 @@ type ident struct {
 	DeviceName string `json:"deviceName"`
 }
 
-// signedIdent is a sub-device signing for itself (topo.add, login).
+// signedIdent is a sub-device signing for itself (topo.add, login). The
+// SDKs differ in the details, all accepted: timestamp as a JSON string
+// (Link SDK C) or number (Node SDK); signmethod (v3) or signMethod (v4,
+// Node) in any case; cleanSession as a string or a boolean.
 type signedIdent struct {
 	ident
-	ClientID     string `json:"clientId"`
-	Timestamp    string `json:"timestamp"`
+	ClientID     scalar `json:"clientId"`
+	Timestamp    scalar `json:"timestamp"`
 	SignMethod   string `json:"signmethod"`
 	SignMethodV4 string `json:"signMethod"`
 	Sign         string `json:"sign"`
-	CleanSession string `json:"cleanSession,omitempty"`
+	CleanSession scalar `json:"cleanSession,omitempty"`
 }
 
-func (si signedIdent) method() string {
+// method is the sign method named by the entry, else the request's
+// (batch_login of Link SDK C v4 names it once, beside deviceList), else
+// hmacsha256, the SDKs' default.
+func (si signedIdent) method(fallback string) string {
 	m := si.SignMethod
 	if m == "" {
 		m = si.SignMethodV4
 	}
 	if m == "" {
+		m = fallback
+	}
+	if m == "" {
 		m = "hmacsha256"
 	}
 	return strings.ToLower(m)
+}
+
+// scalar is a JSON string, number or boolean read as its text: "1524448722000"
+// and 1524448722000 are the same timestamp.
+type scalar string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (s *scalar) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0:
+		return errors.New("empty value")
+	case b[0] == '"':
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = scalar(v)
+	case string(b) == "null":
+		*s = ""
+	case string(b) == "true" || string(b) == "false":
+		*s = scalar(b)
+	default:
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return errors.New("must be a string or a number")
+		}
+		*s = scalar(n.String())
+	}
+	return nil
 }
 
 func decodeParams(raw json.RawMessage, v any, what string) error {
@@ -276,7 +316,7 @@ func decodeParams(raw json.RawMessage, v any, what string) error {
 // gateway's account, is enabled, is not the gateway itself, and (when
 // signed) the signature is made with its own DeviceSecret over
 // clientId…deviceName…productKey…timestamp….
-func (s *Service) checkSub(ctx context.Context, gw registry.Device, si signedIdent, signed bool) (registry.Device, error) {
+func (s *Service) checkSub(ctx context.Context, gw registry.Device, si signedIdent, signed bool, method string) (registry.Device, error) {
 	if si.ProductKey == "" || si.DeviceName == "" {
 		return registry.Device{}, fail(alink.CodeBadParams, "request parameter error: productKey and deviceName are required")
 	}
@@ -297,8 +337,12 @@ func (s *Service) checkSub(ctx context.Context, gw registry.Device, si signedIde
 		if si.Sign == "" || si.ClientID == "" {
 			return registry.Device{}, fail(alink.CodeBadParams, "request parameter error: %s/%s: clientId and sign are required", si.ProductKey, si.DeviceName)
 		}
-		content := credential.MQTTSignContent(si.ClientID, si.DeviceName, si.ProductKey, si.Timestamp)
-		if !credential.VerifyPassword(si.method(), d.DeviceSecret, content, si.Sign) {
+		m := si.method(method)
+		if _, err := credential.Sign(m, "", ""); err != nil {
+			return registry.Device{}, fail(alink.CodeBadParams, "request parameter error: %s/%s: signmethod %s is not supported (hmacSha256, hmacSha1, hmacMd5)", si.ProductKey, si.DeviceName, m)
+		}
+		content := credential.MQTTSignContent(string(si.ClientID), si.DeviceName, si.ProductKey, string(si.Timestamp))
+		if !credential.VerifyPassword(m, d.DeviceSecret, content, si.Sign) {
 			return registry.Device{}, fail(alink.CodeAuthFailed, "request auth error: signature of %s/%s does not match", si.ProductKey, si.DeviceName)
 		}
 	}

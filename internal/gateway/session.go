@@ -11,8 +11,8 @@ import (
 
 // checkLogin verifies a sub-device login: signed by the sub-device and in
 // this gateway's topology.
-func (s *Service) checkLogin(ctx context.Context, gw registry.Device, si signedIdent) (registry.Device, error) {
-	d, err := s.checkSub(ctx, gw, si, true)
+func (s *Service) checkLogin(ctx context.Context, gw registry.Device, si signedIdent, method string) (registry.Device, error) {
+	d, err := s.checkSub(ctx, gw, si, true, method)
 	if err != nil {
 		return d, err
 	}
@@ -35,7 +35,7 @@ func (s *Service) login(ctx context.Context, gw registry.Device, raw json.RawMes
 	if err := decodeParams(raw, &si, "a sub-device login"); err != nil {
 		return nil, err
 	}
-	d, err := s.checkLogin(ctx, gw, si)
+	d, err := s.checkLogin(ctx, gw, si, "")
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,9 @@ func (s *Service) login(ctx context.Context, gw registry.Device, raw json.RawMes
 // then all are logged in, or none.
 func (s *Service) batchLogin(ctx context.Context, gw registry.Device, raw json.RawMessage) (any, error) {
 	var p struct {
-		DeviceList []signedIdent `json:"deviceList"`
+		DeviceList   []signedIdent `json:"deviceList"`
+		SignMethod   string        `json:"signMethod"` // Link SDK C v4: one for the list
+		SignMethodV3 string        `json:"signmethod"`
 	}
 	if err := decodeParams(raw, &p, `{"deviceList":[…]}`); err != nil {
 		return nil, err
@@ -58,8 +60,12 @@ func (s *Service) batchLogin(ctx context.Context, gw registry.Device, raw json.R
 		return nil, fail(alink.CodeBadParams, "request parameter error: log in 1 to %d sub-devices per call, got %d", MaxBatchLog, len(p.DeviceList))
 	}
 	ds := make([]registry.Device, 0, len(p.DeviceList))
+	method := p.SignMethod
+	if method == "" {
+		method = p.SignMethodV3
+	}
 	for _, si := range p.DeviceList {
-		d, err := s.checkLogin(ctx, gw, si)
+		d, err := s.checkLogin(ctx, gw, si, method)
 		if err != nil {
 			return nil, err
 		}

@@ -24,7 +24,7 @@ func (s *Service) topoAdd(ctx context.Context, gw registry.Device, raw json.RawM
 			return nil, fail(alink.CodeBadParams, "request parameter error: %s/%s listed twice", si.ProductKey, si.DeviceName)
 		}
 		seen[si.ident] = true
-		d, err := s.checkSub(ctx, gw, si, true)
+		d, err := s.checkSub(ctx, gw, si, true, "")
 		if err != nil {
 			return nil, err
 		}
