@@ -50,10 +50,50 @@ type Property struct {
 }
 
 // Field is a member of a struct, event output or service input/output.
+// The console repeats properties as fields (the standard post event, the
+// set and get services), accessMode and all. The standard get service
+// (thing.service.property.get) lists its inputData as identifier strings:
+// such a field is a reference (Ref) to the property of that identifier,
+// and is written back as the string.
 type Field struct {
 	Identifier string   `json:"identifier"`
 	Name       string   `json:"name,omitempty"`
+	AccessMode string   `json:"accessMode,omitempty"`
+	Required   bool     `json:"required,omitempty"`
+	Desc       string   `json:"desc,omitempty"`
 	DataType   DataType `json:"dataType"`
+	// Ref marks a field given as a property identifier string.
+	Ref bool `json:"-"`
+}
+
+type plainField Field
+
+// UnmarshalJSON reads a field object or a property identifier string.
+func (f *Field) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var id string
+		if err := json.Unmarshal(b, &id); err != nil {
+			return err
+		}
+		*f = Field{Identifier: id, Ref: true}
+		return nil
+	}
+	var pf plainField
+	if err := json.Unmarshal(b, &pf); err != nil {
+		return err
+	}
+	*f = Field(pf)
+	f.Ref = false
+	return nil
+}
+
+// MarshalJSON writes a reference back as its identifier string.
+func (f Field) MarshalJSON() ([]byte, error) {
+	if f.Ref {
+		return json.Marshal(f.Identifier)
+	}
+	return json.Marshal(plainField(f))
 }
 
 // Event is an event the thing posts.
@@ -177,6 +217,9 @@ func (m *Model) compile() error {
 		default:
 			return bad(path+".type", "must be info, alert or error")
 		}
+		if err := m.resolveRefs(path+".outputData", e.OutputData); err != nil {
+			return err
+		}
 		if _, err := compileFields(path+".outputData", e.OutputData, 0); err != nil {
 			return err
 		}
@@ -198,7 +241,13 @@ func (m *Model) compile() error {
 		default:
 			return bad(path+".callType", "must be async or sync")
 		}
+		if err := m.resolveRefs(path+".inputData", s.InputData); err != nil {
+			return err
+		}
 		if _, err := compileFields(path+".inputData", s.InputData, 0); err != nil {
+			return err
+		}
+		if err := m.resolveRefs(path+".outputData", s.OutputData); err != nil {
 			return err
 		}
 		if _, err := compileFields(path+".outputData", s.OutputData, 0); err != nil {
@@ -207,6 +256,35 @@ func (m *Model) compile() error {
 		m.services[s.Identifier] = s
 	}
 	return nil
+}
+
+// resolveRefs gives each reference field (an identifier string) the data
+// type of the property it names; a reference to no property is refused.
+func (m *Model) resolveRefs(path string, fs []Field) error {
+	for i := range fs {
+		f := &fs[i]
+		if !f.Ref {
+			continue
+		}
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if err := checkIdentifier(p, f.Identifier); err != nil {
+			return err
+		}
+		prop, ok := m.props[f.Identifier]
+		if !ok {
+			return bad(p, "%q names no property", clipID(f.Identifier))
+		}
+		f.DataType = prop.DataType
+	}
+	return nil
+}
+
+// clipID cuts an identifier for an error message.
+func clipID(s string) string {
+	if len(s) > MaxIdentifierLen {
+		return s[:MaxIdentifierLen]
+	}
+	return s
 }
 
 func compileFields(path string, fs []Field, depth int) (map[string]*Field, error) {
@@ -219,6 +297,13 @@ func compileFields(path string, fs []Field, depth int) (map[string]*Field, error
 		}
 		if _, dup := by[f.Identifier]; dup {
 			return nil, bad(p+".identifier", "%q is defined twice", f.Identifier)
+		}
+		if f.Ref {
+			if f.DataType.c == nil {
+				return nil, bad(p, "must be a field object")
+			}
+			by[f.Identifier] = f // its property's type, compiled already
+			continue
 		}
 		if err := f.DataType.compile(p+".dataType", depth); err != nil {
 			return nil, err

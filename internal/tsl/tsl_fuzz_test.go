@@ -44,7 +44,12 @@ func fuzzModels(f *testing.F) [][]byte {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return [][]byte{data,
+	export, err := os.ReadFile("testdata/console_export.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	return [][]byte{data, export,
+		[]byte(`{"properties":[{"identifier":"p","dataType":{"type":"int"}}],"services":[{"identifier":"get","inputData":["p"],"outputData":[{"identifier":"p","accessMode":"r","required":true,"dataType":{"type":"int"}}]}]}`),
 		[]byte(`{"properties":[{"identifier":"e","dataType":{"type":"enum","specs":{"-9223372036854775808":"min","2":"two"}}}]}`),
 		[]byte(`{"properties":[{"identifier":"i","dataType":{"type":"int","specs":{"min":"-2147483648","max":2147483647}}},{"identifier":"t","accessMode":"r","dataType":{"type":"text","specs":{"length":"3"}}}]}`),
 		[]byte(`{"properties":[{"identifier":"a","dataType":{"type":"array","specs":{"size":"2","item":{"type":"struct","specs":[{"identifier":"b","dataType":{"type":"int"}}]}}}}]}`),

@@ -194,7 +194,33 @@ func (m *Model) ValidateServiceInput(id string, params json.RawMessage) (*Servic
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
+	if t := bytes.TrimSpace(params); len(t) > 0 && t[0] == '[' {
+		return s, checkNames(id, s.InputData, t)
+	}
 	return s, checkFields(id, s.InputData, params)
+}
+
+// checkNames checks the input of the standard get service
+// (thing.service.property.get): a list of property identifiers, each one
+// of the service's inputData.
+func checkNames(owner string, fs []Field, raw json.RawMessage) error {
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return fail(ErrMalformed, owner, "must be a JSON object or a list of identifiers")
+	}
+	for _, n := range names {
+		found := false
+		for i := range fs {
+			if fs[i].Identifier == n {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fail(ErrUnknownIdentifier, owner+"."+n, "no such input")
+		}
+	}
+	return nil
 }
 
 // ValidateServiceOutput checks a service reply's data.
