@@ -164,7 +164,7 @@ func FuzzTopicRoundTrip(f *testing.F) {
 	for _, s := range []string{
 		"/sys/a1PK0000001/dev1/thing/topo/add", "/sys/a1PK0000001/dev1/thing/topo/add_reply",
 		"/sys/a1PK0000001/dev1/thing/event/property/post", "/sys/pk/dn/thing/proxy/provisioning/product_register",
-		"/ext/session/a1PK0000001/gw01/combine/batch_login", "/ext/session/pk/dn/combine/login_reply",
+		"/ext/session/a1PK0000001/gw01/combine/batch_login", "/ext/session/pk/dn/combine/login_reply", "/ext/ntp/a1PK0000001/dev1/request", "/ext/ntp/pk/+/request",
 		"/a1PK0000001/dev1/user/update", "/sys/pk/dn/rrpc/request/123", "/sys/+/dn/thing/x", "/sys/pk/#",
 		"/+/dn/user/x", "/", "/sys//dn/x", "$aws/things/x/shadow/update", "/ext/session/pk",
 	} {
@@ -193,6 +193,8 @@ func FuzzTopicRoundTrip(f *testing.F) {
 			back = SysTopic(tp.ProductKey, tp.DeviceName, rest)
 		case "session":
 			back = SessionTopic(tp.ProductKey, tp.DeviceName, rest)
+		case "ntp":
+			back = NTPTopic(tp.ProductKey, tp.DeviceName, rest)
 		case "user":
 			back = "/" + tp.ProductKey + "/" + tp.DeviceName + "/" + rest
 		default:

@@ -104,6 +104,8 @@ func TestParseTopic(t *testing.T) {
 		{"/sys/pk/dn/thing/proxy/provisioning/product_register", "sys", "pk", "dn", "thing.proxy.provisioning.product_register", false, false},
 		{"/ext/session/pk/dn/combine/batch_login", "session", "pk", "dn", "combine.batch_login", false, false},
 		{"/pk/dn/user/update", "user", "pk", "dn", "user.update", false, false},
+		{"/ext/ntp/pk/dn/request", "ntp", "pk", "dn", "request", false, false},
+		{"/ext/ntp/pk/+/request", "", "", "", "", false, true},
 		{"/pk/dn/get", "", "", "", "", false, true},
 		{"/sys/pk", "", "", "", "", false, true},
 		{"/sys//dn/x", "", "", "", "", false, true},

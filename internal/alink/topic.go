@@ -7,7 +7,7 @@ import (
 
 // Topic is a parsed device topic.
 type Topic struct {
-	Kind       string // "sys", "session" or "user"
+	Kind       string // "sys", "session", "ntp" or "user"
 	ProductKey string
 	DeviceName string
 	// Rest is what follows the device prefix, e.g. "thing/topo/add".
@@ -16,8 +16,8 @@ type Topic struct {
 	Reply bool
 }
 
-// ParseTopic parses /sys/{pk}/{dn}/…, /ext/session/{pk}/{dn}/… and
-// /{pk}/{dn}/user/… topics. Wildcards in the productKey or deviceName
+// ParseTopic parses /sys/{pk}/{dn}/…, /ext/session/{pk}/{dn}/…,
+// /ext/ntp/{pk}/{dn}/… and /{pk}/{dn}/user/… topics. Wildcards in the productKey or deviceName
 // position are refused: the result names one device.
 func ParseTopic(topic string) (Topic, error) {
 	var t Topic
@@ -27,6 +27,8 @@ func ParseTopic(topic string) (Topic, error) {
 		t.Kind, rest = "sys", topic[len("/sys/"):]
 	case strings.HasPrefix(topic, "/ext/session/"):
 		t.Kind, rest = "session", topic[len("/ext/session/"):]
+	case strings.HasPrefix(topic, "/ext/ntp/"):
+		t.Kind, rest = "ntp", topic[len("/ext/ntp/"):]
 	case strings.HasPrefix(topic, "/"):
 		t.Kind, rest = "user", topic[1:]
 	default:
@@ -64,3 +66,10 @@ func SysTopic(pk, dn, rest string) string { return "/sys/" + pk + "/" + dn + "/"
 
 // SessionTopic builds /ext/session/{pk}/{dn}/{rest}.
 func SessionTopic(pk, dn, rest string) string { return "/ext/session/" + pk + "/" + dn + "/" + rest }
+
+// NTPTopic builds /ext/ntp/{pk}/{dn}/{rest} ("request" or "response").
+func NTPTopic(pk, dn, rest string) string { return "/ext/ntp/" + pk + "/" + dn + "/" + rest }
+
+// ErrorTopic builds /ext/error/{pk}/{dn}, where the platform tells a
+// gateway of a failed sub-device action.
+func ErrorTopic(pk, dn string) string { return "/ext/error/" + pk + "/" + dn }

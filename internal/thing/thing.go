@@ -81,6 +81,7 @@ func (s *Service) Start() error {
 		"/sys/+/+/thing/service/+":          s.onReply,
 		"/sys/+/+/thing/service/property/+": s.onReply,
 		"/sys/+/+/rrpc/response/+":          s.onReply,
+		"/ext/ntp/+/+/request":              s.onNTP,
 	})
 	if err != nil {
 		return fmt.Errorf("subscribing to thing topics: %w", err)
