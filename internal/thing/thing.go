@@ -82,6 +82,8 @@ func (s *Service) Start() error {
 		"/sys/+/+/thing/service/property/+": s.onReply,
 		"/sys/+/+/rrpc/response/+":          s.onReply,
 		"/ext/ntp/+/+/request":              s.onNTP,
+		"/sys/+/+/thing/dsltemplate/get":    s.serve(s.dslTemplate),
+		"/sys/+/+/thing/dynamicTsl/get":     s.serve(s.dslTemplate),
 	})
 	if err != nil {
 		return fmt.Errorf("subscribing to thing topics: %w", err)

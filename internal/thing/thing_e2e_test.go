@@ -200,3 +200,15 @@ func TestLongAndNumericIDsAreEchoed(t *testing.T) {
 		t.Fatalf("numeric id: %v", r)
 	}
 }
+
+// TestDSLTemplateEndToEnd: a device asks for its product's TSL.
+func TestDSLTemplateEndToEnd(t *testing.T) {
+	e := setup(t)
+	for _, rest := range []string{"thing/dsltemplate/get", "thing/dynamicTsl/get"} {
+		r := e.post(t, rest, "1|exp-topic|x", `"{}"`)
+		data, _ := r["data"].(map[string]any)
+		if r["code"].(float64) != 200 || r["id"] != "1|exp-topic|x" || data["properties"] == nil {
+			t.Fatalf("%s: %v", rest, r)
+		}
+	}
+}
