@@ -34,6 +34,7 @@ type Broker interface {
 type Registry interface {
 	LookupThingModel(ctx context.Context, pk string) (*tsl.Model, error)
 	SaveProperties(ctx context.Context, pk, dn string, vals []registry.PropertyValue) error
+	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
 }
 
 // Options configure the Service.
@@ -84,6 +85,10 @@ func (s *Service) Start() error {
 		"/ext/ntp/+/+/request":              s.onNTP,
 		"/sys/+/+/thing/dsltemplate/get":    s.serve(s.dslTemplate),
 		"/sys/+/+/thing/dynamicTsl/get":     s.serve(s.dslTemplate),
+
+		"/sys/+/+/thing/event/property/batch/post":   s.serve(s.batchPost),
+		"/sys/+/+/thing/event/property/pack/post":    s.serve(s.packPost),
+		"/sys/+/+/thing/event/property/history/post": s.serve(s.historyPost),
 	})
 	if err != nil {
 		return fmt.Errorf("subscribing to thing topics: %w", err)

@@ -212,3 +212,37 @@ func TestDSLTemplateEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchAndHistoryPostsEndToEnd: values of batch and history posts are
+// stored at the device's times; pack posts for a device that is not a
+// sub-device are refused entry by entry.
+func TestBatchAndHistoryPostsEndToEnd(t *testing.T) {
+	e := setup(t)
+	r := e.post(t, "thing/event/property/batch/post", "1", `{"properties":{"Temperature":[{"value":20,"time":1700000000000},{"value":21,"time":1700000060000}]},"events":{"Overheat":[{"value":{"Temperature":99},"time":1700000000000}]}}`)
+	if r["code"].(float64) != 200 {
+		t.Fatalf("batch: %v", r)
+	}
+	r = e.post(t, "thing/event/property/history/post", "2", `[{"identity":{"productKey":"`+e.pk+`","deviceName":"thermo-01"},"properties":[{"Mode":{"value":2,"time":1600000000000}}]}]`)
+	if r["code"].(float64) != 200 {
+		t.Fatalf("history: %v", r)
+	}
+	r = e.post(t, "thing/event/property/pack/post", "3", `{"subDevices":[{"identity":{"productKey":"`+e.pk+`","deviceName":"nobody"},"properties":{"Mode":1}}]}`)
+	if r["code"].(float64) != 6401 {
+		t.Fatalf("pack for a stranger: %v", r)
+	}
+	var props struct {
+		Properties []struct {
+			Identifier string
+			Value      json.RawMessage
+			Time       time.Time
+		}
+	}
+	e.s.Admin("GET", "/v1/products/"+e.pk+"/devices/thermo-01/properties", nil, 200).JSON(t, &props)
+	got := map[string]string{}
+	for _, p := range props.Properties {
+		got[p.Identifier] = string(p.Value) + "@" + p.Time.UTC().Format(time.RFC3339)
+	}
+	if got["Temperature"] != "21@2023-11-14T22:14:20Z" || got["Mode"] != "2@2020-09-13T12:26:40Z" || len(got) != 2 {
+		t.Fatalf("stored %v", got)
+	}
+}

@@ -23,6 +23,7 @@ type fzWorld struct {
 	model     *tsl.Model
 	published []fzMessage
 	saved     [][]registry.PropertyValue
+	savedFor  []string
 }
 
 type fzMessage struct {
@@ -39,9 +40,25 @@ func (w *fzWorld) SubscribeAll(map[string]func(string, []byte)) (func(), error) 
 }
 func (w *fzWorld) Online(string, string) bool                                   { return true }
 func (w *fzWorld) LookupThingModel(context.Context, string) (*tsl.Model, error) { return w.model, nil }
-func (w *fzWorld) SaveProperties(_ context.Context, _, _ string, vals []registry.PropertyValue) error {
+func (w *fzWorld) SaveProperties(_ context.Context, pk, dn string, vals []registry.PropertyValue) error {
 	w.saved = append(w.saved, vals)
+	w.savedFor = append(w.savedFor, pk+"/"+dn)
 	return nil
+}
+
+// LookupDevice knows the device, a sub-device of it ("sub-01", same
+// product) and a device that is nobody's sub-device ("other").
+func (w *fzWorld) LookupDevice(_ context.Context, pk, dn string) (registry.Device, error) {
+	if pk != fzPK {
+		return registry.Device{}, registry.ErrNotFound
+	}
+	switch dn {
+	case fzDN, "other":
+		return registry.Device{ProductKey: pk, DeviceName: dn}, nil
+	case "sub-01":
+		return registry.Device{ProductKey: pk, DeviceName: dn, Gateway: registry.GatewayKey(fzPK, fzDN)}, nil
+	}
+	return registry.Device{}, registry.ErrNotFound
 }
 
 func fzModel(tb testing.TB) *tsl.Model {
