@@ -35,6 +35,7 @@ type Registry interface {
 	LookupThingModel(ctx context.Context, pk string) (*tsl.Model, error)
 	SaveProperties(ctx context.Context, pk, dn string, vals []registry.PropertyValue) error
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	SetDeviceAttributes(ctx context.Context, pk, dn string, set map[string]string, del []string) (registry.Device, error)
 }
 
 // Options configure the Service.
@@ -89,6 +90,8 @@ func (s *Service) Start() error {
 		"/sys/+/+/thing/event/property/batch/post":   s.serve(s.batchPost),
 		"/sys/+/+/thing/event/property/pack/post":    s.serve(s.packPost),
 		"/sys/+/+/thing/event/property/history/post": s.serve(s.historyPost),
+		"/sys/+/+/thing/deviceinfo/update":           s.serve(s.deviceInfo),
+		"/sys/+/+/thing/deviceinfo/delete":           s.serve(s.deviceInfo),
 	})
 	if err != nil {
 		return fmt.Errorf("subscribing to thing topics: %w", err)

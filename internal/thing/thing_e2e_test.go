@@ -246,3 +246,23 @@ func TestBatchAndHistoryPostsEndToEnd(t *testing.T) {
 		t.Fatalf("stored %v", got)
 	}
 }
+
+// TestDeviceInfoEndToEnd: tags set and deleted by the device are its
+// attributes in the REST API.
+func TestDeviceInfoEndToEnd(t *testing.T) {
+	e := setup(t)
+	if r := e.post(t, "thing/deviceinfo/update", "1", `[{"attrKey":"site","attrValue":"lab"},{"attrKey":"floor","attrValue":"3"}]`); r["code"].(float64) != 200 {
+		t.Fatalf("update: %v", r)
+	}
+	if r := e.post(t, "thing/deviceinfo/delete", "2", `[{"attrKey":"floor"}]`); r["code"].(float64) != 200 {
+		t.Fatalf("delete: %v", r)
+	}
+	if r := e.post(t, "thing/deviceinfo/update", "3", `[{"attrKey":"bad key","attrValue":"x"}]`); r["code"].(float64) != 460 {
+		t.Fatalf("bad key: %v", r)
+	}
+	var d struct{ Attributes map[string]string }
+	e.s.Admin("GET", "/v1/products/"+e.pk+"/devices/thermo-01", nil, 200).JSON(t, &d)
+	if len(d.Attributes) != 1 || d.Attributes["site"] != "lab" {
+		t.Fatalf("attributes %v", d.Attributes)
+	}
+}

@@ -24,6 +24,30 @@ type fzWorld struct {
 	published []fzMessage
 	saved     [][]registry.PropertyValue
 	savedFor  []string
+	attrs     map[string]string
+}
+
+// SetDeviceAttributes applies the change to w.attrs, checked as the
+// registry checks it.
+func (w *fzWorld) SetDeviceAttributes(_ context.Context, pk, dn string, set map[string]string, del []string) (registry.Device, error) {
+	if pk != fzPK || dn != fzDN {
+		return registry.Device{}, registry.ErrNotFound
+	}
+	next := map[string]string{}
+	for k, v := range w.attrs {
+		next[k] = v
+	}
+	for _, k := range del {
+		delete(next, k)
+	}
+	for k, v := range set {
+		next[k] = v
+	}
+	if err := registry.ValidateAttributes("attributes", next); err != nil {
+		return registry.Device{}, err
+	}
+	w.attrs = next
+	return registry.Device{ProductKey: pk, DeviceName: dn, Attributes: next}, nil
 }
 
 type fzMessage struct {
