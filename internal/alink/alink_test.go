@@ -177,3 +177,19 @@ func FuzzIDOf(f *testing.F) {
 		}
 	})
 }
+
+func TestSubDeviceErrorGolden(t *testing.T) {
+	b := SubDeviceError("1700000000001", CodeNoSession, "sub-device a1Sub/s1 is not logged in", "a1Sub", "s1")
+	alinktest.Golden(t, "ext_error", b)
+	var m struct {
+		ID   *string
+		Code int
+		Data struct{ ProductKey, DeviceName string }
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.ID == nil || m.Code != 520 || m.Data.ProductKey != "a1Sub" || m.Data.DeviceName != "s1" {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if ErrorTopic("a1Gw", "gw1") != "/ext/error/a1Gw/gw1" {
+		t.Fatal(ErrorTopic("a1Gw", "gw1"))
+	}
+}

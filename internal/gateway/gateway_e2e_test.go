@@ -444,3 +444,44 @@ func TestSubDeviceRegistration(t *testing.T) {
 	f.s.Admin("GET", "/v1/products/"+auto.ProductKey+"/devices/new-sensor-01", nil, 200)
 	f.s.Admin("GET", "/v1/products/"+auto.ProductKey+"/devices/new-sensor-02", nil, 404)
 }
+
+// TestPackPostForSubDeviceNotLoggedIn: a gateway's pack post for a
+// sub-device of its topology that is not logged in is refused with 520 in
+// the reply and on /ext/error/{gw} (where the Link SDK logs it in again);
+// after combine.login it goes through.
+func TestPackPostForSubDeviceNotLoggedIn(t *testing.T) {
+	f := setup(t, 1)
+	g := connectGateway(t, f.s, f.gw)
+	sub := f.subs[0]
+	if r := g.call("sys", "thing/topo/add", []any{subSign(sub)}); r.Code != 200 {
+		t.Fatal(r)
+	}
+	errTopic := "/ext/error/" + f.gw.ProductKey + "/" + f.gw.DeviceName
+	tok := g.c.Subscribe(errTopic, 1, func(_ paho.Client, m paho.Message) { g.msgs <- m })
+	canSee := tok.WaitTimeout(5*time.Second) && tok.Error() == nil && tok.(*paho.SubscribeToken).Result()[errTopic] < 0x80
+	params := map[string]any{"subDevices": []any{map[string]any{"identity": map[string]string{"productKey": sub.ProductKey, "deviceName": sub.DeviceName}, "properties": map[string]any{"x": 1}}}}
+	r := g.call("sys", "thing/event/property/pack/post", params)
+	if r.Code != 520 || !strings.Contains(string(r.Data), sub.DeviceName) {
+		t.Fatalf("pack post for a sub-device not logged in: %+v", r)
+	}
+	if canSee {
+		var e struct {
+			ID   string
+			Code int
+			Data struct{ ProductKey, DeviceName string }
+		}
+		json.Unmarshal(g.waitFor(errTopic).Payload(), &e)
+		if e.Code != 520 || e.ID == "" || e.Data.ProductKey != sub.ProductKey || e.Data.DeviceName != sub.DeviceName {
+			t.Fatalf("/ext/error: %+v", e)
+		}
+	} else {
+		t.Logf("a gateway may not subscribe %s yet (broker rights); the service-level test covers the payload", errTopic)
+	}
+	if r := g.call("session", "combine/login", subSign(sub)); r.Code != 200 {
+		t.Fatalf("login: %+v", r)
+	}
+	// Logged in: the session check passes; the sub-device's product has no model.
+	if r := g.call("sys", "thing/event/property/pack/post", params); r.Code != 6306 {
+		t.Fatalf("pack post once logged in: %+v", r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/alink/alinktest"
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -57,4 +58,15 @@ func TestTopoChangeGolden(t *testing.T) {
 		t.Fatalf("published %+v", w.published)
 	}
 	alinktest.Golden(t, "topo_change", w.published[0].payload)
+}
+
+// TestReportSubErrorGolden pins /ext/error as a gateway receives it.
+func TestReportSubErrorGolden(t *testing.T) {
+	w := &fzWorld{}
+	s := New(Options{Broker: w, Registry: w, Provisioner: w, Now: func() time.Time { return time.UnixMilli(1700000000000) }})
+	s.ReportSubError(fzGwPK, fzGwDN, fzSubPK, "sub02", alink.CodeNoSession, "sub-device a1SubPK0001/sub02 is not logged in through this gateway")
+	if len(w.published) != 1 || w.published[0].topic != "/ext/error/"+fzGwPK+"/"+fzGwDN {
+		t.Fatalf("published %+v", w.published)
+	}
+	alinktest.Golden(t, "ext_error_not_logged_in", w.published[0].payload)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/corral-iot/corral/internal/alink"
@@ -29,6 +30,7 @@ type identity struct {
 // identifier, its values, each plain or {"value":…,"time":…}.
 type entry struct {
 	id     identity
+	live   bool // a pack post: a sub-device must be logged in
 	props  map[string][]json.RawMessage
 	events map[string][]json.RawMessage
 }
@@ -94,7 +96,7 @@ func (s *Service) packPost(ctx context.Context, r request) (any, error) {
 	own := identity{r.topic.ProductKey, r.topic.DeviceName}
 	var es []entry
 	for i, v := range append([]values{p.values}, p.SubDevices...) {
-		e := entry{id: own}
+		e := entry{id: own, live: true}
 		if i > 0 {
 			if v.Identity == nil {
 				return nil, fail(alink.CodeBadParams, "request parameter error: subDevices[%d] lacks identity", i-1)
@@ -177,6 +179,9 @@ func (s *Service) storeEntries(ctx context.Context, t alink.Topic, es []entry) (
 		if err := s.storeEntry(ctx, t, e); err != nil {
 			code, msg, _ := s.codeOf(t.Method(), err)
 			failures = append(failures, postFailure{clip(e.id.ProductKey), clip(e.id.DeviceName), code, msg})
+			if code == alink.CodeNoSession || code == alink.CodeTopoNotExist {
+				s.reportSubError(t, e.id, code, msg)
+			}
 		}
 	}
 	if len(failures) == 0 {
@@ -204,6 +209,9 @@ func (s *Service) storeEntry(ctx context.Context, t alink.Topic, e entry) error 
 		}
 		if err != nil {
 			return err
+		}
+		if e.live && !s.o.Broker.Online(e.id.ProductKey, e.id.DeviceName) {
+			return fail(alink.CodeNoSession, "sub-device %s/%s is not logged in through this gateway; log it in with combine.login", e.id.ProductKey, e.id.DeviceName)
 		}
 	}
 	m, err := s.model(ctx, e.id.ProductKey)
@@ -248,4 +256,15 @@ func (s *Service) storeEntry(ctx context.Context, t alink.Topic, e entry) error 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identifier < out[j].Identifier })
 	return s.o.Registry.SaveProperties(ctx, e.id.ProductKey, e.id.DeviceName, out)
+}
+
+// reportSubError tells the gateway on /ext/error/{gwPk}/{gwDn} that values
+// of a sub-device were refused for its session or topology (520 makes the
+// Link SDK log the sub-device in again), besides the failure in the reply.
+func (s *Service) reportSubError(gw alink.Topic, sub identity, code int, msg string) {
+	id := strconv.FormatInt(s.ids.Add(1), 10)
+	b := alink.SubDeviceError(id, code, msg, clip(sub.ProductKey), clip(sub.DeviceName))
+	if err := s.o.Broker.Publish(alink.ErrorTopic(gw.ProductKey, gw.DeviceName), b, false, 0); err != nil {
+		s.log.Warn("publishing /ext/error", "gateway", gw.ProductKey+"/"+gw.DeviceName, "err", err)
+	}
 }

@@ -14,8 +14,9 @@ import (
 // gateway's.
 func TestBatchPackHistory(t *testing.T) {
 	type want struct {
-		code  int
-		saved map[string]string // "pk/dn identifier" → value@ms
+		code      int
+		saved     map[string]string // "pk/dn identifier" → value@ms
+		extErrors int
 	}
 	sub := fzPK + "/sub-01"
 	own := fzPK + "/" + fzDN
@@ -25,30 +26,36 @@ func TestBatchPackHistory(t *testing.T) {
 	}{
 		{"batch_post_reply", "thing/event/property/batch/post",
 			`{"id":"1","version":"1.0","params":{"properties":{"Temperature":[{"value":21.5,"time":1700000000000},{"value":22.5,"time":1700000060000}],"FanLevel":[{"value":2,"time":1700000000000}]},"events":{"Overheat":[{"value":{"Temperature":99},"time":1700000000000}]}},"method":"thing.event.property.batch.post"}`,
-			want{200, map[string]string{own + " Temperature": "22.5@1700000060000", own + " FanLevel": "2@1700000000000"}}},
+			want{200, map[string]string{own + " Temperature": "22.5@1700000060000", own + " FanLevel": "2@1700000000000"}, 0}},
 		{"batch_post_reply_tsl_error", "thing/event/property/batch/post",
 			`{"id":"2","params":{"properties":{"Temperature":[{"value":21.5,"time":1700000000000},{"value":500,"time":1700000060000}]}}}`,
-			want{6303, nil}},
-		{"batch_post_reply_bad_params", "thing/event/property/batch/post", `{"id":"3","params":{"properties":{"Temperature":5}}}`, want{460, nil}},
+			want{6303, nil, 0}},
+		{"batch_post_reply_bad_params", "thing/event/property/batch/post", `{"id":"3","params":{"properties":{"Temperature":5}}}`, want{460, nil, 0}},
 		{"pack_post_reply", "thing/event/property/pack/post",
 			`{"id":"4","version":"1.0","params":{"properties":{"Temperature":{"value":20,"time":1700000000000}},"events":{"Overheat":{"value":{"Temperature":99},"time":1700000000000}},` +
 				`"subDevices":[{"identity":{"productKey":"` + fzPK + `","deviceName":"sub-01"},"properties":{"Temperature":{"value":30,"time":1700000001000},"Mode":1},"events":{}}]},"method":"thing.event.property.pack.post"}`,
-			want{200, map[string]string{own + " Temperature": "20@1700000000000", sub + " Temperature": "30@1700000001000", sub + " Mode": "1@1700000000000"}}},
+			want{200, map[string]string{own + " Temperature": "20@1700000000000", sub + " Temperature": "30@1700000001000", sub + " Mode": "1@1700000000000"}, 0}},
 		{"pack_post_reply_not_sub", "thing/event/property/pack/post",
 			`{"id":"5","params":{"properties":{"Temperature":20},"subDevices":[{"identity":{"productKey":"` + fzPK + `","deviceName":"other"},"properties":{"Temperature":1}},{"identity":{"productKey":"` + fzPK + `","deviceName":"sub-01"},"properties":{"Temperature":999}},{"identity":{"productKey":"a1Nope","deviceName":"x"},"properties":{"Temperature":1}}]}}`,
-			want{6401, map[string]string{own + " Temperature": "20@1700000000000"}}},
-		{"pack_post_reply_no_identity", "thing/event/property/pack/post", `{"id":"6","params":{"subDevices":[{"properties":{"Temperature":1}}]}}`, want{460, nil}},
+			want{6401, map[string]string{own + " Temperature": "20@1700000000000"}, 2}},
+		{"pack_post_reply_not_logged_in", "thing/event/property/pack/post",
+			`{"id":"5b","params":{"subDevices":[{"identity":{"productKey":"` + fzPK + `","deviceName":"sub-01"},"properties":{"Temperature":1}}]}}`,
+			want{520, nil, 1}},
+		{"pack_post_reply_no_identity", "thing/event/property/pack/post", `{"id":"6","params":{"subDevices":[{"properties":{"Temperature":1}}]}}`, want{460, nil, 0}},
 		{"history_post_reply", "thing/event/property/history/post",
 			`{"id":"7","version":"1.0","params":[{"identity":{"productKey":"` + fzPK + `","deviceName":"` + fzDN + `"},"properties":[{"Temperature":{"value":10,"time":1600000000000},"FanLevel":{"value":1,"time":1600000000000}},{"Temperature":{"value":11,"time":1600000060000}}],"events":[{"Overheat":{"value":{"Temperature":90},"time":1600000000000}}]},` +
 				`{"identity":{"productKey":"` + fzPK + `","deviceName":"sub-01"},"properties":[{"Temperature":{"value":12,"time":1600000000000}}]}],"method":"thing.event.property.history.post"}`,
-			want{200, map[string]string{own + " Temperature": "11@1600000060000", own + " FanLevel": "1@1600000000000", sub + " Temperature": "12@1600000000000"}}},
+			want{200, map[string]string{own + " Temperature": "11@1600000060000", own + " FanLevel": "1@1600000000000", sub + " Temperature": "12@1600000000000"}, 0}},
 		{"history_post_reply_bad_event", "thing/event/property/history/post",
 			`{"id":"8","params":[{"identity":{"productKey":"` + fzPK + `","deviceName":"` + fzDN + `"},"events":[{"Overheat":{"value":{"Temperature":900},"time":1600000000000}}]}]}`,
-			want{6303, nil}},
-		{"history_post_reply_empty", "thing/event/property/history/post", `{"id":"9","params":[]}`, want{460, nil}},
+			want{6303, nil, 0}},
+		{"history_post_reply_empty", "thing/event/property/history/post", `{"id":"9","params":[]}`, want{460, nil, 0}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, w := goldenService(t)
+			if strings.HasSuffix(tt.name, "not_logged_in") {
+				w.offline = map[string]bool{fzPK + "/sub-01": true}
+			}
 			var h handler
 			switch {
 			case strings.Contains(tt.rest, "batch"):
@@ -60,6 +67,18 @@ func TestBatchPackHistory(t *testing.T) {
 			}
 			b := ask(t, s, w, h, tt.rest, tt.payload)
 			alinktest.Golden(t, tt.name, b)
+			var errs []string
+			for _, m := range w.published {
+				if strings.HasPrefix(m.topic, "/ext/error/") {
+					errs = append(errs, string(m.payload))
+				}
+			}
+			if len(errs) != tt.want.extErrors {
+				t.Fatalf("/ext/error: %v", errs)
+			}
+			if len(errs) > 0 {
+				alinktest.Golden(t, tt.name+"_ext_error", []byte(strings.Join(errs, "\n")))
+			}
 			var rep struct{ Code int }
 			json.Unmarshal(b, &rep)
 			if rep.Code != tt.want.code {
@@ -88,7 +107,7 @@ func itoa(n int64) string { return jsonInt(n) }
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // FuzzPosts drives batch, pack and history posts with arbitrary payloads:
-// exactly one reply on _reply; values are stored only for the poster and
+// at most one reply, on _reply (and /ext/error to the poster only); values are stored only for the poster and
 // its sub-device, and every stored value passes the model.
 func FuzzPosts(f *testing.F) {
 	for _, s := range []struct {
@@ -112,17 +131,22 @@ func FuzzPosts(f *testing.F) {
 		i := int(which) % len(hs)
 		topic := "/sys/" + fzPK + "/" + fzDN + "/" + rests[i]
 		s.serve(hs[i])(topic, payload)
-		if len(w.published) > 1 {
-			t.Fatalf("%d replies", len(w.published))
-		}
-		if len(w.published) == 1 {
+		replies := 0
+		for _, m := range w.published {
+			if m.topic == "/ext/error/"+fzPK+"/"+fzDN {
+				continue // a sub-device's failure told the gateway
+			}
+			replies++
 			var rep struct {
 				ID   *string
 				Code *int
 			}
-			if err := json.Unmarshal(w.published[0].payload, &rep); err != nil || rep.ID == nil || rep.Code == nil || w.published[0].topic != topic+"_reply" {
-				t.Fatalf("reply %s on %s: %v", w.published[0].payload, w.published[0].topic, err)
+			if err := json.Unmarshal(m.payload, &rep); err != nil || rep.ID == nil || rep.Code == nil || m.topic != topic+"_reply" {
+				t.Fatalf("reply %s on %s: %v", m.payload, m.topic, err)
 			}
+		}
+		if replies > 1 {
+			t.Fatalf("%d replies", replies)
 		}
 		for k, vals := range w.saved {
 			if w.savedFor[k] != fzPK+"/"+fzDN && w.savedFor[k] != fzPK+"/sub-01" {

@@ -15,10 +15,20 @@ func ask(t *testing.T, s *Service, w *fzWorld, h handler, rest, payload string) 
 	topic := "/sys/" + fzPK + "/" + fzDN + "/" + rest
 	n := len(w.published)
 	s.serve(h)(topic, []byte(payload))
-	if len(w.published) != n+1 || w.published[n].topic != topic+"_reply" {
-		t.Fatalf("published %+v", w.published[n:])
+	var reply []byte
+	for _, m := range w.published[n:] {
+		switch {
+		case m.topic == topic+"_reply" && reply == nil:
+			reply = m.payload
+		case m.topic == "/ext/error/"+fzPK+"/"+fzDN:
+		default:
+			t.Fatalf("published %s on %s", m.payload, m.topic)
+		}
 	}
-	return w.published[n].payload
+	if reply == nil {
+		t.Fatalf("no reply: %+v", w.published[n:])
+	}
+	return reply
 }
 
 func TestDSLTemplate(t *testing.T) {

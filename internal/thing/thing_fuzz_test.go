@@ -25,6 +25,7 @@ type fzWorld struct {
 	saved     [][]registry.PropertyValue
 	savedFor  []string
 	attrs     map[string]string
+	offline   map[string]bool // "pk/dn"
 }
 
 // SetDeviceAttributes applies the change to w.attrs, checked as the
@@ -62,7 +63,7 @@ func (w *fzWorld) Publish(topic string, payload []byte, _ bool, _ byte) error {
 func (w *fzWorld) SubscribeAll(map[string]func(string, []byte)) (func(), error) {
 	return func() {}, nil
 }
-func (w *fzWorld) Online(string, string) bool                                   { return true }
+func (w *fzWorld) Online(pk, dn string) bool                                    { return !w.offline[pk+"/"+dn] }
 func (w *fzWorld) LookupThingModel(context.Context, string) (*tsl.Model, error) { return w.model, nil }
 func (w *fzWorld) SaveProperties(_ context.Context, pk, dn string, vals []registry.PropertyValue) error {
 	w.saved = append(w.saved, vals)
