@@ -96,3 +96,10 @@ func (s *Service) DeviceProperties(ctx context.Context, p Principal, pk, dn stri
 	}
 	return s.store.Properties(ctx, pk, dn)
 }
+
+// LatestProperties returns any device's stored property values, for
+// in-process device-facing services (no account scope): a history post
+// must not replace a newer value.
+func (s *Service) LatestProperties(ctx context.Context, pk, dn string) ([]PropertyValue, error) {
+	return s.store.Properties(ctx, pk, dn)
+}

@@ -197,7 +197,8 @@ var errNotSub = errors.New("not a sub-device of this gateway")
 
 // storeEntry checks one device's values against its product's model and
 // stores the properties (each identifier's latest value, at the device's
-// time). Events are checked only, as event posts are.
+// time, unless a newer one is stored already). Events are checked only, as
+// event posts are.
 func (s *Service) storeEntry(ctx context.Context, t alink.Topic, e entry) error {
 	if e.id.ProductKey == "" || e.id.DeviceName == "" {
 		return fail(alink.CodeBadParams, "request parameter error: identity needs productKey and deviceName")
@@ -249,6 +250,17 @@ func (s *Service) storeEntry(ctx context.Context, t alink.Topic, e entry) error 
 	}
 	if len(latest) == 0 {
 		return nil
+	}
+	// Values older than the stored ones (a history post, a late batch) are
+	// checked but do not replace them.
+	stored, err := s.o.Registry.LatestProperties(ctx, e.id.ProductKey, e.id.DeviceName)
+	if err != nil {
+		return err
+	}
+	for _, v := range stored {
+		if l, ok := latest[v.Identifier]; ok && l.Time.Before(v.Time) {
+			delete(latest, v.Identifier)
+		}
 	}
 	out := make([]registry.PropertyValue, 0, len(latest))
 	for _, v := range latest {

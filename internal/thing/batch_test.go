@@ -106,6 +106,21 @@ func itoa(n int64) string { return jsonInt(n) }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
+// TestHistoryKeepsNewerValues: a value older than the stored one is
+// checked but does not replace it.
+func TestHistoryKeepsNewerValues(t *testing.T) {
+	s, w := goldenService(t)
+	ask(t, s, w, s.batchPost, "thing/event/property/batch/post", `{"id":"1","params":{"properties":{"Temperature":[{"value":30,"time":1700000060000}]}}}`)
+	b := ask(t, s, w, s.historyPost, "thing/event/property/history/post", `{"id":"2","params":[{"properties":[{"Temperature":{"value":10,"time":1600000000000},"FanLevel":{"value":1,"time":1600000000000}}]}]}`)
+	if !strings.Contains(string(b), `"code":200`) || len(w.saved) != 2 || len(w.saved[1]) != 1 || w.saved[1][0].Identifier != "FanLevel" {
+		t.Fatalf("reply %s, saved %v", b, w.saved)
+	}
+	b = ask(t, s, w, s.historyPost, "thing/event/property/history/post", `{"id":"3","params":[{"properties":[{"Temperature":{"value":500,"time":1600000000000}}]}]}`)
+	if !strings.Contains(string(b), `"code":6303`) {
+		t.Fatalf("an old bad value is still checked: %s", b)
+	}
+}
+
 // FuzzPosts drives batch, pack and history posts with arbitrary payloads:
 // at most one reply, on _reply (and /ext/error to the poster only); values are stored only for the poster and
 // its sub-device, and every stored value passes the model.

@@ -36,6 +36,7 @@ type Registry interface {
 	SaveProperties(ctx context.Context, pk, dn string, vals []registry.PropertyValue) error
 	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
 	SetDeviceAttributes(ctx context.Context, pk, dn string, set map[string]string, del []string) (registry.Device, error)
+	LatestProperties(ctx context.Context, pk, dn string) ([]registry.PropertyValue, error)
 }
 
 // Options configure the Service.

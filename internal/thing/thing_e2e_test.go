@@ -222,7 +222,8 @@ func TestBatchAndHistoryPostsEndToEnd(t *testing.T) {
 	if r["code"].(float64) != 200 {
 		t.Fatalf("batch: %v", r)
 	}
-	r = e.post(t, "thing/event/property/history/post", "2", `[{"identity":{"productKey":"`+e.pk+`","deviceName":"thermo-01"},"properties":[{"Mode":{"value":2,"time":1600000000000}}]}]`)
+	// History: Mode is new; the old Temperature does not replace the newer one.
+	r = e.post(t, "thing/event/property/history/post", "2", `[{"identity":{"productKey":"`+e.pk+`","deviceName":"thermo-01"},"properties":[{"Mode":{"value":2,"time":1600000000000},"Temperature":{"value":5,"time":1600000000000}}]}]`)
 	if r["code"].(float64) != 200 {
 		t.Fatalf("history: %v", r)
 	}

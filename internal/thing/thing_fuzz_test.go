@@ -86,6 +86,23 @@ func (w *fzWorld) LookupDevice(_ context.Context, pk, dn string) (registry.Devic
 	return registry.Device{}, registry.ErrNotFound
 }
 
+// LatestProperties returns what was saved last for the device.
+func (w *fzWorld) LatestProperties(_ context.Context, pk, dn string) ([]registry.PropertyValue, error) {
+	by := map[string]registry.PropertyValue{}
+	for i, vals := range w.saved {
+		if w.savedFor[i] == pk+"/"+dn {
+			for _, v := range vals {
+				by[v.Identifier] = v
+			}
+		}
+	}
+	out := []registry.PropertyValue{}
+	for _, v := range by {
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 func fzModel(tb testing.TB) *tsl.Model {
 	data, err := os.ReadFile("testdata/model.json")
 	if err != nil {
