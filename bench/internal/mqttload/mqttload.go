@@ -6,6 +6,7 @@ package mqttload
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -60,6 +61,30 @@ func (e *RefusedError) Error() string { return fmt.Sprintf("CONNACK return code 
 // Linux all of 127/8 is loopback, so one machine can stand for several
 // sources.
 func ConnectFrom(addr, src string, c Creds, keepalive uint16) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return connectOn(conn, c, keepalive)
+}
+
+// ConnectTLS is Connect over TLS with the client configuration conf (the
+// handshake is part of it).
+func ConnectTLS(addr string, conf *tls.Config, c Creds, keepalive uint16) (net.Conn, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		return nil, err
+	}
+	return connectOn(conn, c, keepalive)
+}
+
+// connectOn sends CONNECT on conn and reads the CONNACK; it closes conn on
+// failure.
+func connectOn(conn net.Conn, c Creds, keepalive uint16) (net.Conn, error) {
 	var vh []byte
 	vh = append(vh, str("MQTT")...)
 	flags := byte(0x02) // clean session
@@ -76,14 +101,6 @@ func ConnectFrom(addr, src string, c Creds, keepalive uint16) (net.Conn, error) 
 	}
 	if c.Password != "" {
 		vh = append(vh, str(c.Password)...)
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	if src != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-	}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
 	}
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write(packet(0x10, vh)); err != nil {
