@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -148,5 +150,55 @@ func TestClassDirection(t *testing.T) {
 		if got := classDirection(tt.classes, tt.suffix); got != tt.want {
 			t.Errorf("classDirection(%v, %q) = %v, want %v", tt.classes, tt.suffix, got, tt.want)
 		}
+	}
+}
+
+// TestTopicClassRights: a device publishes on custom topics whose class
+// is pub or all and is delivered those whose class is sub or all; a topic
+// in no class is refused both ways; applications publish on sub and all.
+// A product whose classes were never configured (nil) keeps /user/ both
+// ways; an empty list has no custom topics.
+func TestTopicClassRights(t *testing.T) {
+	h := &hook{products: cache.New[string, registry.Product](cache.Options{}), owners: cache.New[string, string](cache.Options{})}
+	classes := append(registry.DefaultTopicClasses(), registry.TopicClass{Suffix: "cmd/+", Operation: registry.TopicAll})
+	h.products.Set("PK", registry.Product{TopicClasses: classes})
+	h.products.Set("PKNIL", registry.Product{})
+	h.products.Set("PKNONE", registry.Product{TopicClasses: []registry.TopicClass{}})
+	for _, pk := range []string{"PK", "PKNIL", "PKNONE"} {
+		h.owners.Set(pk, "acct")
+	}
+	ctx := context.Background()
+	app := identity{app: true, accountID: "acct", role: registry.RoleOperator}
+	tests := []struct {
+		pk, suffix              string
+		devPub, devRecv, appPub bool
+	}{
+		{"PK", "update", true, false, false},
+		{"PK", "update/error", true, false, false},
+		{"PK", "get", false, true, true},
+		{"PK", "cmd/reset", true, true, true},
+		{"PK", "other", false, false, false},
+		{"PKNIL", "anything", true, true, true},
+		{"PKNONE", "update", false, false, false},
+	}
+	for _, tt := range tests {
+		dev := identity{productKey: tt.pk, deviceName: "dn"}
+		topic := "/" + tt.pk + "/dn/user/" + tt.suffix
+		if got := h.mayPublish(ctx, dev, topic); got != tt.devPub {
+			t.Errorf("device publishes %s: %v, want %v", topic, got, tt.devPub)
+		}
+		if got := h.mayReceive(ctx, dev, topic); got != tt.devRecv {
+			t.Errorf("device receives %s: %v, want %v", topic, got, tt.devRecv)
+		}
+		if got := h.mayPublish(ctx, app, topic); got != tt.appPub {
+			t.Errorf("application publishes %s: %v, want %v", topic, got, tt.appPub)
+		}
+		if !h.mayReceive(ctx, app, topic) {
+			t.Errorf("application may not receive %s", topic)
+		}
+	}
+	// A filter over custom topics is accepted; deliveries are checked.
+	if !h.maySubscribe(ctx, identity{productKey: "PK", deviceName: "dn"}, "/PK/dn/user/#") {
+		t.Error("device may not subscribe /PK/dn/user/#")
 	}
 }

@@ -90,7 +90,7 @@ func (h *hook) ID() string { return "corral" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped,
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped, mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -681,6 +681,28 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, nil
 }
 
+// OnPacketEncode settles a device's session as its accepting CONNACK goes
+// out: after mochi has set the session up (clean, resumed or taken over),
+// before the device knows it is connected, so a downlink sent the moment
+// it is online is not missed. A gateway's new session starts with no
+// sub-device logged in (those of a session it took over go offline until
+// logged in again); a stock device (_ss=1) is subscribed to its
+// downlinks.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != packets.CodeSuccess.Code {
+		return pk
+	}
+	s := h.session(cl)
+	if s == nil || s.id.app || s.id.register != nil {
+		return pk
+	}
+	h.logoutSubsOfOtherSessions(deviceKey(s.id.productKey, s.id.deviceName), cl)
+	if s.id.serverSubs {
+		h.b.addSubscriptions(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
+	}
+	return pk
+}
+
 // OnPacketSent counts messages out.
 func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type == packets.Publish {
@@ -747,11 +769,10 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		}
 		return
 	}
-	// A gateway's new session starts with no sub-device logged in: those
-	// of a session it took over go offline until logged in again.
-	h.logoutSubsOfOtherSessions(deviceKey(s.id.productKey, s.id.deviceName), cl)
 	if s.id.serverSubs {
-		h.b.subscribeClient(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
+		// Subscribed as the CONNACK went out (OnPacketEncode); what was
+		// retained for them may follow the CONNACK now.
+		h.b.sendRetainedAll(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
 	}
 	now := h.b.o.Now()
 	h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: true, At: now})

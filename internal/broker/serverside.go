@@ -59,19 +59,31 @@ func downlinkFilters(pk, dn string, rrpcExt bool) []string {
 // with.
 const serverSubQoS = 0
 
-// subscribeClient adds subscriptions to a client's session as a SUBSCRIBE
-// of its own would, retained messages included (each delivery checked by
-// the ACL as usual). Subscribing a filter the session already holds
-// replaces it, so a persistent session that reconnects does not pile up
-// duplicates. NoLocal: a device never gets back what it published itself
-// (v4 RRPC replies share the request's topic).
+// subscribeClient adds subscriptions to a live client's session as a
+// SUBSCRIBE of its own would, retained messages included.
 func (b *Broker) subscribeClient(cl *mqtt.Client, filters []string) {
+	b.addSubscriptions(cl, filters)
+	b.sendRetainedAll(cl, filters)
+}
+
+// addSubscriptions adds subscriptions to a client's session; each
+// delivery is checked by the ACL as usual. Subscribing a filter the
+// session already holds replaces it, so a persistent session that
+// reconnects does not pile up duplicates. NoLocal: a device never gets
+// back what it published itself (v4 RRPC replies share the request's
+// topic).
+func (b *Broker) addSubscriptions(cl *mqtt.Client, filters []string) {
 	for _, f := range filters {
 		sub := packets.Subscription{Filter: f, Qos: serverSubQoS, NoLocal: true}
 		if b.srv.Topics.Subscribe(cl.ID, sub) {
 			atomic.AddInt64(&b.srv.Info.Subscriptions, 1)
 		}
 		cl.State.Subscriptions.Add(f, sub)
+	}
+}
+
+func (b *Broker) sendRetainedAll(cl *mqtt.Client, filters []string) {
+	for _, f := range filters {
 		b.sendRetained(cl, f)
 	}
 }
