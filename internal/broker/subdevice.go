@@ -34,7 +34,8 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	}
 	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
 		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote, gw: gwCl}
-	if old := h.subs[prevGw][subKey]; old != nil && h.subThings[old.id.thing()] == subKey {
+	old := h.subs[prevGw][subKey]
+	if old != nil && h.subThings[old.id.thing()] == subKey {
 		delete(h.subThings, old.id.thing())
 	}
 	h.subs[gwKey][subKey] = s
@@ -48,6 +49,11 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	h.mu.Unlock()
 	if direct != nil {
 		b.Kick(sub.ProductKey, sub.DeviceName, "DUPLICATE_CLIENTID")
+	}
+	if old != nil && old.gw != gwCl {
+		// It moved from another gateway connection: its downlinks leave
+		// that one.
+		b.dropSubFilters(old)
 	}
 	if gwSess.id.gateway {
 		// A stock gateway (gw=1) has no SUBSCRIBE for its sub-devices'
