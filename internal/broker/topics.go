@@ -44,47 +44,97 @@ var otaKinds = map[string]bool{"inform": true, "progress": true, "upgrade": true
 // (ok false), so "#" can stand only after the device is named.
 // ($aws/things/{thing}/… are named by thing, see thingOfTopic.)
 func parseDeviceTopic(topic string) (t deviceTopic, ok bool) {
-	if !strings.HasPrefix(topic, "/") {
+	rest, found := strings.CutPrefix(topic, "/")
+	if !found {
 		return t, false
 	}
-	segs := strings.Split(topic[1:], "/")
-	// at reads the names at pk and dn; a family with a tail needs one.
-	at := func(pk, dn int) (deviceTopic, bool) {
-		t := deviceTopic{pk: segs[pk], dn: segs[dn]}
-		tail := dn+1 == len(segs) || strings.Join(segs[dn+1:], "") != ""
-		return t, validName(t.pk) && validName(t.dn) && tail
-	}
-	n := len(segs)
+	return parseFamily(rest, false)
+}
+
+// parseFamily reads a topic without its leading "/". Inside a v4 RRPC
+// topic (inRRPC) only /sys/ and custom topics may follow the rrpcId. It
+// cuts rather than splits: it runs on every delivery.
+func parseFamily(s string, inRRPC bool) (deviceTopic, bool) {
+	first, rest, _ := strings.Cut(s, "/")
 	switch {
-	case segs[0] == "sys" && n > 3:
-		return at(1, 2)
-	case segs[0] == "ext" && n > 4 && (segs[1] == "session" || segs[1] == "ntp"):
-		return at(2, 3)
-	case segs[0] == "ext" && n == 4 && segs[1] == "error",
-		segs[0] == "shadow" && n == 4 && (segs[1] == "update" || segs[1] == "get"):
-		return at(2, 3)
-	case segs[0] == "ota" && n == 5 && segs[1] == "device" && otaKinds[segs[2]]:
-		return at(3, 4)
-	case segs[0] == "ext" && n > 3 && segs[1] == "rrpc":
-		if segs[2] == "" || segs[2] == "#" {
-			return t, false
+	case first == "sys":
+		return named(rest, true)
+	case first == "ext" && !inRRPC:
+		return parseExt(rest)
+	case first == "ext":
+		return deviceTopic{}, false
+	case first == "shadow" && !inRRPC:
+		if kind, r, _ := strings.Cut(rest, "/"); (kind == "update" || kind == "get") && strings.Count(r, "/") == 1 {
+			return named(r, false)
 		}
-		inner, ok := parseDeviceTopic("/" + strings.Join(segs[3:], "/"))
-		if !ok || (!inner.user && segs[3] != "sys") {
-			return t, false
+	case first == "ota" && !inRRPC:
+		if dev, r, _ := strings.Cut(rest, "/"); dev == "device" {
+			if kind, r, _ := strings.Cut(r, "/"); otaKinds[kind] && strings.Count(r, "/") == 1 {
+				return named(r, false)
+			}
 		}
-		inner.rrpc = true
-		return inner, true
-	case n > 3 && segs[2] == "user":
-		t, ok := at(0, 1)
-		t.user, t.suffix = true, strings.Join(segs[3:], "/")
-		return t, ok && t.suffix != "" && segs[0] != "sys" && segs[0] != "ext"
 	}
-	return t, false
+	return parseUser(s)
+}
+
+// parseExt reads the /ext/… families after "ext/".
+func parseExt(s string) (deviceTopic, bool) {
+	kind, rest, _ := strings.Cut(s, "/")
+	switch kind {
+	case "session", "ntp":
+		return named(rest, true)
+	case "error":
+		return named(rest, false)
+	case "rrpc":
+		id, inner, ok := strings.Cut(rest, "/")
+		if !ok || id == "" || id == "#" {
+			return deviceTopic{}, false
+		}
+		t, ok := parseFamily(inner, true)
+		t.rrpc = true
+		return t, ok
+	}
+	return deviceTopic{}, false
+}
+
+// parseUser reads a custom topic {pk}/{dn}/user/{suffix}.
+func parseUser(s string) (deviceTopic, bool) {
+	pk, rest, _ := strings.Cut(s, "/")
+	dn, rest, _ := strings.Cut(rest, "/")
+	u, suffix, _ := strings.Cut(rest, "/")
+	t := deviceTopic{pk: pk, dn: dn, user: true, suffix: suffix}
+	return t, u == "user" && suffix != "" && pk != "sys" && pk != "ext" && validName(pk) && validName(dn)
+}
+
+// named reads "{pk}/{dn}" followed, withTail, by a tail that is not only
+// slashes, or else by nothing.
+func named(s string, withTail bool) (deviceTopic, bool) {
+	pk, s, _ := strings.Cut(s, "/")
+	dn, tail, more := strings.Cut(s, "/")
+	t := deviceTopic{pk: pk, dn: dn}
+	if !validName(pk) || !validName(dn) {
+		return t, false
+	}
+	if withTail {
+		return t, more && strings.Trim(tail, "/") != ""
+	}
+	return t, !more
 }
 
 // validName: a ProductKey or DeviceName position holds a name or "+".
-func validName(s string) bool { return s != "" && (s == "+" || !strings.ContainsAny(s, "+#")) }
+// A plain loop: strings.ContainsAny builds a set each call, and this runs
+// on every delivery.
+func validName(s string) bool {
+	if s == "+" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '+' || s[i] == '#' {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // hasWildcard reports whether a topic is a filter with wildcards; a
 // delivery's topic never has one.
