@@ -236,7 +236,12 @@ func TestStockGatewaySubDevices(t *testing.T) {
 	gwCall(t, g, "/ext/session/", "combine/login", subIdent(sub))
 	pubApp(subSet)
 	g.in.waitFor(t, subSet)
+	presence := newInbox()
+	subscribe(t, ops, "$aws/events/presence/disconnected/"+sub.ProductKey+"."+sub.DeviceName, presence)
 	g2 := connectStock(t, s, gwd, "_ss=1,gw=1,ext=0", false)
+	if m := presence.next(t, 5*time.Second); !strings.Contains(string(m.Payload()), `"disconnectReason":"GATEWAY_DISCONNECTED"`) {
+		t.Errorf("sub-device presence at takeover: %s", m.Payload())
+	}
 	if r := s.Do(s.AdminKey, "PUT", props, map[string]any{"params": map[string]any{"TargetTemp": 6}}); r.Status == 200 {
 		t.Errorf("property set on a sub-device of a taken-over gateway session: %d %s", r.Status, r.Body)
 	}
