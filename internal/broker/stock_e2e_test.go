@@ -140,6 +140,10 @@ func TestStockDeviceServerSideSubscription(t *testing.T) {
 	_, before = st.in.waitFor(t, sys+"thing/service/property/set")
 	noneOn(t, "ext=0 RRPC", before, func(topic string) bool { return strings.HasPrefix(topic, "/ext/rrpc/") })
 
+	// An application of the account pushes OTA to the stock device.
+	pubApp("/ota/device/upgrade/"+st.dev, `{"code":"1000","data":{}}`)
+	st.in.waitFor(t, "/ota/device/upgrade/"+st.dev)
+
 	d3 := s.CreateDevice(p.ProductKey, "stock-v4")
 	v4 := connectStock(t, s, d3, "_ss=1,gw=0,ext=3", true)
 	rrpc := "/ext/rrpc/78/sys/" + v4.dev + "/thing/service/Reboot"
