@@ -199,7 +199,7 @@ func FuzzGatewayMay(f *testing.F) {
 			return
 		}
 		d, ok := parseDeviceTopic(topic)
-		if !ok || d.pk != "a1SubPK0001" || d.dn != "sub01" {
+		if !ok || d.pk != "a1SubPK0001" || d.dn != "sub01" || d.session {
 			t.Fatalf("gateway may use %q, not a topic of sub01", topic)
 		}
 	})

@@ -384,6 +384,7 @@ func TestGatewayMayThingTopics(t *testing.T) {
 	h.subOf[sub] = deviceKey("GWPK", "gw")
 	h.subThings["SUBPK.s1"] = sub
 	h.subThings["plant-3"] = sub
+	h.subs[deviceKey("GWPK", "gw")] = map[string]*session{sub: {id: identity{productKey: "SUBPK", deviceName: "s1"}}}
 	tests := []struct {
 		gw, topic string
 		want      bool
@@ -394,6 +395,16 @@ func TestGatewayMayThingTopics(t *testing.T) {
 		{"gw", "$aws/things/SUBPK.s2/shadow/update", false},
 		{"gw2", "$aws/things/SUBPK.s1/shadow/update", false},
 		{"gw", "/sys/SUBPK/s1/thing/event/property/post", true},
+		{"gw", "/SUBPK/s1/user/update", true},
+		{"gw", "/ota/device/inform/SUBPK/s1", true},
+		{"gw", "/ext/rrpc/5/sys/SUBPK/s1/thing/service/x", true},
+		{"gw", "/sys/+/+/thing/service/property/set", true}, // names s1 (deliveries checked)
+		{"gw", "/sys/SUBPK/+/thing/service/property/set", true},
+		{"gw", "/sys/OTHER/+/thing/service/property/set", false},
+		{"gw", "/sys/SUBPK/s2/thing/event/property/post", false},
+		// The session services take the named device for the gateway.
+		{"gw", "/ext/session/SUBPK/s1/combine/login", false},
+		{"gw", "/ext/session/+/+/combine/login", false},
 	}
 	for _, tt := range tests {
 		if got := h.gatewayMay("GWPK", tt.gw, tt.topic); got != tt.want {

@@ -161,7 +161,9 @@ func (h *hook) dropSubThing(s *session, subKey string) {
 }
 
 // gatewayMay reports whether a gateway may use a topic of one of its
-// logged-in sub-devices: any device topic family naming it, or
+// logged-in sub-devices: any device topic family naming it but
+// /ext/session/ (the services take the device a session topic names for
+// the gateway acting, and a sub-device logs nothing in), or
 // $aws/things/{subThing}/…. A filter with "+" for the ProductKey or
 // DeviceName is allowed when it names some logged-in sub-device; each
 // delivery is checked with its concrete topic.
@@ -178,7 +180,7 @@ func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
 		return sub != "" && gw == gwKey
 	}
 	t, ok := parseDeviceTopic(topic)
-	if !ok {
+	if !ok || t.session {
 		return false
 	}
 	h.mu.RLock()

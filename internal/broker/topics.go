@@ -16,6 +16,9 @@ type deviceTopic struct {
 	// rrpc is set for /ext/rrpc/{rrpcId}/…: request and reply share the
 	// topic.
 	rrpc bool
+	// session is set for /ext/session/{pk}/{dn}/…: a gateway's own
+	// sub-device sessions, never used for a sub-device.
+	session bool
 }
 
 // wild reports whether a wildcard stands for the ProductKey or DeviceName.
@@ -81,7 +84,11 @@ func parseFamily(s string, inRRPC bool) (deviceTopic, bool) {
 func parseExt(s string) (deviceTopic, bool) {
 	kind, rest, _ := strings.Cut(s, "/")
 	switch kind {
-	case "session", "ntp":
+	case "session":
+		t, ok := named(rest, true)
+		t.session = true
+		return t, ok
+	case "ntp":
 		return named(rest, true)
 	case "error":
 		return named(rest, false)
