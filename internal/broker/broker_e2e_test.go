@@ -103,15 +103,6 @@ func (i *inbox) next(t *testing.T, within time.Duration) paho.Message {
 	}
 }
 
-func (i *inbox) none(t *testing.T, within time.Duration) {
-	t.Helper()
-	select {
-	case m := <-i.ch:
-		t.Fatalf("unexpected message on %s: %s", m.Topic(), m.Payload())
-	case <-time.After(within):
-	}
-}
-
 func subscribe(t *testing.T, c paho.Client, filter string, in *inbox) {
 	t.Helper()
 	tok := c.Subscribe(filter, 1, in.handler)
