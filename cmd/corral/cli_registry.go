@@ -21,6 +21,7 @@ type product struct {
 	AuthType            string            `json:"authType"`
 	DynamicRegistration string            `json:"dynamicRegistration"`
 	Attributes          map[string]string `json:"attributes"`
+	TopicClasses        []topicClass      `json:"topicClasses"`
 	CreatedAt           time.Time         `json:"createdAt"`
 }
 
@@ -124,8 +125,8 @@ func (c *apiClient) productCmd() *cobra.Command {
 				return err
 			}
 			return c.show(raw, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "ProductKey:\t%s\nName:\t%s\nDescription:\t%s\nNode type:\t%s\nAuth type:\t%s\nDynamic registration:\t%s\nAttributes:\t%v\nCreated:\t%s\n",
-					p.ProductKey, p.Name, p.Description, p.NodeType, p.AuthType, p.DynamicRegistration, p.Attributes, short(&p.CreatedAt))
+				fmt.Fprintf(w, "ProductKey:\t%s\nName:\t%s\nDescription:\t%s\nNode type:\t%s\nAuth type:\t%s\nDynamic registration:\t%s\nAttributes:\t%v\nTopic classes:\t%s\nCreated:\t%s\n",
+					p.ProductKey, p.Name, p.Description, p.NodeType, p.AuthType, p.DynamicRegistration, p.Attributes, classSummary(p.TopicClasses), short(&p.CreatedAt))
 			})
 		},
 	}
@@ -139,7 +140,7 @@ func (c *apiClient) productCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, get, del)
+	cmd.AddCommand(create, list, get, del, c.topicCmd())
 	return cmd
 }
 
