@@ -59,9 +59,17 @@ func TestCLIProductTopicClasses(t *testing.T) {
 		TopicClasses []map[string]any `json:"topicClasses"`
 	}
 	must(t, s, "product", "topic", "add", pk, "--suffix", "get", "--op", "sub")
-	json.Unmarshal([]byte(must(t, s, "product", "topic", "list", pk, "--json")), &l)
+	listed := must(t, s, "product", "topic", "list", pk, "--json")
+	json.Unmarshal([]byte(listed), &l)
 	if len(l.TopicClasses) != 1 || l.TopicClasses[0]["template"] != "/"+pk+"/${deviceName}/user/get" {
 		t.Fatalf("--json list: %+v", l)
+	}
+	// What list --json prints, set --file takes back, on another product too.
+	os.WriteFile(file, []byte(listed), 0o600)
+	var q struct{ ProductKey string }
+	json.Unmarshal([]byte(must(t, s, "product", "create", "--name", "copy", "--json")), &q)
+	if out := must(t, s, "product", "topic", "set", q.ProductKey, "--file", file); !strings.Contains(out, "/"+q.ProductKey+"/${deviceName}/user/get") || strings.Contains(out, "update") {
+		t.Fatalf("set --file from list --json:\n%s", out)
 	}
 
 	for _, bad := range []struct {

@@ -104,8 +104,14 @@ type (
 		ProductKey   string           `json:"productKey"`
 		TopicClasses []topicClassView `json:"topicClasses" doc:"in the order they are matched: the first class matching a topic decides"`
 	}
+	// topicClassInput and topicClassSet take a GET answer back as it is.
+	topicClassInput struct {
+		registry.TopicClass
+		Template string `json:"template,omitempty" doc:"ignored (it follows from the product and the suffix)"`
+	}
 	topicClassSet struct {
-		TopicClasses []registry.TopicClass `json:"topicClasses"`
+		ProductKey   string            `json:"productKey,omitempty" doc:"ignored: the path names the product"`
+		TopicClasses []topicClassInput `json:"topicClasses" doc:"in match order; [] for none"`
 	}
 	auditList struct {
 		Entries    []audit.Entry `json:"entries"`
@@ -124,7 +130,7 @@ func (a *API) table() []*route {
 
 		{Method: "GET", Path: "/v1/products/{productKey}/topic-classes", Summary: "The product's custom topic classes (/{productKey}/${deviceName}/user/{suffix}: pub, sub or all for the device), in the order they are matched", Tag: "products", Role: readonly, Status: 200, Resp: topicClassList{}, h: a.listTopicClasses},
 		{Method: "PUT", Path: "/v1/products/{productKey}/topic-classes", Summary: "Replace all the product's topic classes (at most 50; [] leaves its devices no /user/ topic); connected devices get the new rights at once", Tag: "products", Role: operator, Body: topicClassSet{}, Status: 200, Resp: topicClassList{}, h: a.setTopicClasses},
-		{Method: "POST", Path: "/v1/products/{productKey}/topic-classes", Summary: "Add a topic class, ahead of any class that would hide it (such as a catch-all #); an existing suffix is 409", Tag: "products", Role: operator, Body: registry.TopicClass{}, Status: 201, Resp: topicClassList{}, h: a.addTopicClass},
+		{Method: "POST", Path: "/v1/products/{productKey}/topic-classes", Summary: "Add a topic class, ahead of any class that would hide it (such as a catch-all #); an existing suffix is 409", Tag: "products", Role: operator, Body: topicClassInput{}, Status: 201, Resp: topicClassList{}, h: a.addTopicClass},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/topic-classes/{suffix}", Summary: "Delete a topic class by its suffix", Tag: "products", Role: operator, Status: 204, Rest: true,
 			PathDoc: map[string]string{"suffix": "the class's suffix as it is, e.g. cmd/+ (its '/' may stay or be %2F); # is written %23"}, h: a.deleteTopicClass},
 
@@ -283,8 +289,12 @@ func (a *API) setTopicClasses(c *call) (any, error) {
 	if in.TopicClasses == nil {
 		return nil, &badRequest{field: "topicClasses", msg: "topicClasses is required ([] for none)"}
 	}
+	cs := make([]registry.TopicClass, len(in.TopicClasses))
+	for i, tc := range in.TopicClasses {
+		cs[i] = tc.TopicClass
+	}
 	pk := c.param("productKey")
-	cs, err := a.reg.SetTopicClasses(c.ctx(), c.p, pk, in.TopicClasses)
+	cs, err := a.reg.SetTopicClasses(c.ctx(), c.p, pk, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -292,12 +302,12 @@ func (a *API) setTopicClasses(c *call) (any, error) {
 }
 
 func (a *API) addTopicClass(c *call) (any, error) {
-	var in registry.TopicClass
+	var in topicClassInput
 	if err := c.decode(&in); err != nil {
 		return nil, err
 	}
 	pk := c.param("productKey")
-	cs, err := a.reg.AddTopicClass(c.ctx(), c.p, pk, in)
+	cs, err := a.reg.AddTopicClass(c.ctx(), c.p, pk, in.TopicClass)
 	if err != nil {
 		return nil, err
 	}

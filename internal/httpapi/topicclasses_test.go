@@ -61,6 +61,8 @@ func TestTopicClassesAPI(t *testing.T) {
 		{"add ahead of '#'", "POST", path, map[string]any{"suffix": "get", "operation": "sub"}, 201, "", "all log/#, sub get, pub #"},
 		{"delete '#'", "DELETE", path + "/%23", nil, 204, "", "all log/#, sub get"},
 		{"replace with none", "PUT", path, map[string]any{"topicClasses": []any{}}, 200, "", ""},
+		{"replace with a GET answer as it is", "PUT", path, map[string]any{"productKey": "AAAAAAAAAAA", "topicClasses": []map[string]string{
+			{"suffix": "get", "operation": "sub", "description": "d", "template": "/AAAAAAAAAAA/${deviceName}/user/get"}}}, 200, "", "sub get"},
 	}
 	want := list().suffixes()
 	for _, st := range steps {
@@ -81,6 +83,8 @@ func TestTopicClassesAPI(t *testing.T) {
 			t.Fatalf("%s: classes %q, want %q", st.name, got, want)
 		}
 	}
+
+	s.Admin("PUT", path, map[string]any{"topicClasses": []any{}}, 200)
 
 	var prod struct {
 		ProductKey   string `json:"productKey"`

@@ -68,9 +68,13 @@ func (s *Service) AddTopicClass(ctx context.Context, p Principal, pk string, c T
 			}
 		}
 		if len(cur) >= MaxTopicClasses {
-			return nil, invalid("suffix", "the product has %d topic classes, the most it may have", len(cur))
+			return nil, invalid("topicClasses", "the product has %d topic classes, the most it may have", len(cur))
 		}
-		return insertTopicClass(cur, c), nil
+		next := insertTopicClass(cur, c)
+		if err := ValidateTopicClasses("topicClasses", next); err != nil {
+			return nil, err
+		}
+		return next, nil
 	})
 	if err != nil {
 		return nil, err

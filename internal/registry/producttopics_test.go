@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -219,5 +220,17 @@ func TestTopicClassChanges(t *testing.T) {
 	}
 	if cs, err := s.TopicClasses(ctx, reader, pk); err != nil || cs == nil || len(cs) != 0 {
 		t.Fatalf("readonly lists: %v %v", cs, err)
+	}
+	full := make([]registry.TopicClass, registry.MaxTopicClasses)
+	for i := range full {
+		full[i] = registry.TopicClass{Suffix: fmt.Sprintf("c%02d", i), Operation: registry.TopicPub}
+	}
+	if _, err := s.SetTopicClasses(ctx, operator, pk, full); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AddTopicClass(ctx, operator, pk, registry.TopicClass{Suffix: "one-more", Operation: registry.TopicPub})
+	var ve *registry.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "topicClasses" || len(get(t, s, pk)) != registry.MaxTopicClasses {
+		t.Fatalf("a class past the limit: %v", err)
 	}
 }
