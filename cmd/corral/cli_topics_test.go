@@ -72,6 +72,15 @@ func TestCLIProductTopicClasses(t *testing.T) {
 		t.Fatalf("set --file from list --json:\n%s", out)
 	}
 
+	json.Unmarshal([]byte(must(t, s, "product", "create", "--name", "lamp", "--class", "pub:update", "--class", "sub:cmd/+:commands", "--json")), &q)
+	if out := must(t, s, "product", "topic", "list", q.ProductKey); strings.Count(out, "\n") != 3 || !strings.Contains(out, "cmd/+") || strings.Contains(out, "update/error") {
+		t.Fatalf("product create --class:\n%s", out)
+	}
+	json.Unmarshal([]byte(must(t, s, "product", "create", "--name", "dark", "--no-topic-classes", "--json")), &q)
+	if out := must(t, s, "product", "get", q.ProductKey); !strings.Contains(out, "none") {
+		t.Fatalf("product create --no-topic-classes:\n%s", out)
+	}
+
 	for _, bad := range []struct {
 		args []string
 		want string
@@ -84,6 +93,7 @@ func TestCLIProductTopicClasses(t *testing.T) {
 		{[]string{"product", "topic", "set", pk, "--class", "update"}, "OPERATION:SUFFIX"},
 		{[]string{"product", "topic", "set", pk}, "--none"},
 		{[]string{"product", "topic", "list", "AAAAAAAAAAA"}, "not_found"},
+		{[]string{"product", "create", "--name", "x", "--class", "pub:a/#/b"}, "field topicClasses[0].suffix"},
 	} {
 		out, err := run(t, s, bad.args...)
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
