@@ -96,6 +96,23 @@ type (
 		registry.APIKey
 		Token string `json:"token" doc:"the key as a bearer token; shown once"`
 	}
+	topicClassView struct {
+		registry.TopicClass
+		Template string `json:"template" doc:"the topics of the class as /{productKey}/${deviceName}/user/{suffix}"`
+	}
+	topicClassList struct {
+		ProductKey   string           `json:"productKey"`
+		TopicClasses []topicClassView `json:"topicClasses" doc:"in the order they are matched: the first class matching a topic decides"`
+	}
+	// topicClassInput and topicClassSet take a GET answer back as it is.
+	topicClassInput struct {
+		registry.TopicClass
+		Template string `json:"template,omitempty" doc:"ignored (it follows from the product and the suffix)"`
+	}
+	topicClassSet struct {
+		ProductKey   string            `json:"productKey,omitempty" doc:"ignored: the path names the product"`
+		TopicClasses []topicClassInput `json:"topicClasses" doc:"in match order; [] for none"`
+	}
 	auditList struct {
 		Entries    []audit.Entry `json:"entries"`
 		NextCursor string        `json:"nextCursor,omitempty"`
@@ -110,6 +127,12 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}", Summary: "Get a product", Tag: "products", Role: readonly, Status: 200, Resp: registry.Product{}, h: a.getProduct},
 		{Method: "PATCH", Path: "/v1/products/{productKey}", Summary: "Update a product", Tag: "products", Role: operator, Body: registry.ProductPatch{}, Status: 200, Resp: registry.Product{}, h: a.updateProduct},
 		{Method: "DELETE", Path: "/v1/products/{productKey}", Summary: "Delete a product and its devices", Tag: "products", Role: operator, Status: 204, h: a.deleteProduct},
+
+		{Method: "GET", Path: "/v1/products/{productKey}/topic-classes", Summary: "The product's custom topic classes (/{productKey}/${deviceName}/user/{suffix}: pub, sub or all for the device), in the order they are matched", Tag: "products", Role: readonly, Status: 200, Resp: topicClassList{}, h: a.listTopicClasses},
+		{Method: "PUT", Path: "/v1/products/{productKey}/topic-classes", Summary: "Replace all the product's topic classes (at most 50; [] leaves its devices no /user/ topic); connected devices get the new rights at once", Tag: "products", Role: operator, Body: topicClassSet{}, Status: 200, Resp: topicClassList{}, h: a.setTopicClasses},
+		{Method: "POST", Path: "/v1/products/{productKey}/topic-classes", Summary: "Add a topic class, ahead of any class that would hide it (such as a catch-all #); an existing suffix is 409", Tag: "products", Role: operator, Body: topicClassInput{}, Status: 201, Resp: topicClassList{}, h: a.addTopicClass},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/topic-classes/{suffix}", Summary: "Delete a topic class by its suffix", Tag: "products", Role: operator, Status: 204, Rest: true,
+			PathDoc: map[string]string{"suffix": "the class's suffix as it is, e.g. cmd/+ (its '/' may stay or be %2F); # is written %23"}, h: a.deleteTopicClass},
 
 		{Method: "PUT", Path: "/v1/products/{productKey}/tsl", Summary: "Set the product's thing model (Alibaba TSL JSON), checked before it is stored", Tag: "things", Role: operator, Body: json.RawMessage{}, Status: 200, Resp: json.RawMessage{}, h: a.setTSL},
 		{Method: "GET", Path: "/v1/products/{productKey}/tsl", Summary: "The product's thing model", Tag: "things", Role: readonly, Status: 200, Resp: json.RawMessage{}, h: a.getTSL},
@@ -237,6 +260,63 @@ func (a *API) updateProduct(c *call) (any, error) {
 
 func (a *API) deleteProduct(c *call) (any, error) {
 	return nil, a.reg.DeleteProduct(c.ctx(), c.p, c.param("productKey"))
+}
+
+// --- topic classes ---
+
+func topicClasses(pk string, cs []registry.TopicClass) topicClassList {
+	out := topicClassList{ProductKey: pk, TopicClasses: make([]topicClassView, 0, len(cs))}
+	for _, c := range cs {
+		out.TopicClasses = append(out.TopicClasses, topicClassView{TopicClass: c, Template: c.Template(pk)})
+	}
+	return out
+}
+
+func (a *API) listTopicClasses(c *call) (any, error) {
+	pk := c.param("productKey")
+	cs, err := a.reg.TopicClasses(c.ctx(), c.p, pk)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) setTopicClasses(c *call) (any, error) {
+	var in topicClassSet
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.TopicClasses == nil {
+		return nil, &badRequest{field: "topicClasses", msg: "topicClasses is required ([] for none)"}
+	}
+	cs := make([]registry.TopicClass, len(in.TopicClasses))
+	for i, tc := range in.TopicClasses {
+		cs[i] = tc.TopicClass
+	}
+	pk := c.param("productKey")
+	cs, err := a.reg.SetTopicClasses(c.ctx(), c.p, pk, cs)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) addTopicClass(c *call) (any, error) {
+	var in topicClassInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	pk := c.param("productKey")
+	cs, err := a.reg.AddTopicClass(c.ctx(), c.p, pk, in.TopicClass)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) deleteTopicClass(c *call) (any, error) {
+	_, err := a.reg.DeleteTopicClass(c.ctx(), c.p, c.param("productKey"), c.param("suffix"))
+	return nil, err
 }
 
 // --- devices ---

@@ -65,6 +65,7 @@ type Store interface {
 	CAStore
 	TopologyStore
 	ThingStore
+	TopicClassStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

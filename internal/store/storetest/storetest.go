@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"registered device and its random in one write", testCreateRegisteredDevice},
 		{"topology", testTopology},
 		{"thing models and properties", testThings},
+		{"topic classes", testTopicClasses},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -636,4 +637,83 @@ func testCreateRegisteredDevice(t *testing.T, s Store) {
 	if _, err := s.GetDevice(ctx, p.ProductKey, "reg-1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("a replayed registration created the device: %v", err)
 	}
+}
+
+func testTopicClasses(t *testing.T, s Store) {
+	p := seed(t, s) // created with nil classes
+	q := p
+	q.ProductKey, q.TopicClasses = "PK000000002", registry.DefaultTopicClasses()
+	if err := s.CreateProduct(ctx, q, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	classes := func(pk string) []registry.TopicClass {
+		t.Helper()
+		got, _, err := s.GetProduct(ctx, pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.TopicClasses == nil {
+			t.Fatalf("%s: classes read back nil, want a non-nil slice", pk)
+		}
+		return got.TopicClasses
+	}
+	if got := classes(p.ProductKey); len(got) != 0 {
+		t.Fatalf("product created without classes: %+v", got)
+	}
+	if got := classes(q.ProductKey); !sameClasses(got, registry.DefaultTopicClasses()) {
+		t.Fatalf("created with the defaults, read %+v", got)
+	}
+	list, _ := s.ListProducts(ctx, "acc1", "", 10)
+	if len(list) != 2 || list[0].TopicClasses == nil || !sameClasses(list[1].TopicClasses, registry.DefaultTopicClasses()) {
+		t.Fatalf("ListProducts classes: %+v", list)
+	}
+
+	replaced := []registry.TopicClass{{Suffix: "cmd/+", Operation: registry.TopicSub, Description: "commands"}, {Suffix: "log/#", Operation: registry.TopicAll}}
+	var seen []registry.TopicClass
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func(cur []registry.TopicClass) ([]registry.TopicClass, error) {
+		seen = cur
+		return replaced, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !sameClasses(seen, registry.DefaultTopicClasses()) || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("replace: fn saw %+v; now %+v", seen, classes(q.ProductKey))
+	}
+	if classes(p.ProductKey) == nil || len(classes(p.ProductKey)) != 0 {
+		t.Fatal("replacing one product's classes touched another's")
+	}
+
+	refused := errors.New("refused")
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func([]registry.TopicClass) ([]registry.TopicClass, error) {
+		return nil, refused
+	}); !errors.Is(err, refused) || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("fn's error: %v; classes %+v", err, classes(q.ProductKey))
+	}
+
+	q.Name = "renamed"
+	if err := s.UpdateProduct(ctx, q); err != nil || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("UpdateProduct changed the classes: %v %+v", err, classes(q.ProductKey))
+	}
+
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func([]registry.TopicClass) ([]registry.TopicClass, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := classes(q.ProductKey); len(got) != 0 {
+		t.Fatalf("emptied: %+v", got)
+	}
+	if err := s.UpdateTopicClasses(ctx, "PK999999999", func(c []registry.TopicClass) ([]registry.TopicClass, error) { return c, nil }); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("classes of a missing product: %v", err)
+	}
+}
+
+func sameClasses(a, b []registry.TopicClass) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
