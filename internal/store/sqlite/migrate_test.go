@@ -13,8 +13,8 @@ import (
 )
 
 // TestMigratedProductsKeepEveryUserTopic: a product made before topic
-// classes existed reads back with the three defaults and a catch-all '#'
-// both ways, so that its devices in the field keep their /user/ topics.
+// classes existed reads back with one catch-all '#' class, operation all
+// (every /user/ topic both ways), so its devices in the field keep them.
 func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
@@ -49,7 +49,7 @@ func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append(registry.DefaultTopicClasses(), registry.TopicClass{Suffix: "#", Operation: registry.TopicAll, Description: "migrated: every user topic, both ways"})
+	want := []registry.TopicClass{{Suffix: "#", Operation: registry.TopicAll, Description: "migrated: every user topic, both ways"}}
 	if len(got.TopicClasses) != len(want) {
 		t.Fatalf("migrated classes %+v, want %+v", got.TopicClasses, want)
 	}
@@ -61,7 +61,7 @@ func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 	if err := registry.ValidateTopicClasses("topicClasses", got.TopicClasses); err != nil {
 		t.Fatalf("the migrated set does not pass validation: %v", err)
 	}
-	for suffix, op := range map[string]registry.TopicOperation{"update": registry.TopicPub, "get": registry.TopicSub, "anything/else": registry.TopicAll} {
+	for suffix, op := range map[string]registry.TopicOperation{"update": registry.TopicAll, "get": registry.TopicAll, "anything/else": registry.TopicAll} {
 		if c, ok := registry.MatchTopicClass(got.TopicClasses, suffix); !ok || c.Operation != op {
 			t.Errorf("user/%s matches %+v %v, want %s", suffix, c, ok, op)
 		}

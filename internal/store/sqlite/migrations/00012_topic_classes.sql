@@ -6,7 +6,7 @@
 -- both ways; they keep doing so: the three defaults, then a catch-all '#'
 -- (all), which an operator narrows or removes through the API.
 ALTER TABLE products ADD COLUMN topic_classes TEXT NOT NULL DEFAULT '[]';
-UPDATE products SET topic_classes = '[{"suffix":"update","operation":"pub","description":"the device reports data"},{"suffix":"update/error","operation":"pub","description":"the device reports errors"},{"suffix":"get","operation":"sub","description":"the device receives data"},{"suffix":"#","operation":"all","description":"migrated: every user topic, both ways"}]';
+UPDATE products SET topic_classes = '[{"suffix":"#","operation":"all","description":"migrated: every user topic, both ways"}]';
 
 -- +goose Down
 ALTER TABLE products DROP COLUMN topic_classes;
