@@ -66,6 +66,7 @@ type Store interface {
 	TopologyStore
 	ThingStore
 	TopicClassStore
+	DesiredStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed
@@ -149,6 +150,7 @@ type Service struct {
 	audit     Auditor
 	observers []Observer
 	products  []ProductObserver
+	desired   []DesiredObserver
 	pruned    atomic.Int64 // unix ms of the last prune of registration randoms
 	rand      io.Reader
 	now       func() time.Time

@@ -212,6 +212,11 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
 	}
+	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`} {
+		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
+			return err
+		}
+	}
 	// Sub-devices of other products lose gateways of this one: gateway keys
 	// "{pk}/…" lie between "{pk}/" and "{pk}0" ('0' follows '/'), a range
 	// the partial gateway index answers without scanning every device.
@@ -415,6 +420,13 @@ func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
 		if err := affected(res, err); err != nil {
 			return err
+		}
+		// Its property values and desired values go with it: a device made
+		// again under the name starts with none.
+		for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ? AND device_name = ?`, `DELETE FROM device_desired WHERE product_key = ? AND device_name = ?`} {
+			if _, err := tx.ExecContext(ctx, q, pk, dn); err != nil {
+				return err
+			}
 		}
 		// A deleted gateway's sub-devices are no longer attached to it.
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway = ?`, registry.GatewayKey(pk, dn))

@@ -41,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"topology", testTopology},
 		{"thing models and properties", testThings},
 		{"topic classes", testTopicClasses},
+		{"desired values", testDesired},
+		{"a deleted device's values go with it", testDeleteDeviceValues},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -544,6 +546,68 @@ func testThings(t *testing.T, s Store) {
 	ps, err := s.Properties(ctx, p.ProductKey, "t1")
 	if err != nil || len(ps) != 2 || string(ps[0].Value) != "2" || string(ps[1].Value) != `"x"` {
 		t.Fatalf("Properties = %+v %v", ps, err)
+	}
+}
+
+func testDesired(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "d1"), dev(p, "d2")})
+	at := t0.Truncate(time.Millisecond)
+	set := func(vs ...registry.DesiredValue) func([]registry.DesiredValue) ([]registry.DesiredValue, error) {
+		return func([]registry.DesiredValue) ([]registry.DesiredValue, error) { return vs, nil }
+	}
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set(
+		registry.DesiredValue{Identifier: "b", Value: []byte(`"x"`), Version: 1, Time: at},
+		registry.DesiredValue{Identifier: "a", Value: []byte("25"), Version: 3, Time: at, Delivered: 2})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Desired(ctx, p.ProductKey, "d1")
+	if err != nil || len(got) != 2 || got[0].Identifier != "a" || string(got[0].Value) != "25" || got[0].Version != 3 || got[0].Delivered != 2 ||
+		!got[0].Time.Equal(at) || got[1].Identifier != "b" || got[1].Version != 1 {
+		t.Fatalf("Desired = %+v %v; want a (v3, delivered 2) then b (v1)", got, err)
+	}
+	// fn sees the current values, sorted; its error changes nothing.
+	boom := errors.New("boom")
+	err = s.UpdateDesired(ctx, p.ProductKey, "d1", func(cur []registry.DesiredValue) ([]registry.DesiredValue, error) {
+		if len(cur) != 2 || cur[0].Identifier != "a" {
+			t.Errorf("fn got %+v", cur)
+		}
+		return nil, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("fn's error: %v", err)
+	}
+	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 2 {
+		t.Fatalf("after a failed update: %+v", got)
+	}
+	// Devices are separate; an empty result clears.
+	if got, _ := s.Desired(ctx, p.ProductKey, "d2"); got == nil || len(got) != 0 {
+		t.Fatalf("another device: %+v; want empty and non-nil", got)
+	}
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 0 {
+		t.Fatalf("after clearing: %+v", got)
+	}
+}
+
+func testDeleteDeviceValues(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "gone")})
+	at := t0.Truncate(time.Millisecond)
+	s.SaveProperties(ctx, p.ProductKey, "gone", []registry.PropertyValue{{Identifier: "a", Value: []byte("1"), Time: at}})
+	s.UpdateDesired(ctx, p.ProductKey, "gone", func([]registry.DesiredValue) ([]registry.DesiredValue, error) {
+		return []registry.DesiredValue{{Identifier: "a", Value: []byte("2"), Version: 1, Time: at}}, nil
+	})
+	if err := s.DeleteDevice(ctx, p.ProductKey, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	s.CreateDevices(ctx, []registry.Device{dev(p, "gone")})
+	ps, _ := s.Properties(ctx, p.ProductKey, "gone")
+	ds, _ := s.Desired(ctx, p.ProductKey, "gone")
+	if len(ps) != 0 || len(ds) != 0 {
+		t.Fatalf("a device made again under a deleted one's name has its values: properties %+v, desired %+v", ps, ds)
 	}
 }
 
