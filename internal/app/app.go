@@ -60,6 +60,7 @@ type App struct {
 	prov     *provision.Service
 	gw       *gateway.Service
 	things   *thing.Service
+	desired  *thing.Desired
 	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
@@ -161,6 +162,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.reg.AddObserver(a.gw)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
 	a.reg.AddProductObserver(a.things)
+	a.desired = thing.NewDesired(a.mqtt, a.reg, log)
+	a.reg.AddDesiredObserver(a.desired)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
 	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
@@ -328,6 +331,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.things.Start(); err != nil {
+		return err
+	}
+	if err := a.desired.Start(); err != nil {
 		return err
 	}
 	a.hooks.Start(4)

@@ -50,6 +50,9 @@ type (
 	propList struct {
 		Properties []registry.PropertyValue `json:"properties"`
 	}
+	desiredList struct {
+		Desired []registry.DesiredValue `json:"desired"`
+	}
 	callInput struct {
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
@@ -149,6 +152,10 @@ func (a *API) table() []*route {
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "A device's desired property values, each with its version and the version the device acknowledged", Tag: "things", Role: readonly, Status: 200, Resp: desiredList{}, h: a.getDesired},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Set desired property values (checked against the thing model's writable properties); each set bumps the property's version, and a version given in versions that is not the current one is 409. An online device gets them at once as a property set, an offline one when it comes online; they stay until the device deletes them (thing.property.desired.delete) or DELETE here", Tag: "things", Role: operator, Body: registry.DesiredSet{}, Status: 200, Resp: desiredList{}, h: a.setDesired},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Delete desired property values: those named in identifiers, or all", Tag: "things", Role: operator, Status: 204,
+			Query: []param{{"identifiers", "string", "comma-separated property identifiers (default: all)"}}, h: a.deleteDesired},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/services/{serviceId}", Summary: "Invoke a service: async, or sync (RRPC) waiting for the answer; 504 when the device does not answer in time", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.invoke},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
@@ -680,6 +687,41 @@ func (a *API) getTSL(c *call) (any, error) {
 func (a *API) getProps(c *call) (any, error) {
 	ps, err := a.reg.DeviceProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 	return propList{ps}, err
+}
+
+func (a *API) getDesired(c *call) (any, error) {
+	ds, err := a.reg.DesiredProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+	return desiredList{ds}, err
+}
+
+func (a *API) setDesired(c *call) (any, error) {
+	var in registry.DesiredSet
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	pk := c.param("productKey")
+	check := func(vals map[string]json.RawMessage) error {
+		m, err := a.reg.LookupThingModel(c.ctx(), pk)
+		if err != nil || m == nil {
+			return err // no model: nothing to check against
+		}
+		raw, err := json.Marshal(vals)
+		if err != nil {
+			return err
+		}
+		_, err = m.ValidatePropertySet(raw)
+		return err
+	}
+	ds, err := a.reg.SetDesired(c.ctx(), c.p, pk, c.param("deviceName"), in, check)
+	return desiredList{ds}, err
+}
+
+func (a *API) deleteDesired(c *call) (any, error) {
+	var ids []string
+	if q := c.r.URL.Query().Get("identifiers"); q != "" {
+		ids = strings.Split(q, ",")
+	}
+	return nil, a.reg.DeleteDesired(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), ids)
 }
 
 func (a *API) thingCall(c *call, service string) (any, error) {

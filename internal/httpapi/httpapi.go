@@ -342,6 +342,8 @@ func (a *API) fail(c *call, err error) int {
 		status, code = 404, "no_thing_model"
 	case errors.Is(err, registry.ErrNotFound):
 		status, code = 404, "not_found"
+	case errors.Is(err, registry.ErrVersionConflict):
+		status, code = 409, "version_conflict"
 	case errors.Is(err, registry.ErrConflict):
 		status, code = 409, "already_exists"
 	case errors.As(err, new(*provision.Error)):

@@ -23,12 +23,11 @@ var failsOnTheFixture = map[string]string{
 	"get /v1/products/{productKey}/devices/{deviceName}/subdevices":            "dev-1 is not a gateway",
 	"put /v1/products/{productKey}/devices/{deviceName}/properties":            "dev-1 is offline",
 	"post /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": "dev-1 is offline",
-	"post /v1/register":                                                 "the example token is not signed with a real key",
-	"post /v1/cas":                                                      "the example PEMs are elided",
-	"post /v1/cas/{caId}:revoke":                                        "no such CA",
-	"post /v1/certificates/{fingerprint}:activate":                      "no such certificate",
-	"post /v1/certificates/{fingerprint}:revoke":                        "no such certificate",
-	"delete /v1/products/{productKey}/devices/{deviceName}/certificate": "dev-1 has no certificate",
+	"post /v1/register":                            "the example token is not signed with a real key",
+	"post /v1/cas":                                 "the example PEMs are elided",
+	"post /v1/cas/{caId}:revoke":                   "no such CA",
+	"post /v1/certificates/{fingerprint}:activate": "no such certificate",
+	"post /v1/certificates/{fingerprint}:revoke":   "no such certificate",
 }
 
 // TestOpenAPIMatchesHandlers walks the served document: every operation
@@ -66,11 +65,15 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		}
 	}
 	// Writes first, so reads find what they made; deletions last, so they
-	// do not take the fixture away from the rest.
+	// do not take the fixture away from the rest, a resource's parts before
+	// the resource.
 	rank := map[string]int{"post": 0, "put": 1, "patch": 2, "get": 3, "delete": 4}
 	sort.Slice(ops, func(i, j int) bool {
 		if ri, rj := rank[ops[i].method], rank[ops[j].method]; ri != rj {
 			return ri < rj
+		}
+		if ops[i].method == "delete" && len(ops[i].path) != len(ops[j].path) {
+			return len(ops[i].path) > len(ops[j].path)
 		}
 		return ops[i].path < ops[j].path
 	})
