@@ -53,6 +53,16 @@ type (
 	desiredList struct {
 		Desired []registry.DesiredValue `json:"desired"`
 	}
+	configInput struct {
+		Content string `json:"content" doc:"the file, up to 64 KB (text; JSON, INI or whatever the devices read)"`
+	}
+	configBody struct {
+		registry.ProductConfig
+		Content string `json:"content"`
+	}
+	pushResult struct {
+		Pushed int `json:"pushed" doc:"online devices told"`
+	}
 	callInput struct {
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
@@ -131,6 +141,9 @@ func (a *API) table() []*route {
 		{Method: "PATCH", Path: "/v1/products/{productKey}", Summary: "Update a product", Tag: "products", Role: operator, Body: registry.ProductPatch{}, Status: 200, Resp: registry.Product{}, h: a.updateProduct},
 		{Method: "DELETE", Path: "/v1/products/{productKey}", Summary: "Delete a product and its devices", Tag: "products", Role: operator, Status: 204, h: a.deleteProduct},
 
+		{Method: "PUT", Path: "/v1/products/{productKey}/config", Summary: "Upload the product's remote configuration file (replacing any); devices fetch it with thing.config.get (an HTTPS URL and its SHA-256)", Tag: "products", Role: operator, Body: configInput{}, Status: 200, Resp: configBody{}, h: a.setConfig},
+		{Method: "GET", Path: "/v1/products/{productKey}/config", Summary: "The product's remote configuration file", Tag: "products", Role: readonly, Status: 200, Resp: configBody{}, h: a.getConfig},
+		{Method: "POST", Path: "/v1/products/{productKey}/config:push", Summary: "Tell the product's online devices of its configuration file (thing.config.push)", Tag: "products", Role: operator, Status: 200, Resp: pushResult{}, h: a.pushConfig},
 		{Method: "GET", Path: "/v1/products/{productKey}/topic-classes", Summary: "The product's custom topic classes (/{productKey}/${deviceName}/user/{suffix}: pub, sub or all for the device), in the order they are matched", Tag: "products", Role: readonly, Status: 200, Resp: topicClassList{}, h: a.listTopicClasses},
 		{Method: "PUT", Path: "/v1/products/{productKey}/topic-classes", Summary: "Replace all the product's topic classes (at most 50; [] leaves its devices no /user/ topic); connected devices get the new rights at once", Tag: "products", Role: operator, Body: topicClassSet{}, Status: 200, Resp: topicClassList{}, h: a.setTopicClasses},
 		{Method: "POST", Path: "/v1/products/{productKey}/topic-classes", Summary: "Add a topic class, ahead of any class that would hide it (such as a catch-all #); an existing suffix is 409", Tag: "products", Role: operator, Body: topicClassInput{}, Status: 201, Resp: topicClassList{}, h: a.addTopicClass},
@@ -687,6 +700,46 @@ func (a *API) getTSL(c *call) (any, error) {
 func (a *API) getProps(c *call) (any, error) {
 	ps, err := a.reg.DeviceProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 	return propList{ps}, err
+}
+
+func (a *API) setConfig(c *call) (any, error) {
+	var in configInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	cfg, err := a.reg.SetProductConfig(c.ctx(), c.p, c.param("productKey"), []byte(in.Content))
+	return configBody{cfg, string(cfg.Content)}, err
+}
+
+func (a *API) getConfig(c *call) (any, error) {
+	cfg, err := a.reg.GetProductConfig(c.ctx(), c.p, c.param("productKey"))
+	return configBody{cfg, string(cfg.Content)}, err
+}
+
+func (a *API) pushConfig(c *call) (any, error) {
+	if a.o.Configs == nil {
+		return nil, fmt.Errorf("remote configuration is not served here: %w", registry.ErrNotFound)
+	}
+	pk := c.param("productKey")
+	if _, err := a.reg.GetProductConfig(c.ctx(), c.p, pk); err != nil {
+		return nil, err
+	}
+	var names []string
+	for after := ""; ; {
+		ds, err := a.reg.ListDevices(c.ctx(), c.p, registry.DeviceFilter{ProductKey: pk, Status: registry.StatusOnline, After: after, Limit: registry.MaxPage})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			names = append(names, d.DeviceName)
+		}
+		if len(ds) < registry.MaxPage {
+			break
+		}
+		after = ds[len(ds)-1].DeviceName
+	}
+	n, err := a.o.Configs.Push(c.ctx(), pk, names)
+	return pushResult{n}, err
 }
 
 func (a *API) getDesired(c *call) (any, error) {

@@ -67,6 +67,7 @@ type Store interface {
 	ThingStore
 	TopicClassStore
 	DesiredStore
+	ConfigStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

@@ -212,7 +212,7 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
 	}
-	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`} {
+	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`} {
 		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
 			return err
 		}

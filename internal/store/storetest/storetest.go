@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"topic classes", testTopicClasses},
 		{"desired values", testDesired},
 		{"a deleted device's values go with it", testDeleteDeviceValues},
+		{"configuration files", testProductConfig},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -608,6 +609,33 @@ func testDeleteDeviceValues(t *testing.T, s Store) {
 	ds, _ := s.Desired(ctx, p.ProductKey, "gone")
 	if len(ps) != 0 || len(ds) != 0 {
 		t.Fatalf("a device made again under a deleted one's name has its values: properties %+v, desired %+v", ps, ds)
+	}
+}
+
+func testProductConfig(t *testing.T, s Store) {
+	p := seed(t, s)
+	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("no file yet: %v; want ErrNotFound", err)
+	}
+	at := t0.Truncate(time.Millisecond)
+	for _, c := range []registry.ProductConfig{
+		{ConfigID: "c1", Content: []byte("a=1"), Sign: "s1", CreatedAt: at},
+		{ConfigID: "c2", Content: []byte("a=2\nb=3"), Sign: "s2", CreatedAt: at.Add(time.Second)},
+	} {
+		if err := s.SetProductConfig(ctx, p.ProductKey, c); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ProductConfig(ctx, p.ProductKey)
+		if err != nil || got.ConfigID != c.ConfigID || string(got.Content) != string(c.Content) || got.Size != len(c.Content) ||
+			got.Sign != c.Sign || got.SignMethod != "Sha256" || !got.CreatedAt.Equal(c.CreatedAt) {
+			t.Fatalf("ProductConfig = %+v %v; want %+v", got, err, c)
+		}
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a deleted product's file: %v; want ErrNotFound", err)
 	}
 }
 
