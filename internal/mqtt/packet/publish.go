@@ -34,7 +34,10 @@ func decodePublish(flags byte, c *cursor, v Version) (*Publish, error) {
 	}
 	// An empty topic is allowed only when a topic alias stands for it
 	// (MQTT 5.0 3.3.2.1); whether the alias is known is the engine's check.
-	if p.Topic != "" || p.Properties.TopicAlias == 0 {
+	switch {
+	case p.Topic == "" && v == V5 && p.Properties.TopicAlias == 0:
+		return nil, protocolErr("empty topic name without a topic alias")
+	case p.Topic != "" || v != V5:
 		if err := ValidTopicName(p.Topic); err != nil {
 			return nil, err
 		}
