@@ -1,7 +1,7 @@
 package packet
 
 import (
-	"strings"
+	"bytes"
 	"unicode/utf8"
 )
 
@@ -137,7 +137,7 @@ func checkUTF8(b []byte, what string) error {
 	if !utf8.Valid(b) {
 		return malformed("%s is not valid UTF-8", what)
 	}
-	if strings.IndexByte(string(b), 0) >= 0 {
+	if bytes.IndexByte(b, 0) >= 0 {
 		return malformed("%s contains U+0000", what)
 	}
 	return nil
