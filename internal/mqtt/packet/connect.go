@@ -224,8 +224,8 @@ func decodeConnack(c *cursor, v Version) (*Connack, error) {
 		return nil, err
 	}
 	p := &Connack{SessionPresent: flags == 1, ReasonCode: ReasonCode(code)}
-	if v == V311 && code > 5 {
-		return nil, malformed("return code %d", code)
+	if err := checkReason(TypeConnack, v, p.ReasonCode); err != nil {
+		return nil, err
 	}
 	if v == V5 {
 		if err := decodeProperties(c, inConnack, &p.Properties); err != nil {
@@ -237,8 +237,8 @@ func decodeConnack(c *cursor, v Version) (*Connack, error) {
 
 func (p *Connack) Append(dst []byte, v Version) ([]byte, error) {
 	rl, pn := 2, 0
-	if v != V5 && p.ReasonCode > 5 {
-		return dst, malformed("3.1.1 CONNACK return code %d (see V311ConnackCode)", p.ReasonCode)
+	if err := checkReason(TypeConnack, v, p.ReasonCode); err != nil {
+		return dst, err // under 3.1.1, see V311ConnackCode
 	}
 	if v == V5 {
 		var err error

@@ -32,8 +32,10 @@ func decodeDisconnect(c *cursor, v Version) (*Disconnect, error) {
 		return p, nil // trailing bytes are refused by decodeBody
 	}
 	var err error
-	p.ReasonCode, err = decodeReasonAndProps(c, inDisconnect, &p.Properties)
-	return p, err
+	if p.ReasonCode, err = decodeReasonAndProps(c, inDisconnect, &p.Properties); err != nil {
+		return nil, err
+	}
+	return p, checkReason(TypeDisconnect, v, p.ReasonCode)
 }
 
 // decodeReasonAndProps reads the optional reason code and properties of
@@ -58,6 +60,9 @@ func (p *Disconnect) Append(dst []byte, v Version) ([]byte, error) {
 }
 
 func appendReasonAndProps(dst []byte, first byte, ctx propCtx, code ReasonCode, props *Properties) ([]byte, error) {
+	if err := checkReason(Type(first>>4), V5, code); err != nil {
+		return dst, err
+	}
 	pn, err := props.size(ctx)
 	if err != nil {
 		return dst, err
@@ -95,10 +100,8 @@ func decodeAuth(c *cursor) (*Auth, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch code {
-	case Success, ContinueAuthentication, ReAuthenticate:
-	default:
-		return nil, malformed("AUTH reason code 0x%02X", byte(code))
+	if err := checkReason(TypeAuth, V5, code); err != nil {
+		return nil, err
 	}
 	p.ReasonCode = code
 	return p, nil

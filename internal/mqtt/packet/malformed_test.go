@@ -110,8 +110,16 @@ func TestMalformedInputs(t *testing.T) {
 		{"empty UNSUBSCRIBE", V311, pkt(0xA2, 0, 1), ProtocolError},
 		{"SUBACK without codes", V5, pkt(0x90, 0, 1, 0), ProtocolError},
 		{"3.1.1 SUBACK code 3", V311, pkt(0x90, 0, 1, 3), MalformedPacket},
-		// AUTH.
+		// Reason codes outside their packet's set.
 		{"AUTH reason 5", V5, pkt(0xF0, 5), MalformedPacket},
+		{"PUBACK reason 0x01", V5, pkt(0x40, 0, 1, 0x01), MalformedPacket},
+		{"PUBREC reason 0x92", V5, pkt(0x50, 0, 1, 0x92), MalformedPacket},
+		{"PUBREL reason 0x10", V5, pkt(0x62, 0, 1, 0x10), MalformedPacket},
+		{"PUBCOMP reason 0x87", V5, pkt(0x70, 0, 1, 0x87, 0), MalformedPacket},
+		{"5.0 CONNACK reason 0x01", V5, pkt(0x20, 0, 0x01, 0), MalformedPacket},
+		{"5.0 SUBACK reason 0x05", V5, pkt(0x90, 0, 1, 0, 0x00, 0x05), MalformedPacket},
+		{"UNSUBACK reason 0x01", V5, pkt(0xB0, 0, 1, 0, 0x01), MalformedPacket},
+		{"DISCONNECT reason 0x01", V5, pkt(0xE0, 0x01), MalformedPacket},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,5 +191,28 @@ func TestClaimedLengthDoesNotAllocate(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
 		t.Fatalf("10 reads of a 256 MB claim allocated %d bytes", got)
+	}
+}
+
+// The encoder refuses what the decoder would: the engine cannot write a
+// reason code its packet does not carry (mochi-mqtt's PUBACK 0x01).
+func TestEncodeRefusesForeignReasonCodes(t *testing.T) {
+	for _, tc := range []struct {
+		p Packet
+		v Version
+	}{
+		{&Puback{Ack{PacketID: 1, ReasonCode: 0x01}}, V5},
+		{&Pubrec{Ack{PacketID: 1, ReasonCode: PacketIdentifierNotFound}}, V5},
+		{&Pubrel{Ack{PacketID: 1, ReasonCode: NotAuthorized}}, V5},
+		{&Connack{ReasonCode: NotAuthorized}, V311},
+		{&Connack{ReasonCode: 0x01}, V5},
+		{&Suback{PacketID: 1, ReasonCodes: []ReasonCode{NotAuthorized}}, V311},
+		{&Unsuback{PacketID: 1, ReasonCodes: []ReasonCode{GrantedQoS1}}, V5},
+		{&Disconnect{ReasonCode: NoMatchingSubscribers}, V5},
+		{&Auth{ReasonCode: NotAuthorized}, V5},
+	} {
+		if _, err := tc.p.Append(nil, tc.v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%#v encoded under v%d: %v", tc.p, tc.v, err)
+		}
 	}
 }

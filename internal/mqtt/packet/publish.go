@@ -156,6 +156,9 @@ func (a *Ack) decode(c *cursor, v Version, t Type) error {
 	}
 	code, _ := c.byte("reason code")
 	a.ReasonCode = ReasonCode(code)
+	if err := checkReason(t, v, a.ReasonCode); err != nil {
+		return err
+	}
 	if c.left() == 0 {
 		return nil
 	}
@@ -165,6 +168,9 @@ func (a *Ack) decode(c *cursor, v Version, t Type) error {
 func (a *Ack) appendAck(dst []byte, v Version, first byte) ([]byte, error) {
 	if a.PacketID == 0 {
 		return dst, protocolErr("packet identifier 0")
+	}
+	if err := checkReason(Type(first>>4), v, a.ReasonCode); err != nil {
+		return dst, err
 	}
 	rl, pn := 2, 0
 	if v == V5 {

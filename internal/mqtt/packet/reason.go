@@ -3,6 +3,7 @@ package packet
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ReasonCode is an MQTT 5 reason code (CONNACK, PUBACK…, SUBACK, DISCONNECT,
@@ -135,4 +136,52 @@ func malformed(format string, args ...any) error {
 
 func protocolErr(format string, args ...any) error {
 	return &Error{Code: ProtocolError, Msg: fmt.Sprintf(format, args...)}
+}
+
+// The reason codes each MQTT 5 packet may carry (MQTT 5.0 table 2-6, and
+// the table of each packet's section). A code outside its packet's set is
+// refused as malformed on decode and on encode: a peer answering PUBACK
+// 0x01 aborts clients (mochi-mqtt did), so the engine must not be able to.
+const (
+	connackCodes    = "\x00\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8A\x8C\x90\x95\x97\x99\x9A\x9B\x9C\x9D\x9F"
+	pubackCodes     = "\x00\x10\x80\x83\x87\x90\x91\x97\x99" // PUBACK and PUBREC
+	pubrelCodes     = "\x00\x92"                             // PUBREL and PUBCOMP
+	subackCodes     = "\x00\x01\x02\x80\x83\x87\x8F\x91\x97\x9E\xA1\xA2"
+	unsubackCodes   = "\x00\x11\x80\x83\x87\x8F\x91"
+	disconnectCodes = "\x00\x04\x80\x81\x82\x83\x87\x89\x8B\x8D\x8E\x8F\x90\x93\x94\x95\x96\x97\x98\x99\x9A\x9B\x9C\x9D\x9E\x9F\xA0\xA1\xA2"
+	authCodes       = "\x00\x18\x19"
+	// MQTT 3.1.1 return codes (3.1.1 3.2.2.3, 3.9.3).
+	v311ConnackCodes = "\x00\x01\x02\x03\x04\x05"
+	v311SubackCodes  = "\x00\x01\x02\x80"
+)
+
+// checkReason refuses a reason code that t may not carry under v.
+func checkReason(t Type, v Version, c ReasonCode) error {
+	var set string
+	switch {
+	case t == TypeConnack && v == V5:
+		set = connackCodes
+	case t == TypeConnack:
+		set = v311ConnackCodes
+	case t == TypeSuback && v == V5:
+		set = subackCodes
+	case t == TypeSuback:
+		set = v311SubackCodes
+	case v != V5:
+		return nil // no other 3.1.1 packet carries a code
+	case t == TypePuback, t == TypePubrec:
+		set = pubackCodes
+	case t == TypePubrel, t == TypePubcomp:
+		set = pubrelCodes
+	case t == TypeUnsuback:
+		set = unsubackCodes
+	case t == TypeDisconnect:
+		set = disconnectCodes
+	case t == TypeAuth:
+		set = authCodes
+	}
+	if strings.IndexByte(set, byte(c)) < 0 {
+		return malformed("reason code 0x%02X is not one %s carries", byte(c), t)
+	}
+	return nil
 }

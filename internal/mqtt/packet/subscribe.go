@@ -141,7 +141,7 @@ func decodeSuback(c *cursor, v Version) (*Suback, error) {
 			return nil, err
 		}
 	}
-	if p.ReasonCodes, err = reasonList(c, v == V311); err != nil {
+	if p.ReasonCodes, err = reasonList(c, TypeSuback, v); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -149,15 +149,15 @@ func decodeSuback(c *cursor, v Version) (*Suback, error) {
 
 // reasonList reads the reason codes that fill the rest of a SUBACK or
 // UNSUBACK: at least one, as each answers a filter of the request.
-func reasonList(c *cursor, v311Suback bool) ([]ReasonCode, error) {
+func reasonList(c *cursor, t Type, v Version) ([]ReasonCode, error) {
 	if c.left() == 0 {
 		return nil, protocolErr("no reason code")
 	}
 	codes := make([]ReasonCode, c.left())
 	for i := range codes {
 		codes[i] = ReasonCode(c.b[c.i+i])
-		if v311Suback && codes[i] > 2 && codes[i] != 0x80 {
-			return nil, malformed("SUBACK return code 0x%02X", byte(codes[i]))
+		if err := checkReason(t, v, codes[i]); err != nil {
+			return nil, err
 		}
 	}
 	c.i = len(c.b)
@@ -185,6 +185,11 @@ func appendAckList(dst []byte, v Version, first byte, ctx propCtx, id uint16, pr
 	if withCodes {
 		if len(codes) == 0 {
 			return dst, protocolErr("no reason code")
+		}
+		for _, c := range codes {
+			if err := checkReason(Type(first>>4), v, c); err != nil {
+				return dst, err
+			}
 		}
 		rl += len(codes)
 	}
@@ -294,7 +299,7 @@ func decodeUnsuback(c *cursor, v Version) (*Unsuback, error) {
 	if err := decodeProperties(c, inUnsuback, &p.Properties); err != nil {
 		return nil, err
 	}
-	if p.ReasonCodes, err = reasonList(c, false); err != nil {
+	if p.ReasonCodes, err = reasonList(c, TypeUnsuback, v); err != nil {
 		return nil, err
 	}
 	return p, nil
