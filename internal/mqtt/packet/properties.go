@@ -406,7 +406,7 @@ func (p *Properties) size(ctx propCtx) (int, error) {
 	return s.n, s.err
 }
 
-// appendProperties appends the property length n (from size) and the
+// appendTo appends the property length n (from size) and the
 // properties, in identifier order.
 func (p *Properties) appendTo(dst []byte, n int) []byte {
 	dst = appendVarint(dst, n)
