@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -61,6 +63,8 @@ type App struct {
 	prov     *provision.Service
 	gw       *gateway.Service
 	things   *thing.Service
+	desired  *thing.Desired
+	configs  *thing.Configs
 	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
@@ -162,13 +166,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.reg.AddObserver(a.gw)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
 	a.reg.AddProductObserver(a.things)
+	a.desired = thing.NewDesired(a.mqtt, a.reg, log)
+	a.reg.AddDesiredObserver(a.desired)
+	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
+		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	a.api.Handle(thing.ConfigPath, a.configs) // device downloads, HTTPS only
 	return a, nil
 }
 
@@ -366,6 +375,12 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.things.Start(); err != nil {
 		return err
 	}
+	if err := a.desired.Start(); err != nil {
+		return err
+	}
+	if err := a.configs.Start(); err != nil {
+		return err
+	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
 		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
@@ -409,6 +424,24 @@ func (a *App) serve(name string, fn func() error) {
 			a.errs <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}()
+}
+
+// publicHTTPSURL is the HTTPS origin handed to devices for downloads:
+// public_https_url, or the listener's port on localhost.
+func (a *App) publicHTTPSURL() string {
+	if a.cfg.PublicHTTPSURL != "" {
+		return strings.TrimSuffix(a.cfg.PublicHTTPSURL, "/")
+	}
+	_, port, _ := net.SplitHostPort(a.HTTPSAddr())
+	return "https://localhost:" + port
+}
+
+// subkey derives a key for one purpose from the key-encryption key, so
+// that no purpose learns another's key.
+func subkey(kek []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, kek)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // HTTPSAddr is the bound address of the HTTPS listener ("" when off).

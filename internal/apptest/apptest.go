@@ -274,10 +274,14 @@ type Product struct {
 	ProductSecret string `json:"productSecret"`
 }
 
-// CreateProduct creates a product with the admin key; extra fields are merged into the body.
+// CreateProduct creates a product with the admin key; extra fields are
+// merged into the body. Unless extra gives topicClasses, the product has
+// one catch-all class ("#", both ways), so tests about other things may
+// use any /user/ topic; tests of topic classes give their own (a product
+// made through the API without them gets Alibaba's three defaults).
 func (s *Server) CreateProduct(name string, extra map[string]any) Product {
 	s.tb.Helper()
-	body := map[string]any{"name": name}
+	body := map[string]any{"name": name, "topicClasses": []map[string]string{{"suffix": "#", "operation": "all"}}}
 	for k, v := range extra {
 		body[k] = v
 	}

@@ -483,8 +483,8 @@ func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payloa
 	if qos > 1 {
 		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
 	}
-	if !appMayPublishDirection(topic) {
-		return fmt.Errorf("topic %q is the device's to publish (an uplink) or corral's (a reply); applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
+	if !b.hook.directionOf(ctx, topic).appPublishes() {
+		return fmt.Errorf("topic %q is the device's to publish (an uplink), corral's (a reply) or in no topic class; applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
 	}
 	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
 		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)

@@ -69,6 +69,7 @@ type Config struct {
 	RegistrationRatePerPK float64 `yaml:"registration_rate_per_product" help:"registrations per second allowed per product, burst twice that (0: no limit)"`
 	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
 	PublicMQTTSEndpoint   string  `yaml:"public_mqtts_endpoint" help:"MQTT over TLS URL handed to devices (default: from the listener)"`
+	PublicHTTPSURL        string  `yaml:"public_https_url" help:"HTTPS origin devices download files from, e.g. https://iot.example.com:8443 (default: https://localhost and the HTTPS listener's port)"`
 	WebhookSecret         string  `yaml:"webhook_secret" help:"key that signs outbound webhook calls (default: <data-dir>/webhook.key, generated)" secret:"true"`
 	// Webhooks (pre-registration hooks, event URLs) reach only public
 	// addresses unless their range is listed here.
