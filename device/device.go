@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -31,6 +32,12 @@ type Triple struct {
 // username "{dn}&{pk}", password the hex HMAC of the sign content.
 // secureMode is "2" over TLS and "3" over TCP.
 func Credentials(t Triple, signMethod, secureMode string, ts time.Time) (clientID, username, password string, err error) {
+	return credentials(t, signMethod, secureMode, ts, nil)
+}
+
+// credentials is Credentials with extra clientId flags (e.g. "_ss=1"),
+// which are not signed.
+func credentials(t Triple, signMethod, secureMode string, ts time.Time, flags []string) (clientID, username, password string, err error) {
 	if signMethod == "" {
 		signMethod = "hmacsha256"
 	}
@@ -41,7 +48,11 @@ func Credentials(t Triple, signMethod, secureMode string, ts time.Time) (clientI
 	if err != nil {
 		return "", "", "", err
 	}
-	clientID = id + "|securemode=" + secureMode + ",signmethod=" + signMethod + ",timestamp=" + stamp + "|"
+	clientID = id + "|securemode=" + secureMode + ",signmethod=" + signMethod + ",timestamp=" + stamp
+	for _, f := range flags {
+		clientID += "," + f
+	}
+	clientID += "|"
 	return clientID, t.DeviceName + "&" + t.ProductKey, password, nil
 }
 
@@ -64,7 +75,16 @@ type Options struct {
 	OnConnectionChange func(up bool, err error)
 	// AutoReconnect reconnects after a lost connection (default true).
 	AutoReconnect *bool
-	Now           func() time.Time
+	// ServerSubscribe asks the platform to subscribe the device's system
+	// downlinks itself (clientId flag _ss=1), as stock Link SDK builds do:
+	// the device sends no SUBSCRIBE for them and routes them to handlers
+	// registered with Handle. Replies to Call arrive that way too.
+	ServerSubscribe bool
+	// CallTimeout bounds one request made with Call (default 10 s).
+	CallTimeout time.Duration
+	Now         func() time.Time
+
+	gateway bool // clientId flag gw=1: set by NewGateway
 }
 
 // Message is a published message.
@@ -83,8 +103,11 @@ type Client struct {
 	o  Options
 	mc paho.Client
 
-	mu   sync.Mutex
-	subs map[string]sub
+	mu      sync.Mutex
+	subs    map[string]sub
+	pending map[string]chan Reply // Call ids waiting for their reply
+	replies map[string]bool       // reply topics routed to onReply
+	ids     atomic.Int64
 }
 
 type sub struct {
@@ -103,11 +126,15 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	if o.KeepAlive == 0 {
 		o.KeepAlive = 60 * time.Second
 	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = 10 * time.Second
+	}
 	secure := "3"
 	if o.TLS != nil {
 		secure = "2"
 	}
-	c := &Client{o: o, subs: map[string]sub{}}
+	c := &Client{o: o, subs: map[string]sub{}, pending: map[string]chan Reply{}, replies: map[string]bool{}}
+	c.ids.Store(o.Now().UnixMilli())
 	po := paho.NewClientOptions().AddBroker(o.Broker).SetKeepAlive(o.KeepAlive).SetCleanSession(!o.PersistentSession).
 		SetConnectRetry(false).SetOrderMatters(false).SetConnectTimeout(10 * time.Second).SetMaxReconnectInterval(10 * time.Second)
 	po.SetAutoReconnect(o.AutoReconnect == nil || *o.AutoReconnect)
@@ -117,7 +144,14 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	// The clientId carries the signed timestamp, and paho keeps one
 	// clientId for the life of the client, so the credentials are computed
 	// once (the Link SDKs sign a fixed timestamp for the same reason).
-	cid, user, pass, err := Credentials(o.Triple, o.SignMethod, secure, o.Now())
+	var flags []string
+	if o.ServerSubscribe {
+		flags = append(flags, "_ss=1")
+	}
+	if o.gateway {
+		flags = append(flags, "gw=1")
+	}
+	cid, user, pass, err := credentials(o.Triple, o.SignMethod, secure, o.Now(), flags)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +223,15 @@ func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, h Handl
 	return nil
 }
 
+// Handle routes messages on topics matching filter to h without sending a
+// SUBSCRIBE: for the downlinks the platform subscribed the session to
+// itself (ServerSubscribe). Handlers live as long as the client.
+func (c *Client) Handle(filter string, h Handler) {
+	c.mc.AddRoute(filter, func(_ paho.Client, m paho.Message) {
+		h(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained()})
+	})
+}
+
 // ErrSubscriptionRefused means the server answered SUBACK with a failure.
 var ErrSubscriptionRefused = errors.New("subscription refused by the server")
 
@@ -208,6 +251,9 @@ func (c *Client) resubscribe() {
 		t.WaitTimeout(10 * time.Second)
 	}
 }
+
+// ProductKey is the device's ProductKey.
+func (c *Client) ProductKey() string { return c.o.Triple.ProductKey }
 
 // Connected reports whether the connection is up.
 func (c *Client) Connected() bool { return c.mc.IsConnectionOpen() }

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -39,7 +38,6 @@ type Gateway struct {
 	o     GatewayOptions
 	c     *Client
 	gw    Triple
-	ids   atomic.Int64
 	synMu sync.Mutex // one sync at a time
 
 	mu        sync.Mutex
@@ -47,7 +45,6 @@ type Gateway struct {
 	connected map[SubKey]Triple // LocalDevList
 	removed   map[SubKey]bool   // RemovedDevList
 	loggedIn  map[SubKey]bool
-	pending   map[string]chan gwReply
 	online    bool
 	connects  int // connections made so far
 }
@@ -73,8 +70,6 @@ type GatewayOptions struct {
 	// OnSubMessage receives messages the platform sends to a logged-in
 	// sub-device.
 	OnSubMessage func(sub SubKey, m Message)
-	// CallTimeout bounds one request to the platform (default 10 s).
-	CallTimeout time.Duration
 	// OnSynced is told after each (re)connect sync, with its error.
 	OnSynced func(error)
 }
@@ -84,24 +79,11 @@ type gwState struct {
 	Removed  []SubKey `json:"removed"`
 }
 
-type gwReply struct {
-	Code    int             `json:"code"`
-	Data    json.RawMessage `json:"data"`
-	Message string          `json:"message"`
-	ID      string          `json:"id"`
-}
-
-// ErrPlatform is a failed reply from the platform.
-var ErrPlatform = errors.New("platform refused the request")
-
 // NewGateway loads the persisted lists, connects the gateway and syncs.
 func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
-	if o.CallTimeout == 0 {
-		o.CallTimeout = 10 * time.Second
-	}
+	o.gateway = true
 	g := &Gateway{o: o, gw: o.Triple, local: map[SubKey]Triple{}, connected: map[SubKey]Triple{}, removed: map[SubKey]bool{},
-		loggedIn: map[SubKey]bool{}, pending: map[string]chan gwReply{}}
-	g.ids.Store(time.Now().UnixNano() / 1e6)
+		loggedIn: map[SubKey]bool{}}
 	if err := g.load(); err != nil {
 		return nil, err
 	}
@@ -135,7 +117,7 @@ func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 	g.c = c
 	g.mu.Unlock()
 	for _, f := range []string{"/sys/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/#", "/ext/session/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/#"} {
-		if err := c.Subscribe(ctx, f, 1, g.onMessage); err != nil {
+		if err := c.listen(ctx, f, 1, g.onMessage); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -246,59 +228,19 @@ func sortedKeys[V any](m map[SubKey]V) []SubKey {
 
 // --- requests to the platform ---
 
-func (g *Gateway) call(ctx context.Context, kind, rest string, params any) (gwReply, error) {
-	id := strconv.FormatInt(g.ids.Add(1), 10)
+// call sends a request on the gateway's /sys/ or /ext/session/ topic.
+func (g *Gateway) call(ctx context.Context, kind, rest string, params any) (Reply, error) {
 	prefix := "/sys/"
 	if kind == "session" {
 		prefix = "/ext/session/"
 	}
 	topic := prefix + g.gw.ProductKey + "/" + g.gw.DeviceName + "/" + rest
-	body, err := json.Marshal(map[string]any{"id": id, "version": "1.0", "params": params, "method": strings.ReplaceAll(rest, "/", ".")})
-	if err != nil {
-		return gwReply{}, err
-	}
-	ch := make(chan gwReply, 1)
-	g.mu.Lock()
-	g.pending[id] = ch
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.pending, id)
-		g.mu.Unlock()
-	}()
-	ctx, cancel := context.WithTimeout(ctx, g.o.CallTimeout)
-	defer cancel()
-	// QoS 0, as the Link SDKs send these requests: the reply is the
-	// acknowledgement, and a request lost with the connection ends in a
-	// timeout the caller sees (a sync runs again on the next connect). A
-	// QoS 1 request would be stored and resent by paho on reconnect, which
-	// races with its own writer (a data race inside paho v1.5.1).
-	if err := g.c.Publish(ctx, topic, 0, body); err != nil {
-		return gwReply{}, err
-	}
-	select {
-	case r := <-ch:
-		if r.Code != 200 {
-			return r, fmt.Errorf("%w: %s: code %d: %s", ErrPlatform, rest, r.Code, r.Message)
-		}
-		return r, nil
-	case <-ctx.Done():
-		return gwReply{}, fmt.Errorf("%s: %w", rest, ctx.Err())
-	}
+	return g.c.call(ctx, topic, strings.ReplaceAll(rest, "/", "."), params)
 }
 
 func (g *Gateway) onMessage(m Message) {
 	if strings.HasSuffix(m.Topic, "_reply") {
-		var r gwReply
-		if json.Unmarshal(m.Payload, &r) != nil {
-			return
-		}
-		g.mu.Lock()
-		ch := g.pending[r.ID]
-		g.mu.Unlock()
-		if ch != nil {
-			ch <- r
-		}
+		g.c.onReply(m)
 		return
 	}
 	if strings.HasSuffix(m.Topic, "/thing/topo/change") {
@@ -400,9 +342,17 @@ func (g *Gateway) subscribeSub(ctx context.Context, k SubKey) {
 	h := func(_ paho.Client, m paho.Message) {
 		g.o.OnSubMessage(k, Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()})
 	}
-	for _, f := range []string{"/sys/" + k.ProductKey + "/" + k.DeviceName + "/#", "/" + k.ProductKey + "/" + k.DeviceName + "/user/#"} {
-		wait(ctx, g.c.mc.Subscribe(f, 1, h))
+	// With ServerSubscribe the platform added the sub-device's system
+	// downlinks to this session at login: they are routed locally. The
+	// subscriptions are not restored by the client after a reconnect: the
+	// sync logs the sub-device in again and comes back here.
+	sys := "/sys/" + k.ProductKey + "/" + k.DeviceName + "/#"
+	if g.c.o.ServerSubscribe {
+		g.c.mc.AddRoute(sys, h)
+	} else {
+		wait(ctx, g.c.mc.Subscribe(sys, 1, h))
 	}
+	wait(ctx, g.c.mc.Subscribe("/"+k.ProductKey+"/"+k.DeviceName+"/user/#", 1, h))
 }
 
 // Sync runs the (re)connect logic: pull the cloud topology, drop

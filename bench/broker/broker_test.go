@@ -111,7 +111,8 @@ func corral(b *testing.B, bin string, pubs int) target {
 	queue := knob.Int("CORRAL_BENCH_QUEUE", int(config.Default().MQTTMaxQueued))
 	proc := serverproc.Start(b, bin, "--sqlite-synchronous", "FULL", "--mqtt-max-queued", strconv.Itoa(queue))
 	s := proc.Server
-	p := s.CreateProduct("bench", nil)
+	// Publishers report on their custom topic class user/telemetry.
+	p := s.CreateProduct("bench", map[string]any{"topicClasses": []map[string]string{{"suffix": "telemetry", "operation": "pub"}}})
 	devs := populate(b, s, p.ProductKey, pubs)
 	kid, secret, _ := strings.Cut(s.AdminKey, ".")
 	return target{addr: proc.Addrs["mqtt-tcp"],

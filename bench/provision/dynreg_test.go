@@ -10,9 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/corral-iot/corral/bench/internal/knob"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,8 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-iot/corral/bench/internal/knob"
+
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 func sign(secret, dn, pk, random string) string {
@@ -201,45 +202,13 @@ func BenchmarkRegisterThenConnect(b *testing.B) {
 	}
 }
 
-// connect does a raw MQTT 3.1.1 CONNECT with the Alibaba signature and
-// waits for an accepting CONNACK.
+// connect does a raw MQTT 3.1.1 CONNECT with the Alibaba signature,
+// waits for an accepting CONNACK and disconnects.
 func connect(addr, pk, dn, secret string) error {
-	ts := "2524608000000"
-	id := pk + "." + dn
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("clientId" + id + "deviceName" + dn + "productKey" + pk + "timestamp" + ts))
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	vh := append(str("MQTT"), 4, 0xC2, 0, 30)
-	vh = append(vh, str(id+"|securemode=3,signmethod=hmacsha256,timestamp="+ts+"|")...)
-	vh = append(vh, str(dn+"&"+pk)...)
-	vh = append(vh, str(hex.EncodeToString(m.Sum(nil)))...)
-	pkt := []byte{0x10}
-	for n := len(vh); ; {
-		b := byte(n % 128)
-		if n /= 128; n > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if n == 0 {
-			break
-		}
-	}
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := mqtttest.Dial(addr, "", mqtttest.Connect{Creds: mqtttest.DeviceCreds(pk, dn, secret), KeepAlive: 30})
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(append(pkt, vh...)); err != nil {
-		return err
-	}
-	ack := make([]byte, 4)
-	if _, err := io.ReadFull(c, ack); err != nil {
-		return err
-	}
-	if ack[3] != 0 {
-		return fmt.Errorf("CONNACK %d", ack[3])
-	}
-	c.Write([]byte{0xE0, 0})
+	mqtttest.Disconnect(c)
 	return nil
 }

@@ -21,6 +21,7 @@ type product struct {
 	AuthType            string            `json:"authType"`
 	DynamicRegistration string            `json:"dynamicRegistration"`
 	Attributes          map[string]string `json:"attributes"`
+	TopicClasses        []topicClass      `json:"topicClasses"`
 	CreatedAt           time.Time         `json:"createdAt"`
 }
 
@@ -44,14 +45,16 @@ func (c *apiClient) productCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "product", Short: "Manage products (kinds of device sharing a ProductKey)"}
 	var in struct {
 		name, desc, node, auth, dynreg string
-		attrs                          []string
+		attrs, classes                 []string
+		noClasses                      bool
 	}
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a product; prints its ProductKey and ProductSecret (shown once)",
 		Example: `  corral product create --name thermostat
   corral product create --name meter --dynamic-registration auto
-  corral product create --name hub --node-type gateway`,
+  corral product create --name hub --node-type gateway
+  corral product create --name lamp --class pub:update --class sub:cmd/+:commands`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			attrs, err := attrsFlag(in.attrs)
@@ -59,6 +62,20 @@ func (c *apiClient) productCmd() *cobra.Command {
 				return err
 			}
 			body := map[string]any{"name": in.name, "description": in.desc, "nodeType": in.node, "authType": in.auth, "dynamicRegistration": in.dynreg, "attributes": attrs}
+			if in.noClasses || len(in.classes) > 0 {
+				if in.noClasses && len(in.classes) > 0 {
+					return fmt.Errorf("give --class or --no-topic-classes, not both")
+				}
+				classes := []topicClass{}
+				for _, s := range in.classes {
+					tc, err := parseClassFlag(s)
+					if err != nil {
+						return err
+					}
+					classes = append(classes, tc)
+				}
+				body["topicClasses"] = classes
+			}
 			var p product
 			raw, err := c.do(cmd, "POST", "/v1/products", body, "", true, &p)
 			if err != nil {
@@ -76,6 +93,8 @@ func (c *apiClient) productCmd() *cobra.Command {
 	f.StringVar(&in.auth, "auth-type", "", "secret (default) or x509")
 	f.StringVar(&in.dynreg, "dynamic-registration", "", "off (default), whitelist or auto")
 	f.StringArrayVar(&in.attrs, "attr", nil, "attribute key=value (repeatable)")
+	f.StringArrayVar(&in.classes, "class", nil, "a custom topic class as OPERATION:SUFFIX[:DESCRIPTION], e.g. sub:cmd/+ (repeatable; default: pub update, pub update/error, sub get)")
+	f.BoolVar(&in.noClasses, "no-topic-classes", false, "start with no custom topic class (no /user/ topics)")
 	create.MarkFlagRequired("name")
 
 	var limit int
@@ -124,8 +143,8 @@ func (c *apiClient) productCmd() *cobra.Command {
 				return err
 			}
 			return c.show(raw, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "ProductKey:\t%s\nName:\t%s\nDescription:\t%s\nNode type:\t%s\nAuth type:\t%s\nDynamic registration:\t%s\nAttributes:\t%v\nCreated:\t%s\n",
-					p.ProductKey, p.Name, p.Description, p.NodeType, p.AuthType, p.DynamicRegistration, p.Attributes, short(&p.CreatedAt))
+				fmt.Fprintf(w, "ProductKey:\t%s\nName:\t%s\nDescription:\t%s\nNode type:\t%s\nAuth type:\t%s\nDynamic registration:\t%s\nAttributes:\t%v\nTopic classes:\t%s\nCreated:\t%s\n",
+					p.ProductKey, p.Name, p.Description, p.NodeType, p.AuthType, p.DynamicRegistration, p.Attributes, classSummary(p.TopicClasses), short(&p.CreatedAt))
 			})
 		},
 	}
@@ -139,7 +158,7 @@ func (c *apiClient) productCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, get, del)
+	cmd.AddCommand(create, list, get, del, c.topicCmd())
 	return cmd
 }
 

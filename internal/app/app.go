@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -56,10 +59,12 @@ type App struct {
 	httpLn   net.Listener
 	httpsSrv *http.Server
 	httpsLn  net.Listener
-	tls      *tls.Config
+	tls      *tls.Config // the HTTPS listener's (no client certificates)
 	prov     *provision.Service
 	gw       *gateway.Service
 	things   *thing.Service
+	desired  *thing.Desired
+	configs  *thing.Configs
 	hooks    *webhook.Client
 
 	wg      sync.WaitGroup
@@ -158,16 +163,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.reg.AddProductObserver(a.prov)
 	a.prov.SetPublisher(a.mqtt)
 	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
+	a.mqtt.ReportSubErrorsTo(a.gw)
 	a.reg.AddObserver(a.gw)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
 	a.reg.AddProductObserver(a.things)
+	a.desired = thing.NewDesired(a.mqtt, a.reg, log)
+	a.reg.AddDesiredObserver(a.desired)
+	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
+		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	a.api.Handle(thing.ConfigPath, a.configs) // device downloads, HTTPS only
 	return a, nil
 }
 
@@ -252,30 +263,25 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	}
 	var tlsConf *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.HTTPSAddr != "" {
-		var cert tls.Certificate
-		var err error
-		if cfg.TLSCertFile != "" {
-			cert, err = tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("loading TLS certificate: %w", err)
-			}
-		} else {
-			var hosts []string
-			for _, h := range strings.Split(cfg.TLSHosts, ",") {
-				if h = strings.TrimSpace(h); h != "" {
-					hosts = append(hosts, h)
-				}
-			}
-			st, err := credential.EnsureServerTLS(filepath.Join(cfg.DataDir, "tls"), hosts)
-			if err != nil {
-				return nil, fmt.Errorf("preparing TLS certificate: %w", err)
-			}
-			cert = st.Cert
-			a.log.Info("TLS listeners use corral's local CA; devices should trust this file", "caFile", st.CAPath, "generated", st.Created)
+		certs, err := a.serverCertificates(cfg)
+		if err != nil {
+			return nil, err
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+		// MQTT over TLS asks for a client certificate (X.509 device
+		// authentication) and admits devices without one; HTTPS asks for
+		// none.
+		opts := credential.DeviceTLSOptions{Certificates: certs, LegacyRSAKeyExchange: cfg.TLSLegacyRSAKx, ClientAuth: tls.RequestClientCert}
+		if tlsConf, err = credential.DeviceTLSConfig(opts); err != nil {
+			return nil, err
+		}
+		opts.ClientAuth = tls.NoClientCert
+		if a.tls, err = credential.DeviceTLSConfig(opts); err != nil {
+			return nil, err
+		}
+		if !cfg.TLSLegacyRSAKx {
+			a.log.Info("static RSA key exchange is off (tls_legacy_rsa_kx=false); devices without elliptic curves, such as stock Link SDK builds, cannot connect over TLS")
+		}
 	}
-	a.tls = tlsConf
 	if cfg.MQTTSAddr == "" {
 		tlsConf = nil
 	}
@@ -286,6 +292,46 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
 		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),
 		WSAllowedOrigins: strings.Split(cfg.WSAllowedOrigins, ",")})
+}
+
+// serverCertificates are the device-facing TLS listeners' certificates:
+// the configured pair (and RSA pair), or corral's generated ECDSA and RSA
+// chains.
+func (a *App) serverCertificates(cfg config.Config) ([]tls.Certificate, error) {
+	if cfg.TLSCertFile == "" {
+		var hosts []string
+		for _, h := range strings.Split(cfg.TLSHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		st, err := credential.EnsureServerTLS(filepath.Join(cfg.DataDir, "tls"), hosts)
+		if err != nil {
+			return nil, fmt.Errorf("preparing TLS certificates: %w", err)
+		}
+		a.log.Info("TLS listeners use corral's local CA; clients should trust caFile (both CAs), stock Link SDK devices rsaCAFile (RSA alone)",
+			"caFile", st.CAPath, "rsaCAFile", st.RSACAPath, "generated", st.Created)
+		return st.Certificates(), nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	certs := []tls.Certificate{cert}
+	if cfg.TLSRSACertFile != "" {
+		rsaCert, err := tls.LoadX509KeyPair(cfg.TLSRSACertFile, cfg.TLSRSAKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading tls_rsa_cert_file: %w", err)
+		}
+		if !credential.IsRSA(rsaCert) {
+			return nil, fmt.Errorf("tls_rsa_cert_file: %w: the certificate's key is not RSA", config.ErrInvalid)
+		}
+		certs = append(certs, rsaCert)
+	}
+	if !slices.ContainsFunc(certs, credential.IsRSA) {
+		a.log.Warn("no RSA server certificate: stock Link SDK devices (mbedtls without elliptic curves) cannot parse an ECDSA certificate and will fail the TLS handshake; set tls_rsa_cert_file and tls_rsa_key_file")
+	}
+	return certs, nil
 }
 
 // endpoints are what client-driven registration tells devices.
@@ -330,15 +376,19 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.things.Start(); err != nil {
 		return err
 	}
+	if err := a.desired.Start(); err != nil {
+		return err
+	}
+	if err := a.configs.Start(); err != nil {
+		return err
+	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
 		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
 		if err != nil {
 			return fmt.Errorf("listening for HTTPS on %s: %w", a.cfg.HTTPSAddr, err)
 		}
-		httpsTLS := a.tls.Clone()
-		httpsTLS.ClientAuth = tls.NoClientCert
-		a.httpsLn = tls.NewListener(ln, httpsTLS)
+		a.httpsLn = tls.NewListener(ln, a.tls)
 		a.httpsSrv = a.httpServer(a.api)
 		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
 		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
@@ -375,6 +425,24 @@ func (a *App) serve(name string, fn func() error) {
 			a.errs <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}()
+}
+
+// publicHTTPSURL is the HTTPS origin handed to devices for downloads:
+// public_https_url, or the listener's port on localhost.
+func (a *App) publicHTTPSURL() string {
+	if a.cfg.PublicHTTPSURL != "" {
+		return strings.TrimSuffix(a.cfg.PublicHTTPSURL, "/")
+	}
+	_, port, _ := net.SplitHostPort(a.HTTPSAddr())
+	return "https://localhost:" + port
+}
+
+// subkey derives a key for one purpose from the key-encryption key, so
+// that no purpose learns another's key.
+func subkey(kek []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, kek)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // HTTPSAddr is the bound address of the HTTPS listener ("" when off).

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 // startFresh builds the binary and starts it on a new data directory,
@@ -295,14 +297,22 @@ func TestKill9DuringRegistrationBurst(t *testing.T) {
 			}
 		}(w)
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill once 50 secrets are out, with eight requests still in flight.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(secrets)
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d registrations answered in 30 s", n)
+		}
+	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 	close(stop)
 	wg.Wait()
-	if len(secrets) < 20 {
-		t.Fatalf("only %d registrations before the kill", len(secrets))
-	}
 
 	p2 := startBinary(t, bin, dir)
 	mqttAddr := p2.listeners["mqtt-tcp"]
@@ -355,52 +365,7 @@ func mqttConnect(addr, pk, dn, secret string) error {
 
 // mqttDial is mqttConnect that keeps the session open.
 func mqttDial(addr, pk, dn, secret string) (net.Conn, error) {
-	ts := "2524608000000"
-	id := pk + "." + dn
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("clientId" + id + "deviceName" + dn + "productKey" + pk + "timestamp" + ts))
-	clientID := id + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|"
-	user, pass := dn+"&"+pk, hex.EncodeToString(m.Sum(nil))
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	var vh []byte
-	vh = append(vh, str("MQTT")...)
-	vh = append(vh, 4, 0xC2, 0, 30) // level 4, username+password+clean, keepalive 30
-	vh = append(vh, str(clientID)...)
-	vh = append(vh, str(user)...)
-	vh = append(vh, str(pass)...)
-	pkt := []byte{0x10}
-	for n := len(vh); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if n == 0 {
-			break
-		}
-	}
-	pkt = append(pkt, vh...)
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(pkt); err != nil {
-		c.Close()
-		return nil, err
-	}
-	ack := make([]byte, 4)
-	if _, err := io.ReadFull(c, ack); err != nil {
-		c.Close()
-		return nil, err
-	}
-	if ack[0] != 0x20 || ack[3] != 0 {
-		c.Close()
-		return nil, fmt.Errorf("CONNACK return code %d", ack[3])
-	}
-	c.SetDeadline(time.Time{})
-	return c, nil
+	return mqtttest.Dial(addr, "", mqtttest.Connect{Creds: mqtttest.DeviceCreds(pk, dn, secret), KeepAlive: 30})
 }
 
 // TestKill9LeavesNoGhostOnlineDevices: a device online when the server is

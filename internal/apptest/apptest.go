@@ -20,6 +20,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/app"
 	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/credential"
 )
 
 // Server is a running corral server.
@@ -70,7 +71,54 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.TLSCertFile == "" && cfg.TLSHosts == "" {
+		seedTLS(tb, cfg.DataDir)
+	}
 	return StartWith(tb, cfg)
+}
+
+// tlsTemplate is one set of generated TLS files (both chains) shared by
+// the servers of a test process: generating two RSA-2048 keys for every
+// server would cost each test a noticeable fraction of a second. Servers
+// with tls_hosts or their own certificate generate as corral does.
+var tlsTemplate = sync.OnceValues(func() (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "corral-apptest-tls")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := credential.EnsureServerTLS(dir, nil); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+})
+
+// seedTLS writes the shared generated TLS files into dataDir/tls.
+func seedTLS(tb testing.TB, dataDir string) {
+	tb.Helper()
+	files, err := tlsTemplate()
+	if err != nil {
+		tb.Fatalf("generating TLS files: %v", err)
+	}
+	dir := filepath.Join(dataDir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
 
 // StartWith starts a server with exactly this configuration.
@@ -226,10 +274,14 @@ type Product struct {
 	ProductSecret string `json:"productSecret"`
 }
 
-// CreateProduct creates a product with the admin key; extra fields are merged into the body.
+// CreateProduct creates a product with the admin key; extra fields are
+// merged into the body. Unless extra gives topicClasses, the product has
+// one catch-all class ("#", both ways), so tests about other things may
+// use any /user/ topic; tests of topic classes give their own (a product
+// made through the API without them gets Alibaba's three defaults).
 func (s *Server) CreateProduct(name string, extra map[string]any) Product {
 	s.tb.Helper()
-	body := map[string]any{"name": name}
+	body := map[string]any{"name": name, "topicClasses": []map[string]string{{"suffix": "#", "operation": "all"}}}
 	for k, v := range extra {
 		body[k] = v
 	}

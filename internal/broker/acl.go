@@ -20,6 +20,18 @@ type identity struct {
 	// register is set on a dynamic-registration session: the answer to
 	// send before closing it.
 	register *registerAnswer
+	// clientId flags of a device (see the protocol spec): serverSubs
+	// (_ss=1) asks corral to subscribe its downlinks, gateway (gw=1) to
+	// add its logged-in sub-devices' too, rrpcExt (ext=3) for v4 RRPC.
+	serverSubs, gateway, rrpcExt bool
+}
+
+// withFlags reads a device's clientId flags; unknown ones are ignored.
+func (id identity) withFlags(params map[string]string) identity {
+	id.serverSubs = params["_ss"] == "1"
+	id.gateway = params["gw"] == "1"
+	id.rrpcExt = params["ext"] == "3"
+	return id
 }
 
 type registerAnswer struct {
@@ -38,37 +50,33 @@ func (id identity) thing() string {
 	return registry.DefaultThingName(id.productKey, id.deviceName)
 }
 
-// devicePrefixes are the topic prefixes a device owns: it may publish and
-// subscribe under them and nowhere else. Its thing name, unlike its
-// DeviceName, is unique across the instance.
-func devicePrefixes(pk, dn, thing string) [4]string {
-	return [4]string{
-		"/sys/" + pk + "/" + dn + "/",
-		"/" + pk + "/" + dn + "/user/",
-		"/ext/session/" + pk + "/" + dn + "/",
-		thingsPrefix + thing + "/",
-	}
-}
-
 // thingsPrefix starts the topics of AWS-style things (shadows).
 const thingsPrefix = "$aws/things/"
 
-// deviceMay reports whether a device may use a topic or filter. A filter
-// may hold wildcards only after the device's own prefix, so "+" and "#"
-// can never reach another device's topics.
+// deviceMay reports whether a device may use a topic or filter: one of
+// its own device topics (parseDeviceTopic; a "+" in the ProductKey or
+// DeviceName position stands for its own, and each delivery is checked
+// against the concrete topic), or one of its thing's. Its thing name,
+// unlike its DeviceName, is unique across the instance.
 func deviceMay(id identity, topic string) bool {
-	for _, p := range devicePrefixes(id.productKey, id.deviceName, id.thing()) {
-		if strings.HasPrefix(topic, p) && len(topic) > len(p) {
-			return true
-		}
+	if t, ok := parseDeviceTopic(topic); ok {
+		return t.names(id.productKey, id.deviceName)
 	}
-	return false
+	p := thingsPrefix + id.thing() + "/"
+	return strings.HasPrefix(topic, p) && len(topic) > len(p)
 }
 
-// productOfTopic returns the ProductKey segment of a device topic of any
-// device, for application clients' rights: /sys/{pk}/…, /{pk}/…,
-// /ext/session/{pk}/…. Wildcards in the ProductKey position are refused.
+// productOfTopic returns the ProductKey of a device topic of any device,
+// for application clients' rights: every family parseDeviceTopic reads,
+// and /sys/{pk}/…, /{pk}/…, /ext/session/{pk}/… filters. Wildcards in the
+// ProductKey position are refused.
 func productOfTopic(topic string) (string, bool) {
+	if t, ok := parseDeviceTopic(topic); ok {
+		if t.pk == "+" {
+			return "", false
+		}
+		return t.pk, true
+	}
 	var rest string
 	switch {
 	case strings.HasPrefix(topic, "/sys/"):

@@ -31,9 +31,30 @@ func TestDeviceMay(t *testing.T) {
 		{"/sys/a1PK0000001/dev-1/", false},
 		{"/sys/a1PK0000001/dev-1", false},
 		{"/sys/a1PK0000001/dev-2/thing/event/property/post", false},
-		{"/sys/a1PK0000001/+/thing/event/property/post", false},
+		// "+" for the ProductKey or DeviceName: legal, each delivery checked (issue 10 item 3).
+		{"/sys/a1PK0000001/+/thing/event/property/post", true},
+		{"/sys/+/+/thing/event/property/post_reply", true},
+		{"/sys/+/dev-1/thing", true},
+		{"/sys/+/dev-2/thing", false},
 		{"/sys/a1PK0000001/#", false},
-		{"/sys/+/dev-1/thing", false},
+		{"/sys/#", false},
+		{"/shadow/get/+/+", true},
+		{"/shadow/get/a1PK0000001/dev-1", true},
+		{"/shadow/update/a1PK0000001/dev-2", false},
+		{"/shadow/get/a1PK0000001/dev-1/x", false},
+		{"/ota/device/upgrade/+/+", true},
+		{"/ota/device/inform/a1PK0000001/dev-1", true},
+		{"/ota/device/other/a1PK0000001/dev-1", false},
+		{"/ext/ntp/a1PK0000001/dev-1/request", true},
+		{"/ext/ntp/a1PK0000001/dev-2/response", false},
+		{"/ext/error/a1PK0000001/dev-1", true},
+		{"/ext/error/+/#", false},
+		{"/ext/rrpc/+/sys/a1PK0000001/dev-1/thing/service/+", true},
+		{"/ext/rrpc/123/sys/a1PK0000001/dev-1/thing/service/set", true},
+		{"/ext/rrpc/123/a1PK0000001/dev-1/user/get", true},
+		{"/ext/rrpc/123/sys/a1PK0000001/dev-2/thing/service/set", false},
+		{"/ext/rrpc/#", false},
+		{"/ext/rrpc/1/ext/ntp/a1PK0000001/dev-1/request", false},
 		{"#", false},
 		{"+/+/+", false},
 		{"/a1PK0000001/dev-1/get", false},
@@ -60,6 +81,10 @@ func TestProductOfTopic(t *testing.T) {
 		{"/PK1/dev/user/x", "PK1", true},
 		{"/ext/session/PK1/gw/combine/login", "PK1", true},
 		{"/sys/+/dev/thing", "", false},
+		{"/shadow/get/PK1/dev", "PK1", true},
+		{"/ota/device/upgrade/PK1/dev", "PK1", true},
+		{"/ext/rrpc/9/sys/PK1/dev/thing/service/x", "PK1", true},
+		{"/ext/ntp/+/dev/request", "", false},
 		{"/sys/#", "", false},
 		{"/#", "", false},
 		{"/PK1", "", false},
@@ -84,21 +109,17 @@ func FuzzDeviceMay(f *testing.F) {
 		if !deviceMay(identity{productKey: "PK", deviceName: "dn"}, topic) && !deviceMay(identity{productKey: "PK", deviceName: "dn", thingName: "t-1"}, topic) {
 			return
 		}
-		// The allowed filter must begin with one of the device's literal
-		// prefixes, so it cannot match a topic of device "dn2" or "dX".
-		ok := false
-		a, b := devicePrefixes("PK", "dn", "PK.dn"), devicePrefixes("PK", "dn", "t-1")
-		for _, p := range append(a[:], b[:]...) {
-			if strings.HasPrefix(topic, p) {
-				ok = true
+		// A concrete topic allowed to dn (a delivery, or a filter with
+		// no wildcard) is no other device's.
+		if hasWildcard(topic) {
+			topic = concrete(topic)
+			if !deviceMay(identity{productKey: "PK", deviceName: "dn"}, topic) && !deviceMay(identity{productKey: "PK", deviceName: "dn", thingName: "t-1"}, topic) {
+				return
 			}
 		}
-		if !ok {
-			t.Fatalf("allowed %q outside the prefixes", topic)
-		}
-		for _, other := range []string{"/sys/PK/dn2/x", "/PK/dX/user/x", "$aws/things/dn2/x", "$aws/things/dn/x", "$aws/things/PK2.dn/x", "$aws/things/t-10/x", "/ext/session/PK/d/x"} {
-			if matches(topic, other) {
-				t.Fatalf("filter %q allowed to dn matches %q", topic, other)
+		for _, other := range []identity{{productKey: "PK", deviceName: "dn2"}, {productKey: "PK2", deviceName: "dn"}, {productKey: "PK", deviceName: "dX", thingName: "t-10"}} {
+			if deviceMay(other, topic) {
+				t.Fatalf("%q allowed to dn and to %+v", topic, other)
 			}
 		}
 	})
@@ -363,6 +384,7 @@ func TestGatewayMayThingTopics(t *testing.T) {
 	h.subOf[sub] = deviceKey("GWPK", "gw")
 	h.subThings["SUBPK.s1"] = sub
 	h.subThings["plant-3"] = sub
+	h.subs[deviceKey("GWPK", "gw")] = map[string]*session{sub: {id: identity{productKey: "SUBPK", deviceName: "s1"}}}
 	tests := []struct {
 		gw, topic string
 		want      bool
@@ -373,6 +395,16 @@ func TestGatewayMayThingTopics(t *testing.T) {
 		{"gw", "$aws/things/SUBPK.s2/shadow/update", false},
 		{"gw2", "$aws/things/SUBPK.s1/shadow/update", false},
 		{"gw", "/sys/SUBPK/s1/thing/event/property/post", true},
+		{"gw", "/SUBPK/s1/user/update", true},
+		{"gw", "/ota/device/inform/SUBPK/s1", true},
+		{"gw", "/ext/rrpc/5/sys/SUBPK/s1/thing/service/x", true},
+		{"gw", "/sys/+/+/thing/service/property/set", true}, // names s1 (deliveries checked)
+		{"gw", "/sys/SUBPK/+/thing/service/property/set", true},
+		{"gw", "/sys/OTHER/+/thing/service/property/set", false},
+		{"gw", "/sys/SUBPK/s2/thing/event/property/post", false},
+		// The session services take the named device for the gateway.
+		{"gw", "/ext/session/SUBPK/s1/combine/login", false},
+		{"gw", "/ext/session/+/+/combine/login", false},
 	}
 	for _, tt := range tests {
 		if got := h.gatewayMay("GWPK", tt.gw, tt.topic); got != tt.want {

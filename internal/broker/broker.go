@@ -53,12 +53,25 @@ type Auditor interface {
 	Record(ctx context.Context, e audit.Entry)
 }
 
+// ReportSubErrorsTo sets Options.SubErrors (the gateway service is made
+// after the broker it publishes through); call it before Serve.
+func (b *Broker) ReportSubErrorsTo(r SubErrorReporter) { b.o.SubErrors = r }
+
+// SubErrorReporter tells a gateway that an action for a sub-device failed.
+type SubErrorReporter interface {
+	ReportSubError(gwPk, gwDn, subPk, subDn string, code int, message string)
+}
+
 // Options configure the broker.
 type Options struct {
 	Registry    Registry
 	Provisioner Provisioner // optional: MQTT dynamic registration
 	Auditor     Auditor     // optional
-	Logger      *slog.Logger
+	// SubErrors is told when a device publishes for another device
+	// (a gateway for a sub-device not logged in through it) and is
+	// refused, so the gateway hears of it on /ext/error (optional).
+	SubErrors SubErrorReporter
+	Logger    *slog.Logger
 	Metrics     prometheus.Registerer // optional
 	Now         func() time.Time
 
@@ -483,8 +496,8 @@ func (b *Broker) PublishFor(ctx context.Context, accountID, topic string, payloa
 	if qos > 1 {
 		return &registry.ValidationError{Field: "qos", Reason: "must be 0 or 1"}
 	}
-	if !appMayPublishDirection(topic) {
-		return fmt.Errorf("topic %q is the device's to publish (an uplink) or corral's (a reply); applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
+	if !b.hook.directionOf(ctx, topic).appPublishes() {
+		return fmt.Errorf("topic %q is the device's to publish (an uplink), corral's (a reply) or in no topic class; applications publish downlinks only: %w", safeClientID(topic), ErrTopicNotAllowed)
 	}
 	if !b.hook.ownsTopic(ctx, identity{app: true, accountID: accountID}, topic) {
 		return fmt.Errorf("topic %q: %w", safeClientID(topic), ErrTopicNotAllowed)

@@ -1,6 +1,10 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/corral-iot/corral/internal/registry"
+)
 
 // direction says who may publish on a device topic. The table is in
 // topicDirection, one place, so topic classes can extend it.
@@ -21,10 +25,14 @@ const (
 	// a device made, NTP responses, errors): no client publishes them,
 	// so an answer a device reads is corral's.
 	dirCorral
+	// dirNone: a custom topic that matches none of its product's topic
+	// classes; no device may use it (an empty class list means no
+	// custom topics at all).
+	dirNone
 )
 
 func (d direction) String() string {
-	return [...]string{"both", "up", "down", "corral"}[d]
+	return [...]string{"both", "up", "down", "corral", "none"}[d]
 }
 
 // downlinkRequests are the /sys/{pk}/{dn}/… requests the platform sends
@@ -82,6 +90,8 @@ func topicDirection(topic string) direction {
 		return dirCorral
 	case strings.HasPrefix(topic, "/ext/error/"):
 		return dirCorral
+	case strings.HasPrefix(topic, "/ext/rrpc/"):
+		return dirBoth // v4 RRPC: the request and its reply share the topic
 	case strings.HasPrefix(topic, "/ota/device/"):
 		if strings.HasPrefix(topic, "/ota/device/upgrade/") {
 			return dirDown
@@ -128,9 +138,42 @@ func afterDevice(s string) (string, bool) {
 	return s, ok && s != ""
 }
 
+// classDirection is a custom topic's direction by its product's topic
+// classes (suffix is what follows "user/"). nil classes are a product whose
+// classes were never configured: the legacy rule, /user/ both ways, so
+// devices keep working until classes are stored.
+func classDirection(classes []registry.TopicClass, suffix string) direction {
+	if classes == nil {
+		return dirBoth
+	}
+	c, ok := registry.MatchTopicClass(classes, suffix)
+	if !ok {
+		return dirNone
+	}
+	switch c.Operation {
+	case registry.TopicPub:
+		return dirUp
+	case registry.TopicSub:
+		return dirDown
+	case registry.TopicAll:
+		return dirBoth
+	}
+	return dirNone
+}
+
+// devicePublishes reports whether a device publishes on topics of this
+// direction: uplinks and shared topics.
+func (d direction) devicePublishes() bool { return d == dirUp || d == dirBoth }
+
+// deviceReceives reports whether a device is delivered messages on
+// topics of this direction: downlinks, corral's answers, shared topics;
+// never its own uplinks.
+func (d direction) deviceReceives() bool { return d == dirDown || d == dirCorral || d == dirBoth }
+
 // appMayPublishDirection reports whether an application may publish on a
 // topic of this direction: downlinks and shared topics only.
-func appMayPublishDirection(topic string) bool {
-	d := topicDirection(topic)
-	return d == dirDown || d == dirBoth
-}
+func appMayPublishDirection(topic string) bool { return topicDirection(topic).appPublishes() }
+
+// appPublishes reports whether an application publishes on topics of
+// this direction.
+func (d direction) appPublishes() bool { return d == dirDown || d == dirBoth }

@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/credential"
@@ -30,6 +31,10 @@ type session struct {
 	listener string
 	remote   string
 	reason   atomic.Value // string: why corral closed it
+	// gw is, for a sub-device session, the gateway's connection it was
+	// logged in through: a later connection of the gateway does not
+	// inherit it.
+	gw *mqtt.Client
 }
 
 // hook plugs corral into mochi-mqtt: authentication, rights, presence.
@@ -86,7 +91,7 @@ func (h *hook) ID() string { return "corral" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped,
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped, mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -277,7 +282,11 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	if tc, ok := cl.Net.Conn.(*tls.Conn); ok && password == "" {
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			return h.authCertificate(ctx, cl, certs[0], username)
+			id, err := h.authCertificate(ctx, cl, certs[0], username)
+			if cid, perr := credential.ParseClientID(rawID); perr == nil {
+				id = id.withFlags(cid.Params) // flags only: the certificate authenticates
+			}
+			return id, err
 		}
 	}
 	if strings.Contains(username, "&") || strings.Contains(rawID, "|") {
@@ -312,7 +321,7 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	if err != nil {
 		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "username: " + err.Error()}
 	}
-	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}
+	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}.withFlags(cid.Params)
 	switch cid.AuthType {
 	case "":
 	case "register", "regnwl":
@@ -483,18 +492,49 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	// mochi asks both when subscribing (a filter) and before each
-	// delivery (a topic name matched by an approved filter); denials are
-	// counted from the SUBACK in OnSubscribed.
-	return h.maySubscribe(context.Background(), s.id, topic)
+	// delivery (a topic name matched by an approved filter), through this
+	// one call: a topic with no wildcard is judged as a delivery, so a
+	// SUBSCRIBE to a concrete topic the client may not receive on is
+	// refused, and a wildcard filter is accepted on rights alone, its
+	// deliveries each checked. Denials are counted from the SUBACK in
+	// OnSubscribed.
+	if hasWildcard(topic) {
+		return h.maySubscribe(context.Background(), s.id, topic)
+	}
+	return h.mayReceive(context.Background(), s.id, topic)
 }
 
+// maySubscribe reports whether a client may subscribe to a filter with
+// wildcards.
 func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) bool {
 	if id.register != nil {
 		return false
 	}
 	if !id.app {
-		return deviceMay(id, filter) || h.gatewayMay(id.productKey, id.deviceName, filter)
+		return h.deviceOrGatewayMay(id, filter)
 	}
+	return h.appMaySubscribe(ctx, id, filter)
+}
+
+// mayReceive reports whether a client may be delivered a message on a
+// topic: a device on its own (or its logged-in sub-devices') topics of a
+// direction it receives, never its own uplinks; an application on its
+// account's topics, uplinks included.
+func (h *hook) mayReceive(ctx context.Context, id identity, topic string) bool {
+	if id.register != nil {
+		return false
+	}
+	if !id.app {
+		return h.deviceOrGatewayMay(id, topic) && h.directionOf(ctx, topic).deviceReceives()
+	}
+	return h.appMaySubscribe(ctx, id, topic)
+}
+
+func (h *hook) deviceOrGatewayMay(id identity, topic string) bool {
+	return deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic)
+}
+
+func (h *hook) appMaySubscribe(ctx context.Context, id identity, filter string) bool {
 	if name, wild, ok := thingOfTopic(filter); ok && wild {
 		return true // a wildcard filter: each delivery is checked with its topic
 	} else if ok {
@@ -511,14 +551,31 @@ func (h *hook) maySubscribe(ctx context.Context, id identity, filter string) boo
 }
 
 func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
-	if id.register != nil {
+	if id.register != nil || hasWildcard(topic) {
 		return false
 	}
 	if !id.app {
-		// corral's answers to a device's requests come from corral alone.
-		return topicDirection(topic) != dirCorral && (deviceMay(id, topic) || h.gatewayMay(id.productKey, id.deviceName, topic))
+		// A device publishes uplinks (and shared topics) only: corral's
+		// answers come from corral alone, downlinks from applications.
+		return h.deviceOrGatewayMay(id, topic) && h.directionOf(ctx, topic).devicePublishes()
 	}
-	return appMayPublish(id) && appMayPublishDirection(topic) && h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
+}
+
+// directionOf is a topic's direction (topicDirection); a custom topic's
+// comes from its product's topic classes (classDirection), read from the
+// cached product settings, so a class change applies within productTTL
+// (at once on this node).
+func (h *hook) directionOf(ctx context.Context, topic string) direction {
+	t, ok := parseDeviceTopic(topic)
+	if !ok || !t.user || t.rrpc || t.wild() {
+		return topicDirection(topic)
+	}
+	p, err := h.productSettings(ctx, t.pk)
+	if err != nil {
+		return dirNone
+	}
+	return classDirection(p.TopicClasses, t.suffix)
 }
 
 // appMayPublish reports whether an application key's role lets it publish
@@ -616,6 +673,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	s := h.session(cl)
 	if s == nil || !h.mayPublish(context.Background(), s.id, pk.TopicName) {
 		h.b.m.aclDenied.WithLabelValues("publish").Inc()
+		if s != nil {
+			h.reportSubError(s.id, pk.TopicName)
+		}
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized
 		}
@@ -623,6 +683,44 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	h.b.m.in.Inc()
 	return pk, nil
+}
+
+// reportSubError tells a device refused a publish on another device's
+// topic (a gateway publishing for a sub-device that is not logged in
+// through it) on its /ext/error topic, code 520, upon which the Link SDK
+// logs the sub-device in again, instead of dropping it in silence.
+func (h *hook) reportSubError(id identity, topic string) {
+	if h.b.o.SubErrors == nil || id.app || id.register != nil {
+		return
+	}
+	t, ok := parseDeviceTopic(topic)
+	if !ok || t.wild() || t.session || t.names(id.productKey, id.deviceName) {
+		return
+	}
+	h.b.o.SubErrors.ReportSubError(id.productKey, id.deviceName, t.pk, t.dn, alink.CodeNoSession,
+		"sub-device "+t.pk+"/"+t.dn+" is not logged in through this gateway")
+}
+
+// OnPacketEncode settles a device's session as its accepting CONNACK goes
+// out: after mochi has set the session up (clean, resumed or taken over),
+// before the device knows it is connected, so a downlink sent the moment
+// it is online is not missed. A gateway's new session starts with no
+// sub-device logged in (those of a session it took over go offline until
+// logged in again); a stock device (_ss=1) is subscribed to its
+// downlinks.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != packets.CodeSuccess.Code {
+		return pk
+	}
+	s := h.session(cl)
+	if s == nil || s.id.app || s.id.register != nil {
+		return pk
+	}
+	h.logoutSubsOfOtherSessions(deviceKey(s.id.productKey, s.id.deviceName), cl)
+	if s.id.serverSubs {
+		h.b.addSubscriptions(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
+	}
+	return pk
 }
 
 // OnPacketSent counts messages out.
@@ -637,6 +735,23 @@ func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.b.m.dropped.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Inc()
 	h.b.log.Debug("delivery dropped: client queue full", "clientId", cl.ID, "topic", pk.TopicName)
+}
+
+// OnSubscribe makes a device's v4 RRPC subscriptions NoLocal: request and
+// reply share the topic, and a device (or a gateway, for a sub-device)
+// must not get its own reply back as a request. Elsewhere directions
+// decide at delivery; a shared /user/ topic still echoes, as it always
+// has.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if s := h.session(cl); s == nil || s.id.app {
+		return pk
+	}
+	for i := range pk.Filters {
+		if strings.HasPrefix(pk.Filters[i].Filter, "/ext/rrpc/") {
+			pk.Filters[i].NoLocal = true
+		}
+	}
+	return pk
 }
 
 // OnSubscribed counts refused subscriptions.
@@ -673,6 +788,11 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 			h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 		}
 		return
+	}
+	if s.id.serverSubs {
+		// Subscribed as the CONNACK went out (OnPacketEncode); what was
+		// retained for them may follow the CONNACK now.
+		h.b.sendRetainedAll(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
 	}
 	now := h.b.o.Now()
 	h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: true, At: now})

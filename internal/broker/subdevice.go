@@ -2,7 +2,8 @@ package broker
 
 import (
 	"errors"
-	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -32,8 +33,9 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 		h.subs[gwKey] = map[string]*session{}
 	}
 	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
-		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote}
-	if old := h.subs[prevGw][subKey]; old != nil && h.subThings[old.id.thing()] == subKey {
+		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote, gw: gwCl}
+	old := h.subs[prevGw][subKey]
+	if old != nil && h.subThings[old.id.thing()] == subKey {
 		delete(h.subThings, old.id.thing())
 	}
 	h.subs[gwKey][subKey] = s
@@ -47,6 +49,16 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	h.mu.Unlock()
 	if direct != nil {
 		b.Kick(sub.ProductKey, sub.DeviceName, "DUPLICATE_CLIENTID")
+	}
+	if old != nil && old.gw != gwCl {
+		// It moved from another gateway connection: its downlinks leave
+		// that one.
+		b.dropSubFilters(old)
+	}
+	if gwSess.id.gateway {
+		// A stock gateway (gw=1) has no SUBSCRIBE for its sub-devices'
+		// downlinks: corral adds them (again: idempotent).
+		b.subscribeClient(gwCl, downlinkFilters(sub.ProductKey, sub.DeviceName, gwSess.id.rrpcExt))
 	}
 	if again && prevGw == gwKey {
 		return nil // already logged in here
@@ -73,8 +85,18 @@ func (b *Broker) LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool {
 	if s == nil {
 		return false
 	}
+	b.dropSubFilters(s)
 	b.subOffline(s, reason)
 	return true
+}
+
+// dropSubFilters removes a logged-out sub-device's downlinks from the
+// gateway connection it was logged in through (both RRPC forms: removing
+// a filter the session lacks is a no-op).
+func (b *Broker) dropSubFilters(s *session) {
+	if s.gw != nil {
+		b.unsubscribeClient(s.gw, downlinkFilters(s.id.productKey, s.id.deviceName, true))
+	}
 }
 
 func (b *Broker) subOffline(s *session, reason string) {
@@ -103,7 +125,31 @@ func (h *hook) logoutAllSubs(gwKey, reason string) {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
+		h.b.dropSubFilters(s)
 		h.b.subOffline(s, reason)
+	}
+}
+
+// logoutSubsOfOtherSessions ends the sub-device sessions a gateway logged
+// in through another connection than cl (one cl took over): they go
+// offline, and their downlinks, which a persistent session carried over
+// to cl, leave it.
+func (h *hook) logoutSubsOfOtherSessions(gwKey string, cl *mqtt.Client) {
+	var gone []*session
+	h.mu.Lock()
+	for k, s := range h.subs[gwKey] {
+		if s.gw == cl {
+			continue
+		}
+		delete(h.subs[gwKey], k)
+		delete(h.subOf, k)
+		h.dropSubThing(s, k)
+		gone = append(gone, s)
+	}
+	h.mu.Unlock()
+	for _, s := range gone {
+		h.b.unsubscribeClient(cl, downlinkFilters(s.id.productKey, s.id.deviceName, true))
+		h.b.subOffline(s, "GATEWAY_DISCONNECTED")
 	}
 }
 
@@ -115,9 +161,14 @@ func (h *hook) dropSubThing(s *session, subKey string) {
 }
 
 // gatewayMay reports whether a gateway may use a topic of one of its
-// logged-in sub-devices: /sys/{subPk}/{subDn}/…, /{subPk}/{subDn}/user/…
-// or $aws/things/{subThing}/….
+// logged-in sub-devices: any device topic family naming it but
+// /ext/session/ (the services take the device a session topic names for
+// the gateway acting, and a sub-device logs nothing in), or
+// $aws/things/{subThing}/…. A filter with "+" for the ProductKey or
+// DeviceName is allowed when it names some logged-in sub-device; each
+// delivery is checked with its concrete topic.
 func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
+	gwKey := deviceKey(gwPk, gwDn)
 	if name, wild, ok := thingOfTopic(topic); ok {
 		if wild {
 			return false
@@ -126,33 +177,23 @@ func (h *hook) gatewayMay(gwPk, gwDn, topic string) bool {
 		sub := h.subThings[name]
 		gw := h.subOf[sub]
 		h.mu.RUnlock()
-		return sub != "" && gw == deviceKey(gwPk, gwDn)
+		return sub != "" && gw == gwKey
 	}
-	var rest string
-	switch {
-	case strings.HasPrefix(topic, "/sys/"):
-		rest = topic[len("/sys/"):]
-	case strings.HasPrefix(topic, "/"):
-		rest = topic[1:]
-	default:
-		return false
-	}
-	pk, after, ok := strings.Cut(rest, "/")
-	if !ok {
-		return false
-	}
-	dn, _, ok := strings.Cut(after, "/")
-	if !ok || pk == "" || dn == "" {
+	t, ok := parseDeviceTopic(topic)
+	if !ok || t.session {
 		return false
 	}
 	h.mu.RLock()
-	gw := h.subOf[deviceKey(pk, dn)]
-	h.mu.RUnlock()
-	if gw != deviceKey(gwPk, gwDn) {
-		return false
+	defer h.mu.RUnlock()
+	if !t.wild() {
+		return h.subOf[deviceKey(t.pk, t.dn)] == gwKey
 	}
-	p := devicePrefixes(pk, dn, "")
-	return strings.HasPrefix(topic, p[0]) && len(topic) > len(p[0]) || strings.HasPrefix(topic, p[1]) && len(topic) > len(p[1])
+	for _, s := range h.subs[gwKey] {
+		if t.names(s.id.productKey, s.id.deviceName) {
+			return true
+		}
+	}
+	return false
 }
 
 // Online reports whether a device can be reached now: its own session, or

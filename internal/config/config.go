@@ -45,11 +45,19 @@ type Config struct {
 	MQTTAuthFailuresPerIP     int64         `yaml:"mqtt_auth_failures_per_ip" help:"failed MQTT logins a minute from one address before its CONNECTs are answered 'server busy' with exponential back-off (1 s doubling to 5 min; 0: no limit)"`
 	MQTTAuthFailuresPerDevice int64         `yaml:"mqtt_auth_failures_per_device" help:"failed MQTT logins a minute for one device or API key before CONNECTs for it from addresses that failed are answered 'server busy' (back-off 1 s doubling to 30 s; 0: no limit)"`
 	WSAllowedOrigins          string        `yaml:"ws_allowed_origins" help:"comma-separated Origins (scheme://host[:port]) browsers may open MQTT over WebSocket from; others get 403 (empty: any)"`
-	// TLS certificate for the MQTT TLS listener; when empty a local CA and
-	// server certificate are generated into <data-dir>/tls on first start.
+	// TLS certificates of the device-facing TLS listeners (MQTT over TLS,
+	// HTTPS); when empty a local CA and server certificate are generated
+	// into <data-dir>/tls on first start, as an ECDSA and an RSA chain.
 	TLSCertFile string `yaml:"tls_cert_file" help:"server certificate (PEM) for TLS listeners (default: generated)"`
 	TLSKeyFile  string `yaml:"tls_key_file" help:"server private key (PEM) for TLS listeners (default: generated)"`
-	TLSHosts    string `yaml:"tls_hosts" help:"extra comma-separated host names or IPs for the generated server certificate"`
+	// A second, RSA, pair beside an ECDSA tls_cert_file: stock Link SDK
+	// devices (mbedtls without elliptic curves) cannot parse ECDSA.
+	TLSRSACertFile string `yaml:"tls_rsa_cert_file" help:"RSA server certificate (PEM) served beside tls_cert_file to clients that cannot use it, e.g. Link SDK devices without elliptic curves"`
+	TLSRSAKeyFile  string `yaml:"tls_rsa_key_file" help:"private key (PEM) of tls_rsa_cert_file"`
+	TLSHosts       string `yaml:"tls_hosts" help:"extra comma-separated host names or IPs for the generated server certificate"`
+	// Static RSA key exchange has no forward secrecy, but it is all that
+	// stock Link SDK devices (mbedtls without elliptic curves) can do.
+	TLSLegacyRSAKx bool `yaml:"tls_legacy_rsa_kx" help:"also offer static RSA key-exchange cipher suites (no forward secrecy) on the device-facing TLS listeners, for devices without elliptic curves such as stock Link SDK builds; false: ECDHE only"`
 
 	KEK     string `yaml:"kek" help:"key-encryption key for secrets at rest: 64 hex digits or base64 of 32 bytes" secret:"true"`
 	KEKFile string `yaml:"kek_file" help:"file holding the key-encryption key (default <data-dir>/kek, created 0600 if absent)"`
@@ -61,6 +69,7 @@ type Config struct {
 	RegistrationRatePerPK float64 `yaml:"registration_rate_per_product" help:"registrations per second allowed per product, burst twice that (0: no limit)"`
 	PublicMQTTEndpoint    string  `yaml:"public_mqtt_endpoint" help:"MQTT URL client-driven registration hands devices, e.g. tcp://iot.example.com:1883 (default: from the listener)"`
 	PublicMQTTSEndpoint   string  `yaml:"public_mqtts_endpoint" help:"MQTT over TLS URL handed to devices (default: from the listener)"`
+	PublicHTTPSURL        string  `yaml:"public_https_url" help:"HTTPS origin devices download files from, e.g. https://iot.example.com:8443 (default: https://localhost and the HTTPS listener's port)"`
 	WebhookSecret         string  `yaml:"webhook_secret" help:"key that signs outbound webhook calls (default: <data-dir>/webhook.key, generated)" secret:"true"`
 	// Webhooks (pre-registration hooks, event URLs) reach only public
 	// addresses unless their range is listed here.
@@ -107,6 +116,7 @@ func Default() Config {
 		APIRateLimit:              500,
 		RegistrationRatePerIP:     100,
 		RegistrationRatePerPK:     10000,
+		TLSLegacyRSAKx:            true,
 	}
 }
 
@@ -284,6 +294,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")
+	}
+	if (c.TLSRSACertFile == "") != (c.TLSRSAKeyFile == "") {
+		return bad("tls_rsa_cert_file", "set both tls_rsa_cert_file and tls_rsa_key_file, or neither")
+	}
+	if c.TLSRSACertFile != "" && c.TLSCertFile == "" {
+		return bad("tls_rsa_cert_file", "goes beside tls_cert_file; the generated certificates already include an RSA one")
 	}
 	switch strings.ToUpper(c.SQLiteSynchronous) {
 	case "FULL", "NORMAL", "EXTRA":

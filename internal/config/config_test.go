@@ -62,6 +62,9 @@ func TestInvalid(t *testing.T) {
 		{"read timeout off", "", map[string]string{"CORRAL_HTTP_READ_TIMEOUT": "0s"}, "http_read_timeout"},
 		{"write timeout under sync calls", "", map[string]string{"CORRAL_HTTP_WRITE_TIMEOUT": "60s"}, "http_write_timeout"},
 		{"idle timeout negative", "", map[string]string{"CORRAL_HTTP_IDLE_TIMEOUT": "-1s"}, "http_idle_timeout"},
+		{"RSA cert without key", "", map[string]string{"CORRAL_TLS_CERT_FILE": "a.pem", "CORRAL_TLS_KEY_FILE": "a.key", "CORRAL_TLS_RSA_CERT_FILE": "r.pem"}, "tls_rsa_cert_file"},
+		{"RSA pair without tls_cert_file", "", map[string]string{"CORRAL_TLS_RSA_CERT_FILE": "r.pem", "CORRAL_TLS_RSA_KEY_FILE": "r.key"}, "tls_rsa_cert_file"},
+		{"legacy RSA kx not a bool", "", map[string]string{"CORRAL_TLS_LEGACY_RSA_KX": "sometimes"}, "CORRAL_TLS_LEGACY_RSA_KX"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,5 +110,37 @@ func TestRegistrationOverTLSByDefault(t *testing.T) {
 	c, err := Load(fs, func(k string) string { return env[k] })
 	if err != nil || !c.DynRegPlainHTTP || !c.MQTTRegisterPlain {
 		t.Fatalf("lab settings: %v %+v", err, c)
+	}
+}
+
+// TestLegacyRSAKxLayers: static RSA key exchange is on by default (stock
+// Link SDK devices need it) and each layer can turn it off or on again.
+func TestLegacyRSAKxLayers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "corral.yaml")
+	os.WriteFile(file, []byte("tls_legacy_rsa_kx: false\n"), 0o600)
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		flags []string
+		want  bool
+	}{
+		{"default", nil, nil, true},
+		{"yaml off", map[string]string{"CORRAL_CONFIG": file}, nil, false},
+		{"env over yaml", map[string]string{"CORRAL_CONFIG": file, "CORRAL_TLS_LEGACY_RSA_KX": "true"}, nil, true},
+		{"env off", map[string]string{"CORRAL_TLS_LEGACY_RSA_KX": "false"}, nil, false},
+		{"flag over env", map[string]string{"CORRAL_TLS_LEGACY_RSA_KX": "true"}, []string{"--tls-legacy-rsa-kx=false"}, false},
+		{"flag on over yaml", map[string]string{"CORRAL_CONFIG": file}, []string{"--tls-legacy-rsa-kx"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			BindFlags(fs)
+			if err := fs.Parse(tc.flags); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(fs, func(k string) string { return tc.env[k] })
+			if err != nil || c.TLSLegacyRSAKx != tc.want {
+				t.Fatalf("tls_legacy_rsa_kx = %v (%v), want %v", c.TLSLegacyRSAKx, err, tc.want)
+			}
+		})
 	}
 }

@@ -154,3 +154,18 @@ func FuzzVerifyPassword(f *testing.F) {
 		}
 	})
 }
+
+// TestParseClientIDKeepsFlags: every flag a Link SDK sends stays in
+// Params for the broker (_ss server-side subscription, gw gateway, ext=3
+// v4 RRPC), unknown ones included.
+func TestParseClientIDKeepsFlags(t *testing.T) {
+	c, err := ParseClientID("a1PK.gw|securemode=3,signmethod=hmacsha256,timestamp=1,_v=sdk-c-3.2.0,lan=C,_ss=1,gw=1,ext=3,future=x|")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"_ss": "1", "gw": "1", "ext": "3", "lan": "C", "_v": "sdk-c-3.2.0", "future": "x"} {
+		if c.Params[k] != v {
+			t.Errorf("Params[%q] = %q, want %q", k, c.Params[k], v)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -17,51 +16,26 @@ import (
 
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 // --- raw MQTT, so an attack can send what a well-behaved client would not ---
 
-func connStr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func connPacket(typ byte, body []byte) []byte {
-	pkt := []byte{typ}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		if n /= 128; n > 0 {
-			b |= 0x80
-		}
-		pkt = append(pkt, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(pkt, body...)
-}
-
 // connConnect is a CONNECT packet of protocol level 4 (3.1.1) or 5.
 func connConnect(level byte, clientID, user, pass string) []byte {
-	vh := append(connStr("MQTT"), level, 0x02|0x80|0x40, 0, 60)
-	if level == 5 {
-		vh = append(vh, 0) // no properties
-	}
-	vh = append(vh, connStr(clientID)...)
-	vh = append(vh, connStr(user)...)
-	vh = append(vh, connStr(pass)...)
-	return connPacket(0x10, vh)
+	return mqtttest.Connect{Level: level, Creds: mqtttest.Creds{ClientID: clientID, Username: user, Password: pass}, KeepAlive: 60}.Bytes()
 }
 
 // connPublish is a QoS 1 PUBLISH of protocol level 5.
 func connPublish5(topic string, id uint16, payload []byte) []byte {
-	body := append(connStr(topic), byte(id>>8), byte(id), 0)
-	return connPacket(0x32, append(body, payload...))
+	body := append(mqtttest.Str(topic), byte(id>>8), byte(id), 0)
+	return mqtttest.Packet(0x32, append(body, payload...))
 }
 
 // connDeviceCreds are a device's CONNECT credentials.
 func connDeviceCreds(d apptest.Device) (clientID, user, pass string) {
-	id := d.ProductKey + "." + d.DeviceName
-	ts := "2524608000000"
-	return id + "|securemode=3,signmethod=hmacsha256,timestamp=" + ts + "|", d.DeviceName + "&" + d.ProductKey,
-		sign(d.DeviceSecret, id, d.DeviceName, d.ProductKey, ts)
+	c := mqtttest.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+	return c.ClientID, c.Username, c.Password
 }
 
 // connDial opens a TCP connection to addr from the loopback address src
@@ -83,25 +57,7 @@ func connDial(t testing.TB, addr, src string) net.Conn {
 // connReadPacket reads one MQTT packet (type byte and body) within 5 s.
 func connReadPacket(c net.Conn) (byte, []byte, error) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var h [1]byte
-	if _, err := io.ReadFull(c, h[:]); err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n += int(b[0]&0x7f) * mul
-		if b[0]&0x80 == 0 {
-			break
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	_, err := io.ReadFull(c, body)
-	return h[0], body, err
+	return mqtttest.ReadPacket(c)
 }
 
 // connConnack sends CONNECT and returns the CONNACK's return code.

@@ -89,7 +89,10 @@ func (w *world) fill(admin string) tenant {
 		*k.dst = kc.Token
 	}
 	product := func(name string, extra map[string]any) apptest.Product {
-		body := map[string]any{"name": name}
+		// One catch-all topic class (both ways), as apptest's products:
+		// the attacks use custom topics freely; the topic class attacks
+		// make products of their own.
+		body := map[string]any{"name": name, "topicClasses": []map[string]string{{"suffix": "#", "operation": "all"}}}
 		for k, v := range extra {
 			body[k] = v
 		}

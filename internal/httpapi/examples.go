@@ -7,8 +7,15 @@ import "encoding/json"
 // (the document's test sends them, with its own ProductKey in place of
 // a1B2c3D4e5F), so a reader can copy one and go.
 var examples = map[string]any{
-	"POST /v1/products":                            map[string]any{"name": "Smart meter", "nodeType": "direct", "dynamicRegistration": "auto"},
+	"POST /v1/products": map[string]any{"name": "Smart meter", "nodeType": "direct", "dynamicRegistration": "auto",
+		"topicClasses": []map[string]string{{"suffix": "update", "operation": "pub"}, {"suffix": "get", "operation": "sub"}, {"suffix": "cmd/+", "operation": "sub", "description": "commands"}}},
 	"PATCH /v1/products/{productKey}":              map[string]any{"description": "Meters of building 7"},
+	"POST /v1/products/{productKey}/topic-classes": map[string]any{"suffix": "cmd/+", "operation": "sub", "description": "commands to the meter"},
+	"PUT /v1/products/{productKey}/topic-classes": map[string]any{"topicClasses": []map[string]string{
+		{"suffix": "update", "operation": "pub", "description": "the device reports data"},
+		{"suffix": "update/error", "operation": "pub", "description": "the device reports errors"},
+		{"suffix": "get", "operation": "sub", "description": "the device receives data"},
+		{"suffix": "cmd/+", "operation": "sub", "description": "commands to the meter"}}},
 	"PUT /v1/products/{productKey}/tsl":            json.RawMessage(`{"properties":[{"identifier":"Temperature","name":"Temperature","accessMode":"rw","dataType":{"type":"float","specs":{"min":"-40","max":"120","step":"0.1","unit":"°C"}}}],"events":[],"services":[]}`),
 	"POST /v1/products/{productKey}/devices:batch": map[string]any{"count": 2},
 	"POST /v1/products/{productKey}/devices":       map[string]any{"deviceName": "meter-0001", "nickname": "Lobby meter", "attributes": map[string]string{"floor": "1"}},
@@ -19,6 +26,8 @@ var examples = map[string]any{
 	"DELETE /v1/products/{productKey}/devices/{deviceName}/subdevices": map[string]any{
 		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
 	"PUT /v1/products/{productKey}/devices/{deviceName}/properties":            map[string]any{"params": map[string]any{"Temperature": 21.5}},
+	"PUT /v1/products/{productKey}/devices/{deviceName}/desired-properties":    map[string]any{"values": map[string]any{"Temperature": 21.5}},
+	"PUT /v1/products/{productKey}/config":                                     map[string]any{"content": "{\"reportIntervalSeconds\": 60}"},
 	"POST /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": map[string]any{"params": map[string]any{"Offset": 1.5}, "sync": true, "timeoutMs": 3000},
 	"PATCH /v1/products/{productKey}/devices/{deviceName}":                     map[string]any{"nickname": "Lobby meter", "attributes": map[string]string{"floor": "2"}},
 	"POST /v1/apikeys":          map[string]any{"name": "dashboard", "role": "readonly"},

@@ -50,6 +50,19 @@ type (
 	propList struct {
 		Properties []registry.PropertyValue `json:"properties"`
 	}
+	desiredList struct {
+		Desired []registry.DesiredValue `json:"desired"`
+	}
+	configInput struct {
+		Content string `json:"content" doc:"the file, up to 64 KB (text; JSON, INI or whatever the devices read)"`
+	}
+	configBody struct {
+		registry.ProductConfig
+		Content string `json:"content"`
+	}
+	pushResult struct {
+		Pushed int `json:"pushed" doc:"online devices told"`
+	}
 	callInput struct {
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
@@ -96,6 +109,23 @@ type (
 		registry.APIKey
 		Token string `json:"token" doc:"the key as a bearer token; shown once"`
 	}
+	topicClassView struct {
+		registry.TopicClass
+		Template string `json:"template" doc:"the topics of the class as /{productKey}/${deviceName}/user/{suffix}"`
+	}
+	topicClassList struct {
+		ProductKey   string           `json:"productKey"`
+		TopicClasses []topicClassView `json:"topicClasses" doc:"in the order they are matched: the first class matching a topic decides"`
+	}
+	// topicClassInput and topicClassSet take a GET answer back as it is.
+	topicClassInput struct {
+		registry.TopicClass
+		Template string `json:"template,omitempty" doc:"ignored (it follows from the product and the suffix)"`
+	}
+	topicClassSet struct {
+		ProductKey   string            `json:"productKey,omitempty" doc:"ignored: the path names the product"`
+		TopicClasses []topicClassInput `json:"topicClasses" doc:"in match order; [] for none"`
+	}
 	auditList struct {
 		Entries    []audit.Entry `json:"entries"`
 		NextCursor string        `json:"nextCursor,omitempty"`
@@ -110,6 +140,15 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}", Summary: "Get a product", Tag: "products", Role: readonly, Status: 200, Resp: registry.Product{}, h: a.getProduct},
 		{Method: "PATCH", Path: "/v1/products/{productKey}", Summary: "Update a product", Tag: "products", Role: operator, Body: registry.ProductPatch{}, Status: 200, Resp: registry.Product{}, h: a.updateProduct},
 		{Method: "DELETE", Path: "/v1/products/{productKey}", Summary: "Delete a product and its devices", Tag: "products", Role: operator, Status: 204, h: a.deleteProduct},
+
+		{Method: "PUT", Path: "/v1/products/{productKey}/config", Summary: "Upload the product's remote configuration file (replacing any); devices fetch it with thing.config.get (an HTTPS URL and its SHA-256)", Tag: "products", Role: operator, Body: configInput{}, Status: 200, Resp: configBody{}, h: a.setConfig},
+		{Method: "GET", Path: "/v1/products/{productKey}/config", Summary: "The product's remote configuration file", Tag: "products", Role: readonly, Status: 200, Resp: configBody{}, h: a.getConfig},
+		{Method: "POST", Path: "/v1/products/{productKey}/config:push", Summary: "Tell the product's online devices of its configuration file (thing.config.push)", Tag: "products", Role: operator, Status: 200, Resp: pushResult{}, h: a.pushConfig},
+		{Method: "GET", Path: "/v1/products/{productKey}/topic-classes", Summary: "The product's custom topic classes (/{productKey}/${deviceName}/user/{suffix}: pub, sub or all for the device), in the order they are matched", Tag: "products", Role: readonly, Status: 200, Resp: topicClassList{}, h: a.listTopicClasses},
+		{Method: "PUT", Path: "/v1/products/{productKey}/topic-classes", Summary: "Replace all the product's topic classes (at most 50; [] leaves its devices no /user/ topic); connected devices get the new rights at once", Tag: "products", Role: operator, Body: topicClassSet{}, Status: 200, Resp: topicClassList{}, h: a.setTopicClasses},
+		{Method: "POST", Path: "/v1/products/{productKey}/topic-classes", Summary: "Add a topic class, ahead of any class that would hide it (such as a catch-all #); an existing suffix is 409", Tag: "products", Role: operator, Body: topicClassInput{}, Status: 201, Resp: topicClassList{}, h: a.addTopicClass},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/topic-classes/{suffix}", Summary: "Delete a topic class by its suffix", Tag: "products", Role: operator, Status: 204, Rest: true,
+			PathDoc: map[string]string{"suffix": "the class's suffix as it is, e.g. cmd/+ (its '/' may stay or be %2F); # is written %23"}, h: a.deleteTopicClass},
 
 		{Method: "PUT", Path: "/v1/products/{productKey}/tsl", Summary: "Set the product's thing model (Alibaba TSL JSON), checked before it is stored", Tag: "things", Role: operator, Body: json.RawMessage{}, Status: 200, Resp: json.RawMessage{}, h: a.setTSL},
 		{Method: "GET", Path: "/v1/products/{productKey}/tsl", Summary: "The product's thing model", Tag: "things", Role: readonly, Status: 200, Resp: json.RawMessage{}, h: a.getTSL},
@@ -126,6 +165,10 @@ func (a *API) table() []*route {
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "A device's desired property values, each with its version and the version the device acknowledged", Tag: "things", Role: readonly, Status: 200, Resp: desiredList{}, h: a.getDesired},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Set desired property values (checked against the thing model's writable properties); each set bumps the property's version, and a version given in versions that is not the current one is 409. An online device gets them at once as a property set, an offline one when it comes online; they stay until the device deletes them (thing.property.desired.delete) or DELETE here", Tag: "things", Role: operator, Body: registry.DesiredSet{}, Status: 200, Resp: desiredList{}, h: a.setDesired},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Delete desired property values: those named in identifiers, or all", Tag: "things", Role: operator, Status: 204,
+			Query: []param{{"identifiers", "string", "comma-separated property identifiers (default: all)"}}, h: a.deleteDesired},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/services/{serviceId}", Summary: "Invoke a service: async, or sync (RRPC) waiting for the answer; 504 when the device does not answer in time", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.invoke},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
@@ -237,6 +280,63 @@ func (a *API) updateProduct(c *call) (any, error) {
 
 func (a *API) deleteProduct(c *call) (any, error) {
 	return nil, a.reg.DeleteProduct(c.ctx(), c.p, c.param("productKey"))
+}
+
+// --- topic classes ---
+
+func topicClasses(pk string, cs []registry.TopicClass) topicClassList {
+	out := topicClassList{ProductKey: pk, TopicClasses: make([]topicClassView, 0, len(cs))}
+	for _, c := range cs {
+		out.TopicClasses = append(out.TopicClasses, topicClassView{TopicClass: c, Template: c.Template(pk)})
+	}
+	return out
+}
+
+func (a *API) listTopicClasses(c *call) (any, error) {
+	pk := c.param("productKey")
+	cs, err := a.reg.TopicClasses(c.ctx(), c.p, pk)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) setTopicClasses(c *call) (any, error) {
+	var in topicClassSet
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.TopicClasses == nil {
+		return nil, &badRequest{field: "topicClasses", msg: "topicClasses is required ([] for none)"}
+	}
+	cs := make([]registry.TopicClass, len(in.TopicClasses))
+	for i, tc := range in.TopicClasses {
+		cs[i] = tc.TopicClass
+	}
+	pk := c.param("productKey")
+	cs, err := a.reg.SetTopicClasses(c.ctx(), c.p, pk, cs)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) addTopicClass(c *call) (any, error) {
+	var in topicClassInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	pk := c.param("productKey")
+	cs, err := a.reg.AddTopicClass(c.ctx(), c.p, pk, in.TopicClass)
+	if err != nil {
+		return nil, err
+	}
+	return topicClasses(pk, cs), nil
+}
+
+func (a *API) deleteTopicClass(c *call) (any, error) {
+	_, err := a.reg.DeleteTopicClass(c.ctx(), c.p, c.param("productKey"), c.param("suffix"))
+	return nil, err
 }
 
 // --- devices ---
@@ -600,6 +700,81 @@ func (a *API) getTSL(c *call) (any, error) {
 func (a *API) getProps(c *call) (any, error) {
 	ps, err := a.reg.DeviceProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 	return propList{ps}, err
+}
+
+func (a *API) setConfig(c *call) (any, error) {
+	var in configInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	cfg, err := a.reg.SetProductConfig(c.ctx(), c.p, c.param("productKey"), []byte(in.Content))
+	return configBody{cfg, string(cfg.Content)}, err
+}
+
+func (a *API) getConfig(c *call) (any, error) {
+	cfg, err := a.reg.GetProductConfig(c.ctx(), c.p, c.param("productKey"))
+	return configBody{cfg, string(cfg.Content)}, err
+}
+
+func (a *API) pushConfig(c *call) (any, error) {
+	if a.o.Configs == nil {
+		return nil, fmt.Errorf("remote configuration is not served here: %w", registry.ErrNotFound)
+	}
+	pk := c.param("productKey")
+	if _, err := a.reg.GetProductConfig(c.ctx(), c.p, pk); err != nil {
+		return nil, err
+	}
+	var names []string
+	for after := ""; ; {
+		ds, err := a.reg.ListDevices(c.ctx(), c.p, registry.DeviceFilter{ProductKey: pk, Status: registry.StatusOnline, After: after, Limit: registry.MaxPage})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			names = append(names, d.DeviceName)
+		}
+		if len(ds) < registry.MaxPage {
+			break
+		}
+		after = ds[len(ds)-1].DeviceName
+	}
+	n, err := a.o.Configs.Push(c.ctx(), pk, names)
+	return pushResult{n}, err
+}
+
+func (a *API) getDesired(c *call) (any, error) {
+	ds, err := a.reg.DesiredProperties(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
+	return desiredList{ds}, err
+}
+
+func (a *API) setDesired(c *call) (any, error) {
+	var in registry.DesiredSet
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	pk := c.param("productKey")
+	check := func(vals map[string]json.RawMessage) error {
+		m, err := a.reg.LookupThingModel(c.ctx(), pk)
+		if err != nil || m == nil {
+			return err // no model: nothing to check against
+		}
+		raw, err := json.Marshal(vals)
+		if err != nil {
+			return err
+		}
+		_, err = m.ValidatePropertySet(raw)
+		return err
+	}
+	ds, err := a.reg.SetDesired(c.ctx(), c.p, pk, c.param("deviceName"), in, check)
+	return desiredList{ds}, err
+}
+
+func (a *API) deleteDesired(c *call) (any, error) {
+	var ids []string
+	if q := c.r.URL.Query().Get("identifiers"); q != "" {
+		ids = strings.Split(q, ",")
+	}
+	return nil, a.reg.DeleteDesired(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), ids)
 }
 
 func (a *API) thingCall(c *call, service string) (any, error) {

@@ -55,6 +55,9 @@ type Options struct {
 	Topology Topology
 	// Things sets properties and invokes services on devices.
 	Things Things
+	// Configs tells devices of a product's new configuration file; nil
+	// turns the push route into 404.
+	Configs Configs
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -69,6 +72,11 @@ type Publisher interface {
 type Topology interface {
 	Attach(ctx context.Context, gw registry.Device, subs []registry.Device) error
 	Detach(ctx context.Context, gw registry.Device, subs [][2]string) error
+}
+
+// Configs pushes a product's configuration file to its devices.
+type Configs interface {
+	Push(ctx context.Context, pk string, deviceNames []string) (int, error)
 }
 
 // Things runs operator calls against devices' thing models.
@@ -342,6 +350,8 @@ func (a *API) fail(c *call, err error) int {
 		status, code = 404, "no_thing_model"
 	case errors.Is(err, registry.ErrNotFound):
 		status, code = 404, "not_found"
+	case errors.Is(err, registry.ErrVersionConflict):
+		status, code = 409, "version_conflict"
 	case errors.Is(err, registry.ErrConflict):
 		status, code = 409, "already_exists"
 	case errors.As(err, new(*provision.Error)):

@@ -29,7 +29,11 @@ func openAPI(routes []*route, version string) map[string]any {
 		for _, s := range strings.Split(rt.Path, "/") {
 			if strings.HasPrefix(s, "{") {
 				name := s[1:strings.IndexByte(s, '}')]
-				params = append(params, map[string]any{"name": name, "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+				pp := map[string]any{"name": name, "in": "path", "required": true, "schema": map[string]any{"type": "string"}}
+				if d, ok := rt.PathDoc[name]; ok {
+					pp["description"] = d
+				}
+				params = append(params, pp)
 			}
 		}
 		for _, q := range rt.Query {

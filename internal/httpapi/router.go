@@ -22,7 +22,12 @@ type route struct {
 	// AuditDenied, when set, is the audit action recorded when a key
 	// without the role is refused.
 	AuditDenied string
-	h           func(c *call) (any, error)
+	// Rest makes the last path parameter take the rest of the path, '/'
+	// included (a topic class suffix such as cmd/+).
+	Rest bool
+	// PathDoc describes path parameters in the OpenAPI document.
+	PathDoc map[string]string
+	h       func(c *call) (any, error)
 
 	segs []string
 }
@@ -34,11 +39,14 @@ type param struct {
 
 // match reports whether path matches the route and fills params.
 func (rt *route) match(segs []string, params map[string]string) bool {
-	if len(segs) != len(rt.segs) {
+	if len(segs) != len(rt.segs) && !(rt.Rest && len(segs) > len(rt.segs)) {
 		return false
 	}
 	for i, pat := range rt.segs {
 		s := segs[i]
+		if rt.Rest && i == len(rt.segs)-1 {
+			s = strings.Join(segs[i:], "/")
+		}
 		if pat[0] != '{' {
 			if s != pat {
 				return false

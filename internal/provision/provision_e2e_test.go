@@ -542,3 +542,26 @@ func TestMQTTRegistrationLuatOSForm(t *testing.T) {
 		t.Fatalf("regnwl: %v %s %v", err, topic, ans)
 	}
 }
+
+// TestPerProductRegistrationLimit: a product's registration budget is its
+// own. At 0.01/s (a burst of one, refilled after 100 s) the product's
+// second registration is refused with 429 / 6208 and creates nothing,
+// while another product, from the same address, still registers.
+func TestPerProductRegistrationLimit(t *testing.T) {
+	s := apptest.Start(t, func(c *config.Config) { c.RegistrationRatePerIP = 0; c.RegistrationRatePerPK = 0.01 })
+	a := s.CreateProduct("a", map[string]any{"dynamicRegistration": "auto"})
+	b := s.CreateProduct("b", map[string]any{"dynamicRegistration": "auto"})
+	if st, r, body := register(t, s, form(a.ProductKey, a.ProductSecret, "first-01")); st != 200 || r.Code != 200 {
+		t.Fatalf("first registration of product a: %d %s", st, body)
+	}
+	st, r, body := register(t, s, form(a.ProductKey, a.ProductSecret, "second-01"))
+	if st != 429 || r.Code != 6208 || !strings.Contains(r.Message, "this product") {
+		t.Fatalf("second registration of product a: %d %s; want 429 with code 6208 naming the product", st, body)
+	}
+	if got := s.Do(s.AdminKey, "GET", "/v1/products/"+a.ProductKey+"/devices/second-01", nil); got.Status != 404 {
+		t.Fatalf("a refused registration created the device: %d %s", got.Status, got.Body)
+	}
+	if st, r, body := register(t, s, form(b.ProductKey, b.ProductSecret, "other-01")); st != 200 || r.Code != 200 || r.Data.DeviceSecret == "" {
+		t.Fatalf("product b, same address, after product a was limited: %d %s", st, body)
+	}
+}

@@ -48,6 +48,9 @@ type ProductInput struct {
 	ConnectWindow int `json:"connectTimestampWindowSeconds,omitempty"`
 	// Provisioning holds the registration settings.
 	Provisioning Provisioning `json:"provisioning,omitempty"`
+	// TopicClasses are the product's custom topic classes; absent (or
+	// null), the product gets DefaultTopicClasses; [] gives it none.
+	TopicClasses []TopicClass `json:"topicClasses,omitempty"`
 }
 
 // ProductPatch changes a product; nil fields stay as they are. The node
@@ -114,7 +117,10 @@ func validateProduct(p Product) error {
 	if p.ConnectWindow < 0 || p.ConnectWindow > 7*24*3600 {
 		return invalid("connectTimestampWindowSeconds", "must be 0 (off) to 604800 seconds")
 	}
-	return ValidateAttributes("attributes", p.Attributes)
+	if err := ValidateAttributes("attributes", p.Attributes); err != nil {
+		return err
+	}
+	return ValidateTopicClasses("topicClasses", p.TopicClasses)
 }
 
 func productAAD(pk string) []byte { return []byte("product:" + pk) }
@@ -126,7 +132,7 @@ func (s *Service) CreateProduct(ctx context.Context, p Principal, in ProductInpu
 		return Product{}, err
 	}
 	prod := Product{AccountID: p.AccountID, Name: in.Name, Description: in.Description, NodeType: in.NodeType,
-		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow, Provisioning: in.Provisioning, CreatedAt: s.nowUTC()}
+		AuthType: in.AuthType, DynReg: in.DynReg, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow, Provisioning: in.Provisioning, TopicClasses: in.TopicClasses, CreatedAt: s.nowUTC()}
 	if prod.NodeType == "" {
 		prod.NodeType = NodeDirect
 	}
@@ -138,6 +144,9 @@ func (s *Service) CreateProduct(ctx context.Context, p Principal, in ProductInpu
 	}
 	if prod.Attributes == nil {
 		prod.Attributes = map[string]string{}
+	}
+	if prod.TopicClasses == nil {
+		prod.TopicClasses = DefaultTopicClasses()
 	}
 	if err := s.validateProduct(prod); err != nil {
 		return Product{}, err

@@ -65,6 +65,9 @@ type Store interface {
 	CAStore
 	TopologyStore
 	ThingStore
+	TopicClassStore
+	DesiredStore
+	ConfigStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed
@@ -148,6 +151,7 @@ type Service struct {
 	audit     Auditor
 	observers []Observer
 	products  []ProductObserver
+	desired   []DesiredObserver
 	pruned    atomic.Int64 // unix ms of the last prune of registration randoms
 	rand      io.Reader
 	now       func() time.Time

@@ -101,29 +101,32 @@ func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
 
 // --- products ---
 
-const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning`
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning, topic_classes`
 
 func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
 	var p registry.Product
-	var attrs, prov string
+	var attrs, prov, topics string
 	var created int64
-	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov}, extra...)
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov, &topics}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return p, err
 	}
 	if err := json.Unmarshal([]byte(prov), &p.Provisioning); err != nil {
 		return p, fmt.Errorf("decoding provisioning settings: %w", err)
 	}
-	p.CreatedAt = fromMS(created)
 	var err error
+	if p.TopicClasses, err = parseTopicClasses(topics); err != nil {
+		return p, err
+	}
+	p.CreatedAt = fromMS(created)
 	p.Attributes, err = parseAttrs(attrs)
 	return p, err
 }
 
 // CreateProduct implements registry.Store.
 func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), sealed)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), topicClassesJSON(p.TopicClasses), sealed)
 	if isUnique(err) {
 		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
 	}
@@ -149,6 +152,53 @@ func (s *Store) UpdateProduct(ctx context.Context, p registry.Product) error {
 	return affected(res, err)
 }
 
+// UpdateTopicClasses implements registry.TopicClassStore: the read and the
+// write are one transaction on the writer connection.
+func (s *Store) UpdateTopicClasses(ctx context.Context, pk string, fn func([]registry.TopicClass) ([]registry.TopicClass, error)) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var raw string
+	if err := tx.QueryRowContext(ctx, `SELECT topic_classes FROM products WHERE product_key = ?`, pk).Scan(&raw); err != nil {
+		return notFound(err)
+	}
+	cur, err := parseTopicClasses(raw)
+	if err != nil {
+		return err
+	}
+	next, err := fn(cur)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE products SET topic_classes = ? WHERE product_key = ?`, topicClassesJSON(next), pk); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func topicClassesJSON(cs []registry.TopicClass) string {
+	if len(cs) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(cs)
+	return string(b)
+}
+
+// parseTopicClasses decodes stored classes, never to a nil slice: nil
+// would mean "no classes stored" to the broker.
+func parseTopicClasses(s string) ([]registry.TopicClass, error) {
+	cs := []registry.TopicClass{}
+	if err := json.Unmarshal([]byte(s), &cs); err != nil {
+		return nil, fmt.Errorf("decoding topic classes: %w", err)
+	}
+	if cs == nil {
+		cs = []registry.TopicClass{}
+	}
+	return cs, nil
+}
+
 // DeleteProduct implements registry.Store.
 func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -161,6 +211,11 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
+	}
+	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`} {
+		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
+			return err
+		}
 	}
 	// Sub-devices of other products lose gateways of this one: gateway keys
 	// "{pk}/…" lie between "{pk}/" and "{pk}0" ('0' follows '/'), a range
@@ -365,6 +420,13 @@ func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn)
 		if err := affected(res, err); err != nil {
 			return err
+		}
+		// Its property values and desired values go with it: a device made
+		// again under the name starts with none.
+		for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ? AND device_name = ?`, `DELETE FROM device_desired WHERE product_key = ? AND device_name = ?`} {
+			if _, err := tx.ExecContext(ctx, q, pk, dn); err != nil {
+				return err
+			}
 		}
 		// A deleted gateway's sub-devices are no longer attached to it.
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway = ?`, registry.GatewayKey(pk, dn))

@@ -40,6 +40,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"registered device and its random in one write", testCreateRegisteredDevice},
 		{"topology", testTopology},
 		{"thing models and properties", testThings},
+		{"topic classes", testTopicClasses},
+		{"desired values", testDesired},
+		{"a deleted device's values go with it", testDeleteDeviceValues},
+		{"configuration files", testProductConfig},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -546,6 +550,95 @@ func testThings(t *testing.T, s Store) {
 	}
 }
 
+func testDesired(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "d1"), dev(p, "d2")})
+	at := t0.Truncate(time.Millisecond)
+	set := func(vs ...registry.DesiredValue) func([]registry.DesiredValue) ([]registry.DesiredValue, error) {
+		return func([]registry.DesiredValue) ([]registry.DesiredValue, error) { return vs, nil }
+	}
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set(
+		registry.DesiredValue{Identifier: "b", Value: []byte(`"x"`), Version: 1, Time: at},
+		registry.DesiredValue{Identifier: "a", Value: []byte("25"), Version: 3, Time: at, Delivered: 2})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Desired(ctx, p.ProductKey, "d1")
+	if err != nil || len(got) != 2 || got[0].Identifier != "a" || string(got[0].Value) != "25" || got[0].Version != 3 || got[0].Delivered != 2 ||
+		!got[0].Time.Equal(at) || got[1].Identifier != "b" || got[1].Version != 1 {
+		t.Fatalf("Desired = %+v %v; want a (v3, delivered 2) then b (v1)", got, err)
+	}
+	// fn sees the current values, sorted; its error changes nothing.
+	boom := errors.New("boom")
+	err = s.UpdateDesired(ctx, p.ProductKey, "d1", func(cur []registry.DesiredValue) ([]registry.DesiredValue, error) {
+		if len(cur) != 2 || cur[0].Identifier != "a" {
+			t.Errorf("fn got %+v", cur)
+		}
+		return nil, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("fn's error: %v", err)
+	}
+	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 2 {
+		t.Fatalf("after a failed update: %+v", got)
+	}
+	// Devices are separate; an empty result clears.
+	if got, _ := s.Desired(ctx, p.ProductKey, "d2"); got == nil || len(got) != 0 {
+		t.Fatalf("another device: %+v; want empty and non-nil", got)
+	}
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 0 {
+		t.Fatalf("after clearing: %+v", got)
+	}
+}
+
+func testDeleteDeviceValues(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "gone")})
+	at := t0.Truncate(time.Millisecond)
+	s.SaveProperties(ctx, p.ProductKey, "gone", []registry.PropertyValue{{Identifier: "a", Value: []byte("1"), Time: at}})
+	s.UpdateDesired(ctx, p.ProductKey, "gone", func([]registry.DesiredValue) ([]registry.DesiredValue, error) {
+		return []registry.DesiredValue{{Identifier: "a", Value: []byte("2"), Version: 1, Time: at}}, nil
+	})
+	if err := s.DeleteDevice(ctx, p.ProductKey, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	s.CreateDevices(ctx, []registry.Device{dev(p, "gone")})
+	ps, _ := s.Properties(ctx, p.ProductKey, "gone")
+	ds, _ := s.Desired(ctx, p.ProductKey, "gone")
+	if len(ps) != 0 || len(ds) != 0 {
+		t.Fatalf("a device made again under a deleted one's name has its values: properties %+v, desired %+v", ps, ds)
+	}
+}
+
+func testProductConfig(t *testing.T, s Store) {
+	p := seed(t, s)
+	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("no file yet: %v; want ErrNotFound", err)
+	}
+	at := t0.Truncate(time.Millisecond)
+	for _, c := range []registry.ProductConfig{
+		{ConfigID: "c1", Content: []byte("a=1"), Sign: "s1", CreatedAt: at},
+		{ConfigID: "c2", Content: []byte("a=2\nb=3"), Sign: "s2", CreatedAt: at.Add(time.Second)},
+	} {
+		if err := s.SetProductConfig(ctx, p.ProductKey, c); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ProductConfig(ctx, p.ProductKey)
+		if err != nil || got.ConfigID != c.ConfigID || string(got.Content) != string(c.Content) || got.Size != len(c.Content) ||
+			got.Sign != c.Sign || got.SignMethod != "Sha256" || !got.CreatedAt.Equal(c.CreatedAt) {
+			t.Fatalf("ProductConfig = %+v %v; want %+v", got, err, c)
+		}
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a deleted product's file: %v; want ErrNotFound", err)
+	}
+}
+
 func testAudit(t *testing.T, s Store) {
 	for i := 0; i < 5; i++ {
 		s.AppendAudit(ctx, audit.Entry{At: t0, AccountID: "acc1", Action: "a", Target: fmt.Sprint(i), Outcome: map[bool]string{true: "ok", false: "refused"}[i%2 == 0]})
@@ -636,4 +729,83 @@ func testCreateRegisteredDevice(t *testing.T, s Store) {
 	if _, err := s.GetDevice(ctx, p.ProductKey, "reg-1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("a replayed registration created the device: %v", err)
 	}
+}
+
+func testTopicClasses(t *testing.T, s Store) {
+	p := seed(t, s) // created with nil classes
+	q := p
+	q.ProductKey, q.TopicClasses = "PK000000002", registry.DefaultTopicClasses()
+	if err := s.CreateProduct(ctx, q, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	classes := func(pk string) []registry.TopicClass {
+		t.Helper()
+		got, _, err := s.GetProduct(ctx, pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.TopicClasses == nil {
+			t.Fatalf("%s: classes read back nil, want a non-nil slice", pk)
+		}
+		return got.TopicClasses
+	}
+	if got := classes(p.ProductKey); len(got) != 0 {
+		t.Fatalf("product created without classes: %+v", got)
+	}
+	if got := classes(q.ProductKey); !sameClasses(got, registry.DefaultTopicClasses()) {
+		t.Fatalf("created with the defaults, read %+v", got)
+	}
+	list, _ := s.ListProducts(ctx, "acc1", "", 10)
+	if len(list) != 2 || list[0].TopicClasses == nil || !sameClasses(list[1].TopicClasses, registry.DefaultTopicClasses()) {
+		t.Fatalf("ListProducts classes: %+v", list)
+	}
+
+	replaced := []registry.TopicClass{{Suffix: "cmd/+", Operation: registry.TopicSub, Description: "commands"}, {Suffix: "log/#", Operation: registry.TopicAll}}
+	var seen []registry.TopicClass
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func(cur []registry.TopicClass) ([]registry.TopicClass, error) {
+		seen = cur
+		return replaced, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !sameClasses(seen, registry.DefaultTopicClasses()) || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("replace: fn saw %+v; now %+v", seen, classes(q.ProductKey))
+	}
+	if classes(p.ProductKey) == nil || len(classes(p.ProductKey)) != 0 {
+		t.Fatal("replacing one product's classes touched another's")
+	}
+
+	refused := errors.New("refused")
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func([]registry.TopicClass) ([]registry.TopicClass, error) {
+		return nil, refused
+	}); !errors.Is(err, refused) || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("fn's error: %v; classes %+v", err, classes(q.ProductKey))
+	}
+
+	q.Name = "renamed"
+	if err := s.UpdateProduct(ctx, q); err != nil || !sameClasses(classes(q.ProductKey), replaced) {
+		t.Fatalf("UpdateProduct changed the classes: %v %+v", err, classes(q.ProductKey))
+	}
+
+	if err := s.UpdateTopicClasses(ctx, q.ProductKey, func([]registry.TopicClass) ([]registry.TopicClass, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := classes(q.ProductKey); len(got) != 0 {
+		t.Fatalf("emptied: %+v", got)
+	}
+	if err := s.UpdateTopicClasses(ctx, "PK999999999", func(c []registry.TopicClass) ([]registry.TopicClass, error) { return c, nil }); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("classes of a missing product: %v", err)
+	}
+}
+
+func sameClasses(a, b []registry.TopicClass) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
