@@ -1,0 +1,193 @@
+package subs
+
+import (
+	"slices"
+	"strings"
+)
+
+// Subscriber is one delivery a message calls for.
+type Subscriber struct {
+	ClientID string
+	// QoS is the highest QoS granted among the client's matching
+	// subscriptions; the engine sends min(QoS, the message's QoS).
+	QoS byte
+	// RetainAsPublished is true when any matching subscription asks for it:
+	// the specification leaves overlapping subscriptions' options open, and
+	// keeping the flag loses nothing a subscriber asked for.
+	RetainAsPublished bool
+	// SubIDs are the subscription identifiers of all matching subscriptions
+	// (MQTT 5 3.3.4), in no particular order. It aliases the Matches' buffer:
+	// valid until the Matches is used again.
+	SubIDs []uint32
+	// Share is the share name of a shared subscription's delivery; empty for
+	// plain subscriptions.
+	Share string
+	// Fallback is set on a shared delivery when accept refused every member:
+	// this is the member whose turn it was, for the engine to queue the
+	// message to or to drop (QoS 0).
+	Fallback bool
+}
+
+// Matches receives the result of Match. Reuse one per goroutine (a
+// connection's read loop, say): its buffers keep their capacity, so matching
+// allocates nothing once they have grown.
+type Matches struct {
+	// Plain holds one delivery per client with a matching non-shared
+	// subscription.
+	Plain []Subscriber
+	// Shared holds one delivery per matching shared group. A client may
+	// appear both here and in Plain: MQTT 5 4.8.2 gives it both copies.
+	Shared []Subscriber
+
+	raw    []entry     // plain hits before merging per client
+	shared []sharedHit // shared picks, in match order
+	ids    []uint32
+}
+
+type sharedHit struct {
+	e        entry
+	share    string
+	fallback bool
+}
+
+// Len is the number of deliveries.
+func (m *Matches) Len() int { return len(m.Plain) + len(m.Shared) }
+
+func (m *Matches) reset() {
+	clear(m.raw) // drop client strings: the buffers outlive this message
+	clear(m.shared)
+	clear(m.Plain)
+	clear(m.Shared)
+	m.raw, m.shared, m.ids = m.raw[:0], m.shared[:0], m.ids[:0]
+	m.Plain, m.Shared = m.Plain[:0], m.Shared[:0]
+}
+
+// Match writes into m the deliveries of a message published on topic (a valid
+// topic name). publisher is the publishing client's id, for No Local; empty
+// when the message has none (server-originated). accept, when not nil, says
+// whether a shared group's member can take the message now (online, queue
+// not full); members are offered in round-robin order until one accepts.
+// accept runs under the index's read lock: it must be quick and must not
+// call the Index.
+func (ix *Index) Match(topic, publisher string, accept func(clientID string) bool, m *Matches) {
+	m.reset()
+	w := walker{publisher: publisher, accept: accept, m: m}
+	ix.mu.RLock()
+	w.level(&ix.root, topic, strings.HasPrefix(topic, "$"))
+	ix.mu.RUnlock()
+	m.merge()
+}
+
+// walker carries one match's state through the recursion without a closure.
+type walker struct {
+	publisher string
+	accept    func(string) bool
+	m         *Matches
+}
+
+// level matches the topic levels in t (at least one, possibly empty) below
+// n. system is set at the root of a '$' topic, whose first level wildcards
+// must not match ([MQTT-4.7.2-1]).
+func (w *walker) level(n *node, t string, system bool) {
+	lv, rest, more := strings.Cut(t, "/")
+	if !system && n.hash != nil {
+		w.collect(n.hash) // '#' matches this level and everything below
+	}
+	if c := n.child(lv); c != nil {
+		w.next(c, rest, more)
+	}
+	if !system && n.plus != nil {
+		w.next(n.plus, rest, more)
+	}
+}
+
+func (w *walker) next(c *node, rest string, more bool) {
+	if more {
+		w.level(c, rest, false)
+		return
+	}
+	w.collect(c)
+	if c.hash != nil {
+		w.collect(c.hash) // "a/#" matches "a" too
+	}
+}
+
+func (w *walker) collect(n *node) {
+	for _, e := range n.subs {
+		if e.opts.NoLocal && e.client == w.publisher {
+			continue
+		}
+		w.m.raw = append(w.m.raw, e)
+	}
+	if n.x != nil {
+		for _, g := range n.x.groups {
+			w.pick(g)
+		}
+	}
+}
+
+// pick chooses g's member for this message: the next in turn that accept
+// takes, else the one whose turn it was.
+func (w *walker) pick(g *group) {
+	k := len(g.members)
+	if k == 0 {
+		return
+	}
+	start := int(g.next.Add(1)-1) % k
+	for i := 0; i < k; i++ {
+		e := g.members[(start+i)%k]
+		if w.accept == nil || w.accept(e.client) {
+			if i > 0 {
+				// The turn passes to the member after the one that took it,
+				// not back to a member that just got a message.
+				g.next.Add(uint32(i))
+			}
+			w.m.shared = append(w.m.shared, sharedHit{e: e, share: g.name})
+			return
+		}
+	}
+	w.m.shared = append(w.m.shared, sharedHit{e: g.members[start], share: g.name, fallback: true})
+}
+
+// merge folds the plain hits into one delivery per client and copies the
+// shared picks out.
+func (m *Matches) merge() {
+	// Every hit contributes at most one identifier: size ids once, so the
+	// SubIDs slices taken below are never moved by a growing append.
+	if need := len(m.raw) + len(m.shared); cap(m.ids) < need {
+		m.ids = make([]uint32, 0, need+need/2)
+	}
+	if len(m.raw) > 1 {
+		// Interned client ids: equal strings share a pointer, but sorting by
+		// content keeps the order deterministic.
+		slices.SortFunc(m.raw, func(a, b entry) int { return strings.Compare(a.client, b.client) })
+	}
+	for i := 0; i < len(m.raw); {
+		s := Subscriber{ClientID: m.raw[i].client}
+		from := len(m.ids)
+		for ; i < len(m.raw) && m.raw[i].client == s.ClientID; i++ {
+			o := m.raw[i].opts
+			s.QoS = max(s.QoS, o.QoS)
+			s.RetainAsPublished = s.RetainAsPublished || o.RetainAsPublished
+			if o.SubscriptionID != 0 {
+				m.ids = append(m.ids, o.SubscriptionID)
+			}
+		}
+		s.SubIDs = m.ids[from:len(m.ids):len(m.ids)]
+		m.Plain = append(m.Plain, s)
+	}
+	for _, h := range m.shared {
+		from := len(m.ids)
+		if h.e.opts.SubscriptionID != 0 {
+			m.ids = append(m.ids, h.e.opts.SubscriptionID)
+		}
+		m.Shared = append(m.Shared, Subscriber{
+			ClientID:          h.e.client,
+			QoS:               h.e.opts.QoS,
+			RetainAsPublished: h.e.opts.RetainAsPublished,
+			SubIDs:            m.ids[from:len(m.ids):len(m.ids)],
+			Share:             h.share,
+			Fallback:          h.fallback,
+		})
+	}
+}
