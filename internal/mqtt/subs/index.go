@@ -76,9 +76,9 @@ func (ix *Index) Unsubscribe(client, filter string) bool {
 		level, rest, more = strings.Cut(rest, "/")
 		switch level {
 		case "+":
-			n = n.plus
+			n = n.plus()
 		case "#":
-			n = n.hash
+			n = n.hash()
 		default:
 			n = n.child(level)
 		}

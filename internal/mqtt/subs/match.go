@@ -90,14 +90,15 @@ type walker struct {
 // must not match ([MQTT-4.7.2-1]).
 func (w *walker) level(n *node, t string, system bool) {
 	lv, rest, more := strings.Cut(t, "/")
-	if !system && n.hash != nil {
-		w.collect(n.hash) // '#' matches this level and everything below
+	x := n.x
+	if !system && x != nil && x.hash != nil {
+		w.collect(x.hash) // '#' matches this level and everything below
 	}
 	if c := n.child(lv); c != nil {
 		w.next(c, rest, more)
 	}
-	if !system && n.plus != nil {
-		w.next(n.plus, rest, more)
+	if !system && x != nil && x.plus != nil {
+		w.next(x.plus, rest, more)
 	}
 }
 
@@ -107,8 +108,8 @@ func (w *walker) next(c *node, rest string, more bool) {
 		return
 	}
 	w.collect(c)
-	if c.hash != nil {
-		w.collect(c.hash) // "a/#" matches "a" too
+	if h := c.hash(); h != nil {
+		w.collect(h) // "a/#" matches "a" too
 	}
 }
 

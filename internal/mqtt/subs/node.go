@@ -9,26 +9,28 @@ const (
 	subsMax = 16
 )
 
-// node is one level of one or more filters. The '+' and '#' children have
-// their own fields so that matching never looks them up by name.
+// node is one level of one or more filters. It is 80 bytes, a size class:
+// most nodes are a device's own leaves, so everything a leaf does not need
+// lives in x, the '+' and '#' children included (they have their own
+// fields there so that matching never looks them up by name).
 //
 // Invariant: a node other than the root has a subscriber, a shared group or
 // a child; the index detaches it (parent = nil) when the last one goes, so
 // no empty node is kept.
 type node struct {
-	parent     *node   // nil for the root and for a detached node
-	level      string  // interned
-	kids       []*node // children other than '+' and '#' while few; then x.kidMap
-	plus, hash *node
-	subs       []entry
-	x          *extra // rarely needed parts, kept out of the common node
+	parent *node   // nil for the root and for a detached node
+	level  string  // interned
+	kids   []*node // children other than '+' and '#' while few; then x.kidMap
+	subs   []entry
+	x      *extra // rarely needed parts, kept out of the common node
 }
 
 // extra holds what only busy or shared nodes need.
 type extra struct {
-	kidMap map[string]*node // every child other than '+' and '#', once more than kidsMax
-	subIdx map[string]int   // client → position in subs, once more than subsMax
-	groups []*group         // shared subscriptions on this filter, one per share name
+	plus, hash *node
+	kidMap     map[string]*node // every child other than '+' and '#', once more than kidsMax
+	subIdx     map[string]int   // client → position in subs, once more than subsMax
+	groups     []*group         // shared subscriptions on this filter, one per share name
 }
 
 func (n *node) child(level string) *node {
@@ -47,15 +49,17 @@ func (n *node) child(level string) *node {
 func (n *node) addChild(level string, intern func(string) string) (c *node, created bool) {
 	switch level {
 	case "+":
-		if n.plus == nil {
-			n.plus, created = &node{parent: n, level: "+"}, true
+		x := n.ext()
+		if x.plus == nil {
+			x.plus, created = &node{parent: n, level: "+"}, true
 		}
-		return n.plus, created
+		return x.plus, created
 	case "#":
-		if n.hash == nil {
-			n.hash, created = &node{parent: n, level: "#"}, true
+		x := n.ext()
+		if x.hash == nil {
+			x.hash, created = &node{parent: n, level: "#"}, true
 		}
-		return n.hash, created
+		return x.hash, created
 	}
 	if c = n.child(level); c != nil {
 		return c, false
@@ -81,10 +85,12 @@ func (n *node) addChild(level string, intern func(string) string) (c *node, crea
 // removeChild detaches c. It is a no-op when c is no longer n's child.
 func (n *node) removeChild(c *node) {
 	switch {
-	case n.plus == c:
-		n.plus = nil
-	case n.hash == c:
-		n.hash = nil
+	case n.x != nil && n.x.plus == c:
+		n.x.plus = nil
+		n.shrinkExt()
+	case n.x != nil && n.x.hash == c:
+		n.x.hash = nil
+		n.shrinkExt()
 	case n.x != nil && n.x.kidMap != nil:
 		if n.x.kidMap[c.level] == c {
 			delete(n.x.kidMap, c.level)
@@ -110,7 +116,21 @@ func (n *node) removeChild(c *node) {
 }
 
 func (n *node) empty() bool {
-	return len(n.subs) == 0 && len(n.kids) == 0 && n.plus == nil && n.hash == nil && n.x == nil
+	return len(n.subs) == 0 && len(n.kids) == 0 && n.x == nil
+}
+
+func (n *node) plus() *node {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.plus
+}
+
+func (n *node) hash() *node {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.hash
 }
 
 func (n *node) ext() *extra {
@@ -122,7 +142,7 @@ func (n *node) ext() *extra {
 
 // shrinkExt drops x once nothing in it is in use, so that empty() holds.
 func (n *node) shrinkExt() {
-	if x := n.x; x != nil && x.kidMap == nil && x.subIdx == nil && len(x.groups) == 0 {
+	if x := n.x; x != nil && x.plus == nil && x.hash == nil && x.kidMap == nil && x.subIdx == nil && len(x.groups) == 0 {
 		n.x = nil
 	}
 }

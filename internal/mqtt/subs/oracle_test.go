@@ -192,8 +192,8 @@ func countNodes(n *node) int {
 			visit(c)
 		}
 	}
-	visit(n.plus)
-	visit(n.hash)
+	visit(n.plus())
+	visit(n.hash())
 	return total
 }
 
