@@ -3,6 +3,7 @@ package subs
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -91,4 +92,29 @@ func TestConcurrent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestMatchesReuse alternates large and small results in one Matches: each
+// must equal a fresh Matches' (the by-client map is cleared between uses).
+func TestMatchesReuse(t *testing.T) {
+	ix := New()
+	for i := 0; i < 40; i++ {
+		c := fmt.Sprintf("c%02d", i)
+		ix.Subscribe(c, "wide/#", Options{SubscriptionID: 1})
+		ix.Subscribe(c, "wide/+", Options{SubscriptionID: uint32(i + 2), QoS: 1})
+		ix.Subscribe(c, fmt.Sprintf("one/%d", i), Options{SubscriptionID: 5})
+	}
+	var reused Matches
+	for i := 0; i < 20; i++ {
+		topic := "wide/x"
+		if i%2 == 1 {
+			topic = fmt.Sprintf("one/%d", i)
+		}
+		var fresh Matches
+		ix.Match(topic, "", nil, &fresh)
+		ix.Match(topic, "", nil, &reused)
+		if a, b := plainIDs(&fresh), plainIDs(&reused); !slices.Equal(a, b) || len(a) == 0 {
+			t.Fatalf("%s: reused %q, fresh %q", topic, b, a)
+		}
+	}
 }

@@ -1,9 +1,6 @@
 package subs
 
-import (
-	"slices"
-	"strings"
-)
+import "strings"
 
 // Subscriber is one delivery a message calls for.
 type Subscriber struct {
@@ -41,7 +38,14 @@ type Matches struct {
 
 	raw    []entry     // plain hits before merging per client
 	shared []sharedHit // shared picks, in match order
-	ids    []uint32
+	ids    []uint32    // every delivery's SubIDs, back to back
+
+	// merge's scratch: each raw hit's delivery, each delivery's identifier
+	// count (then write position), and the deliveries by client when there
+	// are many hits.
+	slot     []int32
+	nids     []int32
+	byClient map[string]int32
 }
 
 type sharedHit struct {
@@ -60,6 +64,10 @@ func (m *Matches) reset() {
 	clear(m.Shared)
 	m.raw, m.shared, m.ids = m.raw[:0], m.shared[:0], m.ids[:0]
 	m.Plain, m.Shared = m.Plain[:0], m.Shared[:0]
+	m.slot, m.nids = m.slot[:0], m.nids[:0]
+	if len(m.byClient) > 0 { // clear costs the map's capacity: not on every message
+		clear(m.byClient)
+	}
 }
 
 // Match writes into m the deliveries of a message published on topic (a valid
@@ -150,32 +158,72 @@ func (w *walker) pick(g *group) {
 	w.m.shared = append(w.m.shared, sharedHit{e: g.members[start], share: g.name, fallback: true})
 }
 
+// mergeScanMax is the number of plain hits up to which merge finds a
+// client's delivery by scanning; past it, by a map. A device's downlink has
+// one or two hits; an application's wildcard can have thousands.
+const mergeScanMax = 16
+
 // merge folds the plain hits into one delivery per client and copies the
-// shared picks out.
+// shared picks out. It is linear in the hits: a sort by client would cost
+// more than the walk once there are a thousand.
 func (m *Matches) merge() {
 	// Every hit contributes at most one identifier: size ids once, so the
 	// SubIDs slices taken below are never moved by a growing append.
 	if need := len(m.raw) + len(m.shared); cap(m.ids) < need {
 		m.ids = make([]uint32, 0, need+need/2)
 	}
-	if len(m.raw) > 1 {
-		// Interned client ids: equal strings share a pointer, but sorting by
-		// content keeps the order deterministic.
-		slices.SortFunc(m.raw, func(a, b entry) int { return strings.Compare(a.client, b.client) })
+	useMap := len(m.raw) > mergeScanMax
+	if useMap && m.byClient == nil {
+		m.byClient = make(map[string]int32, len(m.raw))
 	}
-	for i := 0; i < len(m.raw); {
-		s := Subscriber{ClientID: m.raw[i].client}
-		from := len(m.ids)
-		for ; i < len(m.raw) && m.raw[i].client == s.ClientID; i++ {
-			o := m.raw[i].opts
-			s.QoS = max(s.QoS, o.QoS)
-			s.RetainAsPublished = s.RetainAsPublished || o.RetainAsPublished
-			if o.SubscriptionID != 0 {
-				m.ids = append(m.ids, o.SubscriptionID)
+	// First pass: a delivery per client with its QoS, and how many
+	// identifiers each will carry (in nids), and each hit's delivery.
+	for _, e := range m.raw {
+		j := -1
+		if useMap {
+			if v, ok := m.byClient[e.client]; ok {
+				j = int(v)
+			}
+		} else {
+			for k := range m.Plain {
+				if m.Plain[k].ClientID == e.client {
+					j = k
+					break
+				}
 			}
 		}
-		s.SubIDs = m.ids[from:len(m.ids):len(m.ids)]
-		m.Plain = append(m.Plain, s)
+		if j < 0 {
+			j = len(m.Plain)
+			m.Plain = append(m.Plain, Subscriber{ClientID: e.client})
+			m.nids = append(m.nids, 0)
+			if useMap {
+				m.byClient[e.client] = int32(j)
+			}
+		}
+		s := &m.Plain[j]
+		s.QoS = max(s.QoS, e.opts.QoS)
+		s.RetainAsPublished = s.RetainAsPublished || e.opts.RetainAsPublished
+		if e.opts.SubscriptionID != 0 {
+			m.nids[j]++
+		}
+		m.slot = append(m.slot, int32(j))
+	}
+	// Lay the identifiers out per delivery; nids becomes each delivery's
+	// next write position.
+	off := int32(0)
+	for j := range m.Plain {
+		n := m.nids[j]
+		m.nids[j] = off
+		m.Plain[j].SubIDs = m.ids[off : off+n : off+n]
+		off += n
+	}
+	m.ids = m.ids[:off]
+	for i, e := range m.raw {
+		if id := e.opts.SubscriptionID; id != 0 {
+			j := m.slot[i]
+			m.ids[m.nids[j]] = id
+			m.nids[j]++
+		}
 	}
 	for _, h := range m.shared {
 		from := len(m.ids)
