@@ -47,6 +47,7 @@ func TestWideNodes(t *testing.T) {
 			}
 		}
 		check(t, ix, md, topics[i%len(topics)], "")
+		sameShape(t, ix, md)
 	}
 	if s, nodes := ix.Stats(), countNodes(&ix.root); s != (Stats{}) || nodes != 0 || !ix.root.empty() {
 		t.Fatalf("%+v, %d nodes", s, nodes)

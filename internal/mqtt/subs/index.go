@@ -1,7 +1,6 @@
 package subs
 
 import (
-	"strings"
 	"sync"
 	"unique"
 
@@ -42,15 +41,7 @@ func (ix *Index) Subscribe(client, filter string, opts Options) (isNew bool) {
 	group, inner, shared := packet.ParseShared(filter)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	n := &ix.root
-	for rest, more := inner, true; more; {
-		var level string
-		var created bool
-		level, rest, more = strings.Cut(rest, "/")
-		if n, created = n.addChild(level, intern); created {
-			ix.nodes++
-		}
-	}
+	n := ix.insert(inner)
 	client = intern(client)
 	e := entry{client: client, opts: opts}
 	if shared {
@@ -70,19 +61,7 @@ func (ix *Index) Unsubscribe(client, filter string) bool {
 	group, inner, shared := packet.ParseShared(filter)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	n := &ix.root
-	for rest, more := inner, true; more && n != nil; {
-		var level string
-		level, rest, more = strings.Cut(rest, "/")
-		switch level {
-		case "+":
-			n = n.plus()
-		case "#":
-			n = n.hash()
-		default:
-			n = n.child(level)
-		}
-	}
+	n := ix.find(inner)
 	if n == nil {
 		return false
 	}
@@ -139,16 +118,6 @@ func (ix *Index) RemoveClient(client string) {
 			n.delClientGroups(client)
 		}
 		ix.prune(n)
-	}
-}
-
-// prune detaches n and its ancestors while they are empty. Must hold mu.
-func (ix *Index) prune(n *node) {
-	for n.parent != nil && n.empty() {
-		p := n.parent
-		p.removeChild(n)
-		ix.nodes--
-		n = p
 	}
 }
 

@@ -103,7 +103,17 @@ func (w *walker) level(n *node, t string, system bool) {
 		w.collect(x.hash) // '#' matches this level and everything below
 	}
 	if c := n.child(lv); c != nil {
-		w.next(c, rest, more)
+		if len(c.level) == len(lv) {
+			w.next(c, rest, more)
+		} else if tail := c.level[len(lv)+1:]; more && len(rest) >= len(tail) && rest[:len(tail)] == tail {
+			// A node of several levels: the topic must hold them all.
+			switch {
+			case len(rest) == len(tail):
+				w.next(c, "", false)
+			case rest[len(tail)] == '/':
+				w.next(c, rest[len(tail)+1:], true)
+			}
+		}
 	}
 	if !system && x != nil && x.plus != nil {
 		w.next(x.plus, rest, more)

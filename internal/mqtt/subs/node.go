@@ -1,5 +1,7 @@
 package subs
 
+import "strings"
+
 // Sizes at which a node switches from a scanned slice to a map. Most nodes of
 // a device-heavy tree hold one child and one subscriber, so a map (about
 // 300 B empty of buckets) would cost more than everything else; a scan of up
@@ -9,7 +11,10 @@ const (
 	subsMax = 16
 )
 
-// node is one level of one or more filters. It is 80 bytes, a size class:
+// node is one or more literal levels of one or more filters: a chain of
+// levels with no branch, no subscriber and no wildcard is one node
+// ("property/set"), as a radix tree does, since most of a device's filters
+// end in such chains. It is 80 bytes, a size class:
 // most nodes are a device's own leaves, so everything a leaf does not need
 // lives in x, the '+' and '#' children included (they have their own
 // fields there so that matching never looks them up by name).
@@ -19,7 +24,7 @@ const (
 // no empty node is kept.
 type node struct {
 	parent *node   // nil for the root and for a detached node
-	level  string  // interned
+	level  string  // interned; literal levels joined by '/', or "+" or "#"
 	kids   []*node // children other than '+' and '#' while few; then x.kidMap
 	subs   []entry
 	x      *extra // rarely needed parts, kept out of the common node
@@ -33,53 +38,74 @@ type extra struct {
 	groups     []*group         // shared subscriptions on this filter, one per share name
 }
 
-func (n *node) child(level string) *node {
+// firstLevel is label's first level.
+func firstLevel(label string) string {
+	if i := strings.IndexByte(label, '/'); i >= 0 {
+		return label[:i]
+	}
+	return label
+}
+
+// child returns the literal child whose first level is lv. Siblings differ
+// in their first level.
+func (n *node) child(lv string) *node {
 	if n.x != nil && n.x.kidMap != nil {
-		return n.x.kidMap[level]
+		return n.x.kidMap[lv]
 	}
 	for _, c := range n.kids {
-		if c.level == level {
+		l := c.level
+		if len(l) >= len(lv) && l[:len(lv)] == lv && (len(l) == len(lv) || l[len(lv)] == '/') {
 			return c
 		}
 	}
 	return nil
 }
 
-// addChild returns the child for level, created when missing.
-func (n *node) addChild(level string, intern func(string) string) (c *node, created bool) {
-	switch level {
-	case "+":
-		x := n.ext()
-		if x.plus == nil {
-			x.plus, created = &node{parent: n, level: "+"}, true
-		}
-		return x.plus, created
-	case "#":
-		x := n.ext()
-		if x.hash == nil {
-			x.hash, created = &node{parent: n, level: "#"}, true
-		}
-		return x.hash, created
+// wildChild returns the '+' or '#' child, created when missing.
+func (n *node) wildChild(level string) (c *node, created bool) {
+	x := n.ext()
+	p := &x.plus
+	if level == "#" {
+		p = &x.hash
 	}
-	if c = n.child(level); c != nil {
-		return c, false
+	if *p == nil {
+		*p, created = &node{parent: n, level: level}, true
 	}
-	c = &node{parent: n, level: intern(level)}
+	return *p, created
+}
+
+// addKid adds the literal child c, whose first level no child has.
+func (n *node) addKid(c *node) {
+	c.parent = n
 	if n.x != nil && n.x.kidMap != nil {
-		n.x.kidMap[c.level] = c
-		return c, true
+		n.x.kidMap[firstLevel(c.level)] = c
+		return
 	}
 	if len(n.kids) < kidsMax {
 		n.kids = append(n.kids, c)
-		return c, true
+		return
 	}
 	m := make(map[string]*node, 2*kidsMax)
 	for _, k := range n.kids {
-		m[k.level] = k
+		m[firstLevel(k.level)] = k
 	}
-	m[c.level] = c
+	m[firstLevel(c.level)] = c
 	n.ext().kidMap, n.kids = m, nil
-	return c, true
+}
+
+// replaceKid puts c where old was; both have the same first level.
+func (n *node) replaceKid(old, c *node) {
+	c.parent = n
+	if n.x != nil && n.x.kidMap != nil {
+		n.x.kidMap[firstLevel(c.level)] = c
+		return
+	}
+	for i, k := range n.kids {
+		if k == old {
+			n.kids[i] = c
+			return
+		}
+	}
 }
 
 // removeChild detaches c. It is a no-op when c is no longer n's child.
@@ -92,10 +118,15 @@ func (n *node) removeChild(c *node) {
 		n.x.hash = nil
 		n.shrinkExt()
 	case n.x != nil && n.x.kidMap != nil:
-		if n.x.kidMap[c.level] == c {
-			delete(n.x.kidMap, c.level)
+		if k := firstLevel(c.level); n.x.kidMap[k] == c {
+			delete(n.x.kidMap, k)
 		}
-		if len(n.x.kidMap) == 0 {
+		if len(n.x.kidMap) <= kidsMax/2 {
+			// Back to a slice: a node left with one child must look as
+			// insert would have made it, to be folded.
+			for _, k := range n.x.kidMap {
+				n.kids = append(n.kids, k)
+			}
 			n.x.kidMap = nil
 			n.shrinkExt()
 		}

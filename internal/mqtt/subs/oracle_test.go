@@ -161,6 +161,9 @@ func TestMatchesBruteForce(t *testing.T) {
 			t.Fatalf("step %d: %d subscriptions, model has %d", step, got, len(md))
 		}
 		check(t, ix, md, randTopic(r), clients[r.IntN(len(clients))])
+		if step%50 == 0 {
+			sameShape(t, ix, md)
+		}
 	}
 	for _, c := range clients {
 		ix.RemoveClient(c)
@@ -229,4 +232,55 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("after unsubscribing all: %+v, %d nodes", s, n)
 		}
 	})
+}
+
+// sameShape checks that ix has the nodes an index built afresh from md has:
+// splits made by filters since removed have been folded back.
+func sameShape(t *testing.T, ix *Index, md model) {
+	t.Helper()
+	fresh := New()
+	for k, o := range md {
+		fresh.Subscribe(k[0], k[1], o)
+	}
+	got, want := countNodes(&ix.root), countNodes(&fresh.root)
+	if got != want || ix.Stats().Nodes != got {
+		t.Fatalf("%d nodes (counter %d), built afresh %d", got, ix.Stats().Nodes, want)
+	}
+}
+
+// TestRadixShape: a device's filters share nodes up to where they branch,
+// and chains are one node.
+func TestRadixShape(t *testing.T) {
+	ix := New()
+	ix.Subscribe("c", "/sys/pk/dn/thing/service/property/set", Options{})
+	if n := ix.Stats().Nodes; n != 1 {
+		t.Fatalf("one filter: %d nodes", n)
+	}
+	ix.Subscribe("c", "/sys/pk/dn/thing/service/+", Options{})
+	// "/sys/pk/dn/thing/service", "property/set", "+".
+	if n := ix.Stats().Nodes; n != 3 {
+		t.Fatalf("two filters: %d nodes", n)
+	}
+	ix.Subscribe("c", "/sys/pk/dn/thing/event/+/post_reply", Options{})
+	// "/sys/pk/dn/thing", "service", "property/set", "+", "event", "+", "post_reply".
+	if n := ix.Stats().Nodes; n != 7 {
+		t.Fatalf("three filters: %d nodes", n)
+	}
+	var m Matches
+	for topic, want := range map[string]int{
+		"/sys/pk/dn/thing/service/property/set": 1, "/sys/pk/dn/thing/service/property": 1,
+		"/sys/pk/dn/thing/service/property/set/x": 0, "/sys/pk/dn/thing/service": 0,
+		"/sys/pk/dn/thing/event/x/post_reply": 1, "/sys/pk/dn/thing/event/x/post": 0,
+		"/sys/pk/dn": 0, "/sys/pk/dnx/thing/service/a": 0,
+	} {
+		ix.Match(topic, "", nil, &m)
+		if m.Len() != want {
+			t.Errorf("%s: %d deliveries, want %d", topic, m.Len(), want)
+		}
+	}
+	ix.Unsubscribe("c", "/sys/pk/dn/thing/event/+/post_reply")
+	ix.Unsubscribe("c", "/sys/pk/dn/thing/service/+")
+	if n := ix.Stats().Nodes; n != 1 || ix.root.kids[0].level != "/sys/pk/dn/thing/service/property/set" {
+		t.Fatalf("folded back: %d nodes", n)
+	}
 }
