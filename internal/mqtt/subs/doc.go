@@ -2,8 +2,10 @@
 // which sessions receive a message published on a topic.
 //
 // It is a trie keyed by topic levels with dedicated children for '+' and '#'
-// (as nats-server's sublist), guarded by one RWMutex: matching is read-only
-// and runs on every PUBLISH, subscribing is rare next to it. A result is
+// (as nats-server's sublist), whose chains of literal levels are one node
+// (a radix tree: a device's own filters are mostly such chains, and nodes are
+// most of the memory), guarded by one RWMutex: matching is read-only and runs
+// on every PUBLISH, subscribing is rare next to it. A result is
 // written into a caller-owned *Matches, reused between messages, so the hot
 // path allocates nothing once the buffers have grown.
 //
