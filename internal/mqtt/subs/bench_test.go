@@ -53,14 +53,27 @@ func device(i int) (pk, dn, client string) {
 }
 
 // fleet builds an index of n devices with their 40 filters each.
-func fleet(n int) *Index {
+func fleet(n int) *Index { return fleetBy(n, false) }
+
+// fleetBy builds the fleet one Subscribe a filter, or (batch) one
+// SubscribeAll a device, as the engine would give a stock device its set.
+func fleetBy(n int, batch bool) *Index {
 	ix := New()
+	subs := make([]Subscription, 0, 40)
 	for i := 0; i < n; i++ {
 		pk, dn, c := device(i)
+		// The strings are built per device, as the broker does: the index
+		// must not depend on callers sharing them.
+		subs = subs[:0]
 		for _, f := range deviceFilters(pk, dn) {
-			// Retained strings would be the session's own: build them per
-			// device as the broker does.
-			ix.Subscribe(c, f, Options{NoLocal: true})
+			subs = append(subs, Subscription{Filter: f, Options: Options{NoLocal: true}})
+		}
+		if batch {
+			ix.SubscribeAll(c, subs, nil)
+			continue
+		}
+		for _, s := range subs {
+			ix.Subscribe(c, s.Filter, s.Options)
 		}
 	}
 	return ix
@@ -242,17 +255,26 @@ func BenchmarkSubscribe(b *testing.B) {
 // devices × 40 filters (run with -benchtime 1x): the live heap after building
 // it, less before, over the number of subscriptions. The filter and client
 // strings the caller passed are dropped before measuring, as the index keeps
-// its own copies (interned).
+// its own copies (interned). Subscribe: one call a filter; SubscribeAll: one
+// call a device.
 func BenchmarkMemory(b *testing.B) {
-	for i := 0; i < b.N; i++ {
-		before := heap()
-		ix := fleet(bigDevices)
-		after := heap()
-		s := ix.Stats()
-		b.ReportMetric(float64(after-before)/float64(s.Subscriptions), "B/sub")
-		b.ReportMetric(float64(after-before)/float64(s.Clients), "B/client")
-		b.ReportMetric(float64(s.Nodes)/float64(s.Clients), "nodes/client")
-		runtime.KeepAlive(ix)
+	for _, batch := range []bool{false, true} {
+		name := "Subscribe"
+		if batch {
+			name = "SubscribeAll"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				before := heap()
+				ix := fleetBy(bigDevices, batch)
+				after := heap()
+				s := ix.Stats()
+				b.ReportMetric(float64(after-before)/float64(s.Subscriptions), "B/sub")
+				b.ReportMetric(float64(after-before)/float64(s.Clients), "B/client")
+				b.ReportMetric(float64(s.Nodes)/float64(s.Clients), "nodes/client")
+				runtime.KeepAlive(ix)
+			}
+		})
 	}
 }
 

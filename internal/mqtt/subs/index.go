@@ -38,11 +38,44 @@ func intern(s string) string { return unique.Make(s).Value() }
 // when it already has one (MQTT 5 3.8.4); isNew tells which, as Retain
 // Handling 1 needs. A $share/{group}/{filter} filter joins that group.
 func (ix *Index) Subscribe(client, filter string, opts Options) (isNew bool) {
-	group, inner, shared := packet.ParseShared(filter)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	n := ix.insert(inner)
+	return ix.subscribe(intern(client), filter, opts)
+}
+
+// Subscription is one filter of a SubscribeAll.
+type Subscription struct {
+	Filter string
+	Options
+}
+
+// SubscribeAll subscribes client to every filter of subs under one lock, as
+// a SUBSCRIBE's list or a stock device's server-side set comes: matches wait
+// once, not once a filter. isNew, when not nil (len(subs) long), receives
+// each Subscribe result.
+func (ix *Index) SubscribeAll(client string, subs []Subscription, isNew []bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	client = intern(client)
+	// Size the client's node list once: growing it by appends would leave
+	// up to half of it unused (64 slots for a stock device's 40).
+	if refs := ix.clients[client]; cap(refs)-len(refs) < len(subs) {
+		grown := make([]*node, len(refs), len(refs)+len(subs))
+		copy(grown, refs)
+		ix.clients[client] = grown
+	}
+	for i, s := range subs {
+		n := ix.subscribe(client, s.Filter, s.Options)
+		if isNew != nil {
+			isNew[i] = n
+		}
+	}
+}
+
+// subscribe is Subscribe with mu held and client interned.
+func (ix *Index) subscribe(client, filter string, opts Options) (isNew bool) {
+	group, inner, shared := packet.ParseShared(filter)
+	n := ix.insert(inner)
 	e := entry{client: client, opts: opts}
 	if shared {
 		isNew = n.setMember(intern(group), e)

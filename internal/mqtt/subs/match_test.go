@@ -151,3 +151,26 @@ func TestSharedFilterIsNotPlain(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 }
+
+func TestSubscribeAll(t *testing.T) {
+	ix := New()
+	ix.Subscribe("c", "a/b", Options{})
+	isNew := make([]bool, 3)
+	ix.SubscribeAll("c", []Subscription{
+		{Filter: "a/b", Options: Options{QoS: 2}},
+		{Filter: "a/+", Options: Options{SubscriptionID: 5}},
+		{Filter: "$share/g/a/#"},
+	}, isNew)
+	if !slices.Equal(isNew, []bool{false, true, true}) {
+		t.Fatalf("isNew %v", isNew)
+	}
+	var m Matches
+	ix.Match("a/b", "", nil, &m)
+	if got, want := plainIDs(&m), []string{"c:2:[5]"}; !slices.Equal(got, want) || len(m.Shared) != 1 {
+		t.Fatalf("got %q (%d shared), want %q", got, len(m.Shared), want)
+	}
+	ix.RemoveClient("c")
+	if s := ix.Stats(); s != (Stats{}) {
+		t.Fatalf("%+v", s)
+	}
+}
