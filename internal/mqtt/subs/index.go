@@ -29,7 +29,7 @@ func New() *Index {
 }
 
 // intern returns the one copy of s: level names such as "thing" or "post"
-// and client ids recur in every device's filters, and a level sliced from a
+// and client ids recur in every device's filters, and a label sliced from a
 // filter would keep the whole filter string alive. unique's table is weak,
 // so strings no node uses any more are collected.
 func intern(s string) string { return unique.Make(s).Value() }
@@ -158,7 +158,7 @@ func (ix *Index) RemoveClient(client string) {
 type Stats struct {
 	Clients       int // clients with at least one subscription
 	Subscriptions int // plain subscriptions and shared memberships
-	Nodes         int // trie nodes below the root
+	Nodes         int // tree nodes below the root
 }
 
 // Stats returns the index's sizes.

@@ -11,13 +11,13 @@ const (
 	subsMax = 16
 )
 
-// node is one or more literal levels of one or more filters: a chain of
-// levels with no branch, no subscriber and no wildcard is one node
-// ("property/set"), as a radix tree does, since most of a device's filters
-// end in such chains. It is 80 bytes, a size class:
-// most nodes are a device's own leaves, so everything a leaf does not need
-// lives in x, the '+' and '#' children included (they have their own
-// fields there so that matching never looks them up by name).
+// node is one or more literal levels of one or more filters, or a '+' or
+// '#' level: a chain of literal levels with no branch, no subscriber and no
+// wildcard is one node ("property/set"), as in a radix tree, since most of a
+// device's filters end in such chains. It is 80 bytes, a size class: most
+// nodes are a device's own leaves, so everything a leaf does not need lives
+// in x, the '+' and '#' children included (they have their own fields there
+// so that matching never looks them up by name).
 //
 // Invariant: a node other than the root has a subscriber, a shared group or
 // a child; the index detaches it (parent = nil) when the last one goes, so
@@ -33,7 +33,7 @@ type node struct {
 // extra holds what only busy or shared nodes need.
 type extra struct {
 	plus, hash *node
-	kidMap     map[string]*node // every child other than '+' and '#', once more than kidsMax
+	kidMap     map[string]*node // children other than '+' and '#' by first level, past kidsMax
 	subIdx     map[string]int   // client → position in subs, once more than subsMax
 	groups     []*group         // shared subscriptions on this filter, one per share name
 }
