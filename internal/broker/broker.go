@@ -72,8 +72,8 @@ type Options struct {
 	// refused, so the gateway hears of it on /ext/error (optional).
 	SubErrors SubErrorReporter
 	Logger    *slog.Logger
-	Metrics     prometheus.Registerer // optional
-	Now         func() time.Time
+	Metrics   prometheus.Registerer // optional
+	Now       func() time.Time
 
 	// Listener addresses; empty turns a listener off.
 	TCPAddr string
@@ -341,6 +341,27 @@ func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) 
 	id := b.nextSub
 	b.subMu.Unlock()
 	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// SubscribeFromClients subscribes in-process to a filter like Subscribe,
+// but hands h only what MQTT clients published: corral's own publishes
+// (Publish) are left out, so a topic that carries a request and its
+// answer (v4 RRPC) does not give the request back as the answer.
+func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payload []byte)) (func(), error) {
+	b.subMu.Lock()
+	b.nextSub++
+	id := b.nextSub
+	b.subMu.Unlock()
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		if pk.Origin == mqtt.InlineClientId {
+			return
+		}
 		h(pk.TopicName, pk.Payload)
 	})
 	if err != nil {

@@ -212,3 +212,24 @@ func (b *Broker) MayReceiveCredentials(pk, dn string) bool {
 	cl := b.hook.deviceClient(pk, dn)
 	return cl != nil && (cl.Net.Listener == "tls" || b.o.RegisterPlain)
 }
+
+// UsesExtRRPC reports whether synchronous services reach a device in the
+// v4 form (/ext/rrpc/{rrpcId}/sys/…): its live session asked for it with
+// ext=3 in the clientId, or, for a sub-device, the gateway session it is
+// logged in through did. False when it has no live session.
+func (b *Broker) UsesExtRRPC(pk, dn string) bool {
+	h := b.hook
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	key := deviceKey(pk, dn)
+	if cl := h.devices[key]; cl != nil {
+		s := h.sessions[cl]
+		return s != nil && s.id.rrpcExt
+	}
+	gw := h.subOf[key]
+	if gw == "" {
+		return false
+	}
+	s := h.sessions[h.devices[gw]]
+	return s != nil && s.id.rrpcExt
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/registry"
@@ -67,6 +68,18 @@ type (
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
 		TimeoutMs int             `json:"timeoutMs,omitempty" doc:"how long a sync call waits (default 5000, at most 60000)"`
+	}
+	rrpcInput struct {
+		Topic           string `json:"topic" doc:"the custom topic after /{productKey}/{deviceName}/, e.g. user/cmd"`
+		Payload         string `json:"payload" doc:"the request payload: text, or base64 with payloadEncoding base64"`
+		PayloadEncoding string `json:"payloadEncoding,omitempty" doc:"text (default) or base64"`
+		TimeoutMs       int    `json:"timeoutMs,omitempty" doc:"how long to wait for the answer (default 5000, at most 60000)"`
+	}
+	rrpcResult struct {
+		RRPCID        string `json:"rrpcId"`
+		Topic         string `json:"topic" doc:"the topic the request and the answer went on"`
+		Payload       string `json:"payload,omitempty" doc:"the device's answer as text, when it is valid UTF-8"`
+		PayloadBase64 string `json:"payloadBase64" doc:"the device's answer, base64"`
 	}
 	subRef struct {
 		ProductKey string `json:"productKey"`
@@ -170,6 +183,7 @@ func (a *API) table() []*route {
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Delete desired property values: those named in identifiers, or all", Tag: "things", Role: operator, Status: 204,
 			Query: []param{{"identifiers", "string", "comma-separated property identifiers (default: all)"}}, h: a.deleteDesired},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/services/{serviceId}", Summary: "Invoke a service: async, or sync (RRPC) waiting for the answer; 504 when the device does not answer in time", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.invoke},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/rrpc", Summary: "Synchronous call on a custom topic (RRPC): the payload goes to the device on /ext/rrpc/{rrpcId}/{productKey}/{deviceName}/{topic} and the device's answer on the same topic is returned as it is; the topic must be of a class the device subscribes to (sub or all); 409 when the device is offline, 504 when it does not answer in time", Tag: "things", Role: operator, Body: rrpcInput{}, Status: 200, Resp: rrpcResult{}, h: a.customRRPC},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
@@ -803,4 +817,70 @@ func (a *API) invoke(c *call) (any, error) {
 		return nil, &badRequest{field: "serviceId", msg: "set properties with PUT …/properties"}
 	}
 	return a.thingCall(c, c.param("serviceId"))
+}
+
+func (a *API) customRRPC(c *call) (any, error) {
+	if a.o.Things == nil {
+		return nil, fmt.Errorf("thing models are not served here: %w", registry.ErrNotFound)
+	}
+	pk, dn := c.param("productKey"), c.param("deviceName")
+	if _, err := a.reg.GetDevice(c.ctx(), c.p, pk, dn); err != nil {
+		return nil, err
+	}
+	var in rrpcInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	payload, err := rrpcPayload(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.deviceSubscribes(c, pk, in.Topic); err != nil {
+		return nil, err
+	}
+	r, err := a.o.Things.CustomRRPC(c.ctx(), thing.CustomCall{ProductKey: pk, DeviceName: dn, Topic: in.Topic, Payload: payload,
+		Timeout: time.Duration(in.TimeoutMs) * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	out := rrpcResult{RRPCID: r.RRPCID, Topic: r.Topic, PayloadBase64: base64.StdEncoding.EncodeToString(r.Payload)}
+	if utf8.Valid(r.Payload) {
+		out.Payload = string(r.Payload)
+	}
+	return out, nil
+}
+
+// rrpcPayload checks a custom RRPC request and decodes its payload.
+func rrpcPayload(in rrpcInput) ([]byte, error) {
+	if in.TimeoutMs < 0 || in.TimeoutMs > 60000 {
+		return nil, &badRequest{field: "timeoutMs", msg: "timeoutMs must be 0 to 60000"}
+	}
+	switch in.PayloadEncoding {
+	case "", "text":
+		return []byte(in.Payload), nil
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(in.Payload)
+		if err != nil {
+			return nil, &badRequest{field: "payload", msg: "payload is not base64"}
+		}
+		return b, nil
+	}
+	return nil, &badRequest{field: "payloadEncoding", msg: "payloadEncoding must be text or base64"}
+}
+
+// deviceSubscribes checks that topic (user/…) is of one of the product's
+// topic classes the device subscribes to (sub or all).
+func (a *API) deviceSubscribes(c *call, pk, topic string) error {
+	suffix, ok := strings.CutPrefix(topic, "user/")
+	if !ok || suffix == "" || strings.ContainsAny(topic, "+#") {
+		return &badRequest{field: "topic", msg: "topic must be a custom topic user/… without wildcards"}
+	}
+	classes, err := a.reg.TopicClasses(c.ctx(), c.p, pk)
+	if err != nil {
+		return err
+	}
+	if cl, ok := registry.MatchTopicClass(classes, suffix); !ok || (cl.Operation != registry.TopicSub && cl.Operation != registry.TopicAll) {
+		return &badRequest{field: "topic", msg: "no topic class of the product lets the device subscribe to " + topic}
+	}
+	return nil
 }

@@ -82,6 +82,7 @@ type Configs interface {
 // Things runs operator calls against devices' thing models.
 type Things interface {
 	Invoke(ctx context.Context, c thing.Call) (thing.Result, error)
+	CustomRRPC(ctx context.Context, c thing.CustomCall) (thing.CustomResult, error)
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.
@@ -344,6 +345,8 @@ func (a *API) fail(c *call, err error) int {
 		status, code, field = 400, "tsl_check_failed", te.Identifier
 	case errors.Is(err, thing.ErrOffline):
 		status, code = 409, "device_offline"
+	case errors.Is(err, thing.ErrBadTopic):
+		status, code, field = 400, "invalid_argument", "topic"
 	case errors.Is(err, thing.ErrTimeout):
 		status, code = 504, "device_timeout"
 	case errors.Is(err, registry.ErrNoModel):

@@ -23,6 +23,7 @@ var failsOnTheFixture = map[string]string{
 	"get /v1/products/{productKey}/devices/{deviceName}/subdevices":            "dev-1 is not a gateway",
 	"put /v1/products/{productKey}/devices/{deviceName}/properties":            "dev-1 is offline",
 	"post /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": "dev-1 is offline",
+	"post /v1/products/{productKey}/devices/{deviceName}/rrpc":                 "dev-1 is offline",
 	"post /v1/products/{productKey}/config:push":                               "no file yet (posts run before puts)",
 	"post /v1/register":                            "the example token is not signed with a real key",
 	"post /v1/cas":                                 "the example PEMs are elided",
