@@ -2,8 +2,10 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -232,4 +234,22 @@ func (b *Broker) UsesExtRRPC(pk, dn string) bool {
 	}
 	s := h.sessions[h.devices[gw]]
 	return s != nil && s.id.rrpcExt
+}
+
+// SendToGateway writes a message (QoS 0) straight to a gateway's live
+// session, whatever it subscribed and whether or not the sub-device the
+// topic names is logged in through it: the lifecycle downlinks of a
+// sub-device (thing.disable, enable, delete on the sub-device's own
+// /sys/… topics) reach its gateway when the sub-device is disabled, hence
+// logged out, or being deleted. ErrGatewayOffline without a live session.
+func (b *Broker) SendToGateway(gwPk, gwDn, topic string, payload []byte) error {
+	cl := b.hook.deviceClient(gwPk, gwDn)
+	if cl == nil {
+		return ErrGatewayOffline
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
+	if err := cl.WritePacket(pk); err != nil {
+		return fmt.Errorf("writing %s to gateway %s/%s: %w", topic, gwPk, gwDn, err)
+	}
+	return nil
 }

@@ -40,6 +40,11 @@ type Broker interface {
 	// be sent a credential: it came in over TLS, or the operator allows
 	// plain listeners for labs.
 	MayReceiveCredentials(pk, dn string) bool
+	// Online reports whether a device has a live session.
+	Online(pk, dn string) bool
+	// SendToGateway writes a message straight to a gateway's live
+	// session (a sub-device's lifecycle downlinks).
+	SendToGateway(gwPk, gwDn, topic string, payload []byte) error
 }
 
 // Registry is what it needs of the registry.
@@ -49,6 +54,7 @@ type Registry interface {
 	AttachSubdevices(ctx context.Context, gw registry.Device, subs []registry.Device) (registry.TopologyChange, error)
 	DetachSubdevices(ctx context.Context, gw registry.Device, subs [][2]string) (registry.TopologyChange, error)
 	Subdevices(ctx context.Context, gw registry.Device) ([]registry.Device, error)
+	DeleteDevice(ctx context.Context, p registry.Principal, pk, dn string) error
 }
 
 // Provisioner registers sub-devices.
@@ -67,9 +73,10 @@ type Options struct {
 
 // Service answers gateways.
 type Service struct {
-	o    Options
-	log  *slog.Logger
-	stop func()
+	o     Options
+	log   *slog.Logger
+	stop  func()
+	found *foundStore
 }
 
 // New returns a Service; Start subscribes it to the gateway topics.
@@ -80,7 +87,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger}
+	return &Service{o: o, log: o.Logger, found: newFoundStore()}
 }
 
 // Start subscribes in-process to the request topics of every gateway.
@@ -89,6 +96,7 @@ func (s *Service) Start() error {
 	for _, f := range []string{
 		"/sys/+/+/thing/topo/add", "/sys/+/+/thing/topo/delete", "/sys/+/+/thing/topo/get",
 		"/sys/+/+/thing/sub/register", "/sys/+/+/thing/proxy/provisioning/product_register",
+		"/sys/+/+/thing/list/found", "/sys/+/+/thing/sub/unregister",
 		"/ext/session/+/+/combine/login", "/ext/session/+/+/combine/batch_login",
 		"/ext/session/+/+/combine/logout", "/ext/session/+/+/combine/batch_logout",
 	} {
@@ -203,6 +211,10 @@ func (s *Service) dispatch(ctx context.Context, t alink.Topic, req alink.Request
 		return s.logout(gw, req.Params, false)
 	case "combine.batch_logout":
 		return s.logout(gw, req.Params, true)
+	case "thing.list.found":
+		return s.listFound(ctx, gw, req.Params)
+	case "thing.sub.unregister":
+		return s.subUnregister(ctx, gw, req.Params)
 	case "thing.sub.register", "thing.proxy.provisioning.product_register":
 		// Both answer sub-devices' DeviceSecrets.
 		if !s.o.Broker.MayReceiveCredentials(gw.ProductKey, gw.DeviceName) {
