@@ -25,6 +25,11 @@ var examples = map[string]any{
 		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
 	"DELETE /v1/products/{productKey}/devices/{deviceName}/subdevices": map[string]any{
 		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"POST /v1/products/{productKey}/devices/{deviceName}/subdevices:notify-add": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"POST /v1/products/{productKey}/devices/{deviceName}/subdevices:permit": map[string]any{"productKey": "a1B2c3D4e5F", "time": 60},
+	"POST /v1/products/{productKey}/devices/{deviceName}/found:accept": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
 	"PUT /v1/products/{productKey}/devices/{deviceName}/properties":            map[string]any{"params": map[string]any{"Temperature": 21.5}},
 	"PUT /v1/products/{productKey}/devices/{deviceName}/desired-properties":    map[string]any{"values": map[string]any{"Temperature": 21.5}},
 	"PUT /v1/products/{productKey}/config":                                     map[string]any{"content": "{\"reportIntervalSeconds\": 60}"},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/thing"
 )
@@ -68,6 +70,13 @@ type (
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
 		TimeoutMs int             `json:"timeoutMs,omitempty" doc:"how long a sync call waits (default 5000, at most 60000)"`
+	}
+	permitInput struct {
+		ProductKey string `json:"productKey" doc:"the sub-device product the gateway may add devices of"`
+		Time       int    `json:"time" doc:"for how many seconds (1 to 86400)"`
+	}
+	foundList struct {
+		Found []gateway.FoundDevice `json:"found"`
 	}
 	rrpcInput struct {
 		Topic           string `json:"topic" doc:"the custom topic after /{productKey}/{deviceName}/, e.g. user/cmd"`
@@ -176,6 +185,10 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "List a gateway's sub-devices", Tag: "gateways", Role: readonly, Status: 200, Resp: subList{}, h: a.listSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Add sub-devices to a gateway (they move from any other gateway); the gateways hear thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.addSubs},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:notify-add", Summary: "Ask the gateway to add these sub-devices to its topology (thing.topo.add.notify); it answers on …/thing/topo/add/notify_reply and adds them with thing.topo.add; 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: gateway.Sent{}, h: a.notifyAdd},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:permit", Summary: "Let the gateway add devices of a sub-device product for a time (thing.gateway.permit); 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: permitInput{}, Status: 200, Resp: gateway.Sent{}, h: a.permit},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/found", Summary: "Sub-devices the gateway reported it discovered (thing.list.found) that no operator accepted yet, oldest first (kept in memory on the node that heard them: at most 200 per gateway)", Tag: "gateways", Role: readonly, Status: 200, Resp: foundList{}, h: a.listFound},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/found:accept", Summary: "Accept found sub-devices: they join the gateway's topology as with POST …/subdevices (the gateway hears thing.topo.change) and leave the found list; one not in the list is 404", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.acceptFound},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "A device's desired property values, each with its version and the version the device acknowledged", Tag: "things", Role: readonly, Status: 200, Resp: desiredList{}, h: a.getDesired},
@@ -653,30 +666,99 @@ func (a *API) subInput(c *call) (registry.Device, subInput, error) {
 }
 
 func (a *API) addSubs(c *call) (any, error) {
-	gw, in, err := a.subInput(c)
+	return a.attachSubs(c, func(ctx context.Context, gw registry.Device, subs []registry.Device) error {
+		return a.o.Topology.Attach(ctx, gw, subs)
+	})
+}
+
+func (a *API) acceptFound(c *call) (any, error) {
+	return a.attachSubs(c, func(ctx context.Context, gw registry.Device, subs []registry.Device) error {
+		return a.o.Topology.AcceptFound(ctx, gw, subs)
+	})
+}
+
+// attachSubs reads a list of sub-devices for the gateway of the path,
+// checks each is a device of a sub-device product of the caller's
+// account, attaches them with attach and answers the gateway's list.
+func (a *API) attachSubs(c *call, attach func(context.Context, registry.Device, []registry.Device) error) (any, error) {
+	gw, subs, err := a.subDevices(c)
 	if err != nil {
 		return nil, err
+	}
+	if err := attach(c.ctx(), gw, subs); err != nil {
+		return nil, err
+	}
+	ds, err := a.reg.Subdevices(c.ctx(), gw)
+	return subList{ds}, err
+}
+
+func (a *API) notifyAdd(c *call) (any, error) {
+	gw, subs, err := a.subDevices(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(subs) > registry.MaxTopoBatch {
+		return nil, &badRequest{field: "subdevices", msg: fmt.Sprintf("give 1 to %d sub-devices", registry.MaxTopoBatch)}
+	}
+	return a.o.Topology.NotifyAdd(c.ctx(), gw, subs)
+}
+
+func (a *API) permit(c *call) (any, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := registry.CheckOperator(c.p); err != nil {
+		return nil, err
+	}
+	var in permitInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.Time < 1 || in.Time > 86400 {
+		return nil, &badRequest{field: "time", msg: "time must be 1 to 86400 seconds"}
+	}
+	prod, err := a.reg.GetProduct(c.ctx(), c.p, in.ProductKey)
+	if err != nil {
+		return nil, err
+	}
+	if prod.NodeType != registry.NodeSubdevice {
+		return nil, &badRequest{field: "productKey", msg: in.ProductKey + " is not a sub-device product"}
+	}
+	return a.o.Topology.Permit(c.ctx(), gw, in.ProductKey, in.Time)
+}
+
+func (a *API) listFound(c *call) (any, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return nil, err
+	}
+	return foundList{a.o.Topology.Found(c.ctx(), gw)}, nil
+}
+
+// subDevices reads the body's sub-devices for the gateway of the path:
+// each a device of a sub-device product of the caller's account.
+func (a *API) subDevices(c *call) (registry.Device, []registry.Device, error) {
+	gw, in, err := a.subInput(c)
+	if err != nil {
+		return gw, nil, err
 	}
 	subs := make([]registry.Device, len(in.Subdevices))
 	for i, r := range in.Subdevices {
 		d, err := a.reg.GetDevice(c.ctx(), c.p, r.ProductKey, r.DeviceName)
 		if err != nil {
-			return nil, err
+			return gw, nil, err
 		}
 		prod, err := a.reg.GetProduct(c.ctx(), c.p, r.ProductKey)
 		if err != nil {
-			return nil, err
+			return gw, nil, err
 		}
 		if prod.NodeType != registry.NodeSubdevice {
-			return nil, &badRequest{field: fmt.Sprintf("subdevices[%d]", i), msg: r.ProductKey + " is not a sub-device product"}
+			return gw, nil, &badRequest{field: fmt.Sprintf("subdevices[%d]", i), msg: r.ProductKey + " is not a sub-device product"}
 		}
 		subs[i] = d
 	}
-	if err := a.o.Topology.Attach(c.ctx(), gw, subs); err != nil {
-		return nil, err
-	}
-	ds, err := a.reg.Subdevices(c.ctx(), gw)
-	return subList{ds}, err
+	return gw, subs, nil
 }
 
 func (a *API) removeSubs(c *call) (any, error) {
