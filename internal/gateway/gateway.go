@@ -55,6 +55,9 @@ type Registry interface {
 	DetachSubdevices(ctx context.Context, gw registry.Device, subs [][2]string) (registry.TopologyChange, error)
 	Subdevices(ctx context.Context, gw registry.Device) ([]registry.Device, error)
 	DeleteDevice(ctx context.Context, p registry.Principal, pk, dn string) error
+	AddFound(ctx context.Context, gw registry.Device, subs [][2]string) error
+	LookupFound(ctx context.Context, gw registry.Device) ([]registry.FoundDevice, error)
+	RemoveFound(ctx context.Context, gw registry.Device, subs [][2]string) error
 }
 
 // Provisioner registers sub-devices.
@@ -73,10 +76,9 @@ type Options struct {
 
 // Service answers gateways.
 type Service struct {
-	o     Options
-	log   *slog.Logger
-	stop  func()
-	found *foundStore
+	o    Options
+	log  *slog.Logger
+	stop func()
 }
 
 // New returns a Service; Start subscribes it to the gateway topics.
@@ -87,7 +89,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, found: newFoundStore()}
+	return &Service{o: o, log: o.Logger}
 }
 
 // Start subscribes in-process to the request topics of every gateway.

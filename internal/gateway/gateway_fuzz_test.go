@@ -46,7 +46,19 @@ type fzWorld struct {
 	attached []registry.Device
 	deleted  []string // "pk/dn"
 	sent     []fzSent // SendToGateway
+	found    []registry.FoundDevice
 }
+
+func (w *fzWorld) AddFound(_ context.Context, _ registry.Device, subs [][2]string) error {
+	for _, k := range subs {
+		w.found = append(w.found, registry.FoundDevice{ProductKey: k[0], DeviceName: k[1]})
+	}
+	return nil
+}
+func (w *fzWorld) LookupFound(context.Context, registry.Device) ([]registry.FoundDevice, error) {
+	return w.found, nil
+}
+func (w *fzWorld) RemoveFound(context.Context, registry.Device, [][2]string) error { return nil }
 
 type fzSent struct{ gateway, topic, payload string }
 

@@ -163,8 +163,8 @@ func TestFoundAndUnregisterRepliesGolden(t *testing.T) {
 				t.Fatalf("published %+v", w.published)
 			}
 			alinktest.Golden(t, tt.name, w.published[0].payload)
-			if got := s.Found(context.Background(), fzDevices[fzGwPK+"/"+fzGwDN]); len(got) != tt.found {
-				t.Errorf("found %+v, want %d", got, tt.found)
+			if got, err := s.Found(context.Background(), fzDevices[fzGwPK+"/"+fzGwDN]); err != nil || len(got) != tt.found {
+				t.Errorf("found %+v %v, want %d", got, err, tt.found)
 			}
 			if strings.Join(w.deleted, ",") != strings.Join(tt.deleted, ",") {
 				t.Errorf("deleted %v, want %v", w.deleted, tt.deleted)

@@ -89,12 +89,16 @@ func (s *Service) listFound(ctx context.Context, gw registry.Device, raw json.Ra
 	if len(list) == 0 || len(list) > MaxTopoAdd {
 		return nil, fail(alink.CodeBadParams, "request parameter error: report 1 to %d sub-devices per call, got %d", MaxTopoAdd, len(list))
 	}
-	for _, id := range list {
+	keys := make([][2]string, len(list))
+	for i, id := range list {
 		if err := s.checkFound(ctx, gw, id); err != nil {
 			return nil, err
 		}
+		keys[i] = [2]string{id.ProductKey, id.DeviceName}
 	}
-	s.found.add(registry.GatewayKey(gw.ProductKey, gw.DeviceName), list, s.o.Now())
+	if err := s.o.Registry.AddFound(ctx, gw, keys); err != nil {
+		return nil, err
+	}
 	return struct{}{}, nil
 }
 
@@ -119,27 +123,35 @@ func (s *Service) checkFound(ctx context.Context, gw registry.Device, id ident) 
 }
 
 // Found lists the sub-devices a gateway reported with thing.list.found
-// and an operator has not accepted yet, oldest first.
-func (s *Service) Found(_ context.Context, gw registry.Device) []FoundDevice {
-	return s.found.list(registry.GatewayKey(gw.ProductKey, gw.DeviceName))
+// and an operator has not accepted yet, oldest first (at most
+// registry.MaxFoundPerGateway, the latest found).
+func (s *Service) Found(ctx context.Context, gw registry.Device) ([]registry.FoundDevice, error) {
+	return s.o.Registry.LookupFound(ctx, gw)
 }
 
 // AcceptFound adds found sub-devices to the gateway's topology as Attach
 // does (the gateway hears thing.topo.change) and drops them from its
 // found list. Each must be in the list (registry.ErrNotFound otherwise).
 func (s *Service) AcceptFound(ctx context.Context, gw registry.Device, subs []registry.Device) error {
-	key := registry.GatewayKey(gw.ProductKey, gw.DeviceName)
-	ids := identsOf(subs)
-	for _, id := range ids {
-		if !s.found.has(key, id) {
-			return fmt.Errorf("%s/%s was not found by gateway %s/%s: %w", id.ProductKey, id.DeviceName, gw.ProductKey, gw.DeviceName, registry.ErrNotFound)
+	found, err := s.o.Registry.LookupFound(ctx, gw)
+	if err != nil {
+		return err
+	}
+	listed := map[[2]string]bool{}
+	for _, f := range found {
+		listed[[2]string{f.ProductKey, f.DeviceName}] = true
+	}
+	keys := make([][2]string, len(subs))
+	for i, d := range subs {
+		keys[i] = [2]string{d.ProductKey, d.DeviceName}
+		if !listed[keys[i]] {
+			return fmt.Errorf("%s/%s was not found by gateway %s/%s: %w", d.ProductKey, d.DeviceName, gw.ProductKey, gw.DeviceName, registry.ErrNotFound)
 		}
 	}
 	if err := s.Attach(ctx, gw, subs); err != nil {
 		return err
 	}
-	s.found.remove(key, ids)
-	return nil
+	return s.o.Registry.RemoveFound(ctx, gw, keys)
 }
 
 // unregisterResult is one entry of thing.sub.unregister's reply.

@@ -8,12 +8,8 @@ import (
 
 // DeviceChanged implements registry.Observer: a sub-device's gateway hears
 // of its deletion, enabling and disabling: thing.delete / enable / disable
-// on the sub-device's own topics, then thing.topo.change on its own. A
-// deleted gateway's found list goes.
+// on the sub-device's own topics, then thing.topo.change on its own.
 func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
-	if kind == registry.DeviceDeleted {
-		s.found.forget(registry.GatewayKey(d.ProductKey, d.DeviceName))
-	}
 	if d.Gateway == "" {
 		return
 	}

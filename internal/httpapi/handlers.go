@@ -76,7 +76,7 @@ type (
 		Time       int    `json:"time" doc:"for how many seconds (1 to 86400)"`
 	}
 	foundList struct {
-		Found []gateway.FoundDevice `json:"found"`
+		Found []registry.FoundDevice `json:"found"`
 	}
 	rrpcInput struct {
 		Topic           string `json:"topic" doc:"the custom topic after /{productKey}/{deviceName}/, e.g. user/cmd"`
@@ -187,7 +187,7 @@ func (a *API) table() []*route {
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:notify-add", Summary: "Ask the gateway to add these sub-devices to its topology (thing.topo.add.notify); it answers on …/thing/topo/add/notify_reply and adds them with thing.topo.add; 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: gateway.Sent{}, h: a.notifyAdd},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:permit", Summary: "Let the gateway add devices of a sub-device product for a time (thing.gateway.permit); 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: permitInput{}, Status: 200, Resp: gateway.Sent{}, h: a.permit},
-		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/found", Summary: "Sub-devices the gateway reported it discovered (thing.list.found) that no operator accepted yet, oldest first (kept in memory on the node that heard them: at most 200 per gateway)", Tag: "gateways", Role: readonly, Status: 200, Resp: foundList{}, h: a.listFound},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/found", Summary: "Sub-devices the gateway reported it discovered (thing.list.found) that no operator accepted yet, oldest first (at most 200 per gateway, the latest found)", Tag: "gateways", Role: readonly, Status: 200, Resp: foundList{}, h: a.listFound},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/found:accept", Summary: "Accept found sub-devices: they join the gateway's topology as with POST …/subdevices (the gateway hears thing.topo.change) and leave the found list; one not in the list is 404", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.acceptFound},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
@@ -733,7 +733,8 @@ func (a *API) listFound(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return foundList{a.o.Topology.Found(c.ctx(), gw)}, nil
+	fs, err := a.o.Topology.Found(c.ctx(), gw)
+	return foundList{fs}, err
 }
 
 // subDevices reads the body's sub-devices for the gateway of the path:

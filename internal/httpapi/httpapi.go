@@ -75,7 +75,7 @@ type Topology interface {
 	Detach(ctx context.Context, gw registry.Device, subs [][2]string) error
 	NotifyAdd(ctx context.Context, gw registry.Device, subs []registry.Device) (gateway.Sent, error)
 	Permit(ctx context.Context, gw registry.Device, productKey string, seconds int) (gateway.Sent, error)
-	Found(ctx context.Context, gw registry.Device) []gateway.FoundDevice
+	Found(ctx context.Context, gw registry.Device) ([]registry.FoundDevice, error)
 	AcceptFound(ctx context.Context, gw registry.Device, subs []registry.Device) error
 }
 

@@ -223,6 +223,9 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway <> '' AND gateway >= ? AND gateway < ?`, pk+"/", pk+"0"); err != nil {
 		return err
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM found_subdevices WHERE gateway >= ? AND gateway < ?`, pk+"/", pk+"0"); err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE product_key = ?`, pk)
 	if err := affected(res, err); err != nil {
 		return err
@@ -428,7 +431,11 @@ func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
 				return err
 			}
 		}
-		// A deleted gateway's sub-devices are no longer attached to it.
+		// A deleted gateway's sub-devices are no longer attached to it, and
+		// what it found goes.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM found_subdevices WHERE gateway = ?`, registry.GatewayKey(pk, dn)); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway = ?`, registry.GatewayKey(pk, dn))
 		return err
 	})

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"desired values", testDesired},
 		{"a deleted device's values go with it", testDeleteDeviceValues},
 		{"configuration files", testProductConfig},
+		{"found sub-devices", testFound},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -636,6 +638,63 @@ func testProductConfig(t *testing.T, s Store) {
 	}
 	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("a deleted product's file: %v; want ErrNotFound", err)
+	}
+}
+
+func testFound(t *testing.T, s Store) {
+	p := seed(t, s)
+	gw := registry.GatewayKey(p.ProductKey, "gw-1")
+	if err := s.CreateDevices(ctx, []registry.Device{dev(p, "gw-1")}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() string {
+		t.Helper()
+		fs, err := s.ListFound(ctx, gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.ProductKey+"/"+f.DeviceName+"@"+fmt.Sprint(f.FoundAt.Sub(t0.Truncate(time.Millisecond)).Seconds()))
+		}
+		return strings.Join(out, ",")
+	}
+	at := func(sec int) time.Time { return t0.Truncate(time.Millisecond).Add(time.Duration(sec) * time.Second) }
+	found := func(sec int, dns ...string) []registry.FoundDevice {
+		var fs []registry.FoundDevice
+		for _, dn := range dns {
+			fs = append(fs, registry.FoundDevice{ProductKey: "a1Sub", DeviceName: dn, FoundAt: at(sec)})
+		}
+		return fs
+	}
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"none", func() error { return nil }, ""},
+		{"two", func() error { return s.AddFound(ctx, gw, found(1, "s1", "s2"), 3) }, "a1Sub/s1@1,a1Sub/s2@1"},
+		{"again, later", func() error { return s.AddFound(ctx, gw, found(2, "s1"), 3) }, "a1Sub/s2@1,a1Sub/s1@2"},
+		{"past the cap the oldest go", func() error { return s.AddFound(ctx, gw, found(3, "s3", "s4"), 3) }, "a1Sub/s1@2,a1Sub/s3@3,a1Sub/s4@3"},
+		{"another gateway's are apart", func() error { return s.AddFound(ctx, gw+"x", found(4, "s9"), 3) }, "a1Sub/s1@2,a1Sub/s3@3,a1Sub/s4@3"},
+		{"remove", func() error { return s.RemoveFound(ctx, gw, [][2]string{{"a1Sub", "s3"}, {"a1Sub", "nope"}}) }, "a1Sub/s1@2,a1Sub/s4@3"},
+		{"a deleted gateway's go", func() error { return s.DeleteDevice(ctx, p.ProductKey, "gw-1") }, ""},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := names(); got != step.want {
+			t.Fatalf("%s: found %q, want %q", step.name, got, step.want)
+		}
+	}
+	if err := s.AddFound(ctx, gw, found(5, "s5"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); got != "" {
+		t.Fatalf("a deleted product's gateways' found: %q", got)
 	}
 }
 
