@@ -16,8 +16,13 @@ import (
 // in msgs.
 func connectStockGateway(t *testing.T, s *apptest.Server, d apptest.Device) *gwClient {
 	t.Helper()
+	return connectStockGatewayFlags(t, s, d, "_ss=1,gw=1")
+}
+
+func connectStockGatewayFlags(t *testing.T, s *apptest.Server, d apptest.Device, flags string) *gwClient {
+	t.Helper()
 	g := &gwClient{t: t, d: d, msgs: make(chan paho.Message, 1000)}
-	cr := mqtttest.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret, "_ss=1,gw=1")
+	cr := mqtttest.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret, flags)
 	o := paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).SetClientID(cr.ClientID).
 		SetUsername(cr.Username).SetPassword(cr.Password).SetAutoReconnect(false).SetOrderMatters(false).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { g.msgs <- m })
@@ -213,5 +218,61 @@ func TestGatewayRequestsAndFoundDevices(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("offline gateway: %d %s", r.Status, r.Body)
 		}
+	}
+}
+
+// TestSubDeviceSyncServiceForm: a sync service of a sub-device goes in the
+// form its gateway's session asked for: v4 (/ext/rrpc/{id}/sys/{subPk}/
+// {subDn}/thing/service/{id}, answered on the same topic) through an
+// ext=3 gateway, v3 (/sys/…/rrpc/request/{id}) through another.
+func TestSubDeviceSyncServiceForm(t *testing.T) {
+	const model = `{"properties":[],"events":[],"services":[{"identifier":"Ping","name":"Ping","callType":"sync","method":"thing.service.Ping","inputData":[],"outputData":[]}]}`
+	for _, tt := range []struct {
+		name, flags string
+		v4          bool
+	}{
+		{"v3 gateway", "_ss=1,gw=1,ext=0", false},
+		{"v4 gateway", "_ss=1,gw=1,ext=3", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, 1)
+			sub := f.subs[0]
+			f.s.Admin("PUT", "/v1/products/"+f.subProd.ProductKey+"/tsl", model, 200)
+			g := connectStockGatewayFlags(t, f.s, f.gw, tt.flags)
+			if r := g.call("sys", "thing/topo/add", []any{subSign(sub)}); r.Code != 200 {
+				t.Fatalf("topo.add: %+v", r)
+			}
+			if r := g.call("session", "combine/login", subSign(sub)); r.Code != 200 {
+				t.Fatalf("login: %+v", r)
+			}
+			done := make(chan string, 1)
+			go func() {
+				for m := range g.msgs {
+					var req struct{ ID string }
+					json.Unmarshal(m.Payload(), &req)
+					reply := `{"id":"` + req.ID + `","code":200,"data":{},"message":"pong"}`
+					switch {
+					case tt.v4 && m.Topic() == "/ext/rrpc/"+req.ID+"/sys/"+sub.ProductKey+"/"+sub.DeviceName+"/thing/service/Ping":
+						g.c.Publish(m.Topic(), 1, false, reply)
+					case !tt.v4 && m.Topic() == "/sys/"+sub.ProductKey+"/"+sub.DeviceName+"/rrpc/request/"+req.ID:
+						g.c.Publish("/sys/"+sub.ProductKey+"/"+sub.DeviceName+"/rrpc/response/"+req.ID, 1, false, reply)
+					default:
+						continue
+					}
+					done <- m.Topic()
+					return
+				}
+			}()
+			var res struct {
+				Replied bool
+				Code    int
+				Message string
+			}
+			f.s.Admin("POST", "/v1/products/"+sub.ProductKey+"/devices/"+sub.DeviceName+"/services/Ping", map[string]any{"timeoutMs": 5000}, 200).JSON(t, &res)
+			if !res.Replied || res.Code != 200 || res.Message != "pong" {
+				t.Fatalf("call: %+v", res)
+			}
+			t.Logf("request on %s", <-done)
+		})
 	}
 }
