@@ -536,3 +536,22 @@ func (g *Gateway) TopoGet(ctx context.Context) ([]SubKey, error) {
 	var out []SubKey
 	return out, json.Unmarshal(r.Data, &out)
 }
+
+// PackPost reports the gateway's own property values and its logged-in
+// sub-devices' in one message (thing.event.property.pack.post). A
+// sub-device that is not logged in fails the call (code 520; the
+// platform also says so on /ext/error).
+func (g *Gateway) PackPost(ctx context.Context, own map[string]any, subs map[SubKey]map[string]any) error {
+	type sub struct {
+		Identity   SubKey         `json:"identity"`
+		Properties map[string]any `json:"properties"`
+	}
+	params := map[string]any{"properties": own}
+	list := make([]sub, 0, len(subs))
+	for _, k := range sortedKeys(subs) {
+		list = append(list, sub{k, subs[k]})
+	}
+	params["subDevices"] = list
+	_, err := g.call(ctx, "sys", "thing/event/property/pack/post", params)
+	return err
+}
