@@ -81,7 +81,9 @@ type gwState struct {
 
 // NewGateway loads the persisted lists, connects the gateway and syncs.
 func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
-	o.gateway = true
+	// As stock Link SDK gateways do: the platform subscribes the gateway's
+	// downlinks, and each sub-device's as it logs in (clientId _ss=1,gw=1).
+	o.gateway, o.ServerSubscribe = true, true
 	g := &Gateway{o: o, gw: o.Triple, local: map[SubKey]Triple{}, connected: map[SubKey]Triple{}, removed: map[SubKey]bool{},
 		loggedIn: map[SubKey]bool{}}
 	if err := g.load(); err != nil {
