@@ -107,6 +107,20 @@ func FuzzApplyAWS(f *testing.F) {
 		}
 		validJSON(t, "get", GetAWS(u.Next, t0, ""))
 
+		// What changed since the previous version, applied to it, gives
+		// the new state.
+		c, err := ChangedSince([]Document{u.Next, doc}, doc.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ApplyAWS(doc, c.Update(), t0, fuzzLimits)
+		if err != nil {
+			t.Fatalf("changes %s refused: %v", c.Update(), err)
+		}
+		if !equalSection(p.Next.Desired, u.Next.Desired) || !equalSection(p.Next.Reported, u.Next.Reported) {
+			t.Fatalf("changes %s gave %s, want %s", c.Update(), marshal(p.Next.state()), marshal(u.Next.state()))
+		}
+
 		// The same update twice, version left out, leaves the same state.
 		again := withoutVersion(req)
 		a, err := ApplyAWS(doc, again, t0, fuzzLimits)
