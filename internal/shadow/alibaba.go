@@ -201,10 +201,10 @@ func aliSection(st map[string]json.RawMessage, name string) (section, int, strin
 	if !ok {
 		return section{}, 0, ""
 	}
-	if isNull(raw) || string(raw) == `"null"` {
+	v, err := decodeTree(raw)
+	if err == nil && (v == nil || v == "null") {
 		return section{present: true}, 0, ""
 	}
-	v, err := decodeTree(raw)
 	m, isObj := v.(map[string]any)
 	switch {
 	case err != nil || !isObj:

@@ -96,6 +96,8 @@ func TestApplyAlibabaUpdateDelete(t *testing.T) {
 	step(`{"method":"update","state":{"reported":"null"},"version":20}`, `{}`, 20)
 	step(`{"method":"update","state":{"reported":{"a":1},"desired":{"a":2}}}`, `{"desired":{"a":2},"reported":{"a":1}}`, 21)
 	step(`{"method":"delete","state":{"reported":"null"},"version":22}`, `{"desired":{"a":2}}`, 22)
+	step(`{"method":"update","state":{"reported":{"b":1}, "desired" : "\u006eull" },"version":23}`, `{"reported":{"b":1}}`, 23)
+	step(`{"method":"update","state":{"reported":null}}`, `{}`, 24)
 }
 
 // TestVersionsAcrossDialects pins the mapping of the two version rules
