@@ -70,6 +70,11 @@ type GatewayOptions struct {
 	// OnSubMessage receives messages the platform sends to a logged-in
 	// sub-device.
 	OnSubMessage func(sub SubKey, m Message)
+	// OnSubLifecycle is told when an operator disabled, enabled or
+	// deleted a sub-device (thing.disable / enable / delete, already
+	// acknowledged; a deleted one has left the lists, and OnSubDeleted is
+	// told too).
+	OnSubLifecycle func(sub SubKey, what SubLifecycle)
 	// OnSynced is told after each (re)connect sync, with its error.
 	OnSynced func(error)
 }
@@ -81,7 +86,9 @@ type gwState struct {
 
 // NewGateway loads the persisted lists, connects the gateway and syncs.
 func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
-	o.gateway = true
+	// As stock Link SDK gateways do: the platform subscribes the gateway's
+	// downlinks, and each sub-device's as it logs in (clientId _ss=1,gw=1).
+	o.gateway, o.ServerSubscribe = true, true
 	g := &Gateway{o: o, gw: o.Triple, local: map[SubKey]Triple{}, connected: map[SubKey]Triple{}, removed: map[SubKey]bool{},
 		loggedIn: map[SubKey]bool{}}
 	if err := g.load(); err != nil {
@@ -336,11 +343,12 @@ func (g *Gateway) login(ctx context.Context, subs []Triple) error {
 }
 
 func (g *Gateway) subscribeSub(ctx context.Context, k SubKey) {
-	if g.o.OnSubMessage == nil {
-		return
-	}
 	h := func(_ paho.Client, m paho.Message) {
-		g.o.OnSubMessage(k, Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()})
+		msg := Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()}
+		g.onSubLifecycle(k, msg)
+		if g.o.OnSubMessage != nil {
+			g.o.OnSubMessage(k, msg)
+		}
 	}
 	// With ServerSubscribe the platform added the sub-device's system
 	// downlinks to this session at login: they are routed locally. The
@@ -352,7 +360,44 @@ func (g *Gateway) subscribeSub(ctx context.Context, k SubKey) {
 	} else {
 		wait(ctx, g.c.mc.Subscribe(sys, 1, h))
 	}
-	wait(ctx, g.c.mc.Subscribe("/"+k.ProductKey+"/"+k.DeviceName+"/user/#", 1, h))
+	if g.o.OnSubMessage != nil {
+		wait(ctx, g.c.mc.Subscribe("/"+k.ProductKey+"/"+k.DeviceName+"/user/#", 1, h))
+	}
+}
+
+// SubLifecycle is what the platform told a gateway about a sub-device:
+// "disable", "enable" or "delete".
+type SubLifecycle string
+
+// onSubLifecycle handles thing.disable / enable / delete on a
+// sub-device's topic: a deleted sub-device leaves the local lists, a
+// disabled one is logged out (the platform has closed its session), and
+// each is acknowledged as the Link SDK does, then told to OnSubLifecycle.
+func (g *Gateway) onSubLifecycle(k SubKey, m Message) {
+	prefix := "/sys/" + k.ProductKey + "/" + k.DeviceName + "/thing/"
+	what, ok := strings.CutPrefix(m.Topic, prefix)
+	if !ok || (what != "disable" && what != "enable" && what != "delete") {
+		return
+	}
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	json.Unmarshal(m.Payload, &req)
+	switch what {
+	case "delete":
+		g.dropDeletedInCloud(k)
+	case "disable":
+		g.mu.Lock()
+		delete(g.loggedIn, k)
+		g.mu.Unlock()
+	}
+	if len(req.ID) > 0 {
+		body, _ := json.Marshal(map[string]any{"id": req.ID, "code": 200, "data": map[string]any{}})
+		g.c.mc.Publish(m.Topic+"_reply", 0, false, body)
+	}
+	if g.o.OnSubLifecycle != nil {
+		g.o.OnSubLifecycle(k, SubLifecycle(what))
+	}
 }
 
 // Sync runs the (re)connect logic: pull the cloud topology, drop
@@ -535,4 +580,23 @@ func (g *Gateway) TopoGet(ctx context.Context) ([]SubKey, error) {
 	}
 	var out []SubKey
 	return out, json.Unmarshal(r.Data, &out)
+}
+
+// PackPost reports the gateway's own property values and its logged-in
+// sub-devices' in one message (thing.event.property.pack.post). A
+// sub-device that is not logged in fails the call (code 520; the
+// platform also says so on /ext/error).
+func (g *Gateway) PackPost(ctx context.Context, own map[string]any, subs map[SubKey]map[string]any) error {
+	type sub struct {
+		Identity   SubKey         `json:"identity"`
+		Properties map[string]any `json:"properties"`
+	}
+	params := map[string]any{"properties": own}
+	list := make([]sub, 0, len(subs))
+	for _, k := range sortedKeys(subs) {
+		list = append(list, sub{k, subs[k]})
+	}
+	params["subDevices"] = list
+	_, err := g.call(ctx, "sys", "thing/event/property/pack/post", params)
+	return err
 }

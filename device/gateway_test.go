@@ -3,6 +3,7 @@ package device_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,3 +211,44 @@ func TestGatewayReconnectAndTopoChange(t *testing.T) {
 }
 
 var _ sync.Mutex
+
+// TestGatewayPackPost: one pack post carries the gateway's own values and
+// its logged-in sub-devices'; each lands on its device, checked against
+// its product's model; a sub-device not logged in fails the call.
+func TestGatewayPackPost(t *testing.T) {
+	w := newWorld(t, 2)
+	model, err := os.ReadFile("../internal/thing/testdata/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.s.Admin("PUT", "/v1/products/"+w.gw.ProductKey+"/tsl", string(model), 200)
+	w.s.Admin("PUT", "/v1/products/"+w.subs[0].ProductKey+"/tsl", string(model), 200)
+	g := w.open(t, filepath.Join(t.TempDir(), "gateway.json"), make(chan device.SubKey, 10), make(chan error, 10))
+	defer g.Close()
+	ctx := context.Background()
+	if err := g.SubDeviceOnline(ctx, w.subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.PackPost(ctx, map[string]any{"Temperature": 30.5}, map[device.SubKey]map[string]any{w.subs[0].Key(): {"Temperature": 19.5}}); err != nil {
+		t.Fatalf("pack post: %v", err)
+	}
+	for _, c := range []struct {
+		d    device.Triple
+		want string
+	}{{w.gw, "30.5"}, {w.subs[0], "19.5"}} {
+		var props struct {
+			Properties []struct {
+				Identifier string
+				Value      json.RawMessage
+			}
+		}
+		w.s.Admin("GET", "/v1/products/"+c.d.ProductKey+"/devices/"+c.d.DeviceName+"/properties", nil, 200).JSON(t, &props)
+		if len(props.Properties) != 1 || string(props.Properties[0].Value) != c.want {
+			t.Fatalf("%s after the pack post: %+v, want Temperature %s", c.d.DeviceName, props.Properties, c.want)
+		}
+	}
+	err = g.PackPost(ctx, nil, map[device.SubKey]map[string]any{w.subs[1].Key(): {"Temperature": 1}})
+	if !errors.Is(err, device.ErrPlatform) {
+		t.Fatalf("a sub-device not logged in: %v; want ErrPlatform", err)
+	}
+}

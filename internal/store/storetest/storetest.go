@@ -13,12 +13,14 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
 )
 
 // Store is everything an adapter implements.
 type Store interface {
 	registry.Store
 	audit.Store
+	shadow.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -46,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"a deleted device's values go with it", testDeleteDeviceValues},
 		{"configuration files", testProductConfig},
 		{"found sub-devices", testFound},
+		{"shadows", testShadows},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -695,6 +698,95 @@ func testFound(t *testing.T, s Store) {
 	}
 	if got := names(); got != "" {
 		t.Fatalf("a deleted product's gateways' found: %q", got)
+	}
+}
+
+func testShadows(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "sh1")})
+	classic := shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1"}
+	at := t0.Truncate(time.Millisecond)
+	doc := func(v int64) shadow.Stored {
+		return shadow.Stored{Doc: []byte(fmt.Sprintf(`{"state":{"reported":{"v":%d}},"version":%d}`, v, v)), Version: v, UpdatedAt: at.Add(time.Duration(v) * time.Second)}
+	}
+	if _, err := s.GetShadow(ctx, classic); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("none yet: %v", err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(1), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(1), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("a second create: %v; want ErrStale", err)
+	}
+	for v := int64(2); v <= 3; v++ {
+		if err := s.PutShadow(ctx, classic, v-1, doc(v), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutShadow(ctx, classic, 1, doc(9), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("a write on a stale version: %v", err)
+	}
+	got, err := s.GetShadow(ctx, classic)
+	if err != nil || got.Version != 3 || string(got.Doc) != string(doc(3).Doc) || !got.UpdatedAt.Equal(doc(3).UpdatedAt) || got.Deleted {
+		t.Fatalf("GetShadow = %+v %v; want version 3", got, err)
+	}
+	hist, err := s.ShadowHistory(ctx, classic, 0)
+	if err != nil || len(hist) != 2 || hist[0].Version != 2 || hist[1].Version != 3 {
+		t.Fatalf("history keeping 2: %+v %v; want versions 2, 3", hist, err)
+	}
+	if hist, _ := s.ShadowHistory(ctx, classic, 2); len(hist) != 1 || hist[0].Version != 3 {
+		t.Fatalf("history since 2: %+v", hist)
+	}
+	// Named shadows are listed, the classic one is not.
+	for _, n := range []string{"b", "a"} {
+		if err := s.PutShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: n}, 0, doc(1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names, err := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); err != nil || fmt.Sprint(names) != "[a b]" {
+		t.Fatalf("ListShadows = %v %v", names, err)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "a", 10); fmt.Sprint(names) != "[b]" {
+		t.Fatalf("after a: %v", names)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 1); fmt.Sprint(names) != "[a]" {
+		t.Fatalf("limit 1: %v", names)
+	}
+	// Deleting leaves a tombstone with the version; a new shadow continues it.
+	if err := s.DeleteShadow(ctx, classic, 2, at); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("delete at a stale version: %v", err)
+	}
+	if err := s.DeleteShadow(ctx, classic, 3, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetShadow(ctx, classic)
+	if err != nil || !got.Deleted || got.Version != 3 || got.Doc != nil || !got.UpdatedAt.Equal(at.Add(time.Hour)) {
+		t.Fatalf("tombstone = %+v %v", got, err)
+	}
+	if tomb := got.Tomb(); tomb == nil || tomb.Version != 3 {
+		t.Fatalf("Tomb() = %+v", tomb)
+	}
+	if hist, _ := s.ShadowHistory(ctx, classic, 0); len(hist) != 0 {
+		t.Fatalf("history after delete: %+v", hist)
+	}
+	if err := s.DeleteShadow(ctx, classic, 3, at); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("deleting a tombstone: %v", err)
+	}
+	if err := s.DeleteShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: "zz"}, 1, at); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("deleting none: %v", err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(4), 2); err != nil {
+		t.Fatalf("re-creating over the tombstone: %v", err)
+	}
+	// The device's deletion takes its shadows.
+	if err := s.DeleteDevice(ctx, p.ProductKey, "sh1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetShadow(ctx, classic); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("a deleted device's shadow: %v", err)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); len(names) != 0 {
+		t.Fatalf("a deleted device's named shadows: %v", names)
 	}
 }
 
