@@ -252,3 +252,60 @@ func TestGatewayPackPost(t *testing.T) {
 		t.Fatalf("a sub-device not logged in: %v; want ErrPlatform", err)
 	}
 }
+
+// TestGatewayHearsSubDeviceLifecycle: an operator disabling, enabling and
+// deleting a sub-device reaches the gateway helper as thing.disable /
+// enable / delete, which it acknowledges; the deleted one leaves its lists.
+func TestGatewayHearsSubDeviceLifecycle(t *testing.T) {
+	w := newWorld(t, 1)
+	events := make(chan string, 10)
+	deleted := make(chan device.SubKey, 10)
+	g, err := device.NewGateway(context.Background(), device.GatewayOptions{
+		Options:        device.Options{Broker: "tcp://" + w.s.App.Broker().Addr("tcp"), Triple: w.gw},
+		StateFile:      filepath.Join(t.TempDir(), "gateway.json"),
+		OnSubDeleted:   func(k device.SubKey) { deleted <- k },
+		OnSubLifecycle: func(k device.SubKey, what device.SubLifecycle) { events <- k.DeviceName + " " + string(what) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	sub := w.subs[0]
+	if err := g.SubDeviceOnline(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("lifecycle event %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %q", want)
+		}
+	}
+	path := "/v1/products/" + sub.ProductKey + "/devices/" + sub.DeviceName
+	w.s.Admin("POST", path+":disable", nil, 200)
+	next(sub.DeviceName + " disable")
+	if g.LoggedIn(sub.Key()) {
+		t.Fatal("a disabled sub-device is still logged in on the gateway")
+	}
+	w.s.Admin("POST", path+":enable", nil, 200)
+	next(sub.DeviceName + " enable")
+	w.s.Admin("DELETE", path, nil, 204)
+	next(sub.DeviceName + " delete")
+	select {
+	case k := <-deleted:
+		if k != sub.Key() {
+			t.Fatalf("deleted %v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnSubDeleted not told")
+	}
+	for _, k := range g.Local() {
+		if k == sub.Key() {
+			t.Fatal("the deleted sub-device is still in the local topology")
+		}
+	}
+}
