@@ -75,6 +75,13 @@ type GatewayOptions struct {
 	// acknowledged; a deleted one has left the lists, and OnSubDeleted is
 	// told too).
 	OnSubLifecycle func(sub SubKey, what SubLifecycle)
+	// OnAddNotify is told when an operator asks the gateway to add
+	// sub-devices (thing.topo.add.notify, already acknowledged); the
+	// helper itself proxies and logs in the listed ones it has connected.
+	OnAddNotify func(subs []SubKey)
+	// OnPermit is told when the platform lets the gateway add devices of a
+	// product for a while (thing.gateway.permit, already acknowledged).
+	OnPermit func(productKey string, d time.Duration)
 	// OnSynced is told after each (re)connect sync, with its error.
 	OnSynced func(error)
 }
@@ -250,9 +257,112 @@ func (g *Gateway) onMessage(m Message) {
 		g.c.onReply(m)
 		return
 	}
-	if strings.HasSuffix(m.Topic, "/thing/topo/change") {
+	prefix := "/sys/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/thing/"
+	switch strings.TrimPrefix(m.Topic, prefix) {
+	case "topo/change":
 		g.onTopoChange(m.Payload)
+	case "topo/add/notify":
+		g.onAddNotify(m)
+	case "gateway/permit":
+		g.onPermit(m)
 	}
+}
+
+// ack answers a platform request on its topic's _reply, as the Link SDK
+// does.
+func (g *Gateway) ack(m Message) json.RawMessage {
+	var req struct {
+		ID     json.RawMessage `json:"id"`
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(m.Payload, &req) != nil {
+		return nil
+	}
+	if len(req.ID) > 0 {
+		body, _ := json.Marshal(map[string]any{"id": req.ID, "code": 200, "data": map[string]any{}})
+		g.c.mc.Publish(m.Topic+"_reply", 0, false, body)
+	}
+	return req.Params
+}
+
+// onAddNotify handles thing.topo.add.notify: the listed sub-devices that
+// are connected here are proxied and logged in.
+func (g *Gateway) onAddNotify(m Message) {
+	var subs []SubKey
+	if json.Unmarshal(g.ack(m), &subs) != nil {
+		return
+	}
+	var ts []Triple
+	g.mu.Lock()
+	for _, k := range subs {
+		if t, ok := g.connected[k]; ok {
+			ts = append(ts, t)
+		}
+	}
+	g.mu.Unlock()
+	if len(ts) > 0 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			g.SubDeviceOnlineBatch(ctx, ts)
+		}()
+	}
+	if g.o.OnAddNotify != nil {
+		g.o.OnAddNotify(subs)
+	}
+}
+
+// onPermit handles thing.gateway.permit.
+func (g *Gateway) onPermit(m Message) {
+	var p struct {
+		ProductKey string `json:"productKey"`
+		Time       int64  `json:"time"`
+	}
+	if json.Unmarshal(g.ack(m), &p) != nil {
+		return
+	}
+	if g.o.OnPermit != nil {
+		g.o.OnPermit(p.ProductKey, time.Duration(p.Time)*time.Second)
+	}
+}
+
+// ReportFound tells the platform of sub-devices discovered on the access
+// network (thing.list.found), for an operator to accept.
+func (g *Gateway) ReportFound(ctx context.Context, subs []SubKey) error {
+	_, err := g.call(ctx, "sys", "thing/list/found", subs)
+	return err
+}
+
+// SubResult is the platform's answer for one sub-device.
+type SubResult struct {
+	SubKey
+	Code    int    `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+// Unregister deletes sub-devices on the platform (thing.sub.unregister)
+// and returns each one's result (200, or the reason it was not deleted);
+// the deleted ones leave the local lists.
+func (g *Gateway) Unregister(ctx context.Context, subs []SubKey) ([]SubResult, error) {
+	r, err := g.call(ctx, "sys", "thing/sub/unregister", subs)
+	if err != nil {
+		return nil, err
+	}
+	var out []SubResult
+	if err := json.Unmarshal(r.Data, &out); err != nil {
+		return nil, fmt.Errorf("thing.sub.unregister answer: %w", err)
+	}
+	for _, res := range out {
+		if res.Code == 200 {
+			g.mu.Lock()
+			delete(g.local, res.SubKey)
+			delete(g.connected, res.SubKey)
+			delete(g.loggedIn, res.SubKey)
+			g.save()
+			g.mu.Unlock()
+		}
+	}
+	return out, nil
 }
 
 // onTopoChange handles thing.topo.change: status 1 means the platform

@@ -309,3 +309,60 @@ func TestGatewayHearsSubDeviceLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayDiscoveryAndPermits: the helper reports found sub-devices
+// (listed for an operator), hears add-notify and permit requests, and
+// unregisters sub-devices with a result per device.
+func TestGatewayDiscoveryAndPermits(t *testing.T) {
+	w := newWorld(t, 2)
+	notified := make(chan []device.SubKey, 1)
+	permits := make(chan string, 1)
+	g, err := device.NewGateway(context.Background(), device.GatewayOptions{
+		Options:     device.Options{Broker: "tcp://" + w.s.App.Broker().Addr("tcp"), Triple: w.gw},
+		StateFile:   filepath.Join(t.TempDir(), "gateway.json"),
+		OnAddNotify: func(ks []device.SubKey) { notified <- ks },
+		OnPermit:    func(pk string, d time.Duration) { permits <- pk + " " + d.String() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	gwPath := "/v1/products/" + w.gw.ProductKey + "/devices/" + w.gw.DeviceName
+	if err := g.ReportFound(ctx, []device.SubKey{w.subs[1].Key()}); err != nil {
+		t.Fatalf("ReportFound: %v", err)
+	}
+	var found struct{ Found []device.SubKey }
+	w.s.Admin("GET", gwPath+"/found", nil, 200).JSON(t, &found)
+	if len(found.Found) != 1 || found.Found[0] != w.subs[1].Key() {
+		t.Fatalf("found list: %+v", found)
+	}
+	w.s.Admin("POST", gwPath+"/subdevices:notify-add", map[string]any{"subdevices": []device.SubKey{w.subs[0].Key()}}, 200)
+	select {
+	case ks := <-notified:
+		if len(ks) != 1 || ks[0] != w.subs[0].Key() {
+			t.Fatalf("add-notify: %v", ks)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no add-notify")
+	}
+	w.s.Admin("POST", gwPath+"/subdevices:permit", map[string]any{"productKey": w.subs[0].ProductKey, "time": 60}, 200)
+	select {
+	case p := <-permits:
+		if p != w.subs[0].ProductKey+" 1m0s" {
+			t.Fatalf("permit: %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permit")
+	}
+	if err := g.SubDeviceOnline(ctx, w.subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Unregister(ctx, []device.SubKey{w.subs[0].Key(), w.subs[1].Key()})
+	if err != nil || len(res) != 2 || res[0].Code != 200 || res[1].Code != 6401 {
+		t.Fatalf("Unregister: %+v %v; want 200 for the proxied one, 6401 for the other", res, err)
+	}
+	if len(g.Local()) != 0 {
+		t.Fatalf("local topology after unregistering: %v", g.Local())
+	}
+}
