@@ -172,6 +172,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.reg.AddProductObserver(a.things)
 	a.desired = thing.NewDesired(a.mqtt, a.reg, log)
 	a.reg.AddDesiredObserver(a.desired)
+	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))

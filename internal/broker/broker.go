@@ -134,7 +134,19 @@ type Broker struct {
 
 	subMu   sync.Mutex
 	nextSub int
+	subObs  []SubscribeObserver // set before Serve
 }
+
+// SubscribeObserver is told when a device's own SUBSCRIBE was granted
+// (not the subscriptions corral adds for _ss=1), so a service can send
+// what was waiting for the device (desired values) once it can receive.
+type SubscribeObserver interface {
+	DeviceSubscribed(pk, dn, filter string)
+}
+
+// AddSubscribeObserver registers an observer of devices' subscriptions;
+// call it before Serve.
+func (b *Broker) AddSubscribeObserver(o SubscribeObserver) { b.subObs = append(b.subObs, o) }
 
 // mochi's log lines pass at most this often per message (a burst, then a
 // steady rate), so a client cannot grow the log at will.

@@ -786,14 +786,30 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 
 // OnSubscribed counts refused subscriptions.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	var granted []string
 	for i, c := range codes {
+		if i >= len(pk.Filters) {
+			break
+		}
 		if c >= 0x80 {
 			h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
-			if i < len(pk.Filters) {
-				h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
+			h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
+			continue
+		}
+		granted = append(granted, pk.Filters[i].Filter)
+	}
+	s := h.session(cl)
+	if len(granted) == 0 || len(h.b.subObs) == 0 || s == nil || s.id.app || s.id.register != nil {
+		return
+	}
+	// Off the client's read loop: observers read the store and publish.
+	go func() {
+		for _, f := range granted {
+			for _, o := range h.b.subObs {
+				o.DeviceSubscribed(s.id.productKey, s.id.deviceName, f)
 			}
 		}
-	}
+	}()
 }
 
 // OnSessionEstablished marks a device online and announces it.
