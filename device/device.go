@@ -80,6 +80,11 @@ type Options struct {
 	// the device sends no SUBSCRIBE for them and routes them to handlers
 	// registered with Handle. Replies to Call arrive that way too.
 	ServerSubscribe bool
+	// Handlers route downlinks from the moment the session starts
+	// (filter → handler, no SUBSCRIBE sent): with ServerSubscribe, what
+	// the platform sends at once (a desired value set while the device
+	// was away) reaches them. Handle adds more later.
+	Handlers map[string]Handler
 	// CallTimeout bounds one request made with Call (default 10 s).
 	CallTimeout time.Duration
 	Now         func() time.Time
@@ -178,6 +183,9 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 		}
 	})
 	c.mc = paho.NewClient(po)
+	for f, h := range o.Handlers {
+		c.Handle(f, h)
+	}
 	if err := wait(ctx, c.mc.Connect()); err != nil {
 		return nil, fmt.Errorf("%w: %s/%s: %v", ErrConnect, o.Triple.ProductKey, o.Triple.DeviceName, err)
 	}

@@ -70,6 +70,18 @@ type GatewayOptions struct {
 	// OnSubMessage receives messages the platform sends to a logged-in
 	// sub-device.
 	OnSubMessage func(sub SubKey, m Message)
+	// OnSubLifecycle is told when an operator disabled, enabled or
+	// deleted a sub-device (thing.disable / enable / delete, already
+	// acknowledged; a deleted one has left the lists, and OnSubDeleted is
+	// told too).
+	OnSubLifecycle func(sub SubKey, what SubLifecycle)
+	// OnAddNotify is told when an operator asks the gateway to add
+	// sub-devices (thing.topo.add.notify, already acknowledged); the
+	// helper itself proxies and logs in the listed ones it has connected.
+	OnAddNotify func(subs []SubKey)
+	// OnPermit is told when the platform lets the gateway add devices of a
+	// product for a while (thing.gateway.permit, already acknowledged).
+	OnPermit func(productKey string, d time.Duration)
 	// OnSynced is told after each (re)connect sync, with its error.
 	OnSynced func(error)
 }
@@ -81,7 +93,9 @@ type gwState struct {
 
 // NewGateway loads the persisted lists, connects the gateway and syncs.
 func NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
-	o.gateway = true
+	// As stock Link SDK gateways do: the platform subscribes the gateway's
+	// downlinks, and each sub-device's as it logs in (clientId _ss=1,gw=1).
+	o.gateway, o.ServerSubscribe = true, true
 	g := &Gateway{o: o, gw: o.Triple, local: map[SubKey]Triple{}, connected: map[SubKey]Triple{}, removed: map[SubKey]bool{},
 		loggedIn: map[SubKey]bool{}}
 	if err := g.load(); err != nil {
@@ -243,9 +257,112 @@ func (g *Gateway) onMessage(m Message) {
 		g.c.onReply(m)
 		return
 	}
-	if strings.HasSuffix(m.Topic, "/thing/topo/change") {
+	prefix := "/sys/" + g.gw.ProductKey + "/" + g.gw.DeviceName + "/thing/"
+	switch strings.TrimPrefix(m.Topic, prefix) {
+	case "topo/change":
 		g.onTopoChange(m.Payload)
+	case "topo/add/notify":
+		g.onAddNotify(m)
+	case "gateway/permit":
+		g.onPermit(m)
 	}
+}
+
+// ack answers a platform request on its topic's _reply, as the Link SDK
+// does.
+func (g *Gateway) ack(m Message) json.RawMessage {
+	var req struct {
+		ID     json.RawMessage `json:"id"`
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(m.Payload, &req) != nil {
+		return nil
+	}
+	if len(req.ID) > 0 {
+		body, _ := json.Marshal(map[string]any{"id": req.ID, "code": 200, "data": map[string]any{}})
+		g.c.mc.Publish(m.Topic+"_reply", 0, false, body)
+	}
+	return req.Params
+}
+
+// onAddNotify handles thing.topo.add.notify: the listed sub-devices that
+// are connected here are proxied and logged in.
+func (g *Gateway) onAddNotify(m Message) {
+	var subs []SubKey
+	if json.Unmarshal(g.ack(m), &subs) != nil {
+		return
+	}
+	var ts []Triple
+	g.mu.Lock()
+	for _, k := range subs {
+		if t, ok := g.connected[k]; ok {
+			ts = append(ts, t)
+		}
+	}
+	g.mu.Unlock()
+	if len(ts) > 0 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			g.SubDeviceOnlineBatch(ctx, ts)
+		}()
+	}
+	if g.o.OnAddNotify != nil {
+		g.o.OnAddNotify(subs)
+	}
+}
+
+// onPermit handles thing.gateway.permit.
+func (g *Gateway) onPermit(m Message) {
+	var p struct {
+		ProductKey string `json:"productKey"`
+		Time       int64  `json:"time"`
+	}
+	if json.Unmarshal(g.ack(m), &p) != nil {
+		return
+	}
+	if g.o.OnPermit != nil {
+		g.o.OnPermit(p.ProductKey, time.Duration(p.Time)*time.Second)
+	}
+}
+
+// ReportFound tells the platform of sub-devices discovered on the access
+// network (thing.list.found), for an operator to accept.
+func (g *Gateway) ReportFound(ctx context.Context, subs []SubKey) error {
+	_, err := g.call(ctx, "sys", "thing/list/found", subs)
+	return err
+}
+
+// SubResult is the platform's answer for one sub-device.
+type SubResult struct {
+	SubKey
+	Code    int    `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+// Unregister deletes sub-devices on the platform (thing.sub.unregister)
+// and returns each one's result (200, or the reason it was not deleted);
+// the deleted ones leave the local lists.
+func (g *Gateway) Unregister(ctx context.Context, subs []SubKey) ([]SubResult, error) {
+	r, err := g.call(ctx, "sys", "thing/sub/unregister", subs)
+	if err != nil {
+		return nil, err
+	}
+	var out []SubResult
+	if err := json.Unmarshal(r.Data, &out); err != nil {
+		return nil, fmt.Errorf("thing.sub.unregister answer: %w", err)
+	}
+	for _, res := range out {
+		if res.Code == 200 {
+			g.mu.Lock()
+			delete(g.local, res.SubKey)
+			delete(g.connected, res.SubKey)
+			delete(g.loggedIn, res.SubKey)
+			g.save()
+			g.mu.Unlock()
+		}
+	}
+	return out, nil
 }
 
 // onTopoChange handles thing.topo.change: status 1 means the platform
@@ -336,11 +453,12 @@ func (g *Gateway) login(ctx context.Context, subs []Triple) error {
 }
 
 func (g *Gateway) subscribeSub(ctx context.Context, k SubKey) {
-	if g.o.OnSubMessage == nil {
-		return
-	}
 	h := func(_ paho.Client, m paho.Message) {
-		g.o.OnSubMessage(k, Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()})
+		msg := Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()}
+		g.onSubLifecycle(k, msg)
+		if g.o.OnSubMessage != nil {
+			g.o.OnSubMessage(k, msg)
+		}
 	}
 	// With ServerSubscribe the platform added the sub-device's system
 	// downlinks to this session at login: they are routed locally. The
@@ -352,7 +470,44 @@ func (g *Gateway) subscribeSub(ctx context.Context, k SubKey) {
 	} else {
 		wait(ctx, g.c.mc.Subscribe(sys, 1, h))
 	}
-	wait(ctx, g.c.mc.Subscribe("/"+k.ProductKey+"/"+k.DeviceName+"/user/#", 1, h))
+	if g.o.OnSubMessage != nil {
+		wait(ctx, g.c.mc.Subscribe("/"+k.ProductKey+"/"+k.DeviceName+"/user/#", 1, h))
+	}
+}
+
+// SubLifecycle is what the platform told a gateway about a sub-device:
+// "disable", "enable" or "delete".
+type SubLifecycle string
+
+// onSubLifecycle handles thing.disable / enable / delete on a
+// sub-device's topic: a deleted sub-device leaves the local lists, a
+// disabled one is logged out (the platform has closed its session), and
+// each is acknowledged as the Link SDK does, then told to OnSubLifecycle.
+func (g *Gateway) onSubLifecycle(k SubKey, m Message) {
+	prefix := "/sys/" + k.ProductKey + "/" + k.DeviceName + "/thing/"
+	what, ok := strings.CutPrefix(m.Topic, prefix)
+	if !ok || (what != "disable" && what != "enable" && what != "delete") {
+		return
+	}
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	json.Unmarshal(m.Payload, &req)
+	switch what {
+	case "delete":
+		g.dropDeletedInCloud(k)
+	case "disable":
+		g.mu.Lock()
+		delete(g.loggedIn, k)
+		g.mu.Unlock()
+	}
+	if len(req.ID) > 0 {
+		body, _ := json.Marshal(map[string]any{"id": req.ID, "code": 200, "data": map[string]any{}})
+		g.c.mc.Publish(m.Topic+"_reply", 0, false, body)
+	}
+	if g.o.OnSubLifecycle != nil {
+		g.o.OnSubLifecycle(k, SubLifecycle(what))
+	}
 }
 
 // Sync runs the (re)connect logic: pull the cloud topology, drop
@@ -535,4 +690,23 @@ func (g *Gateway) TopoGet(ctx context.Context) ([]SubKey, error) {
 	}
 	var out []SubKey
 	return out, json.Unmarshal(r.Data, &out)
+}
+
+// PackPost reports the gateway's own property values and its logged-in
+// sub-devices' in one message (thing.event.property.pack.post). A
+// sub-device that is not logged in fails the call (code 520; the
+// platform also says so on /ext/error).
+func (g *Gateway) PackPost(ctx context.Context, own map[string]any, subs map[SubKey]map[string]any) error {
+	type sub struct {
+		Identity   SubKey         `json:"identity"`
+		Properties map[string]any `json:"properties"`
+	}
+	params := map[string]any{"properties": own}
+	list := make([]sub, 0, len(subs))
+	for _, k := range sortedKeys(subs) {
+		list = append(list, sub{k, subs[k]})
+	}
+	params["subDevices"] = list
+	_, err := g.call(ctx, "sys", "thing/event/property/pack/post", params)
+	return err
 }

@@ -3,6 +3,7 @@ package device_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,3 +211,158 @@ func TestGatewayReconnectAndTopoChange(t *testing.T) {
 }
 
 var _ sync.Mutex
+
+// TestGatewayPackPost: one pack post carries the gateway's own values and
+// its logged-in sub-devices'; each lands on its device, checked against
+// its product's model; a sub-device not logged in fails the call.
+func TestGatewayPackPost(t *testing.T) {
+	w := newWorld(t, 2)
+	model, err := os.ReadFile("../internal/thing/testdata/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.s.Admin("PUT", "/v1/products/"+w.gw.ProductKey+"/tsl", string(model), 200)
+	w.s.Admin("PUT", "/v1/products/"+w.subs[0].ProductKey+"/tsl", string(model), 200)
+	g := w.open(t, filepath.Join(t.TempDir(), "gateway.json"), make(chan device.SubKey, 10), make(chan error, 10))
+	defer g.Close()
+	ctx := context.Background()
+	if err := g.SubDeviceOnline(ctx, w.subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.PackPost(ctx, map[string]any{"Temperature": 30.5}, map[device.SubKey]map[string]any{w.subs[0].Key(): {"Temperature": 19.5}}); err != nil {
+		t.Fatalf("pack post: %v", err)
+	}
+	for _, c := range []struct {
+		d    device.Triple
+		want string
+	}{{w.gw, "30.5"}, {w.subs[0], "19.5"}} {
+		var props struct {
+			Properties []struct {
+				Identifier string
+				Value      json.RawMessage
+			}
+		}
+		w.s.Admin("GET", "/v1/products/"+c.d.ProductKey+"/devices/"+c.d.DeviceName+"/properties", nil, 200).JSON(t, &props)
+		if len(props.Properties) != 1 || string(props.Properties[0].Value) != c.want {
+			t.Fatalf("%s after the pack post: %+v, want Temperature %s", c.d.DeviceName, props.Properties, c.want)
+		}
+	}
+	err = g.PackPost(ctx, nil, map[device.SubKey]map[string]any{w.subs[1].Key(): {"Temperature": 1}})
+	if !errors.Is(err, device.ErrPlatform) {
+		t.Fatalf("a sub-device not logged in: %v; want ErrPlatform", err)
+	}
+}
+
+// TestGatewayHearsSubDeviceLifecycle: an operator disabling, enabling and
+// deleting a sub-device reaches the gateway helper as thing.disable /
+// enable / delete, which it acknowledges; the deleted one leaves its lists.
+func TestGatewayHearsSubDeviceLifecycle(t *testing.T) {
+	w := newWorld(t, 1)
+	events := make(chan string, 10)
+	deleted := make(chan device.SubKey, 10)
+	g, err := device.NewGateway(context.Background(), device.GatewayOptions{
+		Options:        device.Options{Broker: "tcp://" + w.s.App.Broker().Addr("tcp"), Triple: w.gw},
+		StateFile:      filepath.Join(t.TempDir(), "gateway.json"),
+		OnSubDeleted:   func(k device.SubKey) { deleted <- k },
+		OnSubLifecycle: func(k device.SubKey, what device.SubLifecycle) { events <- k.DeviceName + " " + string(what) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	sub := w.subs[0]
+	if err := g.SubDeviceOnline(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("lifecycle event %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %q", want)
+		}
+	}
+	path := "/v1/products/" + sub.ProductKey + "/devices/" + sub.DeviceName
+	w.s.Admin("POST", path+":disable", nil, 200)
+	next(sub.DeviceName + " disable")
+	if g.LoggedIn(sub.Key()) {
+		t.Fatal("a disabled sub-device is still logged in on the gateway")
+	}
+	w.s.Admin("POST", path+":enable", nil, 200)
+	next(sub.DeviceName + " enable")
+	w.s.Admin("DELETE", path, nil, 204)
+	next(sub.DeviceName + " delete")
+	select {
+	case k := <-deleted:
+		if k != sub.Key() {
+			t.Fatalf("deleted %v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnSubDeleted not told")
+	}
+	for _, k := range g.Local() {
+		if k == sub.Key() {
+			t.Fatal("the deleted sub-device is still in the local topology")
+		}
+	}
+}
+
+// TestGatewayDiscoveryAndPermits: the helper reports found sub-devices
+// (listed for an operator), hears add-notify and permit requests, and
+// unregisters sub-devices with a result per device.
+func TestGatewayDiscoveryAndPermits(t *testing.T) {
+	w := newWorld(t, 2)
+	notified := make(chan []device.SubKey, 1)
+	permits := make(chan string, 1)
+	g, err := device.NewGateway(context.Background(), device.GatewayOptions{
+		Options:     device.Options{Broker: "tcp://" + w.s.App.Broker().Addr("tcp"), Triple: w.gw},
+		StateFile:   filepath.Join(t.TempDir(), "gateway.json"),
+		OnAddNotify: func(ks []device.SubKey) { notified <- ks },
+		OnPermit:    func(pk string, d time.Duration) { permits <- pk + " " + d.String() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	gwPath := "/v1/products/" + w.gw.ProductKey + "/devices/" + w.gw.DeviceName
+	if err := g.ReportFound(ctx, []device.SubKey{w.subs[1].Key()}); err != nil {
+		t.Fatalf("ReportFound: %v", err)
+	}
+	var found struct{ Found []device.SubKey }
+	w.s.Admin("GET", gwPath+"/found", nil, 200).JSON(t, &found)
+	if len(found.Found) != 1 || found.Found[0] != w.subs[1].Key() {
+		t.Fatalf("found list: %+v", found)
+	}
+	w.s.Admin("POST", gwPath+"/subdevices:notify-add", map[string]any{"subdevices": []device.SubKey{w.subs[0].Key()}}, 200)
+	select {
+	case ks := <-notified:
+		if len(ks) != 1 || ks[0] != w.subs[0].Key() {
+			t.Fatalf("add-notify: %v", ks)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no add-notify")
+	}
+	w.s.Admin("POST", gwPath+"/subdevices:permit", map[string]any{"productKey": w.subs[0].ProductKey, "time": 60}, 200)
+	select {
+	case p := <-permits:
+		if p != w.subs[0].ProductKey+" 1m0s" {
+			t.Fatalf("permit: %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permit")
+	}
+	if err := g.SubDeviceOnline(ctx, w.subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.Unregister(ctx, []device.SubKey{w.subs[0].Key(), w.subs[1].Key()})
+	if err != nil || len(res) != 2 || res[0].Code != 200 || res[1].Code != 6401 {
+		t.Fatalf("Unregister: %+v %v; want 200 for the proxied one, 6401 for the other", res, err)
+	}
+	if len(g.Local()) != 0 {
+		t.Fatalf("local topology after unregistering: %v", g.Local())
+	}
+}

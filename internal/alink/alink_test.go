@@ -193,3 +193,12 @@ func TestSubDeviceErrorGolden(t *testing.T) {
 		t.Fatal(ErrorTopic("a1Gw", "gw1"))
 	}
 }
+
+// TestReplyEchoesIDBytes: an id holding '&', '<' or '>' is echoed as
+// sent, not HTML-escaped (\u0026), so a device comparing bytes matches it.
+func TestReplyEchoesIDBytes(t *testing.T) {
+	got := string(EncodeReply(Reply{ID: "a&b<c>d", Code: CodeSuccess}))
+	if want := `{"id":"a&b<c>d","code":200,"data":{},"message":"success"}`; got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}

@@ -230,9 +230,22 @@ func EncodeReply(r Reply) []byte {
 	if r.Message == "" && r.Code == CodeSuccess {
 		r.Message = "success"
 	}
-	b, err := json.Marshal(r)
+	b, err := Marshal(r)
 	if err != nil {
-		b, _ = json.Marshal(Reply{ID: r.ID, Code: CodeInternal, Data: struct{}{}, Message: "reply could not be encoded"})
+		b, _ = Marshal(Reply{ID: r.ID, Code: CodeInternal, Data: struct{}{}, Message: "reply could not be encoded"})
 	}
 	return b
+}
+
+// Marshal encodes a payload for a device as JSON without HTML escaping:
+// an id or URL holding '&', '<' or '>' goes out as sent (json.Marshal
+// would write \u0026, which hand-written device parsers need not read).
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

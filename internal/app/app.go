@@ -158,17 +158,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		st.Close()
 		return nil, err
 	}
-	a.reg.AddObserver(a.mqtt)
 	a.reg.AddProductObserver(a.mqtt)
 	a.reg.AddProductObserver(a.prov)
 	a.prov.SetPublisher(a.mqtt)
 	a.gw = gateway.New(gateway.Options{Broker: a.mqtt, Registry: a.reg, Provisioner: a.prov, Logger: log})
 	a.mqtt.ReportSubErrorsTo(a.gw)
+	// The gateway service hears a device change before the broker does:
+	// a sub-device's gateway gets thing.disable / thing.delete before the
+	// broker logs the sub-device out.
 	a.reg.AddObserver(a.gw)
+	a.reg.AddObserver(a.mqtt)
 	a.things = thing.New(thing.Options{Broker: a.mqtt, Registry: a.reg, Logger: log})
 	a.reg.AddProductObserver(a.things)
 	a.desired = thing.NewDesired(a.mqtt, a.reg, log)
 	a.reg.AddDesiredObserver(a.desired)
+	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))

@@ -72,8 +72,8 @@ type Options struct {
 	// refused, so the gateway hears of it on /ext/error (optional).
 	SubErrors SubErrorReporter
 	Logger    *slog.Logger
-	Metrics     prometheus.Registerer // optional
-	Now         func() time.Time
+	Metrics   prometheus.Registerer // optional
+	Now       func() time.Time
 
 	// Listener addresses; empty turns a listener off.
 	TCPAddr string
@@ -134,7 +134,19 @@ type Broker struct {
 
 	subMu   sync.Mutex
 	nextSub int
+	subObs  []SubscribeObserver // set before Serve
 }
+
+// SubscribeObserver is told when a device's own SUBSCRIBE was granted
+// (not the subscriptions corral adds for _ss=1), so a service can send
+// what was waiting for the device (desired values) once it can receive.
+type SubscribeObserver interface {
+	DeviceSubscribed(pk, dn, filter string)
+}
+
+// AddSubscribeObserver registers an observer of devices' subscriptions;
+// call it before Serve.
+func (b *Broker) AddSubscribeObserver(o SubscribeObserver) { b.subObs = append(b.subObs, o) }
 
 // mochi's log lines pass at most this often per message (a burst, then a
 // steady rate), so a client cannot grow the log at will.
@@ -341,6 +353,27 @@ func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) 
 	id := b.nextSub
 	b.subMu.Unlock()
 	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// SubscribeFromClients subscribes in-process to a filter like Subscribe,
+// but hands h only what MQTT clients published: corral's own publishes
+// (Publish) are left out, so a topic that carries a request and its
+// answer (v4 RRPC) does not give the request back as the answer.
+func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payload []byte)) (func(), error) {
+	b.subMu.Lock()
+	b.nextSub++
+	id := b.nextSub
+	b.subMu.Unlock()
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		if pk.Origin == mqtt.InlineClientId {
+			return
+		}
 		h(pk.TopicName, pk.Payload)
 	})
 	if err != nil {

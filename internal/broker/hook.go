@@ -175,6 +175,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.b.log.Info("last will dropped: topic outside the client's rights", "clientId", id.clientID)
 	}
 	cl.ID = id.clientID
+	h.awaitEndedSession(cl)
 	admitConn(cl.Net.Conn)
 	s := &session{id: id, listener: cl.Net.Listener, remote: cl.Net.Remote}
 	h.mu.Lock()
@@ -188,6 +189,35 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.mu.Unlock()
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// awaitEndedSession waits, briefly, for an earlier connection of the same
+// client id that has already been stopped (kicked, or dropped) to finish
+// mochi's clean-up of its clean session. That clean-up, run on the old
+// connection's goroutine, unsubscribes every filter it held by client id
+// and deletes the id from the client map: if the new connection got in
+// first, it would lose the subscriptions corral just gave it (_ss=1) and
+// every delivery (mochi finds subscribers by id). A live earlier
+// connection is taken over by mochi instead, which marks it so that its
+// clean-up is skipped. corral's own engine (issue 13) ends this.
+func (h *hook) awaitEndedSession(cl *mqtt.Client) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		old, ok := h.b.srv.Clients.Get(cl.ID)
+		if !ok || old == cl || !old.Closed() || old.IsTakenOver() || !sessionEnds(old) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// sessionEnds reports whether a client's session ends with its connection
+// (clean session, or MQTT 5 with no session expiry), as mochi decides.
+func sessionEnds(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // refuse answers a refused CONNECT: counted, logged (a sample per
@@ -756,14 +786,30 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 
 // OnSubscribed counts refused subscriptions.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	var granted []string
 	for i, c := range codes {
+		if i >= len(pk.Filters) {
+			break
+		}
 		if c >= 0x80 {
 			h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
-			if i < len(pk.Filters) {
-				h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
+			h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
+			continue
+		}
+		granted = append(granted, pk.Filters[i].Filter)
+	}
+	s := h.session(cl)
+	if len(granted) == 0 || len(h.b.subObs) == 0 || s == nil || s.id.app || s.id.register != nil {
+		return
+	}
+	// Off the client's read loop: observers read the store and publish.
+	go func() {
+		for _, f := range granted {
+			for _, o := range h.b.subObs {
+				o.DeviceSubscribed(s.id.productKey, s.id.deviceName, f)
 			}
 		}
-	}
+	}()
 }
 
 // OnSessionEstablished marks a device online and announces it.

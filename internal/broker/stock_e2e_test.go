@@ -322,3 +322,40 @@ func TestDirectionsAtDelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestUsesExtRRPC: the sync-service form follows the session's ext flag;
+// a sub-device's follows the gateway it is logged in through.
+func TestUsesExtRRPC(t *testing.T) {
+	s := apptest.Start(t)
+	gp := s.CreateProduct("hub", map[string]any{"nodeType": "gateway"})
+	sp := stockProduct(t, s, "sensor", map[string]any{"nodeType": "subdevice"})
+	dp := stockProduct(t, s, "plain", nil)
+	b := s.App.Broker()
+	for _, tt := range []struct {
+		name string
+		ext  bool
+	}{{"ext0", false}, {"ext3", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			flag := map[bool]string{false: "ext=0", true: "ext=3"}[tt.ext]
+			direct := s.CreateDevice(dp.ProductKey, "dev-"+tt.name)
+			if b.UsesExtRRPC(direct.ProductKey, direct.DeviceName) {
+				t.Fatal("offline device uses ext RRPC")
+			}
+			connectStock(t, s, direct, "_ss=1,"+flag, true)
+			if got := b.UsesExtRRPC(direct.ProductKey, direct.DeviceName); got != tt.ext {
+				t.Errorf("direct %s: %v", flag, got)
+			}
+			gwd := s.CreateDevice(gp.ProductKey, "hub-"+tt.name)
+			sub := s.CreateDevice(sp.ProductKey, "sensor-"+tt.name)
+			g := connectStock(t, s, gwd, "_ss=1,gw=1,"+flag, true)
+			gwCall(t, g, "/sys/", "thing/topo/add", []any{subIdent(sub)})
+			if b.UsesExtRRPC(sub.ProductKey, sub.DeviceName) {
+				t.Error("sub-device not logged in uses ext RRPC")
+			}
+			gwCall(t, g, "/ext/session/", "combine/login", subIdent(sub))
+			if got := b.UsesExtRRPC(sub.ProductKey, sub.DeviceName); got != tt.ext {
+				t.Errorf("sub-device through a gateway with %s: %v", flag, got)
+			}
+		})
+	}
+}

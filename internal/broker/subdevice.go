@@ -2,8 +2,10 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -211,4 +213,43 @@ func (b *Broker) Online(pk, dn string) bool {
 func (b *Broker) MayReceiveCredentials(pk, dn string) bool {
 	cl := b.hook.deviceClient(pk, dn)
 	return cl != nil && (cl.Net.Listener == "tls" || b.o.RegisterPlain)
+}
+
+// UsesExtRRPC reports whether synchronous services reach a device in the
+// v4 form (/ext/rrpc/{rrpcId}/sys/…): its live session asked for it with
+// ext=3 in the clientId, or, for a sub-device, the gateway session it is
+// logged in through did. False when it has no live session.
+func (b *Broker) UsesExtRRPC(pk, dn string) bool {
+	h := b.hook
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	key := deviceKey(pk, dn)
+	if cl := h.devices[key]; cl != nil {
+		s := h.sessions[cl]
+		return s != nil && s.id.rrpcExt
+	}
+	gw := h.subOf[key]
+	if gw == "" {
+		return false
+	}
+	s := h.sessions[h.devices[gw]]
+	return s != nil && s.id.rrpcExt
+}
+
+// SendToGateway writes a message (QoS 0) straight to a gateway's live
+// session, whatever it subscribed and whether or not the sub-device the
+// topic names is logged in through it: the lifecycle downlinks of a
+// sub-device (thing.disable, enable, delete on the sub-device's own
+// /sys/… topics) reach its gateway when the sub-device is disabled, hence
+// logged out, or being deleted. ErrGatewayOffline without a live session.
+func (b *Broker) SendToGateway(gwPk, gwDn, topic string, payload []byte) error {
+	cl := b.hook.deviceClient(gwPk, gwDn)
+	if cl == nil {
+		return ErrGatewayOffline
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
+	if err := cl.WritePacket(pk); err != nil {
+		return fmt.Errorf("writing %s to gateway %s/%s: %w", topic, gwPk, gwDn, err)
+	}
+	return nil
 }

@@ -40,6 +40,11 @@ type Broker interface {
 	// be sent a credential: it came in over TLS, or the operator allows
 	// plain listeners for labs.
 	MayReceiveCredentials(pk, dn string) bool
+	// Online reports whether a device has a live session.
+	Online(pk, dn string) bool
+	// SendToGateway writes a message straight to a gateway's live
+	// session (a sub-device's lifecycle downlinks).
+	SendToGateway(gwPk, gwDn, topic string, payload []byte) error
 }
 
 // Registry is what it needs of the registry.
@@ -49,6 +54,10 @@ type Registry interface {
 	AttachSubdevices(ctx context.Context, gw registry.Device, subs []registry.Device) (registry.TopologyChange, error)
 	DetachSubdevices(ctx context.Context, gw registry.Device, subs [][2]string) (registry.TopologyChange, error)
 	Subdevices(ctx context.Context, gw registry.Device) ([]registry.Device, error)
+	DeleteDevice(ctx context.Context, p registry.Principal, pk, dn string) error
+	AddFound(ctx context.Context, gw registry.Device, subs [][2]string) error
+	LookupFound(ctx context.Context, gw registry.Device) ([]registry.FoundDevice, error)
+	RemoveFound(ctx context.Context, gw registry.Device, subs [][2]string) error
 }
 
 // Provisioner registers sub-devices.
@@ -89,6 +98,7 @@ func (s *Service) Start() error {
 	for _, f := range []string{
 		"/sys/+/+/thing/topo/add", "/sys/+/+/thing/topo/delete", "/sys/+/+/thing/topo/get",
 		"/sys/+/+/thing/sub/register", "/sys/+/+/thing/proxy/provisioning/product_register",
+		"/sys/+/+/thing/list/found", "/sys/+/+/thing/sub/unregister",
 		"/ext/session/+/+/combine/login", "/ext/session/+/+/combine/batch_login",
 		"/ext/session/+/+/combine/logout", "/ext/session/+/+/combine/batch_logout",
 	} {
@@ -203,6 +213,10 @@ func (s *Service) dispatch(ctx context.Context, t alink.Topic, req alink.Request
 		return s.logout(gw, req.Params, false)
 	case "combine.batch_logout":
 		return s.logout(gw, req.Params, true)
+	case "thing.list.found":
+		return s.listFound(ctx, gw, req.Params)
+	case "thing.sub.unregister":
+		return s.subUnregister(ctx, gw, req.Params)
 	case "thing.sub.register", "thing.proxy.provisioning.product_register":
 		// Both answer sub-devices' DeviceSecrets.
 		if !s.o.Broker.MayReceiveCredentials(gw.ProductKey, gw.DeviceName) {

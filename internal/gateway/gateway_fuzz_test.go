@@ -44,6 +44,37 @@ type fzWorld struct {
 	}
 	loggedIn []registry.Device
 	attached []registry.Device
+	deleted  []string // "pk/dn"
+	sent     []fzSent // SendToGateway
+	found    []registry.FoundDevice
+}
+
+func (w *fzWorld) AddFound(_ context.Context, _ registry.Device, subs [][2]string) error {
+	for _, k := range subs {
+		w.found = append(w.found, registry.FoundDevice{ProductKey: k[0], DeviceName: k[1]})
+	}
+	return nil
+}
+func (w *fzWorld) LookupFound(context.Context, registry.Device) ([]registry.FoundDevice, error) {
+	return w.found, nil
+}
+func (w *fzWorld) RemoveFound(context.Context, registry.Device, [][2]string) error { return nil }
+
+type fzSent struct{ gateway, topic, payload string }
+
+func (w *fzWorld) Online(_, _ string) bool { return true }
+func (w *fzWorld) SendToGateway(gwPk, gwDn, topic string, payload []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sent = append(w.sent, fzSent{gwPk + "/" + gwDn, topic, string(payload)})
+	return nil
+}
+func (w *fzWorld) DeleteDevice(_ context.Context, p registry.Principal, pk, dn string) error {
+	if d, ok := fzDevices[pk+"/"+dn]; !ok || d.AccountID != p.AccountID {
+		return registry.ErrNotFound
+	}
+	w.deleted = append(w.deleted, pk+"/"+dn)
+	return nil
 }
 
 func (w *fzWorld) Publish(topic string, payload []byte, _ bool, _ byte) error {
@@ -81,7 +112,7 @@ func (w *fzWorld) LookupProduct(_ context.Context, pk string) (registry.Product,
 	if !ok {
 		return registry.Product{}, registry.ErrNotFound
 	}
-	return registry.Product{ProductKey: pk, NodeType: nt}, nil
+	return registry.Product{AccountID: fzAccount, ProductKey: pk, NodeType: nt}, nil
 }
 func (w *fzWorld) AttachSubdevices(_ context.Context, _ registry.Device, subs []registry.Device) (registry.TopologyChange, error) {
 	w.attached = append(w.attached, subs...)

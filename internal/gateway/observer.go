@@ -7,12 +7,18 @@ import (
 )
 
 // DeviceChanged implements registry.Observer: a sub-device's gateway hears
-// of its deletion, enabling and disabling through thing.topo.change.
+// of its deletion, enabling and disabling: thing.delete / enable / disable
+// on the sub-device's own topics, then thing.topo.change on its own.
 func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
 	if d.Gateway == "" {
 		return
 	}
 	pk, dn := registry.SplitGatewayKey(d.Gateway)
+	what, ok := lifecycleMethods[kind]
+	if !ok {
+		return
+	}
+	s.lifecycle(pk, dn, d, what)
 	switch kind {
 	case registry.DeviceDeleted:
 		s.NotifyChange(pk, dn, ChangeDeleted, []registry.Device{d})

@@ -25,10 +25,16 @@ var examples = map[string]any{
 		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
 	"DELETE /v1/products/{productKey}/devices/{deviceName}/subdevices": map[string]any{
 		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"POST /v1/products/{productKey}/devices/{deviceName}/subdevices:notify-add": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
+	"POST /v1/products/{productKey}/devices/{deviceName}/subdevices:permit": map[string]any{"productKey": "a1B2c3D4e5F", "time": 60},
+	"POST /v1/products/{productKey}/devices/{deviceName}/found:accept": map[string]any{
+		"subdevices": []map[string]string{{"productKey": "a1B2c3D4e5F", "deviceName": "sensor-0001"}}},
 	"PUT /v1/products/{productKey}/devices/{deviceName}/properties":            map[string]any{"params": map[string]any{"Temperature": 21.5}},
 	"PUT /v1/products/{productKey}/devices/{deviceName}/desired-properties":    map[string]any{"values": map[string]any{"Temperature": 21.5}},
 	"PUT /v1/products/{productKey}/config":                                     map[string]any{"content": "{\"reportIntervalSeconds\": 60}"},
 	"POST /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": map[string]any{"params": map[string]any{"Offset": 1.5}, "sync": true, "timeoutMs": 3000},
+	"POST /v1/products/{productKey}/devices/{deviceName}/rrpc":                 map[string]any{"topic": "user/get", "payload": "ping", "timeoutMs": 3000},
 	"PATCH /v1/products/{productKey}/devices/{deviceName}":                     map[string]any{"nickname": "Lobby meter", "attributes": map[string]string{"floor": "2"}},
 	"POST /v1/apikeys":          map[string]any{"name": "dashboard", "role": "readonly"},
 	"PATCH /v1/apikeys/{keyId}": map[string]any{"role": "operator"},

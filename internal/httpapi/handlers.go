@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/thing"
 )
@@ -67,6 +70,25 @@ type (
 		Params    json.RawMessage `json:"params"`
 		Sync      bool            `json:"sync,omitempty" doc:"wait for the device's answer (services of callType sync always do)"`
 		TimeoutMs int             `json:"timeoutMs,omitempty" doc:"how long a sync call waits (default 5000, at most 60000)"`
+	}
+	permitInput struct {
+		ProductKey string `json:"productKey" doc:"the sub-device product the gateway may add devices of"`
+		Time       int    `json:"time" doc:"for how many seconds (1 to 86400)"`
+	}
+	foundList struct {
+		Found []registry.FoundDevice `json:"found"`
+	}
+	rrpcInput struct {
+		Topic           string `json:"topic" doc:"the custom topic after /{productKey}/{deviceName}/, e.g. user/cmd"`
+		Payload         string `json:"payload" doc:"the request payload: text, or base64 with payloadEncoding base64"`
+		PayloadEncoding string `json:"payloadEncoding,omitempty" doc:"text (default) or base64"`
+		TimeoutMs       int    `json:"timeoutMs,omitempty" doc:"how long to wait for the answer (default 5000, at most 60000)"`
+	}
+	rrpcResult struct {
+		RRPCID        string `json:"rrpcId"`
+		Topic         string `json:"topic" doc:"the topic the request and the answer went on"`
+		Payload       string `json:"payload,omitempty" doc:"the device's answer as text, when it is valid UTF-8"`
+		PayloadBase64 string `json:"payloadBase64" doc:"the device's answer, base64"`
 	}
 	subRef struct {
 		ProductKey string `json:"productKey"`
@@ -163,6 +185,10 @@ func (a *API) table() []*route {
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "List a gateway's sub-devices", Tag: "gateways", Role: readonly, Status: 200, Resp: subList{}, h: a.listSubs},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Add sub-devices to a gateway (they move from any other gateway); the gateways hear thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.addSubs},
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices", Summary: "Remove sub-devices from a gateway; it hears thing.topo.change", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.removeSubs},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:notify-add", Summary: "Ask the gateway to add these sub-devices to its topology (thing.topo.add.notify); it answers on …/thing/topo/add/notify_reply and adds them with thing.topo.add; 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: gateway.Sent{}, h: a.notifyAdd},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/subdevices:permit", Summary: "Let the gateway add devices of a sub-device product for a time (thing.gateway.permit); 409 when the gateway is offline", Tag: "gateways", Role: operator, Body: permitInput{}, Status: 200, Resp: gateway.Sent{}, h: a.permit},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/found", Summary: "Sub-devices the gateway reported it discovered (thing.list.found) that no operator accepted yet, oldest first (at most 200 per gateway, the latest found)", Tag: "gateways", Role: readonly, Status: 200, Resp: foundList{}, h: a.listFound},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/found:accept", Summary: "Accept found sub-devices: they join the gateway's topology as with POST …/subdevices (the gateway hears thing.topo.change) and leave the found list; one not in the list is 404", Tag: "gateways", Role: operator, Body: subInput{}, Status: 200, Resp: subList{}, h: a.acceptFound},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "A device's latest property values", Tag: "things", Role: readonly, Status: 200, Resp: propList{}, h: a.getProps},
 		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/properties", Summary: "Set properties on the device (thing.service.property.set), checked against the thing model; sync waits for its answer", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.setProps},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "A device's desired property values, each with its version and the version the device acknowledged", Tag: "things", Role: readonly, Status: 200, Resp: desiredList{}, h: a.getDesired},
@@ -170,6 +196,7 @@ func (a *API) table() []*route {
 		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/desired-properties", Summary: "Delete desired property values: those named in identifiers, or all", Tag: "things", Role: operator, Status: 204,
 			Query: []param{{"identifiers", "string", "comma-separated property identifiers (default: all)"}}, h: a.deleteDesired},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/services/{serviceId}", Summary: "Invoke a service: async, or sync (RRPC) waiting for the answer; 504 when the device does not answer in time", Tag: "things", Role: operator, Body: callInput{}, Status: 200, Resp: thing.Result{}, h: a.invoke},
+		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}/rrpc", Summary: "Synchronous call on a custom topic (RRPC): the payload goes to the device on /ext/rrpc/{rrpcId}/{productKey}/{deviceName}/{topic} and the device's answer on the same topic is returned as it is; the topic must be of a class the device subscribes to (sub or all); 409 when the device is offline, 504 when it does not answer in time", Tag: "things", Role: operator, Body: rrpcInput{}, Status: 200, Resp: rrpcResult{}, h: a.customRRPC},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:disable", Summary: "Disable a device and close its session", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(true)},
 		{Method: "POST", Path: "/v1/products/{productKey}/devices/{deviceName}:enable", Summary: "Enable a device", Tag: "devices", Role: operator, Status: 200, Resp: registry.Device{}, h: a.setDisabled(false)},
 		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}", Summary: "Get a device", Tag: "devices", Role: readonly, Status: 200, Resp: registry.Device{}, h: a.getDevice},
@@ -639,30 +666,100 @@ func (a *API) subInput(c *call) (registry.Device, subInput, error) {
 }
 
 func (a *API) addSubs(c *call) (any, error) {
-	gw, in, err := a.subInput(c)
+	return a.attachSubs(c, func(ctx context.Context, gw registry.Device, subs []registry.Device) error {
+		return a.o.Topology.Attach(ctx, gw, subs)
+	})
+}
+
+func (a *API) acceptFound(c *call) (any, error) {
+	return a.attachSubs(c, func(ctx context.Context, gw registry.Device, subs []registry.Device) error {
+		return a.o.Topology.AcceptFound(ctx, gw, subs)
+	})
+}
+
+// attachSubs reads a list of sub-devices for the gateway of the path,
+// checks each is a device of a sub-device product of the caller's
+// account, attaches them with attach and answers the gateway's list.
+func (a *API) attachSubs(c *call, attach func(context.Context, registry.Device, []registry.Device) error) (any, error) {
+	gw, subs, err := a.subDevices(c)
 	if err != nil {
 		return nil, err
+	}
+	if err := attach(c.ctx(), gw, subs); err != nil {
+		return nil, err
+	}
+	ds, err := a.reg.Subdevices(c.ctx(), gw)
+	return subList{ds}, err
+}
+
+func (a *API) notifyAdd(c *call) (any, error) {
+	gw, subs, err := a.subDevices(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(subs) > registry.MaxTopoBatch {
+		return nil, &badRequest{field: "subdevices", msg: fmt.Sprintf("give 1 to %d sub-devices", registry.MaxTopoBatch)}
+	}
+	return a.o.Topology.NotifyAdd(c.ctx(), gw, subs)
+}
+
+func (a *API) permit(c *call) (any, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := registry.CheckOperator(c.p); err != nil {
+		return nil, err
+	}
+	var in permitInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.Time < 1 || in.Time > 86400 {
+		return nil, &badRequest{field: "time", msg: "time must be 1 to 86400 seconds"}
+	}
+	prod, err := a.reg.GetProduct(c.ctx(), c.p, in.ProductKey)
+	if err != nil {
+		return nil, err
+	}
+	if prod.NodeType != registry.NodeSubdevice {
+		return nil, &badRequest{field: "productKey", msg: in.ProductKey + " is not a sub-device product"}
+	}
+	return a.o.Topology.Permit(c.ctx(), gw, in.ProductKey, in.Time)
+}
+
+func (a *API) listFound(c *call) (any, error) {
+	gw, err := a.gatewayFor(c)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := a.o.Topology.Found(c.ctx(), gw)
+	return foundList{fs}, err
+}
+
+// subDevices reads the body's sub-devices for the gateway of the path:
+// each a device of a sub-device product of the caller's account.
+func (a *API) subDevices(c *call) (registry.Device, []registry.Device, error) {
+	gw, in, err := a.subInput(c)
+	if err != nil {
+		return gw, nil, err
 	}
 	subs := make([]registry.Device, len(in.Subdevices))
 	for i, r := range in.Subdevices {
 		d, err := a.reg.GetDevice(c.ctx(), c.p, r.ProductKey, r.DeviceName)
 		if err != nil {
-			return nil, err
+			return gw, nil, err
 		}
 		prod, err := a.reg.GetProduct(c.ctx(), c.p, r.ProductKey)
 		if err != nil {
-			return nil, err
+			return gw, nil, err
 		}
 		if prod.NodeType != registry.NodeSubdevice {
-			return nil, &badRequest{field: fmt.Sprintf("subdevices[%d]", i), msg: r.ProductKey + " is not a sub-device product"}
+			return gw, nil, &badRequest{field: fmt.Sprintf("subdevices[%d]", i), msg: r.ProductKey + " is not a sub-device product"}
 		}
 		subs[i] = d
 	}
-	if err := a.o.Topology.Attach(c.ctx(), gw, subs); err != nil {
-		return nil, err
-	}
-	ds, err := a.reg.Subdevices(c.ctx(), gw)
-	return subList{ds}, err
+	return gw, subs, nil
 }
 
 func (a *API) removeSubs(c *call) (any, error) {
@@ -803,4 +900,70 @@ func (a *API) invoke(c *call) (any, error) {
 		return nil, &badRequest{field: "serviceId", msg: "set properties with PUT …/properties"}
 	}
 	return a.thingCall(c, c.param("serviceId"))
+}
+
+func (a *API) customRRPC(c *call) (any, error) {
+	if a.o.Things == nil {
+		return nil, fmt.Errorf("thing models are not served here: %w", registry.ErrNotFound)
+	}
+	pk, dn := c.param("productKey"), c.param("deviceName")
+	if _, err := a.reg.GetDevice(c.ctx(), c.p, pk, dn); err != nil {
+		return nil, err
+	}
+	var in rrpcInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	payload, err := rrpcPayload(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.deviceSubscribes(c, pk, in.Topic); err != nil {
+		return nil, err
+	}
+	r, err := a.o.Things.CustomRRPC(c.ctx(), thing.CustomCall{ProductKey: pk, DeviceName: dn, Topic: in.Topic, Payload: payload,
+		Timeout: time.Duration(in.TimeoutMs) * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	out := rrpcResult{RRPCID: r.RRPCID, Topic: r.Topic, PayloadBase64: base64.StdEncoding.EncodeToString(r.Payload)}
+	if utf8.Valid(r.Payload) {
+		out.Payload = string(r.Payload)
+	}
+	return out, nil
+}
+
+// rrpcPayload checks a custom RRPC request and decodes its payload.
+func rrpcPayload(in rrpcInput) ([]byte, error) {
+	if in.TimeoutMs < 0 || in.TimeoutMs > 60000 {
+		return nil, &badRequest{field: "timeoutMs", msg: "timeoutMs must be 0 to 60000"}
+	}
+	switch in.PayloadEncoding {
+	case "", "text":
+		return []byte(in.Payload), nil
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(in.Payload)
+		if err != nil {
+			return nil, &badRequest{field: "payload", msg: "payload is not base64"}
+		}
+		return b, nil
+	}
+	return nil, &badRequest{field: "payloadEncoding", msg: "payloadEncoding must be text or base64"}
+}
+
+// deviceSubscribes checks that topic (user/…) is of one of the product's
+// topic classes the device subscribes to (sub or all).
+func (a *API) deviceSubscribes(c *call, pk, topic string) error {
+	suffix, ok := strings.CutPrefix(topic, "user/")
+	if !ok || suffix == "" || strings.ContainsAny(topic, "+#") {
+		return &badRequest{field: "topic", msg: "topic must be a custom topic user/… without wildcards"}
+	}
+	classes, err := a.reg.TopicClasses(c.ctx(), c.p, pk)
+	if err != nil {
+		return err
+	}
+	if cl, ok := registry.MatchTopicClass(classes, suffix); !ok || (cl.Operation != registry.TopicSub && cl.Operation != registry.TopicAll) {
+		return &badRequest{field: "topic", msg: "no topic class of the product lets the device subscribe to " + topic}
+	}
+	return nil
 }

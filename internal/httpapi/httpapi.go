@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/thing"
@@ -72,6 +73,10 @@ type Publisher interface {
 type Topology interface {
 	Attach(ctx context.Context, gw registry.Device, subs []registry.Device) error
 	Detach(ctx context.Context, gw registry.Device, subs [][2]string) error
+	NotifyAdd(ctx context.Context, gw registry.Device, subs []registry.Device) (gateway.Sent, error)
+	Permit(ctx context.Context, gw registry.Device, productKey string, seconds int) (gateway.Sent, error)
+	Found(ctx context.Context, gw registry.Device) ([]registry.FoundDevice, error)
+	AcceptFound(ctx context.Context, gw registry.Device, subs []registry.Device) error
 }
 
 // Configs pushes a product's configuration file to its devices.
@@ -82,6 +87,7 @@ type Configs interface {
 // Things runs operator calls against devices' thing models.
 type Things interface {
 	Invoke(ctx context.Context, c thing.Call) (thing.Result, error)
+	CustomRRPC(ctx context.Context, c thing.CustomCall) (thing.CustomResult, error)
 }
 
 // API is the http.Handler of the REST API and the operational endpoints.
@@ -342,8 +348,10 @@ func (a *API) fail(c *call, err error) int {
 		var te *tsl.Error
 		errors.As(err, &te)
 		status, code, field = 400, "tsl_check_failed", te.Identifier
-	case errors.Is(err, thing.ErrOffline):
+	case errors.Is(err, thing.ErrOffline), errors.Is(err, gateway.ErrGatewayOffline):
 		status, code = 409, "device_offline"
+	case errors.Is(err, thing.ErrBadTopic):
+		status, code, field = 400, "invalid_argument", "topic"
 	case errors.Is(err, thing.ErrTimeout):
 		status, code = 504, "device_timeout"
 	case errors.Is(err, registry.ErrNoModel):

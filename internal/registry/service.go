@@ -68,6 +68,7 @@ type Store interface {
 	TopicClassStore
 	DesiredStore
 	ConfigStore
+	FoundStore
 }
 
 // SecretBox encrypts secrets at rest. The additional data binds a sealed

@@ -141,7 +141,7 @@ func (c *Configs) Push(ctx context.Context, pk string, deviceNames []string) (in
 	params := c.describe(pk, cfg)
 	n := 0
 	for _, dn := range deviceNames {
-		body, _ := json.Marshal(map[string]any{"id": strconv.FormatInt(c.o.Now().UnixNano(), 10), "version": "1.0", "method": "thing.config.push", "params": params})
+		body, _ := alink.Marshal(map[string]any{"id": strconv.FormatInt(c.o.Now().UnixNano(), 10), "version": "1.0", "method": "thing.config.push", "params": params})
 		if err := c.o.Broker.Publish(alink.SysTopic(pk, dn, "thing/config/push"), body, false, 1); err != nil {
 			return n, fmt.Errorf("pushing the configuration to %s: %w", dn, err)
 		}

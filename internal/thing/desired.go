@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/alink"
+	"github.com/corral-iot/corral/internal/mqtt/packet"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -185,6 +186,34 @@ func (d *Desired) onConnected(topic string, _ []byte) {
 		return
 	}
 	d.Push(context.Background(), pk, dn)
+}
+
+// DeviceSubscribed implements broker.SubscribeObserver: a device (or a
+// gateway, for a sub-device) that subscribes its property-set topic
+// itself, after its session started, gets what was waiting then.
+func (d *Desired) DeviceSubscribed(pk, dn, filter string) {
+	devs := [][2]string{{pk, dn}}
+	if named := deviceOfFilter(filter); named[0] != "" && named != devs[0] && !strings.ContainsAny(named[0]+named[1], "+#") {
+		devs = append(devs, named)
+	}
+	for _, dev := range devs {
+		if packet.Match(filter, alink.SysTopic(dev[0], dev[1], "thing/service/property/set")) {
+			d.Push(context.Background(), dev[0], dev[1])
+		}
+	}
+}
+
+// deviceOfFilter reads the device a /sys/{pk}/{dn}/… filter names.
+func deviceOfFilter(f string) [2]string {
+	rest, ok := strings.CutPrefix(f, "/sys/")
+	if !ok {
+		return [2]string{}
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 3 {
+		return [2]string{}
+	}
+	return [2]string{parts[0], parts[1]}
 }
 
 // DesiredChanged implements registry.DesiredObserver: an online device

@@ -3,8 +3,13 @@ package thing_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/device"
+	"github.com/corral-iot/corral/internal/apptest"
 )
 
 type desiredList struct {
@@ -82,5 +87,36 @@ func TestDesiredValues(t *testing.T) {
 	}
 	if r := e.post(t, "thing/property/desired/delete", "d3", `"nonsense"`); r["code"] != 460.0 || r["id"] != "d3" {
 		t.Fatalf("bad params: %v", r)
+	}
+}
+
+// TestDesiredReachesADeviceThatSubscribesLater: a device without _ss=1
+// subscribes after its CONNACK, too late for the delivery at session
+// start; its SUBSCRIBE to the property-set topic brings the desired value
+// set while it was away.
+func TestDesiredReachesADeviceThatSubscribesLater(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("thermo", nil)
+	model, _ := os.ReadFile("testdata/model.json")
+	s.Admin("PUT", "/v1/products/"+p.ProductKey+"/tsl", string(model), 200)
+	d := s.CreateDevice(p.ProductKey, "thermo-01")
+	s.Admin("PUT", "/v1/products/"+p.ProductKey+"/devices/thermo-01/desired-properties", map[string]any{"values": map[string]any{"TargetTemp": 24}}, 200)
+	c, err := device.Connect(context.Background(), device.Options{Broker: "tcp://" + s.App.Broker().Addr("tcp"),
+		Triple: device.Triple{ProductKey: d.ProductKey, DeviceName: d.DeviceName, DeviceSecret: d.DeviceSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	sets := make(chan device.Message, 4)
+	if err := c.Subscribe(context.Background(), "/sys/"+d.ProductKey+"/"+d.DeviceName+"/thing/service/#", 1, func(m device.Message) { sets <- m }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-sets:
+		if !strings.Contains(string(m.Payload), `"TargetTemp":24`) {
+			t.Fatalf("got %s", m.Payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the desired value never reached a device that subscribed after connecting")
 	}
 }

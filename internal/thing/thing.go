@@ -28,6 +28,12 @@ type Broker interface {
 	Publish(topic string, payload []byte, retain bool, qos byte) error
 	SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error)
 	Online(pk, dn string) bool
+	// SubscribeFromClients is SubscribeAll for one filter without
+	// corral's own publishes (v4 RRPC requests share their reply's topic).
+	SubscribeFromClients(filter string, h func(topic string, payload []byte)) (func(), error)
+	// UsesExtRRPC reports whether the device's session (its gateway's,
+	// for a sub-device) takes sync services in the v4 form (ext=3).
+	UsesExtRRPC(pk, dn string) bool
 }
 
 // Registry is what it needs of the registry.
@@ -56,7 +62,8 @@ type Service struct {
 	models *cache.Cache[string, *tsl.Model]
 
 	mu      sync.Mutex
-	waiters map[string]chan Reply // "pk/dn/id" -> reply
+	waiters map[string]chan Reply  // "pk/dn/id" -> reply
+	raw     map[string]chan []byte // "pk/dn/rrpcId" -> custom-topic RRPC answer
 }
 
 // modelTTL bounds how long a model changed on another node takes to apply
@@ -71,7 +78,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Service{o: o, log: o.Logger, waiters: map[string]chan Reply{},
+	s := &Service{o: o, log: o.Logger, waiters: map[string]chan Reply{}, raw: map[string]chan []byte{},
 		models: cache.New[string, *tsl.Model](cache.Options{TTL: modelTTL, Now: o.Now})}
 	s.ids.Store(o.Now().UnixNano() / 1e6)
 	return s
@@ -97,7 +104,25 @@ func (s *Service) Start() error {
 	if err != nil {
 		return fmt.Errorf("subscribing to thing topics: %w", err)
 	}
-	s.stop = stop
+	stops := []func(){stop}
+	for f, h := range map[string]func(string, []byte){
+		"/ext/rrpc/+/sys/+/+/thing/service/+": s.onExtReply,
+		"/ext/rrpc/+/+/+/user/#":              s.onCustomReply,
+	} {
+		u, err := s.o.Broker.SubscribeFromClients(f, h)
+		if err != nil {
+			for _, u := range stops {
+				u()
+			}
+			return fmt.Errorf("subscribing to RRPC topics: %w", err)
+		}
+		stops = append(stops, u)
+	}
+	s.stop = func() {
+		for _, u := range stops {
+			u()
+		}
+	}
 	return nil
 }
 
@@ -208,25 +233,44 @@ func (s *Service) onReply(topic string, payload []byte) {
 	if !t.Reply && !strings.HasPrefix(t.Rest, "rrpc/response/") {
 		return // our own request
 	}
+	r, ok := decodeReply(payload, false)
+	if !ok {
+		return
+	}
+	s.deliver(t.ProductKey+"/"+t.DeviceName+"/"+r.ID, r)
+}
+
+// decodeReply reads a device's Alink answer; false when it is none: not
+// JSON, no id, or, when needCode, no code (on a topic shared by request
+// and answer, a request).
+func decodeReply(payload []byte, needCode bool) (Reply, bool) {
 	var r Reply
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
 	dec.UseNumber()
 	var raw struct {
 		ID      json.RawMessage `json:"id"`
-		Code    int             `json:"code"`
+		Code    *int            `json:"code"`
 		Data    json.RawMessage `json:"data"`
 		Message string          `json:"message"`
 	}
-	if dec.Decode(&raw) != nil {
-		return
+	if dec.Decode(&raw) != nil || (needCode && raw.Code == nil) {
+		return r, false
 	}
 	r.ID, _ = alink.ParseID(raw.ID)
 	if r.ID == "" {
-		return
+		return r, false
 	}
-	r.Code, r.Data, r.Message = raw.Code, raw.Data, raw.Message
+	if raw.Code != nil {
+		r.Code = *raw.Code
+	}
+	r.Data, r.Message = raw.Data, raw.Message
+	return r, true
+}
+
+// deliver hands an answer to the call waiting under key, if any.
+func (s *Service) deliver(key string, r Reply) {
 	s.mu.Lock()
-	ch := s.waiters[t.ProductKey+"/"+t.DeviceName+"/"+r.ID]
+	ch := s.waiters[key]
 	s.mu.Unlock()
 	if ch != nil {
 		select {
@@ -242,6 +286,8 @@ var (
 	ErrOffline = errors.New("device is offline")
 	// ErrTimeout means the device did not answer in time.
 	ErrTimeout = errors.New("device did not answer in time")
+	// ErrBadTopic means a custom-topic call named no custom topic.
+	ErrBadTopic = errors.New("not a custom topic (user/…) without wildcards")
 )
 
 // Call is an operator's property set or service call.
@@ -298,17 +344,37 @@ func (s *Service) Invoke(ctx context.Context, c Call) (Result, error) {
 	}
 	id := strconv.FormatInt(s.ids.Add(1), 10)
 	if c.Sync && c.Service != "property.set" {
-		topic = alink.SysTopic(c.ProductKey, c.DeviceName, "rrpc/request/"+id) // the RRPC pattern
+		topic = s.syncTopic(c, id)
 	}
 	body, _ := json.Marshal(map[string]any{"id": id, "version": "1.0", "params": c.Params, "method": method})
 	res := Result{MessageID: id}
 	if !c.Sync {
 		return res, s.o.Broker.Publish(topic, body, false, 1)
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = 5 * time.Second
+	r, err := s.await(ctx, c.ProductKey+"/"+c.DeviceName+"/"+id, topic, body, c.Timeout)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", c.Service, err)
 	}
-	key := c.ProductKey + "/" + c.DeviceName + "/" + id
+	res.Replied, res.Code, res.Data, res.Message = true, r.Code, r.Data, r.Message
+	return res, nil
+}
+
+// syncTopic is where a synchronous service call goes: the v4 RRPC form
+// to a session that asked for it (ext=3; a sub-device's gateway's), the
+// v3 one otherwise.
+func (s *Service) syncTopic(c Call, id string) string {
+	if s.o.Broker.UsesExtRRPC(c.ProductKey, c.DeviceName) {
+		return ExtRRPCTopic(id, alink.SysTopic(c.ProductKey, c.DeviceName, "thing/service/"+c.Service))
+	}
+	return alink.SysTopic(c.ProductKey, c.DeviceName, "rrpc/request/"+id) // the RRPC pattern
+}
+
+// await publishes a request and waits up to timeout (5 s when 0) for the
+// answer delivered under key.
+func (s *Service) await(ctx context.Context, key, topic string, body []byte, timeout time.Duration) (Reply, error) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
 	ch := make(chan Reply, 1)
 	s.mu.Lock()
 	s.waiters[key] = ch
@@ -319,15 +385,16 @@ func (s *Service) Invoke(ctx context.Context, c Call) (Result, error) {
 		s.mu.Unlock()
 	}()
 	if err := s.o.Broker.Publish(topic, body, false, 1); err != nil {
-		return res, err
+		return Reply{}, err
 	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case r := <-ch:
-		res.Replied, res.Code, res.Data, res.Message = true, r.Code, r.Data, r.Message
-		return res, nil
-	case <-time.After(c.Timeout):
-		return res, fmt.Errorf("%s after %v: %w", c.Service, c.Timeout, ErrTimeout)
+		return r, nil
+	case <-t.C:
+		return Reply{}, fmt.Errorf("after %v: %w", timeout, ErrTimeout)
 	case <-ctx.Done():
-		return res, ctx.Err()
+		return Reply{}, ctx.Err()
 	}
 }

@@ -26,6 +26,9 @@ type fzWorld struct {
 	savedFor  []string
 	attrs     map[string]string
 	offline   map[string]bool // "pk/dn"
+	extRRPC   bool            // sessions asked for v4 RRPC (ext=3)
+	// answer, when set, is called with each publish (a device answering).
+	answer func(topic string, payload []byte)
 }
 
 // SetDeviceAttributes applies the change to w.attrs, checked as the
@@ -58,8 +61,15 @@ type fzMessage struct {
 
 func (w *fzWorld) Publish(topic string, payload []byte, _ bool, _ byte) error {
 	w.published = append(w.published, fzMessage{topic, payload})
+	if w.answer != nil {
+		w.answer(topic, payload)
+	}
 	return nil
 }
+func (w *fzWorld) SubscribeFromClients(string, func(string, []byte)) (func(), error) {
+	return func() {}, nil
+}
+func (w *fzWorld) UsesExtRRPC(string, string) bool { return w.extRRPC }
 func (w *fzWorld) SubscribeAll(map[string]func(string, []byte)) (func(), error) {
 	return func() {}, nil
 }

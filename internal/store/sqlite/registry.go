@@ -212,7 +212,8 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE product_key = ?`, pk); err != nil {
 		return err
 	}
-	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`} {
+	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`,
+		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`} {
 		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
 			return err
 		}
@@ -221,6 +222,9 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 	// "{pk}/…" lie between "{pk}/" and "{pk}0" ('0' follows '/'), a range
 	// the partial gateway index answers without scanning every device.
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway <> '' AND gateway >= ? AND gateway < ?`, pk+"/", pk+"0"); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM found_subdevices WHERE gateway >= ? AND gateway < ?`, pk+"/", pk+"0"); err != nil {
 		return err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE product_key = ?`, pk)
@@ -421,14 +425,19 @@ func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
 		if err := affected(res, err); err != nil {
 			return err
 		}
-		// Its property values and desired values go with it: a device made
+		// Its property, desired and shadow values go with it: a device made
 		// again under the name starts with none.
-		for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ? AND device_name = ?`, `DELETE FROM device_desired WHERE product_key = ? AND device_name = ?`} {
+		for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ? AND device_name = ?`, `DELETE FROM device_desired WHERE product_key = ? AND device_name = ?`,
+			`DELETE FROM shadows WHERE product_key = ? AND device_name = ?`, `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ?`} {
 			if _, err := tx.ExecContext(ctx, q, pk, dn); err != nil {
 				return err
 			}
 		}
-		// A deleted gateway's sub-devices are no longer attached to it.
+		// A deleted gateway's sub-devices are no longer attached to it, and
+		// what it found goes.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM found_subdevices WHERE gateway = ?`, registry.GatewayKey(pk, dn)); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET gateway = '' WHERE gateway = ?`, registry.GatewayKey(pk, dn))
 		return err
 	})

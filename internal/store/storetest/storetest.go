@@ -7,17 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
 )
 
 // Store is everything an adapter implements.
 type Store interface {
 	registry.Store
 	audit.Store
+	shadow.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -44,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"desired values", testDesired},
 		{"a deleted device's values go with it", testDeleteDeviceValues},
 		{"configuration files", testProductConfig},
+		{"found sub-devices", testFound},
+		{"shadows", testShadows},
 		{"audit", testAudit},
 	}
 	for _, tt := range tests {
@@ -636,6 +641,152 @@ func testProductConfig(t *testing.T, s Store) {
 	}
 	if _, err := s.ProductConfig(ctx, p.ProductKey); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("a deleted product's file: %v; want ErrNotFound", err)
+	}
+}
+
+func testFound(t *testing.T, s Store) {
+	p := seed(t, s)
+	gw := registry.GatewayKey(p.ProductKey, "gw-1")
+	if err := s.CreateDevices(ctx, []registry.Device{dev(p, "gw-1")}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() string {
+		t.Helper()
+		fs, err := s.ListFound(ctx, gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.ProductKey+"/"+f.DeviceName+"@"+fmt.Sprint(f.FoundAt.Sub(t0.Truncate(time.Millisecond)).Seconds()))
+		}
+		return strings.Join(out, ",")
+	}
+	at := func(sec int) time.Time { return t0.Truncate(time.Millisecond).Add(time.Duration(sec) * time.Second) }
+	found := func(sec int, dns ...string) []registry.FoundDevice {
+		var fs []registry.FoundDevice
+		for _, dn := range dns {
+			fs = append(fs, registry.FoundDevice{ProductKey: "a1Sub", DeviceName: dn, FoundAt: at(sec)})
+		}
+		return fs
+	}
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"none", func() error { return nil }, ""},
+		{"two", func() error { return s.AddFound(ctx, gw, found(1, "s1", "s2"), 3) }, "a1Sub/s1@1,a1Sub/s2@1"},
+		{"again, later", func() error { return s.AddFound(ctx, gw, found(2, "s1"), 3) }, "a1Sub/s2@1,a1Sub/s1@2"},
+		{"past the cap the oldest go", func() error { return s.AddFound(ctx, gw, found(3, "s3", "s4"), 3) }, "a1Sub/s1@2,a1Sub/s3@3,a1Sub/s4@3"},
+		{"another gateway's are apart", func() error { return s.AddFound(ctx, gw+"x", found(4, "s9"), 3) }, "a1Sub/s1@2,a1Sub/s3@3,a1Sub/s4@3"},
+		{"remove", func() error { return s.RemoveFound(ctx, gw, [][2]string{{"a1Sub", "s3"}, {"a1Sub", "nope"}}) }, "a1Sub/s1@2,a1Sub/s4@3"},
+		{"a deleted gateway's go", func() error { return s.DeleteDevice(ctx, p.ProductKey, "gw-1") }, ""},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := names(); got != step.want {
+			t.Fatalf("%s: found %q, want %q", step.name, got, step.want)
+		}
+	}
+	if err := s.AddFound(ctx, gw, found(5, "s5"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); got != "" {
+		t.Fatalf("a deleted product's gateways' found: %q", got)
+	}
+}
+
+func testShadows(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "sh1")})
+	classic := shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1"}
+	at := t0.Truncate(time.Millisecond)
+	doc := func(v int64) shadow.Stored {
+		return shadow.Stored{Doc: []byte(fmt.Sprintf(`{"state":{"reported":{"v":%d}},"version":%d}`, v, v)), Version: v, UpdatedAt: at.Add(time.Duration(v) * time.Second)}
+	}
+	if _, err := s.GetShadow(ctx, classic); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("none yet: %v", err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(1), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(1), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("a second create: %v; want ErrStale", err)
+	}
+	for v := int64(2); v <= 3; v++ {
+		if err := s.PutShadow(ctx, classic, v-1, doc(v), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutShadow(ctx, classic, 1, doc(9), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("a write on a stale version: %v", err)
+	}
+	got, err := s.GetShadow(ctx, classic)
+	if err != nil || got.Version != 3 || string(got.Doc) != string(doc(3).Doc) || !got.UpdatedAt.Equal(doc(3).UpdatedAt) || got.Deleted {
+		t.Fatalf("GetShadow = %+v %v; want version 3", got, err)
+	}
+	hist, err := s.ShadowHistory(ctx, classic, 0)
+	if err != nil || len(hist) != 2 || hist[0].Version != 2 || hist[1].Version != 3 {
+		t.Fatalf("history keeping 2: %+v %v; want versions 2, 3", hist, err)
+	}
+	if hist, _ := s.ShadowHistory(ctx, classic, 2); len(hist) != 1 || hist[0].Version != 3 {
+		t.Fatalf("history since 2: %+v", hist)
+	}
+	// Named shadows are listed, the classic one is not.
+	for _, n := range []string{"b", "a"} {
+		if err := s.PutShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: n}, 0, doc(1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names, err := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); err != nil || fmt.Sprint(names) != "[a b]" {
+		t.Fatalf("ListShadows = %v %v", names, err)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "a", 10); fmt.Sprint(names) != "[b]" {
+		t.Fatalf("after a: %v", names)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 1); fmt.Sprint(names) != "[a]" {
+		t.Fatalf("limit 1: %v", names)
+	}
+	// Deleting leaves a tombstone with the version; a new shadow continues it.
+	if err := s.DeleteShadow(ctx, classic, 2, at); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("delete at a stale version: %v", err)
+	}
+	if err := s.DeleteShadow(ctx, classic, 3, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetShadow(ctx, classic)
+	if err != nil || !got.Deleted || got.Version != 3 || got.Doc != nil || !got.UpdatedAt.Equal(at.Add(time.Hour)) {
+		t.Fatalf("tombstone = %+v %v", got, err)
+	}
+	if tomb := got.Tomb(); tomb == nil || tomb.Version != 3 {
+		t.Fatalf("Tomb() = %+v", tomb)
+	}
+	if hist, _ := s.ShadowHistory(ctx, classic, 0); len(hist) != 0 {
+		t.Fatalf("history after delete: %+v", hist)
+	}
+	if err := s.DeleteShadow(ctx, classic, 3, at); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("deleting a tombstone: %v", err)
+	}
+	if err := s.DeleteShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: "zz"}, 1, at); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("deleting none: %v", err)
+	}
+	if err := s.PutShadow(ctx, classic, 0, doc(4), 2); err != nil {
+		t.Fatalf("re-creating over the tombstone: %v", err)
+	}
+	// The device's deletion takes its shadows.
+	if err := s.DeleteDevice(ctx, p.ProductKey, "sh1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetShadow(ctx, classic); !errors.Is(err, shadow.ErrNoShadow) {
+		t.Fatalf("a deleted device's shadow: %v", err)
+	}
+	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); len(names) != 0 {
+		t.Fatalf("a deleted device's named shadows: %v", names)
 	}
 }
 

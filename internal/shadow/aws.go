@@ -1,0 +1,299 @@
+package shadow
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxClientToken is the longest clientToken AWS accepts, in bytes.
+const MaxClientToken = 64
+
+// The messages of AWS's /rejected payloads, word for word.
+const (
+	MsgInvalidJSON       = "Invalid JSON"
+	MsgMissingState      = "Missing required node: state"
+	MsgStateNotObject    = "State node must be an object"
+	MsgDesiredNotObject  = "Desired node must be an object"
+	MsgReportedNotObject = "Reported node must be an object"
+	MsgInvalidVersion    = "Invalid version"
+	MsgInvalidToken      = "Invalid clientToken"
+	MsgTooDeep           = "JSON contains too many levels of nesting; maximum is 6"
+	MsgInvalidNode       = "State contains an invalid node"
+	MsgUnauthorized      = "Unauthorized"
+	MsgForbidden         = "Forbidden"
+	MsgThingNotFound     = "Thing not found"
+	MsgVersionConflict   = "Version conflict"
+	MsgTooLarge          = "The payload exceeds the maximum size allowed"
+	MsgNotUTF8           = "Unsupported documented encoding; supported encoding is UTF-8"
+	MsgInternal          = "Internal service failure"
+)
+
+// MsgNoShadow is the 404 message for a named shadow that does not exist.
+func MsgNoShadow(name string) string { return "No shadow exists with name: " + name }
+
+// ErrorAWS is a refusal on …/rejected: its code is the HTTP status the REST
+// API answers with.
+type ErrorAWS struct {
+	Code        int
+	Message     string
+	Timestamp   int64  // epoch seconds
+	ClientToken string // echoed when the request carried a valid one
+}
+
+// NewErrorAWS builds a refusal the service decides on itself (401, 403,
+// 404, 429, 500).
+func NewErrorAWS(code int, message, clientToken string, now time.Time) *ErrorAWS {
+	return &ErrorAWS{Code: code, Message: message, Timestamp: now.Unix(), ClientToken: clientToken}
+}
+
+func (e *ErrorAWS) Error() string { return "shadow: " + e.Message }
+
+// Payload is the …/rejected payload:
+// {"code":N,"message":"…","timestamp":T,"clientToken":"…"}.
+func (e *ErrorAWS) Payload() []byte {
+	return marshal(struct {
+		Code        int    `json:"code"`
+		Message     string `json:"message"`
+		Timestamp   int64  `json:"timestamp"`
+		ClientToken string `json:"clientToken,omitempty"`
+	}{e.Code, e.Message, e.Timestamp, e.ClientToken})
+}
+
+// UpdateAWS is everything an accepted AWS update gives the service: the
+// document to store and the payloads to publish.
+type UpdateAWS struct {
+	Next      Document
+	Accepted  []byte // update/accepted
+	Delta     []byte // update/delta; nil when the delta is empty (publish nothing)
+	Documents []byte // update/documents
+}
+
+// ApplyAWS applies an $aws/…/shadow/update request to doc (use New when no
+// shadow is stored). A refusal is an *ErrorAWS; doc is never modified.
+//
+// Checks, in order: UTF-8 (415), JSON (400), clientToken, version syntax,
+// state and its sections, nulls in arrays, depth (400), the version
+// (409), then the size after merging (413).
+func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
+	ts := now.Unix()
+	fail := func(code int, msg, token string) (UpdateAWS, error) {
+		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
+	}
+	if !utf8.Valid(req) {
+		return fail(415, MsgNotUTF8, "")
+	}
+	var top map[string]json.RawMessage
+	if !json.Valid(req) || json.Unmarshal(req, &top) != nil || top == nil {
+		return fail(400, MsgInvalidJSON, "")
+	}
+	token, ok := clientToken(top)
+	if !ok {
+		return fail(400, MsgInvalidToken, "")
+	}
+	want, hasVersion, ok := requestVersion(top)
+	if !ok {
+		return fail(400, MsgInvalidVersion, token)
+	}
+	rawState, hasState := top["state"]
+	if !hasState {
+		return fail(400, MsgMissingState, token)
+	}
+	u, msg := parseAWSState(rawState)
+	if msg != "" {
+		return fail(400, msg, token)
+	}
+	if hasVersion && want != doc.Version {
+		return fail(409, MsgVersionConflict, token)
+	}
+	if doc.Version >= math.MaxInt64 {
+		return fail(409, MsgVersionConflict, token)
+	}
+
+	next := doc.clone()
+	next.Version++
+	next.Desired, next.Metadata.Desired = applySection(next.Desired, next.Metadata.Desired, u.desired, ts)
+	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
+	if next.Size() > lim.maxStateBytes() {
+		return fail(413, MsgTooLarge, token)
+	}
+
+	acc := struct {
+		State       map[string]any `json:"state"`
+		Metadata    map[string]any `json:"metadata"`
+		Version     int64          `json:"version"`
+		Timestamp   int64          `json:"timestamp"`
+		ClientToken string         `json:"clientToken,omitempty"`
+	}{State: map[string]any{}, Metadata: map[string]any{}, Version: next.Version, Timestamp: ts, ClientToken: token}
+	for name, s := range map[string]section{"desired": u.desired, "reported": u.reported} {
+		switch {
+		case !s.present:
+		case s.tree == nil: // "desired": null, echoed as null
+			acc.State[name], acc.Metadata[name] = nil, stamp(ts)
+		default:
+			acc.State[name], acc.Metadata[name] = s.tree, metaFor(s.tree, ts)
+		}
+	}
+	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token)}
+	out.Documents = marshal(struct {
+		Previous    stored `json:"previous"`
+		Current     stored `json:"current"`
+		Timestamp   int64  `json:"timestamp"`
+		ClientToken string `json:"clientToken,omitempty"`
+	}{
+		Previous:  stored{State: doc.state(), Metadata: doc.metadata(), Version: doc.Version},
+		Current:   stored{State: next.state(), Metadata: next.metadata(), Version: next.Version},
+		Timestamp: ts, ClientToken: token,
+	})
+	return out, nil
+}
+
+// section is one of desired/reported in a request: absent, null (remove
+// the section) or an object (merge it).
+type section struct {
+	present bool
+	tree    map[string]any // nil with present: null
+}
+
+type awsUpdate struct{ desired, reported section }
+
+// parseAWSState returns the sections of a request's state or the 400
+// message refusing it. state: null and {} change nothing.
+func parseAWSState(raw json.RawMessage) (awsUpdate, string) {
+	var u awsUpdate
+	if isNull(raw) {
+		return u, ""
+	}
+	var st map[string]json.RawMessage
+	if json.Unmarshal(raw, &st) != nil {
+		return u, MsgStateNotObject
+	}
+	for k := range st {
+		if k != "desired" && k != "reported" {
+			return u, MsgInvalidNode
+		}
+	}
+	var msg string
+	if u.desired, msg = parseAWSSection(st, "desired", MsgDesiredNotObject); msg != "" {
+		return u, msg
+	}
+	u.reported, msg = parseAWSSection(st, "reported", MsgReportedNotObject)
+	return u, msg
+}
+
+func parseAWSSection(st map[string]json.RawMessage, name, notObject string) (section, string) {
+	raw, ok := st[name]
+	if !ok {
+		return section{}, ""
+	}
+	if isNull(raw) {
+		return section{present: true}, ""
+	}
+	v, err := decodeTree(raw)
+	m, isObj := v.(map[string]any)
+	if err != nil || !isObj {
+		return section{}, notObject
+	}
+	if nullInArray(m, false) {
+		return section{}, MsgInvalidNode
+	}
+	if depth(m) > MaxDepth {
+		return section{}, MsgTooDeep
+	}
+	return section{present: true, tree: m}, ""
+}
+
+// applySection merges s into a section (already a copy the caller owns).
+func applySection(state, meta map[string]any, s section, ts int64) (map[string]any, map[string]any) {
+	switch {
+	case !s.present:
+		return state, meta
+	case s.tree == nil:
+		return nil, nil
+	}
+	if state == nil {
+		state = map[string]any{}
+	}
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	merge(state, meta, s.tree, ts)
+	if len(state) == 0 {
+		return nil, nil
+	}
+	return state, meta
+}
+
+// clientToken returns the request's token; ok is false when it is not a
+// string of at most MaxClientToken bytes.
+func clientToken(top map[string]json.RawMessage) (string, bool) {
+	raw, has := top["clientToken"]
+	if !has {
+		return "", true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || len(s) > MaxClientToken {
+		return "", false
+	}
+	return s, true
+}
+
+// requestVersion reads the optional version: a non-negative integer. A
+// null version is taken as absent (serializers write null for unset
+// optional fields).
+func requestVersion(top map[string]json.RawMessage) (v int64, has, ok bool) {
+	raw, has := top["version"]
+	if !has || isNull(raw) {
+		return 0, false, true
+	}
+	tree, err := decodeTree(raw) // not json.Number directly: it takes "1" too
+	n, isNum := tree.(json.Number)
+	if err != nil || !isNum {
+		return 0, false, false
+	}
+	v, err = n.Int64()
+	if err != nil || v < 0 {
+		return 0, false, false
+	}
+	return v, true, true
+}
+
+// deltaAWS is the update/delta payload, nil when the delta is empty.
+func deltaAWS(d Document, ts int64, token string) []byte {
+	st, md := d.Delta()
+	if st == nil {
+		return nil
+	}
+	return marshal(struct {
+		State       map[string]any `json:"state"`
+		Metadata    map[string]any `json:"metadata"`
+		Version     int64          `json:"version"`
+		Timestamp   int64          `json:"timestamp"`
+		ClientToken string         `json:"clientToken,omitempty"`
+	}{st, md, d.Version, ts, token})
+}
+
+// GetAWS is the get/accepted payload: the whole document, with state.delta
+// when it is not empty. clientToken is echoed when not empty.
+func GetAWS(doc Document, now time.Time, clientToken string) []byte {
+	st := doc.state()
+	st.Delta, _ = doc.Delta()
+	return marshal(struct {
+		State       wireState `json:"state"`
+		Metadata    Metadata  `json:"metadata"`
+		Version     int64     `json:"version"`
+		Timestamp   int64     `json:"timestamp"`
+		ClientToken string    `json:"clientToken,omitempty"`
+	}{st, doc.metadata(), doc.Version, now.Unix(), clientToken})
+}
+
+// DeleteAWS deletes doc: the service drops it, keeps the tombstone (for
+// New) and publishes the delete/accepted payload {"version":N,"timestamp":T}.
+func DeleteAWS(doc Document, now time.Time) (Tombstone, []byte) {
+	return Tombstone{Version: doc.Version, DeletedAt: now},
+		marshal(struct {
+			Version   int64 `json:"version"`
+			Timestamp int64 `json:"timestamp"`
+		}{doc.Version, now.Unix()})
+}
