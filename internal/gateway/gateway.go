@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/credential"
@@ -120,41 +119,10 @@ func (s *Service) Stop() {
 	}
 }
 
-// failure is a reply code and message.
-type failure struct {
-	code int
-	msg  string
-}
+// failure is a refused gateway request (alink.Failure); fail makes one.
+type failure = alink.Failure
 
-func (f *failure) Error() string { return f.msg }
-
-// fail makes a reply failure. String arguments (names and reasons taken
-// from the request) are clipped, so a reply or a log line never carries
-// more than maxEchoed bytes of any one of them.
-func fail(code int, format string, args ...any) *failure {
-	for i, a := range args {
-		if s, ok := a.(string); ok {
-			args[i] = clip(s)
-		}
-	}
-	return &failure{code, fmt.Sprintf(format, args...)}
-}
-
-// maxEchoed bounds how much of one request field a message repeats.
-const maxEchoed = 64
-
-// clip cuts s to at most maxEchoed bytes on a character boundary, marking
-// the cut with "…".
-func clip(s string) string {
-	if len(s) <= maxEchoed {
-		return s
-	}
-	n := maxEchoed
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
+var fail = alink.Fail
 
 // handle answers one gateway request. The topic names the gateway: the
 // broker lets a device publish only under its own prefix.
@@ -177,7 +145,7 @@ func (s *Service) handle(topic string, payload []byte) {
 	switch {
 	case err == nil:
 	case errors.As(err, &f):
-		rep.Code, rep.Message, rep.Data = f.code, f.msg, data
+		rep.Code, rep.Message, rep.Data = f.Code, f.Msg, data
 	default:
 		s.log.Error("gateway request failed", "topic", topic, "err", err)
 		rep.Code, rep.Message = alink.CodeInternal, "internal error"

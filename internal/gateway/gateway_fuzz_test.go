@@ -254,15 +254,15 @@ func carriesSignature(payload []byte, dn string) bool {
 	return false
 }
 
-// echoes reports whether msg repeats more than maxEchoed consecutive bytes
+// echoes reports whether msg repeats more than alink.MaxEchoed consecutive bytes
 // of in.
 func echoes(msg string, in []byte) bool {
 	if len(in) > 4096 {
 		in = in[:4096]
 	}
 	// A clipped value may sit between quotes that match the input too.
-	for i := 0; i+maxEchoed+8 < len(in); i++ {
-		if strings.Contains(msg, string(in[i:i+maxEchoed+9])) {
+	for i := 0; i+alink.MaxEchoed+8 < len(in); i++ {
+		if strings.Contains(msg, string(in[i:i+alink.MaxEchoed+9])) {
 			return true
 		}
 	}

@@ -181,9 +181,9 @@ func (s *Service) subUnregister(ctx context.Context, gw registry.Device, raw jso
 			var f *failure
 			if !errors.As(err, &f) {
 				s.log.Error("unregistering a sub-device", "gateway", gw.ProductKey+"/"+gw.DeviceName, "err", err)
-				f = &failure{alink.CodeInternal, "internal error"}
+				f = &failure{Code: alink.CodeInternal, Msg: "internal error"}
 			}
-			out[i].Code, out[i].Message = f.code, f.msg
+			out[i].Code, out[i].Message = f.Code, f.Msg
 		}
 	}
 	return out, nil

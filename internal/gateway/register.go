@@ -56,7 +56,7 @@ func (s *Service) subRegister(ctx context.Context, gw registry.Device, raw json.
 		res, err := s.o.Provisioner.ProxyRegister(ctx, provision.Request{ProductKey: id.ProductKey, DeviceName: id.DeviceName, Source: "gateway " + gw.ProductKey + "/" + gw.DeviceName}, gw.AccountID, false)
 		if err != nil {
 			// The provisioner's reason is meant for devices; only the names are clipped.
-			return out, &failure{codeOf(err), clip(id.ProductKey) + "/" + clip(id.DeviceName) + ": " + err.Error()}
+			return out, &failure{Code: codeOf(err), Msg: alink.Clip(id.ProductKey) + "/" + alink.Clip(id.DeviceName) + ": " + err.Error()}
 		}
 		out = append(out, registered{res.Device.IotID, res.Device.ProductKey, res.Device.DeviceName, res.Device.DeviceSecret})
 	}

@@ -178,7 +178,7 @@ func (s *Service) storeEntries(ctx context.Context, t alink.Topic, es []entry) (
 	for _, e := range es {
 		if err := s.storeEntry(ctx, t, e); err != nil {
 			code, msg, _ := s.codeOf(t.Method(), err)
-			failures = append(failures, postFailure{clip(e.id.ProductKey), clip(e.id.DeviceName), code, msg})
+			failures = append(failures, postFailure{alink.Clip(e.id.ProductKey), alink.Clip(e.id.DeviceName), code, msg})
 			if code == alink.CodeNoSession || code == alink.CodeTopoNotExist {
 				s.reportSubError(t, e.id, code, msg)
 			}
@@ -187,8 +187,8 @@ func (s *Service) storeEntries(ctx context.Context, t alink.Topic, es []entry) (
 	if len(failures) == 0 {
 		return struct{}{}, nil
 	}
-	f := &failure{code: failures[0].Code, data: map[string]any{"failures": failures}}
-	f.msg = fmt.Sprintf("%d of %d devices' values not stored: %s/%s: %s", len(failures), len(es), failures[0].ProductKey, failures[0].DeviceName, failures[0].Message)
+	f := &failure{Code: failures[0].Code, Data: map[string]any{"failures": failures}}
+	f.Msg = fmt.Sprintf("%d of %d devices' values not stored: %s/%s: %s", len(failures), len(es), failures[0].ProductKey, failures[0].DeviceName, failures[0].Message)
 	return nil, f
 }
 
@@ -275,7 +275,7 @@ func (s *Service) storeEntry(ctx context.Context, t alink.Topic, e entry) error 
 // Link SDK log the sub-device in again), besides the failure in the reply.
 func (s *Service) reportSubError(gw alink.Topic, sub identity, code int, msg string) {
 	id := strconv.FormatInt(s.ids.Add(1), 10)
-	b := alink.SubDeviceError(id, code, msg, clip(sub.ProductKey), clip(sub.DeviceName))
+	b := alink.SubDeviceError(id, code, msg, alink.Clip(sub.ProductKey), alink.Clip(sub.DeviceName))
 	if err := s.o.Broker.Publish(alink.ErrorTopic(gw.ProductKey, gw.DeviceName), b, false, 0); err != nil {
 		s.log.Warn("publishing /ext/error", "gateway", gw.ProductKey+"/"+gw.DeviceName, "err", err)
 	}

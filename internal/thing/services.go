@@ -4,47 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/tsl"
 )
 
-// failure is a reply code and message of a device request.
-type failure struct {
-	code int
-	msg  string
-	data any
-}
+// failure is a refused device request (alink.Failure); fail makes one.
+type failure = alink.Failure
 
-func (f *failure) Error() string { return f.msg }
-
-// fail makes a failure; string arguments (taken from the request) are
-// clipped so a reply never repeats more than maxEchoed bytes of one.
-func fail(code int, format string, args ...any) *failure {
-	for i, a := range args {
-		if s, ok := a.(string); ok {
-			args[i] = clip(s)
-		}
-	}
-	return &failure{code: code, msg: fmt.Sprintf(format, args...)}
-}
-
-const maxEchoed = 64
-
-func clip(s string) string {
-	if len(s) <= maxEchoed {
-		return s
-	}
-	n := maxEchoed
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
+var fail = alink.Fail
 
 // request is a device's request on its own /sys/{pk}/{dn}/… topic.
 type request struct {
@@ -90,13 +60,13 @@ func (s *Service) codeOf(topic string, err error) (int, string, any) {
 	var ve *registry.ValidationError
 	switch {
 	case errors.As(err, &f):
-		return f.code, f.msg, f.data
+		return f.Code, f.Msg, f.Data
 	case errors.As(err, &te):
 		return tsl.Code(err), "tsl check failed: " + te.Error(), map[string]string{"identifier": te.Identifier}
 	case errors.Is(err, registry.ErrNoModel):
 		return tsl.CodeNoModel, "the product has no thing model", nil
 	case errors.As(err, &ve):
-		return alink.CodeBadParams, "request parameter error: " + clip(ve.Error()), nil
+		return alink.CodeBadParams, "request parameter error: " + alink.Clip(ve.Error()), nil
 	case errors.Is(err, registry.ErrNotFound):
 		return alink.CodeDeviceNotFound, "device not found", nil
 	}
