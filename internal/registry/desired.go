@@ -201,4 +201,3 @@ func sortedDesired(m map[string]DesiredValue) []DesiredValue {
 	sort.Slice(out, func(i, j int) bool { return out[i].Identifier < out[j].Identifier })
 	return out
 }
-
