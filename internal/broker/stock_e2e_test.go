@@ -10,6 +10,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 // Stock Link SDK devices (issue 10): they put flags in the clientId
@@ -188,11 +189,9 @@ func gwCall(t *testing.T, g *stock, prefix, rest string, params any) {
 	}
 }
 
+// subIdent is what a gateway sends for a sub-device in topo.add and login.
 func subIdent(d apptest.Device) map[string]any {
-	ts := fmt.Sprint(time.Now().UnixMilli())
-	cid := d.ProductKey + "." + d.DeviceName
-	return map[string]any{"productKey": d.ProductKey, "deviceName": d.DeviceName, "clientId": cid, "timestamp": ts,
-		"signmethod": "hmacSha256", "sign": sign(d.DeviceSecret, cid, d.DeviceName, d.ProductKey, ts)}
+	return mqtttest.SubDeviceParams(d.ProductKey, d.DeviceName, d.DeviceSecret)
 }
 
 // TestStockGatewaySubDevices: a stock gateway (_ss=1,gw=1) gets its

@@ -17,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 func hmacHex(key, content string) string {
@@ -27,10 +28,7 @@ func hmacHex(key, content string) string {
 
 // subSign is what a gateway sends for a sub-device in topo.add and login.
 func subSign(d apptest.Device) map[string]any {
-	ts := fmt.Sprint(time.Now().UnixMilli())
-	cid := d.ProductKey + "." + d.DeviceName
-	return map[string]any{"productKey": d.ProductKey, "deviceName": d.DeviceName, "clientId": cid, "timestamp": ts,
-		"signmethod": "hmacSha256", "sign": hmacHex(d.DeviceSecret, "clientId"+cid+"deviceName"+d.DeviceName+"productKey"+d.ProductKey+"timestamp"+ts)}
+	return mqtttest.SubDeviceParams(d.ProductKey, d.DeviceName, d.DeviceSecret)
 }
 
 type gwClient struct {

@@ -2,14 +2,13 @@ package hostile_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtttest"
 )
 
 // Attacks through the wildcard filters stock SDKs use (issue 10 item 3):
@@ -79,11 +78,9 @@ func wildGwCall(t *testing.T, c paho.Client, in *inbox, topic string, params any
 	}
 }
 
+// wildSubSign is what a gateway sends for a sub-device in topo.add and login.
 func wildSubSign(d apptest.Device) map[string]any {
-	ts := fmt.Sprint(time.Now().UnixMilli())
-	cid := d.ProductKey + "." + d.DeviceName
-	return map[string]any{"productKey": d.ProductKey, "deviceName": d.DeviceName, "clientId": cid, "timestamp": ts,
-		"signmethod": "hmacSha256", "sign": sign(d.DeviceSecret, cid, d.DeviceName, d.ProductKey, ts)}
+	return mqtttest.SubDeviceParams(d.ProductKey, d.DeviceName, d.DeviceSecret)
 }
 
 // TestWildcardGatewayGetsOnlyItsSubDevices: account 1's gateway

@@ -203,3 +203,15 @@ func Disconnect(c net.Conn) {
 	c.Write([]byte{0xE0, 0})
 	c.Close()
 }
+
+// SubDeviceParams are the signed params a gateway sends for a sub-device
+// in thing.topo.add and combine.login, as the Link SDK builds them:
+// HMAC-SHA256 over clientId{pk}.{dn}deviceName{dn}productKey{pk}timestamp{ms}.
+func SubDeviceParams(pk, dn, secret string) map[string]any {
+	ts := fmt.Sprint(time.Now().UnixMilli())
+	cid := pk + "." + dn
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("clientId" + cid + "deviceName" + dn + "productKey" + pk + "timestamp" + ts))
+	return map[string]any{"productKey": pk, "deviceName": dn, "clientId": cid, "timestamp": ts,
+		"signmethod": "hmacSha256", "sign": hex.EncodeToString(m.Sum(nil))}
+}
