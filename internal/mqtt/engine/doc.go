@@ -1,0 +1,23 @@
+// Package engine is corral's own MQTT 3.1.1 and 5.0 server (issue 13): the
+// connections, sessions, in-flight windows, queues, wills, retained messages
+// and topic aliases between the codec (internal/mqtt/packet) and the
+// subscription index (internal/mqtt/subs).
+//
+// It knows nothing of products or devices: whoever embeds it decides who may
+// connect, subscribe, publish and receive through Hooks, and talks to
+// sessions through the in-process API (Publish, Subscribe, SubscribeClient,
+// Kick, Connected). Messages travel through a Router, so that a cluster can
+// route between nodes without touching the engine.
+//
+// Each connection costs one goroutine, the reader: it reads one packet at a
+// time (no read buffer held between packets) under a read deadline of 1.5 ×
+// the keep alive. Whatever a connection is sent goes through its session:
+// control packets into a byte slice, messages into a queue bounded in
+// messages and bytes; a short-lived writer goroutine flushes both and exits
+// when they are empty, so an idle connection holds neither a buffer nor a
+// second goroutine.
+//
+// Lock order: Server.mu, then session.mu. Hooks and in-process handlers are
+// called with no engine lock held, except MayReceive, called by the router
+// with no session lock held either.
+package engine
