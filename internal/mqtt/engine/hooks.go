@@ -33,15 +33,15 @@ type EndReason int
 
 // The reasons a connection ends.
 const (
-	EndNormal          EndReason = iota // DISCONNECT 0x00 from the client
-	EndWithWill                         // DISCONNECT 0x04 from the client
-	EndClosed                           // the network connection closed without DISCONNECT
-	EndKeepAlive                        // nothing received within 1.5 × keep alive
-	EndTakeover                         // a new CONNECT with the same client id
-	EndProtocolError                    // a malformed or forbidden packet
-	EndKicked                           // Server.Kick
-	EndShutdown                         // Server.Close
-	EndSlowConsumer                     // a write timed out or the control buffer overflowed
+	EndNormal        EndReason = iota // DISCONNECT 0x00 from the client
+	EndWithWill                       // DISCONNECT 0x04 from the client
+	EndClosed                         // the network connection closed without DISCONNECT
+	EndKeepAlive                      // nothing received within 1.5 × keep alive
+	EndTakeover                       // a new CONNECT with the same client id
+	EndProtocolError                  // a malformed or forbidden packet
+	EndKicked                         // Server.Kick
+	EndShutdown                       // Server.Close
+	EndSlowConsumer                   // a write timed out or the control buffer overflowed
 )
 
 var endNames = [...]string{"normal", "with_will", "closed", "keepalive", "takeover",
