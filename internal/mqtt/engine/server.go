@@ -138,8 +138,8 @@ func (c *conn) serve() {
 		return
 	}
 	s.count.connections.Add(1)
-	s.hooks.SessionStarted(c.client, pw.present)
 	s.afterTakeover(pw)
+	s.hooks.SessionStarted(c.client, pw.present)
 	r := c.readLoop()
 	s.detach(c, r)
 	s.count.connections.Add(-1)
