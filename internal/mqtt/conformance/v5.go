@@ -1,0 +1,7 @@
+package conformance
+
+// MQTT 5.0 cases.
+
+func v5Cases() []testCase {
+	return nil
+}
