@@ -278,6 +278,9 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 	ss := s.sessions[id]
 	if ss != nil {
 		ss.mu.Lock()
+		// A session whose expiry is 0 ends with the connection displaced
+		// here: it is not resumed.
+		clean := clean || ss.expiry == 0
 		if oc := ss.conn; oc != nil {
 			oc.abortLocked(packet.SessionTakenOver, "another connection took the session over", EndTakeover)
 			t.oldConn = oc

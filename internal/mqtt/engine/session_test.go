@@ -18,8 +18,8 @@ func TestTakeover(t *testing.T) {
 	for _, ver := range versions {
 		t.Run(ver.name, func(t *testing.T) {
 			id := "take-" + ver.name
-			old, _ := mustConnect(t, addr, connOf(ver.v, id, false))
-			_, ack := mustConnect(t, addr, connOf(ver.v, id, false))
+			old, _ := mustConnect(t, addr, persistent(ver.v, id))
+			_, ack := mustConnect(t, addr, persistent(ver.v, id))
 			if !ack.SessionPresent {
 				t.Fatal("session present false on resume")
 			}
@@ -256,9 +256,9 @@ func TestQueueOverflow(t *testing.T) {
 	}
 	pub(1, 'a') // in flight
 	eventually(t, "a in flight", func() bool { in, _ := s.SessionByID("slow"); return in.Inflight == 1 })
+	pub(1, 'c') // held back by the window, and holds b behind it
 	pub(0, 'b')
-	pub(1, 'c')
-	pub(1, 'd') // queue: b c d
+	pub(1, 'd') // queue: c b d
 	pub(1, 'e') // evicts b
 	pub(1, 'f') // dropped
 	want := []string{"queue_full_qos0", "queue_full"}
