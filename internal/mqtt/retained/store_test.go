@@ -2,7 +2,9 @@ package retained
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -256,6 +258,8 @@ func TestLimits(t *testing.T) {
 					t.Fatalf("step %d refused: %v", i, err)
 				case tc.wantErr[i] != "" && (!errors.As(err, &le) || le.Limit != tc.wantErr[i] || !errors.Is(err, ErrLimit)):
 					t.Fatalf("step %d: error %v, want the %s limit", i, err, tc.wantErr[i])
+				case err != nil && !strings.Contains(err.Error(), "retained message store full: "+tc.wantErr[i]):
+					t.Fatalf("step %d: error %q does not say which limit", i, err)
 				case err != nil && !slices.Equal(before, allTopics(s)):
 					t.Fatalf("step %d: refused but the store changed", i)
 				}
@@ -395,7 +399,9 @@ func checkTree(t *testing.T, s *Store) {
 				}
 				end := unsafe.StringData(c.e.topic)
 				lab := unsafe.StringData(c.label)
-				if uintptr(unsafe.Pointer(lab))+uintptr(len(c.label)) != uintptr(unsafe.Pointer(end))+uintptr(len(c.e.topic)) {
+				// (An empty label, sliced at the end, points at the start:
+				// Go never makes a pointer past an allocation.)
+				if c.label != "" && uintptr(unsafe.Pointer(lab))+uintptr(len(c.label)) != uintptr(unsafe.Pointer(end))+uintptr(len(c.e.topic)) {
 					t.Fatalf("node %q: label not a slice of its message's topic", p)
 				}
 				if _, ok := c.e.deadline(); ok != (c.e.hidx >= 0) {
@@ -475,4 +481,38 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	checkTree(t, s)
+}
+
+// TestManyChildren takes a node past kidsMax children (a map) and back (a
+// slice, then folded), matching all the while.
+func TestManyChildren(t *testing.T) {
+	s := New()
+	var want []string
+	for i := range 3 * kidsMax {
+		tp := fmt.Sprintf("p/%02d/x", i)
+		s.Set(msg(tp, "v"))
+		want = append(want, tp)
+		checkTree(t, s)
+	}
+	for len(want) > 0 {
+		if got := topics(s, "p/+/x", t0); !slices.Equal(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		if got := topics(s, "p/07/#", t0); len(got) != btoi(slices.Contains(want, "p/07/x")) {
+			t.Fatalf("p/07/#: %q", got)
+		}
+		s.Delete(want[0])
+		want = want[1:]
+		checkTree(t, s)
+	}
+	if s.nodes != 0 {
+		t.Fatalf("%d nodes left", s.nodes)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
