@@ -47,10 +47,21 @@ func (m *Message) Remaining(now time.Time) (secs uint32, ok bool, expired bool) 
 type entry struct {
 	topic   string
 	payload []byte
-	props   *packet.Properties
+	props   *props
 	stored  int64 // arrival, Unix nanoseconds
 	hidx    int32
 	qos     byte
+}
+
+// props are the publisher's properties the store keeps: 88 bytes where a
+// packet.Properties is 312.
+type props struct {
+	contentType, responseTopic string
+	correlation                []byte
+	user                       []packet.UserProperty
+	expiry                     uint32
+	hasExpiry                  bool
+	format                     byte
 }
 
 // newEntry copies m into an entry: the caller may reuse its buffers.
@@ -66,47 +77,56 @@ func newEntry(m *Message) *entry {
 		qos:     m.QoS,
 	}
 	p := &m.Properties
-	if p.PayloadFormat != 0 || p.MessageExpiry != nil || p.ContentType != "" || p.ResponseTopic != "" ||
-		p.CorrelationData != nil || len(p.User) != 0 {
-		kept := &packet.Properties{
-			PayloadFormat: p.PayloadFormat,
-			ContentType:   strings.Clone(p.ContentType),
-			ResponseTopic: strings.Clone(p.ResponseTopic),
-		}
-		if p.MessageExpiry != nil {
-			v := *p.MessageExpiry
-			kept.MessageExpiry = &v
-		}
-		if p.CorrelationData != nil {
-			kept.CorrelationData = append(make([]byte, 0, len(p.CorrelationData)), p.CorrelationData...)
-		}
-		if len(p.User) != 0 {
-			kept.User = make([]packet.UserProperty, len(p.User))
-			for i, u := range p.User {
-				kept.User[i] = packet.UserProperty{Key: strings.Clone(u.Key), Value: strings.Clone(u.Value)}
-			}
-		}
-		e.props = kept
+	if p.PayloadFormat == 0 && p.MessageExpiry == nil && p.ContentType == "" && p.ResponseTopic == "" &&
+		p.CorrelationData == nil && len(p.User) == 0 {
+		return e
 	}
+	kept := &props{
+		format:        p.PayloadFormat,
+		contentType:   strings.Clone(p.ContentType),
+		responseTopic: strings.Clone(p.ResponseTopic),
+	}
+	if p.MessageExpiry != nil {
+		kept.expiry, kept.hasExpiry = *p.MessageExpiry, true
+	}
+	if p.CorrelationData != nil {
+		kept.correlation = append(make([]byte, 0, len(p.CorrelationData)), p.CorrelationData...)
+	}
+	if len(p.User) != 0 {
+		kept.user = make([]packet.UserProperty, len(p.User))
+		for i, u := range p.User {
+			kept.user[i] = packet.UserProperty{Key: strings.Clone(u.Key), Value: strings.Clone(u.Value)}
+		}
+	}
+	e.props = kept
 	return e
 }
 
-// message returns a new Message of e. Its payload and properties are e's,
-// shared: read-only.
+// message returns a new Message of e. Its payload and properties (the
+// expiry's pointer included) are e's, shared: read-only.
 func (e *entry) message() *Message {
 	m := &Message{Topic: e.topic, Payload: e.payload, QoS: e.qos, Stored: time.Unix(0, e.stored)}
-	if e.props != nil {
-		m.Properties = *e.props
+	if p := e.props; p != nil {
+		m.Properties = packet.Properties{
+			PayloadFormat:   p.format,
+			ContentType:     p.contentType,
+			ResponseTopic:   p.responseTopic,
+			CorrelationData: p.correlation,
+			User:            p.user,
+		}
+		if p.hasExpiry {
+			m.Properties.MessageExpiry = &p.expiry
+		}
 	}
 	return m
 }
 
 // deadline is when e expires, in Unix nanoseconds; ok is false when never.
 func (e *entry) deadline() (at int64, ok bool) {
-	if e.props == nil || e.props.MessageExpiry == nil {
+	if e.props == nil || !e.props.hasExpiry {
 		return 0, false
 	}
-	return e.stored + int64(*e.props.MessageExpiry)*int64(time.Second), true
+	return e.stored + int64(e.props.expiry)*int64(time.Second), true
 }
 
 // expired reports whether e has expired at now (Unix nanoseconds).
@@ -120,8 +140,8 @@ func (e *entry) expired(now int64) bool {
 func (e *entry) size() int64 {
 	n := len(e.topic) + len(e.payload)
 	if p := e.props; p != nil {
-		n += len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData)
-		for _, u := range p.User {
+		n += len(p.contentType) + len(p.responseTopic) + len(p.correlation)
+		for _, u := range p.user {
 			n += len(u.Key) + len(u.Value)
 		}
 	}
