@@ -8,10 +8,11 @@
 // its depth. Matching a filter visits only what the filter can reach: a
 // literal level descends into one child, '+' walks the children, '#' the
 // whole subtree below it, and a filter starting with a wildcard never enters a
-// '$' topic ([MQTT-4.7.2-1]). Memory is what a message needs: its topic and
-// payload in one allocation, the node's label a slice of that same topic
-// (labels of nodes without a message are interned), the publisher's
-// properties behind a pointer that is nil when it set none.
+// '$' topic ([MQTT-4.7.2-1]). Memory is what a message needs: a 48-byte
+// node, a 48-byte entry with its expiry and payload format, its topic and
+// payload in one allocation; the node's label is a slice of that same topic
+// (labels of nodes without a message are interned), the publisher's other
+// properties are behind a pointer that is nil when it set none.
 //
 // Messages with a Message Expiry Interval are also in a heap by deadline, so
 // that Expire drops the expired ones without a walk; Match skips expired

@@ -38,30 +38,39 @@ func (m *Message) Remaining(now time.Time) (secs uint32, ok bool, expired bool) 
 	return uint32((left + time.Second - 1) / time.Second), true, false
 }
 
-// entry is a message as stored: 64 bytes.
+// entry is a message as stored: 48 bytes, a size class.
 //
-// Invariant: topic and payload share one allocation, which nothing else
-// writes to; props is nil when the publisher set none of the kept
-// properties; hidx is the entry's place in the expiry heap, -1 when it has
-// no expiry.
+// Invariant: buf is the topic (its first tlen bytes) then the payload, one
+// allocation that nothing writes to; the expiry and payload format are here
+// (one or both is all most retained messages have), props is nil when the
+// publisher set none of the other kept properties; hidx is the entry's place
+// in the expiry heap, -1 when it has no expiry.
 type entry struct {
-	topic   string
-	payload []byte
-	props   *props
-	stored  int64 // arrival, Unix nanoseconds
-	hidx    int32
-	qos     byte
+	buf       string
+	props     *props
+	stored    int64 // arrival, Unix nanoseconds
+	hidx      int32
+	expiry    uint32 // seconds, when hasExpiry
+	tlen      uint16 // a topic name is at most 65,535 bytes
+	qos       byte
+	format    byte // payload format indicator
+	hasExpiry bool
 }
 
-// props are the publisher's properties the store keeps: 88 bytes where a
-// packet.Properties is 312.
+func (e *entry) topic() string { return e.buf[:e.tlen] }
+
+// payload is e's payload, never empty; the bytes are the store's: read-only.
+func (e *entry) payload() []byte {
+	p := e.buf[e.tlen:]
+	return unsafe.Slice(unsafe.StringData(p), len(p))
+}
+
+// props are the publisher's other properties the store keeps: 80 bytes
+// where a packet.Properties is 312.
 type props struct {
 	contentType, responseTopic string
 	correlation                []byte
 	user                       []packet.UserProperty
-	expiry                     uint32
-	hasExpiry                  bool
-	format                     byte
 }
 
 // newEntry copies m into an entry: the caller may reuse its buffers.
@@ -70,24 +79,23 @@ func newEntry(m *Message) *entry {
 	copy(buf, m.Topic)
 	copy(buf[len(m.Topic):], m.Payload)
 	e := &entry{
-		topic:   unsafe.String(unsafe.SliceData(buf), len(m.Topic)),
-		payload: buf[len(m.Topic):len(buf):len(buf)],
-		stored:  m.Stored.UnixNano(),
-		hidx:    -1,
-		qos:     m.QoS,
+		buf:    unsafe.String(unsafe.SliceData(buf), len(buf)),
+		stored: m.Stored.UnixNano(),
+		hidx:   -1,
+		tlen:   uint16(len(m.Topic)),
+		qos:    m.QoS,
 	}
 	p := &m.Properties
-	if p.PayloadFormat == 0 && p.MessageExpiry == nil && p.ContentType == "" && p.ResponseTopic == "" &&
-		p.CorrelationData == nil && len(p.User) == 0 {
+	if p.MessageExpiry != nil {
+		e.expiry, e.hasExpiry = *p.MessageExpiry, true
+	}
+	e.format = p.PayloadFormat
+	if p.ContentType == "" && p.ResponseTopic == "" && p.CorrelationData == nil && len(p.User) == 0 {
 		return e
 	}
 	kept := &props{
-		format:        p.PayloadFormat,
 		contentType:   strings.Clone(p.ContentType),
 		responseTopic: strings.Clone(p.ResponseTopic),
-	}
-	if p.MessageExpiry != nil {
-		kept.expiry, kept.hasExpiry = *p.MessageExpiry, true
 	}
 	if p.CorrelationData != nil {
 		kept.correlation = append(make([]byte, 0, len(p.CorrelationData)), p.CorrelationData...)
@@ -102,31 +110,32 @@ func newEntry(m *Message) *entry {
 	return e
 }
 
-// message returns a new Message of e. Its payload and properties (the
-// expiry's pointer included) are e's, shared: read-only.
+// message returns a new Message of e. Its payload and properties are e's,
+// shared: read-only.
 func (e *entry) message() *Message {
-	m := &Message{Topic: e.topic, Payload: e.payload, QoS: e.qos, Stored: time.Unix(0, e.stored)}
+	m := &Message{Topic: e.topic(), Payload: e.payload(), QoS: e.qos, Stored: time.Unix(0, e.stored)}
 	if p := e.props; p != nil {
 		m.Properties = packet.Properties{
-			PayloadFormat:   p.format,
 			ContentType:     p.contentType,
 			ResponseTopic:   p.responseTopic,
 			CorrelationData: p.correlation,
 			User:            p.user,
 		}
-		if p.hasExpiry {
-			m.Properties.MessageExpiry = &p.expiry
-		}
+	}
+	m.Properties.PayloadFormat = e.format
+	if e.hasExpiry {
+		exp := e.expiry
+		m.Properties.MessageExpiry = &exp
 	}
 	return m
 }
 
 // deadline is when e expires, in Unix nanoseconds; ok is false when never.
 func (e *entry) deadline() (at int64, ok bool) {
-	if e.props == nil || !e.props.hasExpiry {
+	if !e.hasExpiry {
 		return 0, false
 	}
-	return e.stored + int64(e.props.expiry)*int64(time.Second), true
+	return e.stored + int64(e.expiry)*int64(time.Second), true
 }
 
 // expired reports whether e has expired at now (Unix nanoseconds).
@@ -138,7 +147,7 @@ func (e *entry) expired(now int64) bool {
 // size is what e counts against Limits.MaxBytes: its topic, payload and
 // properties' bytes.
 func (e *entry) size() int64 {
-	n := len(e.topic) + len(e.payload)
+	n := len(e.buf)
 	if p := e.props; p != nil {
 		n += len(p.contentType) + len(p.responseTopic) + len(p.correlation)
 		for _, u := range p.user {

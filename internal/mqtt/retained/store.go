@@ -94,7 +94,7 @@ func (s *Store) Retain(m Message) (deleted bool, err error) {
 	if err := s.room(e); err != nil {
 		return false, err
 	}
-	n := s.insert(e.topic)
+	n := s.insert(e.topic())
 	if n.e != nil {
 		s.forget(n.e)
 	}
@@ -115,7 +115,7 @@ func (s *Store) room(e *entry) error {
 	}
 	over := func() error {
 		count, bytes := s.count+1, s.bytes+e.size()
-		if n := s.find(e.topic); n != nil && n.e != nil {
+		if n := s.find(e.topic()); n != nil && n.e != nil {
 			count, bytes = count-1, bytes-n.e.size()
 		}
 		if s.lim.MaxMessages > 0 && count > s.lim.MaxMessages {
@@ -211,7 +211,7 @@ func (s *Store) expire(now int64) int {
 		if !e.expired(now) {
 			break
 		}
-		s.delete(e.topic) // takes it off the heap
+		s.delete(e.topic()) // takes it off the heap
 		k++
 	}
 	return k

@@ -102,7 +102,7 @@ func allTopics(s *Store) []string {
 	var walk func(n *node)
 	walk = func(n *node) {
 		if n.e != nil {
-			out = append(out, n.e.topic)
+			out = append(out, n.e.topic())
 		}
 		n.each(func(c *node) bool { walk(c); return true })
 	}
@@ -369,11 +369,16 @@ func checkTree(t *testing.T, s *Store) {
 	var buffers []string // the messages' topics
 	var walk func(n *node, path string)
 	walk = func(n *node, path string) {
-		if n.kidMap != nil && len(n.kids) != 0 {
-			t.Fatalf("node %q has both a slice and a map of children", path)
-		}
-		if n.kidMap != nil && len(n.kidMap) <= kidsMax/2 {
-			t.Fatalf("node %q keeps a map of %d children", path, len(n.kidMap))
+		if k := n.kids; k != nil {
+			if k.m != nil && len(k.list) != 0 {
+				t.Fatalf("node %q has both a slice and a map of children", path)
+			}
+			if k.m != nil && len(k.m) <= kidsMax/2 {
+				t.Fatalf("node %q keeps a map of %d children", path, len(k.m))
+			}
+			if n.numKids() == 0 {
+				t.Fatalf("node %q keeps an empty set of children", path)
+			}
 		}
 		n.each(func(c *node) bool {
 			nodes++
@@ -391,17 +396,17 @@ func checkTree(t *testing.T, s *Store) {
 				t.Fatalf("node %q not folded into its only child", p)
 			}
 			if c.e != nil {
-				buffers = append(buffers, c.e.topic)
+				buffers = append(buffers, c.e.topic())
 				count++
 				bytes += c.e.size()
-				if c.e.topic != p {
-					t.Fatalf("node %q holds the message of %q", p, c.e.topic)
+				if c.e.topic() != p {
+					t.Fatalf("node %q holds the message of %q", p, c.e.topic())
 				}
-				end := unsafe.StringData(c.e.topic)
+				end := unsafe.StringData(c.e.topic())
 				lab := unsafe.StringData(c.label)
 				// (An empty label, sliced at the end, points at the start:
 				// Go never makes a pointer past an allocation.)
-				if c.label != "" && uintptr(unsafe.Pointer(lab))+uintptr(len(c.label)) != uintptr(unsafe.Pointer(end))+uintptr(len(c.e.topic)) {
+				if c.label != "" && uintptr(unsafe.Pointer(lab))+uintptr(len(c.label)) != uintptr(unsafe.Pointer(end))+uintptr(len(c.e.topic())) {
 					t.Fatalf("node %q: label not a slice of its message's topic", p)
 				}
 				if _, ok := c.e.deadline(); ok != (c.e.hidx >= 0) {

@@ -11,20 +11,28 @@ import (
 const kidsMax = 8
 
 // node is one or more topic levels: a chain of levels with no branch and no
-// message is one node, as in a radix tree. It is 64 bytes.
+// message is one node, as in a radix tree. It is 40 bytes (a 48-byte size
+// class): most nodes are leaves, one a retained topic, so children live
+// apart.
 //
 // Invariants: a node other than the root has a message or a child (the
-// store detaches it when the last goes), and one without a message has
-// either two children or more, or none of them folded into it (prune folds
-// it into its only child). Its label is a slice of its own message's topic
-// (which ends where the node ends) or, for a node without a message, an
-// interned copy: so a label never keeps a deleted message's memory alive.
+// store detaches it when the last goes), and one without a message has two
+// children or more (prune folds it into its only child). Its label is a
+// slice of its own message's topic (which ends where the node ends) or, for
+// a node without a message, an interned copy: so a label never keeps a
+// deleted message's memory alive. kids is nil when it has no child.
 type node struct {
 	parent *node // nil for the root and for a detached node
 	label  string
-	kids   []*node          // while few; then kidMap
-	kidMap map[string]*node // children by first level, past kidsMax
+	kids   *kids
 	e      *entry
+}
+
+// kids are a node's children: a scanned slice while few, a map by first
+// level past kidsMax; one of the two is empty.
+type kids struct {
+	list []*node
+	m    map[string]*node
 }
 
 // intern returns the one copy of s: labels of interior nodes ("sys",
@@ -43,10 +51,14 @@ func firstLevel(label string) string {
 // child returns the child whose first level is lv. Siblings differ in their
 // first level.
 func (n *node) child(lv string) *node {
-	if n.kidMap != nil {
-		return n.kidMap[lv]
+	k := n.kids
+	if k == nil {
+		return nil
 	}
-	for _, c := range n.kids {
+	if k.m != nil {
+		return k.m[lv]
+	}
+	for _, c := range k.list {
 		l := c.label
 		if len(l) >= len(lv) && l[:len(lv)] == lv && (len(l) == len(lv) || l[len(lv)] == '/') {
 			return c
@@ -58,32 +70,37 @@ func (n *node) child(lv string) *node {
 // addKid adds c, whose first level no child has.
 func (n *node) addKid(c *node) {
 	c.parent = n
-	if n.kidMap != nil {
-		n.kidMap[firstLevel(c.label)] = c
+	if n.kids == nil {
+		n.kids = &kids{list: make([]*node, 0, 2)}
+	}
+	k := n.kids
+	if k.m != nil {
+		k.m[firstLevel(c.label)] = c
 		return
 	}
-	if len(n.kids) < kidsMax {
-		n.kids = append(n.kids, c)
+	if len(k.list) < kidsMax {
+		k.list = append(k.list, c)
 		return
 	}
 	m := make(map[string]*node, 2*kidsMax)
-	for _, k := range n.kids {
-		m[firstLevel(k.label)] = k
+	for _, x := range k.list {
+		m[firstLevel(x.label)] = x
 	}
 	m[firstLevel(c.label)] = c
-	n.kidMap, n.kids = m, nil
+	k.m, k.list = m, nil
 }
 
 // replaceKid puts c where old was; both have the same first level.
 func (n *node) replaceKid(old, c *node) {
 	c.parent = n
-	if n.kidMap != nil {
-		n.kidMap[firstLevel(c.label)] = c
+	k := n.kids
+	if k.m != nil {
+		k.m[firstLevel(c.label)] = c
 		return
 	}
-	for i, k := range n.kids {
-		if k == old {
-			n.kids[i] = c
+	for i, x := range k.list {
+		if x == old {
+			k.list[i] = c
 			return
 		}
 	}
@@ -91,52 +108,65 @@ func (n *node) replaceKid(old, c *node) {
 
 // removeKid detaches c.
 func (n *node) removeKid(c *node) {
-	if n.kidMap != nil {
-		delete(n.kidMap, firstLevel(c.label))
-		if len(n.kidMap) <= kidsMax/2 {
+	k := n.kids
+	if k.m != nil {
+		delete(k.m, firstLevel(c.label))
+		if len(k.m) <= kidsMax/2 {
 			// Back to a slice, as addKid would have left it: a node left with
 			// one child must look so to be folded.
-			n.kids = make([]*node, 0, len(n.kidMap))
-			for _, k := range n.kidMap {
-				n.kids = append(n.kids, k)
+			k.list = make([]*node, 0, len(k.m))
+			for _, x := range k.m {
+				k.list = append(k.list, x)
 			}
-			n.kidMap = nil
+			k.m = nil
 		}
 	} else {
-		for i, k := range n.kids {
-			if k == c {
-				last := len(n.kids) - 1
-				n.kids[i], n.kids[last] = n.kids[last], nil
-				n.kids = n.kids[:last]
+		for i, x := range k.list {
+			if x == c {
+				last := len(k.list) - 1
+				k.list[i], k.list[last] = k.list[last], nil
+				k.list = k.list[:last]
 				break
 			}
 		}
-		if len(n.kids) == 0 {
-			n.kids = nil // let the backing array go
+		if len(k.list) == 0 {
+			n.kids = nil // let them go
 		}
 	}
 	c.parent = nil
 }
 
 func (n *node) numKids() int {
-	if n.kidMap != nil {
-		return len(n.kidMap)
+	switch {
+	case n.kids == nil:
+		return 0
+	case n.kids.m != nil:
+		return len(n.kids.m)
 	}
-	return len(n.kids)
+	return len(n.kids.list)
+}
+
+// only returns n's only child, or nil when it has none or more than one.
+func (n *node) only() *node {
+	if n.kids == nil || n.kids.m != nil || len(n.kids.list) != 1 {
+		return nil
+	}
+	return n.kids.list[0]
 }
 
 // each calls fn for every child until fn returns false; it returns false
 // then.
 func (n *node) each(fn func(c *node) bool) bool {
-	if n.kidMap != nil {
-		for _, c := range n.kidMap {
-			if !fn(c) {
-				return false
-			}
-		}
+	k := n.kids
+	if k == nil {
 		return true
 	}
-	for _, c := range n.kids {
+	for _, c := range k.m {
+		if !fn(c) {
+			return false
+		}
+	}
+	for _, c := range k.list {
 		if !fn(c) {
 			return false
 		}
@@ -226,7 +256,7 @@ func commonLevels(a, b string) int {
 // slice of it, so that the previous message's memory goes with it.
 func setEntry(n *node, e *entry) {
 	n.e = e
-	n.label = e.topic[len(e.topic)-len(n.label):]
+	n.label = e.topic()[len(e.topic())-len(n.label):]
 }
 
 // clear removes n's message and the nodes left with nothing.
@@ -254,12 +284,12 @@ func (s *Store) prune(n *node) {
 // fold merges n into its only child when n has no message.
 func (s *Store) fold(n *node) {
 	p := n.parent
-	if p == nil || n.e != nil || n.kidMap != nil || len(n.kids) != 1 {
+	c := n.only()
+	if p == nil || n.e != nil || c == nil {
 		return
 	}
-	c := n.kids[0]
 	if l := len(n.label) + 1 + len(c.label); c.e != nil {
-		c.label = c.e.topic[len(c.e.topic)-l:]
+		c.label = c.e.topic()[len(c.e.topic())-l:]
 	} else {
 		c.label = intern(n.label + "/" + c.label)
 	}
