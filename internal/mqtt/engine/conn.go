@@ -454,7 +454,7 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 		now := time.Now()
 		m := newMessage(p, topic, c.client.ID, now)
 		if m.Retain {
-			srv.retained.Set(m, now)
+			srv.retain(m, now)
 		}
 		if srv.router.Route(m) == 0 {
 			code = packet.NoMatchingSubscribers

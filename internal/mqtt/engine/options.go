@@ -3,6 +3,8 @@ package engine
 import (
 	"log/slog"
 	"time"
+
+	"github.com/corral-iot/corral/internal/mqtt/retained"
 )
 
 // Options configure a Server. Zero values take the defaults below.
@@ -10,7 +12,7 @@ type Options struct {
 	Hooks  Hooks        // nil: AllowAll
 	Router Router       // nil: a LocalRouter over a new subs.Index
 	Logger *slog.Logger // nil: slog.Default()
-	// Retained stores retained messages; nil: an in-memory store.
+	// Retained stores retained messages; nil: a retained.Store.
 	Retained RetainedStore
 
 	// MaxPacketSize bounds a packet from a client (DISCONNECT 0x95 past
@@ -60,7 +62,7 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	if o.Retained == nil {
-		o.Retained = newMemRetained()
+		o.Retained = retained.New()
 	}
 	if o.MaxPacketSize <= 0 {
 		o.MaxPacketSize = 1 << 20

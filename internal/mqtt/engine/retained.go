@@ -1,57 +1,44 @@
 package engine
 
 import (
-	"sync"
 	"time"
 
-	"github.com/corral-iot/corral/internal/mqtt/packet"
+	"github.com/corral-iot/corral/internal/mqtt/retained"
 )
 
-// RetainedStore keeps the last retained message of each topic. Safe for
-// concurrent use.
+// RetainedStore keeps the last retained message of each topic;
+// *retained.Store is one (and the default). Safe for concurrent use.
 type RetainedStore interface {
-	// Set stores m as its topic's retained message, or deletes the topic's
-	// one when m's payload is empty.
-	Set(m *Message, now time.Time)
+	// Retain stores m as its topic's retained message, or deletes the
+	// topic's one when m's payload is empty; err is a refusal (a limit).
+	Retain(m retained.Message) (deleted bool, err error)
 	// Match calls fn with every unexpired retained message whose topic
-	// matches the (unshared, valid) filter, until fn returns false.
-	Match(filter string, now time.Time, fn func(*Message) bool)
+	// matches the (unshared, valid) filter, until fn returns false; fn
+	// must only collect.
+	Match(filter string, now time.Time, fn func(m *retained.Message) bool)
+	// Expire drops the messages expired at now.
+	Expire(now time.Time) int
 }
 
-// memRetained is the in-memory RetainedStore used until
-// internal/mqtt/retained lands: a map scanned on every Match.
-type memRetained struct {
-	mu sync.RWMutex
-	m  map[string]*Message // by topic
+// retain stores m as retained (an empty payload clears the topic's one).
+func (s *Server) retain(m *Message, now time.Time) {
+	s.retained.Expire(now)
+	_, err := s.retained.Retain(retained.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
+		Properties: m.Properties, Stored: now})
+	if err != nil {
+		s.log.Warn("mqtt engine: retained message refused", "err", err)
+	}
 }
 
-func newMemRetained() *memRetained { return &memRetained{m: map[string]*Message{}} }
-
-func (r *memRetained) Set(m *Message, _ time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(m.Payload) == 0 {
-		delete(r.m, m.Topic)
-		return
-	}
-	r.m[m.Topic] = m
-}
-
-func (r *memRetained) Match(filter string, now time.Time, fn func(*Message) bool) {
-	r.mu.RLock()
-	var found []*Message
-	for t, m := range r.m {
-		if packet.Match(filter, t) {
-			found = append(found, m)
-		}
-	}
-	r.mu.RUnlock()
-	for _, m := range found {
-		if _, _, ok := m.remaining(now); !ok {
-			continue
-		}
-		if !fn(m) {
-			return
-		}
-	}
+// matchRetained returns the retained messages matching filter at now, as
+// messages with RETAIN set and their expiry counting from their arrival.
+func (s *Server) matchRetained(filter string, now time.Time) []*Message {
+	var out []*Message
+	s.retained.Match(filter, now, func(r *retained.Message) bool {
+		m := &Message{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: true, Properties: r.Properties}
+		m.setExpiry(r.Stored)
+		out = append(out, m)
+		return true
+	})
+	return out
 }

@@ -440,7 +440,7 @@ func (s *Server) publishWill(w pendingWill) {
 		Properties: forwarded(&w.will.Properties), Publisher: w.client.ID}
 	m.setExpiry(now)
 	if m.Retain {
-		s.retained.Set(m, now)
+		s.retain(m, now)
 	}
 	s.router.Route(m)
 }
@@ -542,16 +542,16 @@ func (s *Server) sendRetained(ss *session, filter string, o subs.Options) {
 	ss.mu.Lock()
 	client := ss.client
 	ss.mu.Unlock()
-	s.retained.Match(filter, time.Now(), func(m *Message) bool {
-		if s.hooks.MayReceive(client, m.Topic) {
-			d := delivery{msg: m, qos: min(m.QoS, o.QoS), retain: true}
-			if o.SubscriptionID != 0 && client.Version == packet.V5 {
-				d.subIDs = []uint32{o.SubscriptionID}
-			}
-			s.enqueue(ss, d)
+	for _, m := range s.matchRetained(filter, time.Now()) {
+		if !s.hooks.MayReceive(client, m.Topic) {
+			continue
 		}
-		return true
-	})
+		d := delivery{msg: m, qos: min(m.QoS, o.QoS), retain: true}
+		if o.SubscriptionID != 0 && client.Version == packet.V5 {
+			d.subIDs = []uint32{o.SubscriptionID}
+		}
+		s.enqueue(ss, d)
+	}
 }
 
 // Publish publishes m as the server: no MayPublish, no publisher (so No
@@ -568,7 +568,7 @@ func (s *Server) Publish(m Message) error {
 		Properties: forwarded(&m.Properties)}
 	msg.setExpiry(now)
 	if msg.Retain {
-		s.retained.Set(msg, now)
+		s.retain(msg, now)
 	}
 	s.router.Route(msg)
 	return nil
