@@ -35,6 +35,9 @@ type conn struct {
 	window      int    // outbound in-flight bound
 	maxPacket   int    // 0: none
 	aliasOutMax uint16 // aliases the client accepts
+	// noProblemInfo: the client asked for no reason strings except on
+	// PUBLISH, CONNACK and DISCONNECT (MQTT 5 3.1.2.11.7).
+	noProblemInfo bool
 
 	endReported atomic.Bool // SessionEnded was called
 
@@ -261,7 +264,7 @@ func (s *session) resendLocked(c *conn, now time.Time) {
 // readLoop reads and handles packets until the connection ends, and says
 // why it ended.
 func (c *conn) readLoop() EndReason {
-	max := c.srv.opts.MaxPacketSize
+	limit := c.srv.opts.MaxPacketSize
 	if c.keepAlive == 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
@@ -269,7 +272,7 @@ func (c *conn) readLoop() EndReason {
 		if c.keepAlive > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		}
-		p, err := packet.Read(c, c.version, max)
+		p, err := packet.Read(c, c.version, limit)
 		if err != nil {
 			return c.readFailed(err)
 		}
@@ -460,7 +463,10 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 			code = packet.NoMatchingSubscribers
 		}
 	} else if c.version == packet.V5 {
-		code, reason = packet.NotAuthorized, "not authorized to publish on this topic"
+		code = packet.NotAuthorized
+		if !c.noProblemInfo {
+			reason = "not authorized to publish on this topic"
+		}
 	}
 	if p.QoS == 0 {
 		return 0, false

@@ -189,3 +189,18 @@ func TestSysTopics(t *testing.T) {
 	}
 	c.silent(200 * time.Millisecond)
 }
+
+// TestRequestProblemInfo: a client asking for no problem information gets
+// refusals without reason strings.
+func TestRequestProblemInfo(t *testing.T) {
+	_, addr := start(t, Options{Hooks: &hooks{denyPublish: "deny"}})
+	cp := conn5("npi", true)
+	no := false
+	cp.Properties.RequestProblemInfo = &no
+	c, _ := mustConnect(t, addr, cp)
+	c.send(&packet.Publish{QoS: 1, Topic: "deny", PacketID: 1})
+	ack, ok := c.recv().(*packet.Puback)
+	if !ok || ack.ReasonCode != packet.NotAuthorized || ack.Properties.ReasonString != "" {
+		t.Fatalf("PUBACK %+v", ack)
+	}
+}

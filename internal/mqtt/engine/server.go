@@ -210,6 +210,7 @@ func (c *conn) connect() takeover {
 		if pr.SessionExpiry != nil {
 			c.expiry0 = s.capExpiry(*pr.SessionExpiry)
 		}
+		c.noProblemInfo = pr.RequestProblemInfo != nil && !*pr.RequestProblemInfo
 		if s.opts.ServerKeepAlive > 0 {
 			ka := s.opts.ServerKeepAlive
 			ack.Properties.ServerKeepAlive = &ka
@@ -364,7 +365,8 @@ func (s *Server) detach(c *conn, r EndReason) {
 			s.count.sessions.Add(-1)
 			removed = true
 		} else if ss.expiry != neverExpires && r != EndShutdown {
-			ss.expiryT = time.AfterFunc(time.Duration(ss.expiry)*time.Second, func() { s.expire(ss) })
+			gen := ss.timerGen
+			ss.expiryT = time.AfterFunc(time.Duration(ss.expiry)*time.Second, func() { s.expire(ss, gen) })
 		}
 		if w != nil && r != EndNormal && r != EndShutdown {
 			pw := pendingWill{w, c.client}
@@ -372,7 +374,8 @@ func (s *Server) detach(c *conn, r EndReason) {
 				wills = append(wills, pw)
 			} else {
 				ss.will = &pw
-				ss.willT = time.AfterFunc(time.Duration(d)*time.Second, func() { s.willDue(ss) })
+				gen := ss.timerGen
+				ss.willT = time.AfterFunc(time.Duration(d)*time.Second, func() { s.willDue(ss, gen) })
 			}
 		}
 	}
@@ -393,8 +396,12 @@ func (s *Server) detach(c *conn, r EndReason) {
 }
 
 // willDue publishes a delayed will if it is still pending.
-func (s *Server) willDue(ss *session) {
+func (s *Server) willDue(ss *session, gen uint64) {
 	ss.mu.Lock()
+	if ss.timerGen != gen {
+		ss.mu.Unlock()
+		return
+	}
 	w := ss.will
 	ss.will, ss.willT = nil, nil
 	ss.mu.Unlock()
@@ -405,16 +412,15 @@ func (s *Server) willDue(ss *session) {
 
 // expire ends an offline session whose expiry interval has passed, and
 // publishes its pending will.
-func (s *Server) expire(ss *session) {
+func (s *Server) expire(ss *session, gen uint64) {
 	s.mu.Lock()
 	ss.mu.Lock()
-	if ss.ended || ss.conn != nil || ss.expiryT == nil {
+	if ss.ended || ss.conn != nil || ss.timerGen != gen {
 		ss.mu.Unlock()
 		s.mu.Unlock()
 		return
 	}
 	ss.ended = true
-	ss.expiryT = nil
 	w := ss.will
 	ss.will = nil
 	ss.stopTimersLocked()

@@ -57,6 +57,10 @@ type session struct {
 	expiryT    *time.Timer
 	will       *pendingWill // a disconnected connection's will waiting for its delay
 	willT      *time.Timer
+	// timerGen changes whenever the timers are stopped: a timer's function
+	// that fires anyway (it was already waiting for mu) sees another
+	// generation and does nothing.
+	timerGen uint64
 }
 
 // pendingWill is a will and the client whose rights it is published under.
@@ -74,6 +78,7 @@ func (s *session) queued() int { return len(s.queue) - s.qhead }
 
 // stopTimersLocked stops the expiry and will timers. Requires mu.
 func (s *session) stopTimersLocked() {
+	s.timerGen++
 	if s.expiryT != nil {
 		s.expiryT.Stop()
 		s.expiryT = nil
