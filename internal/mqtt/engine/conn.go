@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,10 +54,15 @@ type conn struct {
 func (c *conn) Read(p []byte) (int, error) { return c.nc.Read(p) }
 
 func (c *conn) ReadByte() (byte, error) {
-	if _, err := io.ReadFull(c.nc, c.b[:]); err != nil {
-		return 0, err
+	for {
+		n, err := c.nc.Read(c.b[:])
+		if n == 1 {
+			return c.b[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
-	return c.b[0], nil
 }
 
 // appendCtrlLocked queues a control packet and starts the writer. A client
