@@ -203,18 +203,15 @@ func (cl *client) closed(d time.Duration) {
 // disconnectedErr says whether a DISCONNECT with the code arrives (after
 // any PUBLISH or ack still in flight), then the connection closes.
 func disconnectedErr(cl *client, code packet.ReasonCode) error {
-	for {
+	for skipped := 0; ; skipped++ {
 		pk, err := cl.read(waitFor)
 		if err != nil {
-			return fmt.Errorf("want DISCONNECT %#x: %w", byte(code), err)
+			return fmt.Errorf("want DISCONNECT %#x (after %d PUBLISH and acks): %w", byte(code), skipped, err)
 		}
 		d, ok := pk.(*packet.Disconnect)
 		if !ok {
-			if _, data := pk.(*packet.Publish); data {
-				continue
-			}
 			switch pk.(type) {
-			case *packet.Puback, *packet.Pubrec, *packet.Pubcomp, *packet.Pubrel:
+			case *packet.Publish, *packet.Puback, *packet.Pubrec, *packet.Pubcomp, *packet.Pubrel:
 				continue
 			}
 			return fmt.Errorf("got %s, want DISCONNECT %#x", describe(pk), byte(code))

@@ -26,7 +26,12 @@ func mosquitto() conformance.Target {
 			SharedSubscriptions: true,
 			SubscriptionIDs:     true,
 			WillDelay:           true,
-			MaxQueued:           1000, // max_queued_messages
+			RefusedTopic:        "$SYS/corral-conformance", // clients may not publish to $SYS
+			MaxKeepAlive:        65535,                     // max_keepalive
+			MaxQueued:           1000,                      // max_queued_messages
+			// No RefusedFilter: anonymous clients without an ACL may
+			// subscribe to anything. No MaxPacketSize: max_packet_size is
+			// unset by default, so none is advertised.
 		},
 		Gaps: map[string]string{
 			// Mosquitto 2.0.11 checks keep alives from its main loop on a
@@ -34,6 +39,21 @@ func mosquitto() conformance.Target {
 			// more than 3 s, a 3 s one after 4.1 s to more than 6 s. The
 			// lenient case (closed at all, will published) passes.
 			"v3/keepalive/closed_within_1.5x": "closes late: keep alives checked on a whole-second main loop",
+			// Mosquitto 2.0.11 closes the old connection of a taken-over
+			// MQTT 5 session without DISCONNECT 0x8E (measured: EOF).
+			"v5/session/takeover_disconnect_0x8e": "closes the old connection without DISCONNECT 0x8E",
+			// It answers every QoS 2 PUBLISH with PUBREC whatever the
+			// number unreleased: 21 against its Receive Maximum of 20.
+			"v5/flow_control/server_receive_maximum_exceeded_0x93": "does not enforce its Receive Maximum",
+			// It treats a syntactically invalid filter as a malformed
+			// packet (DISCONNECT 0x81), which MQTT 5.0 4.13 allows; corral
+			// answers per subscription with SUBACK 0x8F.
+			"v5/subscribe/bad_filter_0x8f": "answers an invalid filter with DISCONNECT 0x81",
+			// It grants No Local on a shared subscription, a protocol
+			// error by [MQTT-3.8.3-4].
+			"v5/malformed/subscribe_no_local_on_shared": "grants No Local on a shared subscription",
+			// Reason strings are optional; Mosquitto sends none.
+			"v5/refusals/reason_string": "sends no reason strings",
 		},
 	}
 }

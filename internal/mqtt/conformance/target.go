@@ -49,6 +49,10 @@ type Features struct {
 	// suite's clients (not authorized): SUBACK 0x80 under 3.1.1, 0x87 under
 	// MQTT 5. Empty: the broker refuses none, and those cases skip.
 	RefusedFilter string
+	// RefusedTopic is a valid topic name the broker refuses publishes to
+	// from this suite's clients (not authorized): PUBACK 0x87, and PUBREC
+	// 0x87 at QoS 2. Empty: the broker refuses none, and those cases skip.
+	RefusedTopic string
 	// MaxKeepAlive is the largest keep alive the broker accepts; a
 	// MQTT 5 client asking for more (or for 0) is told Server Keep Alive.
 	// 0: the broker caps none, and the case skips.

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"testing"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -11,7 +10,7 @@ import (
 // MQTT 3.1.1 cases.
 
 func v3Cases() []testCase {
-	cs := []testCase{}
+	cs := malformedCases(packet.V311)
 	for q := byte(0); q <= 2; q++ {
 		cs = append(cs, testCase{name: fmt.Sprintf("v3/pubsub/qos%d", q), needs: needQoS(q), run: func(c *ct) { v3PubSub(c, q) }})
 	}
@@ -31,8 +30,6 @@ func v3Cases() []testCase {
 		testCase{name: "v3/subscribe/qos_downgraded_to_granted", needs: needQoS(1), run: v3Downgrade},
 		testCase{name: "v3/unsubscribe", run: v3Unsubscribe},
 		testCase{name: "v3/connect/zero_length_client_id", run: v3ZeroLengthID},
-		testCase{name: "v3/connect/second_connect_closes", run: v3SecondConnect},
-		testCase{name: "v3/malformed/closes_connection", run: v3Malformed},
 		testCase{name: "v3/ping", run: v3Ping},
 	)
 }
@@ -327,39 +324,6 @@ func v3ZeroLengthID(c *ct) {
 		c.Fatalf("empty client id without clean session: CONNACK %#x, want 0x02 (identifier rejected)", byte(ack.ReasonCode))
 	}
 	cl.closed(waitFor)
-}
-
-func v3SecondConnect(c *ct) {
-	cl := c.v3("dev")
-	cl.send(&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: c.id("dev")})
-	cl.closed(waitFor)
-}
-
-func v3Malformed(c *ct) {
-	topic := []byte(c.topic("m"))
-	str := func(s []byte) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	pkt := func(first byte, body []byte) []byte { return append([]byte{first, byte(len(body))}, body...) }
-	for i, m := range []struct {
-		name string
-		b    []byte
-	}{
-		{"publish_qos_3", pkt(0x36, append(str(topic), 0, 1, 'x'))},
-		{"publish_wildcard_topic", pkt(0x30, append(str([]byte(c.topic("#"))), 'x'))},
-		{"publish_qos1_packet_id_0", pkt(0x32, append(str(topic), 0, 0, 'x'))},
-		{"subscribe_reserved_flags", pkt(0x80, append([]byte{0, 1}, append(str(topic), 0)...))},
-		{"subscribe_no_filters", pkt(0x82, []byte{0, 1})},
-		{"subscribe_qos_3", pkt(0x82, append([]byte{0, 1}, append(str(topic), 3)...))},
-		{"remaining_length_5_bytes", []byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x01}},
-		{"reserved_type_0", []byte{0x00, 0x00}},
-		{"auth_type_15", []byte{0xf0, 0x00}},
-		{"invalid_utf8_topic", pkt(0x30, append(str([]byte{'a', 0xff}), 'x'))},
-	} {
-		c.Run(m.name, func(t *testing.T) {
-			cl := c.child(t, fmt.Sprint(i)).v3("dev")
-			cl.sendRaw(m.b)
-			cl.closed(waitFor)
-		})
-	}
 }
 
 func v3Ping(c *ct) {
