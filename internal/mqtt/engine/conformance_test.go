@@ -9,7 +9,7 @@ import (
 // TestConformance runs the conformance suite (internal/mqtt/conformance)
 // against the engine on a :0 port, with every feature the engine has.
 func TestConformance(t *testing.T) {
-	_, addr := start(t, Options{Hooks: &hooks{denySub: "forbidden/#"}})
+	_, addr := start(t, Options{MaxKeepAlive: 60, Hooks: &hooks{denySub: "forbidden/#", denyPublish: "forbidden"}})
 	conformance.Run(t, conformance.Target{
 		Name: "engine",
 		Addr: addr,
@@ -20,8 +20,10 @@ func TestConformance(t *testing.T) {
 			SubscriptionIDs:     true,
 			WillDelay:           true,
 			RefusedFilter:       "forbidden/#",
+			RefusedTopic:        "forbidden",
 			MaxPacketSize:       1 << 20,
 			MaxQueued:           1000,
+			MaxKeepAlive:        60,
 		},
 	})
 }

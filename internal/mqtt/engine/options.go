@@ -35,9 +35,12 @@ type Options struct {
 	// QueueQoS0Offline queues QoS 0 messages for offline persistent
 	// sessions too.
 	QueueQoS0Offline bool
-	// ServerKeepAlive, when > 0, replaces the MQTT 5 client's keep alive
-	// (advertised in CONNACK).
-	ServerKeepAlive uint16
+	// MaxKeepAlive, when > 0, caps keep alives (seconds): an MQTT 5 client
+	// asking for more, or for none (0), is told Server Keep Alive =
+	// MaxKeepAlive in CONNACK and held to it; a 3.1.1 client asking for
+	// more is refused (CONNACK 0x02, as Mosquitto's max_keepalive does:
+	// 3.1.1 has no way to tell it).
+	MaxKeepAlive uint16
 	// MaxSessionExpiry caps MQTT 5 session expiry intervals (seconds) and
 	// bounds 3.1.1 persistent sessions; 0: no cap, 3.1.1 sessions never
 	// expire.

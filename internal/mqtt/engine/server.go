@@ -182,6 +182,10 @@ func (c *conn) connect() takeover {
 			return takeover{}
 		}
 	}
+	if ka := s.opts.MaxKeepAlive; c.version != packet.V5 && ka > 0 && cp.KeepAlive > ka {
+		c.refuse(packet.ClientIdentifierNotValid, "")
+		return takeover{}
+	}
 	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
@@ -211,8 +215,7 @@ func (c *conn) connect() takeover {
 			c.expiry0 = s.capExpiry(*pr.SessionExpiry)
 		}
 		c.noProblemInfo = pr.RequestProblemInfo != nil && !*pr.RequestProblemInfo
-		if s.opts.ServerKeepAlive > 0 {
-			ka := s.opts.ServerKeepAlive
+		if ka := s.opts.MaxKeepAlive; ka > 0 && (cp.KeepAlive == 0 || cp.KeepAlive > ka) {
 			ack.Properties.ServerKeepAlive = &ka
 			c.keepAlive = time.Duration(ka) * time.Second
 		}

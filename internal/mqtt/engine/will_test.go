@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,17 +88,28 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
-// TestServerKeepAlive: the server's keep alive replaces the client's and is
-// advertised.
-func TestServerKeepAlive(t *testing.T) {
-	_, addr := start(t, Options{ServerKeepAlive: 1})
-	cp := conn5("ska", true)
-	cp.KeepAlive = 600
-	c, ack := mustConnect(t, addr, cp)
-	if ka := ack.Properties.ServerKeepAlive; ka == nil || *ka != 1 {
-		t.Fatalf("server keep alive %v", ka)
+// TestMaxKeepAlive: an MQTT 5 client asking for more than the maximum, or
+// for none, is told Server Keep Alive and held to it; one asking for less
+// keeps its own; a 3.1.1 client asking for more is refused with 0x02.
+func TestMaxKeepAlive(t *testing.T) {
+	_, addr := start(t, Options{MaxKeepAlive: 1})
+	for _, ask := range []uint16{600, 0} {
+		cp := conn5(fmt.Sprint("ska", ask), true)
+		cp.KeepAlive = ask
+		c, ack := mustConnect(t, addr, cp)
+		if ka := ack.Properties.ServerKeepAlive; ka == nil || *ka != 1 {
+			t.Fatalf("asked %d: server keep alive %v", ask, ka)
+		}
+		c.closed()
 	}
-	c.closed()
+	cp := conn5("ska-low", true)
+	cp.KeepAlive = 1
+	if _, ack := mustConnect(t, addr, cp); ack.Properties.ServerKeepAlive != nil {
+		t.Fatal("server keep alive sent to a client within the maximum")
+	}
+	if _, ack := connect(t, addr, conn3("ska3", true)); ack.ReasonCode != 2 {
+		t.Fatalf("3.1.1 over the maximum: CONNACK %d, want 2", ack.ReasonCode)
+	}
 }
 
 // TestWillDelay: a will with a delay is not published when the client
