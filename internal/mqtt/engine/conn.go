@@ -14,6 +14,10 @@ import (
 // maxBatch bounds the bytes one writer iteration encodes before writing.
 const maxBatch = 64 << 10
 
+// closeGrace bounds the writes to a connection being ended (its DISCONNECT),
+// so that a client that does not read delays no takeover, kick or shutdown.
+const closeGrace = time.Second
+
 // conn is one network connection. Its reader goroutine owns the fields
 // above the line; the fields below are guarded by sess.mu once the
 // connection is attached to a session.
@@ -120,6 +124,7 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 	}
 	c.closing, c.aborted, c.endReason = true, true, r
 	if c.writing {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		return
 	}
 	if len(c.ctrl) == 0 {
@@ -155,10 +160,10 @@ func (c *conn) flush() {
 			buf, drops = s.fillLocked(c, buf, time.Now(), drops[:0])
 		}
 		*bp = buf
+		closing := c.closing
 		if len(buf) == 0 {
 			c.writing = false
 			c.ctrl = nil
-			closing := c.closing
 			s.mu.Unlock()
 			c.srv.reportDrops(s.id, drops)
 			if closing {
@@ -169,7 +174,11 @@ func (c *conn) flush() {
 		s.mu.Unlock()
 		c.srv.reportDrops(s.id, drops)
 		drops = drops[:0]
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		timeout := c.srv.opts.WriteTimeout
+		if closing {
+			timeout = closeGrace
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := c.nc.Write(buf); err != nil {
 			s.mu.Lock()
 			if !c.closing {

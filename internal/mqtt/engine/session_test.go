@@ -292,3 +292,47 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatal("expired session present")
 	}
 }
+
+// TestSlowSubscriber: a subscriber that stops reading neither blocks the
+// publisher nor delays another subscriber; its overflow is counted, and
+// Close still ends it promptly.
+func TestSlowSubscriber(t *testing.T) {
+	s, addr := start(t, Options{})
+	slow, _ := mustConnect(t, addr, conn3("stalled", true))
+	slow.subscribe(1, nil, packet.Subscription{Filter: "fan", QoS: 1})
+	fast, _ := mustConnect(t, addr, conn5("fast", true))
+	fast.subscribe(1, nil, packet.Subscription{Filter: "fan", QoS: 1})
+	pub, _ := mustConnect(t, addr, conn5("fanpub", true))
+	const n = 3000
+	payload := make([]byte, 8<<10)
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			fp, err := fast.read(wait)
+			if err != nil {
+				done <- err
+				return
+			}
+			m := fp.(*packet.Publish)
+			if int(m.Payload[0])|int(m.Payload[1])<<8 != i {
+				done <- fmt.Errorf("message %d out of order", i)
+				return
+			}
+			fast.send(&packet.Puback{Ack: packet.Ack{PacketID: m.PacketID}})
+		}
+		done <- nil
+	}()
+	for i := range n {
+		payload[0], payload[1] = byte(i), byte(i>>8)
+		pub.send(&packet.Publish{Topic: "fan", QoS: 1, PacketID: uint16(i%60000 + 1), Payload: payload})
+		if _, ok := pub.recv().(*packet.Puback); !ok {
+			t.Fatal("no PUBACK")
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s.Stats().Drops[DropQueueFull] == 0 {
+		t.Fatal("the stalled subscriber's overflow was not counted")
+	}
+}
