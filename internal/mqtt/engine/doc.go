@@ -17,7 +17,18 @@
 // when they are empty, so an idle connection holds neither a buffer nor a
 // second goroutine.
 //
-// Lock order: Server.mu, then session.mu. Hooks and in-process handlers are
+// Sessions live in memory only for now. Durability (issue 13 item 4) plugs
+// in where the state changes, all in session.go and conn.go under
+// session.mu: a delivery queued to a persistent session (enqueueLocked), a
+// message moved into or out of the in-flight window (fillLocked, onAck), a
+// QoS 2 id received or released (onPublish, onPubrel), subscriptions
+// (Server.subscribe) and the session's creation and end (attach, detach,
+// expire). A PUBLISH is routed before it is acknowledged (onPublish), so a
+// store write made while routing is durable before the publisher's PUBACK,
+// as internal/mqtt/persist requires.
+//
+// Lock order: the Router's (subs.Index) lock, then Server.mu, then
+// session.mu; the engine never calls the Router holding either of its own. Hooks and in-process handlers are
 // called with no engine lock held, except MayReceive, called by the router
 // with no session lock held either.
 package engine

@@ -155,3 +155,47 @@ func TestWillRights(t *testing.T) {
 	c.c.Close()
 	w.silent(300 * time.Millisecond)
 }
+
+// TestTakeoverWillDelay: on a takeover, a will with a delay is dropped when
+// the new connection resumes the session, and published when it starts a
+// clean one (the old session ends).
+func TestTakeoverWillDelay(t *testing.T) {
+	_, addr := start(t, Options{})
+	for _, tc := range []struct {
+		name  string
+		clean bool
+		will  bool
+	}{{"resume", false, false}, {"clean start", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := "twd/" + t.Name()
+			w := watcher(t, addr, topic)
+			id := "twd-" + t.Name()
+			mustConnect(t, addr, withWill(persistent(packet.V5, id), topic, 60))
+			next := persistent(packet.V5, id)
+			next.CleanStart = tc.clean
+			mustConnect(t, addr, next)
+			if tc.will {
+				w.recvPublish()
+			} else {
+				w.silent(300 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestWillDelaySessionEnd: a will whose delay is longer than the session
+// expiry goes out when the session ends.
+func TestWillDelaySessionEnd(t *testing.T) {
+	_, addr := start(t, Options{})
+	w := watcher(t, addr, "wse")
+	cp := withWill(conn5("wse", false), "wse", 60)
+	one := uint32(1)
+	cp.Properties.SessionExpiry = &one
+	c, _ := mustConnect(t, addr, cp)
+	begin := time.Now()
+	c.c.Close()
+	w.recvPublish()
+	if d := time.Since(begin); d < 800*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("will after %v, want at the 1 s session expiry", d)
+	}
+}
