@@ -100,8 +100,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// ServeConn serves one connection (already wrapped: TLS, WebSocket, PROXY)
-// until it ends.
+// ServeConn serves one connection (already wrapped: TLS, WebSocket, PROXY).
+// It returns once the connection is refused or its session has started;
+// the connection is then served by a goroutine of its own until it ends.
 func (s *Server) ServeConn(nc net.Conn) {
 	if c := s.track(nc, ""); c != nil {
 		c.serve()
@@ -122,27 +123,39 @@ func (s *Server) track(nc net.Conn, listener string) *conn {
 	return c
 }
 
-// serve runs a connection: CONNECT, then the read loop, then the session's
-// side of the end.
+// serve runs a connection's CONNECT, then hands the read loop to a new
+// goroutine: its stack starts small and only the read path grows it, where
+// the CONNECT (and a TLS handshake before it) would have left the
+// accepting goroutine's stack large for the connection's whole life.
 func (c *conn) serve() {
 	s := c.srv
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	pw := c.connect()
 	if c.sess == nil {
 		c.nc.Close()
+		c.untrack()
 		return
 	}
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
 	s.hooks.SessionStarted(c.client, pw.present)
+	go c.run()
+}
+
+// run is the connection's reader until it ends.
+func (c *conn) run() {
 	r := c.readLoop()
-	s.detach(c, r)
-	s.count.connections.Add(-1)
+	c.srv.detach(c, r)
+	c.srv.count.connections.Add(-1)
+	c.untrack()
+}
+
+// untrack forgets an ended connection.
+func (c *conn) untrack() {
+	s := c.srv
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // takeover is what attaching a connection displaced: the previous
