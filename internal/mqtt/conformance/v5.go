@@ -52,6 +52,7 @@ func v5Cases() []testCase {
 		testCase{name: "v5/unsubscribe/reason_codes", run: v5Unsubscribe},
 		testCase{name: "v5/will/message_with_properties", needs: needQoS(1), run: v5Will},
 		testCase{name: "v5/will/not_sent_on_normal_disconnect", needs: needQoS(1), run: v5WillNormal},
+		testCase{name: "v5/will/published_on_takeover", needs: needQoS(1), run: v5WillOnTakeover},
 		testCase{name: "v5/will/delay", needs: needAll(needQoS(1), needWillDelay), run: v5WillDelay},
 		testCase{name: "v5/will/delay_cancelled_by_reconnect", needs: needAll(needQoS(1), needWillDelay), run: v5WillDelayReconnect},
 		testCase{name: "v5/publish/refusal_puback_0x87", needs: needAll(needQoS(1), needRefusedTopic), run: func(c *ct) { v5PubRefused(c, 1) }},
@@ -60,6 +61,7 @@ func v5Cases() []testCase {
 		testCase{name: "v5/publish/puback_reason_codes_valid", needs: needQoS(1), run: v5PubackCodes},
 		testCase{name: "v5/refusals/reason_string", run: v5ReasonString},
 		testCase{name: "v5/no_silent_loss/queue_overflow_drops_qos0_first", needs: needAll(needQoS(1), needQueue), run: v5QueueOverflow},
+		testCase{name: "v5/no_silent_loss/slow_subscriber_does_not_slow_others", needs: needQoS(1), run: v5SlowSubscriber},
 	)
 }
 
@@ -956,4 +958,33 @@ func v5QueueOverflow(c *ct) {
 		}
 		i++
 	}
+}
+
+// v5WillOnTakeover: a session taken over (will delay 0) publishes the old
+// connection's will.
+func v5WillOnTakeover(c *ct) {
+	sub := c.v5("sub")
+	will := c.topic("will")
+	sub.sub(1, will)
+	willConnect(c, "dev", will, packet.Properties{}, 0)
+	c.v5("dev")
+	sub.want(will, 1, "gone")
+}
+
+// v5SlowSubscriber: a subscriber that reads nothing does not hold up the
+// publisher or another subscriber of the same messages.
+func v5SlowSubscriber(c *ct) {
+	topic := c.topic("slow")
+	stuck, fast, pub := c.v5("stuck"), c.v5("fast"), c.v5("pub")
+	stuck.sub(1, topic)
+	fast.sub(1, topic)
+	// 2 MB: more than the socket buffers of the stuck subscriber hold.
+	payload := string(bytes.Repeat([]byte("s"), 8<<10))
+	const n = 256
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		pub.pub(topic, 1, payload)
+		fast.want(topic, 1, payload)
+	}
+	c.Logf("%d messages of %d bytes to a reading and a stuck subscriber in %v", n, len(payload), time.Since(start).Round(time.Millisecond))
 }
