@@ -817,7 +817,9 @@ func v5WillDelay(c *ct) {
 		c.Fatalf("within 1 s of a 2 s will delay: %v", err)
 	}
 	sub.want(will, 1, "gone")
-	if took := time.Since(start); took > 4*time.Second {
+	// Within 3 s of the delay: whole-second clocks (Mosquitto's) and a
+	// loaded machine were measured 2.4 s late.
+	if took := time.Since(start); took > 5*time.Second {
 		c.Errorf("will after %v, delay 2 s", took)
 	}
 }
@@ -978,9 +980,14 @@ func v5SlowSubscriber(c *ct) {
 	stuck, fast, pub := c.v5("stuck"), c.v5("fast"), c.v5("pub")
 	stuck.sub(1, topic)
 	fast.sub(1, topic)
-	// 2 MB: more than the socket buffers of the stuck subscriber hold.
-	payload := string(bytes.Repeat([]byte("s"), 8<<10))
-	const n = 256
+	// 2 MB: more than the socket buffers of the stuck subscriber hold, in
+	// packets within the broker's maximum.
+	size := 8 << 10
+	if max := int(c.tg.Features.MaxPacketSize); max > 0 && max-256 < size {
+		size = max - 256
+	}
+	payload := string(bytes.Repeat([]byte("s"), size))
+	n := 2 << 20 / size
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		pub.pub(topic, 1, payload)
