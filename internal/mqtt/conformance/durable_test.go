@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,8 +18,43 @@ import (
 // TestDurableMosquitto runs the restart cases against a Mosquitto of its
 // own (persistence in a temporary directory, a free port), restarted
 // gracefully: Mosquitto writes its sessions at shutdown, not at each
-// message, so a kill -9 would lose them.
+// message, so a kill -9 loses them, which TestDurableCasesCanFail uses.
 func TestDurableMosquitto(t *testing.T) {
+	runOwnMosquitto(t, syscall.SIGTERM)
+}
+
+// TestDurableKilled is run by TestDurableCasesCanFail in a child process:
+// the restart cases against a Mosquitto restarted by kill -9.
+func TestDurableKilled(t *testing.T) {
+	if os.Getenv("CONFORMANCE_DURABLE_KILL") == "" {
+		t.Skip("run by TestDurableCasesCanFail")
+	}
+	runOwnMosquitto(t, syscall.SIGKILL)
+}
+
+// TestDurableCasesCanFail: every restart case fails against a broker that
+// loses its state in the restart.
+func TestDurableCasesCanFail(t *testing.T) {
+	if _, err := exec.LookPath("mosquitto"); err != nil || testing.Short() {
+		t.Skip("no mosquitto binary, or -short")
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDurableKilled$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CONFORMANCE_DURABLE_KILL=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the restart cases passed against a broker killed with -9:\n%s", out)
+	}
+	for _, name := range conformance.CaseNames() {
+		if strings.Contains(name, "/durable/") && !strings.Contains(string(out), "--- FAIL: TestDurableKilled/"+name+" ") {
+			t.Errorf("%s did not fail against a broker killed with -9:\n%s", name, out)
+		}
+	}
+}
+
+// runOwnMosquitto starts a Mosquitto of the test's own and runs the
+// restart cases, restarting it by sig.
+func runOwnMosquitto(t *testing.T, sig syscall.Signal) {
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -65,7 +101,7 @@ func TestDurableMosquitto(t *testing.T) {
 	}
 	stop := func() {
 		if cmd != nil {
-			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Process.Signal(sig)
 			cmd.Wait()
 			cmd = nil
 		}
@@ -78,7 +114,7 @@ func TestDurableMosquitto(t *testing.T) {
 	t.Cleanup(stop)
 
 	tg := mosquitto()
-	tg.Name, tg.Addr = "own mosquitto", addr
+	tg.Name, tg.Addr = "own mosquitto restarted by "+sig.String(), addr
 	tg.Restart = func(ctx context.Context) error {
 		stop()
 		return start(ctx)
