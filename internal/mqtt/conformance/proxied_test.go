@@ -180,6 +180,35 @@ var broken = map[string]struct {
 		}
 		return p
 	}}, []string{"v5/properties/payload_format_content_type", "v5/properties/request_response", "v5/properties/user_properties_in_order", "v5/subscribe/subscription_identifiers"}},
+	// mochi: aliases up to 65535 accepted whatever the maximum.
+	"aliases_unbounded": {mode{toServer: func(c *conn, p packet.Packet) (packet.Packet, bool, packet.Packet) {
+		if p, ok := p.(*packet.Publish); ok && p.Properties.TopicAlias > 10 && p.Topic != "" {
+			p.Properties.TopicAlias = 0
+		}
+		return p, false, nil
+	}}, []string{"v5/topic_alias/above_maximum_disconnect_0x94"}},
+	// mochi: an unknown alias answered PUBACK 0x87, the connection kept.
+	"alias_unknown_puback": {mode{toServer: func(c *conn, p packet.Packet) (packet.Packet, bool, packet.Packet) {
+		if pub, ok := p.(*packet.Publish); ok && pub.Topic == "" {
+			if pub.QoS > 0 {
+				c.write(&packet.Puback{Ack: packet.Ack{PacketID: pub.PacketID, ReasonCode: packet.NotAuthorized}})
+			}
+			return nil, false, nil
+		}
+		return p, false, nil
+	}}, []string{"v5/topic_alias/unknown_alias_disconnect"}},
+	"alias_above_client_maximum": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && c.v == packet.V5 {
+			p.Properties.TopicAlias = 3
+		}
+		return p
+	}}, []string{"v5/topic_alias/server_to_client"}},
+	"expiry_not_counted": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && p.Properties.MessageExpiry != nil {
+			p.Properties.MessageExpiry = ptr(uint32(30))
+		}
+		return p
+	}}, []string{"v5/expiry/counts_down_and_expires"}},
 	"malformed_accepted": {mode{swallowBad: true}, []string{"v3/malformed/publish_qos_3", "v5/malformed/publish_topic_alias_0", "v5/malformed/remaining_length_5_bytes"}},
 }
 
