@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -107,7 +108,8 @@ func v3DollarTopics(c *ct) {
 	dollar := "$" + c.prefix + "/x"
 	marker := c.topic("x")
 	// "+/…" and "#" match any first level but one starting with '$'.
-	sub.sub(0, "+/"+c.prefix[len(c.prefix)-1:]+"/x", "#")
+	_, rest, _ := strings.Cut(c.prefix, "/")
+	sub.sub(0, "+/"+rest+"/x", "#")
 	pub.pub(dollar, 0, "hidden")
 	pub.pub(marker, 0, "seen")
 	for _, p := range sub.drainUntil(marker) {
