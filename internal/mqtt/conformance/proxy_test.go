@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -309,4 +310,22 @@ func (c *conn) fromServer() {
 		}
 		c.write(pk)
 	}
+}
+
+// FuzzReadRaw: the proxy's framing takes exactly the bytes of the packet
+// the codec decodes, and never more than it was given.
+func FuzzReadRaw(f *testing.F) {
+	f.Add([]byte{0xc0, 0x00})
+	f.Add([]byte{0x30, 0x05, 0x00, 0x01, 'a', 'x', 'y'})
+	f.Add([]byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x01})
+	f.Add([]byte{0x30, 0xff, 0x7f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		raw, err := readRaw(bufio.NewReader(bytes.NewReader(b)))
+		if err == nil && (len(raw) > len(b) || !bytes.Equal(raw, b[:len(raw)])) {
+			t.Fatalf("framed %x out of %x", raw, b)
+		}
+		if _, n, derr := packet.Decode(b, packet.V5, 0); derr == nil && (err != nil || len(raw) != n) {
+			t.Fatalf("codec took %d bytes, framing %d (%v)", n, len(raw), err)
+		}
+	})
 }
