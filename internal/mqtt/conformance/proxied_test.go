@@ -160,7 +160,13 @@ var broken = map[string]struct {
 			c.write(p)
 		}
 		return p
-	}}, []string{"v5/shared/one_member_per_message", "v3/pubsub/qos1"}},
+	}}, []string{"v5/shared/one_member_per_message", "v3/pubsub/qos1", "v3/publish/qos2_dup_before_pubrel_delivered_once"}},
+	"disconnect_expiry_ignored": {mode{toServer: func(c *conn, p packet.Packet) (packet.Packet, bool, packet.Packet) {
+		if d, ok := p.(*packet.Disconnect); ok {
+			d.Properties.SessionExpiry = nil
+		}
+		return p, false, nil
+	}}, []string{"v5/session/expiry_set_on_disconnect"}},
 	"will_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
 		if p, ok := p.(*packet.Publish); ok && strings.HasSuffix(p.Topic, "/will") {
 			return nil

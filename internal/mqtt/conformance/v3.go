@@ -27,6 +27,7 @@ func v3Cases() []testCase {
 		testCase{name: "v3/session/pubrel_resent_on_reconnect", needs: needQoS(2), run: v3PubrelResent},
 		testCase{name: "v3/session/takeover_closes_old_without_disconnect", needs: needQoS(1), run: v3Takeover},
 		testCase{name: "v3/will/published_on_takeover", needs: needQoS(1), run: v3WillOnTakeover},
+		testCase{name: "v3/publish/qos2_dup_before_pubrel_delivered_once", needs: needQoS(2), run: func(c *ct) { qos2Dup(c, packet.V311) }},
 		testCase{name: "v3/subscribe/overlapping", needs: needQoS(2), run: v3Overlapping},
 		testCase{name: "v3/subscribe/failure_0x80", needs: needRefused, run: v3SubscribeFailure},
 		testCase{name: "v3/subscribe/qos_downgraded_to_granted", needs: needQoS(1), run: v3Downgrade},
