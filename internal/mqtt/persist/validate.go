@@ -1,0 +1,94 @@
+package persist
+
+import "fmt"
+
+// Validate checks a session record before it is stored.
+func (s Session) Validate() error {
+	if s.ClientID == "" {
+		return fmt.Errorf("%w: session without a client id", ErrInvalid)
+	}
+	if s.Version != 4 && s.Version != 5 {
+		return fmt.Errorf("%w: session protocol level %d (want 4 or 5)", ErrInvalid, s.Version)
+	}
+	return nil
+}
+
+// ValidateSubscriptions checks subscriptions given to Subscribe for
+// clientID: each names that client (or none) and a filter, with QoS and
+// Retain Handling in range.
+func ValidateSubscriptions(clientID string, subs []Subscription) error {
+	if clientID == "" {
+		return fmt.Errorf("%w: subscriptions without a client id", ErrInvalid)
+	}
+	for i, s := range subs {
+		switch {
+		case s.ClientID != "" && s.ClientID != clientID:
+			return fmt.Errorf("%w: subscription %d names another client", ErrInvalid, i)
+		case s.Filter == "":
+			return fmt.Errorf("%w: subscription %d has an empty filter", ErrInvalid, i)
+		case s.QoS > 2:
+			return fmt.Errorf("%w: subscription %d has QoS %d", ErrInvalid, i, s.QoS)
+		case s.RetainHandling > 2:
+			return fmt.Errorf("%w: subscription %d has retain handling %d", ErrInvalid, i, s.RetainHandling)
+		}
+	}
+	return nil
+}
+
+// MessageKey names a message in a client's queue.
+type MessageKey struct {
+	ClientID string
+	Seq      uint64
+}
+
+// Validate checks a batch before it is written: every record names a
+// client, enqueued messages carry PUBLISH bytes and a state short of Done,
+// transitions a known state, and no (ClientID, Seq) is enqueued twice.
+func (b Batch) Validate() error {
+	seen := make(map[MessageKey]struct{}, len(b.Enqueue))
+	for i, m := range b.Enqueue {
+		switch {
+		case m.ClientID == "":
+			return fmt.Errorf("%w: message %d without a client id", ErrInvalid, i)
+		case len(m.Publish) == 0:
+			return fmt.Errorf("%w: message %d without PUBLISH bytes", ErrInvalid, i)
+		case m.State >= Done:
+			return fmt.Errorf("%w: message %d enqueued in state %s", ErrInvalid, i, m.State)
+		}
+		k := MessageKey{m.ClientID, m.Seq}
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("%w: message %d repeats a sequence number of the batch", ErrDuplicate, i)
+		}
+		seen[k] = struct{}{}
+	}
+	for i, t := range b.Transitions {
+		switch {
+		case t.ClientID == "":
+			return fmt.Errorf("%w: transition %d without a client id", ErrInvalid, i)
+		case t.State > Done:
+			return fmt.Errorf("%w: transition %d to state %d", ErrInvalid, i, t.State)
+		}
+	}
+	for i, in := range b.AddInbound {
+		if in.ClientID == "" || in.PacketID == 0 {
+			return fmt.Errorf("%w: inbound id %d without a client id or packet id", ErrInvalid, i)
+		}
+	}
+	for i, in := range b.RemoveInbound {
+		if in.ClientID == "" {
+			return fmt.Errorf("%w: released inbound id %d without a client id", ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
+// Validate checks a retained message before it is stored.
+func (r Retained) Validate() error {
+	if r.Topic == "" {
+		return fmt.Errorf("%w: retained message without a topic", ErrInvalid)
+	}
+	if len(r.Publish) == 0 {
+		return fmt.Errorf("%w: retained message without PUBLISH bytes (clear it instead)", ErrInvalid)
+	}
+	return nil
+}
