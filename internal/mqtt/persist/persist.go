@@ -136,7 +136,8 @@ func (s State) String() string {
 type Message struct {
 	ClientID string
 	// Seq orders the client's queue: the engine gives each message one more
-	// than the last it gave that client.
+	// than the last it gave that client. At most 2^63-1 (SQL integers are
+	// signed), which a client reaches after 2^63 messages.
 	Seq      uint64
 	State    State  // Queued, Sent or Received
 	PacketID uint16 // when Sent or Received

@@ -1,6 +1,9 @@
 package persist
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Validate checks a session record before it is stored.
 func (s Session) Validate() error {
@@ -54,6 +57,8 @@ func (b Batch) Validate() error {
 			return fmt.Errorf("%w: message %d without PUBLISH bytes", ErrInvalid, i)
 		case m.State >= Done:
 			return fmt.Errorf("%w: message %d enqueued in state %s", ErrInvalid, i, m.State)
+		case m.Seq > math.MaxInt64:
+			return fmt.Errorf("%w: message %d has a sequence number past 2^63-1", ErrInvalid, i)
 		}
 		k := MessageKey{m.ClientID, m.Seq}
 		if _, dup := seen[k]; dup {
