@@ -27,7 +27,7 @@ func (s *Store) MQTT() *MQTTStore { return &MQTTStore{s: s} }
 
 // Hot statements, prepared once on the writer connection.
 const (
-	qEnqueue    = `INSERT INTO mqtt_messages(client_id, seq, state, packet_id, expiry, publish) VALUES (?, ?, ?, ?, ?, ?)`
+	qEnqueue    = `INSERT INTO mqtt_messages(client_id, seq, state, packet_id, expiry, publish) VALUES (?, ?, ?, ?, ?, ?)` // + more rows
 	qSetState   = `UPDATE mqtt_messages SET state = ?, packet_id = ? WHERE client_id = ? AND seq = ?`
 	qDeleteMsg  = `DELETE FROM mqtt_messages WHERE client_id = ? AND seq = ?`
 	qAddInbound = `INSERT INTO mqtt_inbound(client_id, packet_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
@@ -171,8 +171,20 @@ func (m *MQTTStore) ExpireSessions(ctx context.Context, now time.Time) ([]string
 	return gone, nil
 }
 
+// enqueueRows is how many messages one INSERT statement carries (6
+// variables each, far under SQLite's limit of 32,766).
+const enqueueRows = 32
+
+// enqueueQuery is the INSERT of k messages.
+func enqueueQuery(k int) string {
+	return qEnqueue + strings.Repeat(", (?, ?, ?, ?, ?, ?)", k-1)
+}
+
 // Write implements persist.Queues: the whole batch is one operation of the
 // writer (its own savepoint), so a failed statement undoes all of it.
+// Messages go in INSERTs of up to enqueueRows rows; a batch that is one such
+// INSERT (one PUBLISH to up to 32 subscribers, nothing else) needs no
+// savepoint, since SQLite undoes a failed statement whole.
 func (m *MQTTStore) Write(ctx context.Context, b persist.Batch) error {
 	if err := b.Validate(); err != nil {
 		return err
@@ -180,30 +192,51 @@ func (m *MQTTStore) Write(ctx context.Context, b persist.Batch) error {
 	if b.Empty() {
 		return ctx.Err()
 	}
-	var st [5]*sql.Stmt
-	for i, q := range [...]string{qEnqueue, qSetState, qDeleteMsg, qAddInbound, qRemInbound} {
-		var err error
-		if st[i], err = m.s.wprep(ctx, q); err != nil {
+	var ins [2]*sql.Stmt // a full INSERT of enqueueRows, and the last, shorter one
+	full, rest := len(b.Enqueue)/enqueueRows, len(b.Enqueue)%enqueueRows
+	var err error
+	if full > 0 {
+		if ins[0], err = m.s.wprep(ctx, enqueueQuery(enqueueRows)); err != nil {
 			return fmt.Errorf("preparing: %w", err)
 		}
 	}
+	if rest > 0 {
+		if ins[1], err = m.s.wprep(ctx, enqueueQuery(rest)); err != nil {
+			return fmt.Errorf("preparing: %w", err)
+		}
+	}
+	var st [4]*sql.Stmt
+	if len(b.Transitions)+len(b.AddInbound)+len(b.RemoveInbound) > 0 {
+		for i, q := range [...]string{qSetState, qDeleteMsg, qAddInbound, qRemInbound} {
+			if st[i], err = m.s.wprep(ctx, q); err != nil {
+				return fmt.Errorf("preparing: %w", err)
+			}
+		}
+	}
 	var failed string // what the failing statement was doing
-	err := m.s.write(ctx, func(tx *sql.Tx) error {
-		if len(b.Enqueue) > 0 {
-			ins := tx.StmtContext(ctx, st[0])
-			for _, msg := range b.Enqueue {
-				if _, err := ins.ExecContext(ctx, msg.ClientID, int64(msg.Seq), msg.State, msg.PacketID, msOrNil(msg.Expiry), msg.Publish); err != nil {
-					failed = fmt.Sprintf("enqueueing message %d", msg.Seq)
-					return err
-				}
+	fn := func(tx *sql.Tx) error {
+		args := make([]any, 0, 6*min(len(b.Enqueue), enqueueRows))
+		for i := 0; i < len(b.Enqueue); i += enqueueRows {
+			chunk := b.Enqueue[i:min(i+enqueueRows, len(b.Enqueue))]
+			args = args[:0]
+			for _, msg := range chunk {
+				args = append(args, msg.ClientID, int64(msg.Seq), msg.State, msg.PacketID, msOrNil(msg.Expiry), msg.Publish)
+			}
+			stmt := ins[0]
+			if len(chunk) < enqueueRows {
+				stmt = ins[1]
+			}
+			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+				failed = fmt.Sprintf("enqueueing %d messages", len(chunk))
+				return err
 			}
 		}
 		for _, t := range b.Transitions {
 			var err error
 			if t.State == persist.Done {
-				_, err = tx.StmtContext(ctx, st[2]).ExecContext(ctx, t.ClientID, int64(t.Seq))
+				_, err = tx.StmtContext(ctx, st[1]).ExecContext(ctx, t.ClientID, int64(t.Seq))
 			} else {
-				_, err = tx.StmtContext(ctx, st[1]).ExecContext(ctx, t.State, t.PacketID, t.ClientID, int64(t.Seq))
+				_, err = tx.StmtContext(ctx, st[0]).ExecContext(ctx, t.State, t.PacketID, t.ClientID, int64(t.Seq))
 			}
 			if err != nil {
 				failed = fmt.Sprintf("moving message %d to %s", t.Seq, t.State)
@@ -211,19 +244,24 @@ func (m *MQTTStore) Write(ctx context.Context, b persist.Batch) error {
 			}
 		}
 		for _, in := range b.AddInbound {
-			if _, err := tx.StmtContext(ctx, st[3]).ExecContext(ctx, in.ClientID, in.PacketID); err != nil {
+			if _, err := tx.StmtContext(ctx, st[2]).ExecContext(ctx, in.ClientID, in.PacketID); err != nil {
 				failed = fmt.Sprintf("recording inbound packet id %d", in.PacketID)
 				return err
 			}
 		}
 		for _, in := range b.RemoveInbound {
-			if _, err := tx.StmtContext(ctx, st[4]).ExecContext(ctx, in.ClientID, in.PacketID); err != nil {
+			if _, err := tx.StmtContext(ctx, st[3]).ExecContext(ctx, in.ClientID, in.PacketID); err != nil {
 				failed = fmt.Sprintf("releasing inbound packet id %d", in.PacketID)
 				return err
 			}
 		}
 		return nil
-	})
+	}
+	if len(b.Enqueue) <= enqueueRows && len(b.Enqueue) == len(b.Enqueue)+len(b.Transitions)+len(b.AddInbound)+len(b.RemoveInbound) {
+		err = m.s.writeOne(ctx, fn)
+	} else {
+		err = m.s.write(ctx, fn)
+	}
 	if failed == "" {
 		failed = "writing a batch"
 	}

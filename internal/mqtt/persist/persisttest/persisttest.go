@@ -271,6 +271,9 @@ func testBatchAtomic(t *testing.T, s persist.Store, _ func() persist.Store) {
 		{"a sequence number twice in the batch", persist.Batch{
 			Enqueue: []persist.Message{msg("b", 6), msg("b", 6)},
 		}, persist.ErrDuplicate},
+		{"a large fan-out whose last copy has no session", persist.Batch{
+			Enqueue: append(manyMsgs("b", 100, 99), msg("gone", 1)),
+		}, persist.ErrNoSession},
 		{"an inbound id of a client without a session", persist.Batch{
 			Enqueue:    []persist.Message{msg("b", 7)},
 			AddInbound: []persist.Inbound{{ClientID: "gone", PacketID: 1}},
@@ -290,6 +293,21 @@ func testBatchAtomic(t *testing.T, s persist.Store, _ func() persist.Store) {
 	if len(got["a"].Messages) != 2 || len(got["b"].Messages) != 1 {
 		t.Fatalf("after a good batch: %+v", got)
 	}
+	// A large one too, in order.
+	many := manyMsgs("b", 100, 99)
+	write(t, s, persist.Batch{Enqueue: many})
+	if got := load(t, s)["b"].Messages; !reflect.DeepEqual(got[1:], many) {
+		t.Fatalf("large batch: seqs %v", seqs(got))
+	}
+}
+
+// manyMsgs is n messages for client from seq first on.
+func manyMsgs(client string, first uint64, n int) []persist.Message {
+	out := make([]persist.Message, n)
+	for i := range out {
+		out[i] = msg(client, first+uint64(i))
+	}
+	return out
 }
 
 func testInvalid(t *testing.T, s persist.Store, _ func() persist.Store) {
