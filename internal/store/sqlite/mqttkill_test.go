@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,15 +27,23 @@ const killWriters = 4
 
 // TestMQTTSurvivesKill is the kill -9 promise of issue 13: a child process
 // (this test binary, re-executed) writes messages for persistent
-// subscribers from several goroutines, printing each one's seq only after
-// its Write returned, as the engine would PUBACK it; the parent kills it
-// with SIGKILL mid-stream, reopens the database and finds every printed
-// message, in order, with nothing else but at most the one Write per
-// goroutine that was under way.
+// subscribers from several goroutines, each Write one message to two
+// subscribers and, every other time, the ack (deletion) of an earlier
+// copy; it prints each Write's seq only after the Write returned, as the
+// engine would PUBACK it. The parent kills it with SIGKILL mid-stream,
+// reopens the database and finds exactly what the printed Writes left,
+// in order, plus at most the one Write per goroutine that was under way.
 func TestMQTTSurvivesKill(t *testing.T) {
 	if path := os.Getenv(killDBEnv); path != "" {
 		killChild(path) // never returns
 	}
+	// Three kill points: a few groups in, mid-stream, and a longer run.
+	for _, after := range []int{30, 400, 3000} {
+		t.Run(fmt.Sprintf("killed after %d", after), func(t *testing.T) { killAfter(t, after) })
+	}
+}
+
+func killAfter(t *testing.T, after int) {
 	path := filepath.Join(t.TempDir(), "kill.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMQTTSurvivesKill$", "-test.count=1")
 	cmd.Env = append(os.Environ(), killDBEnv+"="+path)
@@ -58,7 +67,7 @@ func TestMQTTSurvivesKill(t *testing.T) {
 			continue
 		}
 		acked[g] = seq
-		if n++; n == 400 {
+		if n++; n == after {
 			// Mid-stream: every writer is between Writes or inside one.
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -94,26 +103,44 @@ func TestMQTTSurvivesKill(t *testing.T) {
 	for g := range killWriters {
 		last := acked[g]
 		own := got[fmt.Sprintf("own-%d", g)]
-		if uint64(len(own)) < last || uint64(len(own)) > last+1 {
-			t.Errorf("writer %d: %d messages stored after %d acknowledged", g, len(own), last)
-		}
-		for i, seq := range own {
-			if seq != uint64(i+1) {
-				t.Fatalf("writer %d: message %d has seq %d: lost or out of order", g, i, seq)
-			}
-		}
-		// Its copies in the shared queue: the same prefix.
+		// Its copies in the shared queue, never acked: 1..k for the k
+		// Writes that landed.
 		var shared []uint64
 		for _, seq := range got["shared"] {
 			if int(seq>>32) == g {
 				shared = append(shared, seq&(1<<32-1))
 			}
 		}
-		if len(shared) != len(own) {
-			t.Errorf("writer %d: %d copies in the shared queue, %d in its own: a batch was split", g, len(shared), len(own))
+		k := uint64(len(shared))
+		if k < last || k > last+1 {
+			t.Errorf("writer %d: %d Writes stored after %d acknowledged", g, k, last)
+		}
+		for i, seq := range shared {
+			if seq != uint64(i+1) {
+				t.Fatalf("writer %d: shared copy %d has seq %d: lost or out of order", g, i, seq)
+			}
+		}
+		if want := killExpected(k); !slices.Equal(own, want) {
+			t.Errorf("writer %d: own queue %v after %d Writes, want %v (a batch was split, or an ack lost)", g, own, k, want)
 		}
 	}
 	t.Logf("killed after %d acknowledged writes; stored: %d shared, per writer %v", n, len(got["shared"]), acked)
+}
+
+// killAcks says which earlier message Write seq deletes: every odd one,
+// two Writes later.
+func killAcks(seq uint64) (uint64, bool) { return seq - 2, seq >= 3 && seq%2 == 1 }
+
+// killExpected is a writer's own queue after its first k Writes.
+func killExpected(k uint64) []uint64 {
+	var out []uint64
+	for seq := uint64(1); seq <= k; seq++ {
+		if seq%2 == 1 && seq+2 <= k {
+			continue
+		}
+		out = append(out, seq)
+	}
+	return out
 }
 
 func parseAck(line string) (g int, seq uint64, ok bool) {
@@ -159,6 +186,9 @@ func killChild(path string) {
 					{ClientID: own, Seq: seq, Publish: killPublish(own, seq)},
 					{ClientID: "shared", Seq: sharedSeq, Publish: killPublish("shared", sharedSeq)},
 				}}
+				if old, ok := killAcks(seq); ok {
+					b.Transitions = []persist.Transition{{ClientID: own, Seq: old, State: persist.Done}}
+				}
 				if err := m.Write(ctx, b); err != nil {
 					fail(err)
 				}
