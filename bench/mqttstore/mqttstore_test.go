@@ -179,3 +179,65 @@ func bareRun(b *testing.B, pub []byte, fanout, n, perTxn int) result {
 	}
 	return result{n: n, elapsed: time.Since(start), lat: lat}
 }
+
+// BenchmarkSessionStoreLoad: the start-up read of CORRAL_BENCH_SESSIONS
+// persistent sessions (10,000), each with 2 subscriptions and 10 queued
+// messages, in sessions/s.
+func BenchmarkSessionStoreLoad(b *testing.B) {
+	sessions := knob.Int("CORRAL_BENCH_SESSIONS", 10000)
+	ctx := context.Background()
+	pub := publishBytes(b)
+	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "load.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	m := s.MQTT()
+	// Filled from 16 goroutines, so that the sessions' writes share commits.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < sessions; i += 16 {
+				id := fmt.Sprintf("device-%07d", i)
+				if err := m.PutSession(ctx, persist.Session{ClientID: id, Version: 5, ExpiryInterval: persist.NeverExpires, Created: time.Now()}); err != nil {
+					errs <- err
+					return
+				}
+				if err := m.Subscribe(ctx, id, []persist.Subscription{{Filter: "/sys/pk/" + id + "/thing/service/+", QoS: 1}, {Filter: "/pk/" + id + "/user/get", QoS: 1}}); err != nil {
+					errs <- err
+					return
+				}
+				var batch persist.Batch
+				for seq := range uint64(10) {
+					batch.Enqueue = append(batch.Enqueue, persist.Message{ClientID: id, Seq: seq, Publish: pub})
+				}
+				if err := m.Write(ctx, batch); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		n, msgs := 0, 0
+		if err := m.Load(ctx, func(l persist.Loaded) error {
+			n++
+			msgs += len(l.Messages)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if n != sessions || msgs != 10*sessions {
+			b.Fatalf("loaded %d sessions, %d messages", n, msgs)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "sessions/s")
+	}
+}
