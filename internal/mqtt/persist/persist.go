@@ -228,9 +228,9 @@ type Sessions interface {
 	// ignored.
 	Unsubscribe(ctx context.Context, clientID string, filters []string) error
 	// ExpireSessions deletes, as DeleteSession does, every session whose
-	// ExpiresAt is not after now and returns their client ids (so that the
-	// engine publishes their wills).
-	ExpireSessions(ctx context.Context, now time.Time) ([]string, error)
+	// ExpiresAt is not after now and returns their records, by client id
+	// (so that the engine publishes their wills).
+	ExpireSessions(ctx context.Context, now time.Time) ([]Session, error)
 	// Load calls fn with every stored session, by client id, until fn
 	// returns an error (which Load returns). It reads what was durable when
 	// it began; call it at start-up, before the engine writes.

@@ -140,23 +140,24 @@ func (m *MQTTStore) Unsubscribe(ctx context.Context, clientID string, filters []
 	return mqttErr("unsubscribing", err)
 }
 
-// ExpireSessions implements persist.Sessions: the ids are read and the
+// ExpireSessions implements persist.Sessions: the records are read and the
 // sessions deleted in one operation of the writer.
-func (m *MQTTStore) ExpireSessions(ctx context.Context, now time.Time) ([]string, error) {
-	var gone []string
+func (m *MQTTStore) ExpireSessions(ctx context.Context, now time.Time) ([]persist.Session, error) {
+	var gone []persist.Session
 	err := m.s.write(ctx, func(tx *sql.Tx) error {
 		gone = gone[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT client_id FROM mqtt_sessions WHERE expires_at <= ? ORDER BY client_id`, now.UnixMilli())
+		rows, err := tx.QueryContext(ctx, `SELECT client_id, version, expiry_interval, will, created_at, disconnected_at FROM mqtt_sessions
+			WHERE expires_at <= ? ORDER BY client_id`, now.UnixMilli())
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			rec, err := scanSession(rows)
+			if err != nil {
 				rows.Close()
 				return err
 			}
-			gone = append(gone, id)
+			gone = append(gone, rec)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -169,6 +170,19 @@ func (m *MQTTStore) ExpireSessions(ctx context.Context, now time.Time) ([]string
 		return nil, mqttErr("expiring sessions", err)
 	}
 	return gone, nil
+}
+
+// scanSession reads client_id, version, expiry_interval, will, created_at,
+// disconnected_at.
+func scanSession(rows *sql.Rows) (persist.Session, error) {
+	var rec persist.Session
+	var interval, created int64
+	var disconnected sql.NullInt64
+	if err := rows.Scan(&rec.ClientID, &rec.Version, &interval, &rec.Will, &created, &disconnected); err != nil {
+		return rec, err
+	}
+	rec.ExpiryInterval, rec.Created, rec.DisconnectedAt = uint32(interval), fromMS(created), timeOrZero(disconnected)
+	return rec, nil
 }
 
 // enqueueRows is how many messages one INSERT statement carries (6

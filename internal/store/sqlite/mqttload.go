@@ -68,13 +68,9 @@ func (m *MQTTStore) load(ctx context.Context, fn func(persist.Loaded) error) err
 
 	for sessions.Next() {
 		var l persist.Loaded
-		var interval int64
-		var created int64
-		var disconnected sql.NullInt64
-		if err := sessions.Scan(&l.Session.ClientID, &l.Session.Version, &interval, &l.Session.Will, &created, &disconnected); err != nil {
+		if l.Session, err = scanSession(sessions); err != nil {
 			return err
 		}
-		l.Session.ExpiryInterval, l.Session.Created, l.Session.DisconnectedAt = uint32(interval), fromMS(created), timeOrZero(disconnected)
 		id := l.Session.ClientID
 		if l.Subscriptions, err = subs.take(id); err != nil {
 			return err

@@ -111,20 +111,20 @@ func (s *Store) Unsubscribe(ctx context.Context, clientID string, filters []stri
 }
 
 // ExpireSessions implements persist.Sessions.
-func (s *Store) ExpireSessions(ctx context.Context, now time.Time) ([]string, error) {
+func (s *Store) ExpireSessions(ctx context.Context, now time.Time) ([]persist.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var gone []string
+	var gone []persist.Session
 	for id, ss := range s.sessions {
 		if at := ss.rec.ExpiresAt(); !at.IsZero() && !at.After(now) {
-			gone = append(gone, id)
+			gone = append(gone, ss.rec) // the store's Will is not shared: it goes with the session
 			delete(s.sessions, id)
 		}
 	}
-	slices.Sort(gone)
+	slices.SortFunc(gone, func(a, b persist.Session) int { return cmp.Compare(a.ClientID, b.ClientID) })
 	return gone, nil
 }
 
