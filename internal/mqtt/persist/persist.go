@@ -182,11 +182,17 @@ type Batch struct {
 	// in one batch, so that a crash between them cannot deliver it twice.
 	AddInbound    []Inbound
 	RemoveInbound []Inbound
+	// SetRetained and ClearRetained change retained messages as
+	// RetainedStore does, so that a retained PUBLISH is one Write with its
+	// copies to subscribers (set first, then cleared).
+	SetRetained   []Retained
+	ClearRetained []string
 }
 
 // Empty says whether the batch writes nothing.
 func (b Batch) Empty() bool {
-	return len(b.Enqueue) == 0 && len(b.Transitions) == 0 && len(b.AddInbound) == 0 && len(b.RemoveInbound) == 0
+	return len(b.Enqueue) == 0 && len(b.Transitions) == 0 && len(b.AddInbound) == 0 && len(b.RemoveInbound) == 0 &&
+		len(b.SetRetained) == 0 && len(b.ClearRetained) == 0
 }
 
 // Loaded is one stored session with everything it holds, as Load streams

@@ -84,6 +84,16 @@ func (b Batch) Validate() error {
 			return fmt.Errorf("%w: released inbound id %d without a client id", ErrInvalid, i)
 		}
 	}
+	for _, r := range b.SetRetained {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+	}
+	for i, topic := range b.ClearRetained {
+		if topic == "" {
+			return fmt.Errorf("%w: retained message %d to clear has no topic", ErrInvalid, i)
+		}
+	}
 	return nil
 }
 

@@ -32,6 +32,9 @@ const (
 	qDeleteMsg  = `DELETE FROM mqtt_messages WHERE client_id = ? AND seq = ?`
 	qAddInbound = `INSERT INTO mqtt_inbound(client_id, packet_id) VALUES (?, ?) ON CONFLICT DO NOTHING`
 	qRemInbound = `DELETE FROM mqtt_inbound WHERE client_id = ? AND packet_id = ?`
+	qSetRetain  = `INSERT INTO mqtt_retained(topic, publish, stored_at, expiry) VALUES (?, ?, ?, ?)
+		ON CONFLICT(topic) DO UPDATE SET publish = excluded.publish, stored_at = excluded.stored_at, expiry = excluded.expiry`
+	qClrRetain = `DELETE FROM mqtt_retained WHERE topic = ?`
 )
 
 // mqttErr names what a failed constraint means to the port.
@@ -219,9 +222,10 @@ func (m *MQTTStore) Write(ctx context.Context, b persist.Batch) error {
 			return fmt.Errorf("preparing: %w", err)
 		}
 	}
-	var st [4]*sql.Stmt
-	if len(b.Transitions)+len(b.AddInbound)+len(b.RemoveInbound) > 0 {
-		for i, q := range [...]string{qSetState, qDeleteMsg, qAddInbound, qRemInbound} {
+	var st [6]*sql.Stmt
+	others := len(b.Transitions) + len(b.AddInbound) + len(b.RemoveInbound) + len(b.SetRetained) + len(b.ClearRetained)
+	if others > 0 {
+		for i, q := range [...]string{qSetState, qDeleteMsg, qAddInbound, qRemInbound, qSetRetain, qClrRetain} {
 			if st[i], err = m.s.wprep(ctx, q); err != nil {
 				return fmt.Errorf("preparing: %w", err)
 			}
@@ -269,9 +273,21 @@ func (m *MQTTStore) Write(ctx context.Context, b persist.Batch) error {
 				return err
 			}
 		}
+		for _, r := range b.SetRetained {
+			if _, err := tx.StmtContext(ctx, st[4]).ExecContext(ctx, r.Topic, r.Publish, ms(r.Stored), msOrNil(r.Expiry)); err != nil {
+				failed = "storing a retained message"
+				return err
+			}
+		}
+		for _, topic := range b.ClearRetained {
+			if _, err := tx.StmtContext(ctx, st[5]).ExecContext(ctx, topic); err != nil {
+				failed = "clearing a retained message"
+				return err
+			}
+		}
 		return nil
 	}
-	if len(b.Enqueue) <= enqueueRows && len(b.Enqueue) == len(b.Enqueue)+len(b.Transitions)+len(b.AddInbound)+len(b.RemoveInbound) {
+	if len(b.Enqueue) <= enqueueRows && others == 0 {
 		err = m.s.writeOne(ctx, fn)
 	} else {
 		err = m.s.write(ctx, fn)
@@ -288,9 +304,7 @@ func (m *MQTTStore) SetRetained(ctx context.Context, r persist.Retained) error {
 		return err
 	}
 	err := m.s.writeOne(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO mqtt_retained(topic, publish, stored_at, expiry) VALUES (?, ?, ?, ?)
-			ON CONFLICT(topic) DO UPDATE SET publish = excluded.publish, stored_at = excluded.stored_at, expiry = excluded.expiry`,
-			r.Topic, r.Publish, ms(r.Stored), msOrNil(r.Expiry))
+		_, err := tx.ExecContext(ctx, qSetRetain, r.Topic, r.Publish, ms(r.Stored), msOrNil(r.Expiry))
 		return err
 	})
 	return mqttErr("storing a retained message", err)
@@ -299,7 +313,7 @@ func (m *MQTTStore) SetRetained(ctx context.Context, r persist.Retained) error {
 // ClearRetained implements persist.RetainedStore.
 func (m *MQTTStore) ClearRetained(ctx context.Context, topic string) error {
 	err := m.s.writeOne(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM mqtt_retained WHERE topic = ?`, topic)
+		_, err := tx.ExecContext(ctx, qClrRetain, topic)
 		return err
 	})
 	return mqttErr("clearing a retained message", err)

@@ -213,6 +213,13 @@ func (s *Store) Write(ctx context.Context, b persist.Batch) error {
 			delete(ss.inbound, in.PacketID)
 		}
 	}
+	for _, r := range b.SetRetained {
+		r.Publish = clone(r.Publish)
+		s.retained[r.Topic] = r
+	}
+	for _, topic := range b.ClearRetained {
+		delete(s.retained, topic)
+	}
 	return nil
 }
 

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Open) {
 		{"delete takes everything of a client", testDeleteCascades},
 		{"session expiry", testExpireSessions},
 		{"retained set, replace, clear, expire", testRetained},
+		{"a retained PUBLISH in one batch", testRetainedInBatch},
 		{"caller buffers are copied", testCopies},
 		{"reload after reopen", testReload},
 		{"concurrent writers", testConcurrent},
@@ -541,6 +542,41 @@ func testRetained(t *testing.T, s persist.Store, _ func() persist.Store) {
 	}
 	if n, err := s.ExpireRetained(ctx, t0.Add(1000*time.Hour)); err != nil || n != 0 {
 		t.Fatalf("ExpireRetained of messages without expiry = %d, %v", n, err)
+	}
+}
+
+func testRetainedInBatch(t *testing.T, s persist.Store, _ func() persist.Store) {
+	put(t, s, "sub")
+	old := persist.Retained{Topic: "old", Publish: []byte("\x31old"), Stored: t0}
+	if err := s.SetRetained(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	r := persist.Retained{Topic: "t", Publish: []byte("\x31retained"), Stored: t0, Expiry: t0.Add(time.Hour)}
+	// Refused with its copy to a client without a session: neither lands.
+	err := s.Write(ctx, persist.Batch{Enqueue: []persist.Message{msg("gone", 1)}, SetRetained: []persist.Retained{r}, ClearRetained: []string{"old"}})
+	if !errors.Is(err, persist.ErrNoSession) {
+		t.Fatalf("Write: %v, want ErrNoSession", err)
+	}
+	if got := loadRetained(t, s); !reflect.DeepEqual(got, []persist.Retained{old}) {
+		t.Fatalf("a refused batch changed retained messages: %+v", got)
+	}
+	if err := s.Write(ctx, persist.Batch{SetRetained: []persist.Retained{{Topic: ""}}}); !errors.Is(err, persist.ErrInvalid) {
+		t.Fatalf("retained without topic in a batch: %v, want ErrInvalid", err)
+	}
+	if err := s.Write(ctx, persist.Batch{ClearRetained: []string{""}}); !errors.Is(err, persist.ErrInvalid) {
+		t.Fatalf("clearing an empty topic in a batch: %v, want ErrInvalid", err)
+	}
+	write(t, s, persist.Batch{Enqueue: []persist.Message{msg("sub", 1)}, SetRetained: []persist.Retained{r}, ClearRetained: []string{"old", "never"}})
+	if got := loadRetained(t, s); !reflect.DeepEqual(got, []persist.Retained{r}) {
+		t.Fatalf("retained after the batch: %+v", got)
+	}
+	if m := load(t, s)["sub"].Messages; len(m) != 1 {
+		t.Fatalf("the batch's copy: %+v", m)
+	}
+	// Set then cleared in one batch: cleared.
+	write(t, s, persist.Batch{SetRetained: []persist.Retained{{Topic: "x", Publish: []byte("\x31x"), Stored: t0}}, ClearRetained: []string{"x"}})
+	if got := loadRetained(t, s); len(got) != 1 {
+		t.Fatalf("set and cleared in one batch: %+v", got)
 	}
 }
 
