@@ -272,6 +272,12 @@ func testBatchAtomic(t *testing.T, s persist.Store, _ func() persist.Store) {
 		{"a sequence number twice in the batch", persist.Batch{
 			Enqueue: []persist.Message{msg("b", 6), msg("b", 6)},
 		}, persist.ErrDuplicate},
+		{"copies only, the last without a session", persist.Batch{
+			Enqueue: []persist.Message{msg("a", 2), msg("b", 2), msg("gone", 2)},
+		}, persist.ErrNoSession},
+		{"copies only, the last already stored", persist.Batch{
+			Enqueue: []persist.Message{msg("b", 2), msg("a", 1)},
+		}, persist.ErrDuplicate},
 		{"a large fan-out whose last copy has no session", persist.Batch{
 			Enqueue: append(manyMsgs("b", 100, 99), msg("gone", 1)),
 		}, persist.ErrNoSession},
