@@ -20,21 +20,30 @@
 // returned. Adapters may share one flush among concurrent callers (group
 // commit); they must not answer before it.
 //
-// Other adapters. PostgreSQL implements it with the same four tables as the
-// SQLite adapter (sessions, subscriptions, messages keyed by client id and
-// Seq, inbound packet ids, retained by topic) and Write as one transaction
-// (a multi-row INSERT for the fan-out, an UPDATE / DELETE by (client, seq)
-// for the acks), with synchronous_commit on so that COMMIT returns after the
-// WAL flush; concurrent commits share flushes through commit_delay. NATS
-// JetStream implements it with a stream per kind: messages on the subject
-// "q.{client}" with the Seq in a header (order per client is the stream's
-// order per subject), state changes as small records on "a.{client}" and
-// deletions as purges by sequence, sessions and subscriptions as the latest
-// value per subject of a key-value bucket, retained messages as a KV bucket
-// keyed by topic with per-message TTL; Write uses JetStream's atomic batch
-// publish so that a fan-out is all or nothing, and a publish acknowledged by
-// the stream's quorum is the durability point. Load reads the streams from
-// the start once at start-up.
+// Other adapters. PostgreSQL implements the port with the SQLite adapter's
+// tables (sessions; subscriptions, messages keyed by client id and Seq, and
+// inbound ids referencing their session with ON DELETE CASCADE; retained by
+// topic) and Write as one transaction: a multi-row INSERT for the fan-out,
+// UPDATE / DELETE by (client, seq) for transitions, foreign-key and unique
+// violations (SQLSTATE 23503, 23505) mapped to ErrNoSession and
+// ErrDuplicate; with synchronous_commit on, COMMIT returns after the WAL
+// flush, and concurrent commits share flushes (commit_delay widens the
+// groups). NATS JetStream implements it with one stream (replicated, so
+// that the publish acknowledgement from its quorum is the durability
+// point), since an atomic batch publish (nats-server 2.12+, allow_atomic;
+// up to 1,000 messages) is all or nothing within one stream: every record
+// is the latest message on its own subject (max messages per subject 1) —
+// "s.{client}" a session, "f.{client}.{filter}" a subscription,
+// "q.{client}.{seq}" a queued message (the Seq in it gives the order, and
+// an expected-last-subject-sequence of 0 refuses a duplicate; a
+// transition republishes it, or a smaller record on "t.{client}.{seq}"
+// beside it), "i.{client}.{id}" an inbound id, "r.{topic}" a retained
+// message — client ids, filters and topics encoded into single subject
+// tokens (they may hold '.', '*', '>'); a deletion is a purge of the
+// subject (a rollup tombstone inside a batch), DeleteSession the purge of
+// the client's subjects. Write is one atomic batch (a fan-out to more
+// subscribers than a batch holds is split, and is then no longer atomic);
+// Load reads the last message of every subject once at start-up.
 package persist
 
 import (

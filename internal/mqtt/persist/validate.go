@@ -38,8 +38,8 @@ func ValidateSubscriptions(clientID string, subs []Subscription) error {
 	return nil
 }
 
-// MessageKey names a message in a client's queue.
-type MessageKey struct {
+// messageKey names a message in a client's queue.
+type messageKey struct {
 	ClientID string
 	Seq      uint64
 }
@@ -48,7 +48,7 @@ type MessageKey struct {
 // client, enqueued messages carry PUBLISH bytes and a state short of Done,
 // transitions a known state, and no (ClientID, Seq) is enqueued twice.
 func (b Batch) Validate() error {
-	seen := make(map[MessageKey]struct{}, len(b.Enqueue))
+	seen := make(map[messageKey]struct{}, len(b.Enqueue))
 	for i, m := range b.Enqueue {
 		switch {
 		case m.ClientID == "":
@@ -60,7 +60,7 @@ func (b Batch) Validate() error {
 		case m.Seq > math.MaxInt64:
 			return fmt.Errorf("%w: message %d has a sequence number past 2^63-1", ErrInvalid, i)
 		}
-		k := MessageKey{m.ClientID, m.Seq}
+		k := messageKey{m.ClientID, m.Seq}
 		if _, dup := seen[k]; dup {
 			return fmt.Errorf("%w: message %d repeats a sequence number of the batch", ErrDuplicate, i)
 		}
