@@ -258,7 +258,8 @@ type Queues interface {
 	// nil all of it survives a crash; when it returns an error nothing of
 	// it was stored (ErrNoSession for a message or inbound id of a client
 	// without a stored session, ErrDuplicate for a Seq already stored,
-	// ErrInvalid for a malformed record). Concurrent Writes may share one
+	// ErrInvalid for a malformed record; a batch breaking several rules
+	// gets the error of one of them). Concurrent Writes may share one
 	// flush.
 	Write(ctx context.Context, b Batch) error
 }
