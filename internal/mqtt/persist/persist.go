@@ -264,7 +264,10 @@ type Queues interface {
 	Write(ctx context.Context, b Batch) error
 }
 
-// RetainedStore stores retained messages.
+// RetainedStore stores retained messages durably. Matching them against
+// new subscriptions is internal/mqtt/retained's, in memory: the engine fills
+// it from LoadRetained at start-up and changes both on a retained PUBLISH
+// (this store first, in the PUBLISH's Batch).
 type RetainedStore interface {
 	// SetRetained stores r, replacing the message retained on its topic.
 	SetRetained(ctx context.Context, r Retained) error
