@@ -4,12 +4,23 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/netlisten"
 )
+
+// forwardedFor is whom the WebSocket listener believes X-Forwarded-For
+// from (nil: nobody).
+func forwardedFor(cfg config.Config) []netip.Prefix {
+	if !cfg.WSForwardedFor {
+		return nil
+	}
+	trusted, _ := netlisten.ParseCIDRs(cfg.ProxyTrustedCIDRs) // checked by proxyPolicies
+	return trusted
+}
 
 // proxyPolicies makes the PROXY protocol policy of each listener from the
 // configuration: policy(name, on) is nil where the listener has it off.

@@ -321,3 +321,43 @@ func grepLines(b []byte, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// An HTTP load balancer in front of MQTT over WebSocket names the client
+// in X-Forwarded-For (ws_forwarded_for): believed from proxy_trusted_cidrs.
+func TestWebSocketForwardedForEndToEnd(t *testing.T) {
+	s := apptest.Start(t, func(c *config.Config) {
+		c.WSForwardedFor = true
+		c.ProxyTrustedCIDRs = "127.0.0.1"
+	})
+	p := s.CreateProduct("behind-alb", nil)
+	d := s.CreateDevice(p.ProductKey, "dev-xff")
+	events := make(chan map[string]any, 4)
+	kid, secret, _ := strings.Cut(s.AdminKey, ".")
+	w := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.App.Broker().Addr("tcp")).SetClientID("watcher").
+		SetUsername(kid).SetPassword(secret).SetAutoReconnect(false))
+	if err := apptest.ConnectMQTT(t, w); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Disconnect(100)
+	if tok := w.Subscribe("$aws/events/presence/connected/+", 1, func(_ paho.Client, m paho.Message) {
+		var ev map[string]any
+		json.Unmarshal(m.Payload(), &ev)
+		events <- ev
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}).Dial(
+		"ws://"+s.App.Broker().Addr("ws")+"/mqtt", http.Header{"X-Forwarded-For": {"198.51.100.1, 203.0.113.80"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.BinaryMessage, mqtttest.Connect{Creds: mqtttest.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), KeepAlive: 60}.Bytes())
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := ws.ReadMessage(); err != nil || len(msg) < 4 || msg[3] != 0 {
+		t.Fatalf("CONNACK %x, %v", msg, err)
+	}
+	if ip := nextPresence(t, events, "dev-xff"); ip != "203.0.113.80" {
+		t.Errorf("presence ipAddress %q, want the nearest forwarded address 203.0.113.80", ip)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,9 @@ type Options struct {
 	// The PROXY protocol policy of each listener (nil: off): behind a
 	// load balancer, the address in the header is the client's.
 	TCPProxy, TLSProxy, WSProxy *netlisten.Proxy
+	// WSForwardedFor are the HTTP proxies whose X-Forwarded-For names the
+	// WebSocket client's address (empty: none).
+	WSForwardedFor []netip.Prefix
 	// TLS is the server configuration of the TLS listener (certificate,
 	// client-certificate verification).
 	TLS *tls.Config
@@ -236,7 +240,7 @@ func (b *Broker) listen() error {
 		{"ws", netlisten.Config{Addr: b.o.WSAddr, Proxy: b.o.WSProxy, WebSocket: &netlisten.WebSocket{
 			Path: "/mqtt", Subprotocols: []string{"mqtt", "mqttv3.1"}, Origins: b.o.WSAllowedOrigins,
 			ReadTimeout: b.o.WSReadTimeout, WriteTimeout: b.o.WSWriteTimeout, IdleTimeout: b.o.WSIdleTimeout,
-			FirstDeadline: b.o.ConnectTimeout, Log: b.log}}},
+			FirstDeadline: b.o.ConnectTimeout, ForwardedFor: b.o.WSForwardedFor, Log: b.log}}},
 	} {
 		if x.conf.Addr == "" {
 			continue

@@ -53,6 +53,7 @@ type Config struct {
 	WSProxyProtocol    bool          `yaml:"ws_proxy_protocol" help:"expect a PROXY protocol header on the MQTT over WebSocket listener from proxy_trusted_cidrs"`
 	HTTPProxyProtocol  bool          `yaml:"http_proxy_protocol" help:"expect a PROXY protocol header on the HTTP listener from proxy_trusted_cidrs"`
 	HTTPSProxyProtocol bool          `yaml:"https_proxy_protocol" help:"expect a PROXY protocol header on the HTTPS listener (before the TLS handshake) from proxy_trusted_cidrs"`
+	WSForwardedFor     bool          `yaml:"ws_forwarded_for" help:"on the MQTT over WebSocket listener, take the client's address from X-Forwarded-For when the request comes from proxy_trusted_cidrs (HTTP load balancers that cannot send PROXY headers)"`
 	ProxyTrustedCIDRs  string        `yaml:"proxy_trusted_cidrs" help:"comma-separated CIDRs or addresses of the load balancers whose PROXY headers are believed; required when a *_proxy_protocol is on"`
 	ProxyUntrusted     string        `yaml:"proxy_untrusted" help:"on a PROXY listener, what becomes of connections from outside proxy_trusted_cidrs: refuse (closed at accept) or direct (served with their own address; a PROXY header from them is never read as one)"`
 	ProxyHeaderTimeout time.Duration `yaml:"proxy_header_timeout" help:"how long a trusted load balancer's connection may take to send its PROXY header before it is closed"`
@@ -394,7 +395,7 @@ func (c Config) validateProxy() error {
 		key string
 		on  bool
 	}{{"mqtt_proxy_protocol", c.MQTTProxyProtocol}, {"mqtts_proxy_protocol", c.MQTTSProxyProtocol}, {"ws_proxy_protocol", c.WSProxyProtocol},
-		{"http_proxy_protocol", c.HTTPProxyProtocol}, {"https_proxy_protocol", c.HTTPSProxyProtocol}} {
+		{"http_proxy_protocol", c.HTTPProxyProtocol}, {"https_proxy_protocol", c.HTTPSProxyProtocol}, {"ws_forwarded_for", c.WSForwardedFor}} {
 		if l.on && trusted == 0 {
 			return bad(l.key, "needs proxy_trusted_cidrs: the load balancers whose headers are believed")
 		}

@@ -65,6 +65,7 @@ func TestInvalid(t *testing.T) {
 		{"RSA cert without key", "", map[string]string{"CORRAL_TLS_CERT_FILE": "a.pem", "CORRAL_TLS_KEY_FILE": "a.key", "CORRAL_TLS_RSA_CERT_FILE": "r.pem"}, "tls_rsa_cert_file"},
 		{"RSA pair without tls_cert_file", "", map[string]string{"CORRAL_TLS_RSA_CERT_FILE": "r.pem", "CORRAL_TLS_RSA_KEY_FILE": "r.key"}, "tls_rsa_cert_file"},
 		{"PROXY without trusted ranges", "", map[string]string{"CORRAL_MQTTS_PROXY_PROTOCOL": "true"}, "mqtts_proxy_protocol"},
+		{"X-Forwarded-For without trusted ranges", "", map[string]string{"CORRAL_WS_FORWARDED_FOR": "true"}, "ws_forwarded_for"},
 		{"PROXY trusted range not a CIDR", "", map[string]string{"CORRAL_PROXY_TRUSTED_CIDRS": "10.0.0.0/8,lb.internal"}, "proxy_trusted_cidrs"},
 		{"PROXY untrusted policy unknown", "", map[string]string{"CORRAL_PROXY_UNTRUSTED": "ignore"}, "proxy_untrusted"},
 		{"PROXY header timeout off", "", map[string]string{"CORRAL_PROXY_HEADER_TIMEOUT": "0s"}, "proxy_header_timeout"},

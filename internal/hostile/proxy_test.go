@@ -1,10 +1,13 @@
 package hostile_test
 
 import (
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/corral-iot/corral/internal/config"
+	"github.com/gorilla/websocket"
 )
 
 // --- PROXY protocol (issue 13 item 5): an anonymous client names an
@@ -79,4 +82,29 @@ func waitRows(t *testing.T, w *world, source string) {
 			t.Fatalf("no audit row from %s", source)
 		}
 	}
+}
+
+// X-Forwarded-For from a source outside proxy_trusted_cidrs names nobody.
+func TestForwardedForFromUntrustedSource(t *testing.T) {
+	w := newWorld(t, func(c *config.Config) {
+		c.WSForwardedFor = true
+		c.ProxyTrustedCIDRs = "192.0.2.0/24"
+	})
+	_, user, _ := connDeviceCreds(w.T1.DevA)
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second,
+		NetDial: func(network, addr string) (net.Conn, error) {
+			return (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).Dial(network, addr)
+		}}
+	ws, _, err := d.Dial("ws://"+w.S.App.Broker().Addr("ws")+"/mqtt", http.Header{"X-Forwarded-For": {"203.0.113.99"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.BinaryMessage, connConnect(4, "spoof", user, "wrong"))
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := ws.ReadMessage(); err != nil || len(msg) < 4 || msg[0] != 0x20 || msg[3] == 0 {
+		t.Fatalf("CONNACK %x, %v; want a refusal", msg, err)
+	}
+	waitRows(t, w, "127.0.0.9")
+	spoofed(t, w)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,11 @@ type WebSocket struct {
 	// it is upgraded (net/http clears the ones set before): the time its
 	// first message has, say until an MQTT CONNECT.
 	FirstDeadline time.Duration
+	// ForwardedFor, if set, are the HTTP proxies whose X-Forwarded-For
+	// is believed: for a request whose peer (after any PROXY header) is
+	// in them, the connection's RemoteAddr is the nearest address of the
+	// header not in them (port 0). Others' headers are ignored.
+	ForwardedFor []netip.Prefix
 	// Log receives the HTTP server's errors (default: discarded).
 	Log *slog.Logger
 }
@@ -101,10 +107,62 @@ func (l *wsListener) upgrade(w http.ResponseWriter, r *http.Request) {
 		raw.SetDeadline(time.Now().Add(l.o.FirstDeadline))
 	}
 	select {
-	case l.ready <- &wsConn{Conn: raw, ws: c}:
+	case l.ready <- &wsConn{Conn: raw, ws: c, remote: forwardedFor(l.o.ForwardedFor, raw.RemoteAddr(), r.Header.Values("X-Forwarded-For"))}:
 	case <-l.done:
 		c.Close()
 	}
+}
+
+// forwardedFor is the client's address by the X-Forwarded-For values of a
+// request from peer, or nil to keep peer's: the header is read only when
+// peer is a trusted proxy, from the right (the hop nearest corral),
+// skipping trusted proxies; an entry that is no address ends the walk
+// with peer's address kept, so a malformed header never names one.
+func forwardedFor(trusted []netip.Prefix, peer net.Addr, values []string) net.Addr {
+	if len(trusted) == 0 || len(values) == 0 {
+		return nil
+	}
+	ta, ok := peer.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok || !inPrefixes(trusted, ip.Unmap()) {
+		return nil
+	}
+	var hops []string
+	for _, v := range values {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	var client netip.Addr
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			ap, perr := netip.ParseAddrPort(h)
+			if perr != nil {
+				return nil
+			}
+			a = ap.Addr()
+		}
+		client = a.Unmap()
+		if !inPrefixes(trusted, client) {
+			break
+		}
+	}
+	if !client.IsValid() {
+		return nil
+	}
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // originAllowed is the upgrader's Origin check.
@@ -149,12 +207,22 @@ func (l *wsListener) Close() error {
 }
 
 // wsConn presents the binary messages of a WebSocket as a byte stream.
-// Its address and deadlines are the underlying connection's.
+// Its deadlines are the underlying connection's, and so is its address
+// unless a trusted proxy's X-Forwarded-For named another.
 type wsConn struct {
 	net.Conn
-	ws  *websocket.Conn
-	cur io.Reader
-	wmu sync.Mutex
+	ws     *websocket.Conn
+	remote net.Addr // nil: the underlying connection's
+	cur    io.Reader
+	wmu    sync.Mutex
+}
+
+// RemoteAddr is the client's address.
+func (c *wsConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
 }
 
 // errTextMessage refuses a text message where binary ones carry the stream.

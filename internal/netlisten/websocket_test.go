@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -109,5 +110,63 @@ func TestWebSocketUntrustedCannotSpoof(t *testing.T) {
 	defer s.Close()
 	if got, want := s.RemoteAddr().String(), c.LocalAddr().String(); got != want {
 		t.Errorf("RemoteAddr %s, want %s", got, want)
+	}
+}
+
+func TestForwardedFor(t *testing.T) {
+	trusted := mustCIDRs("127.0.0.0/8,10.0.0.0/8")
+	peer := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		peer    net.Addr
+		values  []string
+		want    string // "" keeps the peer's
+	}{
+		{"off", nil, peer, []string{"203.0.113.5"}, ""},
+		{"no header", trusted, peer, nil, ""},
+		{"untrusted peer cannot spoof", trusted, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 1), Port: 1}, []string{"203.0.113.5"}, ""},
+		{"one hop", trusted, peer, []string{"203.0.113.5"}, "203.0.113.5:0"},
+		{"client-sent entries left of the nearest untrusted are ignored", trusted, peer, []string{"1.2.3.4, 203.0.113.5, 10.1.1.1"}, "203.0.113.5:0"},
+		{"several headers", trusted, peer, []string{"1.2.3.4", "203.0.113.6,10.0.0.2"}, "203.0.113.6:0"},
+		{"IPv6 with port", trusted, peer, []string{"[2001:db8::7]:443"}, "[2001:db8::7]:0"},
+		{"all trusted: the leftmost", trusted, peer, []string{"10.0.0.9, 127.0.0.5"}, "10.0.0.9:0"},
+		{"malformed keeps the peer", trusted, peer, []string{"203.0.113.5, unknown"}, ""},
+		{"empty entry keeps the peer", trusted, peer, []string{""}, ""},
+	} {
+		got := netlisten.ForwardedFor(tc.trusted, tc.peer, tc.values)
+		if tc.want == "" {
+			if got != nil {
+				t.Errorf("%s: %v, want the peer's address", tc.name, got)
+			}
+			continue
+		}
+		if got == nil || got.String() != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// An upgraded connection from a trusted HTTP proxy has the address its
+// X-Forwarded-For names.
+func TestWebSocketForwardedFor(t *testing.T) {
+	ln, err := netlisten.Listen(netlisten.Config{Addr: "127.0.0.1:0", WebSocket: &netlisten.WebSocket{Path: "/mqtt", ForwardedFor: loopback}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("ws://"+ln.Addr().String()+"/mqtt", http.Header{"X-Forwarded-For": {"203.0.113.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.RemoteAddr().String(); got != "203.0.113.5:0" {
+		t.Errorf("RemoteAddr %s", got)
 	}
 }
