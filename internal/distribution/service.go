@@ -52,6 +52,9 @@ type Options struct {
 	Geo Geo
 	// Allocator calls policies' allocation webhooks; nil turns them off.
 	Allocator Allocator
+	// CheckURL vets a policy's webhook URL (webhook.Policy.CheckURL);
+	// nil accepts any http(s) URL.
+	CheckURL func(string) error
 	// AllocationTimeout bounds a webhook call (default 2 s); past it the
 	// tables decide.
 	AllocationTimeout time.Duration
@@ -324,8 +327,15 @@ func (s *Service) PutPolicy(ctx context.Context, p registry.Principal, pol Polic
 			return Policy{}, fmt.Errorf("regions: instance %s: %w", id, err)
 		}
 	}
-	if pol.Webhook != "" && s.o.Allocator == nil {
-		return Policy{}, fmt.Errorf("webhook: %w: allocation webhooks are off on this corral", ErrInvalid)
+	if pol.Webhook != "" {
+		if s.o.Allocator == nil {
+			return Policy{}, fmt.Errorf("webhook: %w: allocation webhooks are off on this corral", ErrInvalid)
+		}
+		if s.o.CheckURL != nil {
+			if err := s.o.CheckURL(pol.Webhook); err != nil {
+				return Policy{}, fmt.Errorf("webhook: %w: %v", ErrInvalid, err)
+			}
+		}
 	}
 	pol.AccountID = p.AccountID
 	now := s.now()
