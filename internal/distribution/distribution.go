@@ -25,7 +25,7 @@ import (
 var (
 	ErrInvalid  = errors.New("invalid distribution input")
 	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
 	ErrReadOnly = errors.New("read-only")
 )
 

@@ -74,7 +74,18 @@ func sdkScan(status int, body []byte) (host string, port int, ip string, ok bool
 // the answer as the SDK does.
 func rawBootstrap(t *testing.T, addr, req string) (int, []byte) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return rawBootstrapFrom(t, addr, "", req)
+}
+
+// rawBootstrapFrom is rawBootstrap from a bound source address ("" for
+// any; all of 127/8 is loopback on Linux).
+func rawBootstrapFrom(t *testing.T, addr, src, req string) (int, []byte) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func (s *Store) PutInstance(ctx context.Context, in distribution.StoredInstance,
 		_, err := tx.ExecContext(ctx, q, in.AccountID, in.ID, in.Name, in.Region, in.MQTT, in.MQTTS, in.BackupIP, in.APIURL,
 			in.SealedCredential, ms(in.GmtCreate), ms(in.GmtModified))
 		if isUnique(err) {
-			return distribution.ErrConflict
+			return fmt.Errorf("the id is taken: %w", distribution.ErrConflict)
 		}
 		return err
 	})
@@ -196,7 +196,7 @@ func (s *Store) PutPolicy(ctx context.Context, p distribution.Policy, replace bo
 		}
 		_, err := tx.ExecContext(ctx, q, p.AccountID, p.ID, string(doc), ms(p.GmtCreate), ms(p.GmtModified))
 		if isUnique(err) {
-			return distribution.ErrConflict
+			return fmt.Errorf("the id is taken: %w", distribution.ErrConflict)
 		}
 		return err
 	})
