@@ -205,3 +205,30 @@ func FuzzBootstrapForm(f *testing.F) {
 		}
 	})
 }
+
+// TestHandlerRateLimited: past the per-source budget, 429 with
+// Retry-After and the SDK-readable error shape; another source is served.
+func TestHandlerRateLimited(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rate: 1})
+	h := f.svc.Handler(true)
+	ask := func(src string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", distribution.BootstrapPath, strings.NewReader("productKey="+pk1+"&deviceName=dev1"))
+		r.RemoteAddr = src
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for range 3 {
+		if w := ask("192.0.2.7:1000"); w.Code != 200 {
+			t.Fatalf("within the burst: %d %s", w.Code, w.Body)
+		}
+	}
+	w := ask("192.0.2.7:1001")
+	if w.Code != 429 || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("over the limit: %d %v", w.Code, w.Header())
+	}
+	alinktest.Golden(t, "bootstrap-rate-limited", w.Body.Bytes())
+	if w := ask("192.0.2.8:1000"); w.Code != 200 {
+		t.Fatalf("another source: %d", w.Code)
+	}
+}
