@@ -167,7 +167,7 @@ func (s *Service) answer(ctx context.Context, req Request) (Answer, error) {
 	}
 	id, rule := rec.TargetIotInstanceID, "record"
 	if rec.PolicyID != "" {
-		pol, err := s.o.Store.GetPolicy(ctx, rec.AccountID, rec.PolicyID)
+		pol, err := s.policy(ctx, rec.AccountID, rec.PolicyID)
 		if err != nil {
 			return Answer{}, fmt.Errorf("record's policy %s: %w", rec.PolicyID, err)
 		}

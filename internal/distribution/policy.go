@@ -32,6 +32,17 @@ type Policy struct {
 	Webhook     string    `json:"webhook,omitempty" doc:"allocation function URL: POSTed {productKey, deviceName, sourceIp, regions}, answers {instanceId}; on error or timeout the tables decide"`
 	GmtCreate   time.Time `json:"gmtCreate"`
 	GmtModified time.Time `json:"gmtModified"`
+
+	prefixes []netip.Prefix // CIDRs parsed, by index; nil until compile
+}
+
+// compile parses the CIDR table once, for a policy read to be applied
+// many times.
+func (p *Policy) compile() {
+	p.prefixes = make([]netip.Prefix, len(p.CIDRs))
+	for i, c := range p.CIDRs {
+		p.prefixes[i], _ = netip.ParsePrefix(c.CIDR)
+	}
 }
 
 // PolicyRegion is one region of a policy and its instances.
@@ -133,9 +144,14 @@ type Geo interface {
 func (p *Policy) region(addr netip.Addr, geo Geo) (region, why string) {
 	best := -1
 	addr = addr.Unmap()
-	for _, c := range p.CIDRs {
-		pfx, err := netip.ParsePrefix(c.CIDR)
-		if err != nil || !pfx.Contains(addr) {
+	for i, c := range p.CIDRs {
+		var pfx netip.Prefix
+		if len(p.prefixes) == len(p.CIDRs) {
+			pfx = p.prefixes[i]
+		} else {
+			pfx, _ = netip.ParsePrefix(c.CIDR)
+		}
+		if !pfx.IsValid() || !pfx.Contains(addr) {
 			continue
 		}
 		if pfx.Bits() > best {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -72,8 +73,39 @@ type Service struct {
 	o   Options
 	log *slog.Logger
 
+	// instances and policies cache the store's reads for bootstraps,
+	// dropped at once by this node's writes; the TTL bounds how stale a
+	// write made on another node can be. Records are not cached: every
+	// bootstrap reads its device's record, so that one with a record and
+	// one without (or unknown) cost the same.
+	instances *cache.Cache[string, StoredInstance]
+	policies  *cache.Cache[string, Policy]
+
 	limMu sync.Mutex
 	lims  limiters // guarded by limMu
+}
+
+// cacheTTL bounds how long a cached instance or policy is used.
+const cacheTTL = 30 * time.Second
+
+func cacheKey(accountID, id string) string { return accountID + "\x00" + id }
+
+// storedInstance reads an instance through the cache.
+func (s *Service) storedInstance(ctx context.Context, accountID, id string) (StoredInstance, error) {
+	return s.instances.GetOrLoad(cacheKey(accountID, id), func() (StoredInstance, error) {
+		return s.o.Store.GetInstance(ctx, accountID, id)
+	})
+}
+
+// policy reads a policy through the cache, its CIDRs parsed.
+func (s *Service) policy(ctx context.Context, accountID, id string) (Policy, error) {
+	return s.policies.GetOrLoad(cacheKey(accountID, id), func() (Policy, error) {
+		p, err := s.o.Store.GetPolicy(ctx, accountID, id)
+		if err == nil {
+			p.compile()
+		}
+		return p, err
+	})
 }
 
 // New returns a Service.
@@ -97,7 +129,9 @@ func New(o Options) (*Service, error) {
 	if err := ValidRegion("region", o.Self.Region); err != nil {
 		return nil, err
 	}
-	return &Service{o: o, log: o.Logger, lims: newLimiters()}, nil
+	co := cache.Options{TTL: cacheTTL, MaxSize: 10000, Now: o.Now}
+	return &Service{o: o, log: o.Logger, lims: newLimiters(),
+		instances: cache.New[string, StoredInstance](co), policies: cache.New[string, Policy](co)}, nil
 }
 
 // Self is this corral as an instance.
@@ -150,7 +184,9 @@ func (s *Service) PutInstance(ctx context.Context, p registry.Principal, in Inst
 		st.SealedCredential = sealed
 	}
 	st.HasCredential = len(st.SealedCredential) > 0
-	if err := s.o.Store.PutInstance(ctx, st, replace); err != nil {
+	err := s.o.Store.PutInstance(ctx, st, replace)
+	s.instances.Delete(cacheKey(owner, in.ID))
+	if err != nil {
 		return Instance{}, fmt.Errorf("instance %s: %w", in.ID, err)
 	}
 	return st.Instance, nil
@@ -167,7 +203,7 @@ func (s *Service) instance(ctx context.Context, accountID, id string) (Instance,
 		return s.o.Self, nil
 	}
 	if accountID != "" {
-		st, err := s.o.Store.GetInstance(ctx, accountID, id)
+		st, err := s.storedInstance(ctx, accountID, id)
 		if err == nil {
 			return st.Instance, nil
 		}
@@ -175,7 +211,7 @@ func (s *Service) instance(ctx context.Context, accountID, id string) (Instance,
 			return Instance{}, err
 		}
 	}
-	st, err := s.o.Store.GetInstance(ctx, "", id)
+	st, err := s.storedInstance(ctx, "", id)
 	if err != nil {
 		return Instance{}, fmt.Errorf("instance %s: %w", id, err)
 	}
@@ -210,7 +246,9 @@ func (s *Service) DeleteInstance(ctx context.Context, p registry.Principal, id s
 		return fmt.Errorf("instance %s is this corral: %w", id, ErrReadOnly)
 	}
 	owner := ownerOf(p)
-	if err := s.o.Store.DeleteInstance(ctx, owner, id); err != nil {
+	err := s.o.Store.DeleteInstance(ctx, owner, id)
+	s.instances.Delete(cacheKey(owner, id))
+	if err != nil {
 		if errors.Is(err, ErrNotFound) && owner != "" {
 			if _, e := s.o.Store.GetInstance(ctx, "", id); e == nil {
 				return fmt.Errorf("instance %s is a system instance; a system administrator deletes it: %w", id, ErrReadOnly)
@@ -268,7 +306,7 @@ func (s *Service) SetRecord(ctx context.Context, p registry.Principal, pk, dn st
 		}
 		r.TargetIotInstanceID, r.TargetRegion = inst.ID, inst.Region
 	} else {
-		if _, err := s.o.Store.GetPolicy(ctx, p.AccountID, in.PolicyID); err != nil {
+		if _, err := s.policy(ctx, p.AccountID, in.PolicyID); err != nil {
 			return Record{}, fmt.Errorf("policyId %s: %w", in.PolicyID, err)
 		}
 		r.PolicyID = in.PolicyID
@@ -347,7 +385,9 @@ func (s *Service) PutPolicy(ctx context.Context, p registry.Principal, pol Polic
 			replace = false
 		}
 	}
-	if err := s.o.Store.PutPolicy(ctx, pol, replace); err != nil {
+	err := s.o.Store.PutPolicy(ctx, pol, replace)
+	s.policies.Delete(cacheKey(p.AccountID, pol.ID))
+	if err != nil {
 		return Policy{}, fmt.Errorf("policy %s: %w", pol.ID, err)
 	}
 	return pol, nil
@@ -370,7 +410,9 @@ func (s *Service) ListPolicies(ctx context.Context, p registry.Principal) ([]Pol
 // DeletePolicy deletes one of the account's policies (ErrConflict while a
 // record names it).
 func (s *Service) DeletePolicy(ctx context.Context, p registry.Principal, id string) error {
-	if err := s.o.Store.DeletePolicy(ctx, p.AccountID, id); err != nil {
+	err := s.o.Store.DeletePolicy(ctx, p.AccountID, id)
+	s.policies.Delete(cacheKey(p.AccountID, id))
+	if err != nil {
 		return fmt.Errorf("policy %s: %w", id, err)
 	}
 	return nil

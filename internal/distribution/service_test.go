@@ -350,3 +350,35 @@ func TestBootstrapRateLimit(t *testing.T) {
 	f.advance(time.Second)
 	bootstrap(t, f, pk1, "devx", "192.0.2.1:3")
 }
+
+// TestBootstrapSeesChangesAtOnce: instances and policies are cached for
+// bootstraps, and every change through the service drops them at once.
+func TestBootstrapSeesChangesAtOnce(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.addInstance(t, "sg-1", "ap-southeast-1")
+	pol := distribution.Policy{ID: "near", Fallback: "ap-southeast-1",
+		Regions: []distribution.PolicyRegion{{Region: "ap-southeast-1", Instances: []distribution.WeightedTarget{{InstanceID: "sg-1"}}},
+			{Region: "cn-shanghai", Instances: []distribution.WeightedTarget{{InstanceID: "centre"}}}}}
+	if _, err := f.svc.PutPolicy(ctx, f.admin, pol, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SetRecord(ctx, f.admin, pk1, "dev1", distribution.RecordInput{PolicyID: "near"}); err != nil {
+		t.Fatal(err)
+	}
+	if a := bootstrap(t, f, pk1, "dev1", "127.0.0.1:1"); a.Host != "sg-1.example" {
+		t.Fatalf("first: %+v", a)
+	}
+	if _, err := f.svc.PutInstance(ctx, f.admin, distribution.InstanceInput{ID: "sg-1", Region: "ap-southeast-1", MQTT: "sg-new.example:1883"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if a := bootstrap(t, f, pk1, "dev1", "127.0.0.1:1"); a.Host != "sg-new.example" {
+		t.Fatalf("after the instance changed: %+v", a)
+	}
+	pol.Fallback = "cn-shanghai"
+	if _, err := f.svc.PutPolicy(ctx, f.admin, pol, true); err != nil {
+		t.Fatal(err)
+	}
+	if a := bootstrap(t, f, pk1, "dev1", "127.0.0.1:1"); a.Host != "centre.example" {
+		t.Fatalf("after the policy changed: %+v", a)
+	}
+}
