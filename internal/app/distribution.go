@@ -39,6 +39,9 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	if err != nil {
 		return err
 	}
+	if self.MQTT == "" && self.MQTTS == "" && (cfg.BootstrapDefaultInstance == "" || cfg.BootstrapDefaultInstance == cfg.InstanceID) {
+		a.log.Warn("no MQTT listener to hand devices: bootstraps of devices without a record fail until bootstrap_default_instance names another instance or public_mqtt(s)_endpoint is set")
+	}
 	a.dist = d
 	if cfg.DistributionFile != "" {
 		if err := a.loadInstances(ctx, cfg.DistributionFile); err != nil {

@@ -3,14 +3,17 @@ package distribution_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/corral-iot/corral/internal/apptest"
@@ -118,4 +121,49 @@ func TestE2EProximityByBoundSource(t *testing.T) {
 	// The policy and instance stay while a record names them.
 	centre.Admin("DELETE", "/v1/distribution/policies/nearest", nil, 409)
 	centre.Admin("DELETE", "/v1/instances/sg-1", nil, 409)
+}
+
+// TestE2EProximityByGeoIPAndWebhook: with geoip_db set, a device from
+// 127.0.0.3 (SG in a generated database) goes to sg-1; with an allocation
+// webhook, its signed answer decides, and when it fails the tables do.
+func TestE2EProximityByGeoIPAndWebhook(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "geo.mmdb")
+	if err := os.WriteFile(db, geoDB(t, map[string][2]string{"127.0.0.3/32": {"SG", "AS"}}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	var fail atomic.Bool
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req distribution.AllocationRequest
+		if r.Header.Get("X-Corral-Signature") == "" || json.NewDecoder(r.Body).Decode(&req) != nil || fail.Load() {
+			http.Error(w, "no", 500)
+			return
+		}
+		json.NewEncoder(w).Encode(distribution.AllocationAnswer{InstanceID: "centre"})
+	}))
+	defer hook.Close()
+	centre, sg := twoInstances(t, func(c *config.Config) { c.GeoIPDB = db }, apptest.AllowWebhooksTo("127.0.0.0/8"))
+	p := centre.CreateProduct("meters", nil)
+	policy := map[string]any{"policyId": "geo", "fallback": "cn-shanghai", "countries": map[string]string{"SG": "ap-southeast-1"},
+		"regions": []map[string]any{
+			{"region": "cn-shanghai", "instances": []map[string]any{{"instanceId": "centre"}}},
+			{"region": "ap-southeast-1", "instances": []map[string]any{{"instanceId": "sg-1"}}}}}
+	centre.Admin("POST", "/v1/distribution/policies", policy, 201)
+	centre.Admin("PUT", "/v1/products/"+p.ProductKey+"/devices/meter-0004/provisioning", map[string]any{"policyId": "geo"}, 200)
+	if ep := endpointOf(t, centre, "127.0.0.3", p.ProductKey, "meter-0004"); ep != sg.App.Broker().Addr("tcp") {
+		t.Fatalf("from 127.0.0.3 (SG): %s; want sg-1's", ep)
+	}
+	if ep := endpointOf(t, centre, "127.0.0.4", p.ProductKey, "meter-0004"); ep != centre.App.Broker().Addr("tcp") {
+		t.Fatalf("from 127.0.0.4 (not in the database): %s; want the fallback", ep)
+	}
+	policy["webhook"] = hook.URL
+	centre.Admin("PUT", "/v1/distribution/policies/geo", policy, 200)
+	if ep := endpointOf(t, centre, "127.0.0.3", p.ProductKey, "meter-0004"); ep != centre.App.Broker().Addr("tcp") || calls.Load() != 1 {
+		t.Fatalf("the webhook's choice: %s after %d calls", ep, calls.Load())
+	}
+	fail.Store(true)
+	if ep := endpointOf(t, centre, "127.0.0.3", p.ProductKey, "meter-0004"); ep != sg.App.Broker().Addr("tcp") {
+		t.Fatalf("a failing webhook leaves it to the tables: %s", ep)
+	}
 }
