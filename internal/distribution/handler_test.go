@@ -232,3 +232,30 @@ func TestHandlerRateLimited(t *testing.T) {
 		t.Fatalf("another source: %d", w.Code)
 	}
 }
+
+// FuzzBootstrapPath: any path and method under /auth/bootstrap gets a
+// JSON answer with a status, never a panic.
+func FuzzBootstrapPath(f *testing.F) {
+	fx := newFixture(f, fixtureOptions{})
+	h := fx.svc.Handler(true)
+	for _, s := range []string{"/regionId/0", "/regionId/20", "/regionId/-1", "/regionId/99999999999999999999", "/regionId/", "/x", ""} {
+		f.Add("GET", s)
+	}
+	f.Add("POST", "/regionId/1")
+	f.Fuzz(func(t *testing.T, method, rest string) {
+		if method == "" || strings.ContainsAny(method, " \t\r\n") {
+			return
+		}
+		u := &url.URL{Path: distribution.BootstrapPath + rest}
+		r, err := http.NewRequest(method, u.String(), nil)
+		if err != nil {
+			return
+		}
+		r.RemoteAddr = "192.0.2.1:1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if !strings.HasPrefix(w.Body.String(), `{"code":`) {
+			t.Fatalf("%s %q: %d %q", method, rest, w.Code, w.Body)
+		}
+	})
+}

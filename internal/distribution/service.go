@@ -129,6 +129,13 @@ func New(o Options) (*Service, error) {
 	if err := ValidRegion("region", o.Self.Region); err != nil {
 		return nil, err
 	}
+	for _, e := range []struct{ key, v string }{{"public_mqtt_endpoint", o.Self.MQTT}, {"public_mqtts_endpoint", o.Self.MQTTS}} {
+		if e.v != "" {
+			if err := validEndpoint(e.key, e.v); err != nil {
+				return nil, err
+			}
+		}
+	}
 	co := cache.Options{TTL: cacheTTL, MaxSize: 10000, Now: o.Now}
 	return &Service{o: o, log: o.Logger, lims: newLimiters(),
 		instances: cache.New[string, StoredInstance](co), policies: cache.New[string, Policy](co)}, nil
