@@ -39,18 +39,20 @@ func (d direction) String() string {
 // to a device; the device answers each on {request}_reply. Every other
 // /sys/ request is an uplink, answered by corral.
 var downlinkRequests = []string{
-	"thing/service/",              // property/set, property/get, {serviceId}
-	"rrpc/request/",               // v3 sync services
-	"thing/topo/change",           // topology changes told to a gateway
-	"thing/topo/add/notify",       // "please add these sub-devices"
-	"thing/gateway/permit",        // "you may add devices of this product"
-	"thing/disable",               // sub-device lifecycle, through the gateway
-	"thing/enable",                //
-	"thing/delete",                //
-	"thing/config/push",           // remote configuration
-	"thing/model/down_raw",        // raw downlink
-	"thing/bootstrap/notify",      // distribution
-	"thing/bootstrap/config/push", // distribution, v3 SDK: the new endpoint
+	"thing/service/",         // property/set, property/get, {serviceId}
+	"rrpc/request/",          // v3 sync services
+	"thing/topo/change",      // topology changes told to a gateway
+	"thing/topo/add/notify",  // "please add these sub-devices"
+	"thing/gateway/permit",   // "you may add devices of this product"
+	"thing/disable",          // sub-device lifecycle, through the gateway
+	"thing/enable",           //
+	"thing/delete",           //
+	"thing/config/push",      // remote configuration
+	"thing/model/down_raw",   // raw downlink
+	"thing/bootstrap/notify", // distribution
+
+	// distribution, v3 SDK: the new endpoint
+	"thing/bootstrap/config/push",
 }
 
 // topicDirection classifies a device topic (a topic name, or a filter
