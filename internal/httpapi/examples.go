@@ -36,20 +36,22 @@ var examples = map[string]any{
 	"POST /v1/products/{productKey}/devices/{deviceName}/services/{serviceId}": map[string]any{"params": map[string]any{"Offset": 1.5}, "sync": true, "timeoutMs": 3000},
 	"POST /v1/products/{productKey}/devices/{deviceName}/rrpc":                 map[string]any{"topic": "user/get", "payload": "ping", "timeoutMs": 3000},
 	"PATCH /v1/products/{productKey}/devices/{deviceName}":                     map[string]any{"nickname": "Lobby meter", "attributes": map[string]string{"floor": "2"}},
+	"POST /v1/apikeys":          map[string]any{"name": "dashboard", "role": "readonly"},
+	"PATCH /v1/apikeys/{keyId}": map[string]any{"role": "operator"},
+	"POST /v1/accounts":         map[string]any{"name": "Tenant B"},
+	"POST /v1/register": map[string]any{"productKey": "a1B2c3D4e5F", "deviceId": "SN-0001",
+		"token": "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f", "metadata": map[string]string{"model": "M-1"}},
+	"POST /v1/cas": map[string]any{"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
+		"verificationCertificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "mode": "jitp",
+		"template": map[string]any{"productKey": "a1B2c3D4e5F", "nameFrom": "cn"}},
+
+	// distribution
 	"POST /v1/instances": map[string]any{"instanceId": "sg-1", "name": "Singapore", "region": "ap-southeast-1", "mqtt": "sg.iot.example.com:1883",
 		"mqtts": "sg.iot.example.com:8883", "backupIp": "203.0.113.10", "apiUrl": "https://sg.iot.example.com:8443", "credential": "k_0123.secret-of-an-admin-key-there"},
 	"PUT /v1/instances/{instanceId}":                                  map[string]any{"name": "Singapore", "region": "ap-southeast-1", "mqtts": "sg.iot.example.com:8883", "backupIp": "203.0.113.10"},
 	"POST /v1/distribution/policies":                                  distPolicyExample("nearest"),
 	"PUT /v1/distribution/policies/{policyId}":                        distPolicyExample(""),
 	"PUT /v1/products/{productKey}/devices/{deviceName}/provisioning": map[string]any{"targetIotInstanceId": "corral"},
-	"POST /v1/apikeys":                                                map[string]any{"name": "dashboard", "role": "readonly"},
-	"PATCH /v1/apikeys/{keyId}":                                       map[string]any{"role": "operator"},
-	"POST /v1/accounts":                                               map[string]any{"name": "Tenant B"},
-	"POST /v1/register": map[string]any{"productKey": "a1B2c3D4e5F", "deviceId": "SN-0001",
-		"token": "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f", "metadata": map[string]string{"model": "M-1"}},
-	"POST /v1/cas": map[string]any{"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
-		"verificationCertificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "mode": "jitp",
-		"template": map[string]any{"productKey": "a1B2c3D4e5F", "nameFrom": "cn"}},
 }
 
 // queryExamples are the documented examples of required query parameters.
