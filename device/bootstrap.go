@@ -94,6 +94,9 @@ type BootstrapOptions struct {
 }
 
 // Distributed is a device connected where its distribution centre said.
+// It reconnects itself when the connection is lost (unless
+// Options.AutoReconnect is false): to the same endpoint, else, when that
+// fails, wherever a new bootstrap says, trying every second until Close.
 // It follows thing.bootstrap.notify (answers on notify_reply, bootstraps
 // again and reconnects) and the v3 /thing/bootstrap/config/push (answers
 // on push_reply and reconnects to the endpoint pushed). Safe for
@@ -106,6 +109,7 @@ type Distributed struct {
 	c      *Client  // current client; guarded by mu
 	ep     Endpoint // its endpoint; guarded by mu
 	closed bool     // guarded by mu
+	moving bool     // a move is replacing c; guarded by mu
 	stop   chan struct{}
 	wg     sync.WaitGroup // moves in progress
 }
@@ -116,11 +120,13 @@ type Distributed struct {
 // o.TLS set means MQTT over TLS to the endpoint.
 func ConnectBootstrapped(ctx context.Context, o Options, b BootstrapOptions) (*Distributed, error) {
 	d := &Distributed{o: o, b: b, stop: make(chan struct{})}
-	c, ep, err := d.connect(ctx, nil)
+	c, ep, err := d.connect(ctx, nil, false)
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
 	d.c, d.ep = c, ep
+	d.mu.Unlock()
 	return d, nil
 }
 
@@ -157,9 +163,9 @@ func (d *Distributed) Close() {
 	}
 }
 
-// connect connects to to (a pushed endpoint), else to the cached one,
-// else bootstraps.
-func (d *Distributed) connect(ctx context.Context, to *Endpoint) (*Client, Endpoint, error) {
+// connect connects to to (a pushed endpoint); else, unless fresh, to the
+// cached or current endpoint; else where a bootstrap says.
+func (d *Distributed) connect(ctx context.Context, to *Endpoint, fresh bool) (*Client, Endpoint, error) {
 	if to != nil {
 		c, err := d.dial(ctx, *to)
 		if err == nil {
@@ -167,7 +173,13 @@ func (d *Distributed) connect(ctx context.Context, to *Endpoint) (*Client, Endpo
 		}
 		return c, *to, err
 	}
-	if ep, ok := d.readCache(); ok {
+	ep, ok := d.readCache()
+	if !ok {
+		d.mu.Lock()
+		ep, ok = d.ep, d.ep.Host != ""
+		d.mu.Unlock()
+	}
+	if ok && !fresh {
 		if c, err := d.dial(ctx, ep); err == nil {
 			return c, ep, nil
 		}
@@ -205,6 +217,18 @@ func (d *Distributed) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 	}
 	o.Handlers[d.topic("notify")] = func(m Message) { d.onNotify(current(), m) }
 	o.Handlers[d.topic("config/push")] = func(m Message) { d.onPush(current(), m) }
+	// Reconnects are this type's: a lost connection goes through the
+	// cached endpoint and, failing that, a new bootstrap.
+	reconnect := d.o.AutoReconnect == nil || *d.o.AutoReconnect
+	o.AutoReconnect = new(bool)
+	o.OnConnectionChange = func(up bool, err error) {
+		if d.o.OnConnectionChange != nil {
+			d.o.OnConnectionChange(up, err)
+		}
+		if !up && reconnect {
+			d.move(current(), nil, false)
+		}
+	}
 	c, err := Connect(ctx, o)
 	if err != nil {
 		return nil, err
@@ -233,7 +257,7 @@ func (d *Distributed) onNotify(c *Client, m Message) {
 	}
 	reply, _ := json.Marshal(map[string]any{"id": req.ID, "code": 200, "data": map[string]any{}})
 	c.mc.Publish(d.topic("notify_reply"), 0, false, reply)
-	d.move(c, nil)
+	d.move(c, nil, true)
 }
 
 // onPush answers the v3 config push and moves the device to its endpoint.
@@ -257,27 +281,34 @@ func (d *Distributed) onPush(c *Client, m Message) {
 	reply, _ := json.Marshal(map[string]any{"id": req.ID, "code": code, "data": map[string]any{}})
 	c.mc.Publish(d.topic("config/push_reply"), 0, false, reply)
 	if code == 200 {
-		d.move(c, &ep)
+		d.move(c, &ep, true)
 	}
 }
 
 // move replaces the connection c, off the MQTT callback: to the pushed
-// endpoint, or by bootstrapping again (retrying every second until Close).
-func (d *Distributed) move(c *Client, to *Endpoint) {
+// endpoint; else, unless fresh, to the current one; else by bootstrapping
+// again (retrying every second until Close).
+func (d *Distributed) move(c *Client, to *Endpoint, fresh bool) {
 	d.mu.Lock()
-	if d.closed || d.c != c {
+	if d.closed || c == nil || d.c != c || d.moving {
 		d.mu.Unlock()
 		return
 	}
+	d.moving = true
 	d.wg.Add(1)
 	d.mu.Unlock()
 	go func() {
 		defer d.wg.Done()
+		defer func() {
+			d.mu.Lock()
+			d.moving = false
+			d.mu.Unlock()
+		}()
 		time.Sleep(100 * time.Millisecond) // let the reply go out
 		c.Close()
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			nc, ep, err := d.connect(ctx, to)
+			nc, ep, err := d.connect(ctx, to, fresh)
 			cancel()
 			if err == nil {
 				d.mu.Lock()
@@ -293,7 +324,7 @@ func (d *Distributed) move(c *Client, to *Endpoint) {
 				}
 				return
 			}
-			to = nil // a pushed endpoint that fails: ask the centre
+			to, fresh = nil, true // what failed: ask the centre
 			select {
 			case <-d.stop:
 				return

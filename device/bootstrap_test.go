@@ -111,3 +111,34 @@ func TestBootstrapConfigPushV3(t *testing.T) {
 		t.Fatal("the device did not follow the config push")
 	}
 }
+
+// TestBootstrapReconnectsAfterLoss: a device whose session is closed by
+// the platform (disabled, then enabled again) reconnects by itself,
+// through its endpoint or a new bootstrap.
+func TestBootstrapReconnectsAfterLoss(t *testing.T) {
+	centre, sg := centreAndInstance(t)
+	p := sg.CreateProduct("meters", nil)
+	d := sg.CreateDevice(p.ProductKey, "meter-0003")
+	tr := device.Triple{ProductKey: d.ProductKey, DeviceName: d.DeviceName, DeviceSecret: d.DeviceSecret}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	moved := make(chan *device.Client, 4)
+	dd, err := device.ConnectBootstrapped(ctx, device.Options{Triple: tr, ServerSubscribe: true},
+		device.BootstrapOptions{Centre: centre.URL, OnMoved: func(c *device.Client) { moved <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dd.Close()
+	path := "/v1/products/" + d.ProductKey + "/devices/" + d.DeviceName
+	sg.Admin("POST", path+":disable", nil, 200)
+	time.Sleep(1500 * time.Millisecond) // refused while disabled: it keeps trying
+	sg.Admin("POST", path+":enable", nil, 200)
+	select {
+	case c := <-moved:
+		if !c.Connected() || dd.Client() != c {
+			t.Fatal("not reconnected")
+		}
+	case <-ctx.Done():
+		t.Fatal("the device did not reconnect")
+	}
+}
