@@ -54,6 +54,13 @@ func Bootstrap(ctx context.Context, centre string, hc *http.Client, t Triple) (E
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("%w: reading the answer: %v", ErrBootstrap, err)
 	}
+	return ParseBootstrapAnswer(resp.StatusCode, body)
+}
+
+// ParseBootstrapAnswer reads a distribution centre's answer: HTTP 200 and
+// data.resources.mqtt's host and port (and ip, kept when shorter than 16
+// characters, as the Link SDK does).
+func ParseBootstrapAnswer(status int, body []byte) (Endpoint, error) {
 	var ans struct {
 		Code int `json:"code"`
 		Data struct {
@@ -63,8 +70,11 @@ func Bootstrap(ctx context.Context, centre string, hc *http.Client, t Triple) (E
 		} `json:"data"`
 		Message string `json:"message"`
 	}
-	if err := json.Unmarshal(body, &ans); err != nil || resp.StatusCode != 200 {
-		return Endpoint{}, fmt.Errorf("%w: HTTP %d: %s", ErrBootstrap, resp.StatusCode, ans.Message)
+	if err := json.Unmarshal(body, &ans); err != nil || status != 200 {
+		if len(ans.Message) > 200 {
+			ans.Message = ans.Message[:200]
+		}
+		return Endpoint{}, fmt.Errorf("%w: HTTP %d: %q", ErrBootstrap, status, ans.Message)
 	}
 	ep := ans.Data.Resources.MQTT
 	if ep.Host == "" || ep.Port < 1 || ep.Port > 65535 {

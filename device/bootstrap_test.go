@@ -142,3 +142,21 @@ func TestBootstrapReconnectsAfterLoss(t *testing.T) {
 		t.Fatal("the device did not reconnect")
 	}
 }
+
+// FuzzParseBootstrapAnswer: any answer is an endpoint with a host and a
+// port in range, or an error; never a panic.
+func FuzzParseBootstrapAnswer(f *testing.F) {
+	f.Add(200, []byte(`{"code":200,"data":{"resources":{"mqtt":{"host":"a.example","port":1883,"ip":"10.0.0.1"}}},"message":"success"}`))
+	f.Add(200, []byte(`{"code":200,"data":{"resources":{"mqtt":{"host":"a","port":0}}}}`))
+	f.Add(400, []byte(`{"code":400,"message":"request parameter error"}`))
+	f.Add(200, []byte(`{"data":{"resources":{"mqtt":{"host":"a","port":1,"ip":"0123456789abcdef"}}}}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		ep, err := device.ParseBootstrapAnswer(status, body)
+		if err != nil {
+			return
+		}
+		if status != 200 || ep.Host == "" || ep.Port < 1 || ep.Port > 65535 || len(ep.IP) >= 16 {
+			t.Fatalf("%d %q → %+v", status, body, ep)
+		}
+	})
+}
