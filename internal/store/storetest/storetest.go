@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
@@ -21,6 +22,7 @@ type Store interface {
 	registry.Store
 	audit.Store
 	shadow.Store
+	distribution.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -50,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"found sub-devices", testFound},
 		{"shadows", testShadows},
 		{"audit", testAudit},
+		{"distribution instances", testDistInstances},
+		{"distribution records and policies", testDistRecords},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
