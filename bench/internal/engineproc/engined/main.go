@@ -1,0 +1,85 @@
+// Command engined runs corral's MQTT engine (internal/mqtt/engine) bare,
+// with AllowAll hooks and default options and nothing of corral around it,
+// for the benchmarks to measure as its own process: the engine's ceiling.
+//
+//	engined -mqtt-addr 127.0.0.1:0 -http-addr 127.0.0.1:0
+//
+// It logs its listeners as corral does (JSON lines on stderr, msg
+// "listening", listener "mqtt-tcp" and "http") and serves on the HTTP one
+// the Go collector's /metrics, /debug/pprof/ and POST /debug/gc (one
+// runtime.GC, so a bench need not wait two minutes for a collection).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/corral-iot/corral/internal/mqtt/engine"
+)
+
+func main() {
+	mqttAddr := flag.String("mqtt-addr", "127.0.0.1:0", "MQTT TCP listen address")
+	httpAddr := flag.String("http-addr", "127.0.0.1:0", "metrics and pprof listen address")
+	flag.Parse()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(log, *mqttAddr, *httpAddr); err != nil {
+		fmt.Fprintln(os.Stderr, "engined:", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger, mqttAddr, httpAddr string) error {
+	mln, err := net.Listen("tcp", mqttAddr)
+	if err != nil {
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	hln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		mln.Close()
+		return fmt.Errorf("http listener: %w", err)
+	}
+	eng := engine.New(engine.Options{Hooks: engine.AllowAll{}, Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("POST /debug/gc", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errs := make(chan error, 2)
+	go func() { errs <- eng.Serve(mln) }()
+	go func() { errs <- hs.Serve(hln) }()
+	// Logged at warn so the engine's own info lines stay out of the way.
+	log.Warn("listening", "listener", "mqtt-tcp", "addr", mln.Addr().String())
+	log.Warn("listening", "listener", "http", "addr", hln.Addr().String())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	select {
+	case <-sig:
+		err = nil
+	case err = <-errs:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, hs.Shutdown(ctx), eng.Close(ctx))
+}
