@@ -12,8 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,48 +47,96 @@ func start(b *testing.B) func() *serverproc.Proc {
 	}
 }
 
-// mosquittoPID is the running Mosquitto's process id, from its pid file.
-func mosquittoPID(b *testing.B) int {
-	data, err := os.ReadFile("/run/mosquitto/mosquitto.pid")
+// privateMosquitto runs the machine's Mosquitto binary (the one serving
+// 127.0.0.1:1883) as a process of its own on a free port, anonymous and
+// without persistence, and returns it with its address: a fresh process a
+// run, since a process that once held the connections keeps the memory
+// they freed (the shared Mosquitto's RSS barely moves on a second run), and
+// other helpers' clients come and go on the shared one.
+func privateMosquitto(b *testing.B) (*exec.Cmd, string) {
+	b.Helper()
+	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
-		b.Skipf("no Mosquitto pid file: %v", err)
+		b.Skip("no mosquitto binary")
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatalf("Mosquitto pid file: %v", err)
+		b.Fatal(err)
 	}
-	return pid
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting mosquitto: %v", err)
+	}
+	b.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return cmd, addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the private mosquitto did not listen within 10 s")
+		}
+	}
 }
 
 // BenchmarkIdleConnectionMemory opens CORRAL_BENCH_CONNS (19,000: the
 // machine's file limit is 20,000 a process) idle MQTT 3.1.1 connections
-// (clean session, keepalive 60 s, pinged every 30 s) with the raw client,
-// to the engine and then to Mosquitto, and reports each server's RSS
-// growth per connection between two readings of its process alone. The
-// engine's readings follow two forced collections (and report heap, stacks
-// and goroutines too); Mosquitto, written in C, is read 5 s after the last
-// connection. CORRAL_BENCH_HEAPPROFILE=path saves the engine's heap profile
-// with the connections open.
+// (clean session, keepalive 60 s, pinged every 30 s) with the raw client to
+// a fresh server process each run, the engine's or Mosquitto's (see
+// privateMosquitto), and reports the RSS growth per connection between two
+// readings of that process alone. The engine's readings follow two forced
+// collections and report heap, stacks and goroutines too; Mosquitto, in C,
+// is read 5 s after the last connection. CORRAL_BENCH_HEAPPROFILE=path
+// saves the engine's heap profile with the connections open.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
 	conns := knob.Int("CORRAL_BENCH_CONNS", 19000)
 	if lim := mqttload.RaiseFileLimit(uint64(conns) + 512); lim < uint64(conns)+512 {
 		conns = int(lim) - 512
 		b.Logf("open-file limit %d: measuring %d connections", lim, conns)
 	}
-	eng := start(b)
+	bin := engineproc.Build(b)
 	for _, broker := range brokers {
 		b.Run(broker, func(b *testing.B) {
-			addr := addrOf(b, broker, eng)
 			for i := 0; i < b.N; i++ {
-				var before serverproc.Memory
+				var (
+					before, after serverproc.Memory
+					addr          string
+					read          func() serverproc.Memory
+					stopServer    func()
+					profile       = func() {}
+				)
 				if broker == "engine" {
-					before = eng().Settled(b, engineproc.GCPath)
+					p := engineproc.Start(b, bin)
+					addr, stopServer = p.Addrs["mqtt-tcp"], p.Stop
+					read = func() serverproc.Memory { return p.Settled(b, engineproc.GCPath) }
+					if path := os.Getenv("CORRAL_BENCH_HEAPPROFILE"); path != "" && i == 0 {
+						profile = func() { saveProfile(b, p, "heap", path) }
+					}
 				} else {
-					before.RSS = float64(serverproc.RSSOf(b, mosquittoPID(b)))
+					cmd, a := privateMosquitto(b)
+					addr = a
+					stopServer = func() { cmd.Process.Kill(); cmd.Wait() }
+					read = func() serverproc.Memory {
+						time.Sleep(5 * time.Second)
+						return serverproc.Memory{RSS: float64(serverproc.RSSOf(b, cmd.Process.Pid))}
+					}
 				}
+				before = read()
 				open := make([]net.Conn, conns)
 				failed := mqttload.Spread(conns, 32, func(j int) error {
-					c, err := mqttload.Connect(addr, mqttload.Creds{ClientID: fmt.Sprintf("enginebench-idle-%d-%d", i, j)}, 60)
+					c, err := mqttload.Connect(addr, mqttload.Creds{ClientID: fmt.Sprintf("enginebench-idle-%d", j)}, 60)
 					open[j] = c
 					return err
 				})
@@ -104,18 +152,11 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 					b.Fatalf("%d of %d connections failed", failed, conns)
 				}
 				stop := mqttload.KeepAlive(open, 30*time.Second)
-				var after serverproc.Memory
-				if broker == "engine" {
-					after = eng().Settled(b, engineproc.GCPath)
-					if path := os.Getenv("CORRAL_BENCH_HEAPPROFILE"); path != "" {
-						saveProfile(b, eng(), "heap", path)
-					}
-				} else {
-					time.Sleep(5 * time.Second)
-					after.RSS = float64(serverproc.RSSOf(b, mosquittoPID(b)))
-				}
+				after = read()
+				profile()
 				stop()
 				closeAll()
+				stopServer()
 				per := func(a, b float64) float64 { return (a - b) / float64(conns) }
 				b.ReportMetric(float64(conns), "connections")
 				b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
@@ -125,7 +166,6 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 					b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
 				}
 				b.ReportMetric(after.RSS/(1<<20), "rss-MiB")
-				time.Sleep(2 * time.Second) // the server sees the connections go
 			}
 		})
 	}

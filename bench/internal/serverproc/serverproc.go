@@ -70,7 +70,8 @@ func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("starting %s: %v", bin, err)
 	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &Proc{Cmd: cmd}
+	tb.Cleanup(p.Stop)
 	addrs := map[string]string{}
 	found := make(chan error, 1)
 	go func() {
@@ -98,7 +99,17 @@ func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	case <-time.After(60 * time.Second):
 		tb.Fatalf("%s did not start listening within 60 s", bin)
 	}
-	return &Proc{Cmd: cmd, Addrs: addrs}
+	p.Addrs = addrs
+	return p
+}
+
+// Stop kills the process and waits for it; it is done when the test ends
+// anyway, and a second call does nothing.
+func (p *Proc) Stop() {
+	if p.Cmd.ProcessState == nil {
+		p.Cmd.Process.Kill()
+		p.Cmd.Wait()
+	}
 }
 
 // RSS is the process's resident set size in bytes, from /proc/PID/status.
