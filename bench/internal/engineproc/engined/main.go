@@ -6,7 +6,8 @@
 //
 // It logs its listeners as corral does (JSON lines on stderr, msg
 // "listening", listener "mqtt-tcp" and "http") and serves on the HTTP one
-// the Go collector's /metrics, /debug/pprof/ and POST /debug/gc (one
+// the Go collector's /metrics (with engine_dropped_total, the messages the
+// engine dropped for sessions), /debug/pprof/ and POST /debug/gc (one
 // runtime.GC, so a bench need not wait two minutes for a collection).
 package main
 
@@ -55,7 +56,15 @@ func run(log *slog.Logger, mqttAddr, httpAddr string) error {
 	}
 	eng := engine.New(engine.Options{Hooks: engine.AllowAll{}, Logger: log})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "engine_dropped_total",
+			Help: "Messages the engine dropped for a session, every reason."}, func() float64 {
+			var n uint64
+			for _, d := range eng.Stats().Drops {
+				n += d
+			}
+			return float64(n)
+		}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
