@@ -38,13 +38,15 @@ func main() {
 	httpAddr := flag.String("http-addr", "127.0.0.1:0", "metrics and pprof listen address")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(log, *mqttAddr, *httpAddr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := listenAndRun(ctx, log, *mqttAddr, *httpAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "engined:", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, mqttAddr, httpAddr string) error {
+func listenAndRun(ctx context.Context, log *slog.Logger, mqttAddr, httpAddr string) error {
 	mln, err := net.Listen("tcp", mqttAddr)
 	if err != nil {
 		return fmt.Errorf("mqtt listener: %w", err)
@@ -54,6 +56,13 @@ func run(log *slog.Logger, mqttAddr, httpAddr string) error {
 		mln.Close()
 		return fmt.Errorf("http listener: %w", err)
 	}
+	return run(ctx, log, mln, hln)
+}
+
+// run serves the engine on mln and metrics on hln until ctx ends (nil) or
+// a listener fails, then closes both and waits for them.
+func run(ctx context.Context, log *slog.Logger, mln, hln net.Listener) error {
+	var err error
 	eng := engine.New(engine.Options{Hooks: engine.AllowAll{}, Logger: log})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -81,14 +90,17 @@ func run(log *slog.Logger, mqttAddr, httpAddr string) error {
 	log.Warn("listening", "listener", "mqtt-tcp", "addr", mln.Addr().String())
 	log.Warn("listening", "listener", "http", "addr", hln.Addr().String())
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	pending := cap(errs)
 	select {
-	case <-sig:
-		err = nil
+	case <-ctx.Done():
 	case err = <-errs:
+		pending--
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(err, hs.Shutdown(ctx), eng.Close(ctx))
+	err = errors.Join(err, hs.Shutdown(sctx), eng.Close(sctx))
+	for range pending {
+		<-errs // the other Serve calls return once closed
+	}
+	return err
 }
