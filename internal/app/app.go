@@ -30,6 +30,7 @@ import (
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/store/sqlite"
@@ -60,12 +61,14 @@ type App struct {
 	httpsSrv *http.Server
 	httpsLn  net.Listener
 	tls      *tls.Config // the HTTPS listener's (no client certificates)
-	prov     *provision.Service
-	gw       *gateway.Service
-	things   *thing.Service
-	desired  *thing.Desired
-	configs  *thing.Configs
-	hooks    *webhook.Client
+	// proxy is each listener's PROXY protocol policy (nil: off).
+	proxy   func(listener string, on bool) *netlisten.Proxy
+	prov    *provision.Service
+	gw      *gateway.Service
+	things  *thing.Service
+	desired *thing.Desired
+	configs *thing.Configs
+	hooks   *webhook.Client
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -139,6 +142,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.registerRegistryMetrics(metrics)
+	if a.proxy, err = proxyPolicies(cfg, metrics, log); err != nil {
+		st.Close()
+		return nil, err
+	}
 	whKey := []byte(cfg.WebhookSecret)
 	if len(whKey) == 0 {
 		k, created, err := credential.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "webhook.key"))
@@ -290,7 +297,8 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		tlsConf = nil
 	}
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
-		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf, RegisterPlain: cfg.MQTTRegisterPlain,
+		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
+		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
@@ -388,19 +396,19 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
-		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
+		ln, err := netlisten.Listen(netlisten.Config{Addr: a.cfg.HTTPSAddr, Proxy: a.proxy("https", a.cfg.HTTPSProxyProtocol), TLS: a.tls})
 		if err != nil {
-			return fmt.Errorf("listening for HTTPS on %s: %w", a.cfg.HTTPSAddr, err)
+			return fmt.Errorf("HTTPS: %w", err)
 		}
-		a.httpsLn = tls.NewListener(ln, a.tls)
+		a.httpsLn = ln
 		a.httpsSrv = a.httpServer(a.api)
 		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
 		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
 	}
 	if a.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		ln, err := netlisten.Listen(netlisten.Config{Addr: a.cfg.HTTPAddr, Proxy: a.proxy("http", a.cfg.HTTPProxyProtocol)})
 		if err != nil {
-			return fmt.Errorf("listening for HTTP on %s: %w", a.cfg.HTTPAddr, err)
+			return fmt.Errorf("HTTP: %w", err)
 		}
 		a.httpLn = ln
 		a.httpSrv = a.httpServer(a.api)
