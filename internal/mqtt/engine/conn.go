@@ -508,6 +508,8 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 	}
 	refused := packet.ReasonCode(0x80)
 	var retained []subs.Subscription
+	sh, _ := srv.hooks.(SubscriptionHooks)
+	var granted []string
 	for i, sub := range p.Subscriptions {
 		if err := packet.ValidTopicFilter(sub.Filter); err != nil {
 			codes[i] = packet.TopicFilterInvalid
@@ -529,14 +531,23 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 		}
 		o := subs.Options{QoS: min(sub.QoS, 2), NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, SubscriptionID: subID}
+		if sh != nil {
+			o = sh.SubscriptionOptions(c.client, sub.Filter, o)
+		}
 		if srv.subscribe(s, sub.Filter, o, shared) {
 			retained = append(retained, subs.Subscription{Filter: sub.Filter, Options: o})
 		}
 		codes[i] = packet.ReasonCode(o.QoS)
+		if sh != nil {
+			granted = append(granted, sub.Filter)
+		}
 	}
 	s.mu.Lock()
 	c.appendCtrlLocked(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	s.mu.Unlock()
+	if len(granted) > 0 {
+		sh.Subscribed(c.client, granted)
+	}
 	for _, r := range retained {
 		srv.sendRetained(s, r.Filter, r.Options)
 	}

@@ -186,7 +186,7 @@ func (c *conn) connect() takeover {
 		c.refuse(packet.ClientIdentifierNotValid, "")
 		return takeover{}
 	}
-	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener}
+	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Conn: c.nc}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		info.TLS = &st
@@ -195,6 +195,9 @@ func (c *conn) connect() takeover {
 	if code != packet.Success {
 		c.refuse(code, reason)
 		return takeover{}
+	}
+	if cp.ClientID != id && cp.ClientID != "" {
+		id = cp.ClientID // Authenticate named the session
 	}
 	var ack packet.Connack
 	if id == "" {
