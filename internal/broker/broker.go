@@ -202,6 +202,9 @@ func New(o Options) (*Broker, error) {
 		MaxPacketSize: int(o.MaxPacketSize), ReceiveMaximum: o.MaxInflight, MaxInflight: int(o.MaxInflight),
 		TopicAliasMaximum: o.TopicAliasMaximum, QueueMessages: o.MaxQueued, QueueBytes: o.MaxQueuedBytes,
 		MaxSessionExpiry: o.MaxSessionExpiry, ConnectTimeout: o.ConnectTimeout, OnDrop: b.m.drop,
+		// Paho clients without an explicit version retry a refused
+		// CONNECT in 3.1: they must hear the refusal's reason again.
+		AcceptMQTT31: true,
 	})
 	b.m.watch(b.eng)
 	if err := b.listen(); err != nil {

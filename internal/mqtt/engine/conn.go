@@ -351,6 +351,8 @@ func (c *conn) handle(p packet.Packet) (EndReason, bool) {
 	case *packet.Disconnect:
 		return c.onDisconnect(p)
 	default:
+		c.srv.log.Debug("mqtt engine: protocol error, connection closed", "clientId", c.client.ID,
+			"type", p.Type().String(), "reason", "packet not expected from a client")
 		return c.fail(packet.ProtocolError, p.Type().String()+" not expected from a client")
 	}
 	return 0, false

@@ -158,7 +158,7 @@ type takeover struct {
 func (c *conn) connect() takeover {
 	s := c.srv
 	_ = c.nc.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	p, err := packet.Read(c, packet.V5, s.opts.MaxPacketSize)
+	p, err := c.readConnect()
 	if err != nil {
 		if errors.Is(err, packet.ErrUnsupportedVersion) {
 			c.version = packet.V311
