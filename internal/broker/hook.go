@@ -690,8 +690,8 @@ func (h *hook) Subscribed(c *engine.Client, filters []string) {
 	}()
 }
 
-// SessionStarted settles a connection once its CONNACK is queued
-// (engine.Hooks), before the engine reads its first packet: a registration
+// SessionStarted settles a connection once its CONNACK is queued, before
+// it is written (engine.Hooks): a registration
 // is answered and closed; a device is online, announced, its gateway's
 // sub-devices of other connections logged out, and a stock device (_ss=1)
 // subscribed to its downlinks.

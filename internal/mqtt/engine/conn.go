@@ -47,6 +47,7 @@ type conn struct {
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages
 	writing   bool   // a writer goroutine runs
+	started   bool   // SessionStarted has returned: the writer may start
 	closing   bool   // no more messages; close after ctrl is written
 	endReason EndReason
 	aborted   bool // endReason was set by abort
@@ -89,9 +90,10 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 	c.kickLocked()
 }
 
-// kickLocked starts the writer unless one runs. Requires sess.mu.
+// kickLocked starts the writer unless one runs or SessionStarted has not
+// returned yet (the CONNACK waits for it). Requires sess.mu.
 func (c *conn) kickLocked() {
-	if c.writing {
+	if c.writing || !c.started {
 		return
 	}
 	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {

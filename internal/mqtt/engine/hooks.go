@@ -81,7 +81,10 @@ type Hooks interface {
 	// MayReceive says whether c may be delivered a message on topic; asked
 	// at every delivery, retained ones included.
 	MayReceive(c *Client, topic string) bool
-	// SessionStarted is called once a connection's CONNACK is queued.
+	// SessionStarted is called once a connection's CONNACK is queued and
+	// before it is written, so that what the hook sets up (subscriptions,
+	// messages) is in place when the client learns it is connected. It
+	// must not wait for the client.
 	SessionStarted(c *Client, sessionPresent bool)
 	// SessionEnded is called once when that connection ends; on a takeover,
 	// before the new connection's SessionStarted.

@@ -140,6 +140,10 @@ func (c *conn) serve() {
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
 	s.hooks.SessionStarted(c.client, pw.present)
+	c.sess.mu.Lock()
+	c.started = true
+	c.kickLocked()
+	c.sess.mu.Unlock()
 	r := c.readLoop()
 	s.detach(c, r)
 	s.count.connections.Add(-1)
