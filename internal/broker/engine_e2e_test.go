@@ -1,0 +1,61 @@
+package broker_test
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/mqtt/packet"
+)
+
+// TestEngineSettingsAdvertised: the mqtt_* settings reach the engine: an
+// MQTT 5 client is told the Receive Maximum (mqtt_max_inflight), Topic
+// Alias Maximum and Maximum Packet Size in CONNACK, and a packet above
+// the maximum ends its connection with DISCONNECT 0x95.
+func TestEngineSettingsAdvertised(t *testing.T) {
+	s := apptest.Start(t, func(c *config.Config) {
+		c.MQTTMaxInflight = 9
+		c.MQTTTopicAliasMaximum = 7
+		c.MQTTMaxPacketSize = 4096
+	})
+	kid, secret, _ := strings.Cut(s.AdminKey, ".")
+	nc, err := net.DialTimeout("tcp", s.App.Broker().Addr("tcp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	send := func(p packet.Packet) {
+		t.Helper()
+		b, err := p.Append(nil, packet.V5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&packet.Connect{Version: packet.V5, CleanStart: true, KeepAlive: 30, ClientID: "limits",
+		UsernameFlag: true, Username: kid, PasswordFlag: true, Password: []byte(secret)})
+	p, err := packet.Read(nc, packet.V5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, ok := p.(*packet.Connack)
+	if !ok || ack.ReasonCode != packet.Success {
+		t.Fatalf("CONNACK: %+v", p)
+	}
+	if pr := ack.Properties; pr.ReceiveMaximum != 9 || pr.TopicAliasMaximum != 7 || pr.MaximumPacketSize != 4096 {
+		t.Fatalf("CONNACK advertises receive maximum %d, topic alias maximum %d, maximum packet size %d; want 9, 7, 4096",
+			pr.ReceiveMaximum, pr.TopicAliasMaximum, pr.MaximumPacketSize)
+	}
+	send(&packet.Publish{Topic: "/big", Payload: bytes.Repeat([]byte("x"), 5000)})
+	p, err = packet.Read(nc, packet.V5, 0)
+	if d, ok := p.(*packet.Disconnect); err != nil || !ok || d.ReasonCode != packet.PacketTooLarge {
+		t.Fatalf("after an oversized packet: %+v, %v; want DISCONNECT 0x95", p, err)
+	}
+}
