@@ -43,6 +43,7 @@ type conn struct {
 	noProblemInfo bool
 
 	endReported atomic.Bool // SessionEnded was called
+	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
 
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages
@@ -125,6 +126,7 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 		c.ctrl, _ = d.Append(c.ctrl, c.version)
 	}
 	c.closing, c.aborted, c.endReason = true, true, r
+	c.aborting.Store(true)
 	if c.writing {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		return
@@ -292,6 +294,11 @@ func (c *conn) readLoop() EndReason {
 			return c.readFailed(err)
 		}
 		c.srv.count.received.Add(1)
+		if c.aborting.Load() {
+			// Taken over, kicked or shut down while this packet came in:
+			// the session is no longer this connection's to act on.
+			return c.readFailed(net.ErrClosed)
+		}
 		if r, done := c.handle(p); done {
 			return r
 		}
@@ -546,14 +553,13 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 			granted = append(granted, sub.Filter)
 		}
 	}
-	s.mu.Lock()
-	c.appendCtrlLocked(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
-	s.mu.Unlock()
+	var ds []delivery
+	for _, r := range retained {
+		ds = append(ds, srv.retainedFor(s, r.Filter, r.Options)...)
+	}
+	srv.enqueueAll(s, c, &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ds)
 	if len(granted) > 0 {
 		sh.Subscribed(c.client, granted)
-	}
-	for _, r := range retained {
-		srv.sendRetained(s, r.Filter, r.Options)
 	}
 	return 0, false
 }
@@ -567,7 +573,7 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) {
 	for i, f := range p.Filters {
 		ok := srv.router.Unsubscribe(s.id, f)
 		s.mu.Lock()
-		delete(s.subs, f)
+		s.removeSubLocked(f)
 		s.mu.Unlock()
 		if !ok && codes != nil {
 			codes[i] = packet.NoSubscriptionExisted

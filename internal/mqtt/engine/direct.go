@@ -70,7 +70,7 @@ func (s *Server) UnsubscribeClient(clientID string, filters []string) error {
 	for _, f := range filters {
 		s.router.Unsubscribe(clientID, f)
 		ss.mu.Lock()
-		delete(ss.subs, f)
+		ss.removeSubLocked(f)
 		ss.mu.Unlock()
 	}
 	return nil

@@ -41,7 +41,13 @@ func FuzzConn(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Fatal("connection not ended")
+			t.Fatal("CONNECT not handled")
+		}
+		for deadline := time.Now().Add(5 * time.Second); srv.Stats().Connections != 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("connection not ended")
+			}
+			time.Sleep(time.Millisecond)
 		}
 	})
 }

@@ -100,8 +100,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// ServeConn serves one connection (already wrapped: TLS, WebSocket, PROXY)
-// until it ends.
+// ServeConn serves one connection (already wrapped: TLS, WebSocket, PROXY).
+// It returns once the connection is refused or its session has started;
+// the connection is then served by a goroutine of its own until it ends.
 func (s *Server) ServeConn(nc net.Conn) {
 	if c := s.track(nc, ""); c != nil {
 		c.serve()
@@ -122,19 +123,16 @@ func (s *Server) track(nc net.Conn, listener string) *conn {
 	return c
 }
 
-// serve runs a connection: CONNECT, then the read loop, then the session's
-// side of the end.
+// serve runs a connection's CONNECT, then hands the read loop to a new
+// goroutine: its stack starts small and only the read path grows it, where
+// the CONNECT (and a TLS handshake before it) would have left the
+// accepting goroutine's stack large for the connection's whole life.
 func (c *conn) serve() {
 	s := c.srv
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	pw := c.connect()
 	if c.sess == nil {
 		c.nc.Close()
+		c.untrack()
 		return
 	}
 	s.count.connections.Add(1)
@@ -144,9 +142,24 @@ func (c *conn) serve() {
 	c.started = true
 	c.kickLocked()
 	c.sess.mu.Unlock()
+	go c.run()
+}
+
+// run is the connection's reader until it ends.
+func (c *conn) run() {
 	r := c.readLoop()
-	s.detach(c, r)
-	s.count.connections.Add(-1)
+	c.srv.detach(c, r)
+	c.srv.count.connections.Add(-1)
+	c.untrack()
+}
+
+// untrack forgets an ended connection.
+func (c *conn) untrack() {
+	s := c.srv
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // takeover is what attaching a connection displaced: the previous
@@ -539,10 +552,7 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 	ss.mu.Lock()
 	ended := ss.ended
 	if !ended {
-		if ss.subs == nil {
-			ss.subs = make(map[string]subs.Options)
-		}
-		ss.subs[filter] = o
+		ss.setSubLocked(filter, o)
 	}
 	ss.mu.Unlock()
 	if ended {
@@ -552,12 +562,13 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 	return !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && isNew))
 }
 
-// sendRetained queues the retained messages matching filter to ss, with
-// RETAIN set.
-func (s *Server) sendRetained(ss *session, filter string, o subs.Options) {
+// retainedFor returns the deliveries of the retained messages matching
+// filter that ss's client may receive, with RETAIN set.
+func (s *Server) retainedFor(ss *session, filter string, o subs.Options) []delivery {
 	ss.mu.Lock()
 	client := ss.client
 	ss.mu.Unlock()
+	var ds []delivery
 	for _, m := range s.matchRetained(filter, time.Now()) {
 		if !s.hooks.MayReceive(client, m.Topic) {
 			continue
@@ -566,8 +577,30 @@ func (s *Server) sendRetained(ss *session, filter string, o subs.Options) {
 		if o.SubscriptionID != 0 && client.Version == packet.V5 {
 			d.subIDs = []uint32{o.SubscriptionID}
 		}
-		s.enqueue(ss, d)
+		ds = append(ds, d)
 	}
+	return ds
+}
+
+// enqueueAll queues ds to ss in order, after ack (a SUBACK to connection
+// from, when not nil) under one hold of the session's lock: no message
+// routed meanwhile comes between them.
+func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []delivery) {
+	var drops []DropReason
+	ss.mu.Lock()
+	if ack != nil {
+		from.appendCtrlLocked(ack) // nothing if from was taken over
+	}
+	if !ss.ended {
+		for _, d := range ds {
+			drops = ss.enqueueLocked(d, &s.opts, drops)
+		}
+	}
+	if c := ss.conn; c != nil {
+		c.kickLocked()
+	}
+	ss.mu.Unlock()
+	s.reportDrops(ss.id, drops)
 }
 
 // Publish publishes m as the server: no MayPublish, no publisher (so No
@@ -638,7 +671,7 @@ func (s *Server) SubscribeClient(clientID string, list []subs.Subscription) erro
 	for _, sub := range list {
 		_, _, shared := packet.ParseShared(sub.Filter)
 		if s.subscribe(ss, sub.Filter, sub.Options, shared) {
-			s.sendRetained(ss, sub.Filter, sub.Options)
+			s.enqueueAll(ss, nil, nil, s.retainedFor(ss, sub.Filter, sub.Options))
 		}
 	}
 	return nil
@@ -699,8 +732,8 @@ func (s *Server) SessionByID(clientID string) (SessionInfo, bool) {
 	defer ss.mu.Unlock()
 	in := SessionInfo{ClientID: clientID, Connected: ss.conn != nil && !ss.conn.closing, Client: ss.client,
 		Queued: ss.queued(), Inflight: len(ss.inflight)}
-	for f := range ss.subs {
-		in.Filters = append(in.Filters, f)
+	for _, sub := range ss.subs {
+		in.Filters = append(in.Filters, sub.Filter)
 	}
 	return in, true
 }
