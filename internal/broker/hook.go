@@ -331,7 +331,7 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 
 // register runs MQTT dynamic registration: the CONNECT is accepted, the
 // answer published to the client alone on /ext/register (or /ext/regnwl),
-// and the connection closed (see OnSessionEstablished).
+// and the connection closed (see SessionStarted).
 func (h *hook) register(ctx context.Context, ci connectInfo, cid credential.ClientID, id identity, password string) (identity, error) {
 	p := h.b.o.Provisioner
 	if p == nil {
