@@ -32,6 +32,7 @@ import (
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -66,6 +67,7 @@ type App struct {
 	desired  *thing.Desired
 	configs  *thing.Configs
 	hooks    *webhook.Client
+	shadows  *shadowsvc.Service
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -176,7 +178,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.wireShadows()
+	a.api, err = httpapi.New(httpapi.Options{Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
