@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,7 +98,7 @@ func BenchmarkRESTGet(b *testing.B) {
 }
 
 // load inserts perDevice named shadows for each device in one
-// transaction, each a ~200-byte document of three desired and five
+// transaction (multi-row inserts), each a ~200-byte document of three desired and five
 // reported values with their metadata, as the service stores them.
 func load(b *testing.B, db *sql.DB, pk string, devices []string, perDevice int) {
 	b.Helper()
@@ -113,18 +114,41 @@ func load(b *testing.B, db *sql.DB, pk string, devices []string, perDevice int) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	stmt, err := tx.Prepare(`INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, 1, ?, 0)`)
+	// Multi-row inserts of 200 rows a statement: one statement per row
+	// spends most of the load in the driver.
+	const rows = 200
+	q := `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, 1, ?, 0),", rows), ",")
+	stmt, err := tx.Prepare(q)
 	if err != nil {
 		b.Fatal(err)
 	}
+	args := make([]any, 0, rows*5)
+	flush := func(st *sql.Stmt) {
+		if _, err := st.Exec(args...); err != nil {
+			b.Fatal(err)
+		}
+		args = args[:0]
+	}
 	for _, dn := range devices {
 		for j := range perDevice {
-			if _, err := stmt.Exec(pk, dn, fmt.Sprintf("s-%04d", j), body, now.UnixMilli()); err != nil {
-				b.Fatal(err)
+			args = append(args, pk, dn, fmt.Sprintf("s-%04d", j), body, now.UnixMilli())
+			if len(args) == cap(args) {
+				flush(stmt)
 			}
 		}
 	}
 	stmt.Close()
+	if len(args) > 0 {
+		n := len(args) / 5
+		last, err := tx.Prepare(`INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, 1, ?, 0),", n), ","))
+		if err != nil {
+			b.Fatal(err)
+		}
+		flush(last)
+		last.Close()
+	}
 	if err := tx.Commit(); err != nil {
 		b.Fatal(err)
 	}

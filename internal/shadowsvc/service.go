@@ -439,7 +439,7 @@ func (s *Service) Since(ctx context.Context, k shadow.Key, version int64) (shado
 		return shadow.Changes{}, err
 	}
 	if version >= doc.Version {
-		return shadow.Changes{From: version, To: doc.Version}, nil
+		return shadow.Changes{From: doc.Version, To: doc.Version}, nil // as ChangedSince says it, without reading the history
 	}
 	hist, err := s.o.Store.ShadowHistory(ctx, k, max(version-1, 0))
 	if err != nil {
