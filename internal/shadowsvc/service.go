@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 	"github.com/corral-iot/corral/internal/tsl"
@@ -96,6 +97,7 @@ type Service struct {
 
 	mu        sync.RWMutex // guards observers
 	observers []Observer
+	settings  *cache.Cache[string, Settings] // by ProductKey
 
 	// writers serialise the writes of one shadow on this node (striped by
 	// key): a read-apply-write then loses to ErrStale only when another
@@ -133,6 +135,7 @@ func New(o Options) *Service {
 	if s.o.History <= 0 {
 		s.o.History = DefaultHistory
 	}
+	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	return s
 }
 
