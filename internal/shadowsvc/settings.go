@@ -137,9 +137,18 @@ func jsonReason(err error) string {
 
 // ProductChanged implements registry.ProductObserver: a product's
 // settings are read again after any change (a deleted product's are gone
-// with it).
-func (s *Service) ProductChanged(_ context.Context, _ registry.ProductEventKind, pk string) {
+// with it), and the event is passed on to every observer that is a
+// registry.ProductObserver too (such as Webhooks, which caches URLs).
+func (s *Service) ProductChanged(ctx context.Context, kind registry.ProductEventKind, pk string) {
 	s.settings.Delete(pk)
+	s.mu.RLock()
+	obs := s.observers
+	s.mu.RUnlock()
+	for _, o := range obs {
+		if po, ok := o.(registry.ProductObserver); ok {
+			po.ProductChanged(ctx, kind, pk)
+		}
+	}
 }
 
 // errCheck wraps thing-model refusals.
