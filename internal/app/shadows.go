@@ -11,5 +11,6 @@ import (
 func (a *App) wireShadows() {
 	a.shadows = shadowsvc.New(shadowsvc.Options{Store: a.store, Settings: a.store, Devices: a.reg, Log: a.log.With("component", "shadow")})
 	a.reg.AddProductObserver(a.shadows) // drops cached settings
+	a.reg.AddObserver(a.shadows)        // drops cached devices
 	a.shadows.AddObserver(&shadowsvc.Webhooks{Products: a.reg, Poster: a.hooks, Log: a.log})
 }
