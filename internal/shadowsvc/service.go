@@ -97,8 +97,8 @@ type Service struct {
 
 	mu        sync.RWMutex // guards observers
 	observers []Observer
-	settings  *cache.Cache[string, Settings]     // by ProductKey
-	devices   *cache.Cache[[2]string, deviceRef] // by ProductKey, DeviceName
+	settings  *cache.Cache[string, Settings]      // by ProductKey
+	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
 
 	// writers serialise the writes of one shadow on this node (striped by
 	// key): a read-apply-write then loses to ErrStale only when another
@@ -137,7 +137,7 @@ func New(o Options) *Service {
 		s.o.History = DefaultHistory
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
-	s.devices = cache.New[[2]string, deviceRef](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
 	return s
 }
 
@@ -157,20 +157,20 @@ func (s *Service) notify(ctx context.Context, c Change) {
 	}
 }
 
-// deviceRef is what the service keeps of a device, cached by triple.
-type deviceRef struct {
+// deviceInfo is what the service keeps of a device, cached by triple.
+type deviceInfo struct {
 	AccountID, ThingName string
 }
 
 // device returns the device of a shadow (registry.ErrNotFound when there
 // is none), from the cache.
-func (s *Service) device(ctx context.Context, k shadow.Key) (deviceRef, error) {
-	return s.devices.GetOrLoad([2]string{k.ProductKey, k.DeviceName}, func() (deviceRef, error) {
+func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) {
+	return s.devices.GetOrLoad([2]string{k.ProductKey, k.DeviceName}, func() (deviceInfo, error) {
 		d, err := s.o.Devices.LookupDevice(ctx, k.ProductKey, k.DeviceName)
 		if err != nil {
-			return deviceRef{}, err
+			return deviceInfo{}, err
 		}
-		return deviceRef{AccountID: d.AccountID, ThingName: d.ThingName}, nil
+		return deviceInfo{AccountID: d.AccountID, ThingName: d.ThingName}, nil
 	})
 }
 
@@ -217,9 +217,9 @@ func (s *Service) awsFail(k shadow.Key, err error, token string, now time.Time) 
 
 // awsLookup resolves the device of an AWS request: 404 "Thing not found"
 // when there is none, 400 for an invalid shadow name.
-func (s *Service) awsLookup(ctx context.Context, k shadow.Key, token string, now time.Time) (deviceRef, error) {
+func (s *Service) awsLookup(ctx context.Context, k shadow.Key, token string, now time.Time) (deviceInfo, error) {
 	if k.Name != "" && !shadow.ValidName(k.Name) {
-		return deviceRef{}, shadow.NewErrorAWS(http.StatusBadRequest, MsgInvalidName, token, now)
+		return deviceInfo{}, shadow.NewErrorAWS(http.StatusBadRequest, MsgInvalidName, token, now)
 	}
 	d, err := s.device(ctx, k)
 	if errors.Is(err, registry.ErrNotFound) {
