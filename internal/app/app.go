@@ -28,11 +28,13 @@ import (
 	"github.com/corral-iot/corral/internal/broker"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -69,6 +71,9 @@ type App struct {
 	desired *thing.Desired
 	configs *thing.Configs
 	hooks   *webhook.Client
+	dist    *distribution.Service // nil unless distribution_centre
+	geo     *distribution.GeoIP   // nil without geoip_db
+	shadows *shadowsvc.Service
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -182,14 +187,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
-	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	eps := endpoints(cfg, a.mqtt)
+	a.prov.SetEndpoints(eps)
+	a.wireShadows()
+	var dist httpapi.Distribution
+	if cfg.DistributionCentre {
+		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
+			st.Close()
+			return nil, err
+		}
+		dist = a.dist
+	}
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	a.api.Handle(thing.ConfigPath, a.configs) // device downloads, HTTPS only
+	if a.dist != nil {
+		h := a.dist.Handler(cfg.BootstrapPlainHTTP)
+		a.api.Handle(distribution.BootstrapPath, h)
+		a.api.Handle(distribution.BootstrapPath+"/", h)
+	}
 	return a, nil
 }
 
@@ -380,6 +400,10 @@ func portFree(addr string) bool {
 	return true
 }
 
+// Distribution returns the distribution service (nil unless this corral
+// is a distribution centre), for in-process use and tests.
+func (a *App) Distribution() *distribution.Service { return a.dist }
+
 // Broker returns the MQTT broker, for in-process use and tests.
 func (a *App) Broker() *broker.Broker { return a.mqtt }
 
@@ -517,6 +541,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())
+		if a.geo != nil {
+			err = errors.Join(err, a.geo.Close())
+		}
 		a.log.Info("stopped")
 	})
 	return err

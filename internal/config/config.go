@@ -90,6 +90,18 @@ type Config struct {
 	// addresses unless their range is listed here.
 	WebhookAllowCIDRs string `yaml:"webhook_allow_cidrs" help:"comma-separated CIDRs webhooks may call although they are loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16 for on-premises functions (default: none)"`
 
+	// Distribution (issue 12): this corral as one instance among others,
+	// and the distribution centre's bootstrap endpoint.
+	InstanceID               string  `yaml:"instance_id" help:"this corral's id as an instance of a distribution (lower-case letters, digits and dashes)"`
+	InstanceName             string  `yaml:"instance_name" help:"this corral's display name as an instance"`
+	Region                   string  `yaml:"region" help:"this corral's region, e.g. cn-shanghai or ap-southeast-1; GET /auth/bootstrap/regionId/{id} answers it for its region"`
+	DistributionCentre       bool    `yaml:"distribution_centre" help:"serve the bootstrap endpoint (/auth/bootstrap) and hold devices' provisioning records (/v1/.../provisioning)"`
+	DistributionFile         string  `yaml:"distribution_file" help:"YAML file listing other instances (instances: [{instanceId, name, region, mqtt, mqtts, backupIp, apiUrl, credential}]), written as system instances at start"`
+	BootstrapDefaultInstance string  `yaml:"bootstrap_default_instance" help:"instance id a device without a provisioning record bootstraps to (default: this corral)"`
+	BootstrapPlainHTTP       bool    `yaml:"bootstrap_plain_http" help:"also serve /auth/bootstrap on the plain HTTP listener (the answer holds no secret, but a device reached in clear can be redirected)"`
+	BootstrapRatePerIP       float64 `yaml:"bootstrap_rate_per_ip" help:"bootstrap requests per second allowed from one address, burst twice that (0: no limit)"`
+	GeoIPDB                  string  `yaml:"geoip_db" help:"MaxMind-format GeoIP database (e.g. GeoLite2-Country.mmdb) proximity policies read countries and continents from (default: none; CIDR tables only)"`
+
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
 	LogLevel  string `yaml:"log_level" help:"debug, info, warn or error"`
@@ -135,6 +147,10 @@ func Default() Config {
 		RegistrationRatePerIP:     100,
 		RegistrationRatePerPK:     10000,
 		TLSLegacyRSAKx:            true,
+		InstanceID:                "corral",
+		Region:                    "local",
+		DistributionCentre:        true,
+		BootstrapRatePerIP:        20,
 		ProxyUntrusted:            "refuse",
 		ProxyHeaderTimeout:        5 * time.Second,
 	}
@@ -353,6 +369,12 @@ func (c Config) Validate() error {
 	}
 	if c.RegistrationRatePerIP < 0 || c.RegistrationRatePerPK < 0 {
 		return bad("registration_rate_per_ip", "rates must not be negative")
+	}
+	if c.BootstrapRatePerIP < 0 {
+		return bad("bootstrap_rate_per_ip", "must not be negative")
+	}
+	if c.InstanceID == "" || c.Region == "" {
+		return bad("instance_id", "instance_id and region must not be empty")
 	}
 	if c.APIRateLimit < 0 {
 		return bad("api_rate_limit", "must not be negative")
