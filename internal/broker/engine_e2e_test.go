@@ -59,3 +59,50 @@ func TestEngineSettingsAdvertised(t *testing.T) {
 		t.Fatalf("after an oversized packet: %+v, %v; want DISCONNECT 0x95", p, err)
 	}
 }
+
+// TestAssignedClientIDNamesTheSession: an MQTT 5 application that sends
+// no client id is assigned its session's name, and resumes the session
+// (session present, its subscription kept) by connecting with it.
+func TestAssignedClientIDNamesTheSession(t *testing.T) {
+	s := apptest.Start(t)
+	kid, secret, _ := strings.Cut(s.AdminKey, ".")
+	expiry := uint32(60)
+	connect := func(id string) (net.Conn, *packet.Connack) {
+		t.Helper()
+		nc, err := net.DialTimeout("tcp", s.App.Broker().Addr("tcp"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		cp := &packet.Connect{Version: packet.V5, CleanStart: id == "", KeepAlive: 30, ClientID: id,
+			UsernameFlag: true, Username: kid, PasswordFlag: true, Password: []byte(secret)}
+		cp.Properties.SessionExpiry = &expiry
+		b, _ := cp.Append(nil, packet.V5)
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		p, err := packet.Read(nc, packet.V5, 0)
+		ack, ok := p.(*packet.Connack)
+		if err != nil || !ok || ack.ReasonCode != packet.Success {
+			t.Fatalf("CONNACK %+v, %v", p, err)
+		}
+		return nc, ack
+	}
+	nc, ack := connect("")
+	id := ack.Properties.AssignedClientID
+	if !strings.HasPrefix(id, "app:"+kid+":") {
+		t.Fatalf("assigned client id %q, want the session's name app:%s:…", id, kid)
+	}
+	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "$aws/events/presence/#", QoS: 1}}}
+	b, _ := sub.Append(nil, packet.V5)
+	nc.Write(b)
+	if p, err := packet.Read(nc, packet.V5, 0); err != nil || p.Type() != packet.TypeSuback {
+		t.Fatalf("SUBACK: %+v, %v", p, err)
+	}
+	nc.Close()
+	_, ack = connect(id)
+	if !ack.SessionPresent {
+		t.Fatalf("reconnecting with the assigned id %q found no session", id)
+	}
+}

@@ -265,7 +265,14 @@ func (h *hook) authenticate(ctx context.Context, ci connectInfo, cp *packet.Conn
 	if rawID == "" {
 		rawID = "anon-" + strconv.FormatUint(h.anon.Add(1), 10)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	// An application's session is named by its key and the id it sent. An
+	// MQTT 5 client that sent none is assigned the session's whole name,
+	// and resumes the session by sending it back.
+	clientID := "app:" + p.KeyID + ":" + rawID
+	if strings.HasPrefix(rawID, "app:"+p.KeyID+":") {
+		clientID = rawID
+	}
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: clientID}, nil
 }
 
 func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, password string) (identity, error) {

@@ -213,12 +213,17 @@ func (c *conn) connect() takeover {
 		c.refuse(code, reason)
 		return takeover{}
 	}
-	if cp.ClientID != id && cp.ClientID != "" {
-		id = cp.ClientID // Authenticate named the session
+	sent := id
+	if cp.ClientID != "" {
+		id = cp.ClientID // Authenticate may have named the session
 	}
 	var ack packet.Connack
 	if id == "" {
 		id = assignID()
+	}
+	if sent == "" && c.version == packet.V5 {
+		// The id the session has, assigned or named by Authenticate: a
+		// client reconnecting with it resumes the session.
 		ack.Properties.AssignedClientID = id
 	}
 	c.client = &Client{ID: id, Version: c.version, ConnInfo: info, Value: value}
