@@ -106,3 +106,61 @@ func TestAssignedClientIDNamesTheSession(t *testing.T) {
 		t.Fatalf("reconnecting with the assigned id %q found no session", id)
 	}
 }
+
+// TestOfflineDeviceGetsQueuedDownlinks: a device with a persistent session
+// (3.1.1, clean session off) is delivered, when it reconnects, the QoS 1
+// downlink an application published while it was away (spec: "Offline
+// persistent sessions get nothing").
+func TestOfflineDeviceGetsQueuedDownlinks(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("offline", nil)
+	d := s.CreateDevice(p.ProductKey, "away-1")
+	c := deviceCreds(d)
+	topic := "/" + p.ProductKey + "/away-1/user/get"
+	connect := func() (net.Conn, *packet.Connack) {
+		t.Helper()
+		nc, err := net.DialTimeout("tcp", s.App.Broker().Addr("tcp"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		cp := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: c.clientID,
+			UsernameFlag: true, Username: c.username, PasswordFlag: true, Password: []byte(c.password)}
+		b, _ := cp.Append(nil, packet.V311)
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		pk, err := packet.Read(nc, packet.V311, 0)
+		ack, ok := pk.(*packet.Connack)
+		if err != nil || !ok || ack.ReasonCode != packet.Success {
+			t.Fatalf("CONNACK %+v, %v", pk, err)
+		}
+		return nc, ack
+	}
+	nc, _ := connect()
+	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}
+	b, _ := sub.Append(nil, packet.V311)
+	nc.Write(b)
+	if pk, err := packet.Read(nc, packet.V311, 0); err != nil || pk.Type() != packet.TypeSuback {
+		t.Fatalf("SUBACK: %+v, %v", pk, err)
+	}
+	b, _ = (&packet.Disconnect{}).Append(nil, packet.V311)
+	nc.Write(b)
+	nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.App.Broker().Connected(p.ProductKey, "away-1") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := s.Do(s.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "while-away"); r.Status != 204 {
+		t.Fatalf("HTTP publish: %d %s", r.Status, r.Body)
+	}
+	nc, ack := connect()
+	if !ack.SessionPresent {
+		t.Fatal("the persistent session was not resumed")
+	}
+	pk, err := packet.Read(nc, packet.V311, 0)
+	if pub, ok := pk.(*packet.Publish); err != nil || !ok || pub.Topic != topic || string(pub.Payload) != "while-away" || pub.QoS != 1 {
+		t.Fatalf("after reconnecting: %+v, %v; want the QoS 1 downlink published while away", pk, err)
+	}
+}
