@@ -164,3 +164,41 @@ func TestOfflineDeviceGetsQueuedDownlinks(t *testing.T) {
 		t.Fatalf("after reconnecting: %+v, %v; want the QoS 1 downlink published while away", pk, err)
 	}
 }
+
+// TestSharedSubscriptionRights: rights apply to the filter inside
+// $share/{group}/ (spec: "$share/{group}/{filter} is refused"): an
+// application shares its account's topics, not another account's.
+func TestSharedSubscriptionRights(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("shared", nil)
+	kid, secret, _ := strings.Cut(s.AdminKey, ".")
+	nc, err := net.DialTimeout("tcp", s.App.Broker().Addr("tcp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	cp := &packet.Connect{Version: packet.V5, CleanStart: true, KeepAlive: 30, ClientID: "shared-app",
+		UsernameFlag: true, Username: kid, PasswordFlag: true, Password: []byte(secret)}
+	b, _ := cp.Append(nil, packet.V5)
+	nc.Write(b)
+	if pk, err := packet.Read(nc, packet.V5, 0); err != nil || pk.Type() != packet.TypeConnack {
+		t.Fatalf("CONNACK: %+v, %v", pk, err)
+	}
+	for i, tt := range []struct {
+		filter string
+		want   packet.ReasonCode
+	}{
+		{"$share/workers//" + p.ProductKey + "/+/user/#", 1},
+		{"$share/workers//nosuchproduct/+/user/#", packet.NotAuthorized},
+	} {
+		sub := &packet.Subscribe{PacketID: uint16(i + 1), Subscriptions: []packet.Subscription{{Filter: tt.filter, QoS: 1}}}
+		b, _ := sub.Append(nil, packet.V5)
+		nc.Write(b)
+		pk, err := packet.Read(nc, packet.V5, 0)
+		ack, ok := pk.(*packet.Suback)
+		if err != nil || !ok || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != tt.want {
+			t.Errorf("%s: %+v, %v; want SUBACK %#x", tt.filter, pk, err, byte(tt.want))
+		}
+	}
+}
