@@ -32,6 +32,7 @@ import (
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -66,6 +67,10 @@ type App struct {
 	desired  *thing.Desired
 	configs  *thing.Configs
 	hooks    *webhook.Client
+	shadows  *shadowsvc.Service
+	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
+	// presence in the shadow).
+	shadowMQTT *shadowsvc.MQTT
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -175,6 +180,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
+	a.shadows = shadowsvc.New(shadowsvc.Options{Store: st, Settings: st, Devices: a.reg, Log: log})
+	a.shadowMQTT = shadowsvc.NewMQTT(shadowsvc.MQTTOptions{Service: a.shadows, Broker: a.mqtt, Things: a.reg, Log: log})
+	a.shadows.AddObserver(a.shadowMQTT)
+	a.mqtt.AddSubscribeObserver(a.shadowMQTT)
+	a.reg.AddObserver(a.shadowMQTT)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
 	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
@@ -386,6 +396,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.configs.Start(); err != nil {
 		return err
 	}
+	if err := a.shadowMQTT.Start(); err != nil {
+		return err
+	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
 		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
@@ -496,6 +509,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
+		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

@@ -56,6 +56,10 @@ type hook struct {
 	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
 }
 
+// appClientPrefix starts every application client's id in mochi
+// (app:{keyId}:{its clientId}), so none can pass for a device ({pk}.{dn}).
+const appClientPrefix = "app:"
+
 // keyDeleted marks a deleted key in hook.keys.
 const keyDeleted registry.Role = ""
 
@@ -335,7 +339,7 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if rawID == "" {
 		rawID = fmt.Sprintf("%p", cl)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: appClientPrefix + p.KeyID + ":" + rawID}, nil
 }
 
 func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {

@@ -13,8 +13,8 @@ import (
 
 // The Alibaba topics: a device's requests on /shadow/update/{pk}/{dn};
 // replies and control pushes on /shadow/get/{pk}/{dn}. Only the device
-// itself (or its gateway) publishes on the first (broker rights), so
-// every request here is the device's own.
+// itself (or its gateway) publishes on the first (broker rights; an
+// application's HTTP publish to it is refused too).
 const (
 	alibabaUpdate   = "/shadow/update/"
 	alibabaGet      = "/shadow/get/"
@@ -39,7 +39,7 @@ func alibabaGetTopic(pk, dn string) string { return alibabaGet + pk + "/" + dn }
 
 // onAlibaba answers one request of a device on its classic shadow; a
 // get carrying "sinceVersion":N is answered with what changed since.
-func (m *MQTT) onAlibaba(topic string, payload []byte) {
+func (m *MQTT) onAlibaba(topic string, payload []byte, fromDevice bool) {
 	pk, dn, ok := parseAlibabaTopic(topic)
 	if !ok {
 		return
@@ -54,7 +54,7 @@ func (m *MQTT) onAlibaba(topic string, payload []byte) {
 			return
 		}
 	}
-	res, err := m.svc.Alibaba(ctx, k, payload, true)
+	res, err := m.svc.Alibaba(ctx, k, payload, fromDevice)
 	var ae *shadow.AlibabaError
 	switch {
 	case err == nil, errors.As(err, &ae) && len(res.Reply) > 0:

@@ -65,7 +65,7 @@ func awsPrefix(thing, name string) string {
 // /rejected, as AWS does: every subscriber of the answer topic gets it.
 // update/delta and update/documents are published by ShadowChanged, for
 // every change whatever its source.
-func (m *MQTT) onAWS(topic string, payload []byte) {
+func (m *MQTT) onAWS(topic string, payload []byte, fromDevice bool) {
 	t, ok := parseAWSTopic(topic)
 	if !ok {
 		return
@@ -92,7 +92,7 @@ func (m *MQTT) onAWS(topic string, payload []byte) {
 	k := shadow.Key{ProductKey: dev.pk, DeviceName: dev.dn, Name: t.name}
 	switch t.op {
 	case "update":
-		u, err := m.svc.UpdateAWS(ctx, k, payload)
+		u, err := m.svc.UpdateAWS(ctx, k, payload, Origin{Source: sourceAWS, FromDevice: fromDevice})
 		if err != nil {
 			reject(err, "")
 			return
@@ -122,7 +122,7 @@ func (m *MQTT) onAWS(topic string, payload []byte) {
 			m.publish(topic+"/rejected", rej.Payload())
 			return
 		}
-		b, err := m.svc.DeleteAWS(ctx, k, req.token)
+		b, err := m.svc.DeleteAWS(ctx, k, req.token, Origin{Source: sourceAWS, FromDevice: fromDevice})
 		if err != nil {
 			reject(err, req.token)
 			return

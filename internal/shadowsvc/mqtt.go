@@ -16,10 +16,12 @@ import (
 // broker. It is all the service knows of MQTT, so corral's own engine
 // can replace mochi below it.
 type Broker interface {
-	// Subscribe subscribes in-process to a filter; h sees every publish
-	// on it (clients', wills and corral's own) synchronously, in the
-	// publisher's order. The returned function unsubscribes.
-	Subscribe(filter string, h func(topic string, payload []byte)) (func(), error)
+	// SubscribeOrigin subscribes in-process to a filter; h sees every
+	// publish on it (clients', wills and corral's own) synchronously, in
+	// the publisher's order, with fromDevice set when a device's own
+	// session (or its gateway's) published it, not an application or
+	// corral. The returned function unsubscribes.
+	SubscribeOrigin(filter string, h func(topic string, payload []byte, fromDevice bool)) (func(), error)
 	// Publish publishes from corral to every subscriber of topic.
 	Publish(topic string, payload []byte, retain bool, qos byte) error
 	// PublishEvent publishes on a topic naming its ProductKey
@@ -75,6 +77,12 @@ type MQTT struct {
 	stop []func()
 }
 
+// The sources of changes (Change.Source, Origin.Source).
+const (
+	sourceAWS      = "aws"
+	sourcePresence = "presence"
+)
+
 // deviceRef is a device as its shadows name it.
 type deviceRef struct{ pk, dn string }
 
@@ -106,13 +114,13 @@ func NewMQTT(o MQTTOptions) *MQTT {
 // presence events, and starts the presence workers.
 func (m *MQTT) Start() error {
 	m.pres.start()
-	for f, h := range map[string]func(string, []byte){
+	for f, h := range map[string]func(string, []byte, bool){
 		awsClassicRequests: m.onAWS,
 		awsNamedRequests:   m.onAWS,
 		alibabaRequests:    m.onAlibaba,
 		presenceEvents:     m.pres.onEvent,
 	} {
-		stop, err := m.b.Subscribe(f, h)
+		stop, err := m.b.SubscribeOrigin(f, h)
 		if err != nil {
 			m.Stop()
 			return fmt.Errorf("subscribing shadow topics: %w", err)

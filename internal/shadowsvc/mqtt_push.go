@@ -2,9 +2,7 @@ package shadowsvc
 
 import (
 	"context"
-	"reflect"
 	"strings"
-	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
 	"github.com/corral-iot/corral/internal/shadow"
@@ -31,60 +29,41 @@ func (m *MQTT) ShadowChanged(ctx context.Context, c Change) {
 		}
 		thing = t
 	}
-	m.publishEvent(c, now)
+	m.publishEvent(c)
 	if c.Deleted {
 		return
 	}
 	prefix := awsPrefix(thing, c.Key.Name)
-	m.publish(prefix+"/update/documents", documentsPayload(c.Prev, c.Cur, now, c.ClientToken))
+	docs := c.Documents
+	if docs == nil {
+		docs = documentsPayload(c.Prev, c.Cur, now, c.ClientToken)
+	}
+	m.publish(prefix+"/update/documents", docs)
 	delta := c.Delta
-	if delta == nil && c.Source != SourceAWS && c.Source != SourcePresence {
-		// A presence change leaves desired alone; a pending delta goes to
-		// the device as its session starts (deliverPending).
+	switch {
+	case c.Source == sourcePresence:
+		// Presence leaves desired alone: a pending delta goes to the
+		// device as its session starts (deliverPending), not again here.
+		delta = nil
+	case delta == nil && c.Source != sourceAWS:
 		delta = deltaPayload(c.Cur, now, c.ClientToken)
 	}
 	if delta != nil {
 		m.publish(prefix+"/update/delta", delta)
 	}
-	if c.Key.Name == "" && !c.FromDevice && desiredChanged(c.Prev, c.Cur) && m.b.Online(c.Key.ProductKey, c.Key.DeviceName) {
+	if c.Key.Name == "" && !c.FromDevice && c.DesiredChanged && m.b.Online(c.Key.ProductKey, c.Key.DeviceName) {
 		m.publish(alibabaGetTopic(c.Key.ProductKey, c.Key.DeviceName), shadow.Control(c.Cur, now))
 	}
 }
 
-// desiredChanged reports whether a change touched desired.
-func desiredChanged(prev, cur shadow.Document) bool {
-	return !reflect.DeepEqual(prev.Desired, cur.Desired) && (len(prev.Desired) > 0 || len(cur.Desired) > 0)
-}
-
-// shadowEvent is the payload of $corral/events/shadow/…: the previous and
-// the current document ({state, metadata, version}; current absent when
-// the shadow was deleted).
-type shadowEvent struct {
-	ProductKey  string           `json:"productKey"`
-	DeviceName  string           `json:"deviceName"`
-	ThingName   string           `json:"thingName,omitempty"`
-	ShadowName  string           `json:"shadowName,omitempty"`
-	Source      string           `json:"source"`
-	FromDevice  bool             `json:"fromDevice"`
-	Deleted     bool             `json:"deleted,omitempty"`
-	Previous    shadow.Document  `json:"previous"`
-	Current     *shadow.Document `json:"current,omitempty"`
-	ClientToken string           `json:"clientToken,omitempty"`
-	Timestamp   int64            `json:"timestamp"`
-}
-
-func (m *MQTT) publishEvent(c Change, now time.Time) {
-	ev := shadowEvent{ProductKey: c.Key.ProductKey, DeviceName: c.Key.DeviceName, ThingName: c.Thing, ShadowName: c.Key.Name,
-		Source: c.Source, FromDevice: c.FromDevice, Deleted: c.Deleted, Previous: c.Prev, ClientToken: c.ClientToken, Timestamp: now.Unix()}
-	if !c.Deleted {
-		cur := c.Cur
-		ev.Current = &cur
-	}
+// publishEvent publishes a change to the account's applications on
+// $corral/events/shadow/{pk}/{dn}[/{name}], as the webhooks post it.
+func (m *MQTT) publishEvent(c Change) {
 	topic := eventsShadow + c.Key.ProductKey + "/" + c.Key.DeviceName
 	if c.Key.Name != "" {
 		topic += "/" + c.Key.Name
 	}
-	m.b.PublishEvent(topic, marshal(ev))
+	m.b.PublishEvent(topic, marshal(NewEvent(c)))
 }
 
 // DeviceSubscribed implements broker.SubscribeObserver: a device that

@@ -78,13 +78,16 @@ func (p *presence) close() {
 }
 
 // onEvent queues a broker event for its device's worker.
-func (p *presence) onEvent(topic string, payload []byte) {
+func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
+	if fromDevice {
+		return // only corral publishes presence (broker rights); be strict anyway
+	}
 	var ev presenceEvent
 	if json.Unmarshal(payload, &ev) != nil || ev.ProductKey == "" || ev.DeviceName == "" {
 		return
 	}
 	if !strings.HasSuffix(topic, "/"+ev.ProductKey+"."+ev.DeviceName) {
-		return // only the broker publishes presence topics; be strict anyway
+		return
 	}
 	h := fnv.New32a()
 	h.Write([]byte(ev.ProductKey + "/" + ev.DeviceName))
