@@ -29,7 +29,8 @@ func (m *MQTT) ShadowChanged(ctx context.Context, c Change) {
 		}
 		thing = t
 	}
-	m.publishEvent(c)
+	// The event last: who sees it knows the rest was published.
+	defer m.publishEvent(c)
 	if c.Deleted {
 		return
 	}

@@ -108,10 +108,12 @@ func (p *presence) apply(ev presenceEvent) {
 	at := time.UnixMilli(ev.Timestamp)
 	switch ev.EventType {
 	case "connected":
+		// What waits first, then the presence (whose event tells that
+		// both are done).
+		m.deliverPending(ctx, ev.ProductKey, ev.DeviceName, "", true, true)
 		if err := m.svc.SetConnected(ctx, ev.ProductKey, ev.DeviceName, true, "", at); err != nil {
 			m.log.Warn("recording presence in the shadow", "err", err)
 		}
-		m.deliverPending(ctx, ev.ProductKey, ev.DeviceName, "", true, true)
 	case "disconnected":
 		if ev.DisconnectReason == "DUPLICATE_CLIENTID" || m.b.Online(ev.ProductKey, ev.DeviceName) {
 			return
