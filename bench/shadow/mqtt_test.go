@@ -1,0 +1,248 @@
+// Package shadow benchmarks device shadows (issue 11). mqtt_test.go: AWS
+// shadow updates over MQTT, each answered on /update/accepted once it is
+// durable, beside a bare loop of SQLite upserts of the same documents
+// (the ceiling), and delta delivery to an online device.
+package shadow
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver corral's store uses
+
+	"github.com/corral-iot/corral/bench/internal/knob"
+	"github.com/corral-iot/corral/bench/internal/mqttload"
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtttest"
+	"github.com/corral-iot/corral/internal/shadow"
+)
+
+type dev struct{ ProductKey, DeviceName, DeviceSecret string }
+
+// populate creates n devices through the API and returns their triples.
+func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
+	b.Helper()
+	var out []dev
+	for done := 0; done < n; done += 10000 {
+		var batch struct{ Devices []dev }
+		s.Admin("POST", "/v1/products/"+pk+"/devices:batch", map[string]any{"count": min(10000, n-done)}, 201).JSON(b, &batch)
+		out = append(out, batch.Devices...)
+	}
+	return out
+}
+
+// shadowConn is one device's raw MQTT connection, subscribed to its
+// classic shadow's update/accepted.
+type shadowConn struct {
+	c     net.Conn
+	topic string // …/shadow/update
+	pid   uint16
+}
+
+func subscribePacket(pid uint16, filter string) []byte {
+	body := binary.BigEndian.AppendUint16(nil, pid)
+	body = append(body, mqtttest.Str(filter)...)
+	return mqtttest.Packet(0x82, append(body, 0))
+}
+
+func publishPacket(topic string, pid uint16, payload []byte) []byte {
+	body := append(mqtttest.Str(topic), byte(pid>>8), byte(pid))
+	return mqtttest.Packet(0x32, append(body, payload...))
+}
+
+// connect opens and subscribes every device's connection.
+func connect(b *testing.B, addr string, devs []dev) []*shadowConn {
+	b.Helper()
+	conns := make([]*shadowConn, len(devs))
+	failed := mqttload.Spread(len(devs), 32, func(i int) error {
+		d := devs[i]
+		c, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
+		if err != nil {
+			return err
+		}
+		sc := &shadowConn{c: c, topic: "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update"}
+		if _, err := c.Write(subscribePacket(1, sc.topic+"/accepted")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if typ, _, err := mqtttest.ReadPacket(c); err != nil || typ>>4 != 9 {
+			return fmt.Errorf("SUBACK: %x %v", typ, err)
+		}
+		conns[i] = sc
+		return nil
+	})
+	if failed > 0 {
+		b.Fatalf("%d devices failed to connect and subscribe", failed)
+	}
+	b.Cleanup(func() {
+		for _, sc := range conns {
+			mqttload.Disconnect(sc.c)
+		}
+	})
+	return conns
+}
+
+// update publishes one update (QoS 1) and waits for its update/accepted.
+func (sc *shadowConn) update(payload []byte) (time.Duration, error) {
+	sc.pid++
+	if sc.pid == 0 {
+		sc.pid = 1
+	}
+	start := time.Now()
+	if _, err := sc.c.Write(publishPacket(sc.topic, sc.pid, payload)); err != nil {
+		return 0, err
+	}
+	sc.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		typ, body, err := mqtttest.ReadPacket(sc.c)
+		if err != nil {
+			return 0, err
+		}
+		if typ>>4 != 3 {
+			continue // the PUBACK of the update
+		}
+		if n := int(binary.BigEndian.Uint16(body)); len(body) >= 2+n && strings.HasSuffix(string(body[2:2+n]), "/accepted") {
+			return time.Since(start), nil
+		}
+	}
+}
+
+func updateBody(seq int) []byte {
+	return fmt.Appendf(nil, `{"state":{"reported":{"temp":%d,"seq":%d,"mode":"eco"}},"clientToken":"b%d"}`, 20+seq%10, seq, seq)
+}
+
+// run sends n updates from c workers, each owning every c-th device in
+// turn (one update in flight per worker), and returns the rate and the
+// latencies.
+func run(b *testing.B, conns []*shadowConn, n, c int) (float64, []time.Duration) {
+	b.Helper()
+	lat := make([][]time.Duration, c)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := 0
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				sc := conns[(w+mine*c)%len(conns)]
+				mine++
+				d, err := sc.update(updateBody(i))
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				lat[w] = append(lat[w], d)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d workers failed", f)
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return float64(len(all)) / el.Seconds(), all
+}
+
+// BenchmarkShadowUpdateMQTT: devices update their own classic shadows
+// over MQTT (QoS 1 to $aws/things/{thing}/shadow/update), each update
+// answered on update/accepted after the store committed it (SQLite,
+// synchronous=FULL, group commit); C workers keep one update each in
+// flight, cycling through the devices. Beside it, the ceiling: a bare
+// loop of SQLite JSON upserts of the same documents, one per transaction
+// and C at once, on the same settings. The server runs in the benchmark's
+// process (the load generator shares its 2 cores).
+func BenchmarkShadowUpdateMQTT(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_N", 20000)
+	c := knob.Int("CORRAL_BENCH_C", 100)
+	for _, devices := range []int{100, knob.Int("CORRAL_BENCH_DEVICES", 10000)} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			s := apptest.Start(b)
+			pk := s.CreateProduct("bench", nil).ProductKey
+			conns := connect(b, s.App.Broker().Addr("tcp"), populate(b, s, pk, devices))
+			time.Sleep(time.Second) // presence of the new sessions is written in the background
+			run(b, conns, min(devices, 2000), c) // warm-up: every shadow exists
+			b.ResetTimer()
+			rate, lat := run(b, conns, n, c)
+			b.StopTimer()
+			p50, p99 := mqttload.Percentiles(lat)
+			ceil := ceiling(b, n, c)
+			b.ReportMetric(rate, "updates/s")
+			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(ceil, "sqlite-upserts/s")
+			b.ReportMetric(rate/ceil, "ratio")
+		})
+	}
+}
+
+// ceiling upserts n shadow documents of the shape the benchmark stores
+// into a bare SQLite table (WAL, synchronous=FULL, one upsert per
+// transaction) from c goroutines, and returns upserts/s.
+func ceiling(b *testing.B, n, c int) float64 {
+	b.Helper()
+	dsn := "file:" + filepath.Join(b.TempDir(), "ceiling.db") + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // SQLite has one writer; a pool would only wait on its lock
+	if _, err := db.Exec(`CREATE TABLE shadows(product_key TEXT, device_name TEXT, name TEXT, doc BLOB, version INTEGER, updated_at INTEGER,
+		PRIMARY KEY(product_key, device_name, name)) WITHOUT ROWID`); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	docs := make([][]byte, 64)
+	doc := shadow.New(nil, now)
+	for i := range docs {
+		u, err := shadow.ApplyAWS(doc, updateBody(i), now, shadow.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs[i], _ = u.Next.MarshalJSON()
+		doc = u.Next
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if _, err := db.ExecContext(context.Background(), `INSERT INTO shadows VALUES ('pk', ?, '', ?, ?, ?)
+					ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at`,
+					fmt.Sprint("d", i%100), docs[i%len(docs)], i, now.UnixMilli()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
