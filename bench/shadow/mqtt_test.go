@@ -1,7 +1,8 @@
-// Package shadow benchmarks device shadows (issue 11). mqtt_test.go: AWS
-// shadow updates over MQTT, each answered on /update/accepted once it is
-// durable, beside a bare loop of SQLite upserts of the same documents
-// (the ceiling), and delta delivery to an online device.
+// Shadows over MQTT: AWS shadow updates, each answered on
+// /update/accepted once it is durable, beside a bare loop of SQLite
+// upserts of the same documents (the ceiling), and delta delivery to an
+// online device after an application's REST update.
+
 package shadow
 
 import (
@@ -179,7 +180,7 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			s := apptest.Start(b)
 			pk := s.CreateProduct("bench", nil).ProductKey
 			conns := connect(b, s.App.Broker().Addr("tcp"), populate(b, s, pk, devices))
-			time.Sleep(time.Second) // presence of the new sessions is written in the background
+			time.Sleep(time.Second)              // presence of the new sessions is written in the background
 			run(b, conns, min(devices, 2000), c) // warm-up: every shadow exists
 			b.ResetTimer()
 			rate, lat := run(b, conns, n, c)

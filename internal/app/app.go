@@ -180,13 +180,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
-	a.shadows = shadowsvc.New(shadowsvc.Options{Store: st, Settings: st, Devices: a.reg, Log: log})
-	a.shadowMQTT = shadowsvc.NewMQTT(shadowsvc.MQTTOptions{Service: a.shadows, Broker: a.mqtt, Things: a.reg, Log: log})
-	a.shadows.AddObserver(a.shadowMQTT)
-	a.mqtt.AddSubscribeObserver(a.shadowMQTT)
-	a.reg.AddObserver(a.shadowMQTT)
 	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.wireShadows()
+	a.api, err = httpapi.New(httpapi.Options{Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()

@@ -439,7 +439,7 @@ func (s *Service) Since(ctx context.Context, k shadow.Key, version int64) (shado
 		return shadow.Changes{}, err
 	}
 	if version >= doc.Version {
-		return shadow.Changes{From: version, To: doc.Version}, nil
+		return shadow.Changes{From: doc.Version, To: doc.Version}, nil // as ChangedSince says it, without reading the history
 	}
 	hist, err := s.o.Store.ShadowHistory(ctx, k, max(version-1, 0))
 	if err != nil {
@@ -483,9 +483,9 @@ func (s *Service) History(ctx context.Context, k shadow.Key) ([]shadow.Stored, e
 }
 
 // SetConnected records a device's presence in its classic shadow as
-// reported.connected (its metadata timestamp is at), when the product's
-// presence setting is on. reason (why a session ended) goes to the
-// observers, never into the document (its metadata holds timestamps only).
+// reported.connected, when the product's presence setting is on: its
+// metadata leaf is {"timestamp":at} and, when a session ended with one,
+// "reason" (e.g. "keepalive timeout"). Observers are told the reason too.
 func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected bool, reason string, at time.Time) error {
 	k := shadow.Key{ProductKey: pk, DeviceName: dn}
 	set, err := s.Settings(ctx, pk)
@@ -513,6 +513,11 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 		res, err := shadow.ApplyAWS(doc, req, at, set.limits())
 		if err != nil {
 			return fmt.Errorf("presence in shadow of %s/%s: %w", pk, dn, err)
+		}
+		if !connected && reason != "" {
+			// The metadata leaf says why, beside when (res.Next shares
+			// nothing with doc).
+			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
 		}
 		err = s.put(ctx, k, prev, res.Next, at, set.History)
 		if errors.Is(err, shadow.ErrStale) {

@@ -308,11 +308,19 @@ func TestPresence(t *testing.T) {
 	if err != nil || doc.Version != 2 || doc.Reported["connected"] != false {
 		t.Fatalf("doc %+v %v", doc, err)
 	}
-	if ts := doc.Metadata.Reported["connected"].(map[string]any)["timestamp"]; fmt.Sprint(ts) != fmt.Sprint(at.Add(time.Minute).Unix()) {
-		t.Fatalf("connected at %v", ts)
+	if md := doc.Metadata.Reported["connected"].(map[string]any); fmt.Sprint(md["timestamp"]) != fmt.Sprint(at.Add(time.Minute).Unix()) || md["reason"] != "keepalive timeout" {
+		t.Fatalf("connected metadata %v", md)
+	}
+	// Back online: a fresh stamp, no reason.
+	if err := e.svc.SetConnected(ctx, e.pk, "dev1", true, "", at.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ = e.svc.Document(ctx, e.key("dev1", ""))
+	if md := doc.Metadata.Reported["connected"].(map[string]any); md["reason"] != nil || doc.Reported["connected"] != true {
+		t.Fatalf("reconnected: %v %v", doc.Reported, md)
 	}
 	ch := e.rec.take()
-	if len(ch) != 2 || ch[1].Source != "presence" || ch[1].Reason != "keepalive timeout" {
+	if len(ch) != 3 || ch[1].Source != "presence" || ch[1].Reason != "keepalive timeout" {
 		t.Fatalf("changes %+v", ch)
 	}
 	if _, err := e.svc.UpdateSettings(ctx, e.pk, []byte(`{"presence":false}`)); err != nil {
