@@ -247,3 +247,49 @@ func ceiling(b *testing.B, n, c int) float64 {
 	wg.Wait()
 	return float64(n) / time.Since(start).Seconds()
 }
+
+// BenchmarkShadowDeltaDelivery: an application sets desired through the
+// REST API (PUT /v1/products/{pk}/devices/{dn}/shadows) and an online
+// device, subscribed to its classic shadow's update/delta, receives the
+// delta: the time from sending the request to the delta's arrival,
+// CORRAL_BENCH_DELTAS (1,000) times, one at a time.
+func BenchmarkShadowDeltaDelivery(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_DELTAS", 1000)
+	s := apptest.Start(b)
+	pk := s.CreateProduct("bench", nil).ProductKey
+	d := populate(b, s, pk, 1)[0]
+	c, err := mqttload.Connect(s.App.Broker().Addr("tcp"), mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mqttload.Disconnect(c)
+	delta := "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update/delta"
+	if _, err := c.Write(subscribePacket(1, delta)); err != nil {
+		b.Fatal(err)
+	}
+	path := "/v1/products/" + pk + "/devices/" + d.DeviceName + "/shadows"
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range n {
+		start := time.Now()
+		r := s.Do(s.AdminKey, "PUT", path, fmt.Sprintf(`{"state":{"desired":{"fan":%d}}}`, i+1))
+		if r.Status != 200 {
+			b.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			typ, body, err := mqtttest.ReadPacket(c)
+			if err != nil {
+				b.Fatalf("no delta: %v", err)
+			}
+			if typ>>4 == 3 && strings.Contains(string(body), fmt.Sprintf(`"fan":%d}`, i+1)) {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	p50, p99 := mqttload.Percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+}
