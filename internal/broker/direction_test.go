@@ -229,3 +229,21 @@ func TestIsShadowGet(t *testing.T) {
 		}
 	}
 }
+
+// TestOriginIsDevice: a publish's origin is a device's session ({pk}.{dn},
+// a gateway's included) unless it is an application's (app:…) or
+// corral's own.
+func TestOriginIsDevice(t *testing.T) {
+	for origin, want := range map[string]bool{
+		"a1B2c3.dev1":          true,
+		"gwpk.gw01":            true,
+		"app:key1:console":     false,
+		"app:key1:a1B2c3.dev1": false,
+		"inline":               false,
+		"":                     false,
+	} {
+		if got := originIsDevice(origin); got != want {
+			t.Errorf("originIsDevice(%q) = %v, want %v", origin, got, want)
+		}
+	}
+}
