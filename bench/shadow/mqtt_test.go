@@ -6,12 +6,15 @@
 package shadow
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,9 +201,11 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			conns := connect(b, proc.Addrs["mqtt-tcp"], populate(b, s, pk, devices))
 			time.Sleep(time.Second)              // presence of the new sessions is written in the background
 			run(b, conns, min(devices, 2000), c) // warm-up: every shadow exists
+			cpu0 := cpuTime(b, proc.Cmd.Process.Pid)
 			b.ResetTimer()
 			rate, lat := run(b, conns, n, c)
 			b.StopTimer()
+			b.ReportMetric(float64((cpuTime(b, proc.Cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
 			p50, p99 := mqttload.Percentiles(lat)
 			ceil := ceiling(b, n, c)
 			b.ReportMetric(rate, "updates/s")
@@ -308,4 +313,19 @@ func BenchmarkShadowDeltaDelivery(b *testing.B) {
 	p50, p99 := mqttload.Percentiles(lat)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+}
+
+// cpuTime is a process's user + system CPU time, from /proc/PID/stat.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command (in parentheses, which may hold spaces):
+	// state is the 3rd field; utime and stime are the 14th and 15th.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
