@@ -98,7 +98,7 @@ func BenchmarkRESTGet(b *testing.B) {
 }
 
 // load inserts perDevice named shadows for each device in one
-// transaction (multi-row inserts), each a ~200-byte document of three desired and five
+// transaction (multi-row inserts), each a 437-byte document of three desired and five
 // reported values with their metadata, as the service stores them.
 func load(b *testing.B, db *sql.DB, pk string, devices []string, perDevice int) {
 	b.Helper()

@@ -10,6 +10,8 @@ import (
 // service and a subscriber of the broker.
 func (a *App) wireShadows() {
 	a.shadows = shadowsvc.New(shadowsvc.Options{Store: a.store, Settings: a.store, Devices: a.reg, Log: a.log.With("component", "shadow")})
+	a.reg.AddProductObserver(a.shadows) // drops cached settings
+	a.reg.AddObserver(a.shadows)        // drops cached devices
 	a.shadows.AddObserver(&shadowsvc.Webhooks{Products: a.reg, Poster: a.hooks, Log: a.log})
 	a.shadowMQTT = shadowsvc.NewMQTT(shadowsvc.MQTTOptions{Service: a.shadows, Broker: a.mqtt, Things: a.reg, Log: a.log.With("component", "shadow")})
 	a.shadows.AddObserver(a.shadowMQTT)

@@ -60,6 +60,8 @@ func newEnv(t *testing.T) *env {
 	}
 	e.svc = shadowsvc.New(shadowsvc.Options{Store: st, Settings: st, Devices: e.reg, Now: e.clock})
 	e.svc.AddObserver(e.rec)
+	e.reg.AddProductObserver(e.svc) // as app wires it
+	e.reg.AddObserver(e.svc)
 	return e
 }
 

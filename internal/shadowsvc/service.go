@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 	"github.com/corral-iot/corral/internal/tsl"
@@ -96,6 +97,8 @@ type Service struct {
 
 	mu        sync.RWMutex // guards observers
 	observers []Observer
+	settings  *cache.Cache[string, Settings]      // by ProductKey
+	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
 
 	// writers serialise the writes of one shadow on this node (striped by
 	// key): a read-apply-write then loses to ErrStale only when another
@@ -133,6 +136,8 @@ func New(o Options) *Service {
 	if s.o.History <= 0 {
 		s.o.History = DefaultHistory
 	}
+	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
+	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
 	return s
 }
 
@@ -152,12 +157,27 @@ func (s *Service) notify(ctx context.Context, c Change) {
 	}
 }
 
-// device returns the device of a shadow; a missing device (or a named
-// shadow with an invalid name) is registry.ErrNotFound.
-func (s *Service) device(ctx context.Context, k shadow.Key) (registry.Device, error) {
-	d, err := s.o.Devices.LookupDevice(ctx, k.ProductKey, k.DeviceName)
-	d.DeviceSecret, d.SealedSecret = "", nil
-	return d, err
+// deviceInfo is what the service keeps of a device, cached by triple.
+type deviceInfo struct {
+	AccountID, ThingName string
+}
+
+// device returns the device of a shadow (registry.ErrNotFound when there
+// is none), from the cache.
+func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) {
+	return s.devices.GetOrLoad([2]string{k.ProductKey, k.DeviceName}, func() (deviceInfo, error) {
+		d, err := s.o.Devices.LookupDevice(ctx, k.ProductKey, k.DeviceName)
+		if err != nil {
+			return deviceInfo{}, err
+		}
+		return deviceInfo{AccountID: d.AccountID, ThingName: d.ThingName}, nil
+	})
+}
+
+// DeviceChanged implements registry.Observer: a device is read again
+// after any change (deleted, renamed).
+func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
+	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
 }
 
 // current reads a shadow: the document a request applies to and the
@@ -197,9 +217,9 @@ func (s *Service) awsFail(k shadow.Key, err error, token string, now time.Time) 
 
 // awsLookup resolves the device of an AWS request: 404 "Thing not found"
 // when there is none, 400 for an invalid shadow name.
-func (s *Service) awsLookup(ctx context.Context, k shadow.Key, token string, now time.Time) (registry.Device, error) {
+func (s *Service) awsLookup(ctx context.Context, k shadow.Key, token string, now time.Time) (deviceInfo, error) {
 	if k.Name != "" && !shadow.ValidName(k.Name) {
-		return registry.Device{}, shadow.NewErrorAWS(http.StatusBadRequest, MsgInvalidName, token, now)
+		return deviceInfo{}, shadow.NewErrorAWS(http.StatusBadRequest, MsgInvalidName, token, now)
 	}
 	d, err := s.device(ctx, k)
 	if errors.Is(err, registry.ErrNotFound) {

@@ -363,3 +363,30 @@ func TestThingModelCheck(t *testing.T) {
 		t.Fatalf("version moved to %d", doc.Version)
 	}
 }
+
+// Devices are cached; registry events drop them at once.
+func TestDeviceChanges(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.key("dev1", "")
+	mustUpdate(t, e, k, `{"state":{"reported":{"a":1}}}`)
+	name := "renamed-thing"
+	if _, err := e.reg.UpdateDevice(ctx, operator, e.pk, "dev1", registry.DevicePatch{ThingName: &name}); err != nil {
+		t.Fatal(err)
+	}
+	e.rec.take()
+	mustUpdate(t, e, k, `{"state":{"reported":{"a":2}}}`)
+	if ch := e.rec.take(); len(ch) != 1 || ch[0].Thing != name {
+		t.Fatalf("after the rename: %+v", ch)
+	}
+	if err := e.reg.DeleteDevice(ctx, operator, e.pk, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.UpdateAWS(ctx, k, []byte(`{"state":{"reported":{"a":3}}}`), web)
+	if code, msg := awsCode(t, err); code != 404 || msg != shadow.MsgThingNotFound {
+		t.Fatalf("after the delete: %d %q", code, msg)
+	}
+	if _, err := e.svc.Document(ctx, k); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("document after the delete: %v", err)
+	}
+}

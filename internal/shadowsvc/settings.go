@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
 
@@ -64,9 +66,17 @@ type SettingsStore interface {
 	SetShadowSettings(ctx context.Context, pk string, raw []byte) error
 }
 
+// settingsTTL bounds how stale a product's settings changed on another
+// node may be read here (a change on this node drops them at once).
+const settingsTTL = 30 * time.Second
+
 // Settings returns a product's shadow settings (the defaults when it set
 // none). It does not check that the product exists.
 func (s *Service) Settings(ctx context.Context, pk string) (Settings, error) {
+	return s.settings.GetOrLoad(pk, func() (Settings, error) { return s.loadSettings(ctx, pk) })
+}
+
+func (s *Service) loadSettings(ctx context.Context, pk string) (Settings, error) {
 	set := DefaultSettings()
 	set.History = s.o.History
 	if s.o.Settings == nil {
@@ -105,7 +115,9 @@ func (s *Service) UpdateSettings(ctx context.Context, pk string, patch []byte) (
 		return Settings{}, err
 	}
 	raw, _ := json.Marshal(set)
-	if err := s.o.Settings.SetShadowSettings(ctx, pk, raw); err != nil {
+	err = s.o.Settings.SetShadowSettings(ctx, pk, raw)
+	s.settings.Delete(pk) // after the write: a load racing it is not kept
+	if err != nil {
 		return Settings{}, fmt.Errorf("storing shadow settings of %q: %w", pk, err)
 	}
 	return set, nil
@@ -121,6 +133,22 @@ func jsonReason(err error) string {
 		return strings.TrimPrefix(msg, "json: ")
 	}
 	return "not a JSON object"
+}
+
+// ProductChanged implements registry.ProductObserver: a product's
+// settings are read again after any change (a deleted product's are gone
+// with it), and the event is passed on to every observer that is a
+// registry.ProductObserver too (such as Webhooks, which caches URLs).
+func (s *Service) ProductChanged(ctx context.Context, kind registry.ProductEventKind, pk string) {
+	s.settings.Delete(pk)
+	s.mu.RLock()
+	obs := s.observers
+	s.mu.RUnlock()
+	for _, o := range obs {
+		if po, ok := o.(registry.ProductObserver); ok {
+			po.ProductChanged(ctx, kind, pk)
+		}
+	}
 }
 
 // errCheck wraps thing-model refusals.

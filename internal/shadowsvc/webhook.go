@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 
+	"github.com/corral-iot/corral/internal/cache"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -19,11 +21,27 @@ type Products interface {
 }
 
 // Webhooks posts every accepted change to its product's event URLs (the
-// URLs registration events go to, registry.Provisioning.EventURLs).
+// URLs registration events go to, registry.Provisioning.EventURLs). The
+// URLs are cached a while; a Service it observes passes product events on
+// (see Service.ProductChanged), which drop them at once.
 type Webhooks struct {
 	Products Products
 	Poster   Poster
 	Log      *slog.Logger
+
+	once sync.Once
+	urls *cache.Cache[string, []string] // event URLs by ProductKey
+}
+
+func (w *Webhooks) cache() *cache.Cache[string, []string] {
+	w.once.Do(func() { w.urls = cache.New[string, []string](cache.Options{TTL: settingsTTL, MaxSize: 10_000}) })
+	return w.urls
+}
+
+// ProductChanged implements registry.ProductObserver: drops the product's
+// cached URLs.
+func (w *Webhooks) ProductChanged(_ context.Context, _ registry.ProductEventKind, pk string) {
+	w.cache().Delete(pk)
 }
 
 // Event is the body of a shadow webhook (and of the MQTT event topic
@@ -62,18 +80,21 @@ func NewEvent(c Change) Event {
 
 // ShadowChanged implements Observer.
 func (w *Webhooks) ShadowChanged(ctx context.Context, c Change) {
-	p, err := w.Products.LookupProduct(ctx, c.Key.ProductKey)
+	urls, err := w.cache().GetOrLoad(c.Key.ProductKey, func() ([]string, error) {
+		p, err := w.Products.LookupProduct(ctx, c.Key.ProductKey)
+		return p.Provisioning.EventURLs, err
+	})
 	if err != nil {
 		if w.Log != nil {
 			w.Log.Warn("shadow event: reading product", "productKey", c.Key.ProductKey, "err", err)
 		}
 		return
 	}
-	if len(p.Provisioning.EventURLs) == 0 {
+	if len(urls) == 0 {
 		return
 	}
 	ev := NewEvent(c)
-	for _, u := range p.Provisioning.EventURLs {
+	for _, u := range urls {
 		w.Poster.Post(u, ev)
 	}
 }

@@ -62,4 +62,14 @@ func TestWebhooks(t *testing.T) {
 			t.Fatalf("current = %s", evs[1].Current)
 		}
 	}
+	// New URLs apply to the next change at once (the cache is dropped by
+	// the product event).
+	pv.EventURLs = []string{"https://c.example/hook"}
+	if _, err := e.reg.UpdateProduct(ctx, operator, e.pk, registry.ProductPatch{Provisioning: &pv}); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, e, k, `{"state":{"reported":{"on":false}}}`)
+	if len(p.got[urls[0]]) != 3 || len(p.got["https://c.example/hook"]) != 1 {
+		t.Fatalf("after the URLs changed: %d to the old, %d to the new", len(p.got[urls[0]]), len(p.got["https://c.example/hook"]))
+	}
 }
