@@ -402,10 +402,15 @@ func TestCommandsWhileOffline(t *testing.T) {
 	want(t, "control at session start", ctl, "method", "control")
 	want(t, "control at session start", ctl, "payload.state.desired.fan", 2)
 
+	op.pub(t, sh2+"/name/cfg/update", `{"state":{"desired":{"rate":9}}}`)
+	op.next(t, sh2+"/name/cfg/update/accepted")
 	aws := w.device(t, w.dev2, nil)
 	aws.sub(t, sh2+"/update/delta")
 	d := aws.next(t, sh2+"/update/delta")
 	want(t, "delta on subscribe", d, "state.fan", 3)
+	aws.sub(t, sh2+"/name/+/update/delta")
+	d = aws.next(t, sh2+"/name/cfg/update/delta")
+	want(t, "named delta on a wildcard subscribe", d, "state.rate", 9)
 
 	// Once reported, nothing is pending: a new subscription brings nothing.
 	aws.sub(t, sh2+"/update/accepted")
@@ -454,4 +459,28 @@ func TestPresenceInShadow(t *testing.T) {
 	doc := op.next(t, sh+"/get/accepted")
 	want(t, "after the session", doc, "state.reported.connected", false)
 	want(t, "after the session", doc, "state.reported.lastWill", "gone")
+}
+
+// TestRESTCommandReachesOnlineDevice: an application's REST update of
+// desired reaches an online device at once, as an AWS delta and as an
+// Alibaba control push; the device's own reported update brings no
+// control push.
+func TestRESTCommandReachesOnlineDevice(t *testing.T) {
+	w := newMWorld(t)
+	sh := w.thing(w.dev1)
+	get := "/shadow/get/" + w.pk + "/dev1"
+	dev := w.device(t, w.dev1, nil)
+	dev.sub(t, sh+"/update/delta")
+	dev.sub(t, get)
+	w.s.Admin("PUT", "/v1/products/"+w.pk+"/devices/dev1/shadows", `{"state":{"desired":{"light":"on"}}}`, 200)
+	want(t, "delta after a REST update", dev.next(t, sh+"/update/delta"), "state.light", "on")
+	want(t, "control after a REST update", dev.next(t, get), "payload.state.desired.light", "on")
+	dev.pub(t, "/shadow/update/"+w.pk+"/dev1", `{"method":"update","state":{"reported":{"light":"on"}},"version":0}`)
+	for _, m := range dev.until(t, get) {
+		t.Errorf("before the reply to the device's own update: %s %s", m.Topic(), m.Payload())
+	}
+	dev.pub(t, "/shadow/update/"+w.pk+"/dev1", `{"method":"get"}`)
+	if r := dev.next(t, get); path(r, "method") != "reply" {
+		t.Errorf("a control push after the device's own update: %v", r)
+	}
 }
