@@ -50,6 +50,9 @@ var downlinkRequests = []string{
 	"thing/config/push",      // remote configuration
 	"thing/model/down_raw",   // raw downlink
 	"thing/bootstrap/notify", // distribution
+
+	// distribution, v3 SDK: the new endpoint
+	"thing/bootstrap/config/push",
 }
 
 // topicDirection classifies a device topic (a topic name, or a filter

@@ -34,7 +34,7 @@ var specDownlinks = []string{
 	"/ext/session/PK/dn/combine/batch_login_reply", "/ext/session/PK/dn/combine/batch_logout_reply",
 	// other
 	"/ext/ntp/PK/dn/response", "/ext/error/PK/dn", "/shadow/get/PK/dn", "/ota/device/upgrade/PK/dn",
-	"/sys/PK/dn/thing/ota/firmware/get_reply", "/sys/PK/dn/thing/bootstrap/notify",
+	"/sys/PK/dn/thing/ota/firmware/get_reply", "/sys/PK/dn/thing/bootstrap/notify", "/sys/PK/dn/thing/bootstrap/config/push",
 }
 
 // specRRPCExt are the v4 RRPC downlinks (ext=3): request and reply share
@@ -60,7 +60,7 @@ var specUplinks = []string{
 	// replies to downlink requests
 	"/sys/PK/dn/thing/service/property/set_reply", "/sys/PK/dn/thing/service/property/get_reply",
 	"/sys/PK/dn/thing/service/reboot_reply", "/sys/PK/dn/rrpc/response/123",
-	"/sys/PK/dn/thing/topo/change_reply", "/sys/PK/dn/thing/bootstrap/notify_reply",
+	"/sys/PK/dn/thing/topo/change_reply", "/sys/PK/dn/thing/bootstrap/notify_reply", "/sys/PK/dn/thing/bootstrap/config/push_reply",
 	"/sys/PK/dn/thing/config/push_reply", "/sys/PK/dn/thing/model/down_raw_reply",
 	"/sys/PK/dn/thing/disable_reply", "/sys/PK/dn/thing/gateway/permit_reply",
 	// other families

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -60,6 +61,9 @@ type Options struct {
 	// Configs tells devices of a product's new configuration file; nil
 	// turns the push route into 404.
 	Configs Configs
+	// Distribution serves instances, policies and provisioning records;
+	// nil turns those routes into 404.
+	Distribution Distribution
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -126,7 +130,7 @@ func New(o Options) (*API, error) {
 		o.Now = time.Now
 	}
 	a := &API{o: o, reg: o.Registry, log: o.Logger, mux: http.NewServeMux(), limiters: map[string]*rate.Limiter{}}
-	a.routes = a.table()
+	a.routes = append(a.table(), a.distributionRoutes()...)
 	a.router = newRouter(a.routes)
 	doc, err := json.Marshal(openAPI(a.routes, o.Version))
 	if err != nil {
@@ -361,6 +365,14 @@ func (a *API) fail(c *call, err error) int {
 		status, code, field = 400, "invalid_argument", be.field
 	case errors.As(err, &mbe):
 		status, code, msg = 413, "payload_too_large", fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
+	case errors.Is(err, distribution.ErrInvalid):
+		status, code = 400, "invalid_argument"
+	case errors.Is(err, distribution.ErrReadOnly):
+		status, code = 403, "permission_denied"
+	case errors.Is(err, distribution.ErrNotFound):
+		status, code = 404, "not_found"
+	case errors.Is(err, distribution.ErrConflict):
+		status, code = 409, "conflict"
 	case errors.Is(err, registry.ErrTooLarge):
 		status, code = 413, "payload_too_large"
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrProofOfPossession), errors.Is(err, registry.ErrNotGateway):

@@ -90,7 +90,8 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	for _, o := range ops {
 		name := o.method + " " + o.path
 		concrete := strings.NewReplacer("{productKey}", p.ProductKey, "{deviceName}", "dev-1", "{keyId}", spare.ID,
-			"{thingName}", p.ProductKey+".dev-1", "{caId}", "caNONE", "{fingerprint}", strings.Repeat("0", 64), "{serviceId}", "Calibrate", "{suffix}", "cmd/+", "{shadowName}", "cfg").Replace(o.path)
+			"{thingName}", p.ProductKey+".dev-1", "{caId}", "caNONE", "{fingerprint}", strings.Repeat("0", 64), "{serviceId}", "Calibrate", "{suffix}", "cmd/+",
+			"{instanceId}", "sg-1", "{policyId}", "nearest", "{shadowName}", "cfg").Replace(o.path)
 		var body any
 		if rb, ok := o.spec["requestBody"].(map[string]any); ok {
 			media, _ := rb["content"].(map[string]any)["application/json"].(map[string]any)

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -95,30 +94,57 @@ type Service struct {
 	now func() time.Time
 	log *slog.Logger
 
+	// Lock order: a shadow's writer lock (writers), then mu. mu is held
+	// only to read or append observers.
 	mu        sync.RWMutex // guards observers
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
 
-	// writers serialise the writes of one shadow on this node (striped by
-	// key): a read-apply-write then loses to ErrStale only when another
-	// node wrote. Held only around one read-apply-write, never with mu.
-	writers [64]sync.Mutex
+	// writers serialise the writes of one shadow on this node: a
+	// read-apply-write then loses to ErrStale only when another node
+	// wrote, and observers hear one shadow's changes in version order.
+	writers keyLocks
 }
 
-// lock takes the writer lock of a shadow's stripe; call the result to
-// release it.
-func (s *Service) lock(k shadow.Key) func() {
-	h := fnv.New32a()
-	h.Write([]byte(k.ProductKey))
-	h.Write([]byte{0})
-	h.Write([]byte(k.DeviceName))
-	h.Write([]byte{0})
-	h.Write([]byte(k.Name))
-	m := &s.writers[h.Sum32()%uint32(len(s.writers))]
-	m.Lock()
-	return m.Unlock
+// keyLocks is a mutex per shadow in use, dropped when its last holder or
+// waiter leaves, so that writers of different shadows never wait for
+// each other (a write waits for its durable commit).
+type keyLocks struct {
+	mu sync.Mutex // guards m; held only to find or drop an entry, never while waiting
+	m  map[shadow.Key]*keyLock
 }
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; guarded by keyLocks.mu
+}
+
+// lock takes the writer lock of a shadow; call the result to release it.
+func (l *keyLocks) lock(k shadow.Key) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[shadow.Key]*keyLock{}
+	}
+	e := l.m[k]
+	if e == nil {
+		e = &keyLock{}
+		l.m[k] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, k)
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (s *Service) lock(k shadow.Key) func() { return s.writers.lock(k) }
 
 // maxAttempts bounds the retries of a write that lost a race with
 // another writer of the same shadow (ErrStale).
