@@ -371,6 +371,26 @@ func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payloa
 	return unsub, nil
 }
 
+// SubscribeOrigin subscribes in-process to a filter like Subscribe, and
+// tells h whether a device published the message: a device's own session
+// or its gateway's (a sub-device's publish), wills included; not an
+// application client, nor corral itself (Publish, PublishFor).
+func (b *Broker) SubscribeOrigin(filter string, h func(topic string, payload []byte, fromDevice bool)) (func(), error) {
+	unsub, err := b.eng.Subscribe(filter, func(m *engine.Message) { h(m.Topic, m.Payload, originIsDevice(m.Publisher)) })
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return unsub, nil
+}
+
+// originIsDevice reports whether a publish's origin (the publisher's
+// session id as Authenticate named it) is a device: devices' are
+// {pk}.{dn}, applications' app:{keyId}:{id}; corral's own publishes have
+// none.
+func originIsDevice(origin string) bool {
+	return strings.Contains(origin, ".") && !strings.HasPrefix(origin, appClientPrefix)
+}
+
 // SubscribeAll subscribes in-process to several filters, each with its
 // handler; the returned function unsubscribes them all.
 func (b *Broker) SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error) {

@@ -61,6 +61,10 @@ type hook struct {
 	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
 }
 
+// appClientPrefix starts every application client's session id
+// (app:{keyId}:{its clientId}), so none can pass for a device ({pk}.{dn}).
+const appClientPrefix = "app:"
+
 // keyDeleted marks a deleted key in hook.keys.
 const keyDeleted registry.Role = ""
 
@@ -268,8 +272,8 @@ func (h *hook) authenticate(ctx context.Context, ci connectInfo, cp *packet.Conn
 	// An application's session is named by its key and the id it sent. An
 	// MQTT 5 client that sent none is assigned the session's whole name,
 	// and resumes the session by sending it back.
-	clientID := "app:" + p.KeyID + ":" + rawID
-	if strings.HasPrefix(rawID, "app:"+p.KeyID+":") {
+	clientID := appClientPrefix + p.KeyID + ":" + rawID
+	if strings.HasPrefix(rawID, appClientPrefix+p.KeyID+":") {
 		clientID = rawID
 	}
 	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: clientID}, nil
@@ -528,7 +532,7 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		// answers come from corral alone, downlinks from applications.
 		return h.deviceOrGatewayMay(id, topic) && h.directionOf(ctx, topic).devicePublishes()
 	}
-	return appMayPublish(id) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id, topic) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
 }
 
 // directionOf is a topic's direction (topicDirection); a custom topic's
@@ -548,8 +552,11 @@ func (h *hook) directionOf(ctx context.Context, topic string) direction {
 }
 
 // appMayPublish reports whether an application key's role lets it publish
-// at all: readonly keys subscribe only, over MQTT as over REST.
-func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
+// on a topic: readonly keys subscribe only, over MQTT as over REST, but
+// for a shadow get (a read, as GET is over REST); operators publish.
+func appMayPublish(id identity, topic string) bool {
+	return id.role.Allows(registry.RoleOperator) || (id.role.Allows(registry.RoleReadonly) && isShadowGet(topic))
+}
 
 // ownsTopic reports whether an application client's account owns the
 // product a device topic names, or the thing a thing topic names.
