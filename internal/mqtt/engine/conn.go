@@ -184,7 +184,14 @@ func (c *conn) flush() {
 		if _, err := c.nc.Write(buf); err != nil {
 			s.mu.Lock()
 			if !c.closing {
-				c.closing, c.aborted, c.endReason = true, true, EndSlowConsumer
+				// A write that timed out is a client that stopped reading;
+				// any other error, a connection already gone.
+				r := EndClosed
+				if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+					r = EndSlowConsumer
+				}
+				c.closing, c.aborted, c.endReason = true, true, r
+				c.aborting.Store(true)
 			}
 			c.writing = false
 			c.ctrl = nil
