@@ -552,7 +552,16 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 	for _, r := range retained {
 		ds = append(ds, srv.retainedFor(s, r.Filter, r.Options)...)
 	}
-	srv.enqueueAll(s, c, &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ds)
+	ack := &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}
+	if c.version == packet.V5 && !c.noProblemInfo {
+		for _, code := range codes {
+			if code >= 0x80 {
+				ack.Properties.ReasonString = "some filters were refused: invalid or not authorized"
+				break
+			}
+		}
+	}
+	srv.enqueueAll(s, c, ack, ds)
 	return 0, false
 }
 
