@@ -257,7 +257,7 @@ func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropRea
 // publishOf is the PUBLISH of a delivery, without packet id or alias.
 func publishOf(d *delivery, rem uint32, hasExpiry bool) *packet.Publish {
 	p := &packet.Publish{QoS: d.qos, Retain: d.retain, Topic: d.msg.Topic,
-		Properties: d.msg.Properties, Payload: d.msg.Payload}
+		Properties: d.msg.Props.properties(), Payload: d.msg.Payload}
 	p.Properties.MessageExpiry = nil
 	if hasExpiry {
 		p.Properties.MessageExpiry = &rem
