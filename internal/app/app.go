@@ -28,10 +28,13 @@ import (
 	"github.com/corral-iot/corral/internal/broker"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -60,12 +63,20 @@ type App struct {
 	httpsSrv *http.Server
 	httpsLn  net.Listener
 	tls      *tls.Config // the HTTPS listener's (no client certificates)
-	prov     *provision.Service
-	gw       *gateway.Service
-	things   *thing.Service
-	desired  *thing.Desired
-	configs  *thing.Configs
-	hooks    *webhook.Client
+	// proxy is each listener's PROXY protocol policy (nil: off).
+	proxy   func(listener string, on bool) *netlisten.Proxy
+	prov    *provision.Service
+	gw      *gateway.Service
+	things  *thing.Service
+	desired *thing.Desired
+	configs *thing.Configs
+	hooks   *webhook.Client
+	dist    *distribution.Service // nil unless distribution_centre
+	geo     *distribution.GeoIP   // nil without geoip_db
+	shadows *shadowsvc.Service
+	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
+	// presence in the shadow).
+	shadowMQTT *shadowsvc.MQTT
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -139,6 +150,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.registerRegistryMetrics(metrics)
+	if a.proxy, err = proxyPolicies(cfg, metrics, log); err != nil {
+		st.Close()
+		return nil, err
+	}
 	whKey := []byte(cfg.WebhookSecret)
 	if len(whKey) == 0 {
 		k, created, err := credential.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "webhook.key"))
@@ -175,14 +190,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.mqtt.AddSubscribeObserver(a.desired)
 	a.configs = thing.NewConfigs(thing.ConfigOptions{Broker: a.mqtt, Registry: a.reg, BaseURL: a.publicHTTPSURL,
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
-	a.prov.SetEndpoints(endpoints(cfg, a.mqtt))
-	a.api, err = httpapi.New(httpapi.Options{Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	eps := endpoints(cfg, a.mqtt)
+	a.prov.SetEndpoints(eps)
+	a.wireShadows()
+	var dist httpapi.Distribution
+	if cfg.DistributionCentre {
+		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
+			st.Close()
+			return nil, err
+		}
+		dist = a.dist
+	}
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	a.api.Handle(thing.ConfigPath, a.configs) // device downloads, HTTPS only
+	if a.dist != nil {
+		h := a.dist.Handler(cfg.BootstrapPlainHTTP)
+		a.api.Handle(distribution.BootstrapPath, h)
+		a.api.Handle(distribution.BootstrapPath+"/", h)
+	}
 	return a, nil
 }
 
@@ -290,7 +320,8 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		tlsConf = nil
 	}
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
-		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf, RegisterPlain: cfg.MQTTRegisterPlain,
+		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
+		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
@@ -362,6 +393,10 @@ func portFree(addr string) bool {
 	return true
 }
 
+// Distribution returns the distribution service (nil unless this corral
+// is a distribution centre), for in-process use and tests.
+func (a *App) Distribution() *distribution.Service { return a.dist }
+
 // Broker returns the MQTT broker, for in-process use and tests.
 func (a *App) Broker() *broker.Broker { return a.mqtt }
 
@@ -386,21 +421,24 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.configs.Start(); err != nil {
 		return err
 	}
+	if err := a.shadowMQTT.Start(); err != nil {
+		return err
+	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
-		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
+		ln, err := netlisten.Listen(netlisten.Config{Addr: a.cfg.HTTPSAddr, Proxy: a.proxy("https", a.cfg.HTTPSProxyProtocol), TLS: a.tls})
 		if err != nil {
-			return fmt.Errorf("listening for HTTPS on %s: %w", a.cfg.HTTPSAddr, err)
+			return fmt.Errorf("HTTPS: %w", err)
 		}
-		a.httpsLn = tls.NewListener(ln, a.tls)
+		a.httpsLn = ln
 		a.httpsSrv = a.httpServer(a.api)
 		a.serve("https", func() error { return a.httpsSrv.Serve(a.httpsLn) })
 		a.log.Info("listening", "listener", "https", "addr", ln.Addr().String())
 	}
 	if a.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+		ln, err := netlisten.Listen(netlisten.Config{Addr: a.cfg.HTTPAddr, Proxy: a.proxy("http", a.cfg.HTTPProxyProtocol)})
 		if err != nil {
-			return fmt.Errorf("listening for HTTP on %s: %w", a.cfg.HTTPAddr, err)
+			return fmt.Errorf("HTTP: %w", err)
 		}
 		a.httpLn = ln
 		a.httpSrv = a.httpServer(a.api)
@@ -496,9 +534,13 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
+		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())
+		if a.geo != nil {
+			err = errors.Join(err, a.geo.Close())
+		}
 		a.log.Info("stopped")
 	})
 	return err

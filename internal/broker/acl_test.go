@@ -202,6 +202,8 @@ func TestTopicDirection(t *testing.T) {
 		{d + "/thing/config/push", dirDown},
 		{d + "/thing/bootstrap/notify", dirDown},
 		{d + "/thing/bootstrap/notify_reply", dirUp},
+		{d + "/thing/bootstrap/config/push", dirDown},
+		{d + "/thing/bootstrap/config/push_reply", dirUp},
 		{"/sys/+/+/thing/event/property/post", dirUp},
 		{"/ext/session/PK1/gw/combine/login", dirUp},
 		{"/ext/session/PK1/gw/combine/batch_login", dirUp},

@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -79,6 +80,12 @@ type Options struct {
 	TCPAddr string
 	TLSAddr string
 	WSAddr  string
+	// The PROXY protocol policy of each listener (nil: off): behind a
+	// load balancer, the address in the header is the client's.
+	TCPProxy, TLSProxy, WSProxy *netlisten.Proxy
+	// WSForwardedFor are the HTTP proxies whose X-Forwarded-For names the
+	// WebSocket client's address (empty: none).
+	WSForwardedFor []netip.Prefix
 	// TLS is the server configuration of the TLS listener (certificate,
 	// client-certificate verification).
 	TLS *tls.Config
@@ -123,6 +130,7 @@ type Broker struct {
 	hook   *hook
 	m      *metrics
 	addrs  map[string]string
+	lns    []*netListener
 	pres   *presenceWriter
 	adm    *admission
 	logins *loginLimiter
@@ -187,13 +195,6 @@ func New(o Options) (*Broker, error) {
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
-	var origins []string
-	for _, org := range o.WSAllowedOrigins {
-		if org = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(org)), "/"); org != "" {
-			origins = append(origins, org)
-		}
-	}
-	o.WSAllowedOrigins = origins
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = o.MaxWritesPending
 	caps.MaximumSessionExpiryInterval = o.MaxSessionExpiry
@@ -227,41 +228,47 @@ func New(o Options) (*Broker, error) {
 }
 
 func (b *Broker) listen() error {
-	add := func(id, addr string, mk func(net.Listener) any) error {
-		if addr == "" {
-			return nil
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listening for %s on %s: %w", id, addr, err)
-		}
-		b.addrs[id] = ln.Addr().String()
-		switch l := mk(b.adm.listener(ln)).(type) {
-		case *netListener:
-			return b.srv.AddListener(l)
-		case *wsListener:
-			return b.srv.AddListener(l)
-		}
-		return nil
-	}
-	if err := add("tcp", b.o.TCPAddr, func(ln net.Listener) any {
-		return &netListener{id: "tcp", proto: "tcp", ln: ln, closeClients: b.closeListenerClients}
-	}); err != nil {
-		return err
-	}
 	if b.o.TLSAddr != "" && b.o.TLS == nil {
 		return errors.New("the TLS listener needs a TLS configuration")
 	}
-	if err := add("tls", b.o.TLSAddr, func(ln net.Listener) any {
-		return &netListener{id: "tls", proto: "tls", ln: tls.NewListener(ln, b.o.TLS), closeClients: b.closeListenerClients}
-	}); err != nil {
-		return err
+	for _, x := range []struct {
+		id   string
+		conf netlisten.Config
+	}{
+		{"tcp", netlisten.Config{Addr: b.o.TCPAddr, Proxy: b.o.TCPProxy}},
+		{"tls", netlisten.Config{Addr: b.o.TLSAddr, Proxy: b.o.TLSProxy, TLS: b.o.TLS}},
+		{"ws", netlisten.Config{Addr: b.o.WSAddr, Proxy: b.o.WSProxy, WebSocket: &netlisten.WebSocket{
+			Path: "/mqtt", Subprotocols: []string{"mqtt", "mqttv3.1"}, Origins: b.o.WSAllowedOrigins,
+			ReadTimeout: b.o.WSReadTimeout, WriteTimeout: b.o.WSWriteTimeout, IdleTimeout: b.o.WSIdleTimeout,
+			FirstDeadline: b.o.ConnectTimeout, ForwardedFor: b.o.WSForwardedFor, Log: b.log}}},
+	} {
+		if x.conf.Addr == "" {
+			continue
+		}
+		// Admission counts connections by the client's address, so it
+		// goes above the PROXY protocol and below TLS and HTTP.
+		x.conf.Wrap = b.adm.listener
+		ln, err := netlisten.Listen(x.conf)
+		if err != nil {
+			b.closeListeners()
+			return fmt.Errorf("%s listener: %w", x.id, err)
+		}
+		b.addrs[x.id] = ln.Addr().String()
+		l := &netListener{id: x.id, proto: x.id, addr: ln.Addr().String(), ln: ln, closeClients: b.closeListenerClients}
+		b.lns = append(b.lns, l)
+		if err := b.srv.AddListener(l); err != nil {
+			b.closeListeners()
+			return fmt.Errorf("%s listener: %w", x.id, err)
+		}
 	}
-	return add("ws", b.o.WSAddr, func(ln net.Listener) any {
-		return &wsListener{id: "ws", ln: ln, log: b.log, closeClients: b.closeListenerClients,
-			readTimeout: b.o.WSReadTimeout, writeTimeout: b.o.WSWriteTimeout, idleTimeout: b.o.WSIdleTimeout,
-			connectTimeout: b.o.ConnectTimeout, now: time.Now, origins: b.o.WSAllowedOrigins}
-	})
+	return nil
+}
+
+// closeListeners closes the listeners opened so far when New fails.
+func (b *Broker) closeListeners() {
+	for _, l := range b.lns {
+		l.ln.Close()
+	}
 }
 
 // closeListenerClients ends the sessions of one listener at shutdown.
@@ -380,6 +387,31 @@ func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payloa
 		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
 	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// SubscribeOrigin subscribes in-process to a filter like Subscribe, and
+// tells h whether a device published the message: a device's own session
+// or its gateway's (a sub-device's publish), wills included; not an
+// application client, nor corral itself (Publish, PublishFor).
+func (b *Broker) SubscribeOrigin(filter string, h func(topic string, payload []byte, fromDevice bool)) (func(), error) {
+	b.subMu.Lock()
+	b.nextSub++
+	id := b.nextSub
+	b.subMu.Unlock()
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload, originIsDevice(pk.Origin))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// originIsDevice reports whether a publish's origin (the publisher's
+// client id as the hook set it) is a device: devices' client ids are
+// {pk}.{dn}, applications' app:{keyId}:{id}, corral's mochi's inline id.
+func originIsDevice(origin string) bool {
+	return origin != "" && origin != mqtt.InlineClientId && !strings.HasPrefix(origin, appClientPrefix)
 }
 
 // SubscribeAll subscribes in-process to several filters, each with its

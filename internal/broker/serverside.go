@@ -31,7 +31,7 @@ var sysDownlinks = []string{
 	"thing/sub/register_reply", "thing/sub/unregister_reply",
 	"thing/proxy/provisioning/product_register_reply", "thing/list/found_reply",
 	"thing/disable", "thing/enable", "thing/delete",
-	"thing/ota/firmware/get_reply", "thing/bootstrap/notify",
+	"thing/ota/firmware/get_reply", "thing/bootstrap/notify", "thing/bootstrap/config/push",
 }
 
 // sessionReplies are corral's answers on /ext/session/{pk}/{dn}/….

@@ -45,6 +45,18 @@ type Config struct {
 	MQTTAuthFailuresPerIP     int64         `yaml:"mqtt_auth_failures_per_ip" help:"failed MQTT logins a minute from one address before its CONNECTs are answered 'server busy' with exponential back-off (1 s doubling to 5 min; 0: no limit)"`
 	MQTTAuthFailuresPerDevice int64         `yaml:"mqtt_auth_failures_per_device" help:"failed MQTT logins a minute for one device or API key before CONNECTs for it from addresses that failed are answered 'server busy' (back-off 1 s doubling to 30 s; 0: no limit)"`
 	WSAllowedOrigins          string        `yaml:"ws_allowed_origins" help:"comma-separated Origins (scheme://host[:port]) browsers may open MQTT over WebSocket from; others get 403 (empty: any)"`
+	// PROXY protocol (v1 and v2) per listener, for corral behind HAProxy
+	// or a cloud load balancer: connections from proxy_trusted_cidrs must
+	// open with a header whose source address is then the client's.
+	MQTTProxyProtocol  bool          `yaml:"mqtt_proxy_protocol" help:"expect a PROXY protocol header (v1 or v2) on the MQTT over TCP listener from proxy_trusted_cidrs"`
+	MQTTSProxyProtocol bool          `yaml:"mqtts_proxy_protocol" help:"expect a PROXY protocol header on the MQTT over TLS listener (before the TLS handshake) from proxy_trusted_cidrs"`
+	WSProxyProtocol    bool          `yaml:"ws_proxy_protocol" help:"expect a PROXY protocol header on the MQTT over WebSocket listener from proxy_trusted_cidrs"`
+	HTTPProxyProtocol  bool          `yaml:"http_proxy_protocol" help:"expect a PROXY protocol header on the HTTP listener from proxy_trusted_cidrs"`
+	HTTPSProxyProtocol bool          `yaml:"https_proxy_protocol" help:"expect a PROXY protocol header on the HTTPS listener (before the TLS handshake) from proxy_trusted_cidrs"`
+	WSForwardedFor     bool          `yaml:"ws_forwarded_for" help:"on the MQTT over WebSocket listener, take the client's address from X-Forwarded-For when the request comes from proxy_trusted_cidrs (HTTP load balancers that cannot send PROXY headers)"`
+	ProxyTrustedCIDRs  string        `yaml:"proxy_trusted_cidrs" help:"comma-separated CIDRs or addresses of the load balancers whose PROXY headers are believed; required when a *_proxy_protocol is on"`
+	ProxyUntrusted     string        `yaml:"proxy_untrusted" help:"on a PROXY listener, what becomes of connections from outside proxy_trusted_cidrs: refuse (closed at accept) or direct (served with their own address; a PROXY header from them is never read as one)"`
+	ProxyHeaderTimeout time.Duration `yaml:"proxy_header_timeout" help:"how long a trusted load balancer's connection may take to send its PROXY header before it is closed"`
 	// TLS certificates of the device-facing TLS listeners (MQTT over TLS,
 	// HTTPS); when empty a local CA and server certificate are generated
 	// into <data-dir>/tls on first start, as an ECDSA and an RSA chain.
@@ -74,6 +86,18 @@ type Config struct {
 	// Webhooks (pre-registration hooks, event URLs) reach only public
 	// addresses unless their range is listed here.
 	WebhookAllowCIDRs string `yaml:"webhook_allow_cidrs" help:"comma-separated CIDRs webhooks may call although they are loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16 for on-premises functions (default: none)"`
+
+	// Distribution (issue 12): this corral as one instance among others,
+	// and the distribution centre's bootstrap endpoint.
+	InstanceID               string  `yaml:"instance_id" help:"this corral's id as an instance of a distribution (lower-case letters, digits and dashes)"`
+	InstanceName             string  `yaml:"instance_name" help:"this corral's display name as an instance"`
+	Region                   string  `yaml:"region" help:"this corral's region, e.g. cn-shanghai or ap-southeast-1; GET /auth/bootstrap/regionId/{id} answers it for its region"`
+	DistributionCentre       bool    `yaml:"distribution_centre" help:"serve the bootstrap endpoint (/auth/bootstrap) and hold devices' provisioning records (/v1/.../provisioning)"`
+	DistributionFile         string  `yaml:"distribution_file" help:"YAML file listing other instances (instances: [{instanceId, name, region, mqtt, mqtts, backupIp, apiUrl, credential}]), written as system instances at start"`
+	BootstrapDefaultInstance string  `yaml:"bootstrap_default_instance" help:"instance id a device without a provisioning record bootstraps to (default: this corral)"`
+	BootstrapPlainHTTP       bool    `yaml:"bootstrap_plain_http" help:"also serve /auth/bootstrap on the plain HTTP listener (the answer holds no secret, but a device reached in clear can be redirected)"`
+	BootstrapRatePerIP       float64 `yaml:"bootstrap_rate_per_ip" help:"bootstrap requests per second allowed from one address, burst twice that (0: no limit)"`
+	GeoIPDB                  string  `yaml:"geoip_db" help:"MaxMind-format GeoIP database (e.g. GeoLite2-Country.mmdb) proximity policies read countries and continents from (default: none; CIDR tables only)"`
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
@@ -117,6 +141,12 @@ func Default() Config {
 		RegistrationRatePerIP:     100,
 		RegistrationRatePerPK:     10000,
 		TLSLegacyRSAKx:            true,
+		InstanceID:                "corral",
+		Region:                    "local",
+		DistributionCentre:        true,
+		BootstrapRatePerIP:        20,
+		ProxyUntrusted:            "refuse",
+		ProxyHeaderTimeout:        5 * time.Second,
 	}
 }
 
@@ -292,6 +322,9 @@ func (c Config) Validate() error {
 			return bad("ws_allowed_origins", "%q is not an origin (scheme://host[:port])", o)
 		}
 	}
+	if err := c.validateProxy(); err != nil {
+		return err
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")
 	}
@@ -322,6 +355,12 @@ func (c Config) Validate() error {
 	if c.RegistrationRatePerIP < 0 || c.RegistrationRatePerPK < 0 {
 		return bad("registration_rate_per_ip", "rates must not be negative")
 	}
+	if c.BootstrapRatePerIP < 0 {
+		return bad("bootstrap_rate_per_ip", "must not be negative")
+	}
+	if c.InstanceID == "" || c.Region == "" {
+		return bad("instance_id", "instance_id and region must not be empty")
+	}
 	if c.APIRateLimit < 0 {
 		return bad("api_rate_limit", "must not be negative")
 	}
@@ -346,6 +385,42 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		return bad("max_body_bytes", "must be at least 1024")
+	}
+	return nil
+}
+
+func (c Config) validateProxy() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", key, ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	trusted := 0
+	for _, part := range strings.Split(c.ProxyTrustedCIDRs, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(part); err != nil {
+			if _, err := netip.ParseAddr(part); err != nil {
+				return bad("proxy_trusted_cidrs", "%q is not a CIDR (like 10.0.0.0/8) or an address", part)
+			}
+		}
+		trusted++
+	}
+	switch c.ProxyUntrusted {
+	case "refuse", "direct":
+	default:
+		return bad("proxy_untrusted", "must be refuse or direct")
+	}
+	if c.ProxyHeaderTimeout <= 0 {
+		return bad("proxy_header_timeout", "must be positive")
+	}
+	for _, l := range []struct {
+		key string
+		on  bool
+	}{{"mqtt_proxy_protocol", c.MQTTProxyProtocol}, {"mqtts_proxy_protocol", c.MQTTSProxyProtocol}, {"ws_proxy_protocol", c.WSProxyProtocol},
+		{"http_proxy_protocol", c.HTTPProxyProtocol}, {"https_proxy_protocol", c.HTTPSProxyProtocol}, {"ws_forwarded_for", c.WSForwardedFor}} {
+		if l.on && trusted == 0 {
+			return bad(l.key, "needs proxy_trusted_cidrs: the load balancers whose headers are believed")
+		}
 	}
 	return nil
 }

@@ -64,6 +64,11 @@ func TestInvalid(t *testing.T) {
 		{"idle timeout negative", "", map[string]string{"CORRAL_HTTP_IDLE_TIMEOUT": "-1s"}, "http_idle_timeout"},
 		{"RSA cert without key", "", map[string]string{"CORRAL_TLS_CERT_FILE": "a.pem", "CORRAL_TLS_KEY_FILE": "a.key", "CORRAL_TLS_RSA_CERT_FILE": "r.pem"}, "tls_rsa_cert_file"},
 		{"RSA pair without tls_cert_file", "", map[string]string{"CORRAL_TLS_RSA_CERT_FILE": "r.pem", "CORRAL_TLS_RSA_KEY_FILE": "r.key"}, "tls_rsa_cert_file"},
+		{"PROXY without trusted ranges", "", map[string]string{"CORRAL_MQTTS_PROXY_PROTOCOL": "true"}, "mqtts_proxy_protocol"},
+		{"X-Forwarded-For without trusted ranges", "", map[string]string{"CORRAL_WS_FORWARDED_FOR": "true"}, "ws_forwarded_for"},
+		{"PROXY trusted range not a CIDR", "", map[string]string{"CORRAL_PROXY_TRUSTED_CIDRS": "10.0.0.0/8,lb.internal"}, "proxy_trusted_cidrs"},
+		{"PROXY untrusted policy unknown", "", map[string]string{"CORRAL_PROXY_UNTRUSTED": "ignore"}, "proxy_untrusted"},
+		{"PROXY header timeout off", "", map[string]string{"CORRAL_PROXY_HEADER_TIMEOUT": "0s"}, "proxy_header_timeout"},
 		{"legacy RSA kx not a bool", "", map[string]string{"CORRAL_TLS_LEGACY_RSA_KX": "sometimes"}, "CORRAL_TLS_LEGACY_RSA_KX"},
 	}
 	for _, tt := range tests {
@@ -142,5 +147,30 @@ func TestLegacyRSAKxLayers(t *testing.T) {
 				t.Fatalf("tls_legacy_rsa_kx = %v (%v), want %v", c.TLSLegacyRSAKx, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestProxyProtocolLayers: the PROXY settings are off by default and set
+// per listener through every layer.
+func TestProxyProtocolLayers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "corral.yaml")
+	os.WriteFile(file, []byte("proxy_trusted_cidrs: 10.0.0.0/8\nmqtt_proxy_protocol: true\n"), 0o600)
+	d := Default()
+	if d.MQTTProxyProtocol || d.MQTTSProxyProtocol || d.WSProxyProtocol || d.HTTPProxyProtocol || d.HTTPSProxyProtocol || d.ProxyUntrusted != "refuse" {
+		t.Fatalf("PROXY defaults: %+v", d)
+	}
+	env := map[string]string{"CORRAL_CONFIG": file, "CORRAL_HTTPS_PROXY_PROTOCOL": "true", "CORRAL_PROXY_UNTRUSTED": "direct"}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse([]string{"--ws-proxy-protocol", "--proxy-header-timeout=2s"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MQTTProxyProtocol || c.MQTTSProxyProtocol || !c.WSProxyProtocol || c.HTTPProxyProtocol || !c.HTTPSProxyProtocol ||
+		c.ProxyTrustedCIDRs != "10.0.0.0/8" || c.ProxyUntrusted != "direct" || c.ProxyHeaderTimeout != 2*time.Second {
+		t.Fatalf("PROXY settings: %+v", c)
 	}
 }

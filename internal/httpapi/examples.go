@@ -41,12 +41,43 @@ var examples = map[string]any{
 	"POST /v1/accounts":         map[string]any{"name": "Tenant B"},
 	"POST /v1/register": map[string]any{"productKey": "a1B2c3D4e5F", "deviceId": "SN-0001",
 		"token": "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f", "metadata": map[string]string{"model": "M-1"}},
+	"PUT /v1/products/{productKey}/shadow-settings":                            map[string]any{"history": 20},
+	"PUT /v1/products/{productKey}/devices/{deviceName}/shadows":               shadowExample,
+	"POST /v1/products/{productKey}/devices/{deviceName}/shadows":              shadowExample,
+	"PUT /v1/products/{productKey}/devices/{deviceName}/shadows/{shadowName}":  shadowExample,
+	"POST /v1/products/{productKey}/devices/{deviceName}/shadows/{shadowName}": shadowExample,
+	"POST /things/{thingName}/shadow":                                          shadowExample,
 	"POST /v1/cas": map[string]any{"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
 		"verificationCertificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "mode": "jitp",
 		"template": map[string]any{"productKey": "a1B2c3D4e5F", "nameFrom": "cn"}},
+
+	// distribution
+	"POST /v1/instances": map[string]any{"instanceId": "sg-1", "name": "Singapore", "region": "ap-southeast-1", "mqtt": "sg.iot.example.com:1883",
+		"mqtts": "sg.iot.example.com:8883", "backupIp": "203.0.113.10", "apiUrl": "https://sg.iot.example.com:8443", "credential": "k_0123.secret-of-an-admin-key-there"},
+	"PUT /v1/instances/{instanceId}":                                  map[string]any{"name": "Singapore", "region": "ap-southeast-1", "mqtts": "sg.iot.example.com:8883", "backupIp": "203.0.113.10"},
+	"POST /v1/distribution/policies":                                  distPolicyExample("nearest"),
+	"PUT /v1/distribution/policies/{policyId}":                        distPolicyExample(""),
+	"PUT /v1/products/{productKey}/devices/{deviceName}/provisioning": map[string]any{"targetIotInstanceId": "corral"},
 }
+
+var shadowExample = map[string]any{"state": map[string]any{"desired": map[string]any{"color": "green"}}, "clientToken": "c-1"}
 
 // queryExamples are the documented examples of required query parameters.
 var queryExamples = map[string]map[string]string{
 	"POST /v1/publish": {"topic": "/a1B2c3D4e5F/meter-0001/user/update", "qos": "1"},
+}
+
+// distPolicyExample is a proximity policy example; "corral" is the
+// default id of the corral serving the document.
+func distPolicyExample(id string) map[string]any {
+	p := map[string]any{"name": "Nearest region", "fallback": "cn-shanghai",
+		"regions": []map[string]any{
+			{"region": "cn-shanghai", "instances": []map[string]any{{"instanceId": "corral", "weight": 1}}},
+			{"region": "ap-southeast-1", "instances": []map[string]any{{"instanceId": "corral", "weight": 1}}}},
+		"cidrs":     []map[string]string{{"cidr": "10.20.0.0/16", "region": "ap-southeast-1"}},
+		"countries": map[string]string{"SG": "ap-southeast-1", "EU": "ap-southeast-1"}}
+	if id != "" {
+		p["policyId"] = id
+	}
+	return p
 }

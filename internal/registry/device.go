@@ -276,18 +276,14 @@ func (s *Service) SetDisabled(ctx context.Context, p Principal, pk, dn string, d
 	if err != nil {
 		return Device{}, err
 	}
-	kind := DeviceEnabled
-	switch {
-	case disabled && d.Status == StatusDisabled, !disabled && d.Status != StatusDisabled:
+	if disabled == (d.Status == StatusDisabled) {
 		return d, nil // already so
-	case disabled:
-		d.Status, kind = StatusDisabled, DeviceDisabled
-	case d.FirstOnline != nil:
-		d.Status = StatusOffline
-	default:
-		d.Status = StatusInactive
 	}
-	if err := s.store.UpdateDevice(ctx, d); err != nil {
+	kind := DeviceEnabled
+	if disabled {
+		kind = DeviceDisabled
+	}
+	if d.Status, err = s.store.SetDeviceDisabled(ctx, pk, dn, disabled); err != nil {
 		return Device{}, fmt.Errorf("updating device %s/%s: %w", pk, dn, err)
 	}
 	s.notify(ctx, kind, d)

@@ -42,11 +42,18 @@ type Store interface {
 	// account, status, thing name and sealed secret.
 	GetDeviceAuth(ctx context.Context, pk, dn string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
-	// UpdateDevice writes nickname, thing name, attributes, status,
-	// secret-issued and online times of an existing device. Stores keep a
-	// thing name only when it is explicit (ExplicitThingName), unique
+	// UpdateDevice writes nickname, thing name, attributes, secret-issued
+	// and certificate fingerprint of an existing device. It never writes
+	// status or online times: presence (ApplyPresence) and SetDeviceDisabled
+	// own them, so an update made from a device read earlier cannot undo a
+	// session's start or end, or a disable, that came in between. Stores
+	// keep a thing name only when it is explicit (ExplicitThingName), unique
 	// across the instance: a taken one is an ErrConflict that says so.
 	UpdateDevice(ctx context.Context, d Device) error
+	// SetDeviceDisabled disables a device, or enables a disabled one
+	// (offline if it was ever online, else inactive), in one statement, and
+	// returns the status it leaves.
+	SetDeviceDisabled(ctx context.Context, pk, dn string, disabled bool) (Status, error)
 	DeleteDevice(ctx context.Context, pk, dn string) error
 
 	CreateAPIKey(ctx context.Context, k APIKey) error

@@ -13,4 +13,22 @@
 //
 // Every case uses topics and client ids under a prefix unique to the run,
 // and removes the retained messages and persistent sessions it creates.
+//
+// A broker's test declares it and runs the suite:
+//
+//	func TestConformance(t *testing.T) {
+//		addr := startBroker(t) // a real listener on 127.0.0.1:0
+//		conformance.Run(t, conformance.Target{
+//			Name: "corral",
+//			Addr: addr,
+//			Features: conformance.Features{MaxQoS: 2, Retain: true, SharedSubscriptions: true,
+//				SubscriptionIDs: true, WillDelay: true, MaxPacketSize: 256 << 10, MaxQueued: 1000},
+//			Gaps: map[string]string{"v5/…": "why, until when"},
+//		})
+//	}
+//
+// RunDurable runs the restart cases (Target.Restart) one at a time, apart
+// from Run. The cases mostly wait on timers: run with -parallel 32 (or set
+// it in TestMain, as this package's tests do) for the suite to take about
+// 10 s rather than a minute.
 package conformance

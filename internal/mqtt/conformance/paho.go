@@ -114,12 +114,12 @@ func pahoPersistent(c *ct) {
 	sub.Disconnect(100)
 
 	pub := c.paho(c.id("pub"), true, nil)
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 6; i++ {
 		wait(c, "publish", pub.Publish(c.topic(fmt.Sprintf("p/%d", i)), 1, false, fmt.Sprint(i)))
 	}
 	// The session's subscription delivers through the default handler.
 	c.paho(id, false, func(o *mqtt.ClientOptions) { o.SetDefaultPublishHandler(collect(ch)) })
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 6; i++ {
 		m := recvMsg(c, ch)
 		if m.topic != c.topic(fmt.Sprintf("p/%d", i)) || m.payload != fmt.Sprint(i) || m.qos != 1 {
 			c.Fatalf("queued message %d: %+v", i, m)

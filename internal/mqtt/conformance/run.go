@@ -24,17 +24,24 @@ func cases() []testCase {
 	return all
 }
 
-// CaseNames lists the names of the suite's cases, for a target's Gaps.
+// CaseNames lists the names of the suite's cases (RunDurable's too), for a
+// target's Gaps.
 func CaseNames() []string {
 	var names []string
-	for _, tc := range cases() {
+	for _, tc := range append(cases(), durableCases()...) {
 		names = append(names, tc.name)
 	}
 	return names
 }
 
-// Run runs every case against the target as parallel subtests of t.
+// Run runs every case against the target as parallel subtests of t (but
+// the restart cases: see RunDurable). The cases mostly wait on timers: with
+// -parallel 32 (not GOMAXPROCS) the suite takes about 10 s.
 func Run(t *testing.T, tg Target) {
+	runCases(t, tg, cases(), true)
+}
+
+func runCases(t *testing.T, tg Target, all []testCase, parallel bool) {
 	if tg.Addr == "" && tg.Dial == nil {
 		t.Fatal("conformance: target has neither Addr nor Dial")
 	}
@@ -44,10 +51,9 @@ func Run(t *testing.T, tg Target) {
 	if tg.Prefix == "" {
 		tg.Prefix = "cf"
 	}
-	all := cases()
 	known := map[string]bool{}
-	for _, tc := range all {
-		known[tc.name] = true
+	for _, name := range CaseNames() {
+		known[name] = true
 	}
 	for name := range tg.Gaps {
 		if !known[name] {
@@ -67,7 +73,9 @@ func Run(t *testing.T, tg Target) {
 					t.Skipf("%s: %s", tg.Name, why)
 				}
 			}
-			t.Parallel()
+			if parallel {
+				t.Parallel()
+			}
 			tc.run(&ct{T: t, tg: &tg, prefix: fmt.Sprintf("%s/%d", run, i), ids: fmt.Sprintf("%s-%d-", run, i)})
 		})
 	}

@@ -21,6 +21,10 @@ type Target struct {
 	// Credentials, if set, gives the user name and password of a CONNECT
 	// for a client id; nil connects anonymously.
 	Credentials func(clientID string) (username string, password []byte)
+	// Restart, if set, restarts the broker (gracefully, or by kill -9 for
+	// the hardest test) and returns once it accepts connections again;
+	// RunDurable needs it.
+	Restart func(ctx context.Context) error
 	// Features says what the broker implements and how it is configured.
 	Features Features
 	// Gaps names cases (as in "v5/flow_control/server_receive_maximum_exceeded")

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -25,6 +26,8 @@ func v3Cases() []testCase {
 		testCase{name: "v3/session/redelivery_on_reconnect_dup_in_order", needs: needQoS(1), run: v3Redelivery},
 		testCase{name: "v3/session/pubrel_resent_on_reconnect", needs: needQoS(2), run: v3PubrelResent},
 		testCase{name: "v3/session/takeover_closes_old_without_disconnect", needs: needQoS(1), run: v3Takeover},
+		testCase{name: "v3/will/published_on_takeover", needs: needQoS(1), run: v3WillOnTakeover},
+		testCase{name: "v3/publish/qos2_dup_before_pubrel_delivered_once", needs: needQoS(2), run: func(c *ct) { qos2Dup(c, packet.V311) }},
 		testCase{name: "v3/subscribe/overlapping", needs: needQoS(2), run: v3Overlapping},
 		testCase{name: "v3/subscribe/failure_0x80", needs: needRefused, run: v3SubscribeFailure},
 		testCase{name: "v3/subscribe/qos_downgraded_to_granted", needs: needQoS(1), run: v3Downgrade},
@@ -106,7 +109,8 @@ func v3DollarTopics(c *ct) {
 	dollar := "$" + c.prefix + "/x"
 	marker := c.topic("x")
 	// "+/…" and "#" match any first level but one starting with '$'.
-	sub.sub(0, "+/"+c.prefix[len(c.prefix)-1:]+"/x", "#")
+	_, rest, _ := strings.Cut(c.prefix, "/")
+	sub.sub(0, "+/"+rest+"/x", "#")
 	pub.pub(dollar, 0, "hidden")
 	pub.pub(marker, 0, "seen")
 	for _, p := range sub.drainUntil(marker) {
@@ -332,4 +336,19 @@ func v3Ping(c *ct) {
 		cl.send(&packet.Pingreq{})
 		expect[*packet.Pingresp](cl)
 	}
+}
+
+// v3WillOnTakeover: the server closing a taken-over connection publishes
+// its will (3.1.1 3.1.2.5: closed by the server).
+func v3WillOnTakeover(c *ct) {
+	sub := c.v3("sub")
+	will := c.topic("will")
+	sub.sub(1, will)
+	connect := &packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: c.id("dev"),
+		Will: &packet.Will{QoS: 1, Topic: will, Payload: []byte("taken")}}
+	old := c.connectOK(connect)
+	connect.Will = nil
+	c.connectOK(connect)
+	old.closed(waitFor)
+	sub.want(will, 1, "taken")
 }

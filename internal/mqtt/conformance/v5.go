@@ -41,6 +41,8 @@ func v5Cases() []testCase {
 		testCase{name: "v5/retained/retain_as_published", needs: needRetain, run: v5RetainAsPublished},
 		testCase{name: "v5/keepalive/server_keep_alive", needs: needMaxKeepAlive, run: v5ServerKeepAlive},
 		testCase{name: "v5/session/expiry", needs: needQoS(1), run: v5SessionExpiry},
+		testCase{name: "v5/session/expiry_set_on_disconnect", needs: needQoS(1), run: v5ExpiryOnDisconnect},
+		testCase{name: "v5/session/expiry_on_disconnect_after_zero_0x82", run: v5ExpiryOnDisconnectAfterZero},
 		testCase{name: "v5/session/offline_queueing", needs: needQoS(2), run: v5OfflineQueue},
 		testCase{name: "v5/session/redelivery_on_reconnect_dup_in_order", needs: needQoS(2), run: v5Redelivery},
 		testCase{name: "v5/session/takeover_disconnect_0x8e", run: v5Takeover},
@@ -52,14 +54,16 @@ func v5Cases() []testCase {
 		testCase{name: "v5/unsubscribe/reason_codes", run: v5Unsubscribe},
 		testCase{name: "v5/will/message_with_properties", needs: needQoS(1), run: v5Will},
 		testCase{name: "v5/will/not_sent_on_normal_disconnect", needs: needQoS(1), run: v5WillNormal},
+		testCase{name: "v5/will/published_on_takeover", needs: needQoS(1), run: v5WillOnTakeover},
 		testCase{name: "v5/will/delay", needs: needAll(needQoS(1), needWillDelay), run: v5WillDelay},
 		testCase{name: "v5/will/delay_cancelled_by_reconnect", needs: needAll(needQoS(1), needWillDelay), run: v5WillDelayReconnect},
 		testCase{name: "v5/publish/refusal_puback_0x87", needs: needAll(needQoS(1), needRefusedTopic), run: func(c *ct) { v5PubRefused(c, 1) }},
 		testCase{name: "v5/publish/qos2_refusal_pubrec_0x87", needs: needAll(needQoS(2), needRefusedTopic), run: func(c *ct) { v5PubRefused(c, 2) }},
-		testCase{name: "v5/publish/qos2_dup_before_pubrel_pubrec_0x00", needs: needQoS(2), run: v5Qos2Dup},
+		testCase{name: "v5/publish/qos2_dup_before_pubrel_pubrec_0x00", needs: needQoS(2), run: func(c *ct) { qos2Dup(c, packet.V5) }},
 		testCase{name: "v5/publish/puback_reason_codes_valid", needs: needQoS(1), run: v5PubackCodes},
 		testCase{name: "v5/refusals/reason_string", run: v5ReasonString},
 		testCase{name: "v5/no_silent_loss/queue_overflow_drops_qos0_first", needs: needAll(needQoS(1), needQueue), run: v5QueueOverflow},
+		testCase{name: "v5/no_silent_loss/slow_subscriber_does_not_slow_others", needs: needQoS(1), run: v5SlowSubscriber},
 	)
 }
 
@@ -815,7 +819,9 @@ func v5WillDelay(c *ct) {
 		c.Fatalf("within 1 s of a 2 s will delay: %v", err)
 	}
 	sub.want(will, 1, "gone")
-	if took := time.Since(start); took > 4*time.Second {
+	// Within 3 s of the delay: whole-second clocks (Mosquitto's) and a
+	// loaded machine were measured 2.4 s late.
+	if took := time.Since(start); took > 5*time.Second {
 		c.Errorf("will after %v, delay 2 s", took)
 	}
 }
@@ -860,8 +866,13 @@ func v5PubRefused(c *ct, q byte) {
 	pub.pub(c.topic("after"), 1, "ok")
 }
 
-func v5Qos2Dup(c *ct) {
+// qos2Dup: a QoS 2 PUBLISH resent with DUP before PUBREL is answered
+// PUBREC (0x00) again and delivered once.
+func qos2Dup(c *ct, v packet.Version) {
 	sub, pub := c.v5("sub"), c.v5("pub")
+	if v == packet.V311 {
+		sub, pub = c.v3("sub"), c.v3("pub")
+	}
 	topic, marker := c.topic("dup"), c.topic("marker")
 	sub.sub(2, topic, marker)
 	p := &packet.Publish{Topic: topic, QoS: 2, PacketID: 9, Payload: []byte("once")}
@@ -956,4 +967,68 @@ func v5QueueOverflow(c *ct) {
 		}
 		i++
 	}
+}
+
+// v5WillOnTakeover: a session taken over (will delay 0) publishes the old
+// connection's will.
+func v5WillOnTakeover(c *ct) {
+	sub := c.v5("sub")
+	will := c.topic("will")
+	sub.sub(1, will)
+	willConnect(c, "dev", will, packet.Properties{}, 0)
+	c.v5("dev")
+	sub.want(will, 1, "gone")
+}
+
+// v5SlowSubscriber: a subscriber that reads nothing does not hold up the
+// publisher or another subscriber of the same messages.
+func v5SlowSubscriber(c *ct) {
+	topic := c.topic("slow")
+	stuck, fast, pub := c.v5("stuck"), c.v5("fast"), c.v5("pub")
+	stuck.sub(1, topic)
+	fast.sub(1, topic)
+	// 2 MB: more than the socket buffers of the stuck subscriber hold, in
+	// packets within the broker's maximum.
+	size := 8 << 10
+	if max := int(c.tg.Features.MaxPacketSize); max > 0 && max-256 < size {
+		size = max - 256
+	}
+	payload := string(bytes.Repeat([]byte("s"), size))
+	n := 2 << 20 / size
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		pub.pub(topic, 1, payload)
+		fast.want(topic, 1, payload)
+	}
+	c.Logf("%d messages of %d bytes to a reading and a stuck subscriber in %v", n, len(payload), time.Since(start).Round(time.Millisecond))
+}
+
+// v5ExpiryOnDisconnect: DISCONNECT may shorten the session's expiry; 0
+// ends the session with the connection.
+func v5ExpiryOnDisconnect(c *ct) {
+	cl, _ := c.persistent("dev", true, 60)
+	cl.sub(1, c.topic("x"))
+	cl.send(&packet.Disconnect{Properties: packet.Properties{SessionExpiry: ptr(uint32(0))}})
+	cl.closed(waitFor)
+	cl, ack := c.persistent("dev", false, 60)
+	if ack.SessionPresent {
+		c.Fatal("session present after DISCONNECT set its expiry to 0")
+	}
+	cl.bye()
+}
+
+// v5ExpiryOnDisconnectAfterZero: a session expiry in DISCONNECT after
+// CONNECT had none is a protocol error ([MQTT-3.14.2-2]).
+func v5ExpiryOnDisconnectAfterZero(c *ct) {
+	cl := c.v5("dev")
+	cl.send(&packet.Disconnect{Properties: packet.Properties{SessionExpiry: ptr(uint32(60))}})
+	if err := closedAfterDisconnectErr(cl); err != nil {
+		c.Fatal(err)
+	}
+	// The session did not outlive the connection.
+	cl, ack := c.persistent("dev", false, 0)
+	if ack.SessionPresent {
+		c.Error("session present: the refused expiry was applied")
+	}
+	cl.bye()
 }

@@ -17,5 +17,6 @@
 // Messages with a Message Expiry Interval are also in a heap by deadline, so
 // that Expire drops the expired ones without a walk; Match skips expired
 // messages between two Expire calls. The store is pure: no I/O, no goroutine,
-// no clock (the caller passes now).
+// and no clock but for a message whose arrival time the caller left zero
+// (the caller passes now).
 package retained

@@ -18,16 +18,23 @@ import (
 // under the store's read lock: it must not call the store's other methods,
 // and it holds back Set while it runs, so it should only queue the message.
 func (s *Store) Match(filter string, now time.Time, fn func(m *Message) bool) {
+	s.match(filter, now, fn)
+}
+
+// match is Match; it returns the number of nodes it visited, for tests.
+func (s *Store) match(filter string, now time.Time, fn func(m *Message) bool) (visited int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	w := walker{now: now.UnixNano(), fn: fn}
 	w.kids(&s.root, filter, true)
+	return w.visited
 }
 
 // walker is one Match. Its methods return false once fn has asked to stop.
 type walker struct {
-	now int64
-	fn  func(m *Message) bool
+	now     int64
+	fn      func(m *Message) bool
+	visited int // nodes
 }
 
 // kids matches the filter levels f against n's children; top is true at
@@ -51,6 +58,7 @@ func (w *walker) kids(n *node, f string, top bool) bool {
 
 // node matches the filter levels f against c's label and goes on below c.
 func (w *walker) node(c *node, f string) bool {
+	w.visited++
 	l := c.label
 	for {
 		fl, frest, fmore := strings.Cut(f, "/")
@@ -77,6 +85,7 @@ func (w *walker) node(c *node, f string) bool {
 
 // all emits c's message and every one below it.
 func (w *walker) all(c *node) bool {
+	w.visited++
 	return w.emit(c) && c.each(w.all)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -23,7 +24,7 @@ type Store struct {
 	bytes   int64
 	nodes   int // below the root, for tests and memory figures
 	heap    expiryHeap
-	refused uint64 // messages Set did not store
+	refused atomic.Uint64 // messages Set did not store; no lock
 }
 
 // Limits bound a Store; zero means no bound.
@@ -60,9 +61,7 @@ func NewLimited(l Limits) *Store { return &Store{lim: l} }
 func (s *Store) Set(m Message) (deleted bool) {
 	deleted, err := s.Retain(m)
 	if err != nil {
-		s.mu.Lock()
-		s.refused++
-		s.mu.Unlock()
+		s.refused.Add(1)
 	}
 	return deleted
 }
@@ -190,11 +189,7 @@ func (s *Store) Bytes() int64 {
 }
 
 // Refused is the number of messages Set did not store.
-func (s *Store) Refused() uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.refused
-}
+func (s *Store) Refused() uint64 { return s.refused.Load() }
 
 // Expire deletes the messages expired at now and returns how many. It costs
 // the number deleted (times a heap operation), not a walk of the store.

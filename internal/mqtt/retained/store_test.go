@@ -521,3 +521,33 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestMatchVisitsOnlyReachable: among 10,000 devices' messages, a filter
+// visits the nodes on its way and those it matches, not the store.
+func TestMatchVisitsOnlyReachable(t *testing.T) {
+	s := New()
+	for i := range 10_000 {
+		pk, dn := device(i)
+		for _, suffix := range []string{"thing/event/property/post", "thing/event/alarm/post", "user/status"} {
+			s.Set(msg("/sys/"+pk+"/"+dn+"/"+suffix, "v"))
+		}
+	}
+	pk, dn := device(4242)
+	for _, tc := range []struct {
+		filter           string
+		hits, maxVisited int
+	}{
+		{"/sys/" + pk + "/" + dn + "/#", 3, 8},
+		{"/sys/" + pk + "/" + dn + "/thing/event/property/post", 1, 8},
+		{"/sys/+/" + dn + "/thing/event/+/post", 2, 20}, // '+' visits the ten ProductKeys
+		{"/sys/" + pk + "/nobody/#", 0, 4},
+		{"+/nothing", 0, 2},
+	} {
+		hits := 0
+		visited := s.match(tc.filter, t0, func(*Message) bool { hits++; return true })
+		if hits != tc.hits || visited > tc.maxVisited {
+			t.Errorf("%q: %d messages visiting %d nodes, want %d visiting at most %d (the store has %d)",
+				tc.filter, hits, visited, tc.hits, tc.maxVisited, s.nodes)
+		}
+	}
+}

@@ -213,7 +213,7 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 		return err
 	}
 	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`,
-		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`} {
+		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`, `DELETE FROM shadow_settings WHERE product_key = ?`} {
 		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
 			return err
 		}
@@ -367,8 +367,8 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 
 // UpdateDevice implements registry.Store.
 func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
-	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, status = ?, attributes = ?, secret_issued = ?, first_online = ?, last_online = ?, cert_fingerprint = ?, thing_name = ? WHERE product_key = ? AND device_name = ?`,
-		d.Nickname, d.Status, attrsJSON(d.Attributes), d.SecretIssued, msPtr(d.FirstOnline), msPtr(d.LastOnline), nullString(d.CertFingerprint), nullString(registry.ExplicitThingName(d)), d.ProductKey, d.DeviceName)
+	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, attributes = ?, secret_issued = ?, cert_fingerprint = ?, thing_name = ? WHERE product_key = ? AND device_name = ?`,
+		d.Nickname, attrsJSON(d.Attributes), d.SecretIssued, nullString(d.CertFingerprint), nullString(registry.ExplicitThingName(d)), d.ProductKey, d.DeviceName)
 	if isUnique(err) {
 		if strings.Contains(err.Error(), "thing_name") {
 			return fmt.Errorf("thing name %q is taken: %w", d.ThingName, registry.ErrConflict)
@@ -376,6 +376,21 @@ func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
 		return fmt.Errorf("certificate is bound to another device: %w", registry.ErrConflict)
 	}
 	return affected(res, err)
+}
+
+// SetDeviceDisabled implements registry.Store.
+func (s *Store) SetDeviceDisabled(ctx context.Context, pk, dn string, disabled bool) (registry.Status, error) {
+	q := `UPDATE devices SET status = 'disabled' WHERE product_key = ? AND device_name = ? RETURNING status`
+	if !disabled {
+		q = `UPDATE devices SET status = CASE WHEN status <> 'disabled' THEN status
+			WHEN first_online IS NULL THEN 'inactive' ELSE 'offline' END
+			WHERE product_key = ? AND device_name = ? RETURNING status`
+	}
+	var st registry.Status
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, q, pk, dn).Scan(&st)
+	})
+	return st, notFound(err)
 }
 
 // GetDeviceAuth implements registry.Store.

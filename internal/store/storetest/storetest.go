@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 )
 
 // Store is everything an adapter implements.
@@ -21,6 +23,8 @@ type Store interface {
 	registry.Store
 	audit.Store
 	shadow.Store
+	shadowsvc.SettingsStore
+	distribution.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -49,7 +53,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"configuration files", testProductConfig},
 		{"found sub-devices", testFound},
 		{"shadows", testShadows},
+		{"shadow settings", testShadowSettings},
 		{"audit", testAudit},
+		{"distribution instances", testDistInstances},
+		{"distribution records and policies", testDistRecords},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -287,8 +294,17 @@ func testUpdateDevice(t *testing.T, s Store) {
 	p := seed(t, s)
 	d := dev(p, "u1")
 	s.CreateDevices(ctx, []registry.Device{d})
+	// The device is read, then a session starts, then the read copy is
+	// written back: the update must not undo the presence that came in
+	// between (UpdateDevice never writes status or online times).
+	stale, _ := s.GetDevice(ctx, p.ProductKey, "u1")
 	on := t0.Add(time.Hour).Truncate(time.Millisecond)
-	d.Status, d.Nickname, d.SecretIssued, d.FirstOnline, d.LastOnline = registry.StatusOnline, "nick", true, &on, &on
+	if err := s.ApplyPresence(ctx, []registry.Presence{{ProductKey: p.ProductKey, DeviceName: "u1", Online: true, At: on}}); err != nil {
+		t.Fatal(err)
+	}
+	d = stale
+	d.Nickname, d.SecretIssued = "nick", true
+	d.Status, d.FirstOnline, d.LastOnline = registry.StatusInactive, nil, nil
 	d.Attributes = map[string]string{"k": "v"}
 	d.CertFingerprint = "ab12"
 	if err := s.UpdateDevice(ctx, d); err != nil {
@@ -297,6 +313,50 @@ func testUpdateDevice(t *testing.T, s Store) {
 	got, _ := s.GetDevice(ctx, p.ProductKey, "u1")
 	if got.Status != registry.StatusOnline || got.Nickname != "nick" || !got.SecretIssued || got.FirstOnline == nil || !got.FirstOnline.Equal(on) || got.Attributes["k"] != "v" {
 		t.Fatalf("after update: %+v", got)
+	}
+	// Disable and enable own the status: enabling returns a device that was
+	// online to offline, one never seen to inactive; a missing device is
+	// ErrNotFound.
+	for _, tt := range []struct {
+		dn       string
+		disabled bool
+		want     registry.Status
+	}{
+		{"u1", true, registry.StatusDisabled},
+		{"u1", true, registry.StatusDisabled},
+		{"u1", false, registry.StatusOffline},
+		{"u1", false, registry.StatusOffline},
+	} {
+		st, err := s.SetDeviceDisabled(ctx, p.ProductKey, tt.dn, tt.disabled)
+		if err != nil || st != tt.want {
+			t.Fatalf("SetDeviceDisabled(%s, %v) = %q, %v; want %q", tt.dn, tt.disabled, st, err, tt.want)
+		}
+		if got, _ := s.GetDevice(ctx, p.ProductKey, tt.dn); got.Status != tt.want {
+			t.Fatalf("after SetDeviceDisabled(%s, %v): status %q, want %q", tt.dn, tt.disabled, got.Status, tt.want)
+		}
+	}
+	// A disabled device stays disabled when a session's presence or a
+	// stale update lands after the disable.
+	if _, err := s.SetDeviceDisabled(ctx, p.ProductKey, "u1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyPresence(ctx, []registry.Presence{{ProductKey: p.ProductKey, DeviceName: "u1", Online: true, At: on.Add(time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateDevice(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetDevice(ctx, p.ProductKey, "u1"); got.Status != registry.StatusDisabled {
+		t.Fatalf("disabled device after presence and a stale update: %q", got.Status)
+	}
+	if _, err := s.SetDeviceDisabled(ctx, p.ProductKey, "ghost", true); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("disabling a missing device: %v", err)
+	}
+	never := dev(p, "u3")
+	s.CreateDevices(ctx, []registry.Device{never})
+	s.SetDeviceDisabled(ctx, p.ProductKey, "u3", true)
+	if st, err := s.SetDeviceDisabled(ctx, p.ProductKey, "u3", false); err != nil || st != registry.StatusInactive {
+		t.Fatalf("enabling a device never seen: %q, %v", st, err)
 	}
 	byFP, err := s.GetDeviceByFingerprint(ctx, "ab12")
 	if err != nil || byFP.DeviceName != "u1" {
@@ -698,6 +758,27 @@ func testFound(t *testing.T, s Store) {
 	}
 	if got := names(); got != "" {
 		t.Fatalf("a deleted product's gateways' found: %q", got)
+	}
+}
+
+func testShadowSettings(t *testing.T, s Store) {
+	p := seed(t, s)
+	if raw, err := s.ShadowSettings(ctx, p.ProductKey); raw != nil || err != nil {
+		t.Fatalf("none stored: %q %v; want nil, nil", raw, err)
+	}
+	for _, v := range []string{`{"history":3}`, `{"history":4,"presence":false}`} {
+		if err := s.SetShadowSettings(ctx, p.ProductKey, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err := s.ShadowSettings(ctx, p.ProductKey); string(raw) != v || err != nil {
+			t.Fatalf("ShadowSettings = %q %v; want %s", raw, err, v)
+		}
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := s.ShadowSettings(ctx, p.ProductKey); raw != nil || err != nil {
+		t.Fatalf("a deleted product's settings: %q %v; want nil, nil", raw, err)
 	}
 }
 

@@ -1,0 +1,108 @@
+// Package distribution benchmarks the bootstrap endpoint: answers per
+// second from one source with the per-source rate limit off and on, with a
+// proximity policy deciding (a CIDR table), beside a bare Go handler
+// writing the same answer (the ceiling) in the same run.
+package distribution
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
+)
+
+const answer = `{"code":200,"data":{"resources":{"mqtt":{"host":"sg.iot.example.com","port":1883}}},"message":"success"}`
+
+// load sends n bootstraps with c clients from one source (127.0.0.1) and
+// returns answers/s, the 200 and 429 counts, and the p50/p99 latency.
+func load(b *testing.B, base, pk string, n, c int) (perSec float64, ok, limited int64, p50, p99 time.Duration) {
+	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				form := url.Values{"productKey": {pk}, "deviceName": {fmt.Sprintf("dev%06d", i%1000)}, "resources": {"mqtt"}}.Encode()
+				t0 := time.Now()
+				resp, err := client.Post(base+"/auth/bootstrap", "application/x-www-form-urlencoded;charset=utf-8", strings.NewReader(form))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[i] = time.Since(t0)
+				switch resp.StatusCode {
+				case 200:
+					atomic.AddInt64(&ok, 1)
+				case 429:
+					atomic.AddInt64(&limited, 1)
+				default:
+					b.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return float64(n) / el.Seconds(), ok, limited, lat[n/2], lat[n*99/100]
+}
+
+// BenchmarkBootstrapOneSource: `go test ./bench/distribution/ -run '^$' -bench BootstrapOneSource -benchtime 1x -count 3`.
+func BenchmarkBootstrapOneSource(b *testing.B) {
+	const n, c = 5000, 4
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		w.Header().Set("Content-Type", "application/json;charset=utf-8")
+		io.WriteString(w, answer)
+	}))
+	defer bare.Close()
+	for _, tt := range []struct {
+		name string
+		rate float64
+	}{{"limit=off", 0}, {"limit=on(20/s)", 20}} {
+		b.Run(tt.name, func(b *testing.B) {
+			s := apptest.Start(b, func(cfg *config.Config) {
+				cfg.BootstrapPlainHTTP, cfg.BootstrapRatePerIP, cfg.InstanceID, cfg.Region = true, tt.rate, "centre", "cn-shanghai"
+			})
+			s.Admin("POST", "/v1/instances", map[string]any{"instanceId": "sg-1", "region": "ap-southeast-1", "mqtt": "sg.iot.example.com:1883"}, 201)
+			s.Admin("POST", "/v1/distribution/policies", map[string]any{"policyId": "near", "fallback": "cn-shanghai",
+				"regions": []map[string]any{{"region": "cn-shanghai", "instances": []map[string]any{{"instanceId": "centre"}}},
+					{"region": "ap-southeast-1", "instances": []map[string]any{{"instanceId": "sg-1"}}}},
+				"cidrs": []map[string]string{{"cidr": "127.0.0.0/8", "region": "ap-southeast-1"}}}, 201)
+			p := s.CreateProduct("meters", nil)
+			for i := range 1000 {
+				s.Admin("PUT", fmt.Sprintf("/v1/products/%s/devices/dev%06d/provisioning", p.ProductKey, i), map[string]any{"policyId": "near"}, 200)
+			}
+			for range b.N {
+				bareRate, _, _, _, bareP99 := load(b, bare.URL, p.ProductKey, n, c)
+				rate, ok, limited, p50, p99 := load(b, s.URL, p.ProductKey, n, c)
+				b.ReportMetric(rate, "answers/s")
+				b.ReportMetric(rate/bareRate, "ratio-to-bare")
+				b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+				b.Logf("%s: %.0f answers/s (%d 200, %d 429), p50 %v p99 %v; bare handler %.0f/s p99 %v", tt.name, rate, ok, limited, p50, p99, bareRate, bareP99)
+			}
+		})
+	}
+}
