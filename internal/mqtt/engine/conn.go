@@ -186,7 +186,14 @@ func (c *conn) flush() {
 		if _, err := c.nc.Write(buf); err != nil {
 			s.mu.Lock()
 			if !c.closing {
-				c.closing, c.aborted, c.endReason = true, true, EndSlowConsumer
+				// A write that timed out is a client that stopped reading;
+				// any other error, a connection already gone.
+				r := EndClosed
+				if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+					r = EndSlowConsumer
+				}
+				c.closing, c.aborted, c.endReason = true, true, r
+				c.aborting.Store(true)
 			}
 			c.writing = false
 			c.ctrl = nil
@@ -252,7 +259,7 @@ func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropRea
 // publishOf is the PUBLISH of a delivery, without packet id or alias.
 func publishOf(d *delivery, rem uint32, hasExpiry bool) *packet.Publish {
 	p := &packet.Publish{QoS: d.qos, Retain: d.retain, Topic: d.msg.Topic,
-		Properties: d.msg.Properties, Payload: d.msg.Payload}
+		Properties: d.msg.Props.properties(), Payload: d.msg.Payload}
 	p.Properties.MessageExpiry = nil
 	if hasExpiry {
 		p.Properties.MessageExpiry = &rem
@@ -557,7 +564,16 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 	for _, r := range retained {
 		ds = append(ds, srv.retainedFor(s, r.Filter, r.Options)...)
 	}
-	srv.enqueueAll(s, c, &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ds)
+	ack := &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}
+	if c.version == packet.V5 && !c.noProblemInfo {
+		for _, code := range codes {
+			if code >= 0x80 {
+				ack.Properties.ReasonString = "some filters were refused: invalid or not authorized"
+				break
+			}
+		}
+	}
+	srv.enqueueAll(s, c, ack, ds)
 	if len(granted) > 0 {
 		sh.Subscribed(c.client, granted)
 	}

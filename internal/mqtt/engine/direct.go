@@ -34,8 +34,8 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 	if ss == nil {
 		return fmt.Errorf("mqtt engine: publish to %s: %w", clientID, ErrNoSession)
 	}
-	p := &packet.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, Properties: forwarded(&m.Properties)}
-	if m.Properties.MessageExpiry != nil && *m.Properties.MessageExpiry == 0 {
+	p := &packet.Publish{Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, Properties: m.Props.properties()}
+	if e := p.Properties.MessageExpiry; e != nil && *e == 0 {
 		return nil // expired already
 	}
 	ss.mu.Lock()

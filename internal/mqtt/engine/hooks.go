@@ -38,7 +38,7 @@ type EndReason int
 // The reasons a connection ends.
 const (
 	EndNormal        EndReason = iota // DISCONNECT 0x00 from the client
-	EndWithWill                       // DISCONNECT 0x04 from the client
+	EndWithWill                       // DISCONNECT 0x04 (or any code but 0x00) from the client: the will goes
 	EndClosed                         // the network connection closed without DISCONNECT
 	EndKeepAlive                      // nothing received within 1.5 × keep alive
 	EndTakeover                       // a new CONNECT with the same client id

@@ -152,6 +152,12 @@ func TestSubscribeRefusals(t *testing.T) {
 				packet.Subscription{Filter: "secret/#", QoS: 1},
 				packet.Subscription{Filter: "$share/g/secret/#", QoS: 1},
 				packet.Subscription{Filter: "$share/g/open/#", QoS: 1})
+			if ver.v == packet.V5 {
+				c.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: "secret/#"}}})
+				if ack := c.recv().(*packet.Suback); ack.Properties.ReasonString == "" {
+					t.Fatal("refusal without a reason string")
+				}
+			}
 		})
 	}
 }

@@ -471,18 +471,12 @@ func (s *Server) publishWill(w pendingWill) {
 	}
 	now := time.Now()
 	m := &Message{Topic: w.will.Topic, Payload: w.will.Payload, QoS: w.will.QoS, Retain: w.will.Retain,
-		Properties: forwarded(&w.will.Properties), Publisher: w.client.ID}
+		Props: propsOf(&w.will.Properties), Publisher: w.client.ID}
 	m.setExpiry(now)
 	if m.Retain {
 		s.retain(m, now)
 	}
 	s.router.Route(m)
-}
-
-// forwarded keeps the properties a message carries to subscribers.
-func forwarded(p *packet.Properties) packet.Properties {
-	return packet.Properties{PayloadFormat: p.PayloadFormat, MessageExpiry: p.MessageExpiry,
-		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User}
 }
 
 // Deliver gives m to a local session or handler (Deliverer).
@@ -609,7 +603,9 @@ func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []del
 }
 
 // Publish publishes m as the server: no MayPublish, no publisher (so No
-// Local never applies). The topic must be a valid topic name.
+// Local never applies). The topic must be a valid topic name. m's payload
+// and Props are kept as they are (sessions share them): do not change them
+// after.
 func (s *Server) Publish(m Message) error {
 	if err := packet.ValidTopicName(m.Topic); err != nil {
 		return fmt.Errorf("mqtt engine: publish: %w", err)
@@ -618,8 +614,7 @@ func (s *Server) Publish(m Message) error {
 		return fmt.Errorf("mqtt engine: publish: QoS %d", m.QoS)
 	}
 	now := time.Now()
-	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-		Properties: forwarded(&m.Properties)}
+	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props}
 	msg.setExpiry(now)
 	if msg.Retain {
 		s.retain(msg, now)
@@ -630,9 +625,9 @@ func (s *Server) Publish(m Message) error {
 
 // Subscribe calls h with every message published on a topic matching filter
 // (shared filters included), until the returned function is called. h runs
-// on the publisher's goroutine: it must not block, and must not keep the
-// message's payload past its return without copying it... it may: messages
-// are never changed once routed.
+// on the publisher's goroutine with no engine lock held: it must not block
+// (it may publish). The message is shared and must not be changed; it may
+// be kept.
 func (s *Server) Subscribe(filter string, h func(*Message)) (unsubscribe func(), err error) {
 	if err := packet.ValidTopicFilter(filter); err != nil {
 		return nil, fmt.Errorf("mqtt engine: subscribe: %w", err)
