@@ -3,6 +3,7 @@
 //
 //	enginemem -serve 127.0.0.1:0            # prints its address, then RSS on each line read from stdin
 //	enginemem -clients ADDR -n 5000         # holds n MQTT 5 / 3.1.1 connections open until killed
+//	enginemem -clients ADDR -n 5000 -active # each subscribes and publishes once first
 //
 // Run the server, note its RSS after a GC, connect the clients, wait, and
 // read the RSS again; the difference over n is the cost per connection.
@@ -18,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -27,21 +29,23 @@ import (
 
 func main() {
 	serve := flag.String("serve", "", "listen address: run the engine")
+	heap := flag.String("heapprofile", "", "write a heap profile here at each report")
 	clients := flag.String("clients", "", "engine address: hold connections")
 	n := flag.Int("n", 5000, "connections to hold")
+	active := flag.Bool("active", false, "each client subscribes and publishes a QoS 1 message before idling")
 	flag.Parse()
 	switch {
 	case *serve != "":
-		runServer(*serve)
+		runServer(*serve, *heap)
 	case *clients != "":
-		runClients(*clients, *n)
+		runClients(*clients, *n, *active)
 	default:
 		flag.Usage()
 		os.Exit(2)
 	}
 }
 
-func runServer(addr string) {
+func runServer(addr, heap string) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
@@ -58,6 +62,12 @@ func runServer(addr string) {
 		runtime.ReadMemStats(&ms)
 		fmt.Printf("connections %d rss_kb %d goroutines %d stack_kb %d heap_inuse_kb %d\n",
 			st.Connections, rssKB(), runtime.NumGoroutine(), ms.StackInuse>>10, ms.HeapInuse>>10)
+		if heap != "" {
+			if f, err := os.Create(heap); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -79,7 +89,7 @@ func rssKB() int {
 	return -1
 }
 
-func runClients(addr string, n int) {
+func runClients(addr string, n int, active bool) {
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
 		c, err := net.Dial("tcp", addr)
@@ -97,6 +107,27 @@ func runClients(addr string, n int) {
 		}
 		if _, err := packet.Read(c, v, 0); err != nil {
 			log.Fatalf("connack %d: %v", i, err)
+		}
+		if active {
+			topic := fmt.Sprintf("dev/%d/state", i)
+			b, _ = (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}).Append(nil, v)
+			b, _ = (&packet.Publish{Topic: topic, QoS: 1, PacketID: 2, Payload: []byte("on")}).Append(b, v)
+			if _, err := c.Write(b); err != nil {
+				log.Fatal(err)
+			}
+			// SUBACK, PUBACK and the message itself, in some order.
+			for range 3 {
+				p, err := packet.Read(c, v, 0)
+				if err != nil {
+					log.Fatalf("client %d: %v", i, err)
+				}
+				if m, ok := p.(*packet.Publish); ok {
+					b, _ = (&packet.Puback{Ack: packet.Ack{PacketID: m.PacketID}}).Append(nil, v)
+					if _, err := c.Write(b); err != nil {
+						log.Fatal(err)
+					}
+				}
+			}
 		}
 		conns = append(conns, c)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -72,6 +73,10 @@ type App struct {
 	hooks   *webhook.Client
 	dist    *distribution.Service // nil unless distribution_centre
 	geo     *distribution.GeoIP   // nil without geoip_db
+	shadows *shadowsvc.Service
+	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
+	// presence in the shadow).
+	shadowMQTT *shadowsvc.MQTT
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -187,6 +192,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	eps := endpoints(cfg, a.mqtt)
 	a.prov.SetEndpoints(eps)
+	a.wireShadows()
 	var dist httpapi.Distribution
 	if cfg.DistributionCentre {
 		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
@@ -195,7 +201,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		dist = a.dist
 	}
-	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -316,11 +322,21 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
-		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxPacketSize: uint32(cfg.MQTTMaxPacketSize), TopicAliasMaximum: topicAliasMaximum(cfg.MQTTTopicAliasMaximum),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
 		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),
 		WSAllowedOrigins: strings.Split(cfg.WSAllowedOrigins, ",")})
+}
+
+// topicAliasMaximum is mqtt_topic_alias_maximum as broker.Options has it
+// (negative: none).
+func topicAliasMaximum(n int64) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // serverCertificates are the device-facing TLS listeners' certificates:
@@ -413,6 +429,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.configs.Start(); err != nil {
+		return err
+	}
+	if err := a.shadowMQTT.Start(); err != nil {
 		return err
 	}
 	a.hooks.Start(4)
@@ -525,6 +544,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
+		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

@@ -43,10 +43,12 @@ type conn struct {
 	noProblemInfo bool
 
 	endReported atomic.Bool // SessionEnded was called
+	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
 
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages
 	writing   bool   // a writer goroutine runs
+	started   bool   // SessionStarted has returned: the writer may start
 	closing   bool   // no more messages; close after ctrl is written
 	endReason EndReason
 	aborted   bool // endReason was set by abort
@@ -89,9 +91,10 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 	c.kickLocked()
 }
 
-// kickLocked starts the writer unless one runs. Requires sess.mu.
+// kickLocked starts the writer unless one runs or SessionStarted has not
+// returned yet (the CONNACK waits for it). Requires sess.mu.
 func (c *conn) kickLocked() {
-	if c.writing {
+	if c.writing || !c.started {
 		return
 	}
 	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {
@@ -123,6 +126,7 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 		c.ctrl, _ = d.Append(c.ctrl, c.version)
 	}
 	c.closing, c.aborted, c.endReason = true, true, r
+	c.aborting.Store(true)
 	if c.writing {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		return
@@ -182,7 +186,14 @@ func (c *conn) flush() {
 		if _, err := c.nc.Write(buf); err != nil {
 			s.mu.Lock()
 			if !c.closing {
-				c.closing, c.aborted, c.endReason = true, true, EndSlowConsumer
+				// A write that timed out is a client that stopped reading;
+				// any other error, a connection already gone.
+				r := EndClosed
+				if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+					r = EndSlowConsumer
+				}
+				c.closing, c.aborted, c.endReason = true, true, r
+				c.aborting.Store(true)
 			}
 			c.writing = false
 			c.ctrl = nil
@@ -248,7 +259,7 @@ func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropRea
 // publishOf is the PUBLISH of a delivery, without packet id or alias.
 func publishOf(d *delivery, rem uint32, hasExpiry bool) *packet.Publish {
 	p := &packet.Publish{QoS: d.qos, Retain: d.retain, Topic: d.msg.Topic,
-		Properties: d.msg.Properties, Payload: d.msg.Payload}
+		Properties: d.msg.Props.properties(), Payload: d.msg.Payload}
 	p.Properties.MessageExpiry = nil
 	if hasExpiry {
 		p.Properties.MessageExpiry = &rem
@@ -290,6 +301,11 @@ func (c *conn) readLoop() EndReason {
 			return c.readFailed(err)
 		}
 		c.srv.count.received.Add(1)
+		if c.aborting.Load() {
+			// Taken over, kicked or shut down while this packet came in:
+			// the session is no longer this connection's to act on.
+			return c.readFailed(net.ErrClosed)
+		}
 		if r, done := c.handle(p); done {
 			return r
 		}
@@ -351,6 +367,8 @@ func (c *conn) handle(p packet.Packet) (EndReason, bool) {
 	case *packet.Disconnect:
 		return c.onDisconnect(p)
 	default:
+		c.srv.log.Debug("mqtt engine: protocol error, connection closed", "clientId", c.client.ID,
+			"type", p.Type().String(), "reason", "packet not expected from a client")
 		return c.fail(packet.ProtocolError, p.Type().String()+" not expected from a client")
 	}
 	return 0, false
@@ -508,6 +526,8 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 	}
 	refused := packet.ReasonCode(0x80)
 	var retained []subs.Subscription
+	sh, _ := srv.hooks.(SubscriptionHooks)
+	var granted []string
 	for i, sub := range p.Subscriptions {
 		if err := packet.ValidTopicFilter(sub.Filter); err != nil {
 			codes[i] = packet.TopicFilterInvalid
@@ -529,16 +549,33 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 		}
 		o := subs.Options{QoS: min(sub.QoS, 2), NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, SubscriptionID: subID}
+		if sh != nil {
+			o = sh.SubscriptionOptions(c.client, sub.Filter, o)
+		}
 		if srv.subscribe(s, sub.Filter, o, shared) {
 			retained = append(retained, subs.Subscription{Filter: sub.Filter, Options: o})
 		}
 		codes[i] = packet.ReasonCode(o.QoS)
+		if sh != nil {
+			granted = append(granted, sub.Filter)
+		}
 	}
-	s.mu.Lock()
-	c.appendCtrlLocked(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
-	s.mu.Unlock()
+	var ds []delivery
 	for _, r := range retained {
-		srv.sendRetained(s, r.Filter, r.Options)
+		ds = append(ds, srv.retainedFor(s, r.Filter, r.Options)...)
+	}
+	ack := &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}
+	if c.version == packet.V5 && !c.noProblemInfo {
+		for _, code := range codes {
+			if code >= 0x80 {
+				ack.Properties.ReasonString = "some filters were refused: invalid or not authorized"
+				break
+			}
+		}
+	}
+	srv.enqueueAll(s, c, ack, ds)
+	if len(granted) > 0 {
+		sh.Subscribed(c.client, granted)
 	}
 	return 0, false
 }
@@ -552,7 +589,7 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) {
 	for i, f := range p.Filters {
 		ok := srv.router.Unsubscribe(s.id, f)
 		s.mu.Lock()
-		delete(s.subs, f)
+		s.removeSubLocked(f)
 		s.mu.Unlock()
 		if !ok && codes != nil {
 			codes[i] = packet.NoSubscriptionExisted

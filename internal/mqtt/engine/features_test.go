@@ -173,8 +173,8 @@ func TestMessageExpiry(t *testing.T) {
 	eventually(t, "offline", func() bool { return !srv.Connected("mx") })
 	one, ten := uint32(1), uint32(10)
 	for _, m := range []Message{
-		{Topic: "mx", QoS: 1, Payload: []byte("short"), Properties: packet.Properties{MessageExpiry: &one}},
-		{Topic: "mx", QoS: 1, Payload: []byte("long"), Properties: packet.Properties{MessageExpiry: &ten}},
+		{Topic: "mx", QoS: 1, Payload: []byte("short"), Props: &Props{MessageExpiry: &one}},
+		{Topic: "mx", QoS: 1, Payload: []byte("long"), Props: &Props{MessageExpiry: &ten}},
 		{Topic: "mx", QoS: 1, Payload: []byte("none")},
 	} {
 		if err := srv.Publish(m); err != nil {
@@ -236,10 +236,10 @@ func TestSharedSubscription(t *testing.T) {
 	b, _ := mustConnect(t, addr, conn5("sb", true))
 	a.subscribe(1, nil, packet.Subscription{Filter: "$share/g/job", QoS: 1})
 	b.subscribe(1, nil, packet.Subscription{Filter: "$share/g/job", QoS: 1})
-	props := packet.Properties{ResponseTopic: "reply", CorrelationData: []byte{1, 2}, ContentType: "text/plain",
+	props := &Props{ResponseTopic: "reply", CorrelationData: []byte{1, 2}, ContentType: "text/plain",
 		PayloadFormat: 1, User: []packet.UserProperty{{Key: "a", Value: "1"}, {Key: "a", Value: "2"}}}
 	for range 4 {
-		if err := srv.Publish(Message{Topic: "job", Payload: []byte("j"), Properties: props}); err != nil {
+		if err := srv.Publish(Message{Topic: "job", Payload: []byte("j"), Props: props}); err != nil {
 			t.Fatal(err)
 		}
 	}

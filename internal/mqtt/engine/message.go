@@ -13,31 +13,60 @@ type Message struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
-	// Properties are the MQTT 5 properties forwarded to subscribers
-	// unchanged (payload format, content type, response topic, correlation
-	// data, user properties). MessageExpiry is the interval as published;
-	// the engine forwards what remains of it.
-	Properties packet.Properties
+	// Props are the MQTT 5 properties forwarded to subscribers unchanged;
+	// nil when the publisher set none (most messages: 8 bytes, not a
+	// 320-byte packet.Properties, per queued message).
+	Props *Props
 	// Publisher is the publishing client's id; empty for the server.
 	Publisher string
 
 	expires time.Time // zero: never
 }
 
+// Props are the properties a PUBLISH carries from its publisher to its
+// subscribers (MQTT 5 3.3.2.3). MessageExpiry is the interval as published:
+// the engine forwards what remains of it.
+type Props struct {
+	PayloadFormat   byte
+	MessageExpiry   *uint32
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	User            []packet.UserProperty
+}
+
+// propsOf keeps the forwarded properties of p; nil when there are none.
+func propsOf(p *packet.Properties) *Props {
+	if p.PayloadFormat == 0 && p.MessageExpiry == nil && p.ContentType == "" && p.ResponseTopic == "" &&
+		p.CorrelationData == nil && len(p.User) == 0 {
+		return nil
+	}
+	return &Props{PayloadFormat: p.PayloadFormat, MessageExpiry: p.MessageExpiry, ContentType: p.ContentType,
+		ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User}
+}
+
+// properties are pr as packet properties; the zero value for nil.
+func (pr *Props) properties() packet.Properties {
+	if pr == nil {
+		return packet.Properties{}
+	}
+	return packet.Properties{PayloadFormat: pr.PayloadFormat, MessageExpiry: pr.MessageExpiry,
+		ContentType: pr.ContentType, ResponseTopic: pr.ResponseTopic, CorrelationData: pr.CorrelationData, User: pr.User}
+}
+
 // newMessage makes the routed message of a PUBLISH received now: the topic
 // alias and subscription identifiers are the sender's and stay behind.
 func newMessage(p *packet.Publish, topic, publisher string, now time.Time) *Message {
 	m := &Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain,
-		Properties: p.Properties, Publisher: publisher}
-	m.Properties.TopicAlias = 0
-	m.Properties.SubscriptionIDs = nil
+		Props: propsOf(&p.Properties), Publisher: publisher}
 	m.setExpiry(now)
 	return m
 }
 
-func (m *Message) setExpiry(now time.Time) {
-	if e := m.Properties.MessageExpiry; e != nil {
-		m.expires = now.Add(time.Duration(*e) * time.Second)
+// setExpiry starts the message's expiry interval at t.
+func (m *Message) setExpiry(t time.Time) {
+	if m.Props != nil && m.Props.MessageExpiry != nil {
+		m.expires = t.Add(time.Duration(*m.Props.MessageExpiry) * time.Second)
 	}
 }
 

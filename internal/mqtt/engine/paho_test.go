@@ -24,7 +24,7 @@ func pahoClient(t *testing.T, addr, id string, clean bool) mqtt.Client {
 // gets QoS 1 and 2 messages queued while its persistent session was
 // offline.
 func TestPaho(t *testing.T) {
-	_, addr := start(t, Options{})
+	srv, addr := start(t, Options{})
 	got := make(chan string, 16)
 	handler := func(_ mqtt.Client, m mqtt.Message) { got <- fmt.Sprintf("%s %d %s", m.Topic(), m.Qos(), m.Payload()) }
 	sub := pahoClient(t, addr, "paho-sub", false)
@@ -46,6 +46,12 @@ func TestPaho(t *testing.T) {
 			t.Fatalf("%q not delivered", want)
 		}
 	}
+	// Let the QoS 2 exchange finish: a PUBLISH not yet PUBREC'd would be
+	// resent with DUP, and a new Paho client keeps no state to drop it.
+	eventually(t, "live exchange finished", func() bool {
+		in, _ := srv.SessionByID("paho-sub")
+		return in.Inflight == 0
+	})
 	sub.Disconnect(100)
 	for q := byte(1); q <= 2; q++ {
 		if tok := pub.Publish("paho/queued", q, false, "q"); !tok.WaitTimeout(wait) || tok.Error() != nil {

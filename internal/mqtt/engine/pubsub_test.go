@@ -152,6 +152,12 @@ func TestSubscribeRefusals(t *testing.T) {
 				packet.Subscription{Filter: "secret/#", QoS: 1},
 				packet.Subscription{Filter: "$share/g/secret/#", QoS: 1},
 				packet.Subscription{Filter: "$share/g/open/#", QoS: 1})
+			if ver.v == packet.V5 {
+				c.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: "secret/#"}}})
+				if ack := c.recv().(*packet.Suback); ack.Properties.ReasonString == "" {
+					t.Fatal("refusal without a reason string")
+				}
+			}
 		})
 	}
 }
@@ -202,5 +208,58 @@ func TestRequestProblemInfo(t *testing.T) {
 	ack, ok := c.recv().(*packet.Puback)
 	if !ok || ack.ReasonCode != packet.NotAuthorized || ack.Properties.ReasonString != "" {
 		t.Fatalf("PUBACK %+v", ack)
+	}
+}
+
+// TestOutboundPubrecFailure: a subscriber answering PUBREC with a failure
+// code ends the QoS 2 exchange: no PUBREL, and the window's slot returns.
+func TestOutboundPubrecFailure(t *testing.T) {
+	s, addr := start(t, Options{})
+	cp := conn5("prf", true)
+	cp.Properties.ReceiveMaximum = 1
+	c, _ := mustConnect(t, addr, cp)
+	c.subscribe(1, nil, packet.Subscription{Filter: "prf", QoS: 2})
+	for _, b := range []byte("ab") {
+		if err := s.Publish(Message{Topic: "prf", QoS: 2, Payload: []byte{b}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := c.recvPublish()
+	c.send(&packet.Pubrec{Ack: packet.Ack{PacketID: m.PacketID, ReasonCode: packet.UnspecifiedError}})
+	if next := c.recvPublish(); string(next.Payload) != "b" {
+		t.Fatalf("got %+v, want the second message", next)
+	}
+}
+
+// TestPublishAPIRefusals: the server's Publish checks its topic and QoS.
+func TestPublishAPIRefusals(t *testing.T) {
+	s := New(Options{})
+	defer s.Close(t.Context())
+	for _, m := range []Message{{Topic: ""}, {Topic: "a/+"}, {Topic: "a", QoS: 3}} {
+		if err := s.Publish(m); err == nil {
+			t.Errorf("Publish(%+v) accepted", m)
+		}
+	}
+}
+
+// TestSharedOffline: a shared group's message goes to the member that is
+// online when another has gone offline.
+func TestSharedOffline(t *testing.T) {
+	s, addr := start(t, Options{})
+	on, _ := mustConnect(t, addr, conn5("on", true))
+	on.subscribe(1, nil, packet.Subscription{Filter: "$share/g/so", QoS: 1})
+	off, _ := mustConnect(t, addr, persistent(packet.V5, "off"))
+	off.subscribe(1, nil, packet.Subscription{Filter: "$share/g/so", QoS: 1})
+	off.send(&packet.Disconnect{})
+	off.closed()
+	eventually(t, "offline", func() bool { return !s.Connected("off") })
+	for range 4 {
+		if err := s.Publish(Message{Topic: "so", QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		m := on.recvPublish()
+		on.send(&packet.Puback{Ack: packet.Ack{PacketID: m.PacketID}})
 	}
 }

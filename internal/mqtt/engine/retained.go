@@ -24,7 +24,7 @@ type RetainedStore interface {
 func (s *Server) retain(m *Message, now time.Time) {
 	s.retained.Expire(now)
 	_, err := s.retained.Retain(retained.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
-		Properties: m.Properties, Stored: now})
+		Properties: m.Props.properties(), Stored: now})
 	if err != nil {
 		s.log.Warn("mqtt engine: retained message refused", "err", err)
 	}
@@ -35,7 +35,7 @@ func (s *Server) retain(m *Message, now time.Time) {
 func (s *Server) matchRetained(filter string, now time.Time) []*Message {
 	var out []*Message
 	s.retained.Match(filter, now, func(r *retained.Message) bool {
-		m := &Message{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: true, Properties: r.Properties}
+		m := &Message{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: true, Props: propsOf(&r.Properties)}
 		m.setExpiry(r.Stored)
 		out = append(out, m)
 		return true

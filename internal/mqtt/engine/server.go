@@ -138,6 +138,10 @@ func (c *conn) serve() {
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
 	s.hooks.SessionStarted(c.client, pw.present)
+	c.sess.mu.Lock()
+	c.started = true
+	c.kickLocked()
+	c.sess.mu.Unlock()
 	go c.run()
 }
 
@@ -171,7 +175,7 @@ type takeover struct {
 func (c *conn) connect() takeover {
 	s := c.srv
 	_ = c.nc.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	p, err := packet.Read(c, packet.V5, s.opts.MaxPacketSize)
+	p, err := c.readConnect()
 	if err != nil {
 		if errors.Is(err, packet.ErrUnsupportedVersion) {
 			c.version = packet.V311
@@ -199,7 +203,7 @@ func (c *conn) connect() takeover {
 		c.refuse(packet.ClientIdentifierNotValid, "")
 		return takeover{}
 	}
-	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener}
+	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Conn: c.nc}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		info.TLS = &st
@@ -209,9 +213,17 @@ func (c *conn) connect() takeover {
 		c.refuse(code, reason)
 		return takeover{}
 	}
+	sent := id
+	if cp.ClientID != "" {
+		id = cp.ClientID // Authenticate may have named the session
+	}
 	var ack packet.Connack
 	if id == "" {
 		id = assignID()
+	}
+	if sent == "" && c.version == packet.V5 {
+		// The id the session has, assigned or named by Authenticate: a
+		// client reconnecting with it resumes the session.
 		ack.Properties.AssignedClientID = id
 	}
 	c.client = &Client{ID: id, Version: c.version, ConnInfo: info, Value: value}
@@ -459,18 +471,12 @@ func (s *Server) publishWill(w pendingWill) {
 	}
 	now := time.Now()
 	m := &Message{Topic: w.will.Topic, Payload: w.will.Payload, QoS: w.will.QoS, Retain: w.will.Retain,
-		Properties: forwarded(&w.will.Properties), Publisher: w.client.ID}
+		Props: propsOf(&w.will.Properties), Publisher: w.client.ID}
 	m.setExpiry(now)
 	if m.Retain {
 		s.retain(m, now)
 	}
 	s.router.Route(m)
-}
-
-// forwarded keeps the properties a message carries to subscribers.
-func forwarded(p *packet.Properties) packet.Properties {
-	return packet.Properties{PayloadFormat: p.PayloadFormat, MessageExpiry: p.MessageExpiry,
-		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData, User: p.User}
 }
 
 // Deliver gives m to a local session or handler (Deliverer).
@@ -545,10 +551,7 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 	ss.mu.Lock()
 	ended := ss.ended
 	if !ended {
-		if ss.subs == nil {
-			ss.subs = make(map[string]subs.Options)
-		}
-		ss.subs[filter] = o
+		ss.setSubLocked(filter, o)
 	}
 	ss.mu.Unlock()
 	if ended {
@@ -558,12 +561,13 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 	return !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && isNew))
 }
 
-// sendRetained queues the retained messages matching filter to ss, with
-// RETAIN set.
-func (s *Server) sendRetained(ss *session, filter string, o subs.Options) {
+// retainedFor returns the deliveries of the retained messages matching
+// filter that ss's client may receive, with RETAIN set.
+func (s *Server) retainedFor(ss *session, filter string, o subs.Options) []delivery {
 	ss.mu.Lock()
 	client := ss.client
 	ss.mu.Unlock()
+	var ds []delivery
 	for _, m := range s.matchRetained(filter, time.Now()) {
 		if !s.hooks.MayReceive(client, m.Topic) {
 			continue
@@ -572,12 +576,36 @@ func (s *Server) sendRetained(ss *session, filter string, o subs.Options) {
 		if o.SubscriptionID != 0 && client.Version == packet.V5 {
 			d.subIDs = []uint32{o.SubscriptionID}
 		}
-		s.enqueue(ss, d)
+		ds = append(ds, d)
 	}
+	return ds
+}
+
+// enqueueAll queues ds to ss in order, after ack (a SUBACK to connection
+// from, when not nil) under one hold of the session's lock: no message
+// routed meanwhile comes between them.
+func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []delivery) {
+	var drops []DropReason
+	ss.mu.Lock()
+	if ack != nil {
+		from.appendCtrlLocked(ack) // nothing if from was taken over
+	}
+	if !ss.ended {
+		for _, d := range ds {
+			drops = ss.enqueueLocked(d, &s.opts, drops)
+		}
+	}
+	if c := ss.conn; c != nil {
+		c.kickLocked()
+	}
+	ss.mu.Unlock()
+	s.reportDrops(ss.id, drops)
 }
 
 // Publish publishes m as the server: no MayPublish, no publisher (so No
-// Local never applies). The topic must be a valid topic name.
+// Local never applies). The topic must be a valid topic name. m's payload
+// and Props are kept as they are (sessions share them): do not change them
+// after.
 func (s *Server) Publish(m Message) error {
 	if err := packet.ValidTopicName(m.Topic); err != nil {
 		return fmt.Errorf("mqtt engine: publish: %w", err)
@@ -586,8 +614,7 @@ func (s *Server) Publish(m Message) error {
 		return fmt.Errorf("mqtt engine: publish: QoS %d", m.QoS)
 	}
 	now := time.Now()
-	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-		Properties: forwarded(&m.Properties)}
+	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props}
 	msg.setExpiry(now)
 	if msg.Retain {
 		s.retain(msg, now)
@@ -598,9 +625,9 @@ func (s *Server) Publish(m Message) error {
 
 // Subscribe calls h with every message published on a topic matching filter
 // (shared filters included), until the returned function is called. h runs
-// on the publisher's goroutine: it must not block, and must not keep the
-// message's payload past its return without copying it... it may: messages
-// are never changed once routed.
+// on the publisher's goroutine with no engine lock held: it must not block
+// (it may publish). The message is shared and must not be changed; it may
+// be kept.
 func (s *Server) Subscribe(filter string, h func(*Message)) (unsubscribe func(), err error) {
 	if err := packet.ValidTopicFilter(filter); err != nil {
 		return nil, fmt.Errorf("mqtt engine: subscribe: %w", err)
@@ -644,7 +671,7 @@ func (s *Server) SubscribeClient(clientID string, list []subs.Subscription) erro
 	for _, sub := range list {
 		_, _, shared := packet.ParseShared(sub.Filter)
 		if s.subscribe(ss, sub.Filter, sub.Options, shared) {
-			s.sendRetained(ss, sub.Filter, sub.Options)
+			s.enqueueAll(ss, nil, nil, s.retainedFor(ss, sub.Filter, sub.Options))
 		}
 	}
 	return nil
@@ -705,8 +732,8 @@ func (s *Server) SessionByID(clientID string) (SessionInfo, bool) {
 	defer ss.mu.Unlock()
 	in := SessionInfo{ClientID: clientID, Connected: ss.conn != nil && !ss.conn.closing, Client: ss.client,
 		Queued: ss.queued(), Inflight: len(ss.inflight)}
-	for f := range ss.subs {
-		in.Filters = append(in.Filters, f)
+	for _, sub := range ss.subs {
+		in.Filters = append(in.Filters, sub.Filter)
 	}
 	return in, true
 }

@@ -44,9 +44,9 @@ type session struct {
 
 	mu         sync.Mutex
 	conn       *conn
-	client     *Client // the last connection's client
-	expiry     uint32  // seconds after disconnection; 0: ends with it
-	subs       map[string]subs.Options
+	client     *Client             // the last connection's client
+	expiry     uint32              // seconds after disconnection; 0: ends with it
+	subs       []subs.Subscription // a few per session: a slice costs less than a map
 	queue      []delivery
 	qhead      int
 	queueBytes int
@@ -133,10 +133,7 @@ func (s *session) popLocked() {
 	s.queue[s.qhead] = delivery{}
 	s.qhead++
 	if s.qhead == len(s.queue) {
-		s.queue, s.qhead = s.queue[:0], 0
-		if cap(s.queue) > 64 {
-			s.queue = nil
-		}
+		s.queue, s.qhead = nil, 0 // an idle session holds no queue
 	}
 }
 
@@ -172,7 +169,31 @@ func (s *session) inflightIndex(id uint16) int {
 // rest. Requires mu.
 func (s *session) ackLocked(i int) {
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-	if len(s.inflight) == 0 && cap(s.inflight) > 16 {
-		s.inflight = nil
+	s.inflight[:len(s.inflight)+1][len(s.inflight)] = outbound{} // the message is not kept alive
+	if len(s.inflight) == 0 {
+		s.inflight = nil // an idle session holds no window
+	}
+}
+
+// setSubLocked records a subscription, replacing the filter's previous one.
+// Requires mu.
+func (s *session) setSubLocked(filter string, o subs.Options) {
+	for i := range s.subs {
+		if s.subs[i].Filter == filter {
+			s.subs[i].Options = o
+			return
+		}
+	}
+	s.subs = append(s.subs, subs.Subscription{Filter: filter, Options: o})
+}
+
+// removeSubLocked forgets a subscription. Requires mu.
+func (s *session) removeSubLocked(filter string) {
+	for i := range s.subs {
+		if s.subs[i].Filter == filter {
+			s.subs = append(s.subs[:i], s.subs[i+1:]...)
+			s.subs[:len(s.subs)+1][len(s.subs)] = subs.Subscription{}
+			return
+		}
 	}
 }
