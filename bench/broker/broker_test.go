@@ -131,45 +131,85 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleConnectionMemory opens 20,000 authenticated idle
-// connections (keepalive 60 s, pinged every 30 s) to a corral server
-// running as its own process and reports, between two GC-settled readings
-// of that process alone, its RSS, heap and stack growth per connection.
+// BenchmarkIdleConnectionMemory opens CORRAL_BENCH_CONNS (19,000: the
+// machine's file limit is 20,000 a process) idle connections with the raw
+// client (MQTT 3.1.1, clean session, keepalive 60 s, pinged every 30 s) to
+// a fresh server process each run: corral (its own process, each
+// connection a different device with a signed CONNECT) and a private
+// Mosquitto of the machine's binary (anonymous; serverproc.Mosquitto). It
+// reports the RSS growth per connection between two readings of that
+// process alone: corral's after two of its garbage collections
+// (serverproc.Proc.Settled) with heap, stacks and goroutines too,
+// Mosquitto's (C) 5 s after the last connection.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
-	conns := knob.Int("CORRAL_BENCH_CONNS", 20000)
+	conns := knob.Int("CORRAL_BENCH_CONNS", 19000)
 	if lim := mqttload.RaiseFileLimit(uint64(conns) + 512); lim < uint64(conns)+512 {
 		// Each side of every connection needs a descriptor in its process.
 		conns = int(lim) - 512
 		b.Logf("open-file limit %d: measuring %d connections", lim, conns)
 	}
-	proc := serverproc.Start(b, serverproc.Build(b))
-	p := proc.Server.CreateProduct("idle", nil)
-	devs := populate(b, proc.Server, p.ProductKey, conns)
-	addr := proc.Addrs["mqtt-tcp"]
-	for i := 0; i < b.N; i++ {
-		before := proc.Settled(b, "")
-		open := make([]net.Conn, conns)
-		failed := mqttload.Spread(conns, 32, func(j int) error {
-			d := devs[j]
-			c, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-			open[j] = c
-			return err
+	bin := serverproc.Build(b)
+	for _, broker := range []string{"corral", "mosquitto"} {
+		b.Run(broker, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var (
+					creds      func(j int) mqttload.Creds
+					addr       string
+					read       func() serverproc.Memory
+					stopServer func()
+				)
+				if broker == "corral" {
+					proc := serverproc.Start(b, bin)
+					p := proc.Server.CreateProduct("idle", nil)
+					devs := populate(b, proc.Server, p.ProductKey, conns)
+					creds = func(j int) mqttload.Creds {
+						d := devs[j]
+						return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+					}
+					addr, stopServer = proc.Addrs["mqtt-tcp"], proc.Stop
+					read = func() serverproc.Memory { return proc.Settled(b, "") }
+				} else {
+					cmd, a := serverproc.Mosquitto(b)
+					creds = func(j int) mqttload.Creds { return mqttload.Creds{ClientID: fmt.Sprintf("brokerbench-idle-%d", j)} }
+					addr, stopServer = a, func() { cmd.Process.Kill(); cmd.Wait() }
+					read = func() serverproc.Memory {
+						time.Sleep(5 * time.Second)
+						return serverproc.Memory{RSS: float64(serverproc.RSSOf(b, cmd.Process.Pid))}
+					}
+				}
+				before := read()
+				open := make([]net.Conn, conns)
+				failed := mqttload.Spread(conns, 32, func(j int) error {
+					c, err := mqttload.Connect(addr, creds(j), 60)
+					open[j] = c
+					return err
+				})
+				closeAll := func() {
+					for _, c := range open {
+						if c != nil {
+							c.Close()
+						}
+					}
+				}
+				if failed > 0 {
+					closeAll()
+					b.Fatalf("%d of %d connections failed", failed, conns)
+				}
+				stop := mqttload.KeepAlive(open, 30*time.Second)
+				after := read()
+				stop()
+				closeAll()
+				stopServer()
+				per := func(a, b float64) float64 { return (a - b) / float64(conns) }
+				b.ReportMetric(float64(conns), "connections")
+				b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
+				if broker == "corral" {
+					b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
+					b.ReportMetric(per(after.Stacks, before.Stacks), "stack-bytes/conn")
+					b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
+				}
+				b.ReportMetric(after.RSS/(1<<20), "rss-MiB")
+			}
 		})
-		if failed > 0 {
-			b.Fatalf("%d of %d connections failed", failed, conns)
-		}
-		stop := mqttload.KeepAlive(open, 30*time.Second)
-		after := proc.Settled(b, "")
-		stop()
-		per := func(a, b float64) float64 { return (a - b) / float64(conns) }
-		b.ReportMetric(float64(conns), "connections")
-		b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
-		b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
-		b.ReportMetric(per(after.Stacks, before.Stacks), "stack-bytes/conn")
-		b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
-		b.ReportMetric(after.RSS/(1<<20), "rss-MiB")
-		for _, c := range open {
-			c.Close()
-		}
 	}
 }
