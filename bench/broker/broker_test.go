@@ -2,7 +2,8 @@
 // own process: authenticated CONNECT rate against a registry of 100,000
 // devices, message throughput (fan-in and point-to-point, QoS 0 and 1)
 // side by side with Mosquitto at 127.0.0.1:1883 using the same clients,
-// and memory per idle authenticated connection.
+// delivery latency at half the measured peak, and memory per idle
+// authenticated connection, each beside Mosquitto.
 package broker
 
 import (
@@ -36,45 +37,68 @@ func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
 	return out
 }
 
-// BenchmarkConnectRate: concurrent clients CONNECT (signature checked
-// against the registry, keepalive 60 s) and DISCONNECT, to a corral server
-// running as its own process with a registry of 100,000 devices; each
-// CONNECT is a different device, drawn at random without replacement, so
-// none takes over a live session of its own.
+// BenchmarkConnectRate: CORRAL_BENCH_C (32) concurrent raw clients
+// CONNECT (MQTT 3.1.1, clean session, keepalive 60 s) and DISCONNECT,
+// CORRAL_BENCH_N (20,000) times: to corral as its own process with a
+// registry of CORRAL_BENCH_DEVICES (100,000) devices, each CONNECT a
+// different device drawn at random without replacement (signature checked
+// against the registry, so none takes over a live session of its own), and
+// with the same client to Mosquitto at 127.0.0.1:1883 (anonymous, a new
+// client id each).
 func BenchmarkConnectRate(b *testing.B) {
 	size := knob.Int("CORRAL_BENCH_DEVICES", 100000)
 	n := min(knob.Int("CORRAL_BENCH_N", 20000), size)
 	c := knob.Int("CORRAL_BENCH_C", 32)
-	proc := serverproc.Start(b, serverproc.Build(b))
-	s := proc.Server
-	p := s.CreateProduct("bench", nil)
-	devs := populate(b, s, p.ProductKey, size)
-	addr := proc.Addrs["mqtt-tcp"]
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		order := rand.Perm(len(devs))[:n]
-		lat := make([]time.Duration, n)
-		start := time.Now()
-		failed := mqttload.Spread(n, c, func(j int) error {
-			d := devs[order[j]]
-			t0 := time.Now()
-			conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-			if err != nil {
-				return err
+	for _, broker := range []string{"corral", "mosquitto"} {
+		b.Run(broker, func(b *testing.B) {
+			if broker == "corral" {
+				proc := serverproc.Start(b, serverproc.Build(b))
+				p := proc.Server.CreateProduct("bench", nil)
+				devs := populate(b, proc.Server, p.ProductKey, size)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					order := rand.Perm(len(devs))[:n]
+					connectRate(b, proc.Addrs["mqtt-tcp"], n, c, func(j int) mqttload.Creds {
+						d := devs[order[j]]
+						return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+					})
+				}
+				return
 			}
-			lat[j] = time.Since(t0)
-			mqttload.Disconnect(conn)
-			return nil
+			addr := pahoload.Mosquitto(b).Addr
+			for i := 0; i < b.N; i++ {
+				connectRate(b, addr, n, c, func(j int) mqttload.Creds {
+					return mqttload.Creds{ClientID: fmt.Sprintf("brokerbench-c-%d-%d", i, j)}
+				})
+			}
 		})
-		el := time.Since(start)
-		if failed > 0 {
-			b.Fatalf("%d of %d connects failed", failed, n)
-		}
-		p50, p99 := mqttload.Percentiles(lat)
-		b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
-		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	}
+}
+
+// connectRate runs n CONNECT + DISCONNECT from c workers, the j-th with
+// creds(j), and reports connects/s and the CONNECT-to-CONNACK p50 and p99.
+func connectRate(b *testing.B, addr string, n, c int, creds func(j int) mqttload.Creds) {
+	b.Helper()
+	lat := make([]time.Duration, n)
+	start := time.Now()
+	failed := mqttload.Spread(n, c, func(j int) error {
+		t0 := time.Now()
+		conn, err := mqttload.Connect(addr, creds(j), 60)
+		if err != nil {
+			return err
+		}
+		lat[j] = time.Since(t0)
+		mqttload.Disconnect(conn)
+		return nil
+	})
+	el := time.Since(start)
+	if failed > 0 {
+		b.Fatalf("%d of %d connects failed", failed, n)
+	}
+	p50, p99 := mqttload.Percentiles(lat)
+	b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 }
 
 // corral starts bin as its own process, like Mosquitto an external
@@ -127,6 +151,40 @@ func BenchmarkThroughput(b *testing.B) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkLatency measures point-to-point delivery latency on corral (its
+// own process, the publisher an authenticated device, the subscriber an
+// application) and on Mosquitto (anonymous) with the same paho clients:
+// each run measures the broker's p2p peak as BenchmarkThroughput does
+// (CORRAL_BENCH_P2P messages), then publishes CORRAL_BENCH_LAT_N (20,000)
+// 100-byte messages open-loop at half of it and reports the p50 and p99
+// from Publish to the subscriber's handler, and the messages lost.
+func BenchmarkLatency(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_LAT_N", 20000)
+	peakN := knob.Int("CORRAL_BENCH_P2P", 50000)
+	bin := serverproc.Build(b)
+	for _, qos := range []byte{0, 1} {
+		for _, broker := range []string{"corral", "mosquitto"} {
+			b.Run(fmt.Sprintf("p2p/qos%d/%s", qos, broker), func(b *testing.B) {
+				var t pahoload.Target
+				if broker == "corral" {
+					t = corral(b, bin, 1)
+				} else {
+					t = pahoload.Mosquitto(b)
+				}
+				for i := 0; i < b.N; i++ {
+					peak, _ := pahoload.Throughput(b, t, 1, peakN, qos)
+					p50, p99, lost := pahoload.Latency(b, t, qos, peak/2, n)
+					b.ReportMetric(peak, "peak-msg/s")
+					b.ReportMetric(peak/2, "rate-msg/s")
+					b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+					b.ReportMetric(float64(lost), "lost")
+				}
+			})
 		}
 	}
 }
