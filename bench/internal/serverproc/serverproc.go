@@ -168,6 +168,12 @@ func (p *Proc) Metrics(tb testing.TB) map[string]float64 {
 // Memory is what a server process holds, read from outside it.
 type Memory struct {
 	RSS, Heap, Stacks, Goroutines float64
+	// GoResident is what the Go runtime holds from the OS and has not
+	// returned (go_memstats_sys_bytes − go_memstats_heap_released_bytes):
+	// RSS beyond it is memory Go does not manage, such as SQLite's page
+	// caches in modernc's allocator (an upper bound on Go's share, since
+	// part of sys is reserved and never touched).
+	GoResident float64
 }
 
 // Settled waits for the server's second garbage collection from now (the
@@ -202,5 +208,6 @@ func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
 	time.Sleep(2 * time.Second) // the background sweep frees the dead objects
 	m := p.Metrics(tb)
 	return Memory{RSS: float64(p.RSS(tb)), Heap: m["go_memstats_heap_alloc_bytes"],
-		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"]}
+		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
+		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]}
 }
