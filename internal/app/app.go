@@ -74,6 +74,9 @@ type App struct {
 	dist    *distribution.Service // nil unless distribution_centre
 	geo     *distribution.GeoIP   // nil without geoip_db
 	shadows *shadowsvc.Service
+	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
+	// presence in the shadow).
+	shadowMQTT *shadowsvc.MQTT
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -418,6 +421,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.configs.Start(); err != nil {
 		return err
 	}
+	if err := a.shadowMQTT.Start(); err != nil {
+		return err
+	}
 	a.hooks.Start(4)
 	if a.cfg.HTTPSAddr != "" && a.tls != nil {
 		ln, err := netlisten.Listen(netlisten.Config{Addr: a.cfg.HTTPSAddr, Proxy: a.proxy("https", a.cfg.HTTPSProxyProtocol), TLS: a.tls})
@@ -528,6 +534,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		a.hooks.Stop()
 		err = errors.Join(err, a.mqtt.Close())
+		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

@@ -13,4 +13,8 @@ func (a *App) wireShadows() {
 	a.reg.AddProductObserver(a.shadows) // drops cached settings
 	a.reg.AddObserver(a.shadows)        // drops cached devices
 	a.shadows.AddObserver(&shadowsvc.Webhooks{Products: a.reg, Poster: a.hooks, Log: a.log})
+	a.shadowMQTT = shadowsvc.NewMQTT(shadowsvc.MQTTOptions{Service: a.shadows, Broker: a.mqtt, Things: a.reg, Log: a.log.With("component", "shadow")})
+	a.shadows.AddObserver(a.shadowMQTT)
+	a.mqtt.AddSubscribeObserver(a.shadowMQTT)
+	a.reg.AddObserver(a.shadowMQTT)
 }

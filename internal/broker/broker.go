@@ -389,6 +389,31 @@ func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payloa
 	return func() { b.srv.Unsubscribe(filter, id) }, nil
 }
 
+// SubscribeOrigin subscribes in-process to a filter like Subscribe, and
+// tells h whether a device published the message: a device's own session
+// or its gateway's (a sub-device's publish), wills included; not an
+// application client, nor corral itself (Publish, PublishFor).
+func (b *Broker) SubscribeOrigin(filter string, h func(topic string, payload []byte, fromDevice bool)) (func(), error) {
+	b.subMu.Lock()
+	b.nextSub++
+	id := b.nextSub
+	b.subMu.Unlock()
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload, originIsDevice(pk.Origin))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return func() { b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// originIsDevice reports whether a publish's origin (the publisher's
+// client id as the hook set it) is a device: devices' client ids are
+// {pk}.{dn}, applications' app:{keyId}:{id}, corral's mochi's inline id.
+func originIsDevice(origin string) bool {
+	return origin != "" && origin != mqtt.InlineClientId && !strings.HasPrefix(origin, appClientPrefix)
+}
+
 // SubscribeAll subscribes in-process to several filters, each with its
 // handler; the returned function unsubscribes them all.
 func (b *Broker) SubscribeAll(hs map[string]func(topic string, payload []byte)) (func(), error) {

@@ -56,6 +56,10 @@ type hook struct {
 	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
 }
 
+// appClientPrefix starts every application client's id in mochi
+// (app:{keyId}:{its clientId}), so none can pass for a device ({pk}.{dn}).
+const appClientPrefix = "app:"
+
 // keyDeleted marks a deleted key in hook.keys.
 const keyDeleted registry.Role = ""
 
@@ -335,7 +339,7 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if rawID == "" {
 		rawID = fmt.Sprintf("%p", cl)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: appClientPrefix + p.KeyID + ":" + rawID}, nil
 }
 
 func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {
@@ -589,7 +593,7 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		// answers come from corral alone, downlinks from applications.
 		return h.deviceOrGatewayMay(id, topic) && h.directionOf(ctx, topic).devicePublishes()
 	}
-	return appMayPublish(id) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id, topic) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
 }
 
 // directionOf is a topic's direction (topicDirection); a custom topic's
@@ -609,8 +613,11 @@ func (h *hook) directionOf(ctx context.Context, topic string) direction {
 }
 
 // appMayPublish reports whether an application key's role lets it publish
-// at all: readonly keys subscribe only, over MQTT as over REST.
-func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
+// on a topic: readonly keys subscribe only, over MQTT as over REST, but
+// for a shadow get (a read, as GET is over REST); operators publish.
+func appMayPublish(id identity, topic string) bool {
+	return id.role.Allows(registry.RoleOperator) || (id.role.Allows(registry.RoleReadonly) && isShadowGet(topic))
+}
 
 // ownsTopic reports whether an application client's account owns the
 // product a device topic names, or the thing a thing topic names.
