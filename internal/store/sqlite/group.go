@@ -68,6 +68,8 @@ func (s *Store) writer() {
 	last := 0 // the size of the last group
 	for first := range s.ops {
 		last = g.run(first, last)
+		s.groups.Add(1)
+		s.grouped.Add(uint64(last))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -48,10 +49,13 @@ type Store struct {
 	wstmts    sync.Map // query -> *sql.Stmt on w (hot write paths)
 	savepoint [3]*sql.Stmt
 
-	linger     time.Duration // Options.GroupLinger, resolved
-	ops        chan writeOp
-	writerDone chan struct{}
-	closeOnce  sync.Once
+	linger time.Duration // Options.GroupLinger, resolved
+	ops    chan writeOp
+	// groups and grouped count the writer's groups and the writes in them
+	// (their ratio is the mean group size the benchmarks report).
+	groups, grouped atomic.Uint64
+	writerDone      chan struct{}
+	closeOnce       sync.Once
 }
 
 // Open opens (creating if needed) the database at path and migrates it.

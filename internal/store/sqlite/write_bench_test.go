@@ -1,0 +1,62 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/shadow"
+)
+
+// BenchmarkPutShadow: shadow writes with a history of 10, as the shadow
+// service makes them (each shadow written by one goroutine at a time, on
+// the version it wrote last). serial/synchronous=OFF is the writer's own
+// cost of one write (no fsync); concurrent/synchronous=FULL is c writers
+// sharing commits, with the mean group size.
+func BenchmarkPutShadow(b *testing.B) {
+	doc := []byte(`{"state":{"reported":{"temp":21.5,"seq":12345,"mode":"auto"}},"metadata":{"reported":{"temp":{"timestamp":1765000000},"seq":{"timestamp":1765000000},"mode":{"timestamp":1765000000}}},"version":1,"timestamp":1765000000}`)
+	for _, tc := range []struct {
+		sync string
+		c    int
+	}{{"OFF", 1}, {"FULL", 16}, {"FULL", 100}} {
+		b.Run(fmt.Sprintf("writers=%d/synchronous=%s", tc.c, tc.sync), func(b *testing.B) {
+			s, err := Open(context.Background(), filepath.Join(b.TempDir(), "s.db"), Options{Synchronous: tc.sync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.c)
+			b.ResetTimer()
+			start := time.Now()
+			for w := range tc.c {
+				wg.Go(func() {
+					k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: fmt.Sprintf("device-%04d", w)}
+					var v int64
+					for next.Add(1) <= int64(b.N) {
+						if err := s.PutShadow(context.Background(), k, v, shadow.Stored{Doc: doc, Version: v + 1, UpdatedAt: time.Now()}, 10); err != nil {
+							errs <- err
+							return
+						}
+						v++
+					}
+				})
+			}
+			wg.Wait()
+			el := time.Since(start)
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/el.Seconds(), "writes/s")
+			if g := s.groups.Load(); g > 0 {
+				b.ReportMetric(float64(s.grouped.Load())/float64(g), "writes/group")
+			}
+		})
+	}
+}
