@@ -125,9 +125,7 @@ func (g *commitGroup) run(first writeOp, last int) int {
 		g.linger.Reset(wait)
 		select {
 		case op, ok := <-g.s.ops:
-			if !g.linger.Stop() {
-				<-g.linger.C
-			}
+			g.linger.Stop() // no stale tick is received after it (Go 1.23 timers)
 			if !ok {
 				goto commit
 			}
