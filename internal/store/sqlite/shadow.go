@@ -105,6 +105,11 @@ func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shad
 		if _, err := tx.StmtContext(ctx, hist[0]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at); err != nil {
 			return err
 		}
+		if st.Version <= int64(keep) {
+			// Versions are distinct and positive, none above this one: the
+			// history holds at most keep of them, nothing to trim.
+			return nil
+		}
 		_, err = tx.StmtContext(ctx, hist[1]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, keep)
 		return err
 	}
