@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/mqtt/packet"
+)
+
+// FuzzConn feeds arbitrary bytes after a valid CONNECT (or instead of one)
+// to a connection: the engine must not panic, and must end the connection
+// and its goroutines (goleak checks at the end of the run).
+func FuzzConn(f *testing.F) {
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		cp, _ := connOf(v, "fz", false).Append(nil, v)
+		f.Add(cp)
+		pub, _ := (&packet.Publish{QoS: 2, Topic: "a", PacketID: 1}).Append(nil, v)
+		sub, _ := (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "#", QoS: 2}}}).Append(nil, v)
+		f.Add(append(append(cp, sub...), pub...))
+	}
+	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0x7f})
+	srv := New(Options{ConnectTimeout: 100 * time.Millisecond, MaxPacketSize: 4096})
+	defer srv.Close(f.Context())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, z := net.Pipe()
+		done := make(chan struct{})
+		go func() { srv.ServeConn(z); close(done) }()
+		go func() {
+			// Drain whatever the server writes.
+			buf := make([]byte, 4096)
+			for {
+				if _, err := a.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		_ = a.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = a.Write(b)
+		a.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("CONNECT not handled")
+		}
+		for deadline := time.Now().Add(5 * time.Second); srv.Stats().Connections != 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("connection not ended")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+}
