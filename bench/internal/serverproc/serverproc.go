@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,13 +104,28 @@ func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	return p
 }
 
-// Stop kills the process and waits for it; it is done when the test ends
-// anyway, and a second call does nothing.
+// Stop asks the process to shut down (SIGTERM, so that a CPU profile asked
+// for with CORRAL_CPU_PROFILE is written), kills it if it has not exited
+// within 10 s, and waits for it; it is done when the test ends anyway, and a
+// second call does nothing.
 func (p *Proc) Stop() {
-	if p.Cmd.ProcessState == nil {
-		p.Cmd.Process.Kill()
-		p.Cmd.Wait()
+	if p.Cmd.ProcessState != nil {
+		return
 	}
+	done := make(chan struct{})
+	go func() {
+		p.Cmd.Wait()
+		close(done)
+	}()
+	if p.Cmd.Process.Signal(syscall.SIGTERM) == nil {
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+	p.Cmd.Process.Kill()
+	<-done
 }
 
 // RSS is the process's resident set size in bytes, from /proc/PID/status.
