@@ -122,6 +122,9 @@ func (d Document) Equal(o Document) bool {
 		string(marshal(d.metadata())) == string(marshal(o.metadata()))
 }
 
+// SameDesired reports whether two documents hold the same desired state.
+func SameDesired(a, b Document) bool { return equalSection(a.Desired, b.Desired) }
+
 func equalSection(a, b map[string]any) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return len(a) == len(b)

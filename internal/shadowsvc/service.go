@@ -100,6 +100,13 @@ type Service struct {
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
+	// docs holds the documents this node last stored through UpdateAWS,
+	// so that a shadow's next AWS update neither reads nor parses it. Only
+	// the writes use it (under the shadow's writer lock): a document
+	// another node changed is caught by the store's version check
+	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
+	// of a shadow drops its entry.
+	docs *cache.Cache[shadow.Key, shadow.Document]
 
 	// writers serialise the writes of one shadow on this node: a
 	// read-apply-write then loses to ErrStale only when another node
@@ -164,6 +171,7 @@ func New(o Options) *Service {
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	s.docs = cache.New[shadow.Key, shadow.Document](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
 	return s
 }
 
@@ -204,6 +212,7 @@ func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) 
 // after any change (deleted, renamed).
 func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
 	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
+	s.docs.Delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
 }
 
 // current reads a shadow: the document a request applies to and the
@@ -226,7 +235,25 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 	return doc, st.Version, true, nil
 }
 
+// docCacheSize bounds the documents kept for UpdateAWS.
+const docCacheSize = 20_000
+
+// cached is the live document UpdateAWS last stored for k, if it is
+// still held.
+func (s *Service) cached(k shadow.Key) (shadow.Document, bool) { return s.docs.Get(k) }
+
+// keep holds doc, just stored for k, for k's next AWS update; a new key is
+// not added to a full cache (making room would walk it).
+func (s *Service) keep(k shadow.Key, doc shadow.Document) {
+	if _, ok := s.docs.Get(k); ok || s.docs.Len() < docCacheSize {
+		s.docs.Set(k, doc)
+	}
+}
+
+// put stores next on version prev; it drops k's cached document first,
+// so that whichever way the write goes, the next update reads the store.
 func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) error {
+	s.docs.Delete(k)
 	b, err := next.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("encoding shadow: %w", err)
@@ -300,12 +327,20 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 	unlock := s.lock(k)
 	defer unlock()
 	for range maxAttempts {
-		doc, prev, live, err := s.current(ctx, k, now)
-		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		doc, hit := s.cached(k)
+		prev, live := doc.Version, true
+		if !hit {
+			doc, prev, live, err = s.current(ctx, k, now)
+			if err != nil {
+				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+			}
 		}
 		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
 		if err != nil {
+			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
+				s.docs.Delete(k) // another node may have written: read it
+				continue
+			}
 			return shadow.UpdateAWS{}, err
 		}
 		if set.CheckThingModel {
@@ -323,6 +358,7 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if err != nil {
 			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
+		s.keep(k, res.Next)
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
 			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: requestToken(req),
 			Delta: res.Delta, Documents: res.Documents, DesiredChanged: desiredChanged(doc, res.Next), At: now})
@@ -340,11 +376,7 @@ func prevDoc(doc shadow.Document, live bool) shadow.Document {
 	return shadow.Document{Version: doc.Version}
 }
 
-func desiredChanged(a, b shadow.Document) bool {
-	x, _ := json.Marshal(a.Desired)
-	y, _ := json.Marshal(b.Desired)
-	return string(x) != string(y)
-}
+func desiredChanged(a, b shadow.Document) bool { return !shadow.SameDesired(a, b) }
 
 // GetAWS answers an AWS get: the get/accepted payload, or an
 // *shadow.ErrorAWS (404 when the thing or the shadow does not exist).
@@ -390,6 +422,7 @@ func (s *Service) DeleteAWS(ctx context.Context, k shadow.Key, clientToken strin
 			return nil, noShadow(k, d.ThingName, clientToken, now)
 		}
 		_, payload := shadow.DeleteAWS(doc, now)
+		s.docs.Delete(k)
 		err = s.o.Store.DeleteShadow(ctx, k, prev, now)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
