@@ -73,6 +73,9 @@ type Change struct {
 	// update); Documents the AWS update/documents payload, nil if not an
 	// AWS update.
 	Delta, Documents []byte
+	// PrevStored and CurStored are Prev's and Cur's stored form
+	// (Document.MarshalJSON) when the service has them at hand, else nil.
+	PrevStored, CurStored []byte
 	// DesiredChanged: the change set or cleared desired.
 	DesiredChanged bool
 	// Reason is why a session ended (Source "presence", connected false).
@@ -106,7 +109,7 @@ type Service struct {
 	// another node changed is caught by the store's version check
 	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
 	// of a shadow drops its entry.
-	docs *cache.Cache[shadow.Key, shadow.Document]
+	docs *cache.Cache[shadow.Key, kept]
 
 	// writers serialise the writes of one shadow on this node: a
 	// read-apply-write then loses to ErrStale only when another node
@@ -171,7 +174,7 @@ func New(o Options) *Service {
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
-	s.docs = cache.New[shadow.Key, shadow.Document](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
+	s.docs = cache.New[shadow.Key, kept](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
 	return s
 }
 
@@ -238,27 +241,30 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 // docCacheSize bounds the documents kept for UpdateAWS.
 const docCacheSize = 20_000
 
-// cached is the live document UpdateAWS last stored for k, if it is
-// still held.
-func (s *Service) cached(k shadow.Key) (shadow.Document, bool) { return s.docs.Get(k) }
+// kept is a live document UpdateAWS stored and its stored form.
+type kept struct {
+	doc    shadow.Document
+	stored []byte
+}
 
-// keep holds doc, just stored for k, for k's next AWS update; a new key is
-// not added to a full cache (making room would walk it).
-func (s *Service) keep(k shadow.Key, doc shadow.Document) {
+// keep holds doc, just stored for k as b, for k's next AWS update; a new
+// key is not added to a full cache (making room would walk it).
+func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
 	if _, ok := s.docs.Get(k); ok || s.docs.Len() < docCacheSize {
-		s.docs.Set(k, doc)
+		s.docs.Set(k, kept{doc: doc, stored: b})
 	}
 }
 
-// put stores next on version prev; it drops k's cached document first,
-// so that whichever way the write goes, the next update reads the store.
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) error {
+// put stores next on version prev and returns its stored form; it drops
+// k's cached document first, so that whichever way the write goes, the
+// next update reads the store.
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) ([]byte, error) {
 	s.docs.Delete(k)
 	b, err := next.MarshalJSON()
 	if err != nil {
-		return fmt.Errorf("encoding shadow: %w", err)
+		return nil, fmt.Errorf("encoding shadow: %w", err)
 	}
-	return s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
+	return b, s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
 }
 
 // awsFail turns an internal failure into AWS's 500, logged without the
@@ -316,23 +322,24 @@ func requestToken(req []byte) string {
 // when another writer came first). A refusal is an *shadow.ErrorAWS.
 func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Origin) (shadow.UpdateAWS, error) {
 	now := s.now()
-	d, err := s.awsLookup(ctx, k, requestToken(req), now)
+	token := requestToken(req)
+	d, err := s.awsLookup(ctx, k, token, now)
 	if err != nil {
 		return shadow.UpdateAWS{}, err
 	}
 	set, err := s.Settings(ctx, k.ProductKey)
 	if err != nil {
-		return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 	}
 	unlock := s.lock(k)
 	defer unlock()
 	for range maxAttempts {
-		doc, hit := s.cached(k)
-		prev, live := doc.Version, true
+		c, hit := s.docs.Get(k)
+		doc, prev, live := c.doc, c.doc.Version, true
 		if !hit {
 			doc, prev, live, err = s.current(ctx, k, now)
 			if err != nil {
-				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 			}
 		}
 		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
@@ -346,25 +353,26 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if set.CheckThingModel {
 			if err := s.checkModel(ctx, k.ProductKey, req, false); err != nil {
 				if errors.Is(err, errCheck) {
-					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), requestToken(req), now)
+					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), token, now)
 				}
-				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 			}
 		}
-		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		b, err := s.put(ctx, k, prev, res.Next, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
 		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+			return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 		}
-		s.keep(k, res.Next)
+		s.keep(k, res.Next, b)
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
-			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: requestToken(req),
-			Delta: res.Delta, Documents: res.Documents, DesiredChanged: desiredChanged(doc, res.Next), At: now})
+			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: token,
+			Delta: res.Delta, Documents: res.Documents, PrevStored: c.stored, CurStored: b,
+			DesiredChanged: desiredChanged(doc, res.Next), At: now})
 		return res, nil
 	}
-	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
+	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), token, now)
 }
 
 // prevDoc is the document a change started from: empty but for the
@@ -482,7 +490,7 @@ func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDev
 				return fail(doc.Version, err)
 			}
 		}
-		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -598,7 +606,7 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 			// nothing with doc).
 			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
 		}
-		err = s.put(ctx, k, prev, res.Next, at, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, at, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}

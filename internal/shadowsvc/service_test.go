@@ -447,6 +447,18 @@ func TestUpdateAfterAnotherWriter(t *testing.T) {
 		if err != nil || !doc.Equal(res.Next) {
 			t.Fatalf("%s: stored %+v (%v), answered %+v", st.name, doc, err, res.Next)
 		}
+		// Observers get the stored forms when the service has them, and
+		// they are the documents' own.
+		ch := e.rec.take()
+		c := ch[len(ch)-1]
+		prev, _ := c.Prev.MarshalJSON()
+		cur, _ := c.Cur.MarshalJSON()
+		if (c.PrevStored != nil && string(c.PrevStored) != string(prev)) || string(c.CurStored) != string(cur) {
+			t.Fatalf("%s: stored forms %s / %s, want %s / %s", st.name, c.PrevStored, c.CurStored, prev, cur)
+		}
+		if i := len(ch) - 1; st.name == "again, from the kept document" && ch[i].PrevStored == nil {
+			t.Fatalf("%s: the kept document's stored form was not passed on", st.name)
+		}
 	}
 	doc, _ := e.svc.Document(ctx, k)
 	if _, ok := doc.Reported["a"]; ok || doc.Reported["j"] == nil {
