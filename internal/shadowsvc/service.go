@@ -258,11 +258,14 @@ func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
 // put stores next on version prev and returns its stored form; it drops
 // k's cached document first, so that whichever way the write goes, the
 // next update reads the store.
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) ([]byte, error) {
+// b, when not nil, is next's stored form, already encoded.
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, keep int) ([]byte, error) {
 	s.docs.Delete(k)
-	b, err := next.MarshalJSON()
-	if err != nil {
-		return nil, fmt.Errorf("encoding shadow: %w", err)
+	if b == nil {
+		var err error
+		if b, err = next.MarshalJSON(); err != nil {
+			return nil, fmt.Errorf("encoding shadow: %w", err)
+		}
 	}
 	return b, s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
 }
@@ -358,7 +361,7 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 			}
 		}
-		b, err := s.put(ctx, k, prev, res.Next, now, set.History)
+		b, err := s.put(ctx, k, prev, res.Next, res.Stored, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -490,7 +493,7 @@ func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDev
 				return fail(doc.Version, err)
 			}
 		}
-		_, err = s.put(ctx, k, prev, res.Next, now, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, nil, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -606,7 +609,7 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 			// nothing with doc).
 			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
 		}
-		_, err = s.put(ctx, k, prev, res.Next, at, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, nil, at, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
