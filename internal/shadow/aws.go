@@ -116,7 +116,8 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 	next.Version++
 	next.Desired, next.Metadata.Desired = applySection(next.Desired, next.Metadata.Desired, u.desired, ts)
 	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
-	if next.Size() > lim.maxStateBytes() {
+	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
+	if len(desired)+len(reported) > lim.maxStateBytes() { // next.Size(), from the bytes the stored form reuses
 		return fail(413, MsgTooLarge, token)
 	}
 
@@ -139,7 +140,7 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token)}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
-	out.Stored = marshal(stored{State: next.state(), Metadata: next.metadata(), Version: next.Version})
+	out.Stored = storedForm(desired, reported, next)
 	out.Documents = marshal(struct {
 		Previous    json.RawMessage `json:"previous"`
 		Current     json.RawMessage `json:"current"`
