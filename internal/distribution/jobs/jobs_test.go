@@ -136,7 +136,7 @@ func TestCreateRefusals(t *testing.T) {
 	wait(t, s, j.JobID)
 }
 
-func TestOpenJobLimitAndBusyDevices(t *testing.T) {
+func TestOpenJobLimitAndDevicesInOpenJobs(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, 20)
 	w.block, w.blockAfter = make(chan struct{}), 0 // every import waits

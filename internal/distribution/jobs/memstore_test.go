@@ -109,7 +109,7 @@ func (m *memStore) DeleteJob(_ context.Context, id string) error {
 	return nil
 }
 
-func (m *memStore) Items(_ context.Context, id, after string, limit int, unfinished bool) ([]jobs.Item, error) {
+func (m *memStore) JobItems(_ context.Context, id, after string, limit int, unfinished bool) ([]jobs.Item, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []jobs.Item
@@ -125,7 +125,7 @@ func (m *memStore) Items(_ context.Context, id, after string, limit int, unfinis
 	return out, nil
 }
 
-func (m *memStore) PutItem(_ context.Context, it jobs.Item) error {
+func (m *memStore) PutJobItem(_ context.Context, it jobs.Item) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	its, ok := m.items[it.JobID]
@@ -137,7 +137,7 @@ func (m *memStore) PutItem(_ context.Context, it jobs.Item) error {
 	return nil
 }
 
-func (m *memStore) BusyDevices(_ context.Context, pk string) ([]string, error) {
+func (m *memStore) DevicesInOpenJobs(_ context.Context, pk string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string

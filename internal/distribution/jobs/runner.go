@@ -43,7 +43,7 @@ func (s *Service) runJob(ctx context.Context, r *run, j Job) {
 		if j.AbortRequested || aborted(r) {
 			break
 		}
-		items, err := s.o.Store.Items(ctx, j.JobID, after, page, true)
+		items, err := s.o.Store.JobItems(ctx, j.JobID, after, page, true)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("distribution job: reading devices", "jobId", j.JobID, "err", err)
@@ -127,7 +127,7 @@ feed:
 func (m *mover) finishStarted(ctx context.Context) {
 	after := ""
 	for ctx.Err() == nil {
-		items, err := m.s.o.Store.Items(ctx, m.j.JobID, after, page, true)
+		items, err := m.s.o.Store.JobItems(ctx, m.j.JobID, after, page, true)
 		if err != nil || len(items) == 0 {
 			return
 		}
@@ -189,7 +189,7 @@ func (m *mover) move(ctx context.Context, it Item) {
 		return // a step could not be saved; the item stays unfinished
 	}
 	it.Step, it.Code, it.Message = StepDone, code, msg
-	if err := s.o.Store.PutItem(context.WithoutCancel(ctx), it); err != nil {
+	if err := s.o.Store.PutJobItem(context.WithoutCancel(ctx), it); err != nil {
 		s.log.Error("distribution job: saving a device's result", "jobId", j.JobID, "err", err)
 		return
 	}
@@ -207,7 +207,7 @@ func (m *mover) steps(ctx context.Context, it *Item) (int, string) {
 	// so that a resumed run does not repeat it.
 	save := func(st Step) bool {
 		it.Step = st
-		if err := s.o.Store.PutItem(context.WithoutCancel(ctx), *it); err != nil {
+		if err := s.o.Store.PutJobItem(context.WithoutCancel(ctx), *it); err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("distribution job: saving a device's step", "jobId", j.JobID, "err", err)
 			}

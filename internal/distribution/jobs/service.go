@@ -232,7 +232,7 @@ func (s *Service) Create(ctx context.Context, p registry.Principal, in Input) (J
 	if len(missing) > 0 {
 		return Job{}, nil, fmt.Errorf("deviceNames: %w: %d not registered under %s, e.g. %s", ErrInvalid, len(missing), in.ProductKey, missing[0])
 	}
-	busy, err := s.o.Store.BusyDevices(ctx, in.ProductKey)
+	busy, err := s.o.Store.DevicesInOpenJobs(ctx, in.ProductKey)
 	if err != nil {
 		return Job{}, nil, err
 	}
@@ -353,7 +353,7 @@ func (s *Service) Details(ctx context.Context, p registry.Principal, id, after s
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	return s.o.Store.Items(ctx, id, after, limit, false)
+	return s.o.Store.JobItems(ctx, id, after, limit, false)
 }
 
 // Abort stops an open job: devices already moving finish, the others
@@ -408,7 +408,7 @@ func (s *Service) event(ctx context.Context, j Job) {
 // job in st with jobMsg.
 func (s *Service) finish(ctx context.Context, j Job, st Status, code int, itemMsg, jobMsg string) error {
 	for {
-		items, err := s.o.Store.Items(ctx, j.JobID, "", page, true)
+		items, err := s.o.Store.JobItems(ctx, j.JobID, "", page, true)
 		if err != nil {
 			return err
 		}
@@ -417,7 +417,7 @@ func (s *Service) finish(ctx context.Context, j Job, st Status, code int, itemMs
 		}
 		for _, it := range items {
 			it.Step, it.Code, it.Message = StepDone, code, itemMsg
-			if err := s.o.Store.PutItem(ctx, it); err != nil {
+			if err := s.o.Store.PutJobItem(ctx, it); err != nil {
 				return err
 			}
 		}

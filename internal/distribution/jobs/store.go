@@ -19,12 +19,12 @@ type Store interface {
 	UpdateJob(ctx context.Context, j Job) error
 	// DeleteJob deletes a job and its items; ErrNotFound for a missing one.
 	DeleteJob(ctx context.Context, id string) error
-	// Items lists a job's items by DeviceName after after; unfinished
+	// JobItems lists a job's items by DeviceName after after; unfinished
 	// only lists those before StepDone.
-	Items(ctx context.Context, jobID, after string, limit int, unfinished bool) ([]Item, error)
-	// PutItem writes an item's TargetInstanceID, Step, Code and Message.
-	PutItem(ctx context.Context, it Item) error
-	// BusyDevices lists the names of a product's devices that are items
+	JobItems(ctx context.Context, jobID, after string, limit int, unfinished bool) ([]Item, error)
+	// PutJobItem writes an item's TargetInstanceID, Step, Code and Message.
+	PutJobItem(ctx context.Context, it Item) error
+	// DevicesInOpenJobs lists the names of a product's devices that are items
 	// of an open job.
-	BusyDevices(ctx context.Context, pk string) ([]string, error)
+	DevicesInOpenJobs(ctx context.Context, pk string) ([]string, error)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
@@ -23,6 +24,7 @@ type Store interface {
 	audit.Store
 	shadow.Store
 	distribution.Store
+	jobs.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -54,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"audit", testAudit},
 		{"distribution instances", testDistInstances},
 		{"distribution records and policies", testDistRecords},
+		{"distribution jobs", testDistJobs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
