@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"path/filepath"
+
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/store/sqlite"
 )
 
 func TestJobMovesDevices(t *testing.T) {
@@ -226,15 +229,36 @@ func TestAbort(t *testing.T) {
 }
 
 // TestResume: a run interrupted by Close (a restart) finishes under a
-// new Service on the same store, each device moved exactly once.
+// new Service on the same store (SQLite: the same file, reopened), each
+// device moved exactly once.
 func TestResume(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		st := newMemStore()
+		testResume(t, func() jobs.Store { return st }, func() {})
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "corral.db")
+		var cur *sqlite.Store
+		open := func() jobs.Store {
+			var err error
+			if cur, err = sqlite.Open(context.Background(), path, sqlite.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cur.Close() })
+			return cur
+		}
+		testResume(t, open, func() { cur.Close() })
+	})
+}
+
+func testResume(t *testing.T, open func() jobs.Store, closeStore func()) {
 	ctx := context.Background()
 	w := newWorld(t, 100)
 	for _, dn := range names(0, 100) {
 		w.online[dn] = netip.MustParseAddr("127.0.0.1")
 	}
 	w.block, w.blockAfter = make(chan struct{}), 30
-	st := newMemStore()
+	st := open()
 	s1 := w.service(st)
 	j, _, err := s1.Create(ctx, operator, jobs.Input{ProductKey: pk, DeviceNames: names(0, 100), TargetInstanceID: "eu-central-1"})
 	if err != nil {
@@ -253,10 +277,11 @@ func TestResume(t *testing.T) {
 	if mid.Status != jobs.StatusRunning || mid.Moved >= 100 {
 		t.Fatalf("after Close: %+v", mid)
 	}
+	closeStore()
 	w.mu.Lock()
 	w.block = nil
 	w.mu.Unlock()
-	s2 := w.service(st)
+	s2 := w.service(open())
 	defer s2.Close()
 	if err := s2.Start(ctx); err != nil {
 		t.Fatal(err)
