@@ -271,7 +271,7 @@ func connackCode(cl *mqtt.Client, c packets.Code) packets.Code {
 		return c
 	}
 	switch c {
-	case packets.ErrNotAuthorized:
+	case packets.ErrNotAuthorized, packets.ErrServerMoved:
 		return packets.Err3NotAuthorized
 	case packets.ErrBadUsernameOrPassword:
 		return packets.ErrMalformedUsernameOrPassword
@@ -396,8 +396,17 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
 		return id, &refusal{packets.ErrNotAuthorized, "bad signature"}
 	}
+	// Checked after the signature, so that only the device learns it moved.
+	if d.DistributedTo != "" {
+		return id, &refusal{packets.ErrServerMoved, reasonDistributed}
+	}
 	return id, nil
 }
+
+// reasonDistributed refuses a device a distribution job moved to another
+// instance: MQTT 5 clients get "server moved", 3.1.1 ones "not
+// authorised"; either way the Link SDK bootstraps again.
+const reasonDistributed = "device distributed to another instance; bootstrap again"
 
 // register runs MQTT dynamic registration: the CONNECT is accepted, the
 // answer published to the client alone on /ext/register (or /ext/regnwl),
@@ -925,6 +934,8 @@ func metricReason(r string) string {
 		return "unknown_device"
 	case r == "device disabled":
 		return "disabled"
+	case r == reasonDistributed:
+		return "distributed"
 	case r == "bad signature":
 		return "bad_signature"
 	case r == "bad API key":

@@ -168,6 +168,9 @@ type Device struct {
 	CertFingerprint string `json:"certificateFingerprint,omitempty"`
 	// Gateway is the sub-device's gateway, "{productKey}/{deviceName}".
 	Gateway string `json:"gateway,omitempty"`
+	// DistributedTo is the instance a distribution job moved the device
+	// to; the broker refuses it here while set. Read by GetDeviceAuth.
+	DistributedTo string `json:"distributedTo,omitempty"`
 	// PreviousThingName is set only on a DeviceRenamed event: the thing
 	// name it had.
 	PreviousThingName string `json:"-"`

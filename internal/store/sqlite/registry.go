@@ -397,8 +397,8 @@ func (s *Store) SetDeviceDisabled(ctx context.Context, pk, dn string, disabled b
 func (s *Store) GetDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error) {
 	d := registry.Device{ProductKey: pk, DeviceName: dn}
 	var thing sql.NullString
-	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
-		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing)
+	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name, distributed_to FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
+		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing, &d.DistributedTo)
 	d.ThingName = thingOf(pk, dn, thing)
 	return d, notFound(err)
 }
@@ -700,6 +700,12 @@ func (s *Store) IssueSecret(ctx context.Context, pk, dn string) (bool, error) {
 // SetDeviceSecret implements registry.ProvisioningStore.
 func (s *Store) SetDeviceSecret(ctx context.Context, pk, dn string, sealed []byte) error {
 	res, err := s.exec(ctx, `UPDATE devices SET secret = ?, secret_issued = 1 WHERE product_key = ? AND device_name = ?`, sealed, pk, dn)
+	return affected(res, err)
+}
+
+// SetDeviceDistributed implements registry.DistributionStore.
+func (s *Store) SetDeviceDistributed(ctx context.Context, pk, dn, to string) error {
+	res, err := s.exec(ctx, `UPDATE devices SET distributed_to = ? WHERE product_key = ? AND device_name = ?`, to, pk, dn)
 	return affected(res, err)
 }
 

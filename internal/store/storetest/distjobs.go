@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/distribution/jobs"
+	"github.com/corral-iot/corral/internal/registry"
 )
 
 func testDistJobs(t *testing.T, s Store) {
@@ -89,5 +90,32 @@ func testDistJobs(t *testing.T, s Store) {
 	}
 	if items, _ := s.JobItems(ctx, "job-1", "", 10, false); len(items) != 0 {
 		t.Fatalf("items outlived their job: %v", items)
+	}
+}
+
+func testDeviceDistributed(t *testing.T, s Store) {
+	p := seed(t, s)
+	if err := s.CreateDevices(ctx, []registry.Device{dev(p, "a1")}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.GetDeviceAuth(ctx, p.ProductKey, "a1"); err != nil || a.DistributedTo != "" {
+		t.Fatalf("a new device: %+v %v", a, err)
+	}
+	for i := 0; i < 2; i++ { // repeating is a success
+		if err := s.SetDeviceDistributed(ctx, p.ProductKey, "a1", "sg-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, err := s.GetDeviceAuth(ctx, p.ProductKey, "a1"); err != nil || a.DistributedTo != "sg-1" || string(a.SealedSecret) != "sealed-a1" {
+		t.Fatalf("marked: %+v %v", a, err)
+	}
+	if err := s.SetDeviceDistributed(ctx, p.ProductKey, "a1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.GetDeviceAuth(ctx, p.ProductKey, "a1"); a.DistributedTo != "" {
+		t.Fatalf("cleared: %+v", a)
+	}
+	if err := s.SetDeviceDistributed(ctx, p.ProductKey, "ghost", "sg-1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a missing device: %v", err)
 	}
 }

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"distribution instances", testDistInstances},
 		{"distribution records and policies", testDistRecords},
 		{"distribution jobs", testDistJobs},
+		{"devices distributed", testDeviceDistributed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -33,7 +33,10 @@ CREATE TABLE dist_job_items (
     PRIMARY KEY (job_id, device_name)
 ) WITHOUT ROWID;
 CREATE INDEX dist_job_items_unfinished ON dist_job_items(job_id, device_name) WHERE step < 4;
+-- The instance a job moved a device to: refused at CONNECT while set.
+ALTER TABLE devices ADD COLUMN distributed_to TEXT NOT NULL DEFAULT '';
 
 -- +goose Down
+ALTER TABLE devices DROP COLUMN distributed_to;
 DROP TABLE dist_job_items;
 DROP TABLE dist_jobs;
