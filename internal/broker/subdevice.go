@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -205,6 +206,20 @@ func (b *Broker) Online(pk, dn string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.devices[deviceKey(pk, dn)] != nil || h.subOf[deviceKey(pk, dn)] != ""
+}
+
+// DeviceAddr is the source address of a device's own live session (a
+// distribution job's proximity choice); false when it has none.
+func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
+	cl := b.hook.deviceClient(pk, dn)
+	if cl == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(cl.Net.Remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
 }
 
 // MayReceiveCredentials reports whether a device's live session may be
