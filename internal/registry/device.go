@@ -154,7 +154,7 @@ func (s *Service) createDevices(ctx context.Context, p Principal, pk string, ins
 	if err := need(p, RoleOperator); err != nil {
 		return nil, err
 	}
-	prod, _, err := s.product(ctx, p, pk)
+	prod, _, err := s.writableProduct(ctx, p, pk)
 	if err != nil {
 		return nil, err
 	}

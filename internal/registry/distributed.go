@@ -3,9 +3,13 @@ package registry
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/corral-iot/corral/internal/tsl"
 )
 
 // DistributionStore keeps the mark of a device distributed to another
@@ -89,3 +93,86 @@ func (s *Service) ImportDevice(ctx context.Context, accountID, pk, dn, secret st
 		return nd, true, nil
 	}
 }
+
+// writableProduct is product, refusing a distributed (read-only) one.
+func (s *Service) writableProduct(ctx context.Context, p Principal, pk string) (Product, []byte, error) {
+	prod, sealed, err := s.product(ctx, p, pk)
+	if err != nil {
+		return Product{}, nil, err
+	}
+	if prod.DistributedFrom != "" {
+		return Product{}, nil, fmt.Errorf("product %s was distributed from instance %s and is read-only here (it may be viewed; its devices arrive by distribution): %w",
+			pk, prod.DistributedFrom, ErrForbidden)
+	}
+	return prod, sealed, nil
+}
+
+// ImportProduct is the narrow path by which a product arrives from the
+// instance from: created in the account with its own ProductKey, its
+// settings, topic classes and thing model (nil: none), read-only. The
+// same product again (same account, same source) is a success and
+// changes nothing (later changes at the source are not synchronised);
+// a ProductKey held otherwise here is ErrConflict.
+func (s *Service) ImportProduct(ctx context.Context, accountID, from string, in Product, model []byte) (prod Product, created bool, err error) {
+	if from == "" {
+		return Product{}, false, invalid("sourceInstanceId", "required")
+	}
+	if !productKeyRE.MatchString(in.ProductKey) {
+		return Product{}, false, invalid("productKey", "1-32 letters and digits")
+	}
+	old, _, err := s.store.GetProduct(ctx, in.ProductKey)
+	switch {
+	case err == nil && old.AccountID == accountID && old.DistributedFrom != "":
+		return old, false, nil
+	case err == nil:
+		return Product{}, false, fmt.Errorf("product %s: %w: the ProductKey is taken here", in.ProductKey, ErrConflict)
+	case !errors.Is(err, ErrNotFound):
+		return Product{}, false, err
+	}
+	prod = Product{AccountID: accountID, ProductKey: in.ProductKey, Name: in.Name, Description: in.Description, NodeType: in.NodeType,
+		AuthType: in.AuthType, DynReg: DynRegOff, Attributes: in.Attributes, ConnectWindow: in.ConnectWindow,
+		TopicClasses: in.TopicClasses, CreatedAt: s.nowUTC(), DistributedFrom: from}
+	if prod.Attributes == nil {
+		prod.Attributes = map[string]string{}
+	}
+	if prod.TopicClasses == nil {
+		prod.TopicClasses = DefaultTopicClasses()
+	}
+	if err := validateProduct(prod); err != nil {
+		return Product{}, false, err
+	}
+	var m []byte
+	if len(model) > 0 {
+		parsed, err := tsl.Parse(model)
+		if err != nil {
+			return Product{}, false, &ValidationError{Field: "thingModel", Reason: err.Error()}
+		}
+		if m, err = json.Marshal(parsed); err != nil {
+			return Product{}, false, err
+		}
+	}
+	// The product secret is this instance's own (dynamic registration
+	// is off for a distributed product).
+	secret, err := randString(s.rand, ProductSecretLen)
+	if err != nil {
+		return Product{}, false, err
+	}
+	sealed, err := s.box.Seal([]byte(secret), productAAD(prod.ProductKey))
+	if err != nil {
+		return Product{}, false, fmt.Errorf("sealing product secret: %w", err)
+	}
+	if err := s.store.CreateProduct(ctx, prod, sealed); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return s.ImportProduct(ctx, accountID, from, in, model) // a concurrent import: compare
+		}
+		return Product{}, false, fmt.Errorf("importing product %s: %w", prod.ProductKey, err)
+	}
+	if m != nil {
+		if err := s.store.SetTSL(ctx, prod.ProductKey, m); err != nil {
+			return Product{}, false, fmt.Errorf("storing thing model of %s: %w", prod.ProductKey, err)
+		}
+	}
+	return prod, true, nil
+}
+
+var productKeyRE = regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)

@@ -143,6 +143,10 @@ type Product struct {
 	// TopicClass); a new product starts with DefaultTopicClasses.
 	TopicClasses []TopicClass `json:"topicClasses"`
 	CreatedAt    time.Time    `json:"createdAt"`
+	// DistributedFrom is the instance a distribution job copied the
+	// product from: read-only here (viewable; not edited, deleted, nor
+	// given new devices but by import).
+	DistributedFrom string `json:"distributedFrom,omitempty"`
 }
 
 // Device is one device of a product.

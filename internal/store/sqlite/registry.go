@@ -101,13 +101,13 @@ func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
 
 // --- products ---
 
-const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning, topic_classes`
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning, topic_classes, distributed_from`
 
 func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
 	var p registry.Product
 	var attrs, prov, topics string
 	var created int64
-	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov, &topics}, extra...)
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov, &topics, &p.DistributedFrom}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return p, err
 	}
@@ -125,8 +125,8 @@ func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Pro
 
 // CreateProduct implements registry.Store.
 func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), topicClassesJSON(p.TopicClasses), sealed)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), topicClassesJSON(p.TopicClasses), p.DistributedFrom, sealed)
 	if isUnique(err) {
 		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
 	}

@@ -35,8 +35,11 @@ CREATE TABLE dist_job_items (
 CREATE INDEX dist_job_items_unfinished ON dist_job_items(job_id, device_name) WHERE step < 4;
 -- The instance a job moved a device to: refused at CONNECT while set.
 ALTER TABLE devices ADD COLUMN distributed_to TEXT NOT NULL DEFAULT '';
+-- The instance a job copied a product from: read-only here while set.
+ALTER TABLE products ADD COLUMN distributed_from TEXT NOT NULL DEFAULT '';
 
 -- +goose Down
+ALTER TABLE products DROP COLUMN distributed_from;
 ALTER TABLE devices DROP COLUMN distributed_to;
 DROP TABLE dist_job_items;
 DROP TABLE dist_jobs;
