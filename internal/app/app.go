@@ -29,6 +29,7 @@ import (
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/netlisten"
@@ -71,7 +72,12 @@ type App struct {
 	configs *thing.Configs
 	hooks   *webhook.Client
 	dist    *distribution.Service // nil unless distribution_centre
-	geo     *distribution.GeoIP   // nil without geoip_db
+	// jobs, notifier and imports are distribution jobs, their device
+	// notifications and the instance-to-instance imports; nil with dist.
+	jobs     *jobs.Service
+	notifier *jobs.Notifier
+	imports  jobs.Destination
+	geo      *distribution.GeoIP // nil without geoip_db
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -188,14 +194,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	eps := endpoints(cfg, a.mqtt)
 	a.prov.SetEndpoints(eps)
 	var dist httpapi.Distribution
+	var djobs httpapi.Jobs
+	var imports httpapi.Imports
 	if cfg.DistributionCentre {
-		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
+		if err := a.newDistribution(ctx, cfg, box, key, hookPolicy, eps); err != nil {
 			st.Close()
 			return nil, err
 		}
-		dist = a.dist
+		dist, djobs, imports = a.dist, a.jobs, a.imports
 	}
-	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Jobs: djobs, Imports: imports, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
 		st.Close()
@@ -406,6 +414,14 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.gw.Start(); err != nil {
 		return err
 	}
+	if a.jobs != nil {
+		if err := a.notifier.Start(); err != nil {
+			return err
+		}
+		if err := a.jobs.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := a.things.Start(); err != nil {
 		return err
 	}
@@ -524,6 +540,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, a.httpsSrv.Shutdown(ctx))
 		}
 		a.hooks.Stop()
+		if a.jobs != nil {
+			a.jobs.Close() // open jobs resume at the next start
+			a.notifier.Close()
+		}
 		err = errors.Join(err, a.mqtt.Close())
 		a.connAudit.Close()
 		a.wg.Wait()

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -35,19 +36,23 @@ type Notifier struct {
 	waiting map[string]chan struct{} // guarded by mu: "pk/dn/id" → closed by the reply
 }
 
-// NewNotifier subscribes to the replies; timeout bounds the wait for one
-// (default 5 s). Close unsubscribes.
-func NewNotifier(b Broker, timeout time.Duration) (*Notifier, error) {
+// NewNotifier returns a Notifier; timeout bounds the wait for a reply
+// (default 5 s). Start subscribes to the replies, Close unsubscribes.
+func NewNotifier(b Broker, timeout time.Duration) *Notifier {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	n := &Notifier{b: b, timeout: timeout, waiting: map[string]chan struct{}{}}
-	unsub, err := b.SubscribeFromClients(replyFilter, n.onReply)
+	return &Notifier{b: b, timeout: timeout, waiting: map[string]chan struct{}{}, unsub: func() {}}
+}
+
+// Start listens for replies (once the broker serves).
+func (n *Notifier) Start() error {
+	unsub, err := n.b.SubscribeFromClients(replyFilter, n.onReply)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("distribution notifier: %w", err)
 	}
 	n.unsub = unsub
-	return n, nil
+	return nil
 }
 
 // Close stops listening for replies.

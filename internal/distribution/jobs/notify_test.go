@@ -18,8 +18,8 @@ import (
 func TestNotifier(t *testing.T) {
 	s := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region, c.BootstrapPlainHTTP = "centre", "cn-shanghai", true })
 	b := s.App.Broker()
-	n, err := jobs.NewNotifier(b, 3*time.Second)
-	if err != nil {
+	n := jobs.NewNotifier(b, 3*time.Second)
+	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
@@ -58,8 +58,8 @@ func TestNotifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	short, err := jobs.NewNotifier(b, 200*time.Millisecond)
-	if err != nil {
+	short := jobs.NewNotifier(b, 200*time.Millisecond)
+	if err := short.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer short.Close()

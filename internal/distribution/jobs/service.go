@@ -41,10 +41,11 @@ type Source interface {
 
 // Target is a destination as the Remote calls it.
 type Target struct {
-	AccountID       string // the job's account, whose instance credential is used
-	InstanceID      string
-	TargetAccountID string // "" for the same account
-	AuthCode        string
+	AccountID        string // the job's account, whose instance credential is used
+	SourceInstanceID string // this corral
+	InstanceID       string
+	TargetAccountID  string // "" for the same account
+	AuthCode         string
 }
 
 // DeviceImport is one device's triple as it moves, its secret sealed for
@@ -327,7 +328,7 @@ func countOpen(js []Job) int {
 }
 
 func (s *Service) target(j Job, instanceID string) Target {
-	return Target{AccountID: j.AccountID, InstanceID: instanceID, TargetAccountID: j.TargetAccountID, AuthCode: j.AuthCode}
+	return Target{AccountID: j.AccountID, SourceInstanceID: s.o.Self.ID, InstanceID: instanceID, TargetAccountID: j.TargetAccountID, AuthCode: j.AuthCode}
 }
 
 // Get is a job of the principal's account, its counts current.

@@ -1,0 +1,141 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/device"
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/config"
+	"github.com/corral-iot/corral/internal/mqtttest"
+)
+
+// TestE2EJobMovesDevices: two corral servers on loopback, the centre
+// (cn-shanghai) and sg-1 (ap-southeast-1), each with its own data dir. A
+// job at the centre moves devices to sg-1 over the instance-to-instance
+// API: the product arrives read-only, the triples sealed; the online
+// devices (SDK, bootstrapped through the centre) are notified, forced
+// off, bootstrap again and connect to sg-1 with the same triple; the
+// centre refuses them and its records point to sg-1.
+func TestE2EJobMovesDevices(t *testing.T) {
+	n, online := 200, 20
+	if testing.Short() {
+		n, online = 30, 5
+	}
+	sg := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region = "sg-1", "ap-southeast-1" })
+	file := filepath.Join(t.TempDir(), "instances.yaml")
+	yaml := fmt.Sprintf("instances:\n  - instanceId: sg-1\n    region: ap-southeast-1\n    mqtt: %s\n    apiUrl: %s\n    credential: %s\n",
+		sg.App.Broker().Addr("tcp"), sg.URL, sg.AdminKey)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	centre := apptest.Start(t, func(c *config.Config) {
+		c.InstanceID, c.Region, c.DistributionFile, c.BootstrapPlainHTTP = "centre", "cn-shanghai", file, true
+	})
+	p := centre.CreateProduct("meters", nil)
+	var names []string
+	secrets := map[string]string{}
+	for i := range n {
+		d := centre.CreateDevice(p.ProductKey, fmt.Sprintf("meter-%04d", i))
+		names = append(names, d.DeviceName)
+		secrets[d.DeviceName] = d.DeviceSecret
+	}
+	ctx := context.Background()
+	moved := make(chan string, online)
+	for _, dn := range names[:online] {
+		dd, err := device.ConnectBootstrapped(ctx, device.Options{Triple: device.Triple{ProductKey: p.ProductKey, DeviceName: dn, DeviceSecret: secrets[dn]}},
+			device.BootstrapOptions{Centre: "http://" + centre.App.HTTPAddr(), OnMoved: func(*device.Client) { moved <- dn }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dd.Close()
+	}
+
+	var job struct {
+		JobID                string
+		Status, Total, Moved int
+		Failed, Progress     int
+	}
+	centre.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": names, "strategy": 0, "targetInstanceId": "sg-1"}, 201).JSON(t, &job)
+	start := time.Now()
+	for job.Status < 2 {
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("job still %d at %d%%", job.Status, job.Progress)
+		}
+		time.Sleep(20 * time.Millisecond)
+		centre.Admin("GET", "/v1/distribution/jobs/"+job.JobID, nil, 200).JSON(t, &job)
+	}
+	t.Logf("%d devices (%d online) moved in %v", n, online, time.Since(start))
+	if job.Status != 2 || job.Moved != n || job.Failed != 0 || job.Progress != 100 {
+		t.Fatalf("job = %+v", job)
+	}
+	var details struct {
+		Devices []struct {
+			DeviceName string
+			Code       int
+		}
+	}
+	centre.Admin("GET", "/v1/distribution/jobs/"+job.JobID+"/devices?limit=1000", nil, 200).JSON(t, &details)
+	if len(details.Devices) != n {
+		t.Fatalf("%d device results, want %d", len(details.Devices), n)
+	}
+	for _, d := range details.Devices {
+		if d.Code != 200 {
+			t.Errorf("%s: code %d", d.DeviceName, d.Code)
+		}
+	}
+	// The online devices followed the notify to sg-1.
+	for range online {
+		select {
+		case dn := <-moved:
+			deadline := time.Now().Add(10 * time.Second)
+			for !sg.App.Broker().Online(p.ProductKey, dn) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s moved but is not online at sg-1", dn)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("an online device did not follow the notify")
+		}
+	}
+	// The centre refuses them; sg-1 takes an offline one's triple too.
+	last := names[n-1]
+	creds := mqtttest.DeviceCreds(p.ProductKey, last, secrets[last])
+	if c, err := mqtttest.Dial(centre.App.Broker().Addr("tcp"), "", mqtttest.Connect{Creds: creds, KeepAlive: 30}); err == nil {
+		c.Close()
+		t.Fatal("the centre let a distributed device in")
+	}
+	c, err := mqtttest.Dial(sg.App.Broker().Addr("tcp"), "", mqtttest.Connect{Creds: creds, KeepAlive: 30})
+	if err != nil {
+		t.Fatalf("sg-1 refused a moved device's own triple: %v", err)
+	}
+	mqtttest.Disconnect(c)
+	c.Close()
+	var rec struct{ TargetIotInstanceID, SourceIotInstanceID, JobID string }
+	centre.Admin("GET", "/v1/products/"+p.ProductKey+"/devices/"+last+"/provisioning", nil, 200).JSON(t, &rec)
+	if rec.TargetIotInstanceID != "sg-1" || rec.SourceIotInstanceID != "centre" || rec.JobID != job.JobID {
+		t.Fatalf("record = %+v", rec)
+	}
+	// The product is read-only at sg-1.
+	var prod struct{ DistributedFrom string }
+	sg.Admin("GET", "/v1/products/"+p.ProductKey, nil, 200).JSON(t, &prod)
+	if prod.DistributedFrom != "centre" {
+		t.Fatalf("sg-1 product = %+v", prod)
+	}
+	sg.Admin("PATCH", "/v1/products/"+p.ProductKey, map[string]any{"name": "mine"}, 403)
+	sg.Admin("POST", "/v1/products/"+p.ProductKey+"/devices", map[string]any{"deviceName": "new"}, 403)
+	// Secrets never reached a log.
+	for _, s := range []*apptest.Server{centre, sg} {
+		for dn, secret := range secrets {
+			if strings.Contains(string(s.Log.Bytes()), secret) {
+				t.Fatalf("%s's secret is in a log", dn)
+			}
+		}
+	}
+}
