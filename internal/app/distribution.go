@@ -49,8 +49,9 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	// Jobs move devices from here; the transit key (derived from the KEK,
 	// so stable across restarts) opens the secrets of devices moved here.
 	a.notifier = jobs.NewNotifier(a.mqtt, 5*time.Second)
+	events := jobs.BrokerEvents{Publisher: a.mqtt, Webhooks: a.hooks, Products: a.reg, Now: func() int64 { return time.Now().UnixMilli() }}
 	a.jobs = jobs.New(jobs.Options{Store: a.store, Source: jobs.RegistrySource{Registry: a.reg}, Remote: jobs.HTTPRemote{Directory: d, Credentials: d},
-		Directory: d, Records: a.store, Devices: a.notifier, Self: self, Logger: a.log})
+		Directory: d, Records: a.store, Devices: a.notifier, Events: events, Self: self, Logger: a.log})
 	tk, err := transit.ParseKey(subkey(kek, "corral: distribution transit key"))
 	if err != nil {
 		return err

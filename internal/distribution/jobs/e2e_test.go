@@ -2,10 +2,14 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +40,34 @@ func TestE2EJobMovesDevices(t *testing.T) {
 	}
 	centre := apptest.Start(t, func(c *config.Config) {
 		c.InstanceID, c.Region, c.DistributionFile, c.BootstrapPlainHTTP = "centre", "cn-shanghai", file, true
+	}, apptest.AllowWebhooksTo("127.0.0.0/8"))
+	var hookMu sync.Mutex
+	hooked := map[string]int{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ Event, State string }
+		json.NewDecoder(r.Body).Decode(&ev)
+		hookMu.Lock()
+		hooked[ev.Event+" "+ev.State]++
+		hookMu.Unlock()
+	}))
+	defer hook.Close()
+	p := centre.CreateProduct("meters", map[string]any{"provisioning": map[string]any{"eventUrls": []string{hook.URL}}})
+	var evMu sync.Mutex
+	events := map[string]int{}
+	unsub, err := centre.App.Broker().Subscribe("$corral/events/distribution/"+p.ProductKey+"/#", func(topic string, payload []byte) {
+		var ev struct {
+			Event, State string
+			Code         int
+		}
+		json.Unmarshal(payload, &ev)
+		evMu.Lock()
+		events[fmt.Sprint(ev.Event, " ", ev.State, ev.Code)]++
+		evMu.Unlock()
 	})
-	p := centre.CreateProduct("meters", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
 	var names []string
 	secrets := map[string]string{}
 	for i := range n {
@@ -130,6 +160,24 @@ func TestE2EJobMovesDevices(t *testing.T) {
 	}
 	sg.Admin("PATCH", "/v1/products/"+p.ProductKey, map[string]any{"name": "mine"}, 403)
 	sg.Admin("POST", "/v1/products/"+p.ProductKey+"/devices", map[string]any{"deviceName": "new"}, 403)
+	// Applications and the product's event webhook heard of each device
+	// and of the job's end.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evMu.Lock()
+		moved, done := events["distribution.device 200"], events["distribution.job done0"]
+		evMu.Unlock()
+		hookMu.Lock()
+		hookedDevices, hookedDone := hooked["distribution.device "], hooked["distribution.job done"]
+		hookMu.Unlock()
+		if moved == n && done == 1 && hookedDevices == n && hookedDone == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events: %d devices, %d done; webhooks: %d devices, %d done", moved, done, hookedDevices, hookedDone)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// Secrets never reached a log.
 	for _, s := range []*apptest.Server{centre, sg} {
 		for dn, secret := range secrets {
