@@ -22,6 +22,8 @@ type Jobs interface {
 // (jobs.Destination).
 type Imports interface {
 	PublicKey() jobs.TransitKey
+	IssueCode(p registry.Principal) (jobs.AuthCode, error)
+	Authorize(p registry.Principal, in jobs.Authorization) (jobs.Grant, error)
 	ImportProduct(ctx context.Context, p registry.Principal, pk string, in jobs.ProductImport) (jobs.Imported, error)
 	ImportDevice(ctx context.Context, p registry.Principal, pk, dn string, in jobs.DeviceImport) (jobs.Imported, error)
 }
@@ -49,6 +51,8 @@ func (a *API) distJobRoutes() []*route {
 		{Method: "POST", Path: "/v1/distribution/jobs/{jobId}:abort", Summary: "Abort an open job: devices already moving finish, the others get 499", Tag: tag, Role: operator, Status: 200, Resp: jobs.Job{}, h: a.abortJob},
 		{Method: "DELETE", Path: "/v1/distribution/jobs/{jobId}", Summary: "Delete a finished job and its results; an open one is 409", Tag: tag, Role: operator, Status: 204, h: a.deleteJob},
 
+		{Method: "POST", Path: "/v1/distribution/authorization-codes", Summary: "Issue a code (valid 5 minutes, once) that lets another account's distribution job move devices into this account; give it to that account with your account id (targetUid)", Tag: tag, Role: admin, Status: 201, Resp: jobs.AuthCode{}, h: a.issueCode},
+		{Method: "POST", Path: "/v1/distribution/authorizations", Summary: "Instance-to-instance: exchange an authorisation code of the target account for the grant a cross-account job's imports carry", Tag: tag, Role: admin, Body: jobs.Authorization{}, Status: 200, Resp: jobs.Grant{}, h: a.authorize},
 		{Method: "GET", Path: "/v1/distribution/transit-key", Summary: "Instance-to-instance: this instance's id and the X25519 public key device secrets are sealed with for it", Tag: tag, Role: admin, Status: 200, Resp: jobs.TransitKey{}, h: a.transitKey},
 		{Method: "PUT", Path: "/v1/distribution/imports/products/{productKey}", Summary: "Instance-to-instance: import a distributed product (read-only here) into the calling key's account; idempotent", Tag: tag, Role: admin, Body: jobs.ProductImport{}, Status: 200, Resp: jobs.Imported{}, h: a.importProduct},
 		{Method: "PUT", Path: "/v1/distribution/imports/products/{productKey}/devices/{deviceName}", Summary: "Instance-to-instance: import a device's triple, its secret sealed for this instance; idempotent; a device coming back is let in again", Tag: tag, Role: admin, Body: jobs.DeviceImport{}, Status: 200, Resp: jobs.Imported{}, h: a.importDevice},
@@ -162,6 +166,26 @@ func (a *API) transitKey(c *call) (any, error) {
 		return nil, err
 	}
 	return im.PublicKey(), nil
+}
+
+func (a *API) issueCode(c *call) (any, error) {
+	im, err := a.imports()
+	if err != nil {
+		return nil, err
+	}
+	return im.IssueCode(c.p)
+}
+
+func (a *API) authorize(c *call) (any, error) {
+	im, err := a.imports()
+	if err != nil {
+		return nil, err
+	}
+	var in jobs.Authorization
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return im.Authorize(c.p, in)
 }
 
 func (a *API) importProduct(c *call) (any, error) {

@@ -17,6 +17,8 @@ type Destination struct {
 	// Self is this corral's instance id: sealed secrets are bound to it.
 	Self string
 	Key  transit.Key
+	// Codes are the cross-account authorisation codes and grants.
+	Codes *Codes
 }
 
 // TransitKey is what GET /v1/distribution/transit-key answers.
@@ -28,12 +30,29 @@ type TransitKey struct {
 // ProductImport is the body of a product import.
 type ProductImport struct {
 	SourceInstanceID string  `json:"sourceInstanceId"`
+	Grant            string  `json:"grant,omitempty" doc:"a cross-account grant (POST /v1/distribution/authorizations)"`
 	Product          Product `json:"product"`
 }
 
 // Imported answers an import: created false when it was already here.
 type Imported struct {
 	Created bool `json:"created"`
+}
+
+// IssueCode issues a cross-account authorisation code of p's account.
+func (d Destination) IssueCode(p registry.Principal) (AuthCode, error) {
+	if d.Codes == nil {
+		return AuthCode{}, fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
+	}
+	return d.Codes.Issue(p)
+}
+
+// Authorize exchanges a code for a grant of p's account.
+func (d Destination) Authorize(p registry.Principal, in Authorization) (Grant, error) {
+	if d.Codes == nil {
+		return Grant{}, fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
+	}
+	return d.Codes.Authorize(p, in)
 }
 
 // PublicKey answers the transit key.
@@ -59,7 +78,11 @@ func (d Destination) ImportProduct(ctx context.Context, p registry.Principal, pk
 	if prod.ProductKey != pk || in.Product.ProductKey != pk {
 		return Imported{}, fmt.Errorf("productKey: %w: the body names another product than the path", ErrInvalid)
 	}
-	_, created, err := d.Registry.ImportProduct(ctx, p.AccountID, in.SourceInstanceID, prod, in.Product.ThingModel)
+	acc, err := d.Codes.account(p, in.Grant)
+	if err != nil {
+		return Imported{}, err
+	}
+	_, created, err := d.Registry.ImportProduct(ctx, acc, in.SourceInstanceID, prod, in.Product.ThingModel)
 	return Imported{Created: created}, err
 }
 
@@ -77,6 +100,10 @@ func (d Destination) ImportDevice(ctx context.Context, p registry.Principal, pk,
 	if err != nil {
 		return Imported{}, fmt.Errorf("sealedSecret: %w: %w", ErrInvalid, err)
 	}
-	_, created, err := d.Registry.ImportDevice(ctx, p.AccountID, pk, dn, string(secret))
+	acc, err := d.Codes.account(p, in.Grant)
+	if err != nil {
+		return Imported{}, err
+	}
+	_, created, err := d.Registry.ImportDevice(ctx, acc, pk, dn, string(secret))
 	return Imported{Created: created}, err
 }

@@ -187,3 +187,58 @@ func TestE2EJobMovesDevices(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ECrossAccount: a job into another account at the destination
+// needs that account's code: a wrong one is refused with nothing
+// created; a valid one moves the devices into that account only.
+func TestE2ECrossAccount(t *testing.T) {
+	sg := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region = "sg-1", "ap-southeast-1" })
+	var b struct {
+		Token   string `json:"token"`
+		Account struct {
+			ID string `json:"id"`
+		} `json:"account"`
+	}
+	sg.Admin("POST", "/v1/accounts", map[string]any{"name": "buyer"}, 201).JSON(t, &b)
+	file := filepath.Join(t.TempDir(), "instances.yaml")
+	yaml := fmt.Sprintf("instances:\n  - instanceId: sg-1\n    region: ap-southeast-1\n    mqtt: %s\n    apiUrl: %s\n    credential: %s\n",
+		sg.App.Broker().Addr("tcp"), sg.URL, sg.AdminKey)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	centre := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region, c.DistributionFile = "centre", "cn-shanghai", file })
+	p := centre.CreateProduct("meters", nil)
+	d := centre.CreateDevice(p.ProductKey, "meter-0001")
+	body := func(code string) map[string]any {
+		return map[string]any{"productKey": p.ProductKey, "deviceNames": []string{d.DeviceName}, "strategy": 0, "targetInstanceId": "sg-1",
+			"targetUid": b.Account.ID, "authCode": code}
+	}
+	if r := centre.Do(centre.AdminKey, "POST", "/v1/distribution/jobs", body("0123456789abcdef0123456789abcdef")); r.Status != 400 || !strings.Contains(string(r.Body), "wrong or expired") {
+		t.Fatalf("a wrong code: %d %s", r.Status, r.Body)
+	}
+	sg.Do(b.Token, "GET", "/v1/products/"+p.ProductKey, nil)
+	var code struct{ AuthCode string }
+	if r := sg.Do(b.Token, "POST", "/v1/distribution/authorization-codes", nil); r.Status != 201 {
+		t.Fatalf("issuing a code: %d %s", r.Status, r.Body)
+	} else {
+		r.JSON(t, &code)
+	}
+	var job struct {
+		JobID                 string
+		Status, Moved, Failed int
+	}
+	centre.Admin("POST", "/v1/distribution/jobs", body(code.AuthCode), 201).JSON(t, &job)
+	for job.Status < 2 {
+		time.Sleep(20 * time.Millisecond)
+		centre.Admin("GET", "/v1/distribution/jobs/"+job.JobID, nil, 200).JSON(t, &job)
+	}
+	if job.Moved != 1 {
+		t.Fatalf("job = %+v", job)
+	}
+	if r := sg.Do(b.Token, "GET", "/v1/products/"+p.ProductKey+"/devices/"+d.DeviceName, nil); r.Status != 200 {
+		t.Fatalf("the device is not in the target account: %d %s", r.Status, r.Body)
+	}
+	sg.Admin("GET", "/v1/products/"+p.ProductKey, nil, 404) // not in the credential's own account
+	// The code was used: a second job with it is refused.
+	centre.Admin("POST", "/v1/distribution/jobs", body(code.AuthCode), 400)
+}

@@ -98,13 +98,13 @@ func (w *world) MarkDistributed(_ context.Context, key, dn, to string) error {
 }
 
 // Remote.
-func (w *world) Authorize(_ context.Context, t jobs.Target) error {
+func (w *world) Authorize(_ context.Context, t jobs.Target) (string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if c, ok := w.codes[t.TargetAccountID]; !ok || c != t.AuthCode {
-		return errors.New("authorisation code refused")
+		return "", errors.New("authorisation code refused")
 	}
-	return nil
+	return "grant-" + t.AuthCode, nil
 }
 
 func (w *world) PublicKey(_ context.Context, t jobs.Target) ([]byte, error) {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"path/filepath"
 
@@ -194,9 +195,10 @@ func TestAbort(t *testing.T) {
 		w.mu.Lock()
 		n := len(w.importCalls)
 		w.mu.Unlock()
-		if n == 5 {
+		if n >= 5 {
 			break
 		}
+		time.Sleep(time.Millisecond)
 	}
 	if _, err := s.Abort(ctx, operator, j.JobID); err != nil {
 		t.Fatal(err)
@@ -271,6 +273,7 @@ func testResume(t *testing.T, open func() jobs.Store, closeStore func()) {
 		if n >= 30 {
 			break
 		}
+		time.Sleep(time.Millisecond)
 	}
 	s1.Close() // the imports in flight are cut off
 	mid, _ := st.GetJob(ctx, j.JobID)

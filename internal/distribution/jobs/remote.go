@@ -66,14 +66,17 @@ func (r HTTPRemote) do(ctx context.Context, t Target, method, path string, in, o
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error struct {
-				Message string `json:"message"`
-			} `json:"error"`
+			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(raw, &e)
-		err := fmt.Errorf("instance %s answered %d: %s", t.InstanceID, resp.StatusCode, e.Error.Message)
-		if resp.StatusCode == http.StatusConflict {
+		err := fmt.Errorf("instance %s answered %d: %s", t.InstanceID, resp.StatusCode, e.Message)
+		switch resp.StatusCode {
+		case http.StatusConflict:
 			err = fmt.Errorf("%w: %w", ErrConflict, err)
+		case http.StatusBadRequest:
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			err = fmt.Errorf("%w: instance %s refuses the credential (it must be an admin API key there): %w", ErrInvalid, t.InstanceID, err)
 		}
 		return err
 	}
@@ -85,10 +88,13 @@ func (r HTTPRemote) do(ctx context.Context, t Target, method, path string, in, o
 	return nil
 }
 
-// Authorize implements Remote. The destination's authorisation-code API
-// is not built yet: cross-account jobs are refused with that reason.
-func (r HTTPRemote) Authorize(ctx context.Context, t Target) error {
-	return fmt.Errorf("%w: cross-account distribution needs the destination's authorisation codes, not available yet", ErrInvalid)
+// Authorize implements Remote.
+func (r HTTPRemote) Authorize(ctx context.Context, t Target) (string, error) {
+	var g Grant
+	if err := r.do(ctx, t, "POST", "/v1/distribution/authorizations", Authorization{AuthCode: t.AuthCode, TargetAccountID: t.TargetAccountID}, &g); err != nil {
+		return "", err
+	}
+	return g.Grant, nil
 }
 
 // PublicKey implements Remote.
@@ -106,10 +112,11 @@ func (r HTTPRemote) PublicKey(ctx context.Context, t Target) ([]byte, error) {
 // ImportProduct implements Remote.
 func (r HTTPRemote) ImportProduct(ctx context.Context, t Target, p Product) error {
 	return r.do(ctx, t, "PUT", "/v1/distribution/imports/products/"+url.PathEscape(p.ProductKey),
-		ProductImport{SourceInstanceID: t.SourceInstanceID, Product: p}, nil)
+		ProductImport{SourceInstanceID: t.SourceInstanceID, Product: p, Grant: t.AuthCode}, nil)
 }
 
 // ImportDevice implements Remote.
 func (r HTTPRemote) ImportDevice(ctx context.Context, t Target, d DeviceImport) error {
+	d.Grant = t.AuthCode
 	return r.do(ctx, t, "PUT", "/v1/distribution/imports/products/"+url.PathEscape(d.ProductKey)+"/devices/"+url.PathEscape(d.DeviceName), d, nil)
 }

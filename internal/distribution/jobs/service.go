@@ -55,14 +55,16 @@ type DeviceImport struct {
 	DeviceName       string `json:"deviceName"`
 	SealedSecret     []byte `json:"sealedSecret"`
 	SourceInstanceID string `json:"sourceInstanceId"`
+	Grant            string `json:"grant,omitempty" doc:"a cross-account grant"`
 }
 
 // Remote makes the instance-to-instance calls. Imports are idempotent:
 // importing the same triple again is a success.
 type Remote interface {
-	// Authorize checks a cross-account authorisation code at the
-	// destination before a job is created.
-	Authorize(ctx context.Context, t Target) error
+	// Authorize exchanges a cross-account authorisation code at the
+	// destination for the grant the job's imports carry (Target.AuthCode
+	// from then on), before the job is created.
+	Authorize(ctx context.Context, t Target) (string, error)
 	// PublicKey is the destination's transit public key.
 	PublicKey(ctx context.Context, t Target) ([]byte, error)
 	ImportProduct(ctx context.Context, t Target, p Product) error
@@ -264,10 +266,12 @@ func (s *Service) Create(ctx context.Context, p registry.Principal, in Input) (J
 		for i := range plan {
 			plan[i].TargetInstanceID = in.TargetInstanceID
 		}
-		if in.TargetAccountID != "" {
-			if err := s.o.Remote.Authorize(ctx, s.target(j, in.TargetInstanceID)); err != nil {
+		if in.TargetAccountID != "" && !in.DryRun {
+			g, err := s.o.Remote.Authorize(ctx, s.target(j, in.TargetInstanceID))
+			if err != nil {
 				return Job{}, nil, fmt.Errorf("authCode: the destination refused it: %w", err)
 			}
+			j.AuthCode = g
 		}
 	} else {
 		// A dry run shows every device's choice now; a job checks the
