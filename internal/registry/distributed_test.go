@@ -95,7 +95,10 @@ func TestImportProduct(t *testing.T) {
 		name string
 		fn   func() error
 	}{
-		{"update", func() error { _, err := s.UpdateProduct(ctx, operator, "a1Imported", registry.ProductPatch{Name: &name}); return err }},
+		{"update", func() error {
+			_, err := s.UpdateProduct(ctx, operator, "a1Imported", registry.ProductPatch{Name: &name})
+			return err
+		}},
 		{"delete", func() error { return s.DeleteProduct(ctx, operator, "a1Imported") }},
 		{"create a device", func() error {
 			_, err := s.CreateDevice(ctx, operator, "a1Imported", registry.DeviceInput{DeviceName: "new"})
