@@ -27,7 +27,7 @@ import (
 // off, bootstrap again and connect to sg-1 with the same triple; the
 // centre refuses them and its records point to sg-1.
 func TestE2EJobMovesDevices(t *testing.T) {
-	n, online := 200, 20
+	n, online := 1000, 50
 	if testing.Short() {
 		n, online = 30, 5
 	}
@@ -40,6 +40,7 @@ func TestE2EJobMovesDevices(t *testing.T) {
 	}
 	centre := apptest.Start(t, func(c *config.Config) {
 		c.InstanceID, c.Region, c.DistributionFile, c.BootstrapPlainHTTP = "centre", "cn-shanghai", file, true
+		c.BootstrapRatePerIP = 0 // every device bootstraps from 127.0.0.1
 	}, apptest.AllowWebhooksTo("127.0.0.0/8"))
 	var hookMu sync.Mutex
 	hooked := map[string]int{}
