@@ -109,10 +109,11 @@ func (s *Service) writableProduct(ctx context.Context, p Principal, pk string) (
 
 // ImportProduct is the narrow path by which a product arrives from the
 // instance from: created in the account with its own ProductKey, its
-// settings, topic classes and thing model (nil: none), read-only. The
-// same product again (same account, same source) is a success and
-// changes nothing (later changes at the source are not synchronised);
-// a ProductKey held otherwise here is ErrConflict.
+// settings, topic classes and thing model (nil: none), read-only. A
+// product already in the account (imported before, or the original its
+// devices come back to) is a success that changes nothing (later changes
+// at the source are not synchronised); a ProductKey of another account
+// here is ErrConflict.
 func (s *Service) ImportProduct(ctx context.Context, accountID, from string, in Product, model []byte) (prod Product, created bool, err error) {
 	if from == "" {
 		return Product{}, false, invalid("sourceInstanceId", "required")
@@ -122,7 +123,9 @@ func (s *Service) ImportProduct(ctx context.Context, accountID, from string, in 
 	}
 	old, _, err := s.store.GetProduct(ctx, in.ProductKey)
 	switch {
-	case err == nil && old.AccountID == accountID && old.DistributedFrom != "":
+	case err == nil && old.AccountID == accountID:
+		// Already here: imported before, or this is where it came from
+		// (its devices are coming back).
 		return old, false, nil
 	case err == nil:
 		return Product{}, false, fmt.Errorf("product %s: %w: the ProductKey is taken here", in.ProductKey, ErrConflict)

@@ -161,6 +161,32 @@ func TestE2EJobMovesDevices(t *testing.T) {
 	}
 	sg.Admin("PATCH", "/v1/products/"+p.ProductKey, map[string]any{"name": "mine"}, 403)
 	sg.Admin("POST", "/v1/products/"+p.ProductKey+"/devices", map[string]any{"deviceName": "new"}, 403)
+	// Distributed back: a job at sg-1 returns the device to the centre,
+	// which lets it in again.
+	sg.Admin("POST", "/v1/instances", map[string]any{"instanceId": "centre", "region": "cn-shanghai", "mqtt": centre.App.Broker().Addr("tcp"),
+		"apiUrl": centre.URL, "credential": centre.AdminKey}, 201)
+	var back struct {
+		JobID         string
+		Status, Moved int
+	}
+	sg.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": []string{last}, "strategy": 0, "targetInstanceId": "centre"}, 201).JSON(t, &back)
+	for back.Status < 2 {
+		time.Sleep(20 * time.Millisecond)
+		sg.Admin("GET", "/v1/distribution/jobs/"+back.JobID, nil, 200).JSON(t, &back)
+	}
+	if back.Moved != 1 {
+		t.Fatalf("the job back = %+v", back)
+	}
+	if c, err := mqtttest.Dial(centre.App.Broker().Addr("tcp"), "", mqtttest.Connect{Creds: creds, KeepAlive: 30}); err != nil {
+		t.Fatalf("the centre refuses a device that came back: %v", err)
+	} else {
+		mqtttest.Disconnect(c)
+		c.Close()
+	}
+	if c, err := mqtttest.Dial(sg.App.Broker().Addr("tcp"), "", mqtttest.Connect{Creds: creds, KeepAlive: 30}); err == nil {
+		c.Close()
+		t.Fatal("sg-1 lets in a device that left")
+	}
 	// Applications and the product's event webhook heard of each device
 	// and of the job's end.
 	deadline := time.Now().Add(10 * time.Second)
