@@ -39,6 +39,7 @@ type Server struct {
 	hooks    Hooks
 	router   Router
 	retained RetainedStore
+	dur      *durable // nil without Options.Store
 	count    counters
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -64,6 +65,10 @@ func New(o Options) *Server {
 	}
 	s.router.Bind(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if o.Store != nil {
+		s.dur = newDurable(o.Store)
+		go s.dur.run(s)
+	}
 	return s
 }
 
@@ -137,6 +142,7 @@ func (c *conn) serve() {
 	}
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
+	s.syncSession(c.client.ID)
 	s.hooks.SessionStarted(c.client, pw.present)
 	go c.run()
 }
@@ -328,6 +334,7 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 	}
 	if ss == nil {
 		ss = newSession(id)
+		ss.created = time.Now()
 		s.sessions[id] = ss
 		s.count.sessions.Add(1)
 	}
@@ -363,7 +370,7 @@ func (s *Server) afterTakeover(t takeover) {
 func (s *Server) detach(c *conn, r EndReason) {
 	ss := c.sess
 	var wills []pendingWill
-	removed := false
+	removed, detached := false, false
 	s.mu.Lock()
 	ss.mu.Lock()
 	if !c.closing {
@@ -374,6 +381,7 @@ func (s *Server) detach(c *conn, r EndReason) {
 	c.will = nil
 	if ss.conn == c {
 		ss.conn = nil
+		ss.disconnectedAt, detached = time.Now(), true
 		if ss.expiry == 0 && r != EndShutdown {
 			ss.ended = true
 			ss.stopTimersLocked()
@@ -402,6 +410,9 @@ func (s *Server) detach(c *conn, r EndReason) {
 	}
 	if removed {
 		s.router.RemoveClient(ss.id)
+	}
+	if detached && r != EndShutdown {
+		s.syncSession(ss.id)
 	}
 	if !c.endReported.Swap(true) {
 		s.hooks.SessionEnded(c.client, r)
@@ -447,6 +458,7 @@ func (s *Server) expire(ss *session, gen uint64) {
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	s.router.RemoveClient(ss.id)
+	s.syncSession(ss.id)
 	if w != nil {
 		s.publishWill(*w)
 	}
@@ -461,10 +473,9 @@ func (s *Server) publishWill(w pendingWill) {
 	m := &Message{Topic: w.will.Topic, Payload: w.will.Payload, QoS: w.will.QoS, Retain: w.will.Retain,
 		Props: propsOf(&w.will.Properties), Publisher: w.client.ID}
 	m.setExpiry(now)
-	if m.Retain {
-		s.retain(m, now)
+	if _, err := s.route(m, now, nil); err != nil {
+		s.log.Error("mqtt engine: a will was not stored", "client", w.client.ID, "err", err)
 	}
-	s.router.Route(m)
 }
 
 // Deliver gives m to a local session or handler (Deliverer).
@@ -504,7 +515,24 @@ func (s *Server) enqueue(ss *session, d delivery) {
 		ss.mu.Unlock()
 		return
 	}
+	b := d.msg.batch
+	if b != nil && d.qos > 0 && ss.stored {
+		ss.nextSeq++
+		d.seq, d.after = ss.nextSeq, b
+	}
 	drops := ss.enqueueLocked(d, &s.opts, dropBuf[:0])
+	if d.seq != 0 && (len(drops) == 0 || drops[len(drops)-1] != DropQueueFull) {
+		b.mu.Lock()
+		if b.sealed {
+			// Delivered after its batch was written (a router that
+			// delivers late): kept in memory only.
+			d.after = nil
+			ss.queue[len(ss.queue)-1].seq, ss.queue[len(ss.queue)-1].after = 0, nil
+		} else {
+			b.entries = append(b.entries, batchEntry{ss: ss, d: d})
+		}
+		b.mu.Unlock()
+	}
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
@@ -546,6 +574,7 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 		s.router.Unsubscribe(ss.id, filter)
 		return false
 	}
+	s.storeSubscribe(ss, filter, o)
 	return !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && isNew))
 }
 
@@ -604,10 +633,9 @@ func (s *Server) Publish(m Message) error {
 	now := time.Now()
 	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props}
 	msg.setExpiry(now)
-	if msg.Retain {
-		s.retain(msg, now)
+	if _, err := s.route(msg, now, nil); err != nil {
+		return fmt.Errorf("mqtt engine: publish: %w", err)
 	}
-	s.router.Route(msg)
 	return nil
 }
 
@@ -756,7 +784,13 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.wg.Wait()
+		if s.dur != nil {
+			s.dur.close() // the acknowledgements received are written
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

@@ -20,6 +20,11 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	// seq is the message's number in a stored session's queue (0: not
+	// stored); after is the batch that stores it, which its transitions
+	// wait for.
+	seq   uint64
+	after *batch
 }
 
 // outbound is a QoS 1 or 2 message written to the client and not yet fully
@@ -61,6 +66,14 @@ type session struct {
 	// that fires anyway (it was already waiting for mu) sees another
 	// generation and does nothing.
 	timerGen uint64
+
+	// With Options.Store: stored says the session's record is in the
+	// store (its QoS 1 and 2 deliveries are then written), nextSeq is the
+	// last Seq given to its messages.
+	stored         bool
+	nextSeq        uint64
+	created        time.Time
+	disconnectedAt time.Time
 }
 
 // pendingWill is a will and the client whose rights it is published under.
