@@ -89,21 +89,21 @@ func (a *API) shadowRoutes() []*route {
 		{Method: "PUT", Path: "/v1/products/{productKey}/shadow-settings", Summary: "Change the product's shadow settings (members left out keep their value): maxStateBytes of desired + reported (1 to 65536, default 8192), checkThingModel (check values against the thing model, default off), presence (reported.connected in the classic shadow, default on), history (versions kept per shadow, 0 to 100, default 10)", Tag: "shadows", Role: operator, Body: shadowsvc.Settings{}, Status: 200, Resp: shadowsvc.Settings{}, h: a.setShadowSettings},
 
 		{Method: "GET", Path: dev + "/shadows", Summary: "The device's classic shadow (AWS get/accepted: state with delta, metadata, version)", Tag: "shadows", Role: readonly, Query: since, Status: 200, Resp: shadowDoc{}, h: a.getShadow},
-		{Method: "PUT", Path: dev + "/shadows", Summary: "Update the device's classic shadow (an AWS update request; answers update/accepted). An online device gets the delta (AWS) or a control push (Alibaba) at once", Tag: "shadows", Role: operator, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, h: a.updateShadow},
-		{Method: "POST", Path: dev + "/shadows", Summary: "Update the device's classic shadow (as PUT)", Tag: "shadows", Role: operator, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, h: a.updateShadow},
-		{Method: "DELETE", Path: dev + "/shadows", Summary: "Delete the device's classic shadow; recreated within 48 h it continues the version", Tag: "shadows", Role: operator, Status: 200, Resp: shadowDeleted{}, h: a.deleteShadow},
+		{Method: "PUT", Path: dev + "/shadows", Summary: "Update the device's classic shadow (an AWS update request; answers update/accepted). An online device gets the delta (AWS) or a control push (Alibaba) at once", Tag: "shadows", Role: operator, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, h: a.updateShadow(a.shadowKey)},
+		{Method: "POST", Path: dev + "/shadows", Summary: "Update the device's classic shadow (as PUT)", Tag: "shadows", Role: operator, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, h: a.updateShadow(a.shadowKey)},
+		{Method: "DELETE", Path: dev + "/shadows", Summary: "Delete the device's classic shadow; recreated within 48 h it continues the version", Tag: "shadows", Role: operator, Status: 200, Resp: shadowDeleted{}, h: a.deleteShadow(a.shadowKey)},
 		{Method: "GET", Path: dev + "/shadow-history", Summary: "The last versions kept of the classic shadow (the product's history setting)", Tag: "shadows", Role: readonly, Status: 200, Resp: shadowHistory{}, h: a.shadowHistory},
-		{Method: "GET", Path: dev + "/named-shadows", Summary: "The device's named shadows, in name order", Tag: "shadows", Role: readonly, Query: page, Status: 200, Resp: namedShadowList{}, h: a.listShadows},
+		{Method: "GET", Path: dev + "/named-shadows", Summary: "The device's named shadows, in name order", Tag: "shadows", Role: readonly, Query: page, Status: 200, Resp: namedShadowList{}, h: a.listShadows(a.shadowKey)},
 		{Method: "GET", Path: dev + "/shadows/{shadowName}", Summary: "A named shadow", Tag: "shadows", Role: readonly, Query: since, PathDoc: nameDoc, Status: 200, Resp: shadowDoc{}, h: a.getShadow},
-		{Method: "PUT", Path: dev + "/shadows/{shadowName}", Summary: "Update (or create) a named shadow", Tag: "shadows", Role: operator, Body: shadowUpdate{}, PathDoc: nameDoc, Status: 200, Resp: shadowDoc{}, h: a.updateShadow},
-		{Method: "POST", Path: dev + "/shadows/{shadowName}", Summary: "Update (or create) a named shadow (as PUT)", Tag: "shadows", Role: operator, Body: shadowUpdate{}, PathDoc: nameDoc, Status: 200, Resp: shadowDoc{}, h: a.updateShadow},
-		{Method: "DELETE", Path: dev + "/shadows/{shadowName}", Summary: "Delete a named shadow", Tag: "shadows", Role: operator, PathDoc: nameDoc, Status: 200, Resp: shadowDeleted{}, h: a.deleteShadow},
+		{Method: "PUT", Path: dev + "/shadows/{shadowName}", Summary: "Update (or create) a named shadow", Tag: "shadows", Role: operator, Body: shadowUpdate{}, PathDoc: nameDoc, Status: 200, Resp: shadowDoc{}, h: a.updateShadow(a.shadowKey)},
+		{Method: "POST", Path: dev + "/shadows/{shadowName}", Summary: "Update (or create) a named shadow (as PUT)", Tag: "shadows", Role: operator, Body: shadowUpdate{}, PathDoc: nameDoc, Status: 200, Resp: shadowDoc{}, h: a.updateShadow(a.shadowKey)},
+		{Method: "DELETE", Path: dev + "/shadows/{shadowName}", Summary: "Delete a named shadow", Tag: "shadows", Role: operator, PathDoc: nameDoc, Status: 200, Resp: shadowDeleted{}, h: a.deleteShadow(a.shadowKey)},
 		{Method: "GET", Path: dev + "/shadows/{shadowName}/history", Summary: "The last versions kept of a named shadow", Tag: "shadows", Role: readonly, PathDoc: nameDoc, Status: 200, Resp: shadowHistory{}, h: a.shadowHistory},
 
 		{Method: "GET", Path: "/things/{thingName}/shadow", Summary: "AWS IoT data plane GetThingShadow: the shadow document, or AWS's error body", Tag: "shadows (AWS)", Role: readonly, Query: named, PathDoc: thingDoc, Status: 200, Resp: shadowDoc{}, ErrResp: awsError{}, h: a.awsGetShadow},
-		{Method: "POST", Path: "/things/{thingName}/shadow", Summary: "AWS IoT data plane UpdateThingShadow: answers update/accepted, or AWS's error body with its status", Tag: "shadows (AWS)", Role: operator, Query: named, PathDoc: thingDoc, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, ErrResp: awsError{}, h: a.awsUpdateShadow},
-		{Method: "DELETE", Path: "/things/{thingName}/shadow", Summary: "AWS IoT data plane DeleteThingShadow", Tag: "shadows (AWS)", Role: operator, Query: named, PathDoc: thingDoc, Status: 200, Resp: shadowDeleted{}, ErrResp: awsError{}, h: a.awsDeleteShadow},
-		{Method: "GET", Path: "/api/things/shadow/ListNamedShadowsForThing/{thingName}", Summary: "AWS IoT data plane ListNamedShadowsForThing (the classic shadow is not listed)", Tag: "shadows (AWS)", Role: readonly, Query: page, PathDoc: thingDoc, Status: 200, Resp: namedShadowList{}, ErrResp: awsError{}, h: a.awsListShadows},
+		{Method: "POST", Path: "/things/{thingName}/shadow", Summary: "AWS IoT data plane UpdateThingShadow: answers update/accepted, or AWS's error body with its status", Tag: "shadows (AWS)", Role: operator, Query: named, PathDoc: thingDoc, Body: shadowUpdate{}, Status: 200, Resp: shadowDoc{}, ErrResp: awsError{}, h: a.updateShadow(a.thingKey)},
+		{Method: "DELETE", Path: "/things/{thingName}/shadow", Summary: "AWS IoT data plane DeleteThingShadow", Tag: "shadows (AWS)", Role: operator, Query: named, PathDoc: thingDoc, Status: 200, Resp: shadowDeleted{}, ErrResp: awsError{}, h: a.deleteShadow(a.thingKey)},
+		{Method: "GET", Path: "/api/things/shadow/ListNamedShadowsForThing/{thingName}", Summary: "AWS IoT data plane ListNamedShadowsForThing (the classic shadow is not listed)", Tag: "shadows (AWS)", Role: readonly, Query: page, PathDoc: thingDoc, Status: 200, Resp: namedShadowList{}, ErrResp: awsError{}, h: a.listShadows(a.thingKey)},
 	}
 }
 
@@ -170,34 +170,6 @@ func (a *API) getShadow(c *call) (any, error) {
 	return shadowDoc{Version: ch.To, Timestamp: a.now().Unix(), Changes: &ch}, nil
 }
 
-func (a *API) updateShadow(c *call) (any, error) {
-	k, err := a.shadowKey(c)
-	if err != nil {
-		return nil, err
-	}
-	req, err := c.body()
-	if err != nil {
-		return nil, err
-	}
-	res, err := a.o.Shadows.UpdateAWS(c.ctx(), k, req, web)
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(res.Accepted), nil
-}
-
-func (a *API) deleteShadow(c *call) (any, error) {
-	k, err := a.shadowKey(c)
-	if err != nil {
-		return nil, err
-	}
-	out, err := a.o.Shadows.DeleteAWS(c.ctx(), k, "", web)
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(out), nil
-}
-
 func (a *API) shadowHistory(c *call) (any, error) {
 	k, err := a.shadowKey(c)
 	if err != nil {
@@ -223,14 +195,6 @@ func shadowNotFound(k shadow.Key, dn string, now time.Time) error {
 		name = k.ProductKey + "." + dn
 	}
 	return shadow.NewErrorAWS(http.StatusNotFound, shadow.MsgNoShadow(name), "", now)
-}
-
-func (a *API) listShadows(c *call) (any, error) {
-	k, err := a.shadowKey(c)
-	if err != nil {
-		return nil, err
-	}
-	return a.namedShadows(c, k)
 }
 
 // namedShadows answers a page of a device's named shadows, AWS-style
@@ -307,42 +271,6 @@ func (a *API) awsGetShadow(c *call) (any, error) {
 	return json.RawMessage(doc), nil
 }
 
-func (a *API) awsUpdateShadow(c *call) (any, error) {
-	k, err := a.thingKey(c)
-	if err != nil {
-		return nil, err
-	}
-	req, err := c.body()
-	if err != nil {
-		return nil, err
-	}
-	res, err := a.o.Shadows.UpdateAWS(c.ctx(), k, req, web)
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(res.Accepted), nil
-}
-
-func (a *API) awsDeleteShadow(c *call) (any, error) {
-	k, err := a.thingKey(c)
-	if err != nil {
-		return nil, err
-	}
-	out, err := a.o.Shadows.DeleteAWS(c.ctx(), k, "", web)
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(out), nil
-}
-
-func (a *API) awsListShadows(c *call) (any, error) {
-	k, err := a.thingKey(c)
-	if err != nil {
-		return nil, err
-	}
-	return a.namedShadows(c, k)
-}
-
 // shadowStatus maps a shadow refusal to corral's error code.
 func shadowStatus(e *shadow.ErrorAWS) string {
 	switch e.Code {
@@ -364,4 +292,51 @@ func shadowStatus(e *shadow.ErrorAWS) string {
 		return "rate_limited"
 	}
 	return "internal"
+}
+
+// A shadowKeyer reads the shadow a request names: by ProductKey, DeviceName
+// and shadow name under /v1 (shadowKey), by thing name and ?name= on AWS's
+// paths (thingKey). Update, delete and list are the same on both.
+type shadowKeyer func(c *call) (shadow.Key, error)
+
+func (a *API) updateShadow(key shadowKeyer) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		k, err := key(c)
+		if err != nil {
+			return nil, err
+		}
+		req, err := c.body()
+		if err != nil {
+			return nil, err
+		}
+		res, err := a.o.Shadows.UpdateAWS(c.ctx(), k, req, web)
+		if err != nil {
+			return nil, err
+		}
+		return json.RawMessage(res.Accepted), nil
+	}
+}
+
+func (a *API) deleteShadow(key shadowKeyer) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		k, err := key(c)
+		if err != nil {
+			return nil, err
+		}
+		out, err := a.o.Shadows.DeleteAWS(c.ctx(), k, "", web)
+		if err != nil {
+			return nil, err
+		}
+		return json.RawMessage(out), nil
+	}
+}
+
+func (a *API) listShadows(key shadowKeyer) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		k, err := key(c)
+		if err != nil {
+			return nil, err
+		}
+		return a.namedShadows(c, k)
+	}
 }
