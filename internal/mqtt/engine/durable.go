@@ -77,7 +77,7 @@ func (d *durable) stripe(id string) *stripe {
 // transition queues a state change of a stored message for the flusher.
 // Called under the session's lock: it only appends.
 func (d *durable) transition(id string, dl *delivery, st persist.State, pid uint16) {
-	d.push(pendingOp{t: persist.Transition{ClientID: id, Seq: dl.seq, State: st, PacketID: pid}, after: dl.after})
+	d.push(pendingOp{t: persist.Transition{ClientID: id, Seq: dl.seq, State: st, PacketID: pid}, after: dl.msg.batch})
 }
 
 func (d *durable) push(op pendingOp) {
@@ -195,7 +195,7 @@ func (s *Server) commit(b *batch, m *Message, now time.Time, in *persist.Inbound
 		return nil
 	}
 	for try := 0; ; try++ {
-		err := s.dur.st.Write(s.ctx, pb)
+		err := s.dur.st.Write(context.Background(), pb) // Close waits for it: the publisher is answered
 		if err == nil || !errors.Is(err, persist.ErrNoSession) || try == 2 {
 			if err != nil {
 				return fmt.Errorf("mqtt engine: storing a message: %w", err)
@@ -325,7 +325,7 @@ func (s *Server) storeSubscribe(ss *session, filter string, o subs.Options) {
 	}
 	sub := persist.Subscription{ClientID: ss.id, Filter: filter, QoS: o.QoS, NoLocal: o.NoLocal,
 		RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, SubscriptionID: o.SubscriptionID}
-	if err := s.dur.st.Subscribe(s.ctx, ss.id, []persist.Subscription{sub}); err != nil {
+	if err := s.dur.st.Subscribe(context.Background(), ss.id, []persist.Subscription{sub}); err != nil {
 		s.log.Error("mqtt engine: storing a subscription", "client", ss.id, "err", err)
 	}
 }
@@ -335,7 +335,7 @@ func (s *Server) storeUnsubscribe(ss *session, filter string) {
 	if s.dur == nil || !s.isStored(ss) {
 		return
 	}
-	if err := s.dur.st.Unsubscribe(s.ctx, ss.id, []string{filter}); err != nil {
+	if err := s.dur.st.Unsubscribe(context.Background(), ss.id, []string{filter}); err != nil {
 		s.log.Error("mqtt engine: removing a stored subscription", "client", ss.id, "err", err)
 	}
 }

@@ -518,7 +518,7 @@ func (s *Server) enqueue(ss *session, d delivery) {
 	b := d.msg.batch
 	if b != nil && d.qos > 0 && ss.stored {
 		ss.nextSeq++
-		d.seq, d.after = ss.nextSeq, b
+		d.seq = ss.nextSeq
 	}
 	drops := ss.enqueueLocked(d, &s.opts, dropBuf[:0])
 	if d.seq != 0 && (len(drops) == 0 || drops[len(drops)-1] != DropQueueFull) {
@@ -526,8 +526,7 @@ func (s *Server) enqueue(ss *session, d delivery) {
 		if b.sealed {
 			// Delivered after its batch was written (a router that
 			// delivers late): kept in memory only.
-			d.after = nil
-			ss.queue[len(ss.queue)-1].seq, ss.queue[len(ss.queue)-1].after = 0, nil
+			ss.queue[len(ss.queue)-1].seq = 0
 		} else {
 			b.entries = append(b.entries, batchEntry{ss: ss, d: d})
 		}

@@ -21,10 +21,8 @@ type delivery struct {
 	retain bool
 	subIDs []uint32
 	// seq is the message's number in a stored session's queue (0: not
-	// stored); after is the batch that stores it, which its transitions
-	// wait for.
-	seq   uint64
-	after *batch
+	// stored); msg.batch stores it, and its transitions wait for that.
+	seq uint64
 }
 
 // outbound is a QoS 1 or 2 message written to the client and not yet fully
