@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -244,6 +245,43 @@ func encodeDelivery(d *delivery) ([]byte, error) {
 	return p.Append(nil, packet.V5)
 }
 
+// encodeWill is a will as a session record keeps it: its delay interval
+// (4 bytes, big-endian), then the will as an MQTT 5 PUBLISH. Nil for none
+// (or one that cannot be encoded: it is then not kept across a restart).
+func encodeWill(w *packet.Will) []byte {
+	if w == nil {
+		return nil
+	}
+	pr := w.Properties
+	pr.WillDelay = 0
+	p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Properties: pr, Payload: w.Payload}
+	if p.QoS > 0 {
+		p.PacketID = 1
+	}
+	raw, err := p.Append(binary.BigEndian.AppendUint32(nil, w.Properties.WillDelay), packet.V5)
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// decodeWill is the will of a session record; nil for none.
+func decodeWill(raw []byte) (*packet.Will, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	if len(raw) < 4 {
+		return nil, fmt.Errorf("mqtt engine: a stored will of %d bytes", len(raw))
+	}
+	p, err := decodePublish(raw[4:])
+	if err != nil {
+		return nil, err
+	}
+	w := &packet.Will{QoS: p.QoS, Retain: p.Retain, Topic: p.Topic, Payload: p.Payload, Properties: p.Properties}
+	w.Properties.WillDelay = binary.BigEndian.Uint32(raw)
+	return w, nil
+}
+
 // decodeDelivery is the delivery of a stored PUBLISH.
 func decodeDelivery(raw []byte, expiry time.Time, seq uint64) (delivery, error) {
 	p, err := decodePublish(raw)
@@ -288,9 +326,16 @@ func (s *Server) syncSession(id string) {
 			keep = true
 			rec = persist.Session{ClientID: id, Version: byte(ss.client.Version), ExpiryInterval: ss.expiry,
 				Created: ss.created}
+			var w *packet.Will
 			if ss.conn == nil {
 				rec.DisconnectedAt = ss.disconnectedAt
+				if ss.will != nil {
+					w = ss.will.will
+				}
+			} else {
+				w = ss.conn.will
 			}
+			rec.Will = encodeWill(w)
 		}
 		ss.mu.Unlock()
 	}
@@ -361,15 +406,29 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 func (s *Server) restore(ctx context.Context) error {
 	now := time.Now()
 	st := s.dur.st
-	if _, err := st.ExpireSessions(ctx, now); err != nil {
+	expired, err := st.ExpireSessions(ctx, now)
+	if err != nil {
 		return fmt.Errorf("mqtt engine: expiring stored sessions: %w", err)
 	}
+	// The wills of sessions that ended while the server was down go once
+	// the retained messages and subscriptions are back.
+	var due []pendingWill
+	for _, rec := range expired {
+		w, err := decodeWill(rec.Will)
+		if err != nil {
+			s.log.Error("mqtt engine: an expired session's will is unreadable", "client", rec.ClientID, "err", err)
+		} else if w != nil {
+			due = append(due, pendingWill{w, &Client{ID: rec.ClientID, Version: packet.Version(rec.Version)}})
+		}
+	}
 	var reconnected []string
-	err := st.Load(ctx, func(l persist.Loaded) error {
-		ss, err := s.restoreSession(l, now)
+	var restored []*session
+	err = st.Load(ctx, func(l persist.Loaded) error {
+		ss, err := s.restoreSession(l)
 		if err != nil {
 			return err
 		}
+		restored = append(restored, ss)
 		if l.Session.DisconnectedAt.IsZero() {
 			reconnected = append(reconnected, ss.id)
 		}
@@ -398,19 +457,33 @@ func (s *Server) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt engine: loading retained messages: %w", err)
 	}
+	for _, w := range due {
+		s.publishWill(w)
+	}
+	for _, ss := range restored {
+		s.startTimers(ss, now)
+	}
 	return nil
 }
 
-// restoreSession rebuilds one stored session, offline, with its expiry
-// timer running.
-func (s *Server) restoreSession(l persist.Loaded, now time.Time) (*session, error) {
+// restoreSession rebuilds one stored session, offline.
+func (s *Server) restoreSession(l persist.Loaded) (*session, error) {
 	rec := l.Session
 	ss := newSession(rec.ClientID)
 	ss.client = &Client{ID: rec.ClientID, Version: packet.Version(rec.Version)}
 	ss.expiry, ss.created, ss.stored = rec.ExpiryInterval, rec.Created, true
 	ss.disconnectedAt = rec.DisconnectedAt
 	if ss.disconnectedAt.IsZero() {
-		ss.disconnectedAt = now
+		// Connected when the server stopped: disconnected now, its will
+		// (its delay counted from now) due.
+		ss.disconnectedAt = time.Now()
+	}
+	w, err := decodeWill(rec.Will)
+	if err != nil {
+		return nil, fmt.Errorf("client %q: %w", rec.ClientID, err)
+	}
+	if w != nil {
+		ss.will = &pendingWill{w, ss.client}
 	}
 	for _, m := range l.Messages {
 		d, err := decodeDelivery(m.Publish, m.Expiry, m.Seq)
@@ -446,12 +519,25 @@ func (s *Server) restoreSession(l persist.Loaded, now time.Time) (*session, erro
 	sp.mu.Lock()
 	sp.stored[ss.id] = ss
 	sp.mu.Unlock()
+	return ss, nil
+}
+
+// startTimers starts a restored session's expiry and will delay, counted
+// from its disconnection, once every session is back (a will due at once
+// reaches the restored subscribers).
+func (s *Server) startTimers(ss *session, now time.Time) {
 	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended || ss.conn != nil {
+		return
+	}
+	gen := ss.timerGen
 	if ss.expiry != neverExpires {
 		left := time.Duration(ss.expiry)*time.Second - now.Sub(ss.disconnectedAt)
-		gen := ss.timerGen
 		ss.expiryT = time.AfterFunc(max(left, 0), func() { s.expire(ss, gen) })
 	}
-	ss.mu.Unlock()
-	return ss, nil
+	if w := ss.will; w != nil {
+		left := time.Duration(w.will.Properties.WillDelay)*time.Second - now.Sub(ss.disconnectedAt)
+		ss.willT = time.AfterFunc(max(left, 0), func() { s.willDue(ss, gen) })
+	}
 }

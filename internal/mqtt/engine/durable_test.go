@@ -389,3 +389,33 @@ func serveUntilKilled(path string) {
 	fmt.Println("listening " + ln.Addr().String())
 	fail(s.Serve(ln))
 }
+
+// TestDurableWill: the will of a session connected when the server stopped
+// is published once it starts again (its connection ended without
+// DISCONNECT), to a persistent subscriber restored beside it; a will
+// whose session resumes within its delay is not.
+func TestDurableWill(t *testing.T) {
+	n := startNode(t, Options{Store: openSQLite(t, filepath.Join(t.TempDir(), "mqtt.db"))})
+	watch, _ := mustConnect(t, n.address(), persistentConnect(packet.V5, "watch"))
+	watch.subscribe(1, nil, packet.Subscription{Filter: "will/#", QoS: 1})
+	watch.send(&packet.Disconnect{})
+	watch.closed()
+	gone := persistentConnect(packet.V5, "gone")
+	gone.Will = &packet.Will{QoS: 1, Topic: "will/gone", Payload: []byte("bye")}
+	mustConnect(t, n.address(), gone)
+	back := persistentConnect(packet.V5, "back")
+	back.Will = &packet.Will{QoS: 1, Topic: "will/back", Payload: []byte("bye"), Properties: packet.Properties{WillDelay: 60}}
+	mustConnect(t, n.address(), back)
+	if err := n.restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	mustConnect(t, n.address(), persistentConnect(packet.V5, "back")) // within the delay: no will
+	watch, _ = mustConnect(t, n.address(), persistentConnect(packet.V5, "watch"))
+	p := watch.recvPublish()
+	if p.Topic != "will/gone" || string(p.Payload) != "bye" {
+		t.Fatalf("got %s %q, want gone's will", p.Topic, p.Payload)
+	}
+	watch.send(&packet.Puback{Ack: packet.Ack{PacketID: p.PacketID}})
+	watch.silent(300 * time.Millisecond)
+}

@@ -434,6 +434,7 @@ func (s *Server) willDue(ss *session, gen uint64) {
 	ss.mu.Unlock()
 	if w != nil {
 		s.publishWill(*w)
+		s.syncSession(ss.id) // the stored will is gone
 	}
 }
 
