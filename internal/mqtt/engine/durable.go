@@ -153,12 +153,17 @@ func (s *Server) route(m *Message, now time.Time, in *persist.Inbound) (int, err
 		s.retain(m, now)
 	}
 	n := s.router.Route(m)
-	return n, s.commit(b, m, now, in)
+	var ret *Message
+	if m.Retain {
+		ret = m
+	}
+	return n, s.commit(b, ret, now, in)
 }
 
-// commit seals b and writes it, retrying without the copies of sessions
-// deleted meanwhile (their Write fails with ErrNoSession).
-func (s *Server) commit(b *batch, m *Message, now time.Time, in *persist.Inbound) error {
+// commit seals b and writes it with the retained change of ret (nil: none)
+// stored at now and the inbound id in, retrying without the copies of
+// sessions deleted meanwhile (their Write fails with ErrNoSession).
+func (s *Server) commit(b *batch, ret *Message, now time.Time, in *persist.Inbound) error {
 	defer close(b.done)
 	b.mu.Lock()
 	b.sealed = true
@@ -169,12 +174,15 @@ func (s *Server) commit(b *batch, m *Message, now time.Time, in *persist.Inbound
 	if in != nil {
 		pb.AddInbound = []persist.Inbound{*in}
 	}
-	if m.Retain {
+	if m := ret; m != nil {
 		if len(m.Payload) == 0 {
 			pb.ClearRetained = []string{m.Topic}
 		} else {
 			p := &packet.Publish{QoS: m.QoS, Retain: true, Topic: m.Topic, Properties: m.Props.properties(),
-				Payload: m.Payload, PacketID: 1}
+				Payload: m.Payload}
+			if p.QoS > 0 {
+				p.PacketID = 1
+			}
 			raw, err := p.Append(nil, packet.V5)
 			if err != nil {
 				return fmt.Errorf("mqtt engine: encoding a retained message: %w", err)
@@ -189,7 +197,7 @@ func (s *Server) commit(b *batch, m *Message, now time.Time, in *persist.Inbound
 			continue // too large to encode: it is dropped at delivery too
 		}
 		pb.Enqueue = append(pb.Enqueue, persist.Message{ClientID: e.ss.id, Seq: e.d.seq, State: persist.Queued,
-			Expiry: m.expires, Publish: raw})
+			Expiry: e.d.msg.expires, Publish: raw})
 		owners = append(owners, e.ss)
 	}
 	if pb.Empty() {
@@ -303,6 +311,33 @@ func decodePublish(raw []byte) (*packet.Publish, error) {
 		return nil, fmt.Errorf("mqtt engine: a stored message is a %s, not a PUBLISH", pk.Type())
 	}
 	return p, nil
+}
+
+// enqueueStoredLocked queues d as enqueueLocked does; when d's message is
+// being stored (its batch is open) and s is stored, it numbers d and adds
+// it to the batch. Requires mu.
+func (s *session) enqueueStoredLocked(d delivery, o *Options, drops []DropReason) []DropReason {
+	b := d.msg.batch
+	if b == nil || d.qos == 0 || !s.stored {
+		return s.enqueueLocked(d, o, drops)
+	}
+	s.nextSeq++
+	d.seq = s.nextSeq
+	n := len(drops)
+	drops = s.enqueueLocked(d, o, drops)
+	if len(drops) > n && drops[len(drops)-1] == DropQueueFull {
+		return drops // d itself was dropped
+	}
+	b.mu.Lock()
+	if b.sealed {
+		// Delivered after its batch was written (a router that delivers
+		// late): kept in memory only.
+		s.queue[len(s.queue)-1].seq = 0
+	} else {
+		b.entries = append(b.entries, batchEntry{ss: s, d: d})
+	}
+	b.mu.Unlock()
+	return drops
 }
 
 // syncSession writes id's session record as it stands: the live persistent

@@ -419,3 +419,23 @@ func TestDurableWill(t *testing.T) {
 	watch.send(&packet.Puback{Ack: packet.Ack{PacketID: p.PacketID}})
 	watch.silent(300 * time.Millisecond)
 }
+
+// TestDurableRetainedOnSubscribe: a retained message a persistent session
+// got on subscribing, not acknowledged before a restart, is resent after.
+func TestDurableRetainedOnSubscribe(t *testing.T) {
+	n := startNode(t, Options{Store: openSQLite(t, filepath.Join(t.TempDir(), "mqtt.db"))})
+	pub, _ := mustConnect(t, n.address(), conn5("pub", true))
+	pub.send(&packet.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "kept", Payload: []byte("r")})
+	pub.recv()
+	sub, _ := mustConnect(t, n.address(), persistentConnect(packet.V311, "sub"))
+	sub.subscribe(1, nil, packet.Subscription{Filter: "kept", QoS: 1})
+	first := sub.recvPublish()
+	if err := n.restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ = mustConnect(t, n.address(), persistentConnect(packet.V311, "sub"))
+	p := sub.recvPublish()
+	if !p.Dup || p.PacketID != first.PacketID || string(p.Payload) != "r" || !p.Retain {
+		t.Fatalf("got %q id %d dup %v retain %v, want the retained message resent", p.Payload, p.PacketID, p.Dup, p.Retain)
+	}
+}

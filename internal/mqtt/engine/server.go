@@ -516,23 +516,7 @@ func (s *Server) enqueue(ss *session, d delivery) {
 		ss.mu.Unlock()
 		return
 	}
-	b := d.msg.batch
-	if b != nil && d.qos > 0 && ss.stored {
-		ss.nextSeq++
-		d.seq = ss.nextSeq
-	}
-	drops := ss.enqueueLocked(d, &s.opts, dropBuf[:0])
-	if d.seq != 0 && (len(drops) == 0 || drops[len(drops)-1] != DropQueueFull) {
-		b.mu.Lock()
-		if b.sealed {
-			// Delivered after its batch was written (a router that
-			// delivers late): kept in memory only.
-			ss.queue[len(ss.queue)-1].seq = 0
-		} else {
-			b.entries = append(b.entries, batchEntry{ss: ss, d: d})
-		}
-		b.mu.Unlock()
-	}
+	drops := ss.enqueueStoredLocked(d, &s.opts, dropBuf[:0])
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
@@ -607,15 +591,25 @@ func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []del
 	if ack != nil {
 		from.appendCtrlLocked(ack) // nothing if from was taken over
 	}
+	var b *batch
 	if !ss.ended {
+		if ss.stored && len(ds) > 0 {
+			b = &batch{done: make(chan struct{})}
+		}
 		for _, d := range ds {
-			drops = ss.enqueueLocked(d, &s.opts, drops)
+			d.msg.batch = b // a retained message's copy: this delivery's own
+			drops = ss.enqueueStoredLocked(d, &s.opts, drops)
 		}
 	}
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
 	ss.mu.Unlock()
+	if b != nil {
+		if err := s.commit(b, nil, time.Time{}, nil); err != nil {
+			s.log.Error("mqtt engine: retained messages for a new subscription were not stored", "client", ss.id, "err", err)
+		}
+	}
 	s.reportDrops(ss.id, drops)
 }
 
