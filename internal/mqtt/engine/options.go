@@ -18,8 +18,9 @@ type Options struct {
 	// Store, when set, keeps persistent sessions and retained messages
 	// durable (internal/mqtt/persist): a QoS 1 or 2 PUBLISH that reaches a
 	// persistent session is stored before the publisher's PUBACK or
-	// PUBREC. Create the server with Open to restore what it holds. Nil:
-	// memory only.
+	// PUBREC. Create the server with Open to restore what it holds (see
+	// the package doc: a restored session's Client has no Value until its
+	// client reconnects). Nil: memory only.
 	Store persist.Store
 
 	// MaxPacketSize bounds a packet from a client (DISCONNECT 0x95 past
