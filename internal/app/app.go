@@ -322,11 +322,21 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
-		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxPacketSize: uint32(cfg.MQTTMaxPacketSize), TopicAliasMaximum: topicAliasMaximum(cfg.MQTTTopicAliasMaximum),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
 		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),
 		WSAllowedOrigins: strings.Split(cfg.WSAllowedOrigins, ",")})
+}
+
+// topicAliasMaximum is mqtt_topic_alias_maximum as broker.Options has it
+// (negative: none).
+func topicAliasMaximum(n int64) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // serverCertificates are the device-facing TLS listeners' certificates:

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtt/packet"
 )
 
 // Attacks on topic rights: thing names shared across accounts, API keys
@@ -105,16 +105,15 @@ func rightsRawConnect(t testing.TB, addr, clientID, user, pass, willTopic string
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4}
-	pk.Connect = packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID,
-		UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass),
-		WillFlag: true, WillTopic: willTopic, WillPayload: []byte("will"), WillQos: 0}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
+	pk := &packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: clientID,
+		UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass),
+		Will: &packet.Will{Topic: willTopic, Payload: []byte("will"), QoS: 0}}
+	buf, err := pk.Append(nil, packet.V311)
+	if err != nil {
 		t.Fatal(err)
 	}
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write(buf.Bytes()); err != nil {
+	if _, err := conn.Write(buf); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
@@ -416,12 +415,12 @@ func TestRightsReadonlyKeyRefusedMQTT5(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	send := func(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
-		var buf bytes.Buffer
-		if err := enc(&pk, &buf); err != nil {
+	send := func(pk packet.Packet) {
+		buf, err := pk.Append(nil, packet.V5)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Write(buf.Bytes()); err != nil {
+		if _, err := conn.Write(buf); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -448,18 +447,15 @@ func TestRightsReadonlyKeyRefusedMQTT5(t *testing.T) {
 		}
 		return fh[0] >> 4, body
 	}
-	c := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5}
-	c.Connect = packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "ro-v5",
-		UsernameFlag: true, Username: []byte(kid), PasswordFlag: true, Password: []byte(secret)}
-	send(c, (*packets.Packet).ConnectEncode)
-	if typ, body := read(); typ != packets.Connack || len(body) < 2 || body[1] != 0 {
+	send(&packet.Connect{Version: packet.V5, CleanStart: true, KeepAlive: 30, ClientID: "ro-v5",
+		UsernameFlag: true, Username: kid, PasswordFlag: true, Password: []byte(secret)})
+	if typ, body := read(); typ != byte(packet.TypeConnack) || len(body) < 2 || body[1] != 0 {
 		t.Fatalf("CONNACK: type %d body % x", typ, body)
 	}
-	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5, PacketID: 7,
-		TopicName: "/sys/" + w.T1.Direct.ProductKey + "/devA/thing/service/property/set", Payload: []byte(`{"id":"1","params":{}}`)}
-	send(pub, (*packets.Packet).PublishEncode)
+	send(&packet.Publish{QoS: 1, PacketID: 7,
+		Topic: "/sys/" + w.T1.Direct.ProductKey + "/devA/thing/service/property/set", Payload: []byte(`{"id":"1","params":{}}`)})
 	typ, body := read()
-	if typ != packets.Puback || len(body) < 3 || body[2] != packets.ErrNotAuthorized.Code {
+	if typ != byte(packet.TypePuback) || len(body) < 3 || body[2] != byte(packet.NotAuthorized) {
 		t.Fatalf("PUBACK: type %d body % x, want reason 0x87", typ, body)
 	}
 }

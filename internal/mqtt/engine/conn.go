@@ -49,6 +49,7 @@ type conn struct {
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages
 	writing   bool   // a writer goroutine runs
+	started   bool   // SessionStarted has returned: the writer may start
 	closing   bool   // no more messages; close after ctrl is written
 	endReason EndReason
 	aborted   bool // endReason was set by abort
@@ -91,9 +92,10 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 	c.kickLocked()
 }
 
-// kickLocked starts the writer unless one runs. Requires sess.mu.
+// kickLocked starts the writer unless one runs or SessionStarted has not
+// returned yet (the CONNACK waits for it). Requires sess.mu.
 func (c *conn) kickLocked() {
-	if c.writing {
+	if c.writing || !c.started {
 		return
 	}
 	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {
@@ -378,6 +380,8 @@ func (c *conn) handle(p packet.Packet) (EndReason, bool) {
 	case *packet.Disconnect:
 		return c.onDisconnect(p)
 	default:
+		c.srv.log.Debug("mqtt engine: protocol error, connection closed", "clientId", c.client.ID,
+			"type", p.Type().String(), "reason", "packet not expected from a client")
 		return c.fail(packet.ProtocolError, p.Type().String()+" not expected from a client")
 	}
 	return 0, false
@@ -556,6 +560,8 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 	}
 	refused := packet.ReasonCode(0x80)
 	var retained []subs.Subscription
+	sh, _ := srv.hooks.(SubscriptionHooks)
+	var granted []string
 	for i, sub := range p.Subscriptions {
 		if err := packet.ValidTopicFilter(sub.Filter); err != nil {
 			codes[i] = packet.TopicFilterInvalid
@@ -577,10 +583,16 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 		}
 		o := subs.Options{QoS: min(sub.QoS, 2), NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, SubscriptionID: subID}
+		if sh != nil {
+			o = sh.SubscriptionOptions(c.client, sub.Filter, o)
+		}
 		if srv.subscribe(s, sub.Filter, o, shared) {
 			retained = append(retained, subs.Subscription{Filter: sub.Filter, Options: o})
 		}
 		codes[i] = packet.ReasonCode(o.QoS)
+		if sh != nil {
+			granted = append(granted, sub.Filter)
+		}
 	}
 	var ds []delivery
 	for _, r := range retained {
@@ -596,6 +608,9 @@ func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
 		}
 	}
 	srv.enqueueAll(s, c, ack, ds)
+	if len(granted) > 0 {
+		sh.Subscribed(c.client, granted)
+	}
 	return 0, false
 }
 

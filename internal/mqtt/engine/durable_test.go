@@ -495,3 +495,37 @@ func TestDurableConcurrentPublishers(t *testing.T) {
 	}
 	sub.silent(200 * time.Millisecond)
 }
+
+// TestDurableDiscard: sessions changed through the in-process API are
+// stored as changed: an UnsubscribeClient stays unsubscribed and a
+// Discarded session stays gone after a restart.
+func TestDurableDiscard(t *testing.T) {
+	n := startNode(t, Options{Store: openSQLite(t, filepath.Join(t.TempDir(), "mqtt.db"))})
+	for _, id := range []string{"a", "b"} {
+		c, _ := mustConnect(t, n.address(), persistentConnect(packet.V5, id))
+		c.subscribe(1, nil, packet.Subscription{Filter: "x", QoS: 1}, packet.Subscription{Filter: "y", QoS: 1})
+		c.send(&packet.Disconnect{})
+		c.closed()
+	}
+	n.mu.Lock()
+	s := n.s
+	n.mu.Unlock()
+	if err := s.UnsubscribeClient("a", []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Discard("b") {
+		t.Fatal("b not discarded")
+	}
+	if err := n.restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	s = n.s
+	n.mu.Unlock()
+	if in, ok := s.SessionByID("a"); !ok || !equal(in.Filters, []string{"y"}) {
+		t.Fatalf("a: %v %v, want a session with y only", ok, in.Filters)
+	}
+	if _, ok := s.SessionByID("b"); ok {
+		t.Fatal("b came back after Discard")
+	}
+}

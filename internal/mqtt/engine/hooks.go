@@ -14,6 +14,10 @@ type ConnInfo struct {
 	RemoteAddr net.Addr
 	TLS        *tls.ConnectionState // nil unless the net.Conn is a *tls.Conn
 	Listener   string               // the name given to Serve
+	// Conn is the connection as accepted (below TLS and WebSocket when the
+	// listener wraps them); embedders look through it, they must not read
+	// or write it.
+	Conn net.Conn
 }
 
 // Client is an accepted connection's client as hooks see it. It is immutable
@@ -63,7 +67,9 @@ type Hooks interface {
 	// becomes Client.Value. Otherwise the client is answered CONNACK code
 	// (with reason under MQTT 5; 3.1.1 gets the nearest return code, or
 	// the connection closes when there is none). The CONNECT's password must
-	// not be kept: its bytes belong to the engine.
+	// not be kept: its bytes belong to the engine. On success it may set
+	// c.ClientID to the id the session is to have (an embedder's own naming
+	// of its clients); an empty one is assigned by the engine.
 	Authenticate(ctx context.Context, info ConnInfo, c *packet.Connect) (value any, code packet.ReasonCode, reason string)
 	// MaySubscribe says whether c may subscribe to filter; for a shared
 	// subscription it is the filter inside $share/{group}/.
@@ -75,7 +81,10 @@ type Hooks interface {
 	// MayReceive says whether c may be delivered a message on topic; asked
 	// at every delivery, retained ones included.
 	MayReceive(c *Client, topic string) bool
-	// SessionStarted is called once a connection's CONNACK is queued.
+	// SessionStarted is called once a connection's CONNACK is queued and
+	// before it is written, so that what the hook sets up (subscriptions,
+	// messages) is in place when the client learns it is connected. It
+	// must not wait for the client.
 	SessionStarted(c *Client, sessionPresent bool)
 	// SessionEnded is called once when that connection ends; on a takeover,
 	// before the new connection's SessionStarted.

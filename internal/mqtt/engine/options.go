@@ -60,6 +60,10 @@ type Options struct {
 	// MaxControlBytes bounds acknowledgements queued to a client that does
 	// not read; past it the connection ends. Default 1 MiB.
 	MaxControlBytes int
+	// AcceptMQTT31 serves MQTT 3.1 clients (protocol "MQIsdp", level 3)
+	// as 3.1.1 ones, as Mosquitto does; off, they get CONNACK 0x01. Paho
+	// clients without an explicit version retry a refused CONNECT in 3.1.
+	AcceptMQTT31 bool
 	// OnDrop, when set, is called (without engine locks) for every message
 	// dropped for a session; Stats counts them either way.
 	OnDrop func(clientID string, r DropReason)

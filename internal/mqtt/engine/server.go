@@ -144,6 +144,10 @@ func (c *conn) serve() {
 	s.afterTakeover(pw)
 	s.syncSession(c.client.ID)
 	s.hooks.SessionStarted(c.client, pw.present)
+	c.sess.mu.Lock()
+	c.started = true
+	c.kickLocked()
+	c.sess.mu.Unlock()
 	go c.run()
 }
 
@@ -177,7 +181,7 @@ type takeover struct {
 func (c *conn) connect() takeover {
 	s := c.srv
 	_ = c.nc.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
-	p, err := packet.Read(c, packet.V5, s.opts.MaxPacketSize)
+	p, err := c.readConnect()
 	if err != nil {
 		if errors.Is(err, packet.ErrUnsupportedVersion) {
 			c.version = packet.V311
@@ -205,7 +209,7 @@ func (c *conn) connect() takeover {
 		c.refuse(packet.ClientIdentifierNotValid, "")
 		return takeover{}
 	}
-	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener}
+	info := ConnInfo{RemoteAddr: c.nc.RemoteAddr(), Listener: c.listener, Conn: c.nc}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		info.TLS = &st
@@ -215,9 +219,17 @@ func (c *conn) connect() takeover {
 		c.refuse(code, reason)
 		return takeover{}
 	}
+	sent := id
+	if cp.ClientID != "" {
+		id = cp.ClientID // Authenticate may have named the session
+	}
 	var ack packet.Connack
 	if id == "" {
 		id = assignID()
+	}
+	if sent == "" && c.version == packet.V5 {
+		// The id the session has, assigned or named by Authenticate: a
+		// client reconnecting with it resumes the session.
 		ack.Properties.AssignedClientID = id
 	}
 	c.client = &Client{ID: id, Version: c.version, ConnInfo: info, Value: value}
