@@ -25,8 +25,10 @@
 // subscriptions as they change, and its QoS 1 and 2 deliveries as follows.
 // A message that may need storing (QoS 1 or 2, retained, or a QoS 2 id of a
 // stored publisher) carries an open batch while it is routed; every stored
-// session it reaches numbers its copy (Seq, continuing from the highest
-// loaded) and adds it to the batch under its own lock (enqueueStoredLocked);
+// session it reaches numbers its copy (Seq, from one counter continuing
+// from the highest loaded, so never reused by a later session of the same
+// client id) and adds it to the batch under its own lock
+// (enqueueStoredLocked);
 // after routing, the publisher's own goroutine writes the batch — copies,
 // the publisher's QoS 2 id, the retained change — as one Write, and only
 // then queues PUBACK or PUBREC (a failed write: PUBACK 0x80 under MQTT 5,

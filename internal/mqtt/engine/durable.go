@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -21,6 +22,7 @@ import (
 type durable struct {
 	st   persist.Store
 	seed maphash.Seed
+	seq  atomic.Uint64 // the last Seq given (enqueueStoredLocked)
 	// stripes serialise the record writes of one client id (PutSession,
 	// DeleteSession) across session objects: the last write made says the
 	// latest state.
@@ -313,16 +315,22 @@ func decodePublish(raw []byte) (*packet.Publish, error) {
 	return p, nil
 }
 
-// enqueueStoredLocked queues d as enqueueLocked does; when d's message is
-// being stored (its batch is open) and s is stored, it numbers d and adds
-// it to the batch. Requires mu.
-func (s *session) enqueueStoredLocked(d delivery, o *Options, drops []DropReason) []DropReason {
+// enqueueStoredLocked queues d to s as enqueueLocked does; when d's
+// message is being stored (its batch is open) and s is stored, it numbers d
+// and adds it to the batch. Requires s.mu.
+//
+// Seq comes from one counter for the whole server (continuing from the
+// highest loaded), so it increases within each session and is never reused
+// by a later session of the same client id: an acknowledgement of the
+// earlier one still waiting in the flusher cannot touch the later one's
+// messages.
+func (srv *Server) enqueueStoredLocked(s *session, d delivery, drops []DropReason) []DropReason {
+	o := &srv.opts
 	b := d.msg.batch
 	if b == nil || d.qos == 0 || !s.stored {
 		return s.enqueueLocked(d, o, drops)
 	}
-	s.nextSeq++
-	d.seq = s.nextSeq
+	d.seq = srv.dur.seq.Add(1)
 	n := len(drops)
 	drops = s.enqueueLocked(d, o, drops)
 	if len(drops) > n && drops[len(drops)-1] == DropQueueFull {
@@ -525,7 +533,9 @@ func (s *Server) restoreSession(l persist.Loaded) (*session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client %q seq %d: %w", rec.ClientID, m.Seq, err)
 		}
-		ss.nextSeq = max(ss.nextSeq, m.Seq)
+		if m.Seq > s.dur.seq.Load() {
+			s.dur.seq.Store(m.Seq)
+		}
 		switch m.State {
 		case persist.Queued:
 			ss.queue = append(ss.queue, d)

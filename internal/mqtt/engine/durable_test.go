@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -97,7 +98,10 @@ func (n *node) stop() error {
 	if err := s.Close(ctx); err != nil {
 		return err
 	}
-	return <-done
+	if err := <-done; err != nil && !errors.Is(err, ErrClosed) { // ErrClosed: closed before Serve began
+		return err
+	}
+	return nil
 }
 
 func (n *node) restart(ctx context.Context) error {

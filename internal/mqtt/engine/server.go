@@ -528,7 +528,7 @@ func (s *Server) enqueue(ss *session, d delivery) {
 		ss.mu.Unlock()
 		return
 	}
-	drops := ss.enqueueStoredLocked(d, &s.opts, dropBuf[:0])
+	drops := s.enqueueStoredLocked(ss, d, dropBuf[:0])
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
@@ -610,7 +610,7 @@ func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []del
 		}
 		for _, d := range ds {
 			d.msg.batch = b // a retained message's copy: this delivery's own
-			drops = ss.enqueueStoredLocked(d, &s.opts, drops)
+			drops = s.enqueueStoredLocked(ss, d, drops)
 		}
 	}
 	if c := ss.conn; c != nil {

@@ -66,10 +66,8 @@ type session struct {
 	timerGen uint64
 
 	// With Options.Store: stored says the session's record is in the
-	// store (its QoS 1 and 2 deliveries are then written), nextSeq is the
-	// last Seq given to its messages.
+	// store (its QoS 1 and 2 deliveries are then written).
 	stored         bool
-	nextSeq        uint64
 	created        time.Time
 	disconnectedAt time.Time
 }
