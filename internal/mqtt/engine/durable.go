@@ -172,6 +172,11 @@ func (s *Server) commit(b *batch, ret *Message, now time.Time, in *persist.Inbou
 	entries := b.entries
 	b.entries = nil
 	b.mu.Unlock()
+	defer func() {
+		for _, e := range entries {
+			e.ss.writes.Done()
+		}
+	}()
 	var pb persist.Batch
 	if in != nil {
 		pb.AddInbound = []persist.Inbound{*in}
@@ -343,6 +348,7 @@ func (srv *Server) enqueueStoredLocked(s *session, d delivery, drops []DropReaso
 		s.queue[len(s.queue)-1].seq = 0
 	} else {
 		b.entries = append(b.entries, batchEntry{ss: s, d: d})
+		s.writes.Add(1) // done when the batch is written
 	}
 	b.mu.Unlock()
 	return drops
@@ -386,8 +392,11 @@ func (s *Server) syncSession(id string) {
 	prev := sp.stored[id]
 	if prev != nil && (!keep || prev != ss) {
 		prev.mu.Lock()
-		prev.stored = false
+		prev.stored = false // no copy is added to a batch from now on
 		prev.mu.Unlock()
+		// A batch holding a copy for prev and written after this delete
+		// would put it in the queue of the session stored next.
+		prev.writes.Wait()
 		delete(sp.stored, id)
 		if err := s.dur.st.DeleteSession(ctx, id); err != nil {
 			s.log.Error("mqtt engine: deleting a stored session", "client", id, "err", err)

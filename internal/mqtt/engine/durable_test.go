@@ -533,3 +533,25 @@ func TestDurableDiscard(t *testing.T) {
 		t.Fatal("b came back after Discard")
 	}
 }
+
+// TestDurableDiscardFromHandler: an in-process handler may Discard a
+// stored session that the message it handles is being stored for (the
+// delete waits for that batch on a goroutine of its own, not the
+// publisher's).
+func TestDurableDiscardFromHandler(t *testing.T) {
+	n := startNode(t, Options{Store: openSQLite(t, filepath.Join(t.TempDir(), "mqtt.db"))})
+	c, _ := mustConnect(t, n.address(), persistentConnect(packet.V5, "b"))
+	c.subscribe(1, nil, packet.Subscription{Filter: "revoke", QoS: 1})
+	c.send(&packet.Disconnect{})
+	c.closed()
+	n.mu.Lock()
+	s := n.s
+	n.mu.Unlock()
+	unsub, err := s.Subscribe("revoke", func(*Message) { s.Discard("b") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	publishAcked(t, n.address(), packet.V5, "revoke", "now")
+	eventually(t, "b discarded", func() bool { _, ok := s.SessionByID("b"); return !ok })
+}

@@ -66,8 +66,10 @@ type session struct {
 	timerGen uint64
 
 	// With Options.Store: stored says the session's record is in the
-	// store (its QoS 1 and 2 deliveries are then written).
+	// store (its QoS 1 and 2 deliveries are then written); writes counts
+	// its copies in batches not yet written (Add under mu, while stored).
 	stored         bool
+	writes         sync.WaitGroup
 	created        time.Time
 	disconnectedAt time.Time
 }
