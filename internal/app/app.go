@@ -31,6 +31,7 @@ import (
 	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -196,6 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	var dist httpapi.Distribution
 	if cfg.DistributionCentre {
 		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
+			a.mqtt.Close()
 			st.Close()
 			return nil, err
 		}
@@ -204,6 +206,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
+		a.mqtt.Close()
 		st.Close()
 		return nil, err
 	}
@@ -319,7 +322,11 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	if cfg.MQTTSAddr == "" {
 		tlsConf = nil
 	}
-	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
+	var sessions persist.Store
+	if cfg.MQTTDurableSessions {
+		sessions = a.store.MQTT()
+	}
+	return broker.New(broker.Options{Sessions: sessions, Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
