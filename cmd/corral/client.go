@@ -58,7 +58,7 @@ func addClientCommands(root *cobra.Command) {
 	pf.StringVar(&c.apiKey, "api-key", os.Getenv("CORRAL_API_KEY"), "API key {id}.{secret} (CORRAL_API_KEY; default: <data-dir>/admin.key)")
 	pf.StringVar(&c.dataDir, "data-dir", envOr("CORRAL_DATA_DIR", "./corral-data"), "data directory whose admin.key is the default API key")
 	pf.BoolVar(&c.json, "json", false, "print raw JSON instead of a table")
-	root.AddCommand(c.productCmd(), c.deviceCmd(), c.apikeyCmd(), c.accountCmd(), c.auditCmd(), c.registerCmd(), c.caCmd(), c.certCmd(), c.distCmd())
+	root.AddCommand(c.productCmd(), c.deviceCmd(), c.apikeyCmd(), c.accountCmd(), c.auditCmd(), c.registerCmd(), c.caCmd(), c.certCmd(), c.distCmd(), c.shadowCmd())
 }
 
 func (c *apiClient) key() (string, error) {

@@ -32,9 +32,11 @@ import (
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 	"github.com/corral-iot/corral/internal/store/sqlite"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/webhook"
@@ -78,6 +80,10 @@ type App struct {
 	notifier *jobs.Notifier
 	imports  jobs.Destination
 	geo      *distribution.GeoIP // nil without geoip_db
+	shadows *shadowsvc.Service
+	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
+	// presence in the shadow).
+	shadowMQTT *shadowsvc.MQTT
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -193,19 +199,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Key: subkey(key, "corral: configuration file download URLs"), Logger: log})
 	eps := endpoints(cfg, a.mqtt)
 	a.prov.SetEndpoints(eps)
+	a.wireShadows()
 	var dist httpapi.Distribution
 	var djobs httpapi.Jobs
 	var imports httpapi.Imports
 	if cfg.DistributionCentre {
 		if err := a.newDistribution(ctx, cfg, box, key, hookPolicy, eps); err != nil {
+			a.mqtt.Close()
 			st.Close()
 			return nil, err
 		}
 		dist, djobs, imports = a.dist, a.jobs, a.imports
 	}
-	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Jobs: djobs, Imports: imports, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Jobs: djobs, Imports: imports, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
+		a.mqtt.Close()
 		st.Close()
 		return nil, err
 	}
@@ -321,14 +330,28 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	if cfg.MQTTSAddr == "" {
 		tlsConf = nil
 	}
-	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
+	var sessions persist.Store
+	if cfg.MQTTDurableSessions {
+		sessions = a.store.MQTT()
+	}
+	return broker.New(broker.Options{Sessions: sessions, Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
-		MaxWritesPending: int32(cfg.MQTTMaxQueued), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
+		MaxPacketSize: uint32(cfg.MQTTMaxPacketSize), TopicAliasMaximum: topicAliasMaximum(cfg.MQTTTopicAliasMaximum),
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
 		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),
 		WSAllowedOrigins: strings.Split(cfg.WSAllowedOrigins, ",")})
+}
+
+// topicAliasMaximum is mqtt_topic_alias_maximum as broker.Options has it
+// (negative: none).
+func topicAliasMaximum(n int64) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // serverCertificates are the device-facing TLS listeners' certificates:
@@ -429,6 +452,9 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.configs.Start(); err != nil {
+		return err
+	}
+	if err := a.shadowMQTT.Start(); err != nil {
 		return err
 	}
 	a.hooks.Start(4)
@@ -545,6 +571,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 			a.notifier.Close()
 		}
 		err = errors.Join(err, a.mqtt.Close())
+		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

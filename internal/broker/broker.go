@@ -1,5 +1,6 @@
-// Package broker embeds corral's MQTT broker (mochi-mqtt, MQTT 3.1.1 and
-// 5) and owns everything MQTT-specific: listeners (TCP, TLS, WebSocket),
+// Package broker runs corral's MQTT broker on corral's own engine
+// (internal/mqtt/engine, MQTT 3.1.1 and 5) and owns everything
+// MQTT-specific that knows of devices: listeners (TCP, TLS, WebSocket),
 // device and application authentication, per-device topic rights,
 // presence events, last wills held to the same rights, kicking sessions,
 // and an in-process publish/subscribe API for other capabilities. It is
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -20,11 +22,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/mqtt/engine"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
+	"github.com/corral-iot/corral/internal/mqtt/retained"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -37,6 +40,7 @@ type Registry interface {
 	LookupThing(ctx context.Context, name string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
+	LookupAPIKey(ctx context.Context, id string) (registry.APIKey, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
 }
 
@@ -97,14 +101,23 @@ type Options struct {
 	// WebSocket listeners; by default only the TLS listener does (labs only).
 	RegisterPlain bool
 
-	// Per-client tuning (see DESIGN.md): small buffers and a low pending
-	// write limit keep idle connections cheap.
-	ReadBufferSize    int
-	WriteBufferSize   int
-	MaxWritesPending  int32
+	// Per-session limits (see DESIGN.md). MaxQueued and MaxQueuedBytes
+	// bound a session's queue of messages not yet written (defaults 1,000
+	// and 16 MiB; past them QoS 0 goes first and every drop is counted).
+	// MaxInflight bounds unacknowledged QoS 1/2 messages both ways: the
+	// outbound window and the Receive Maximum advertised (default 1024).
+	// MaxPacketSize bounds a packet from a client and is advertised
+	// (default 256 KiB); TopicAliasMaximum is advertised to MQTT 5 clients
+	// (default 64; negative: none).
+	MaxQueued      int
+	MaxQueuedBytes int
+	// Sessions keeps persistent sessions and retained messages across
+	// restarts (nil: in memory only).
+	Sessions          persist.Store
 	MaxSessionExpiry  uint32
 	MaxPacketSize     uint32
 	MaxInflight       uint16
+	TopicAliasMaximum int
 	PresenceBatchWait time.Duration
 
 	// Hostile clients. ConnectTimeout is how long a connection may take to
@@ -124,25 +137,27 @@ type Options struct {
 
 // Broker is the running MQTT broker.
 type Broker struct {
-	o      Options
-	log    *slog.Logger
-	srv    *mqtt.Server
-	hook   *hook
-	m      *metrics
-	addrs  map[string]string
-	lns    []*netListener
-	pres   *presenceWriter
-	adm    *admission
-	logins *loginLimiter
-	sample *logSampler
-	stop   chan struct{}
-	done   chan struct{}
-	served atomic.Bool
-	closed sync.Once
+	o       Options
+	log     *slog.Logger
+	eng     *engine.Server
+	ret     *retained.Store
+	hook    *hook
+	m       *metrics
+	addrs   map[string]string // listener id -> bound address
+	names   map[string]string // bound address -> listener id
+	lns     []net.Listener
+	pres    *presenceWriter
+	adm     *admission
+	logins  *loginLimiter
+	sample  *logSampler
+	stop    chan struct{}
+	done    chan struct{}
+	serving sync.WaitGroup // the accept loops
+	bg      sync.WaitGroup // observer calls
+	served  atomic.Bool
+	closed  sync.Once
 
-	subMu   sync.Mutex
-	nextSub int
-	subObs  []SubscribeObserver // set before Serve
+	subObs []SubscribeObserver // set before Serve
 }
 
 // SubscribeObserver is told when a device's own SUBSCRIBE was granted
@@ -156,13 +171,6 @@ type SubscribeObserver interface {
 // call it before Serve.
 func (b *Broker) AddSubscribeObserver(o SubscribeObserver) { b.subObs = append(b.subObs, o) }
 
-// mochi's log lines pass at most this often per message (a burst, then a
-// steady rate), so a client cannot grow the log at will.
-const (
-	mochiLogBurst     = 10
-	mochiLogPerSecond = 0.5
-)
-
 // New builds the broker and binds its listeners; Serve starts it.
 func New(o Options) (*Broker, error) {
 	if o.Logger == nil {
@@ -170,15 +178,6 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.ReadBufferSize == 0 {
-		o.ReadBufferSize = 512
-	}
-	if o.WriteBufferSize == 0 {
-		o.WriteBufferSize = 512
-	}
-	if o.MaxWritesPending == 0 {
-		o.MaxWritesPending = 256
 	}
 	if o.MaxSessionExpiry == 0 {
 		o.MaxSessionExpiry = 24 * 3600
@@ -195,21 +194,7 @@ func New(o Options) (*Broker, error) {
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = o.MaxWritesPending
-	caps.MaximumSessionExpiryInterval = o.MaxSessionExpiry
-	caps.MaximumPacketSize = o.MaxPacketSize
-	caps.MaximumInflight = o.MaxInflight
-	caps.ReceiveMaximum = o.MaxInflight
-	srv := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		ClientNetReadBufferSize:  o.ReadBufferSize,
-		ClientNetWriteBufferSize: o.WriteBufferSize,
-		InlineClient:             true,
-		Logger:                   slog.New(newLogFilter(o.Logger.With("component", "mqtt").Handler(), o.Now, mochiLogBurst, mochiLogPerSecond)),
-		SysTopicResendInterval:   3600,
-	})
-	b := &Broker{o: o, log: o.Logger, srv: srv, addrs: map[string]string{}}
+	b := &Broker{o: o, log: o.Logger, ret: retained.New(), addrs: map[string]string{}, names: map[string]string{}}
 	b.m = newMetrics(o.Metrics)
 	b.logins = newLoginLimiter(o.Now, o.AuthFailuresPerIP, o.AuthFailuresPerDevice)
 	b.sample = newLogSampler(o.Now, refusalsLoggedPerMinute)
@@ -217,11 +202,22 @@ func New(o Options) (*Broker, error) {
 	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, time.Now, b.m.pendingCap.Inc)
 	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
 	b.hook = newHook(b)
-	if err := srv.AddHook(b.hook, nil); err != nil {
-		return nil, fmt.Errorf("adding broker hook: %w", err)
+	var err error
+	b.eng, err = engine.Open(context.Background(), engine.Options{
+		Store: o.Sessions, Hooks: b.hook, Logger: o.Logger.With("component", "mqtt"), Retained: b.ret,
+		MaxPacketSize: int(o.MaxPacketSize), ReceiveMaximum: o.MaxInflight, MaxInflight: int(o.MaxInflight),
+		TopicAliasMaximum: o.TopicAliasMaximum, QueueMessages: o.MaxQueued, QueueBytes: o.MaxQueuedBytes,
+		MaxSessionExpiry: o.MaxSessionExpiry, ConnectTimeout: o.ConnectTimeout, OnDrop: b.m.drop,
+		// Paho clients without an explicit version retry a refused
+		// CONNECT in 3.1: they must hear the refusal's reason again.
+		AcceptMQTT31: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restoring MQTT sessions: %w", err)
 	}
+	b.m.watch(b.eng)
 	if err := b.listen(); err != nil {
-		srv.Close()
+		_ = b.eng.Close(context.Background())
 		return nil, err
 	}
 	return b, nil
@@ -254,32 +250,20 @@ func (b *Broker) listen() error {
 			return fmt.Errorf("%s listener: %w", x.id, err)
 		}
 		b.addrs[x.id] = ln.Addr().String()
-		l := &netListener{id: x.id, proto: x.id, addr: ln.Addr().String(), ln: ln, closeClients: b.closeListenerClients}
-		b.lns = append(b.lns, l)
-		if err := b.srv.AddListener(l); err != nil {
-			b.closeListeners()
-			return fmt.Errorf("%s listener: %w", x.id, err)
-		}
+		b.names[ln.Addr().String()] = x.id
+		b.lns = append(b.lns, ln)
 	}
 	return nil
 }
 
-// closeListeners closes the listeners opened so far when New fails.
-func (b *Broker) closeListeners() {
-	for _, l := range b.lns {
-		l.ln.Close()
-	}
-}
+// listenerName is the id ("tcp", "tls", "ws") of the listener the engine
+// names by its address.
+func (b *Broker) listenerName(addr string) string { return b.names[addr] }
 
-// closeListenerClients ends the sessions of one listener at shutdown.
-// mochi's own version (Clients.GetByListener) takes the clients' read lock
-// twice, which deadlocks when a disconnecting client asks for the write
-// lock in between; a copy of the client map avoids holding the lock.
-func (b *Broker) closeListenerClients(listener string) {
-	for _, cl := range b.srv.Clients.GetAll() {
-		if cl.Net.Listener == listener && !cl.Closed() {
-			b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
-		}
+// closeListeners closes the listeners opened so far.
+func (b *Broker) closeListeners() {
+	for _, ln := range b.lns {
+		ln.Close()
 	}
 }
 
@@ -319,8 +303,14 @@ func (b *Broker) Serve() error {
 	go b.pres.run()
 	b.served.Store(true)
 	go b.maintain()
-	if err := b.srv.Serve(); err != nil {
-		return fmt.Errorf("starting MQTT broker: %w", err)
+	for _, ln := range b.lns {
+		b.serving.Add(1)
+		go func() {
+			defer b.serving.Done()
+			if err := b.eng.Serve(ln); err != nil && !errors.Is(err, engine.ErrClosed) {
+				b.log.Error("mqtt listener stopped", "listener", "mqtt-"+b.names[ln.Addr().String()], "err", err)
+			}
+		}()
 	}
 	for id, a := range b.addrs {
 		b.log.Info("listening", "listener", "mqtt-"+id, "addr", a)
@@ -328,44 +318,51 @@ func (b *Broker) Serve() error {
 	return nil
 }
 
+// shutdownGrace bounds how long Close waits for connections to take their
+// DISCONNECT before they are closed at once.
+const shutdownGrace = 5 * time.Second
+
 // Close disconnects every client, stops the listeners and flushes
 // presence to the registry.
 func (b *Broker) Close() error {
 	var err error
 	b.closed.Do(func() {
-		err = b.srv.Close()
-		b.pres.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		err = b.eng.Close(ctx)
+		b.closeListeners()
+		b.serving.Wait()
+		b.bg.Wait()
+		if b.served.Load() { // else the presence writer never ran
+			b.pres.stop()
+		}
 		close(b.stop)
 		if b.served.Load() {
 			<-b.done
 		}
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("closing the MQTT engine: %w", err)
+	}
+	return nil
 }
 
 // Publish publishes a message into the broker from inside corral.
 func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
-	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+	if err := b.eng.Publish(engine.Message{Topic: topic, Payload: payload, Retain: retain, QoS: qos}); err != nil {
 		return fmt.Errorf("publishing to %s: %w", topic, err)
 	}
-	b.m.out.Inc()
 	return nil
 }
 
 // Subscribe subscribes in-process to a filter; the returned function
-// unsubscribes.
+// unsubscribes. h runs on the publisher's goroutine and must not block.
 func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) (func(), error) {
-	b.subMu.Lock()
-	b.nextSub++
-	id := b.nextSub
-	b.subMu.Unlock()
-	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		h(pk.TopicName, pk.Payload)
-	})
+	unsub, err := b.eng.Subscribe(filter, func(m *engine.Message) { h(m.Topic, m.Payload) })
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
-	return func() { b.srv.Unsubscribe(filter, id) }, nil
+	return unsub, nil
 }
 
 // SubscribeFromClients subscribes in-process to a filter like Subscribe,
@@ -373,20 +370,36 @@ func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) 
 // (Publish) are left out, so a topic that carries a request and its
 // answer (v4 RRPC) does not give the request back as the answer.
 func (b *Broker) SubscribeFromClients(filter string, h func(topic string, payload []byte)) (func(), error) {
-	b.subMu.Lock()
-	b.nextSub++
-	id := b.nextSub
-	b.subMu.Unlock()
-	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		if pk.Origin == mqtt.InlineClientId {
+	unsub, err := b.eng.Subscribe(filter, func(m *engine.Message) {
+		if m.Publisher == "" {
 			return
 		}
-		h(pk.TopicName, pk.Payload)
+		h(m.Topic, m.Payload)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
-	return func() { b.srv.Unsubscribe(filter, id) }, nil
+	return unsub, nil
+}
+
+// SubscribeOrigin subscribes in-process to a filter like Subscribe, and
+// tells h whether a device published the message: a device's own session
+// or its gateway's (a sub-device's publish), wills included; not an
+// application client, nor corral itself (Publish, PublishFor).
+func (b *Broker) SubscribeOrigin(filter string, h func(topic string, payload []byte, fromDevice bool)) (func(), error) {
+	unsub, err := b.eng.Subscribe(filter, func(m *engine.Message) { h(m.Topic, m.Payload, originIsDevice(m.Publisher)) })
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	return unsub, nil
+}
+
+// originIsDevice reports whether a publish's origin (the publisher's
+// session id as Authenticate named it) is a device: devices' are
+// {pk}.{dn}, applications' app:{keyId}:{id}; corral's own publishes have
+// none.
+func originIsDevice(origin string) bool {
+	return strings.Contains(origin, ".") && !strings.HasPrefix(origin, appClientPrefix)
 }
 
 // SubscribeAll subscribes in-process to several filters, each with its
@@ -410,10 +423,11 @@ func (b *Broker) SubscribeAll(hs map[string]func(topic string, payload []byte)) 
 }
 
 // Kick closes a device's live session, if it has one (a sub-device's
-// session through its gateway is logged out).
+// session through its gateway is logged out). MQTT 5 clients are told
+// reason in their DISCONNECT (0x98); 3.1.1 connections just close.
 func (b *Broker) Kick(pk, dn string, reason string) bool {
-	cl := b.hook.deviceClient(pk, dn)
-	if cl == nil {
+	s := b.hook.deviceSession(pk, dn)
+	if s == nil {
 		b.hook.mu.RLock()
 		gw := b.hook.subOf[deviceKey(pk, dn)]
 		b.hook.mu.RUnlock()
@@ -423,23 +437,16 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 		gwPk, gwDn := registry.SplitGatewayKey(gw)
 		return b.LogoutSub(gwPk, gwDn, pk, dn, reason)
 	}
-	b.hook.setDisconnectReason(cl, reason)
-	b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
-	return true
+	s.reason.Store(reason)
+	return b.eng.Kick(s.id.clientID, reason)
 }
 
 // dropSession forgets the persistent session (clean session false, or an
 // MQTT 5 session expiry) of a client that is no longer connected: its
 // subscriptions and the messages queued for it. A live session is
-// dropped when it ends (OnDisconnect), for a kicked disabled or deleted
+// dropped when it ends (SessionEnded), for a kicked disabled or deleted
 // device.
-func (b *Broker) dropSession(clientID string) {
-	cl, ok := b.srv.Clients.Get(clientID)
-	if !ok || !cl.Closed() {
-		return
-	}
-	b.forget(cl)
-}
+func (b *Broker) dropSession(clientID string) { b.eng.Discard(clientID) }
 
 // clearRetained drops the retained messages of a thing whose name was
 // released.
@@ -447,28 +454,25 @@ func (b *Broker) clearRetained(thing string) {
 	if thing == "" {
 		return
 	}
-	for _, pk := range b.srv.Topics.Messages(thingsPrefix + thing + "/#") {
-		b.srv.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: pk.TopicName})
-	}
-	atomic.StoreInt64(&b.srv.Info.Retained, int64(b.srv.Topics.Retained.Len()))
-}
-
-// forget removes a closed client's session state from mochi, as mochi
-// does itself for a clean session that ends.
-func (b *Broker) forget(cl *mqtt.Client) {
-	cl.ClearInflights()
-	b.srv.UnsubscribeClient(cl)
-	if cur, ok := b.srv.Clients.Get(cl.ID); ok && cur == cl {
-		b.srv.Clients.Delete(cl.ID)
+	var topics []string
+	b.ret.Match(thingsPrefix+thing+"/#", b.o.Now(), func(m *retained.Message) bool {
+		topics = append(topics, m.Topic)
+		return true
+	})
+	for _, t := range topics {
+		if _, err := b.ret.Retain(retained.Message{Topic: t}); err != nil {
+			b.log.Warn("clearing a retained message", "topic", t, "err", err)
+		}
 	}
 }
 
 // Connected reports whether a device has a live session of its own.
-func (b *Broker) Connected(pk, dn string) bool { return b.hook.deviceClient(pk, dn) != nil }
+func (b *Broker) Connected(pk, dn string) bool { return b.eng.Connected(pk + "." + dn) }
 
 // DeviceChanged implements registry.Observer: a disabled or deleted
 // device loses its session at once.
 func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
+	b.hook.restored.Delete(d.ProductKey + "." + d.DeviceName)
 	switch kind {
 	case registry.DeviceDisabled:
 		b.Kick(d.ProductKey, d.DeviceName, "DISABLED")
@@ -505,21 +509,22 @@ func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k 
 		reason = "API_KEY_ROLE_CHANGED"
 	}
 	h := b.hook
+	h.restored.Clear() // sessions named app:{key}:{id}: rare enough to drop all
 	// Remembered before the sessions are scanned: a CONNECT authenticated
 	// with the old key but not yet in the session table is caught when its
 	// session is established (keyStale).
 	h.noteKey(kind, k)
-	var cls []*mqtt.Client
+	var ss []*session
 	h.mu.RLock()
-	for cl, s := range h.sessions {
-		if s.id.app && s.id.keyID == k.ID {
-			cls = append(cls, cl)
+	for _, s := range h.apps {
+		if s.id.keyID == k.ID {
+			ss = append(ss, s)
 		}
 	}
 	h.mu.RUnlock()
-	for _, cl := range cls {
-		h.setDisconnectReason(cl, reason)
-		b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	for _, s := range ss {
+		s.reason.Store(reason)
+		b.eng.Kick(s.id.clientID, reason)
 	}
 }
 

@@ -301,8 +301,7 @@ func TestWillsHeldToRights(t *testing.T) {
 	subscribe(t, watcher, "$aws/events/presence/disconnected/+", presence)
 
 	// The sessions end by their connections dropping (no DISCONNECT),
-	// which always fires a will; a server kick races with mochi's read
-	// loop, which then sometimes forgets the will.
+	// which always fires a will.
 	dial := func(d apptest.Device, willTopic, will string) net.Conn {
 		c := deviceCreds(d)
 		conn, err := rawConnectWithWill(s.App.Broker().Addr("tcp"), c, willTopic, will)

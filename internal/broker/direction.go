@@ -131,6 +131,25 @@ func shadowDirection(rest string) direction {
 	return dirBoth
 }
 
+// isShadowGet reports whether a topic is a shadow get request:
+// $aws/things/{thing}/shadow/get or …/shadow/name/{name}/get.
+func isShadowGet(topic string) bool {
+	rest, ok := strings.CutPrefix(topic, thingsPrefix)
+	if !ok {
+		return false
+	}
+	thing, rest, _ := strings.Cut(rest, "/")
+	if thing == "" || rest == "shadow/get" {
+		return thing != ""
+	}
+	name, ok := strings.CutPrefix(rest, "shadow/name/")
+	if !ok {
+		return false
+	}
+	name, op, _ := strings.Cut(name, "/")
+	return name != "" && op == "get"
+}
+
 // afterDevice skips "{pk}/{dn}/" and returns the rest.
 func afterDevice(s string) (string, bool) {
 	_, s, ok := strings.Cut(s, "/")

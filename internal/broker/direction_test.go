@@ -205,3 +205,45 @@ func TestTopicClassRights(t *testing.T) {
 		t.Error("device may not subscribe /PK/dn/user/#")
 	}
 }
+
+// TestIsShadowGet: the one request a readonly key may publish is a shadow
+// get, classic or named; nothing that merely contains "get" passes.
+func TestIsShadowGet(t *testing.T) {
+	for topic, want := range map[string]bool{
+		"$aws/things/pk.dn/shadow/get":             true,
+		"$aws/things/pk.dn/shadow/name/cfg/get":    true,
+		"$aws/things/pk.dn/shadow/update":          false,
+		"$aws/things/pk.dn/shadow/delete":          false,
+		"$aws/things/pk.dn/shadow/get/accepted":    false,
+		"$aws/things/pk.dn/shadow/name/cfg/update": false,
+		"$aws/things/pk.dn/shadow/name/get":        false,
+		"$aws/things/pk.dn/shadow/name//get":       false,
+		"$aws/things//shadow/get":                  false,
+		"$aws/things/pk.dn/get":                    false,
+		"/shadow/get/pk/dn":                        false,
+		"$aws/things/pk.dn/shadow/name/cfg/get/x":  false,
+		"$aws/things/pk.dn/shadow/name/a/b/get":    false,
+	} {
+		if got := isShadowGet(topic); got != want {
+			t.Errorf("isShadowGet(%q) = %v, want %v", topic, got, want)
+		}
+	}
+}
+
+// TestOriginIsDevice: a publish's origin is a device's session ({pk}.{dn},
+// a gateway's included) unless it is an application's (app:…) or
+// corral's own.
+func TestOriginIsDevice(t *testing.T) {
+	for origin, want := range map[string]bool{
+		"a1B2c3.dev1":          true,
+		"gwpk.gw01":            true,
+		"app:key1:console":     false,
+		"app:key1:a1B2c3.dev1": false,
+		"inline":               false,
+		"":                     false,
+	} {
+		if got := originIsDevice(origin); got != want {
+			t.Errorf("originIsDevice(%q) = %v, want %v", origin, got, want)
+		}
+	}
+}

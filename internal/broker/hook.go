@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,8 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/corral-iot/corral/internal/mqtt/engine"
+	"github.com/corral-iot/corral/internal/mqtt/packet"
+	"github.com/corral-iot/corral/internal/mqtt/subs"
 
 	"github.com/corral-iot/corral/internal/alink"
 	"github.com/corral-iot/corral/internal/audit"
@@ -25,7 +25,8 @@ import (
 	"github.com/corral-iot/corral/internal/registry"
 )
 
-// session is what the broker knows of one authenticated connection.
+// session is what the broker knows of one authenticated connection; it is
+// the engine.Client's Value. Fixed once authenticated but for reason.
 type session struct {
 	id       identity
 	listener string
@@ -34,27 +35,39 @@ type session struct {
 	// gw is, for a sub-device session, the gateway's connection it was
 	// logged in through: a later connection of the gateway does not
 	// inherit it.
-	gw *mqtt.Client
+	gw *session
 }
 
-// hook plugs corral into mochi-mqtt: authentication, rights, presence.
+// hook plugs corral into the MQTT engine (engine.Hooks): authentication,
+// rights, presence.
+//
+// mu guards the maps; it is never held while calling the engine, and the
+// engine calls the hooks with none of its locks held (but MayReceive, which
+// takes mu for reading only).
 type hook struct {
-	mqtt.HookBase
 	b *Broker
 
 	mu        sync.RWMutex
-	sessions  map[*mqtt.Client]*session
-	devices   map[string]*mqtt.Client        // deviceKey -> current client
+	devices   map[string]*session            // deviceKey -> its current connection
 	apps      map[string]*session            // application client id -> session
 	subs      map[string]map[string]*session // gateway deviceKey -> sub deviceKey -> sub-device session
 	subOf     map[string]string              // sub deviceKey -> gateway deviceKey
 	subThings map[string]string              // logged-in sub-device's thing name -> sub deviceKey
 
+	anon atomic.Uint64 // numbers the session ids of clients that sent none
+
 	owners   *cache.Cache[string, string]           // ProductKey -> owning account id
 	products *cache.Cache[string, registry.Product] // ProductKey -> connect settings (no secret)
 	things   *cache.Cache[string, string]           // explicit thing name -> owning account id
 	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
+	// restored: the owners of sessions restored from the store whose
+	// clients have not come back (identityOf).
+	restored *cache.Cache[string, identity]
 }
+
+// appClientPrefix starts every application client's session id
+// (app:{keyId}:{its clientId}), so none can pass for a device ({pk}.{dn}).
+const appClientPrefix = "app:"
 
 // keyDeleted marks a deleted key in hook.keys.
 const keyDeleted registry.Role = ""
@@ -78,68 +91,100 @@ func (h *hook) keyStale(id identity) bool {
 }
 
 func newHook(b *Broker) *hook {
-	return &hook{b: b, sessions: map[*mqtt.Client]*session{}, devices: map[string]*mqtt.Client{}, apps: map[string]*session{},
+	return &hook{b: b, devices: map[string]*session{}, apps: map[string]*session{},
 		subs: map[string]map[string]*session{}, subOf: map[string]string{}, subThings: map[string]string{},
 		owners:   cache.New[string, string](cache.Options{Now: b.o.Now}),
 		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now}),
 		things:   cache.New[string, string](cache.Options{TTL: productTTL, Now: b.o.Now}),
-		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now})}
+		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now}),
+		restored: cache.New[string, identity](cache.Options{TTL: time.Minute, Now: b.o.Now})}
 }
 
-func (h *hook) ID() string { return "corral" }
-
-func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnPublishDropped, mqtt.OnPacketEncode,
-	}, []byte{b})
+// sessionOf is the broker's session of an engine client.
+func sessionOf(c *engine.Client) *session {
+	s, _ := c.Value.(*session)
+	return s
 }
 
-func (h *hook) session(cl *mqtt.Client) *session {
+// identityOf is who an engine client is: its connection's identity, or,
+// for a persistent session the engine restored from its store and whose
+// client has not come back yet (no Value), the owner its session name
+// says (Authenticate names sessions "{pk}.{dn}" and "app:{key}:{id}"),
+// read from the registry, so messages queued for it while it is away are
+// judged by the same rights. ok is false for a name that owns nothing
+// (a deleted device or key, a registration session).
+func (h *hook) identityOf(ctx context.Context, c *engine.Client) (identity, bool) {
+	if s := sessionOf(c); s != nil {
+		return s.id, true
+	}
+	id, err := h.restored.GetOrLoad(c.ID, func() (identity, error) { return h.restoreIdentity(ctx, c.ID) })
+	return id, err == nil
+}
+
+func (h *hook) restoreIdentity(ctx context.Context, name string) (identity, error) {
+	if rest, ok := strings.CutPrefix(name, appClientPrefix); ok {
+		keyID, _, ok := strings.Cut(rest, ":")
+		if !ok {
+			return identity{}, fmt.Errorf("session %q: %w", name, registry.ErrNotFound)
+		}
+		k, err := h.b.o.Registry.LookupAPIKey(ctx, keyID)
+		if err != nil {
+			return identity{}, err
+		}
+		return identity{app: true, accountID: k.AccountID, keyID: k.ID, role: k.Role, clientID: name}, nil
+	}
+	pk, dn, ok := strings.Cut(name, ".")
+	if !ok || strings.HasPrefix(name, "register:") {
+		return identity{}, fmt.Errorf("session %q: %w", name, registry.ErrNotFound)
+	}
+	d, err := h.b.o.Registry.LookupDevice(ctx, pk, dn)
+	if err != nil {
+		return identity{}, err
+	}
+	if d.Status == registry.StatusDisabled {
+		return identity{}, fmt.Errorf("device %s/%s: %w", pk, dn, registry.ErrForbidden)
+	}
+	return identity{accountID: d.AccountID, productKey: pk, deviceName: dn, thingName: d.ThingName, clientID: name}, nil
+}
+
+// deviceSession is a device's current connection, or nil.
+func (h *hook) deviceSession(pk, dn string) *session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.sessions[cl]
+	return h.devices[deviceKey(pk, dn)]
 }
 
-func (h *hook) deviceClient(pk, dn string) *mqtt.Client {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	cl := h.devices[deviceKey(pk, dn)]
-	if cl != nil && cl.Closed() {
-		return nil
-	}
-	return cl
-}
-
-func (h *hook) setDisconnectReason(cl *mqtt.Client, r string) {
-	if s := h.session(cl); s != nil {
-		s.reason.Store(r)
-	}
-}
-
-// refusal is a refused CONNECT: the reason code, and why (for logs and audit).
+// refusal is a refused CONNECT: the reason code, and why (for logs, audit
+// and the MQTT 5 reason string).
 type refusal struct {
-	code   packets.Code
+	code   packet.ReasonCode
 	reason string
 }
 
 func (r *refusal) Error() string { return r.reason }
 
-// OnConnect authenticates the client. Refusals are answered here with the
-// precise CONNACK code (mochi's own path can only say "bad username or
-// password"), then the connection is closed.
-func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+// connectInfo is what authentication knows of a connection.
+type connectInfo struct {
+	listener string // "tcp", "tls", "ws"
+	remote   string
+	tls      *tls.ConnectionState
+}
+
+// Authenticate authenticates a CONNECT (engine.Hooks). Refusals are
+// answered with their precise CONNACK code and reason.
+func (h *hook) Authenticate(_ context.Context, info engine.ConnInfo, cp *packet.Connect) (any, packet.ReasonCode, string) {
 	start := time.Now()
-	// The CONNECT is in: authentication and the CONNACK get a deadline of
-	// their own; mochi sets the keepalive one after this hook.
-	cl.Net.Conn.SetDeadline(time.Now().Add(h.b.o.ConnectTimeout)) // network deadlines are wall-clock
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	ci := connectInfo{listener: h.b.listenerName(info.Listener), tls: info.TLS}
+	if info.RemoteAddr != nil {
+		ci.remote = info.RemoteAddr.String()
+	}
 	// An address or device in back-off for failed logins is answered
 	// "server busy" before any credential is looked at.
-	src, user := sourceKey(cl.Net.Remote), limiterKey(pk)
+	src, user := sourceKey(ci.remote), limiterKey(cp)
 	if ok, why := h.b.logins.check(src, user); !ok {
-		return h.refuse(ctx, cl, pk, h.knownAccount(user), src, &refusal{code: packets.ErrServerBusy, reason: why})
+		return h.refuse(ctx, ci, cp, h.knownAccount(user), src, &refusal{code: packet.ServerBusy, reason: why})
 	}
 	// Authentication reads the store, whose SQLite code grows goroutine
 	// stacks deep; doing it on a short-lived goroutine keeps the
@@ -151,7 +196,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	done := make(chan result, 1)
 	go func() {
-		id, err := h.authenticate(ctx, cl, pk)
+		id, err := h.authenticate(ctx, ci, cp)
 		done <- result{id, err}
 	}()
 	r := <-done
@@ -159,85 +204,43 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
-			r = &refusal{code: packets.ErrServerUnavailable, reason: "internal error"}
+			r = &refusal{code: packet.ServerUnavailable, reason: "internal error"}
 			h.b.log.Error("authenticating", "err", err)
 		} else {
 			h.b.logins.failed(src, user)
 		}
-		return h.refuse(ctx, cl, pk, id, src, r)
+		return h.refuse(ctx, ci, cp, id, src, r)
 	}
-	// Wills are held to the same rights as publishes (mochi lets wills
-	// bypass its ACL): a will outside the client's rights is dropped.
-	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && !h.mayPublish(ctx, id, cl.Properties.Will.TopicName) {
-		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		cl.Properties.Will = mqtt.Will{}
+	// Wills are held to the same rights as publishes: a will outside the
+	// client's rights is dropped.
+	if cp.Will != nil && !h.mayPublish(ctx, id, cp.Will.Topic) {
+		cp.Will = nil
 		h.b.m.aclDenied.WithLabelValues("will").Inc()
 		h.b.log.Info("last will dropped: topic outside the client's rights", "clientId", id.clientID)
 	}
-	cl.ID = id.clientID
-	h.awaitEndedSession(cl)
-	admitConn(cl.Net.Conn)
-	s := &session{id: id, listener: cl.Net.Listener, remote: cl.Net.Remote}
-	h.mu.Lock()
-	h.sessions[cl] = s
-	if id.app {
-		h.apps[id.clientID] = s
-	} else if id.register == nil {
-		// Known before the CONNACK, so a kick right after it finds the session.
-		h.devices[deviceKey(id.productKey, id.deviceName)] = cl
-	}
-	h.mu.Unlock()
+	cp.ClientID = id.clientID
+	admitConn(info.Conn)
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
-	return nil
-}
-
-// awaitEndedSession waits, briefly, for an earlier connection of the same
-// client id that has already been stopped (kicked, or dropped) to finish
-// mochi's clean-up of its clean session. That clean-up, run on the old
-// connection's goroutine, unsubscribes every filter it held by client id
-// and deletes the id from the client map: if the new connection got in
-// first, it would lose the subscriptions corral just gave it (_ss=1) and
-// every delivery (mochi finds subscribers by id). A live earlier
-// connection is taken over by mochi instead, which marks it so that its
-// clean-up is skipped. corral's own engine (issue 13) ends this.
-func (h *hook) awaitEndedSession(cl *mqtt.Client) {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		old, ok := h.b.srv.Clients.Get(cl.ID)
-		if !ok || old == cl || !old.Closed() || old.IsTakenOver() || !sessionEnds(old) || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// sessionEnds reports whether a client's session ends with its connection
-// (clean session, or MQTT 5 with no session expiry), as mochi decides.
-func sessionEnds(cl *mqtt.Client) bool {
-	if cl.Properties.ProtocolVersion == 5 {
-		return cl.Properties.Props.SessionExpiryInterval == 0
-	}
-	return cl.Properties.Clean
+	return &session{id: id, listener: ci.listener, remote: ci.remote}, packet.Success, ""
 }
 
 // refuse answers a refused CONNECT: counted, logged (a sample per
 // source), audited (one row per source and reason a minute, through an
 // aggregating auditor) and closed after the CONNACK.
-func (h *hook) refuse(ctx context.Context, cl *mqtt.Client, pk packets.Packet, id identity, src string, r *refusal) error {
+func (h *hook) refuse(ctx context.Context, ci connectInfo, cp *packet.Connect, id identity, src string, r *refusal) (any, packet.ReasonCode, string) {
 	h.b.m.authFailures.WithLabelValues(metricReason(r.reason)).Inc()
 	if ok, unlogged := h.b.sample.allow(src); ok {
 		if unlogged > 0 {
 			h.b.logUnlogged(map[string]int{src: unlogged})
 		}
-		h.b.log.Info("connection refused", "listener", cl.Net.Listener, "remote", cl.Net.Remote, "clientId", safeClientID(pk.Connect.ClientIdentifier), "reason", r.reason)
+		h.b.log.Info("connection refused", "listener", ci.listener, "remote", ci.remote, "clientId", safeClientID(cp.ClientID), "reason", r.reason)
 	} else if unlogged > 0 {
 		h.b.logUnlogged(map[string]int{src: unlogged})
 	}
 	if h.b.o.Auditor != nil {
-		h.b.o.Auditor.Record(ctx, audit.Entry{AccountID: id.accountID, Actor: "mqtt", Action: "mqtt.connect", Target: target(id, pk), Outcome: "refused", Reason: r.reason, Source: src})
+		h.b.o.Auditor.Record(ctx, audit.Entry{AccountID: id.accountID, Actor: "mqtt", Action: "mqtt.connect", Target: target(id, cp), Outcome: "refused", Reason: r.reason, Source: src})
 	}
-	h.b.srv.SendConnack(cl, connackCode(cl, r.code), false, nil)
-	return r.code
+	return nil, r.code, r.reason
 }
 
 // knownAccount is the account of a throttled CONNECT's device, for its
@@ -258,36 +261,18 @@ func (h *hook) knownAccount(username string) identity {
 // limiterKey is what the per-device login limit counts against: the
 // CONNECT's username ({deviceName}&{productKey} or an API key id), or ""
 // (certificate logins, oversized names).
-func limiterKey(pk packets.Packet) string {
-	if u := pk.Connect.Username; len(u) <= 256 {
-		return string(u)
+func limiterKey(cp *packet.Connect) string {
+	if u := cp.Username; len(u) <= 256 {
+		return u
 	}
 	return ""
 }
 
-// connackCode gives MQTT 3.1.1 clients the matching 3.1.1 return code.
-func connackCode(cl *mqtt.Client, c packets.Code) packets.Code {
-	if cl.Properties.ProtocolVersion >= 5 {
-		return c
-	}
-	switch c {
-	case packets.ErrNotAuthorized, packets.ErrServerMoved:
-		return packets.Err3NotAuthorized
-	case packets.ErrBadUsernameOrPassword:
-		return packets.ErrMalformedUsernameOrPassword
-	case packets.ErrClientIdentifierNotValid:
-		return packets.Err3ClientIdentifierNotValid
-	case packets.ErrServerBusy, packets.ErrServerUnavailable:
-		return packets.Err3ServerUnavailable
-	}
-	return c
-}
-
-func target(id identity, pk packets.Packet) string {
+func target(id identity, cp *packet.Connect) string {
 	if id.productKey != "" {
 		return deviceKey(id.productKey, id.deviceName)
 	}
-	return safeClientID(string(pk.Connect.Username))
+	return safeClientID(cp.Username)
 }
 
 // safeClientID shortens an untrusted id for logs.
@@ -298,21 +283,16 @@ func safeClientID(s string) string {
 	return strings.ToValidUTF8(s, "?")
 }
 
-// OnConnectAuthenticate lets through what OnConnect accepted.
-func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return h.session(cl) != nil
-}
-
-func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (identity, error) {
-	username := string(pk.Connect.Username)
-	password := string(pk.Connect.Password)
-	rawID := pk.Connect.ClientIdentifier
+func (h *hook) authenticate(ctx context.Context, ci connectInfo, cp *packet.Connect) (identity, error) {
+	username := cp.Username
+	password := string(cp.Password)
+	rawID := cp.ClientID
 	if len(rawID) > 256 || len(username) > 256 || len(password) > 256 {
-		return identity{}, &refusal{packets.ErrClientIdentifierNotValid, "oversized clientId, username or password"}
+		return identity{}, &refusal{packet.ClientIdentifierNotValid, "oversized clientId, username or password"}
 	}
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok && password == "" {
-		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			id, err := h.authCertificate(ctx, cl, certs[0], username)
+	if ci.tls != nil && password == "" {
+		if certs := ci.tls.PeerCertificates; len(certs) > 0 {
+			id, err := h.authCertificate(ctx, ci, certs[0], username)
 			if cid, perr := credential.ParseClientID(rawID); perr == nil {
 				id = id.withFlags(cid.Params) // flags only: the certificate authenticates
 			}
@@ -320,51 +300,58 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		}
 	}
 	if strings.Contains(username, "&") || strings.Contains(rawID, "|") {
-		return h.authDevice(ctx, cl, rawID, username, password)
+		return h.authDevice(ctx, ci, rawID, username, password)
 	}
 	if username == "" {
-		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "no username: devices send {deviceName}&{productKey}, applications an API key id"}
+		return identity{}, &refusal{packet.BadUsernameOrPassword, "no username: devices send {deviceName}&{productKey}, applications an API key id"}
 	}
 	p, err := h.b.o.Registry.AuthenticateKey(ctx, username, password)
 	if err != nil {
 		if errors.Is(err, registry.ErrUnauthenticated) {
-			return identity{app: true, keyID: username}, &refusal{packets.ErrNotAuthorized, "bad API key"}
+			return identity{app: true, keyID: username}, &refusal{packet.NotAuthorized, "bad API key"}
 		}
 		return identity{}, err
 	}
 	if rawID == "" {
-		rawID = fmt.Sprintf("%p", cl)
+		rawID = "anon-" + strconv.FormatUint(h.anon.Add(1), 10)
 	}
-	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: "app:" + p.KeyID + ":" + rawID}, nil
+	// An application's session is named by its key and the id it sent. An
+	// MQTT 5 client that sent none is assigned the session's whole name,
+	// and resumes the session by sending it back.
+	clientID := appClientPrefix + p.KeyID + ":" + rawID
+	if strings.HasPrefix(rawID, appClientPrefix+p.KeyID+":") {
+		clientID = rawID
+	}
+	return identity{app: true, accountID: p.AccountID, keyID: p.KeyID, role: p.Role, clientID: clientID}, nil
 }
 
-func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username, password string) (identity, error) {
+func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, password string) (identity, error) {
 	cid, err := credential.ParseClientID(rawID)
 	if err != nil {
-		code := packets.ErrClientIdentifierNotValid
+		code := packet.ClientIdentifierNotValid
 		if errors.Is(err, credential.ErrUnsupportedSignMethod) {
-			code = packets.ErrBadUsernameOrPassword
+			code = packet.BadUsernameOrPassword
 		}
 		return identity{}, &refusal{code, "clientId: " + err.Error()}
 	}
 	dn, pkey, err := credential.ParseUsername(username)
 	if err != nil {
-		return identity{}, &refusal{packets.ErrBadUsernameOrPassword, "username: " + err.Error()}
+		return identity{}, &refusal{packet.BadUsernameOrPassword, "username: " + err.Error()}
 	}
 	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}.withFlags(cid.Params)
 	switch cid.AuthType {
 	case "":
 	case "register", "regnwl":
-		return h.register(ctx, cl, cid, id, password)
+		return h.register(ctx, ci, cid, id, password)
 	case "connwl":
 		return h.connectWithToken(ctx, cid, id, password)
 	default:
-		return id, &refusal{packets.ErrNotAuthorized, "authType " + safeClientID(cid.AuthType) + " is not supported"}
+		return id, &refusal{packet.NotAuthorized, "authType " + safeClientID(cid.AuthType) + " is not supported"}
 	}
 	d, err := h.b.o.Registry.LookupDeviceAuth(ctx, pkey, dn)
 	if errors.Is(err, registry.ErrNotFound) {
 		id.accountID, _ = h.productAccount(ctx, pkey)
-		return id, &refusal{packets.ErrNotAuthorized, "unknown device"}
+		return id, &refusal{packet.NotAuthorized, "unknown device"}
 	}
 	if err != nil {
 		return id, err
@@ -374,31 +361,31 @@ func (h *hook) authDevice(ctx context.Context, cl *mqtt.Client, rawID, username,
 		h.owners.Set(pkey, d.AccountID)
 	}
 	if d.Status == registry.StatusDisabled {
-		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+		return id, &refusal{packet.NotAuthorized, "device disabled"}
 	}
 	prod, err := h.productSettings(ctx, pkey)
 	if err != nil {
 		return id, err
 	}
 	if prod.AuthType == registry.AuthX509 {
-		return id, &refusal{packets.ErrNotAuthorized, "product requires certificate authentication"}
+		return id, &refusal{packet.NotAuthorized, "product requires certificate authentication"}
 	}
 	if prod.ConnectWindow > 0 {
 		ts, err := strconv.ParseInt(cid.Timestamp, 10, 64)
 		if err != nil {
-			return id, &refusal{packets.ErrNotAuthorized, "timestamp missing or not milliseconds; the product checks freshness"}
+			return id, &refusal{packet.NotAuthorized, "timestamp missing or not milliseconds; the product checks freshness"}
 		}
 		if skew := h.b.o.Now().UnixMilli() - ts; skew > int64(prod.ConnectWindow)*1000 || -skew > int64(prod.ConnectWindow)*1000 {
-			return id, &refusal{packets.ErrNotAuthorized, "timestamp outside the product's freshness window"}
+			return id, &refusal{packet.NotAuthorized, "timestamp outside the product's freshness window"}
 		}
 	}
 	sign := credential.MQTTSignContent(cid.ID, dn, pkey, cid.Timestamp)
 	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
-		return id, &refusal{packets.ErrNotAuthorized, "bad signature"}
+		return id, &refusal{packet.NotAuthorized, "bad signature"}
 	}
 	// Checked after the signature, so that only the device learns it moved.
 	if d.DistributedTo != "" {
-		return id, &refusal{packets.ErrServerMoved, reasonDistributed}
+		return id, &refusal{packet.ServerMoved, reasonDistributed}
 	}
 	return id, nil
 }
@@ -410,18 +397,18 @@ const reasonDistributed = "device distributed to another instance; bootstrap aga
 
 // register runs MQTT dynamic registration: the CONNECT is accepted, the
 // answer published to the client alone on /ext/register (or /ext/regnwl),
-// and the connection closed (see OnSessionEstablished).
-func (h *hook) register(ctx context.Context, cl *mqtt.Client, cid credential.ClientID, id identity, password string) (identity, error) {
+// and the connection closed (see SessionStarted).
+func (h *hook) register(ctx context.Context, ci connectInfo, cid credential.ClientID, id identity, password string) (identity, error) {
 	p := h.b.o.Provisioner
 	if p == nil {
-		return id, &refusal{packets.ErrNotAuthorized, "authType " + cid.AuthType + ": registration over MQTT is off"}
+		return id, &refusal{packet.NotAuthorized, "authType " + cid.AuthType + ": registration over MQTT is off"}
 	}
-	if cl.Net.Listener != "tls" && !h.b.o.RegisterPlain {
+	if ci.listener != "tls" && !h.b.o.RegisterPlain {
 		// The answer is a DeviceSecret or a device token: never in clear.
-		return id, &refusal{packets.ErrNotAuthorized, "registration: authType " + cid.AuthType + " is answered on the TLS listener only; connect with TLS"}
+		return id, &refusal{packet.NotAuthorized, "registration: authType " + cid.AuthType + " is answered on the TLS listener only; connect with TLS"}
 	}
 	req := provision.Request{Path: provision.PathMQTT, ProductKey: id.productKey, DeviceName: id.deviceName,
-		Random: cid.Random, Sign: password, SignMethod: cid.SignMethod, Source: cl.Net.Remote}
+		Random: cid.Random, Sign: password, SignMethod: cid.SignMethod, Source: ci.remote}
 	var topic string
 	var payload any
 	if cid.AuthType == "regnwl" {
@@ -442,20 +429,20 @@ func (h *hook) register(ctx context.Context, cl *mqtt.Client, cid credential.Cli
 	}
 	data, _ := json.Marshal(payload)
 	id.register = &registerAnswer{topic: topic, payload: data}
-	id.clientID = "register:" + id.productKey + "." + id.deviceName + ":" + fmt.Sprintf("%p", cl)
+	id.clientID = "register:" + id.productKey + "." + id.deviceName + ":" + strconv.FormatUint(h.anon.Add(1), 10)
 	return id, nil
 }
 
 // registrationRefusal maps a refused registration to its CONNACK code.
 func registrationRefusal(err error) *refusal {
-	code := packets.ErrNotAuthorized
+	code := packet.NotAuthorized
 	switch {
 	case errors.Is(err, provision.ErrRateLimited):
-		code = packets.ErrServerBusy
+		code = packet.ServerBusy
 	case errors.Is(err, provision.ErrInvalid):
-		code = packets.ErrBadUsernameOrPassword
+		code = packet.BadUsernameOrPassword
 	case errors.Is(err, provision.ErrInternal):
-		code = packets.ErrServerUnavailable
+		code = packet.ServerUnavailable
 	}
 	return &refusal{code, "registration: " + err.Error()}
 }
@@ -464,25 +451,25 @@ func registrationRefusal(err error) *refusal {
 func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id identity, token string) (identity, error) {
 	p := h.b.o.Provisioner
 	if p == nil {
-		return id, &refusal{packets.ErrNotAuthorized, "authType connwl: registration over MQTT is off"}
+		return id, &refusal{packet.NotAuthorized, "authType connwl: registration over MQTT is off"}
 	}
 	d, err := h.b.o.Registry.LookupDevice(ctx, id.productKey, id.deviceName)
 	if errors.Is(err, registry.ErrNotFound) {
-		return id, &refusal{packets.ErrNotAuthorized, "unknown device"}
+		return id, &refusal{packet.NotAuthorized, "unknown device"}
 	}
 	if err != nil {
 		return id, err
 	}
 	id.accountID, id.thingName = d.AccountID, d.ThingName
 	if d.Status == registry.StatusDisabled {
-		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+		return id, &refusal{packet.NotAuthorized, "device disabled"}
 	}
 	ok, err := p.VerifyToken(ctx, id.productKey, id.deviceName, cid.ID, token)
 	if err != nil {
 		return id, err
 	}
 	if !ok {
-		return id, &refusal{packets.ErrNotAuthorized, "bad device token"}
+		return id, &refusal{packet.NotAuthorized, "bad device token"}
 	}
 	return id, nil
 }
@@ -491,56 +478,59 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 // presented on the TLS listener: bound to a device, or signed by a
 // registered CA (just-in-time registration or provisioning). A username,
 // if sent, must name the same device.
-func (h *hook) authCertificate(ctx context.Context, cl *mqtt.Client, cert *x509.Certificate, username string) (identity, error) {
+func (h *hook) authCertificate(ctx context.Context, ci connectInfo, cert *x509.Certificate, username string) (identity, error) {
 	if h.b.o.Provisioner == nil {
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate authentication is off"}
+		return identity{}, &refusal{packet.NotAuthorized, "certificate authentication is off"}
 	}
-	d, err := h.b.o.Provisioner.AuthenticateCertificate(ctx, cert, cl.Net.Remote)
+	d, err := h.b.o.Provisioner.AuthenticateCertificate(ctx, cert, ci.remote)
 	switch {
 	case err == nil:
 	case errors.Is(err, provision.ErrCertPending):
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate pending activation (JITR)"}
+		return identity{}, &refusal{packet.NotAuthorized, "certificate pending activation (JITR)"}
 	case errors.Is(err, provision.ErrCertRevoked):
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate revoked"}
+		return identity{}, &refusal{packet.NotAuthorized, "certificate revoked"}
 	case errors.Is(err, provision.ErrCertUnknown), errors.Is(err, registry.ErrNotFound):
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate not bound to a device"}
+		return identity{}, &refusal{packet.NotAuthorized, "certificate not bound to a device"}
 	case errors.Is(err, provision.ErrCertInvalid):
-		return identity{}, &refusal{packets.ErrNotAuthorized, "certificate expired, not yet valid or unusable"}
+		return identity{}, &refusal{packet.NotAuthorized, "certificate expired, not yet valid or unusable"}
 	default:
 		return identity{}, err
 	}
 	id := identity{accountID: d.AccountID, productKey: d.ProductKey, deviceName: d.DeviceName, thingName: d.ThingName, clientID: d.ProductKey + "." + d.DeviceName}
 	if username != "" && username != d.DeviceName+"&"+d.ProductKey {
-		return id, &refusal{packets.ErrNotAuthorized, "certificate belongs to another device"}
+		return id, &refusal{packet.NotAuthorized, "certificate belongs to another device"}
 	}
 	if d.Status == registry.StatusDisabled {
-		return id, &refusal{packets.ErrNotAuthorized, "device disabled"}
+		return id, &refusal{packet.NotAuthorized, "device disabled"}
 	}
 	return id, nil
 }
 
-// OnACLCheck: subscriptions are checked here; publishes in OnPublish so a
-// refused publish is acknowledged and dropped (or, in MQTT 5, answered
-// with "not authorized") rather than closing a 3.1.1 connection.
-func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write {
-		return true
+// MaySubscribe checks a SUBSCRIBE's filter (engine.Hooks; for a shared
+// subscription, the filter inside). A filter without wildcards is judged
+// as a delivery would be, so a SUBSCRIBE to a concrete topic the client
+// may not receive on is refused; a wildcard filter is accepted on rights
+// alone, its deliveries each checked (MayReceive).
+func (h *hook) MaySubscribe(c *engine.Client, filter string) bool {
+	s := sessionOf(c)
+	ok := s != nil
+	if ok && hasWildcard(filter) {
+		ok = h.maySubscribe(context.Background(), s.id, filter)
+	} else if ok {
+		ok = h.mayReceive(context.Background(), s.id, filter)
 	}
-	s := h.session(cl)
-	if s == nil {
-		return false
+	if !ok {
+		h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
+		h.b.log.Debug("subscription refused", "clientId", c.ID, "filter", safeClientID(filter))
 	}
-	// mochi asks both when subscribing (a filter) and before each
-	// delivery (a topic name matched by an approved filter), through this
-	// one call: a topic with no wildcard is judged as a delivery, so a
-	// SUBSCRIBE to a concrete topic the client may not receive on is
-	// refused, and a wildcard filter is accepted on rights alone, its
-	// deliveries each checked. Denials are counted from the SUBACK in
-	// OnSubscribed.
-	if hasWildcard(topic) {
-		return h.maySubscribe(context.Background(), s.id, topic)
-	}
-	return h.mayReceive(context.Background(), s.id, topic)
+	return ok
+}
+
+// MayReceive checks each delivery (engine.Hooks).
+func (h *hook) MayReceive(c *engine.Client, topic string) bool {
+	ctx := context.Background()
+	id, ok := h.identityOf(ctx, c)
+	return ok && h.mayReceive(ctx, id, topic)
 }
 
 // maySubscribe reports whether a client may subscribe to a filter with
@@ -598,7 +588,7 @@ func (h *hook) mayPublish(ctx context.Context, id identity, topic string) bool {
 		// answers come from corral alone, downlinks from applications.
 		return h.deviceOrGatewayMay(id, topic) && h.directionOf(ctx, topic).devicePublishes()
 	}
-	return appMayPublish(id) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
+	return appMayPublish(id, topic) && h.directionOf(ctx, topic).appPublishes() && h.ownsTopic(ctx, id, topic)
 }
 
 // directionOf is a topic's direction (topicDirection); a custom topic's
@@ -618,8 +608,11 @@ func (h *hook) directionOf(ctx context.Context, topic string) direction {
 }
 
 // appMayPublish reports whether an application key's role lets it publish
-// at all: readonly keys subscribe only, over MQTT as over REST.
-func appMayPublish(id identity) bool { return id.role.Allows(registry.RoleOperator) }
+// on a topic: readonly keys subscribe only, over MQTT as over REST, but
+// for a shadow get (a read, as GET is over REST); operators publish.
+func appMayPublish(id identity, topic string) bool {
+	return id.role.Allows(registry.RoleOperator) || (id.role.Allows(registry.RoleReadonly) && isShadowGet(topic))
+}
 
 // ownsTopic reports whether an application client's account owns the
 // product a device topic names, or the thing a thing topic names.
@@ -704,24 +697,21 @@ func (h *hook) forgetProduct(pk string, deleted bool) {
 	}
 }
 
-// OnPublish enforces publish rights and counts messages in.
-func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline {
-		return pk, nil
-	}
-	s := h.session(cl)
-	if s == nil || !h.mayPublish(context.Background(), s.id, pk.TopicName) {
+// MayPublish enforces publish rights (engine.Hooks) and counts messages
+// in. A refused publish is acknowledged and dropped under 3.1.1 and
+// answered "not authorized" under MQTT 5.
+func (h *hook) MayPublish(c *engine.Client, topic string) bool {
+	ctx := context.Background()
+	id, ok := h.identityOf(ctx, c) // a restored session's will included
+	if !ok || !h.mayPublish(ctx, id, topic) {
 		h.b.m.aclDenied.WithLabelValues("publish").Inc()
-		if s != nil {
-			h.reportSubError(s.id, pk.TopicName)
+		if ok && sessionOf(c) != nil {
+			h.reportSubError(id, topic)
 		}
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-			return pk, packets.ErrNotAuthorized
-		}
-		return pk, packets.CodeSuccessIgnore
+		return false
 	}
 	h.b.m.in.Inc()
-	return pk, nil
+	return true
 }
 
 // reportSubError tells a device refused a publish on another device's
@@ -740,80 +730,30 @@ func (h *hook) reportSubError(id identity, topic string) {
 		"sub-device "+t.pk+"/"+t.dn+" is not logged in through this gateway")
 }
 
-// OnPacketEncode settles a device's session as its accepting CONNACK goes
-// out: after mochi has set the session up (clean, resumed or taken over),
-// before the device knows it is connected, so a downlink sent the moment
-// it is online is not missed. A gateway's new session starts with no
-// sub-device logged in (those of a session it took over go offline until
-// logged in again); a stock device (_ss=1) is subscribed to its
-// downlinks.
-func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != packets.CodeSuccess.Code {
-		return pk
+// SubscriptionOptions makes a device's v4 RRPC subscriptions No Local
+// (engine.SubscriptionHooks): request and reply share the topic, and a
+// device (or a gateway, for a sub-device) must not get its own reply back
+// as a request. Elsewhere directions decide at delivery; a shared /user/
+// topic still echoes, as it always has.
+func (h *hook) SubscriptionOptions(c *engine.Client, filter string, o subs.Options) subs.Options {
+	if s := sessionOf(c); s != nil && !s.id.app && strings.HasPrefix(filter, "/ext/rrpc/") {
+		o.NoLocal = true
 	}
-	s := h.session(cl)
-	if s == nil || s.id.app || s.id.register != nil {
-		return pk
-	}
-	h.logoutSubsOfOtherSessions(deviceKey(s.id.productKey, s.id.deviceName), cl)
-	if s.id.serverSubs {
-		h.b.addSubscriptions(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
-	}
-	return pk
+	return o
 }
 
-// OnPacketSent counts messages out.
-func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type == packets.Publish {
-		h.b.m.out.Inc()
-	}
-}
-
-// OnPublishDropped counts deliveries mochi dropped because the client's
-// write queue was full (a subscriber slower than its publishers).
-func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
-	h.b.m.dropped.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Inc()
-	h.b.log.Debug("delivery dropped: client queue full", "clientId", cl.ID, "topic", pk.TopicName)
-}
-
-// OnSubscribe makes a device's v4 RRPC subscriptions NoLocal: request and
-// reply share the topic, and a device (or a gateway, for a sub-device)
-// must not get its own reply back as a request. Elsewhere directions
-// decide at delivery; a shared /user/ topic still echoes, as it always
-// has.
-func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if s := h.session(cl); s == nil || s.id.app {
-		return pk
-	}
-	for i := range pk.Filters {
-		if strings.HasPrefix(pk.Filters[i].Filter, "/ext/rrpc/") {
-			pk.Filters[i].NoLocal = true
-		}
-	}
-	return pk
-}
-
-// OnSubscribed counts refused subscriptions.
-func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	var granted []string
-	for i, c := range codes {
-		if i >= len(pk.Filters) {
-			break
-		}
-		if c >= 0x80 {
-			h.b.m.aclDenied.WithLabelValues("subscribe").Inc()
-			h.b.log.Debug("subscription refused", "clientId", cl.ID, "filter", pk.Filters[i].Filter)
-			continue
-		}
-		granted = append(granted, pk.Filters[i].Filter)
-	}
-	s := h.session(cl)
-	if len(granted) == 0 || len(h.b.subObs) == 0 || s == nil || s.id.app || s.id.register != nil {
+// Subscribed tells the SubscribeObservers what a device's own SUBSCRIBE
+// was granted (engine.SubscriptionHooks).
+func (h *hook) Subscribed(c *engine.Client, filters []string) {
+	s := sessionOf(c)
+	if len(h.b.subObs) == 0 || s == nil || s.id.app || s.id.register != nil {
 		return
 	}
 	// Off the client's read loop: observers read the store and publish.
+	h.b.bg.Add(1)
 	go func() {
-		for _, f := range granted {
+		defer h.b.bg.Done()
+		for _, f := range filters {
 			for _, o := range h.b.subObs {
 				o.DeviceSubscribed(s.id.productKey, s.id.deviceName, f)
 			}
@@ -821,74 +761,81 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}()
 }
 
-// OnSessionEstablished marks a device online and announces it.
-func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	s := h.session(cl)
+// SessionStarted settles a connection once its CONNACK is queued, before
+// it is written (engine.Hooks): a registration
+// is answered and closed; a device is online, announced, its gateway's
+// sub-devices of other connections logged out, and a stock device (_ss=1)
+// subscribed to its downlinks.
+func (h *hook) SessionStarted(c *engine.Client, _ bool) {
+	s := sessionOf(c)
 	if s == nil {
 		return
 	}
 	if r := s.id.register; r != nil {
 		// The registration answer goes to this client alone, then the
 		// connection ends: it has no other rights.
-		cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: r.topic, Payload: r.payload})
+		if err := h.b.eng.PublishTo(c.ID, engine.Message{Topic: r.topic, Payload: r.payload}); err != nil {
+			h.b.log.Warn("registration answer not sent", "device", deviceKey(s.id.productKey, s.id.deviceName), "err", err)
+		}
 		s.reason.Store("REGISTERED")
-		h.b.srv.DisconnectClient(cl, packets.CodeDisconnect)
+		h.b.eng.Kick(c.ID, "REGISTERED")
 		return
 	}
+	h.mu.Lock()
+	if s.id.app {
+		h.apps[s.id.clientID] = s
+	} else {
+		h.devices[deviceKey(s.id.productKey, s.id.deviceName)] = s
+	}
+	h.mu.Unlock()
 	h.b.m.connections.WithLabelValues(s.listener).Inc()
 	if s.id.app {
 		if h.keyStale(s.id) {
 			// Its key changed while it authenticated (see APIKeyChanged).
 			s.reason.Store("API_KEY_CHANGED")
-			h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			h.b.eng.Kick(c.ID, "API_KEY_CHANGED")
 		}
 		return
 	}
+	h.logoutSubsOfOtherSessions(deviceKey(s.id.productKey, s.id.deviceName), s)
 	if s.id.serverSubs {
-		// Subscribed as the CONNACK went out (OnPacketEncode); what was
-		// retained for them may follow the CONNACK now.
-		h.b.sendRetainedAll(cl, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
+		h.b.subscribeClient(s, downlinkFilters(s.id.productKey, s.id.deviceName, s.id.rrpcExt))
 	}
 	now := h.b.o.Now()
 	h.b.pres.record(registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: true, At: now})
 	h.b.publishPresence(s, "connected", "", now)
 }
 
-// OnDisconnect marks a device offline (unless a newer session of it took
-// over) and announces it.
-func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+// SessionEnded marks a device offline (unless a newer connection of it
+// took over) and announces it (engine.Hooks).
+func (h *hook) SessionEnded(c *engine.Client, r engine.EndReason) {
+	s := sessionOf(c)
+	if s == nil || s.id.register != nil {
+		return
+	}
 	h.mu.Lock()
-	s := h.sessions[cl]
-	delete(h.sessions, cl)
 	current := false
-	if s != nil && s.id.app && h.apps[s.id.clientID] == s {
+	if s.id.app && h.apps[s.id.clientID] == s {
 		delete(h.apps, s.id.clientID)
 	}
-	if s != nil && !s.id.app && s.id.register == nil {
+	if !s.id.app {
 		key := deviceKey(s.id.productKey, s.id.deviceName)
-		if h.devices[key] == cl {
+		if h.devices[key] == s {
 			delete(h.devices, key)
-			current = true
+			// Taken over: the device stays online through the new
+			// connection, which logs out the sub-devices of this one.
+			current = r != engine.EndTakeover
 		}
 	}
 	h.mu.Unlock()
-	if s == nil {
-		return
-	}
-	if s.id.register != nil {
-		return
-	}
 	h.b.m.connections.WithLabelValues(s.listener).Dec()
 	if s.id.app {
 		return
 	}
-	if cause := cl.StopCause(); cause != nil {
-		err = cause
-	}
-	reason := disconnectReason(s, err, current)
-	if !expire && (reason == "DISABLED" || reason == "DELETED") {
+	reason := disconnectReason(s, r, current)
+	if reason == "DISABLED" || reason == "DELETED" {
 		// A disabled or deleted device keeps no session to come back to.
-		h.b.forget(cl)
+		h.b.eng.Discard(c.ID)
 	}
 	now := h.b.o.Now()
 	if current {
@@ -899,26 +846,19 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 // disconnectReason uses AWS IoT's names for why a session ended.
-func disconnectReason(s *session, err error, current bool) string {
-	if r, ok := s.reason.Load().(string); ok && r != "" {
-		return r
+func disconnectReason(s *session, r engine.EndReason, current bool) string {
+	if why, ok := s.reason.Load().(string); ok && why != "" {
+		return why
 	}
 	switch {
-	case errors.Is(err, packets.ErrSessionTakenOver), !current:
+	case r == engine.EndTakeover, !current:
 		return "DUPLICATE_CLIENTID"
-	case err == nil, errors.Is(err, packets.CodeDisconnect):
+	case r == engine.EndNormal, r == engine.EndWithWill:
 		return "CLIENT_INITIATED_DISCONNECT"
-	case errors.Is(err, packets.ErrKeepAliveTimeout):
+	case r == engine.EndKeepAlive:
 		return "MQTT_KEEP_ALIVE_TIMEOUT"
-	case errors.Is(err, packets.ErrServerShuttingDown):
+	case r == engine.EndShutdown, r == engine.EndKicked:
 		return "SERVER_INITIATED_DISCONNECT"
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset"), strings.Contains(msg, "closed"):
-		return "CONNECTION_LOST"
-	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
-		return "MQTT_KEEP_ALIVE_TIMEOUT"
 	}
 	return "CONNECTION_LOST"
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/mqtt/engine"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -40,7 +41,7 @@ func (b *Broker) publishPresence(s *session, eventType, reason string, at time.T
 // $corral/events/{kind}/{pk}/…): only application clients of the
 // product's account receive it.
 func (b *Broker) PublishEvent(topic string, payload []byte) {
-	if err := b.srv.Publish(topic, payload, false, 0); err != nil {
+	if err := b.eng.Publish(engine.Message{Topic: topic, Payload: payload}); err != nil {
 		b.log.Warn("publishing event", "topic", topic, "err", err)
 	}
 }

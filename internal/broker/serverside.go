@@ -1,18 +1,12 @@
 package broker
 
-import (
-	"sync/atomic"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-)
+import "github.com/corral-iot/corral/internal/mqtt/subs"
 
 // Server-side subscription (clientId flag _ss=1): a stock Link SDK device
 // registers local handlers for its downlinks and sends no SUBSCRIBE for
 // them, so corral subscribes its session itself when it starts, and a
 // gateway's session for each sub-device it logs in. These few functions
-// are the whole of it over mochi, so corral's own MQTT engine can replace
-// what is below them.
+// are the whole of it over the engine's SubscribeClient.
 
 // sysDownlinks are the /sys/{pk}/{dn}/… downlinks a stock device has
 // handlers for (the protocol spec's table, "Topic directions").
@@ -60,55 +54,24 @@ func downlinkFilters(pk, dn string, rrpcExt bool) []string {
 // with.
 const serverSubQoS = 0
 
-// subscribeClient adds subscriptions to a live client's session as a
-// SUBSCRIBE of its own would, retained messages included.
-func (b *Broker) subscribeClient(cl *mqtt.Client, filters []string) {
-	b.addSubscriptions(cl, filters)
-	b.sendRetainedAll(cl, filters)
-}
-
-// addSubscriptions adds subscriptions to a client's session; each
-// delivery is checked by the ACL as usual. Subscribing a filter the
-// session already holds replaces it, so a persistent session that
-// reconnects does not pile up duplicates. NoLocal: a device never gets
-// back what it published itself (v4 RRPC replies share the request's
-// topic).
-func (b *Broker) addSubscriptions(cl *mqtt.Client, filters []string) {
-	for _, f := range filters {
-		sub := packets.Subscription{Filter: f, Qos: serverSubQoS, NoLocal: true}
-		if b.srv.Topics.Subscribe(cl.ID, sub) {
-			atomic.AddInt64(&b.srv.Info.Subscriptions, 1)
-		}
-		cl.State.Subscriptions.Add(f, sub)
+// subscribeClient adds subscriptions to a client's session as a SUBSCRIBE
+// of its own would, retained messages included; each delivery is checked
+// by MayReceive as usual. Subscribing a filter the session already holds
+// replaces it, so a persistent session that reconnects does not pile up
+// duplicates. No Local: a device never gets back what it published itself
+// (v4 RRPC replies share the request's topic).
+func (b *Broker) subscribeClient(s *session, filters []string) {
+	list := make([]subs.Subscription, len(filters))
+	for i, f := range filters {
+		list[i] = subs.Subscription{Filter: f, Options: subs.Options{QoS: serverSubQoS, NoLocal: true}}
+	}
+	if err := b.eng.SubscribeClient(s.id.clientID, list); err != nil {
+		b.log.Debug("server-side subscriptions not added", "clientId", s.id.clientID, "err", err)
 	}
 }
 
-func (b *Broker) sendRetainedAll(cl *mqtt.Client, filters []string) {
-	for _, f := range filters {
-		b.sendRetained(cl, f)
-	}
-}
-
-// sendRetained delivers the retained messages a new subscription matches,
-// at QoS 0 (what server-side subscriptions are held at).
-func (b *Broker) sendRetained(cl *mqtt.Client, filter string) {
-	for _, pk := range b.srv.Topics.Messages(filter) {
-		if !b.hook.OnACLCheck(cl, pk.TopicName, false) {
-			continue
-		}
-		out := pk.Copy(false)
-		out.FixedHeader.Qos = 0
-		out.FixedHeader.Retain = true
-		_ = cl.WritePacket(out) // a dead connection is cleaned up by its own goroutine
-	}
-}
-
-// unsubscribeClient removes subscriptions from a client's session.
-func (b *Broker) unsubscribeClient(cl *mqtt.Client, filters []string) {
-	for _, f := range filters {
-		cl.State.Subscriptions.Delete(f)
-		if b.srv.Topics.Unsubscribe(f, cl.ID) {
-			atomic.AddInt64(&b.srv.Info.Subscriptions, -1)
-		}
-	}
+// unsubscribeClient removes subscriptions from a client's session (one
+// that has ended has none left to remove).
+func (b *Broker) unsubscribeClient(s *session, filters []string) {
+	_ = b.eng.UnsubscribeClient(s.id.clientID, filters)
 }

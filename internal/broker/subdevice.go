@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
+	"github.com/corral-iot/corral/internal/mqtt/engine"
 	"github.com/corral-iot/corral/internal/registry"
 )
 
@@ -25,18 +23,17 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	h := b.hook
 	gwKey, subKey := deviceKey(gwPk, gwDn), deviceKey(sub.ProductKey, sub.DeviceName)
 	h.mu.Lock()
-	gwCl := h.devices[gwKey]
-	if gwCl == nil {
+	gwSess := h.devices[gwKey]
+	if gwSess == nil {
 		h.mu.Unlock()
 		return ErrGatewayOffline
 	}
-	gwSess := h.sessions[gwCl]
 	prevGw, again := h.subOf[subKey]
 	if h.subs[gwKey] == nil {
 		h.subs[gwKey] = map[string]*session{}
 	}
 	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
-		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote, gw: gwCl}
+		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote, gw: gwSess}
 	old := h.subs[prevGw][subKey]
 	if old != nil && h.subThings[old.id.thing()] == subKey {
 		delete(h.subThings, old.id.thing())
@@ -53,7 +50,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	if direct != nil {
 		b.Kick(sub.ProductKey, sub.DeviceName, "DUPLICATE_CLIENTID")
 	}
-	if old != nil && old.gw != gwCl {
+	if old != nil && old.gw != gwSess {
 		// It moved from another gateway connection: its downlinks leave
 		// that one.
 		b.dropSubFilters(old)
@@ -61,7 +58,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	if gwSess.id.gateway {
 		// A stock gateway (gw=1) has no SUBSCRIBE for its sub-devices'
 		// downlinks: corral adds them (again: idempotent).
-		b.subscribeClient(gwCl, downlinkFilters(sub.ProductKey, sub.DeviceName, gwSess.id.rrpcExt))
+		b.subscribeClient(gwSess, downlinkFilters(sub.ProductKey, sub.DeviceName, gwSess.id.rrpcExt))
 	}
 	if again && prevGw == gwKey {
 		return nil // already logged in here
@@ -137,7 +134,7 @@ func (h *hook) logoutAllSubs(gwKey, reason string) {
 // in through another connection than cl (one cl took over): they go
 // offline, and their downlinks, which a persistent session carried over
 // to cl, leave it.
-func (h *hook) logoutSubsOfOtherSessions(gwKey string, cl *mqtt.Client) {
+func (h *hook) logoutSubsOfOtherSessions(gwKey string, cl *session) {
 	var gone []*session
 	h.mu.Lock()
 	for k, s := range h.subs[gwKey] {
@@ -211,11 +208,11 @@ func (b *Broker) Online(pk, dn string) bool {
 // DeviceAddr is the source address of a device's own live session (a
 // distribution job's proximity choice); false when it has none.
 func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
-	cl := b.hook.deviceClient(pk, dn)
-	if cl == nil {
+	s := b.hook.deviceSession(pk, dn)
+	if s == nil {
 		return netip.Addr{}, false
 	}
-	ap, err := netip.ParseAddrPort(cl.Net.Remote)
+	ap, err := netip.ParseAddrPort(s.remote)
 	if err != nil {
 		return netip.Addr{}, false
 	}
@@ -226,8 +223,8 @@ func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
 // sent a credential (a sub-device's DeviceSecret): it came in on the TLS
 // listener, or RegisterPlain allows the plain ones.
 func (b *Broker) MayReceiveCredentials(pk, dn string) bool {
-	cl := b.hook.deviceClient(pk, dn)
-	return cl != nil && (cl.Net.Listener == "tls" || b.o.RegisterPlain)
+	s := b.hook.deviceSession(pk, dn)
+	return s != nil && (s.listener == "tls" || b.o.RegisterPlain)
 }
 
 // UsesExtRRPC reports whether synchronous services reach a device in the
@@ -239,15 +236,14 @@ func (b *Broker) UsesExtRRPC(pk, dn string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	key := deviceKey(pk, dn)
-	if cl := h.devices[key]; cl != nil {
-		s := h.sessions[cl]
-		return s != nil && s.id.rrpcExt
+	if s := h.devices[key]; s != nil {
+		return s.id.rrpcExt
 	}
 	gw := h.subOf[key]
 	if gw == "" {
 		return false
 	}
-	s := h.sessions[h.devices[gw]]
+	s := h.devices[gw]
 	return s != nil && s.id.rrpcExt
 }
 
@@ -258,12 +254,14 @@ func (b *Broker) UsesExtRRPC(pk, dn string) bool {
 // /sys/… topics) reach its gateway when the sub-device is disabled, hence
 // logged out, or being deleted. ErrGatewayOffline without a live session.
 func (b *Broker) SendToGateway(gwPk, gwDn, topic string, payload []byte) error {
-	cl := b.hook.deviceClient(gwPk, gwDn)
-	if cl == nil {
+	s := b.hook.deviceSession(gwPk, gwDn)
+	if s == nil {
 		return ErrGatewayOffline
 	}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
-	if err := cl.WritePacket(pk); err != nil {
+	if err := b.eng.PublishTo(s.id.clientID, engine.Message{Topic: topic, Payload: payload}); err != nil {
+		if errors.Is(err, engine.ErrNoSession) {
+			return ErrGatewayOffline
+		}
 		return fmt.Errorf("writing %s to gateway %s/%s: %w", topic, gwPk, gwDn, err)
 	}
 	return nil

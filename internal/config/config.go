@@ -32,11 +32,15 @@ type Config struct {
 	MQTTAddr  string `yaml:"mqtt_addr" help:"MQTT over TCP listener address (empty: off)"`
 	MQTTSAddr string `yaml:"mqtts_addr" help:"MQTT over TLS listener address (empty: off)"`
 	WSAddr    string `yaml:"ws_addr" help:"MQTT over WebSocket listener address, path /mqtt (empty: off)"`
-	// Per-client broker limits: the queue is reserved for every connection
-	// (8 bytes a slot), so it trades idle memory against bursts a slow
-	// subscriber can absorb; in-flight messages cost nothing until used.
-	MQTTMaxQueued   int64 `yaml:"mqtt_max_queued" help:"messages queued for one client before further ones are dropped (reserved per connection, 8 bytes each)"`
-	MQTTMaxInflight int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways"`
+	// Per-session broker limits: a queue grows only as messages wait in
+	// it, so idle sessions cost nothing for them; in-flight messages cost
+	// nothing until used.
+	MQTTMaxQueued         int64 `yaml:"mqtt_max_queued" help:"messages queued for one session before QoS 0 ones are evicted and further ones dropped (counted in corral_mqtt_drops_total)"`
+	MQTTMaxQueuedBytes    int64 `yaml:"mqtt_max_queued_bytes" help:"bytes of topics and payloads queued for one session, with the same policy as mqtt_max_queued"`
+	MQTTDurableSessions   bool  `yaml:"mqtt_durable_sessions" help:"keep persistent MQTT sessions (subscriptions, queued and unacknowledged QoS 1/2 messages) and retained messages in the store, so they survive a restart or a crash; a QoS 1/2 PUBLISH reaching a persistent subscriber is acknowledged once stored. false: in memory only"`
+	MQTTMaxInflight       int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways (the Receive Maximum advertised to MQTT 5 clients)"`
+	MQTTMaxPacketSize     int64 `yaml:"mqtt_max_packet_size" help:"largest MQTT packet a client may send, in bytes, advertised to MQTT 5 clients; a larger one ends the connection (MQTT 5: DISCONNECT 0x95)"`
+	MQTTTopicAliasMaximum int64 `yaml:"mqtt_topic_alias_maximum" help:"topic aliases an MQTT 5 client may set, advertised in CONNACK (0: none)"`
 	// Hostile clients: a connection must send CONNECT in time, one address
 	// holds only so many unauthenticated connections, and failed logins
 	// back off per address and per device.
@@ -123,8 +127,12 @@ func Default() Config {
 		MQTTAddr:                  ":1883",
 		MQTTSAddr:                 ":8883",
 		WSAddr:                    ":8083",
-		MQTTMaxQueued:             256,
+		MQTTMaxQueued:             1000,
+		MQTTMaxQueuedBytes:        16 << 20,
+		MQTTDurableSessions:       true,
 		MQTTMaxInflight:           1024,
+		MQTTMaxPacketSize:         256 << 10,
+		MQTTTopicAliasMaximum:     64,
 		MQTTConnectTimeout:        10 * time.Second,
 		MQTTMaxPendingPerIP:       64,
 		MQTTAuthFailuresPerIP:     20,
@@ -302,6 +310,15 @@ func (c Config) Validate() error {
 	}
 	if c.MQTTMaxInflight < 1 || c.MQTTMaxInflight > 65535 {
 		return bad("mqtt_max_inflight", "must be between 1 and 65535")
+	}
+	if c.MQTTMaxQueuedBytes < 1<<10 || c.MQTTMaxQueuedBytes > 1<<30 {
+		return bad("mqtt_max_queued_bytes", "must be between 1024 and 1073741824")
+	}
+	if c.MQTTMaxPacketSize < 1<<10 || c.MQTTMaxPacketSize > 268_435_460 {
+		return bad("mqtt_max_packet_size", "must be between 1024 and 268435460 (MQTT's largest packet)")
+	}
+	if c.MQTTTopicAliasMaximum < 0 || c.MQTTTopicAliasMaximum > 65535 {
+		return bad("mqtt_topic_alias_maximum", "must be between 0 and 65535")
 	}
 	if c.MQTTConnectTimeout <= 0 {
 		return bad("mqtt_connect_timeout", "must be positive")

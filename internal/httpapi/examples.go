@@ -41,6 +41,12 @@ var examples = map[string]any{
 	"POST /v1/accounts":         map[string]any{"name": "Tenant B"},
 	"POST /v1/register": map[string]any{"productKey": "a1B2c3D4e5F", "deviceId": "SN-0001",
 		"token": "3f1c0a7e9b2d4c6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f", "metadata": map[string]string{"model": "M-1"}},
+	"PUT /v1/products/{productKey}/shadow-settings":                            map[string]any{"history": 20},
+	"PUT /v1/products/{productKey}/devices/{deviceName}/shadows":               shadowExample,
+	"POST /v1/products/{productKey}/devices/{deviceName}/shadows":              shadowExample,
+	"PUT /v1/products/{productKey}/devices/{deviceName}/shadows/{shadowName}":  shadowExample,
+	"POST /v1/products/{productKey}/devices/{deviceName}/shadows/{shadowName}": shadowExample,
+	"POST /things/{thingName}/shadow":                                          shadowExample,
 	"POST /v1/cas": map[string]any{"certificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
 		"verificationCertificatePem": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n", "mode": "jitp",
 		"template": map[string]any{"productKey": "a1B2c3D4e5F", "nameFrom": "cn"}},
@@ -62,6 +68,8 @@ var examples = map[string]any{
 	"PUT /v1/distribution/imports/products/{productKey}/devices/{deviceName}": map[string]any{"productKey": "a1B2c3D4e5F", "deviceName": "meter-0001",
 		"sealedSecret": "AQIDBA==", "sourceInstanceId": "cn-shanghai"},
 }
+
+var shadowExample = map[string]any{"state": map[string]any{"desired": map[string]any{"color": "green"}}, "clientToken": "c-1"}
 
 // queryExamples are the documented examples of required query parameters.
 var queryExamples = map[string]map[string]string{

@@ -156,7 +156,7 @@ type (
 
 func (a *API) table() []*route {
 	listQ := []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100); a page that is not the last carries nextCursor", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}
-	return []*route{
+	return append([]*route{
 		{Method: "POST", Path: "/v1/products", Summary: "Create a product", Tag: "products", Role: operator, Body: registry.ProductInput{}, Status: 201, Resp: registry.Product{}, h: a.createProduct},
 		{Method: "GET", Path: "/v1/products", Summary: "List products", Tag: "products", Role: readonly, Query: listQ, Status: 200, Resp: productList{}, h: a.listProducts},
 		{Method: "GET", Path: "/v1/products/{productKey}", Summary: "Get a product", Tag: "products", Role: readonly, Status: 200, Resp: registry.Product{}, h: a.getProduct},
@@ -228,7 +228,7 @@ func (a *API) table() []*route {
 		{Method: "POST", Path: "/v1/certificates/{fingerprint}:revoke", Summary: "Revoke a device certificate and close its session", Tag: "x509", Role: operator, Status: 200, Resp: registry.Certificate{}, h: a.setCert(registry.CertRevoked)},
 		{Method: "GET", Path: "/v1/audit", Summary: "The account's audit trail, newest first", Tag: "audit", Role: admin, Status: 200, Resp: auditList{},
 			Query: append([]param{{"action", "string", "e.g. device.secret.read"}, {"target", "string", "e.g. {productKey}/{deviceName}"}, {"outcome", "string", "ok, denied, ..."}}, listQ...), h: a.listAudit},
-	}
+	}, a.shadowRoutes()...)
 }
 
 // maxPage is the largest page a list answers. Handlers ask the layer

@@ -30,6 +30,7 @@ import (
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
 	"github.com/corral-iot/corral/internal/thing"
 	"github.com/corral-iot/corral/internal/tsl"
 )
@@ -71,6 +72,12 @@ type Options struct {
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
+	// Shadows serves device shadows (/v1/…/shadows and AWS's data-plane
+	// paths /things/{thing}/shadow, /api/things/shadow/…); nil turns them
+	// off.
+	Shadows Shadows
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
 }
 
 // Publisher publishes a message as an account's application.
@@ -124,6 +131,9 @@ func New(o Options) (*API, error) {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 4 << 20
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	a := &API{o: o, reg: o.Registry, log: o.Logger, mux: http.NewServeMux(), limiters: map[string]*rate.Limiter{}}
 	a.routes = append(append(a.table(), a.distributionRoutes()...), a.distJobRoutes()...)
 	a.router = newRouter(a.routes)
@@ -150,6 +160,10 @@ func New(o Options) (*API, error) {
 		w.Write(a.openapi)
 	})
 	a.mux.HandleFunc("/v1/", a.serveAPI)
+	if o.Shadows != nil {
+		a.mux.HandleFunc("/things/", a.serveAPI)
+		a.mux.HandleFunc("/api/things/shadow/", a.serveAPI)
+	}
 	if o.Provisioner != nil {
 		a.mux.HandleFunc("/auth/register/device", func(w http.ResponseWriter, r *http.Request) {
 			if r.TLS == nil && !a.o.DynRegPlainHTTP {
@@ -233,6 +247,8 @@ type call struct {
 	api    *API
 	params map[string]string
 	p      registry.Principal
+	// aws: the route answers errors with AWS's body (route.ErrResp).
+	aws bool
 }
 
 func (c *call) ctx() context.Context     { return c.r.Context() }
@@ -251,7 +267,7 @@ func (a *API) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	c := &call{w: w, r: r, api: a, params: params}
+	c := &call{w: w, r: r, api: a, params: params, aws: rt.ErrResp != nil}
 	code := a.run(rt, c)
 	a.requests.WithLabelValues(rt.Path, rt.Method, strconv.Itoa(code)).Inc()
 	a.latency.WithLabelValues(rt.Path, rt.Method).Observe(time.Since(start).Seconds())
@@ -338,7 +354,16 @@ func (a *API) fail(c *call, err error) int {
 	var ve *registry.ValidationError
 	var mbe *http.MaxBytesError
 	var be *badRequest
+	var se *shadow.ErrorAWS
 	switch {
+	case errors.As(err, &se):
+		if c.aws {
+			c.w.Header().Set("Content-Type", "application/json")
+			c.w.WriteHeader(se.Code)
+			c.w.Write(se.Payload())
+			return se.Code
+		}
+		status, code, msg = se.Code, shadowStatus(se), se.Message
 	case errors.As(err, &ve):
 		status, code, field, msg = 400, "invalid_argument", ve.Field, ve.Error()
 	case errors.As(err, &be):
@@ -394,9 +419,13 @@ func (a *API) fail(c *call, err error) int {
 		status, code = 429, "rate_limited"
 		c.w.Header().Set("Retry-After", "1")
 	}
-	if status == 500 {
+	if status == 500 && se == nil {
 		a.log.Error("request failed", "requestId", RequestID(c.ctx()), "err", err)
 		msg = "internal error; the request id is in the logs"
+	}
+	if c.aws {
+		writeJSON(c.w, status, awsError{Code: status, Message: msg, Timestamp: a.o.Now().Unix()})
+		return status
 	}
 	writeError(c.w, RequestID(c.ctx()), status, code, msg, field)
 	return status

@@ -61,8 +61,12 @@ func openAPI(routes []*route, version string) map[string]any {
 		if rt.Resp != nil {
 			resp["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Resp))}}
 		}
+		var errBody any = errorBody{}
+		if rt.ErrResp != nil {
+			errBody = rt.ErrResp
+		}
 		responses := map[string]any{strconv.Itoa(rt.Status): resp, "default": map[string]any{
-			"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(errorBody{}))}}}}
+			"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(errBody))}}}}
 		op["responses"] = responses
 		if rt.Role != "" {
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}

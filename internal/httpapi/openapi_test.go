@@ -43,6 +43,7 @@ var failsOnTheFixture = map[string]string{
 	"post /v1/cas/{caId}:revoke":                                              "no such CA",
 	"post /v1/certificates/{fingerprint}:activate":                            "no such certificate",
 	"post /v1/certificates/{fingerprint}:revoke":                              "no such certificate",
+	"delete /things/{thingName}/shadow":                                       "DELETE …/devices/{deviceName}/shadows deleted the classic shadow first",
 }
 
 // TestOpenAPIMatchesHandlers walks the served document: every operation
@@ -99,7 +100,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		name := o.method + " " + o.path
 		concrete := strings.NewReplacer("{productKey}", p.ProductKey, "{deviceName}", "dev-1", "{keyId}", spare.ID,
 			"{thingName}", p.ProductKey+".dev-1", "{caId}", "caNONE", "{fingerprint}", strings.Repeat("0", 64), "{serviceId}", "Calibrate", "{suffix}", "cmd/+",
-			"{instanceId}", "sg-1", "{policyId}", "nearest").Replace(o.path)
+			"{instanceId}", "sg-1", "{policyId}", "nearest", "{shadowName}", "cfg").Replace(o.path)
 		var body any
 		if rb, ok := o.spec["requestBody"].(map[string]any); ok {
 			media, _ := rb["content"].(map[string]any)["application/json"].(map[string]any)

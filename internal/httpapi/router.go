@@ -25,6 +25,9 @@ type route struct {
 	// Rest makes the last path parameter take the rest of the path, '/'
 	// included (a topic class suffix such as cmd/+).
 	Rest bool
+	// ErrResp, when set, is the body type of error answers (the AWS-shaped
+	// routes answer AWS's), in place of errorBody.
+	ErrResp any
 	// PathDoc describes path parameters in the OpenAPI document.
 	PathDoc map[string]string
 	h       func(c *call) (any, error)

@@ -389,5 +389,17 @@ func (s *Service) LookupDeviceAuth(ctx context.Context, pk, dn string) (Device, 
 	return d, nil
 }
 
+// LookupAPIKey reads an API key by id, without its hash, for a component
+// that has no principal of its own (the broker, naming the owner of a
+// session restored from its store before the client comes back).
+func (s *Service) LookupAPIKey(ctx context.Context, id string) (APIKey, error) {
+	k, err := s.store.GetAPIKey(ctx, id)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("API key %s: %w", id, err)
+	}
+	k.Hash = nil
+	return k, nil
+}
+
 // Stats returns registry sizes.
 func (s *Service) Stats(ctx context.Context) (Stats, error) { return s.store.Stats(ctx) }

@@ -60,6 +60,13 @@ func (e *AlibabaError) Error() string {
 	return "shadow: alibaba " + strconv.Itoa(e.Code) + ": " + e.Message
 }
 
+// Reply is the refusal's reply on /shadow/get/{pk}/{dn}, for refusals the
+// service decides on itself (a thing-model check, a server error), with
+// the stored version.
+func (e *AlibabaError) Reply(version int64, now time.Time) []byte {
+	return aliErrorReply(e.Code, e.Message, version, now.Unix())
+}
+
 // AlibabaResult is what the service needs after a request on
 // /shadow/update/{pk}/{dn}.
 type AlibabaResult struct {

@@ -172,7 +172,8 @@ func merge(state, meta, upd map[string]any, ts int64) {
 
 // normalize makes a tree loaded from storage hold to merge's invariants:
 // empty objects pruned, nulls dropped, and meta rebuilt in the shape of
-// state (a leaf without a stored timestamp gets 0).
+// state (a leaf without a stored timestamp gets 0; a leaf's string
+// "reason", which the service writes on reported.connected, is kept).
 func normalize(state, meta map[string]any) (map[string]any, map[string]any) {
 	outS, outM := map[string]any{}, map[string]any{}
 	for k, v := range state {
@@ -193,7 +194,11 @@ func normalize(state, meta map[string]any) (map[string]any, map[string]any) {
 			case int64:
 				ts = n
 			}
-			outS[k], outM[k] = v, stamp(ts)
+			st := stamp(ts)
+			if r, ok := m["reason"].(string); ok && r != "" {
+				st["reason"] = r // presence: why the session ended (see Stamp)
+			}
+			outS[k], outM[k] = v, st
 		}
 	}
 	if len(outS) == 0 {

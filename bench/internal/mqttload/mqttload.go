@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtttest"
@@ -103,4 +104,23 @@ func Percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// RaiseFileLimit raises this process's open-file limit toward n (a server
+// process it starts inherits it) and returns the limit in force: a hard
+// limit this process may not raise caps it.
+func RaiseFileLimit(n uint64) uint64 {
+	var rl syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	if rl.Cur >= n {
+		return rl.Cur
+	}
+	want := rl
+	want.Cur, want.Max = n, max(n, rl.Max)
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+		return n
+	}
+	rl.Cur = rl.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	return rl.Cur
 }

@@ -21,11 +21,11 @@ import (
 	"github.com/corral-iot/corral/internal/apptest"
 )
 
-// Proc is a running corral process.
+// Proc is a running server process: corral, or the bare engine.
 type Proc struct {
 	Cmd    *exec.Cmd
 	Addrs  map[string]string // listener name from the log ("http", "mqtt-tcp", …) -> address
-	Server *apptest.Server   // API client with the first admin key
+	Server *apptest.Server   // API client with the first admin key (nil unless corral)
 }
 
 // Build builds ../../cmd/corral (relative to the benchmark's package
@@ -47,6 +47,21 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 	dir := filepath.Join(tb.TempDir(), "data")
 	args := append([]string{"serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
 		"--mqtts-addr", "", "--ws-addr", "", "--https-addr", "", "--api-rate-limit", "0", "--log-level", "info"}, extra...)
+	p := Exec(tb, bin, args...)
+	key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+	if err != nil {
+		tb.Fatalf("reading the admin key: %v", err)
+	}
+	p.Server = apptest.Remote(tb, "http://"+p.Addrs["http"], strings.TrimSpace(string(key)))
+	return p
+}
+
+// Exec runs bin with args, waits until it logs (JSON lines on stderr,
+// msg "listening", as corral does) its "http" and "mqtt-tcp" listeners,
+// and stops the process when tb ends. Server is left nil: bin need not be
+// corral (bench/internal/engineproc runs the bare engine this way).
+func Exec(tb testing.TB, bin string, args ...string) *Proc {
+	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -55,7 +70,8 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("starting %s: %v", bin, err)
 	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &Proc{Cmd: cmd}
+	tb.Cleanup(p.Stop)
 	addrs := map[string]string{}
 	found := make(chan error, 1)
 	go func() {
@@ -83,17 +99,30 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 	case <-time.After(60 * time.Second):
 		tb.Fatalf("%s did not start listening within 60 s", bin)
 	}
-	key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
-	if err != nil {
-		tb.Fatalf("reading the admin key: %v", err)
+	p.Addrs = addrs
+	return p
+}
+
+// Stop kills the process and waits for it; it is done when the test ends
+// anyway, and a second call does nothing.
+func (p *Proc) Stop() {
+	if p.Cmd.ProcessState == nil {
+		p.Cmd.Process.Kill()
+		p.Cmd.Wait()
 	}
-	return &Proc{Cmd: cmd, Addrs: addrs, Server: apptest.Remote(tb, "http://"+addrs["http"], strings.TrimSpace(string(key)))}
 }
 
 // RSS is the process's resident set size in bytes, from /proc/PID/status.
 func (p *Proc) RSS(tb testing.TB) int64 {
 	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	return RSSOf(tb, p.Cmd.Process.Pid)
+}
+
+// RSSOf is the resident set size in bytes of any process (Mosquitto's,
+// say), from /proc/PID/status.
+func RSSOf(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -134,4 +163,44 @@ func (p *Proc) Metrics(tb testing.TB) map[string]float64 {
 		tb.Fatalf("scraping /metrics: status %d, %v", resp.StatusCode, sc.Err())
 	}
 	return out
+}
+
+// Memory is what a server process holds, read from outside it.
+type Memory struct {
+	RSS, Heap, Stacks, Goroutines float64
+}
+
+// Settled waits for the server's second garbage collection from now (the
+// first may have begun earlier, and sync.Pool victims outlive one; an
+// idle Go process collects at least every two minutes) and returns its RSS
+// (from /proc) and, from the Go collector on /metrics, its heap in live
+// and not yet swept objects (go_memstats_heap_alloc_bytes: the live heap
+// once that collection's sweep is done), goroutine stacks in use
+// (go_memstats_stack_inuse_bytes) and goroutines. A non-empty gcPath (the
+// bare engine's "/debug/gc") is requested to run those collections now
+// rather than waiting for them.
+func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
+	tb.Helper()
+	time.Sleep(3 * time.Second) // presence writes and events of the last connections
+	gcs := p.Metrics(tb)["go_gc_duration_seconds_count"]
+	if gcPath != "" {
+		for range 2 {
+			resp, err := http.Post("http://"+p.Addrs["http"]+gcPath, "", nil)
+			if err != nil {
+				tb.Fatalf("asking for a collection: %v", err)
+			}
+			resp.Body.Close()
+		}
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for p.Metrics(tb)["go_gc_duration_seconds_count"] < gcs+2 {
+		if time.Now().After(deadline) {
+			tb.Fatal("the server did not collect garbage twice in 5 minutes")
+		}
+		time.Sleep(time.Second)
+	}
+	time.Sleep(2 * time.Second) // the background sweep frees the dead objects
+	m := p.Metrics(tb)
+	return Memory{RSS: float64(p.RSS(tb)), Heap: m["go_memstats_heap_alloc_bytes"],
+		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"]}
 }

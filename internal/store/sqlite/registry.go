@@ -213,7 +213,7 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 		return err
 	}
 	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`,
-		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`} {
+		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`, `DELETE FROM shadow_settings WHERE product_key = ?`} {
 		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
 			return err
 		}

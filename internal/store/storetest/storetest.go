@@ -16,6 +16,7 @@ import (
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
+	"github.com/corral-iot/corral/internal/shadowsvc"
 )
 
 // Store is everything an adapter implements.
@@ -23,6 +24,7 @@ type Store interface {
 	registry.Store
 	audit.Store
 	shadow.Store
+	shadowsvc.SettingsStore
 	distribution.Store
 	jobs.Store
 }
@@ -53,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"configuration files", testProductConfig},
 		{"found sub-devices", testFound},
 		{"shadows", testShadows},
+		{"shadow settings", testShadowSettings},
 		{"audit", testAudit},
 		{"distribution instances", testDistInstances},
 		{"distribution records and policies", testDistRecords},
@@ -759,6 +762,27 @@ func testFound(t *testing.T, s Store) {
 	}
 	if got := names(); got != "" {
 		t.Fatalf("a deleted product's gateways' found: %q", got)
+	}
+}
+
+func testShadowSettings(t *testing.T, s Store) {
+	p := seed(t, s)
+	if raw, err := s.ShadowSettings(ctx, p.ProductKey); raw != nil || err != nil {
+		t.Fatalf("none stored: %q %v; want nil, nil", raw, err)
+	}
+	for _, v := range []string{`{"history":3}`, `{"history":4,"presence":false}`} {
+		if err := s.SetShadowSettings(ctx, p.ProductKey, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err := s.ShadowSettings(ctx, p.ProductKey); string(raw) != v || err != nil {
+			t.Fatalf("ShadowSettings = %q %v; want %s", raw, err, v)
+		}
+	}
+	if err := s.DeleteProduct(ctx, p.ProductKey); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := s.ShadowSettings(ctx, p.ProductKey); raw != nil || err != nil {
+		t.Fatalf("a deleted product's settings: %q %v; want nil, nil", raw, err)
 	}
 }
 

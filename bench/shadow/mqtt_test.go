@@ -1,0 +1,331 @@
+// Shadows over MQTT: AWS shadow updates, each answered on
+// /update/accepted once it is durable, beside a bare loop of SQLite
+// upserts of the same documents (the ceiling), and delta delivery to an
+// online device after an application's REST update.
+
+package shadow
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver corral's store uses
+
+	"github.com/corral-iot/corral/bench/internal/knob"
+	"github.com/corral-iot/corral/bench/internal/mqttload"
+	"github.com/corral-iot/corral/bench/internal/serverproc"
+	"github.com/corral-iot/corral/internal/apptest"
+	"github.com/corral-iot/corral/internal/mqtttest"
+	"github.com/corral-iot/corral/internal/shadow"
+)
+
+type dev struct{ ProductKey, DeviceName, DeviceSecret string }
+
+// populate creates n devices through the API and returns their triples.
+func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
+	b.Helper()
+	var out []dev
+	for done := 0; done < n; done += 10000 {
+		var batch struct{ Devices []dev }
+		s.Admin("POST", "/v1/products/"+pk+"/devices:batch", map[string]any{"count": min(10000, n-done)}, 201).JSON(b, &batch)
+		out = append(out, batch.Devices...)
+	}
+	return out
+}
+
+// shadowConn is one device's raw MQTT connection, subscribed to its
+// classic shadow's update/accepted.
+type shadowConn struct {
+	c     net.Conn
+	topic string // …/shadow/update
+	pid   uint16
+}
+
+func subscribePacket(pid uint16, filter string) []byte {
+	body := binary.BigEndian.AppendUint16(nil, pid)
+	body = append(body, mqtttest.Str(filter)...)
+	return mqtttest.Packet(0x82, append(body, 0))
+}
+
+func publishPacket(topic string, pid uint16, payload []byte) []byte {
+	body := append(mqtttest.Str(topic), byte(pid>>8), byte(pid))
+	return mqtttest.Packet(0x32, append(body, payload...))
+}
+
+// connect opens and subscribes every device's connection.
+func connect(b *testing.B, addr string, devs []dev) []*shadowConn {
+	b.Helper()
+	conns := make([]*shadowConn, len(devs))
+	var firstErr atomic.Pointer[string]
+	failed := mqttload.Spread(len(devs), 16, func(i int) error {
+		d := devs[i]
+		var c net.Conn
+		var err error
+		for range 3 { // a loaded machine may miss a deadline: try again
+			if c, err = mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			firstErr.CompareAndSwap(nil, new(err.Error()))
+			return err
+		}
+		sc := &shadowConn{c: c, topic: "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update"}
+		if _, err := c.Write(subscribePacket(1, sc.topic+"/accepted")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if typ, _, err := mqtttest.ReadPacket(c); err != nil || typ>>4 != 9 {
+			c.Close()
+			err = fmt.Errorf("SUBACK: %x %v", typ, err)
+			firstErr.CompareAndSwap(nil, new(err.Error()))
+			return err
+		}
+		conns[i] = sc
+		return nil
+	})
+	b.Cleanup(func() {
+		for _, sc := range conns {
+			if sc != nil {
+				mqttload.Disconnect(sc.c)
+			}
+		}
+	})
+	if failed > 0 {
+		b.Fatalf("%d devices failed to connect and subscribe (first: %s)", failed, *firstErr.Load())
+	}
+	return conns
+}
+
+// update publishes one update (QoS 1) and waits for its update/accepted.
+func (sc *shadowConn) update(payload []byte) (time.Duration, error) {
+	sc.pid++
+	if sc.pid == 0 {
+		sc.pid = 1
+	}
+	start := time.Now()
+	if _, err := sc.c.Write(publishPacket(sc.topic, sc.pid, payload)); err != nil {
+		return 0, err
+	}
+	sc.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		typ, body, err := mqtttest.ReadPacket(sc.c)
+		if err != nil {
+			return 0, err
+		}
+		if typ>>4 != 3 {
+			continue // the PUBACK of the update
+		}
+		if n := int(binary.BigEndian.Uint16(body)); len(body) >= 2+n && strings.HasSuffix(string(body[2:2+n]), "/accepted") {
+			return time.Since(start), nil
+		}
+	}
+}
+
+func updateBody(seq int) []byte {
+	return fmt.Appendf(nil, `{"state":{"reported":{"temp":%d,"seq":%d,"mode":"eco"}},"clientToken":"b%d"}`, 20+seq%10, seq, seq)
+}
+
+// run sends n updates from c workers, each owning every c-th device in
+// turn (one update in flight per worker), and returns the rate and the
+// latencies.
+func run(b *testing.B, conns []*shadowConn, n, c int) (float64, []time.Duration) {
+	b.Helper()
+	lat := make([][]time.Duration, c)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := 0
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				sc := conns[(w+mine*c)%len(conns)]
+				mine++
+				d, err := sc.update(updateBody(i))
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				lat[w] = append(lat[w], d)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d workers failed", f)
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return float64(len(all)) / el.Seconds(), all
+}
+
+// BenchmarkShadowUpdateMQTT: devices update their own classic shadows
+// over MQTT (QoS 1 to $aws/things/{thing}/shadow/update), each update
+// answered on update/accepted after the store committed it (SQLite,
+// synchronous=FULL, group commit); C workers keep one update each in
+// flight, cycling through the devices. Beside it, the ceiling: a bare
+// loop of SQLite JSON upserts of the same documents, one per transaction
+// and C at once, on the same settings. The server runs as its own
+// process (serverproc); the load generator shares the machine's 2 cores.
+func BenchmarkShadowUpdateMQTT(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_N", 20000)
+	c := knob.Int("CORRAL_BENCH_C", 100)
+	bin := serverproc.Build(b)
+	for _, devices := range []int{100, knob.Int("CORRAL_BENCH_DEVICES", 10000)} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			proc := serverproc.Start(b, bin, "--sqlite-synchronous", "FULL")
+			s := proc.Server
+			pk := s.CreateProduct("bench", nil).ProductKey
+			conns := connect(b, proc.Addrs["mqtt-tcp"], populate(b, s, pk, devices))
+			time.Sleep(time.Second)              // presence of the new sessions is written in the background
+			run(b, conns, min(devices, 2000), c) // warm-up: every shadow exists
+			cpu0 := cpuTime(b, proc.Cmd.Process.Pid)
+			b.ResetTimer()
+			rate, lat := run(b, conns, n, c)
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime(b, proc.Cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
+			p50, p99 := mqttload.Percentiles(lat)
+			ceil := ceiling(b, n, c)
+			b.ReportMetric(rate, "updates/s")
+			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(ceil, "sqlite-upserts/s")
+			b.ReportMetric(rate/ceil, "ratio")
+		})
+	}
+}
+
+// ceiling upserts n shadow documents of the shape the benchmark stores
+// into a bare SQLite table (WAL, synchronous=FULL, one upsert per
+// transaction) from c goroutines, and returns upserts/s.
+func ceiling(b *testing.B, n, c int) float64 {
+	b.Helper()
+	dsn := "file:" + filepath.Join(b.TempDir(), "ceiling.db") + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // SQLite has one writer; a pool would only wait on its lock
+	if _, err := db.Exec(`CREATE TABLE shadows(product_key TEXT, device_name TEXT, name TEXT, doc BLOB, version INTEGER, updated_at INTEGER,
+		PRIMARY KEY(product_key, device_name, name)) WITHOUT ROWID`); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	docs := make([][]byte, 64)
+	doc := shadow.New(nil, now)
+	for i := range docs {
+		u, err := shadow.ApplyAWS(doc, updateBody(i), now, shadow.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs[i], _ = u.Next.MarshalJSON()
+		doc = u.Next
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if _, err := db.ExecContext(context.Background(), `INSERT INTO shadows VALUES ('pk', ?, '', ?, ?, ?)
+					ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at`,
+					fmt.Sprint("d", i%100), docs[i%len(docs)], i, now.UnixMilli()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkShadowDeltaDelivery: an application sets desired through the
+// REST API (PUT /v1/products/{pk}/devices/{dn}/shadows) and an online
+// device, subscribed to its classic shadow's update/delta, receives the
+// delta: the time from sending the request to the delta's arrival,
+// CORRAL_BENCH_DELTAS (1,000) times, one at a time.
+func BenchmarkShadowDeltaDelivery(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_DELTAS", 1000)
+	s := apptest.Start(b)
+	pk := s.CreateProduct("bench", nil).ProductKey
+	d := populate(b, s, pk, 1)[0]
+	c, err := mqttload.Connect(s.App.Broker().Addr("tcp"), mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mqttload.Disconnect(c)
+	delta := "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update/delta"
+	if _, err := c.Write(subscribePacket(1, delta)); err != nil {
+		b.Fatal(err)
+	}
+	path := "/v1/products/" + pk + "/devices/" + d.DeviceName + "/shadows"
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range n {
+		start := time.Now()
+		r := s.Do(s.AdminKey, "PUT", path, fmt.Sprintf(`{"state":{"desired":{"fan":%d}}}`, i+1))
+		if r.Status != 200 {
+			b.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			typ, body, err := mqtttest.ReadPacket(c)
+			if err != nil {
+				b.Fatalf("no delta: %v", err)
+			}
+			if typ>>4 == 3 && strings.Contains(string(body), fmt.Sprintf(`"fan":%d}`, i+1)) {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	p50, p99 := mqttload.Percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+}
+
+// cpuTime is a process's user + system CPU time, from /proc/PID/stat.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command (in parentheses, which may hold spaces):
+	// state is the 3rd field; utime and stime are the 14th and 15th.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}

@@ -1,0 +1,636 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corral-iot/corral/internal/mqtt/packet"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
+	"github.com/corral-iot/corral/internal/mqtt/subs"
+)
+
+// maxBatch bounds the bytes one writer iteration encodes before writing.
+const maxBatch = 64 << 10
+
+// closeGrace bounds the writes to a connection being ended (its DISCONNECT),
+// so that a client that does not read delays no takeover, kick or shutdown.
+const closeGrace = time.Second
+
+// conn is one network connection. Its reader goroutine owns the fields
+// above the line; the fields below are guarded by sess.mu once the
+// connection is attached to a session.
+type conn struct {
+	srv      *Server
+	nc       net.Conn
+	listener string
+	b        [1]byte // ReadByte's buffer
+
+	version   packet.Version
+	client    *Client
+	keepAlive time.Duration
+	aliasIn   []string // topic aliases the client set; index = alias
+	expiry0   uint32   // the session expiry the CONNECT gave
+	sess      *session // set once, under Server.mu and sess.mu
+
+	// Client's limits, fixed at CONNECT.
+	window      int    // outbound in-flight bound
+	maxPacket   int    // 0: none
+	aliasOutMax uint16 // aliases the client accepts
+	// noProblemInfo: the client asked for no reason strings except on
+	// PUBLISH, CONNACK and DISCONNECT (MQTT 5 3.1.2.11.7).
+	noProblemInfo bool
+
+	endReported atomic.Bool // SessionEnded was called
+	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
+
+	// Guarded by sess.mu.
+	ctrl      []byte // encoded control packets to write before messages
+	writing   bool   // a writer goroutine runs
+	started   bool   // SessionStarted has returned: the writer may start
+	closing   bool   // no more messages; close after ctrl is written
+	endReason EndReason
+	aborted   bool // endReason was set by abort
+	will      *packet.Will
+	aliasOut  map[string]uint16
+}
+
+// Read and ReadByte let packet.Read read the connection without a buffer.
+func (c *conn) Read(p []byte) (int, error) { return c.nc.Read(p) }
+
+func (c *conn) ReadByte() (byte, error) {
+	for {
+		n, err := c.nc.Read(c.b[:])
+		if n == 1 {
+			return c.b[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// appendCtrlLocked queues a control packet and starts the writer. A client
+// that lets control packets pile up past the bound is aborted. Requires
+// sess.mu.
+func (c *conn) appendCtrlLocked(p packet.Packet) {
+	if c.closing {
+		return
+	}
+	var err error
+	c.ctrl, err = p.Append(c.ctrl, c.version)
+	if err != nil {
+		c.srv.log.Error("mqtt engine: encoding a control packet", "type", p.Type().String(), "err", err)
+	}
+	if len(c.ctrl) > c.srv.opts.MaxControlBytes {
+		c.ctrl = c.ctrl[:0]
+		c.abortLocked(packet.UnspecifiedError, "", EndSlowConsumer)
+		return
+	}
+	c.kickLocked()
+}
+
+// kickLocked starts the writer unless one runs or SessionStarted has not
+// returned yet (the CONNACK waits for it). Requires sess.mu.
+func (c *conn) kickLocked() {
+	if c.writing || !c.started {
+		return
+	}
+	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {
+		return
+	}
+	c.writing = true
+	c.srv.wg.Add(1)
+	go c.flush()
+}
+
+// sendable says whether the queue's head can be written now. Requires mu.
+func (s *session) sendable(c *conn) bool {
+	if s.queued() == 0 {
+		return false
+	}
+	return s.queue[s.qhead].qos == 0 || len(s.inflight) < c.window
+}
+
+// abortLocked ends the connection: MQTT 5 clients are sent DISCONNECT with
+// code (never 3.1.1 ones), then the network connection is closed, which
+// ends the reader. Requires sess.mu.
+func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
+	if c.closing {
+		return
+	}
+	if c.version == packet.V5 {
+		d := packet.Disconnect{ReasonCode: code}
+		d.Properties.ReasonString = reason
+		c.ctrl, _ = d.Append(c.ctrl, c.version)
+	}
+	c.closing, c.aborted, c.endReason = true, true, r
+	c.aborting.Store(true)
+	if c.writing {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+		return
+	}
+	if len(c.ctrl) == 0 {
+		c.nc.Close()
+		return
+	}
+	c.writing = true
+	c.srv.wg.Add(1)
+	go c.flush()
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// flush is the writer: it writes control packets, then the messages the
+// window allows, until there is nothing left, and exits. When the
+// connection is closing it closes it once the control packets are out.
+func (c *conn) flush() {
+	defer c.srv.wg.Done()
+	s := c.sess
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 256<<10 {
+			*bp = (*bp)[:0]
+			bufPool.Put(bp)
+		}
+	}()
+	var drops []DropReason
+	for {
+		s.mu.Lock()
+		buf := append((*bp)[:0], c.ctrl...)
+		c.ctrl = c.ctrl[:0]
+		if !c.closing {
+			buf, drops = s.fillLocked(c, buf, time.Now(), drops[:0])
+		}
+		*bp = buf
+		closing := c.closing
+		if len(buf) == 0 {
+			c.writing = false
+			c.ctrl = nil
+			s.mu.Unlock()
+			c.srv.reportDrops(s.id, drops)
+			if closing {
+				c.nc.Close()
+			}
+			return
+		}
+		s.mu.Unlock()
+		c.srv.reportDrops(s.id, drops)
+		drops = drops[:0]
+		timeout := c.srv.opts.WriteTimeout
+		if closing {
+			timeout = closeGrace
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := c.nc.Write(buf); err != nil {
+			s.mu.Lock()
+			if !c.closing {
+				// A write that timed out is a client that stopped reading;
+				// any other error, a connection already gone.
+				r := EndClosed
+				if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+					r = EndSlowConsumer
+				}
+				c.closing, c.aborted, c.endReason = true, true, r
+				c.aborting.Store(true)
+			}
+			c.writing = false
+			c.ctrl = nil
+			s.mu.Unlock()
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+// fillLocked encodes queued messages into buf while the window allows, and
+// moves QoS 1 and 2 ones into the in-flight window. Requires mu.
+func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropReason) ([]byte, []DropReason) {
+	for s.queued() > 0 && len(buf) < maxBatch {
+		d := s.queue[s.qhead]
+		rem, has, ok := d.msg.remaining(now)
+		if !ok {
+			s.popLocked()
+			s.doneLocked(c.srv, &d)
+			drops = append(drops, DropExpired)
+			continue
+		}
+		if d.qos > 0 && len(s.inflight) >= c.window {
+			break
+		}
+		p := publishOf(&d, rem, has)
+		if d.qos > 0 {
+			p.PacketID = s.freeIDLocked()
+		}
+		var newAlias bool
+		if c.aliasOutMax > 0 {
+			if a, ok := c.aliasOut[p.Topic]; ok {
+				p.Properties.TopicAlias, p.Topic = a, ""
+			} else if len(c.aliasOut) < int(c.aliasOutMax) {
+				if c.aliasOut == nil {
+					c.aliasOut = make(map[string]uint16)
+				}
+				a := uint16(len(c.aliasOut) + 1)
+				c.aliasOut[p.Topic] = a
+				p.Properties.TopicAlias, newAlias = a, true
+			}
+		}
+		start := len(buf)
+		var err error
+		buf, err = p.Append(buf, c.version)
+		if err != nil || (c.maxPacket > 0 && len(buf)-start > c.maxPacket) {
+			buf = buf[:start]
+			if newAlias {
+				delete(c.aliasOut, d.msg.Topic)
+			}
+			s.popLocked()
+			s.doneLocked(c.srv, &d)
+			drops = append(drops, DropTooLarge)
+			continue
+		}
+		s.popLocked()
+		if d.qos > 0 {
+			s.inflight = append(s.inflight, outbound{id: p.PacketID, d: d})
+			if d.seq != 0 {
+				c.srv.dur.transition(s.id, &d, persist.Sent, p.PacketID)
+			}
+		}
+		c.srv.count.sent.Add(1)
+	}
+	return buf, drops
+}
+
+// doneLocked deletes a stored message whose delivery is over. Requires mu.
+func (s *session) doneLocked(srv *Server, d *delivery) {
+	if d.seq != 0 {
+		srv.dur.transition(s.id, d, persist.Done, 0)
+	}
+}
+
+// publishOf is the PUBLISH of a delivery, without packet id or alias.
+func publishOf(d *delivery, rem uint32, hasExpiry bool) *packet.Publish {
+	p := &packet.Publish{QoS: d.qos, Retain: d.retain, Topic: d.msg.Topic,
+		Properties: d.msg.Props.properties(), Payload: d.msg.Payload}
+	p.Properties.MessageExpiry = nil
+	if hasExpiry {
+		p.Properties.MessageExpiry = &rem
+	}
+	p.Properties.SubscriptionIDs = d.subIDs
+	return p
+}
+
+// resendLocked queues, after the CONNACK, the in-flight window of a resumed
+// session in its original order: PUBLISH with DUP for those not yet
+// acknowledged, PUBREL for those awaiting PUBCOMP. Requires mu.
+func (s *session) resendLocked(c *conn, now time.Time) {
+	for i := range s.inflight {
+		o := &s.inflight[i]
+		if o.rel {
+			c.appendCtrlLocked(&packet.Pubrel{Ack: packet.Ack{PacketID: o.id}})
+			continue
+		}
+		rem, has, _ := o.d.msg.remaining(now)
+		p := publishOf(&o.d, rem, has)
+		p.PacketID, p.Dup = o.id, true
+		c.appendCtrlLocked(p)
+	}
+}
+
+// readLoop reads and handles packets until the connection ends, and says
+// why it ended.
+func (c *conn) readLoop() EndReason {
+	limit := c.srv.opts.MaxPacketSize
+	if c.keepAlive == 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	for {
+		if c.keepAlive > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		}
+		p, err := packet.Read(c, c.version, limit)
+		if err != nil {
+			return c.readFailed(err)
+		}
+		c.srv.count.received.Add(1)
+		if c.aborting.Load() {
+			// Taken over, kicked or shut down while this packet came in:
+			// the session is no longer this connection's to act on.
+			return c.readFailed(net.ErrClosed)
+		}
+		if r, done := c.handle(p); done {
+			return r
+		}
+	}
+}
+
+// readFailed ends the connection after a read error.
+func (c *conn) readFailed(err error) EndReason {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.aborted {
+		return c.endReason
+	}
+	var ne net.Error
+	var pe *packet.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		c.abortLocked(packet.KeepAliveTimeout, "keep alive timeout", EndKeepAlive)
+		return EndKeepAlive
+	case errors.As(err, &pe):
+		c.abortLocked(pe.Code, "", EndProtocolError)
+		return EndProtocolError
+	}
+	return EndClosed
+}
+
+// fail aborts the connection for a packet the client must not send.
+func (c *conn) fail(code packet.ReasonCode, reason string) (EndReason, bool) {
+	s := c.sess
+	s.mu.Lock()
+	c.abortLocked(code, reason, EndProtocolError)
+	r := c.endReason
+	s.mu.Unlock()
+	return r, true
+}
+
+// handle acts on one packet; done says the connection ends.
+func (c *conn) handle(p packet.Packet) (EndReason, bool) {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.onPublish(p)
+	case *packet.Puback:
+		c.onAck(packet.TypePuback, p.PacketID, p.ReasonCode)
+	case *packet.Pubrec:
+		c.onAck(packet.TypePubrec, p.PacketID, p.ReasonCode)
+	case *packet.Pubcomp:
+		c.onAck(packet.TypePubcomp, p.PacketID, p.ReasonCode)
+	case *packet.Pubrel:
+		c.onPubrel(p.PacketID)
+	case *packet.Subscribe:
+		return c.onSubscribe(p)
+	case *packet.Unsubscribe:
+		c.onUnsubscribe(p)
+	case *packet.Pingreq:
+		c.sess.mu.Lock()
+		c.appendCtrlLocked(&packet.Pingresp{})
+		c.sess.mu.Unlock()
+	case *packet.Disconnect:
+		return c.onDisconnect(p)
+	default:
+		c.srv.log.Debug("mqtt engine: protocol error, connection closed", "clientId", c.client.ID,
+			"type", p.Type().String(), "reason", "packet not expected from a client")
+		return c.fail(packet.ProtocolError, p.Type().String()+" not expected from a client")
+	}
+	return 0, false
+}
+
+func (c *conn) onDisconnect(p *packet.Disconnect) (EndReason, bool) {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := p.Properties.SessionExpiry; e != nil && c.version == packet.V5 {
+		if c.expiry0 == 0 && *e != 0 {
+			c.abortLocked(packet.ProtocolError, "session expiry set on DISCONNECT after 0 on CONNECT", EndProtocolError)
+			return EndProtocolError, true
+		}
+		s.expiry = c.srv.capExpiry(*e)
+	}
+	r := EndNormal
+	if p.ReasonCode != packet.Success {
+		r = EndWithWill
+	} else {
+		c.will = nil
+	}
+	c.closing, c.aborted, c.endReason = true, true, r
+	return r, true
+}
+
+// onAck handles PUBACK, PUBREC and PUBCOMP: an acknowledgement returns send
+// quota, a PUBREC is answered PUBREL (0x92 when the id is not in flight), and
+// a PUBREC with a failure code ends the exchange as a PUBACK does.
+func (c *conn) onAck(t packet.Type, id uint16, code packet.ReasonCode) {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.inflightIndex(id)
+	switch t {
+	case packet.TypePuback:
+		if k < 0 || s.inflight[k].d.qos != 1 {
+			return
+		}
+	case packet.TypePubrec:
+		switch {
+		case k < 0:
+			c.appendCtrlLocked(&packet.Pubrel{Ack: packet.Ack{PacketID: id, ReasonCode: packet.PacketIdentifierNotFound}})
+			return
+		case s.inflight[k].d.qos != 2:
+			return
+		case code < 0x80:
+			s.inflight[k].rel = true
+			if d := &s.inflight[k].d; d.seq != 0 {
+				c.srv.dur.transition(s.id, d, persist.Received, id)
+			}
+			c.appendCtrlLocked(&packet.Pubrel{Ack: packet.Ack{PacketID: id}})
+			return
+		}
+	case packet.TypePubcomp:
+		if k < 0 || !s.inflight[k].rel {
+			return
+		}
+	}
+	s.doneLocked(c.srv, &s.inflight[k].d)
+	s.ackLocked(k)
+	c.kickLocked()
+}
+
+func (c *conn) onPubrel(id uint16) {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	code := packet.Success
+	if _, ok := s.inQoS2[id]; ok {
+		delete(s.inQoS2, id)
+		if len(s.inQoS2) == 0 {
+			s.inQoS2 = nil
+		}
+		if s.stored {
+			c.srv.dur.push(pendingOp{t: persist.Transition{ClientID: s.id, PacketID: id}, rmInbound: true})
+		}
+	} else {
+		code = packet.PacketIdentifierNotFound
+	}
+	c.appendCtrlLocked(&packet.Pubcomp{Ack: packet.Ack{PacketID: id, ReasonCode: code}})
+}
+
+func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
+	srv, s := c.srv, c.sess
+	topic := p.Topic
+	if a := p.Properties.TopicAlias; a != 0 {
+		if int(a) > srv.opts.TopicAliasMaximum {
+			return c.fail(packet.TopicAliasInvalid, "topic alias above the maximum")
+		}
+		if c.aliasIn == nil {
+			c.aliasIn = make([]string, srv.opts.TopicAliasMaximum+1)
+		}
+		if topic != "" {
+			c.aliasIn[a] = topic
+		} else if topic = c.aliasIn[a]; topic == "" {
+			return c.fail(packet.ProtocolError, "unknown topic alias")
+		}
+	}
+	if topic == "" {
+		return c.fail(packet.ProtocolError, "PUBLISH without a topic")
+	}
+	if p.QoS == 2 {
+		s.mu.Lock()
+		_, dup := s.inQoS2[p.PacketID]
+		switch {
+		case dup:
+			c.appendCtrlLocked(&packet.Pubrec{Ack: packet.Ack{PacketID: p.PacketID}})
+			s.mu.Unlock()
+			return 0, false
+		case len(s.inQoS2) >= int(srv.opts.ReceiveMaximum):
+			c.abortLocked(packet.ReceiveMaximumExceeded, "receive maximum exceeded", EndProtocolError)
+			s.mu.Unlock()
+			return EndProtocolError, true
+		}
+		if s.inQoS2 == nil {
+			s.inQoS2 = make(map[uint16]struct{})
+		}
+		s.inQoS2[p.PacketID] = struct{}{}
+		s.mu.Unlock()
+	}
+	code, reason := packet.Success, ""
+	if srv.hooks.MayPublish(c.client, topic) {
+		now := time.Now()
+		m := newMessage(p, topic, c.client.ID, now)
+		var in *persist.Inbound
+		if p.QoS == 2 && srv.dur != nil && srv.isStored(s) {
+			in = &persist.Inbound{ClientID: s.id, PacketID: p.PacketID}
+		}
+		n, err := srv.route(m, now, in)
+		switch {
+		case err != nil && p.QoS > 0:
+			srv.log.Error("mqtt engine: a message was not stored: not acknowledged", "client", c.client.ID, "err", err)
+			if c.version != packet.V5 {
+				// 3.1.1 has no failure PUBACK: the client resends on
+				// reconnecting.
+				return c.fail(packet.UnspecifiedError, "")
+			}
+			code = packet.UnspecifiedError
+			if !c.noProblemInfo {
+				reason = "the message could not be stored"
+			}
+		case n == 0:
+			code = packet.NoMatchingSubscribers
+		}
+	} else if c.version == packet.V5 {
+		code = packet.NotAuthorized
+		if !c.noProblemInfo {
+			reason = "not authorized to publish on this topic"
+		}
+	}
+	if p.QoS == 0 {
+		return 0, false
+	}
+	ack := packet.Ack{PacketID: p.PacketID, ReasonCode: code}
+	ack.Properties.ReasonString = reason
+	s.mu.Lock()
+	if p.QoS == 1 {
+		c.appendCtrlLocked(&packet.Puback{Ack: ack})
+	} else {
+		if code >= 0x80 {
+			delete(s.inQoS2, p.PacketID)
+		}
+		c.appendCtrlLocked(&packet.Pubrec{Ack: ack})
+	}
+	s.mu.Unlock()
+	return 0, false
+}
+
+func (c *conn) onSubscribe(p *packet.Subscribe) (EndReason, bool) {
+	srv, s := c.srv, c.sess
+	codes := make([]packet.ReasonCode, len(p.Subscriptions))
+	var subID uint32
+	if ids := p.Properties.SubscriptionIDs; len(ids) > 0 {
+		subID = ids[0]
+	}
+	refused := packet.ReasonCode(0x80)
+	var retained []subs.Subscription
+	sh, _ := srv.hooks.(SubscriptionHooks)
+	var granted []string
+	for i, sub := range p.Subscriptions {
+		if err := packet.ValidTopicFilter(sub.Filter); err != nil {
+			codes[i] = packet.TopicFilterInvalid
+			if c.version != packet.V5 {
+				codes[i] = refused
+			}
+			continue
+		}
+		_, inner, shared := packet.ParseShared(sub.Filter)
+		if shared && sub.NoLocal {
+			return c.fail(packet.ProtocolError, "no local on a shared subscription")
+		}
+		if !srv.hooks.MaySubscribe(c.client, inner) {
+			codes[i] = packet.NotAuthorized
+			if c.version != packet.V5 {
+				codes[i] = refused
+			}
+			continue
+		}
+		o := subs.Options{QoS: min(sub.QoS, 2), NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
+			RetainHandling: sub.RetainHandling, SubscriptionID: subID}
+		if sh != nil {
+			o = sh.SubscriptionOptions(c.client, sub.Filter, o)
+		}
+		if srv.subscribe(s, sub.Filter, o, shared) {
+			retained = append(retained, subs.Subscription{Filter: sub.Filter, Options: o})
+		}
+		codes[i] = packet.ReasonCode(o.QoS)
+		if sh != nil {
+			granted = append(granted, sub.Filter)
+		}
+	}
+	var ds []delivery
+	for _, r := range retained {
+		ds = append(ds, srv.retainedFor(s, r.Filter, r.Options)...)
+	}
+	ack := &packet.Suback{PacketID: p.PacketID, ReasonCodes: codes}
+	if c.version == packet.V5 && !c.noProblemInfo {
+		for _, code := range codes {
+			if code >= 0x80 {
+				ack.Properties.ReasonString = "some filters were refused: invalid or not authorized"
+				break
+			}
+		}
+	}
+	srv.enqueueAll(s, c, ack, ds)
+	if len(granted) > 0 {
+		sh.Subscribed(c.client, granted)
+	}
+	return 0, false
+}
+
+func (c *conn) onUnsubscribe(p *packet.Unsubscribe) {
+	srv, s := c.srv, c.sess
+	var codes []packet.ReasonCode
+	if c.version == packet.V5 {
+		codes = make([]packet.ReasonCode, len(p.Filters))
+	}
+	for i, f := range p.Filters {
+		ok := srv.router.Unsubscribe(s.id, f)
+		s.mu.Lock()
+		s.removeSubLocked(f)
+		s.mu.Unlock()
+		srv.storeUnsubscribe(s, f)
+		if !ok && codes != nil {
+			codes[i] = packet.NoSubscriptionExisted
+		}
+	}
+	s.mu.Lock()
+	c.appendCtrlLocked(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	s.mu.Unlock()
+}

@@ -1,0 +1,580 @@
+// Package shadowsvc is the device shadow service (issue 11): it keeps the
+// documents of internal/shadow in the store, applies requests of both
+// dialects (AWS and Alibaba) and of the REST API to them, checks them
+// against each product's shadow settings (size limit, thing model,
+// presence, history), and tells its observers of every accepted change
+// (the MQTT side publishes deltas, control pushes and events; webhooks
+// post to the product's event URLs).
+//
+// Authorization is the caller's: the REST API checks the principal, the
+// broker the topic rights. The service sees every device of the instance.
+package shadowsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/corral-iot/corral/internal/cache"
+	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
+	"github.com/corral-iot/corral/internal/tsl"
+)
+
+// Devices is what the service reads of the registry: devices by their
+// triple or thing name, products and their thing models.
+type Devices interface {
+	// LookupDevice returns a device (registry.ErrNotFound when none).
+	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	// LookupThing returns the device a thing name names.
+	LookupThing(ctx context.Context, name string) (registry.Device, error)
+	// LookupThingModel returns a product's thing model, nil when none.
+	LookupThingModel(ctx context.Context, pk string) (*tsl.Model, error)
+	// LookupProduct returns a product (for its event URLs).
+	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	Store    shadow.Store
+	Settings SettingsStore
+	Devices  Devices
+	Now      func() time.Time
+	Log      *slog.Logger
+	// History is the default K (versions kept per shadow) of products
+	// that did not set theirs; 0 means DefaultHistory.
+	History int
+}
+
+// Origin says who sent a request, for the observers.
+type Origin struct {
+	Source     string // "aws", "alibaba", "rest", "presence"
+	FromDevice bool   // the device itself (not an application)
+}
+
+// Change is one accepted change of a shadow, as observers are told.
+type Change struct {
+	Key       shadow.Key
+	Thing     string
+	AccountID string
+	Prev, Cur shadow.Document // Prev is empty (version 0) when the shadow was created
+	Created   bool            // no live shadow before this change
+	Deleted   bool            // Cur is the deleted document (its last state)
+	Source    string          // "aws", "alibaba", "rest", "presence"
+	// FromDevice: the device itself sent it (not an application).
+	FromDevice  bool
+	ClientToken string
+	// Delta is the AWS update/delta payload, nil if none (or not an AWS
+	// update); Documents the AWS update/documents payload, nil if not an
+	// AWS update.
+	Delta, Documents []byte
+	// DesiredChanged: the change set or cleared desired.
+	DesiredChanged bool
+	// Reason is why a session ended (Source "presence", connected false).
+	Reason string
+	At     time.Time
+}
+
+// Observer is told of every accepted change, after it is stored, on the
+// goroutine of the request and under the shadow's writer lock, so that one
+// shadow's changes arrive in version order. It must not block, nor write
+// to a shadow of the Service.
+type Observer interface {
+	ShadowChanged(ctx context.Context, c Change)
+}
+
+// Service applies shadow requests. It is safe for concurrent use.
+type Service struct {
+	o   Options
+	now func() time.Time
+	log *slog.Logger
+
+	// Lock order: a shadow's writer lock (writers), then mu. mu is held
+	// only to read or append observers.
+	mu        sync.RWMutex // guards observers
+	observers []Observer
+	settings  *cache.Cache[string, Settings]      // by ProductKey
+	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
+
+	// writers serialise the writes of one shadow on this node: a
+	// read-apply-write then loses to ErrStale only when another node
+	// wrote, and observers hear one shadow's changes in version order.
+	writers keyLocks
+}
+
+// keyLocks is a mutex per shadow in use, dropped when its last holder or
+// waiter leaves, so that writers of different shadows never wait for
+// each other (a write waits for its durable commit).
+type keyLocks struct {
+	mu sync.Mutex // guards m; held only to find or drop an entry, never while waiting
+	m  map[shadow.Key]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; guarded by keyLocks.mu
+}
+
+// lock takes the writer lock of a shadow; call the result to release it.
+func (l *keyLocks) lock(k shadow.Key) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[shadow.Key]*keyLock{}
+	}
+	e := l.m[k]
+	if e == nil {
+		e = &keyLock{}
+		l.m[k] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, k)
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (s *Service) lock(k shadow.Key) func() { return s.writers.lock(k) }
+
+// maxAttempts bounds the retries of a write that lost a race with
+// another writer of the same shadow (ErrStale).
+const maxAttempts = 10
+
+// New returns a Service.
+func New(o Options) *Service {
+	s := &Service{o: o, now: o.Now, log: o.Log}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.o.History <= 0 {
+		s.o.History = DefaultHistory
+	}
+	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
+	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	return s
+}
+
+// AddObserver registers an observer of changes.
+func (s *Service) AddObserver(o Observer) {
+	s.mu.Lock()
+	s.observers = append(s.observers, o)
+	s.mu.Unlock()
+}
+
+func (s *Service) notify(ctx context.Context, c Change) {
+	s.mu.RLock()
+	obs := s.observers
+	s.mu.RUnlock()
+	for _, o := range obs {
+		o.ShadowChanged(ctx, c)
+	}
+}
+
+// deviceInfo is what the service keeps of a device, cached by triple.
+type deviceInfo struct {
+	AccountID, ThingName string
+}
+
+// device returns the device of a shadow (registry.ErrNotFound when there
+// is none), from the cache.
+func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) {
+	return s.devices.GetOrLoad([2]string{k.ProductKey, k.DeviceName}, func() (deviceInfo, error) {
+		d, err := s.o.Devices.LookupDevice(ctx, k.ProductKey, k.DeviceName)
+		if err != nil {
+			return deviceInfo{}, err
+		}
+		return deviceInfo{AccountID: d.AccountID, ThingName: d.ThingName}, nil
+	})
+}
+
+// DeviceChanged implements registry.Observer: a device is read again
+// after any change (deleted, renamed).
+func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
+	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
+}
+
+// current reads a shadow: the document a request applies to and the
+// version a write of it is based on (0 for none or a tombstone); live
+// is false when no live shadow is stored.
+func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live bool, err error) {
+	st, err := s.o.Store.GetShadow(ctx, k)
+	switch {
+	case errors.Is(err, shadow.ErrNoShadow):
+		return shadow.New(nil, now), 0, false, nil
+	case err != nil:
+		return shadow.Document{}, 0, false, fmt.Errorf("reading shadow: %w", err)
+	case st.Deleted:
+		return shadow.New(st.Tomb(), now), 0, false, nil
+	}
+	doc, err = shadow.Parse(st.Doc)
+	if err != nil {
+		return shadow.Document{}, 0, false, fmt.Errorf("reading shadow: %w", err)
+	}
+	return doc, st.Version, true, nil
+}
+
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) error {
+	b, err := next.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("encoding shadow: %w", err)
+	}
+	return s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
+}
+
+// awsFail turns an internal failure into AWS's 500, logged without the
+// payload.
+func (s *Service) awsFail(k shadow.Key, err error, token string, now time.Time) *shadow.ErrorAWS {
+	s.log.Error("shadow request failed", "productKey", k.ProductKey, "deviceName", k.DeviceName, "shadow", k.Name, "err", err)
+	return shadow.NewErrorAWS(http.StatusInternalServerError, shadow.MsgInternal, token, now)
+}
+
+// awsLookup resolves the device of an AWS request: 404 "Thing not found"
+// when there is none, 400 for an invalid shadow name.
+func (s *Service) awsLookup(ctx context.Context, k shadow.Key, token string, now time.Time) (deviceInfo, error) {
+	if k.Name != "" && !shadow.ValidName(k.Name) {
+		return deviceInfo{}, shadow.NewErrorAWS(http.StatusBadRequest, MsgInvalidName, token, now)
+	}
+	d, err := s.device(ctx, k)
+	if errors.Is(err, registry.ErrNotFound) {
+		return d, shadow.NewErrorAWS(http.StatusNotFound, shadow.MsgThingNotFound, token, now)
+	}
+	if err != nil {
+		return d, s.awsFail(k, err, token, now)
+	}
+	return d, nil
+}
+
+// MsgInvalidName answers a request naming a shadow outside
+// [$a-zA-Z0-9:_-]{1,64} (the REST API's; on MQTT such a topic is no
+// shadow topic).
+const MsgInvalidName = "Invalid shadow name"
+
+// noShadow is AWS's 404 for a shadow not stored: named by its name, the
+// classic one by its thing name.
+func noShadow(k shadow.Key, thing, token string, now time.Time) *shadow.ErrorAWS {
+	name := k.Name
+	if name == "" {
+		name = thing
+	}
+	return shadow.NewErrorAWS(http.StatusNotFound, shadow.MsgNoShadow(name), token, now)
+}
+
+// requestToken reads the clientToken of a request for echoing in refusals
+// the core does not make (an unreadable or overlong one is not echoed).
+func requestToken(req []byte) string {
+	var r struct {
+		ClientToken string `json:"clientToken"`
+	}
+	if json.Unmarshal(req, &r) != nil || len(r.ClientToken) > shadow.MaxClientToken {
+		return ""
+	}
+	return r.ClientToken
+}
+
+// UpdateAWS applies an AWS update request (from MQTT or REST) to a shadow,
+// creating it if needed, and stores it on the version it read (retrying
+// when another writer came first). A refusal is an *shadow.ErrorAWS.
+func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Origin) (shadow.UpdateAWS, error) {
+	now := s.now()
+	d, err := s.awsLookup(ctx, k, requestToken(req), now)
+	if err != nil {
+		return shadow.UpdateAWS{}, err
+	}
+	set, err := s.Settings(ctx, k.ProductKey)
+	if err != nil {
+		return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+	}
+	unlock := s.lock(k)
+	defer unlock()
+	for range maxAttempts {
+		doc, prev, live, err := s.current(ctx, k, now)
+		if err != nil {
+			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		}
+		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
+		if err != nil {
+			return shadow.UpdateAWS{}, err
+		}
+		if set.CheckThingModel {
+			if err := s.checkModel(ctx, k.ProductKey, req, false); err != nil {
+				if errors.Is(err, errCheck) {
+					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), requestToken(req), now)
+				}
+				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+			}
+		}
+		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		if errors.Is(err, shadow.ErrStale) {
+			continue
+		}
+		if err != nil {
+			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		}
+		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
+			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: requestToken(req),
+			Delta: res.Delta, Documents: res.Documents, DesiredChanged: desiredChanged(doc, res.Next), At: now})
+		return res, nil
+	}
+	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
+}
+
+// prevDoc is the document a change started from: empty but for the
+// version when no live shadow was stored.
+func prevDoc(doc shadow.Document, live bool) shadow.Document {
+	if live {
+		return doc
+	}
+	return shadow.Document{Version: doc.Version}
+}
+
+func desiredChanged(a, b shadow.Document) bool {
+	x, _ := json.Marshal(a.Desired)
+	y, _ := json.Marshal(b.Desired)
+	return string(x) != string(y)
+}
+
+// GetAWS answers an AWS get: the get/accepted payload, or an
+// *shadow.ErrorAWS (404 when the thing or the shadow does not exist).
+func (s *Service) GetAWS(ctx context.Context, k shadow.Key, clientToken string) ([]byte, error) {
+	now := s.now()
+	if len(clientToken) > shadow.MaxClientToken {
+		return nil, shadow.NewErrorAWS(http.StatusBadRequest, shadow.MsgInvalidToken, "", now)
+	}
+	d, err := s.awsLookup(ctx, k, clientToken, now)
+	if err != nil {
+		return nil, err
+	}
+	doc, _, live, err := s.current(ctx, k, now)
+	if err != nil {
+		return nil, s.awsFail(k, err, clientToken, now)
+	}
+	if !live {
+		return nil, noShadow(k, d.ThingName, clientToken, now)
+	}
+	return shadow.GetAWS(doc, now, clientToken), nil
+}
+
+// DeleteAWS deletes a shadow, keeping a tombstone with its version:
+// the delete/accepted payload, or an *shadow.ErrorAWS (404 when the thing
+// or the shadow does not exist).
+func (s *Service) DeleteAWS(ctx context.Context, k shadow.Key, clientToken string, o Origin) ([]byte, error) {
+	now := s.now()
+	if len(clientToken) > shadow.MaxClientToken {
+		return nil, shadow.NewErrorAWS(http.StatusBadRequest, shadow.MsgInvalidToken, "", now)
+	}
+	d, err := s.awsLookup(ctx, k, clientToken, now)
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.lock(k)
+	defer unlock()
+	for range maxAttempts {
+		doc, prev, live, err := s.current(ctx, k, now)
+		if err != nil {
+			return nil, s.awsFail(k, err, clientToken, now)
+		}
+		if !live {
+			return nil, noShadow(k, d.ThingName, clientToken, now)
+		}
+		_, payload := shadow.DeleteAWS(doc, now)
+		err = s.o.Store.DeleteShadow(ctx, k, prev, now)
+		if errors.Is(err, shadow.ErrStale) {
+			continue
+		}
+		if errors.Is(err, shadow.ErrNoShadow) {
+			return nil, noShadow(k, d.ThingName, clientToken, now)
+		}
+		if err != nil {
+			return nil, s.awsFail(k, err, clientToken, now)
+		}
+		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: doc, Cur: doc, Deleted: true,
+			Source: o.Source, FromDevice: o.FromDevice, ClientToken: clientToken, At: now})
+		return payload, nil
+	}
+	return nil, s.awsFail(k, errors.New("too many concurrent writers"), clientToken, now)
+}
+
+// Alibaba answers a request on /shadow/update/{pk}/{dn} against the
+// device's classic shadow (k.Name is ignored). The result's Reply is to be
+// published on /shadow/get/{pk}/{dn}, refusals included (a refusal is also
+// returned as an *shadow.AlibabaError). fromDevice says whether the device
+// sent it (else an application did).
+func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDevice bool) (shadow.AlibabaResult, error) {
+	k.Name = ""
+	now := s.now()
+	fail := func(version int64, err error) (shadow.AlibabaResult, error) {
+		s.log.Error("shadow request failed", "productKey", k.ProductKey, "deviceName", k.DeviceName, "err", err)
+		e := &shadow.AlibabaError{Code: shadow.AliServerError, Message: "server error"}
+		return shadow.AlibabaResult{Reply: e.Reply(version, now)}, e
+	}
+	d, err := s.device(ctx, k)
+	if err != nil {
+		// An unknown device has no shadow topic to be answered on.
+		return shadow.AlibabaResult{}, fmt.Errorf("shadow of %s/%s: %w", k.ProductKey, k.DeviceName, err)
+	}
+	set, err := s.Settings(ctx, k.ProductKey)
+	if err != nil {
+		return fail(0, err)
+	}
+	unlock := s.lock(k)
+	defer unlock()
+	for range maxAttempts {
+		doc, prev, live, err := s.current(ctx, k, now)
+		if err != nil {
+			return fail(0, err)
+		}
+		res, err := shadow.ApplyAlibaba(doc, req, now, set.limits())
+		if err != nil || !res.Changed {
+			return res, err
+		}
+		if set.CheckThingModel && res.Method == "update" {
+			if err := s.checkModel(ctx, k.ProductKey, req, true); err != nil {
+				if errors.Is(err, errCheck) {
+					e := &shadow.AlibabaError{Code: shadow.AliBadJSON, Message: err.Error()}
+					return shadow.AlibabaResult{Method: res.Method, Reply: e.Reply(doc.Version, now)}, e
+				}
+				return fail(doc.Version, err)
+			}
+		}
+		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		if errors.Is(err, shadow.ErrStale) {
+			continue
+		}
+		if err != nil {
+			return fail(doc.Version, err)
+		}
+		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
+			Created: !live, Source: "alibaba", FromDevice: fromDevice, DesiredChanged: res.DesiredChanged, At: now})
+		return res, nil
+	}
+	return fail(0, errors.New("too many concurrent writers"))
+}
+
+// Document returns a live shadow's document: registry.ErrNotFound when
+// the device does not exist, shadow.ErrNoShadow when the shadow does not.
+func (s *Service) Document(ctx context.Context, k shadow.Key) (shadow.Document, error) {
+	if _, err := s.device(ctx, k); err != nil {
+		return shadow.Document{}, err
+	}
+	doc, _, live, err := s.current(ctx, k, s.now())
+	if err == nil && !live {
+		err = shadow.ErrNoShadow
+	}
+	return doc, err
+}
+
+// Since answers "what changed since version" from the versions kept:
+// shadow.ErrVersionNotKept (wrapped) when the history does not reach back
+// to it, so the caller answers with the whole document.
+func (s *Service) Since(ctx context.Context, k shadow.Key, version int64) (shadow.Changes, error) {
+	doc, err := s.Document(ctx, k)
+	if err != nil {
+		return shadow.Changes{}, err
+	}
+	if version >= doc.Version {
+		return shadow.Changes{From: doc.Version, To: doc.Version}, nil // as ChangedSince says it, without reading the history
+	}
+	hist, err := s.o.Store.ShadowHistory(ctx, k, max(version-1, 0))
+	if err != nil {
+		return shadow.Changes{}, fmt.Errorf("reading shadow history: %w", err)
+	}
+	docs := make([]shadow.Document, 0, len(hist)+1)
+	for _, h := range hist {
+		d, err := shadow.Parse(h.Doc)
+		if err != nil {
+			return shadow.Changes{}, fmt.Errorf("reading shadow history: %w", err)
+		}
+		docs = append(docs, d)
+	}
+	docs = append(docs, doc) // the current one, whatever the history kept
+	return shadow.ChangedSince(docs, version)
+}
+
+// List lists a device's named shadows in name order after after, at most
+// limit (registry.ErrNotFound when the device does not exist).
+func (s *Service) List(ctx context.Context, pk, dn, after string, limit int) ([]string, error) {
+	if _, err := s.device(ctx, shadow.Key{ProductKey: pk, DeviceName: dn}); err != nil {
+		return nil, err
+	}
+	names, err := s.o.Store.ListShadows(ctx, pk, dn, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing shadows: %w", err)
+	}
+	return names, nil
+}
+
+// History returns the versions kept of a live shadow, oldest first.
+func (s *Service) History(ctx context.Context, k shadow.Key) ([]shadow.Stored, error) {
+	if _, err := s.Document(ctx, k); err != nil {
+		return nil, err
+	}
+	h, err := s.o.Store.ShadowHistory(ctx, k, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading shadow history: %w", err)
+	}
+	return h, nil
+}
+
+// SetConnected records a device's presence in its classic shadow as
+// reported.connected, when the product's presence setting is on: its
+// metadata leaf is {"timestamp":at} and, when a session ended with one,
+// "reason" (e.g. "keepalive timeout"). Observers are told the reason too.
+func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected bool, reason string, at time.Time) error {
+	k := shadow.Key{ProductKey: pk, DeviceName: dn}
+	set, err := s.Settings(ctx, pk)
+	if err != nil || !set.Presence {
+		return err
+	}
+	d, err := s.device(ctx, k)
+	if err != nil {
+		return err
+	}
+	req := []byte(`{"state":{"reported":{"connected":false}}}`)
+	if connected {
+		req = []byte(`{"state":{"reported":{"connected":true}}}`)
+	}
+	unlock := s.lock(k)
+	defer unlock()
+	for range maxAttempts {
+		doc, prev, live, err := s.current(ctx, k, at)
+		if err != nil {
+			return err
+		}
+		if v, ok := doc.Reported["connected"].(bool); live && ok && v == connected {
+			return nil // already so: no new version
+		}
+		res, err := shadow.ApplyAWS(doc, req, at, set.limits())
+		if err != nil {
+			return fmt.Errorf("presence in shadow of %s/%s: %w", pk, dn, err)
+		}
+		if !connected && reason != "" {
+			// The metadata leaf says why, beside when (res.Next shares
+			// nothing with doc).
+			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
+		}
+		err = s.put(ctx, k, prev, res.Next, at, set.History)
+		if errors.Is(err, shadow.ErrStale) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
+			Created: !live, Source: "presence", Reason: reason, Delta: res.Delta, Documents: res.Documents, At: at})
+		return nil
+	}
+	return fmt.Errorf("presence in shadow of %s/%s: %w", pk, dn, shadow.ErrStale)
+}
