@@ -38,7 +38,6 @@ var failsOnTheFixture = map[string]string{
 	"get /v1/distribution/jobs/{jobId}/devices":                               "no such job",
 	"post /v1/distribution/jobs/{jobId}:abort":                                "no such job",
 	"delete /v1/distribution/jobs/{jobId}":                                    "no such job",
-	"put /v1/distribution/imports/products/{productKey}":                      "the fixture's product is this instance's own",
 	"put /v1/distribution/imports/products/{productKey}/devices/{deviceName}": "the example secret is not sealed for this instance",
 	"post /v1/cas/{caId}:revoke":                                              "no such CA",
 	"post /v1/certificates/{fingerprint}:activate":                            "no such certificate",
