@@ -29,8 +29,10 @@ import (
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/httpapi"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -72,7 +74,12 @@ type App struct {
 	configs *thing.Configs
 	hooks   *webhook.Client
 	dist    *distribution.Service // nil unless distribution_centre
-	geo     *distribution.GeoIP   // nil without geoip_db
+	// jobs, notifier and imports are distribution jobs, their device
+	// notifications and the instance-to-instance imports; nil with dist.
+	jobs     *jobs.Service
+	notifier *jobs.Notifier
+	imports  jobs.Destination
+	geo      *distribution.GeoIP // nil without geoip_db
 	shadows *shadowsvc.Service
 	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
 	// presence in the shadow).
@@ -194,16 +201,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.prov.SetEndpoints(eps)
 	a.wireShadows()
 	var dist httpapi.Distribution
+	var djobs httpapi.Jobs
+	var imports httpapi.Imports
 	if cfg.DistributionCentre {
-		if err := a.newDistribution(ctx, cfg, box, hookPolicy, eps); err != nil {
+		if err := a.newDistribution(ctx, cfg, box, key, hookPolicy, eps); err != nil {
+			a.mqtt.Close()
 			st.Close()
 			return nil, err
 		}
-		dist = a.dist
+		dist, djobs, imports = a.dist, a.jobs, a.imports
 	}
-	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
+	a.api, err = httpapi.New(httpapi.Options{Distribution: dist, Jobs: djobs, Imports: imports, Shadows: a.shadows, Registry: a.reg, Audit: a.audit, Logger: log, Metrics: metrics, Publisher: a.mqtt, Provisioner: a.prov, Topology: a.gw, Things: a.things, Configs: a.configs, DynRegPlainHTTP: cfg.DynRegPlainHTTP,
 		Ready: st.Ping, Version: Version, MaxBodyBytes: cfg.MaxBodyBytes, RateLimit: cfg.APIRateLimit})
 	if err != nil {
+		a.mqtt.Close()
 		st.Close()
 		return nil, err
 	}
@@ -319,7 +330,11 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 	if cfg.MQTTSAddr == "" {
 		tlsConf = nil
 	}
-	return broker.New(broker.Options{Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
+	var sessions persist.Store
+	if cfg.MQTTDurableSessions {
+		sessions = a.store.MQTT()
+	}
+	return broker.New(broker.Options{Sessions: sessions, Registry: a.reg, Provisioner: a.prov, Auditor: a.connAudit, Logger: a.log, Metrics: metrics,
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
@@ -421,6 +436,14 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	if err := a.gw.Start(); err != nil {
 		return err
+	}
+	if a.jobs != nil {
+		if err := a.notifier.Start(); err != nil {
+			return err
+		}
+		if err := a.jobs.Start(ctx); err != nil {
+			return err
+		}
 	}
 	if err := a.things.Start(); err != nil {
 		return err
@@ -543,6 +566,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, a.httpsSrv.Shutdown(ctx))
 		}
 		a.hooks.Stop()
+		if a.jobs != nil {
+			a.jobs.Close() // open jobs resume at the next start
+			a.notifier.Close()
+		}
 		err = errors.Join(err, a.mqtt.Close())
 		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.connAudit.Close()

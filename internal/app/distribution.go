@@ -10,12 +10,15 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/credential"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
+	"github.com/corral-iot/corral/internal/distribution/transit"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/webhook"
 )
@@ -23,7 +26,7 @@ import (
 // newDistribution builds the distribution centre: this corral as an
 // instance (its endpoints those devices are handed), the GeoIP database,
 // and the instances of distribution_file as system instances.
-func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *credential.Box, hooks webhook.Policy, eps map[string]string) error {
+func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *credential.Box, kek []byte, hooks webhook.Policy, eps map[string]string) error {
 	self := distribution.Instance{ID: cfg.InstanceID, Name: cfg.InstanceName, Region: cfg.Region,
 		MQTT: deviceEndpoint(eps["mqtt"], cfg.TLSHosts), MQTTS: deviceEndpoint(eps["mqtts"], cfg.TLSHosts)}
 	o := distribution.Options{Store: a.store, Sealer: box, Products: a.reg, Self: self, Default: cfg.BootstrapDefaultInstance,
@@ -43,6 +46,17 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 		a.log.Warn("no MQTT listener to hand devices: bootstraps of devices without a record fail until bootstrap_default_instance names another instance or public_mqtt(s)_endpoint is set")
 	}
 	a.dist = d
+	// Jobs move devices from here; the transit key (derived from the KEK,
+	// so stable across restarts) opens the secrets of devices moved here.
+	a.notifier = jobs.NewNotifier(a.mqtt, 5*time.Second)
+	events := jobs.BrokerEvents{Publisher: a.mqtt, Webhooks: a.hooks, Products: a.reg, Now: func() int64 { return time.Now().UnixMilli() }}
+	a.jobs = jobs.New(jobs.Options{Store: a.store, Source: jobs.RegistrySource{Registry: a.reg}, Remote: jobs.HTTPRemote{Directory: d, Credentials: d},
+		Directory: d, Records: a.store, Devices: a.notifier, Events: events, Self: self, Logger: a.log})
+	tk, err := transit.ParseKey(subkey(kek, "corral: distribution transit key"))
+	if err != nil {
+		return err
+	}
+	a.imports = jobs.Destination{Registry: a.reg, Self: cfg.InstanceID, Key: tk, Codes: jobs.NewCodes(nil)}
 	if cfg.DistributionFile != "" {
 		if err := a.loadInstances(ctx, cfg.DistributionFile); err != nil {
 			return fmt.Errorf("distribution_file: %w", err)

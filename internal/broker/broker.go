@@ -26,6 +26,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/mqtt/engine"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/mqtt/retained"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/corral-iot/corral/internal/provision"
@@ -39,6 +40,7 @@ type Registry interface {
 	LookupThing(ctx context.Context, name string) (registry.Device, error)
 	LookupProduct(ctx context.Context, pk string) (registry.Product, error)
 	AuthenticateKey(ctx context.Context, id, secret string) (registry.Principal, error)
+	LookupAPIKey(ctx context.Context, id string) (registry.APIKey, error)
 	RecordPresence(ctx context.Context, ps []registry.Presence) error
 }
 
@@ -107,8 +109,11 @@ type Options struct {
 	// MaxPacketSize bounds a packet from a client and is advertised
 	// (default 256 KiB); TopicAliasMaximum is advertised to MQTT 5 clients
 	// (default 64; negative: none).
-	MaxQueued         int
-	MaxQueuedBytes    int
+	MaxQueued      int
+	MaxQueuedBytes int
+	// Sessions keeps persistent sessions and retained messages across
+	// restarts (nil: in memory only).
+	Sessions          persist.Store
 	MaxSessionExpiry  uint32
 	MaxPacketSize     uint32
 	MaxInflight       uint16
@@ -197,8 +202,9 @@ func New(o Options) (*Broker, error) {
 	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, time.Now, b.m.pendingCap.Inc)
 	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
 	b.hook = newHook(b)
-	b.eng = engine.New(engine.Options{
-		Hooks: b.hook, Logger: o.Logger.With("component", "mqtt"), Retained: b.ret,
+	var err error
+	b.eng, err = engine.Open(context.Background(), engine.Options{
+		Store: o.Sessions, Hooks: b.hook, Logger: o.Logger.With("component", "mqtt"), Retained: b.ret,
 		MaxPacketSize: int(o.MaxPacketSize), ReceiveMaximum: o.MaxInflight, MaxInflight: int(o.MaxInflight),
 		TopicAliasMaximum: o.TopicAliasMaximum, QueueMessages: o.MaxQueued, QueueBytes: o.MaxQueuedBytes,
 		MaxSessionExpiry: o.MaxSessionExpiry, ConnectTimeout: o.ConnectTimeout, OnDrop: b.m.drop,
@@ -206,6 +212,9 @@ func New(o Options) (*Broker, error) {
 		// CONNECT in 3.1: they must hear the refusal's reason again.
 		AcceptMQTT31: true,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("restoring MQTT sessions: %w", err)
+	}
 	b.m.watch(b.eng)
 	if err := b.listen(); err != nil {
 		_ = b.eng.Close(context.Background())
@@ -324,7 +333,9 @@ func (b *Broker) Close() error {
 		b.closeListeners()
 		b.serving.Wait()
 		b.bg.Wait()
-		b.pres.stop()
+		if b.served.Load() { // else the presence writer never ran
+			b.pres.stop()
+		}
 		close(b.stop)
 		if b.served.Load() {
 			<-b.done
@@ -461,6 +472,7 @@ func (b *Broker) Connected(pk, dn string) bool { return b.eng.Connected(pk + "."
 // DeviceChanged implements registry.Observer: a disabled or deleted
 // device loses its session at once.
 func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
+	b.hook.restored.Delete(d.ProductKey + "." + d.DeviceName)
 	switch kind {
 	case registry.DeviceDisabled:
 		b.Kick(d.ProductKey, d.DeviceName, "DISABLED")
@@ -497,6 +509,7 @@ func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k 
 		reason = "API_KEY_ROLE_CHANGED"
 	}
 	h := b.hook
+	h.restored.Clear() // sessions named app:{key}:{id}: rare enough to drop all
 	// Remembered before the sessions are scanned: a CONNECT authenticated
 	// with the old key but not yet in the session table is caught when its
 	// session is established (keyStale).

@@ -163,6 +163,10 @@ func TestRefusedConnections(t *testing.T) {
 	d := s.CreateDevice(p.ProductKey, "dev-ok")
 	dis := s.CreateDevice(p.ProductKey, "dev-disabled")
 	s.Admin("POST", "/v1/products/"+p.ProductKey+"/devices/dev-disabled:disable", nil, 200)
+	moved := s.CreateDevice(p.ProductKey, "dev-moved")
+	if err := s.App.Registry().MarkDistributed(context.Background(), p.ProductKey, "dev-moved", "ap-southeast-1"); err != nil {
+		t.Fatal(err)
+	}
 	good := deviceCreds(d)
 	addr := s.App.Broker().Addr("tcp")
 
@@ -175,6 +179,7 @@ func TestRefusedConnections(t *testing.T) {
 		{"secret of another device", deviceCreds(apptest.Device{ProductKey: d.ProductKey, DeviceName: d.DeviceName, DeviceSecret: "x"}), "not authori"},
 		{"unknown device", deviceCreds(apptest.Device{ProductKey: d.ProductKey, DeviceName: "nobody", DeviceSecret: d.DeviceSecret}), "not authori"},
 		{"disabled device", deviceCreds(dis), "not authori"},
+		{"distributed device", deviceCreds(moved), "not authori"},
 		{"malformed clientId extension", creds{d.ProductKey + "." + d.DeviceName + "|securemode=3,signmethod|", good.username, good.password}, "identifier rejected"},
 		{"unsupported signmethod", creds{strings.Replace(good.clientID, "hmacsha256", "rsa", 1), good.username, good.password}, "bad user name or password"},
 		{"username without &", creds{good.clientID, d.DeviceName + d.ProductKey, good.password}, "bad user name or password"},
@@ -200,13 +205,14 @@ func TestRefusedConnections(t *testing.T) {
 	for _, e := range audit.Entries {
 		reasons[e.Reason] = true
 	}
-	for _, r := range []string{"bad signature", "unknown device", "device disabled"} {
+	for _, r := range []string{"bad signature", "unknown device", "device disabled", "device distributed to another instance; bootstrap again"} {
 		if !reasons[r] {
 			t.Errorf("no audit entry for %q: %+v", r, audit.Entries)
 		}
 	}
 	metrics := string(s.Do("", "GET", "/metrics", nil).Body)
-	for _, want := range []string{`corral_mqtt_auth_failures_total{reason="bad_signature"}`, `corral_mqtt_auth_failures_total{reason="bad_client_id"}`} {
+	for _, want := range []string{`corral_mqtt_auth_failures_total{reason="bad_signature"}`, `corral_mqtt_auth_failures_total{reason="bad_client_id"}`,
+		`corral_mqtt_auth_failures_total{reason="distributed"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -295,8 +301,7 @@ func TestWillsHeldToRights(t *testing.T) {
 	subscribe(t, watcher, "$aws/events/presence/disconnected/+", presence)
 
 	// The sessions end by their connections dropping (no DISCONNECT),
-	// which always fires a will; a server kick races with mochi's read
-	// loop, which then sometimes forgets the will.
+	// which always fires a will.
 	dial := func(d apptest.Device, willTopic, will string) net.Conn {
 		c := deviceCreds(d)
 		conn, err := rawConnectWithWill(s.App.Broker().Addr("tcp"), c, willTopic, will)

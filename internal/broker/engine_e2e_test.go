@@ -202,3 +202,74 @@ func TestSharedSubscriptionRights(t *testing.T) {
 		}
 	}
 }
+
+// TestDurableSessionAcrossRestart (issue 13 item 4): a device's persistent
+// session outlives corral: a QoS 1 downlink accepted (HTTP 204) while the
+// device was away before a restart, and one published after the restart
+// to the session restored from the store (its client not back yet, so the
+// rights check names the device from the session), both reach the device
+// when it reconnects, with session present.
+func TestDurableSessionAcrossRestart(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("durable", nil)
+	d := s.CreateDevice(p.ProductKey, "away-2")
+	c := deviceCreds(d)
+	topic := "/" + p.ProductKey + "/away-2/user/get"
+	connect := func(srv *apptest.Server) (net.Conn, *packet.Connack) {
+		t.Helper()
+		nc, err := net.DialTimeout("tcp", srv.App.Broker().Addr("tcp"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		cp := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: c.clientID,
+			UsernameFlag: true, Username: c.username, PasswordFlag: true, Password: []byte(c.password)}
+		b, _ := cp.Append(nil, packet.V311)
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		pk, err := packet.Read(nc, packet.V311, 0)
+		ack, ok := pk.(*packet.Connack)
+		if err != nil || !ok || ack.ReasonCode != packet.Success {
+			t.Fatalf("CONNACK %+v, %v", pk, err)
+		}
+		return nc, ack
+	}
+	nc, _ := connect(s)
+	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}
+	b, _ := sub.Append(nil, packet.V311)
+	nc.Write(b)
+	if pk, err := packet.Read(nc, packet.V311, 0); err != nil || pk.Type() != packet.TypeSuback {
+		t.Fatalf("SUBACK: %+v, %v", pk, err)
+	}
+	b, _ = (&packet.Disconnect{}).Append(nil, packet.V311)
+	nc.Write(b)
+	nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.App.Broker().Connected(p.ProductKey, "away-2") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := s.Do(s.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "before-restart"); r.Status != 204 {
+		t.Fatalf("HTTP publish: %d %s", r.Status, r.Body)
+	}
+	s.Stop()
+
+	s2 := apptest.StartWith(t, s.Config)
+	if r := s2.Do(s2.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "after-restart"); r.Status != 204 {
+		t.Fatalf("HTTP publish after the restart: %d %s", r.Status, r.Body)
+	}
+	nc, ack := connect(s2)
+	if !ack.SessionPresent {
+		t.Fatal("the persistent session did not survive the restart")
+	}
+	for _, want := range []string{"before-restart", "after-restart"} {
+		pk, err := packet.Read(nc, packet.V311, 0)
+		pub, ok := pk.(*packet.Publish)
+		if err != nil || !ok || pub.Topic != topic || string(pub.Payload) != want || pub.QoS != 1 {
+			t.Fatalf("after the restart: %+v, %v; want the QoS 1 downlink %q", pk, err, want)
+		}
+		b, _ := (&packet.Puback{Ack: packet.Ack{PacketID: pub.PacketID}}).Append(nil, packet.V311)
+		nc.Write(b)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ type hook struct {
 	products *cache.Cache[string, registry.Product] // ProductKey -> connect settings (no secret)
 	things   *cache.Cache[string, string]           // explicit thing name -> owning account id
 	keys     *cache.Cache[string, registry.Role]    // API key id -> its role now, or keyDeleted
+	// restored: the owners of sessions restored from the store whose
+	// clients have not come back (identityOf).
+	restored *cache.Cache[string, identity]
 }
 
 // appClientPrefix starts every application client's session id
@@ -92,7 +96,8 @@ func newHook(b *Broker) *hook {
 		owners:   cache.New[string, string](cache.Options{Now: b.o.Now}),
 		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now}),
 		things:   cache.New[string, string](cache.Options{TTL: productTTL, Now: b.o.Now}),
-		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now})}
+		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now}),
+		restored: cache.New[string, identity](cache.Options{TTL: time.Minute, Now: b.o.Now})}
 }
 
 // sessionOf is the broker's session of an engine client.
@@ -103,6 +108,46 @@ func sessionOf(c *engine.Client) *session {
 
 // ptr is a pointer to a copy of v.
 func ptr[T any](v T) *T { return &v }
+// identityOf is who an engine client is: its connection's identity, or,
+// for a persistent session the engine restored from its store and whose
+// client has not come back yet (no Value), the owner its session name
+// says (Authenticate names sessions "{pk}.{dn}" and "app:{key}:{id}"),
+// read from the registry, so messages queued for it while it is away are
+// judged by the same rights. ok is false for a name that owns nothing
+// (a deleted device or key, a registration session).
+func (h *hook) identityOf(ctx context.Context, c *engine.Client) (identity, bool) {
+	if s := sessionOf(c); s != nil {
+		return s.id, true
+	}
+	id, err := h.restored.GetOrLoad(c.ID, func() (identity, error) { return h.restoreIdentity(ctx, c.ID) })
+	return id, err == nil
+}
+
+func (h *hook) restoreIdentity(ctx context.Context, name string) (identity, error) {
+	if rest, ok := strings.CutPrefix(name, appClientPrefix); ok {
+		keyID, _, ok := strings.Cut(rest, ":")
+		if !ok {
+			return identity{}, fmt.Errorf("session %q: %w", name, registry.ErrNotFound)
+		}
+		k, err := h.b.o.Registry.LookupAPIKey(ctx, keyID)
+		if err != nil {
+			return identity{}, err
+		}
+		return identity{app: true, accountID: k.AccountID, keyID: k.ID, role: k.Role, clientID: name}, nil
+	}
+	pk, dn, ok := strings.Cut(name, ".")
+	if !ok || strings.HasPrefix(name, "register:") {
+		return identity{}, fmt.Errorf("session %q: %w", name, registry.ErrNotFound)
+	}
+	d, err := h.b.o.Registry.LookupDevice(ctx, pk, dn)
+	if err != nil {
+		return identity{}, err
+	}
+	if d.Status == registry.StatusDisabled {
+		return identity{}, fmt.Errorf("device %s/%s: %w", pk, dn, registry.ErrForbidden)
+	}
+	return identity{accountID: d.AccountID, productKey: pk, deviceName: dn, thingName: d.ThingName, clientID: name}, nil
+}
 
 // deviceSession is a device's current connection, or nil.
 func (h *hook) deviceSession(pk, dn string) *session {
@@ -344,8 +389,17 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 	if !credential.VerifyPassword(cid.SignMethod, d.DeviceSecret, sign, password) {
 		return id, &refusal{packet.NotAuthorized, "bad signature"}
 	}
+	// Checked after the signature, so that only the device learns it moved.
+	if d.DistributedTo != "" {
+		return id, &refusal{packet.ServerMoved, reasonDistributed}
+	}
 	return id, nil
 }
+
+// reasonDistributed refuses a device a distribution job moved to another
+// instance: MQTT 5 clients get "server moved", 3.1.1 ones "not
+// authorised"; either way the Link SDK bootstraps again.
+const reasonDistributed = "device distributed to another instance; bootstrap again"
 
 // register runs MQTT dynamic registration: the CONNECT is accepted, the
 // answer published to the client alone on /ext/register (or /ext/regnwl),
@@ -480,8 +534,9 @@ func (h *hook) MaySubscribe(c *engine.Client, filter string) bool {
 
 // MayReceive checks each delivery (engine.Hooks).
 func (h *hook) MayReceive(c *engine.Client, topic string) bool {
-	s := sessionOf(c)
-	return s != nil && h.mayReceive(context.Background(), s.id, topic)
+	ctx := context.Background()
+	id, ok := h.identityOf(ctx, c)
+	return ok && h.mayReceive(ctx, id, topic)
 }
 
 // maySubscribe reports whether a client may subscribe to a filter with
@@ -652,11 +707,12 @@ func (h *hook) forgetProduct(pk string, deleted bool) {
 // in. A refused publish is acknowledged and dropped under 3.1.1 and
 // answered "not authorized" under MQTT 5.
 func (h *hook) MayPublish(c *engine.Client, topic string) bool {
-	s := sessionOf(c)
-	if s == nil || !h.mayPublish(context.Background(), s.id, topic) {
+	ctx := context.Background()
+	id, ok := h.identityOf(ctx, c) // a restored session's will included
+	if !ok || !h.mayPublish(ctx, id, topic) {
 		h.b.m.aclDenied.WithLabelValues("publish").Inc()
-		if s != nil {
-			h.reportSubError(s.id, topic)
+		if ok && sessionOf(c) != nil {
+			h.reportSubError(id, topic)
 		}
 		return false
 	}
@@ -824,6 +880,8 @@ func metricReason(r string) string {
 		return "unknown_device"
 	case r == "device disabled":
 		return "disabled"
+	case r == reasonDistributed:
+		return "distributed"
 	case r == "bad signature":
 		return "bad_signature"
 	case r == "bad API key":

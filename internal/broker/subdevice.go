@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/corral-iot/corral/internal/mqtt/engine"
 	"github.com/corral-iot/corral/internal/registry"
@@ -202,6 +203,20 @@ func (b *Broker) Online(pk, dn string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.devices[deviceKey(pk, dn)] != nil || h.subOf[deviceKey(pk, dn)] != ""
+}
+
+// DeviceAddr is the source address of a device's own live session (a
+// distribution job's proximity choice); false when it has none.
+func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
+	s := b.hook.deviceSession(pk, dn)
+	if s == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(s.remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
 }
 
 // MayReceiveCredentials reports whether a device's live session may be

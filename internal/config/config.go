@@ -37,6 +37,7 @@ type Config struct {
 	// nothing until used.
 	MQTTMaxQueued         int64 `yaml:"mqtt_max_queued" help:"messages queued for one session before QoS 0 ones are evicted and further ones dropped (counted in corral_mqtt_drops_total)"`
 	MQTTMaxQueuedBytes    int64 `yaml:"mqtt_max_queued_bytes" help:"bytes of topics and payloads queued for one session, with the same policy as mqtt_max_queued"`
+	MQTTDurableSessions   bool  `yaml:"mqtt_durable_sessions" help:"keep persistent MQTT sessions (subscriptions, queued and unacknowledged QoS 1/2 messages) and retained messages in the store, so they survive a restart or a crash; a QoS 1/2 PUBLISH reaching a persistent subscriber is acknowledged once stored. false: in memory only"`
 	MQTTMaxInflight       int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways (the Receive Maximum advertised to MQTT 5 clients)"`
 	MQTTMaxPacketSize     int64 `yaml:"mqtt_max_packet_size" help:"largest MQTT packet a client may send, in bytes, advertised to MQTT 5 clients; a larger one ends the connection (MQTT 5: DISCONNECT 0x95)"`
 	MQTTTopicAliasMaximum int64 `yaml:"mqtt_topic_alias_maximum" help:"topic aliases an MQTT 5 client may set, advertised in CONNACK (0: none)"`
@@ -115,6 +116,9 @@ type Config struct {
 	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout" help:"longest time from reading an HTTP request to having written its answer; above 60s, the longest a sync service call waits for a device"`
 	HTTPIdleTimeout  time.Duration `yaml:"http_idle_timeout" help:"how long an idle keep-alive HTTP connection is kept open"`
 	APIRateLimit     float64       `yaml:"api_rate_limit" help:"API requests per second allowed per API key, burst twice that (0: no limit)"`
+
+	// CPUProfile is a debugging aid, off by default: profiling costs CPU.
+	CPUProfile string `yaml:"cpu_profile" help:"write a Go CPU profile of the server to this file, from start to graceful shutdown (debugging; default: none)"`
 }
 
 // Default returns the configuration `corral serve` runs with when nothing is set.
@@ -128,6 +132,7 @@ func Default() Config {
 		WSAddr:                    ":8083",
 		MQTTMaxQueued:             1000,
 		MQTTMaxQueuedBytes:        16 << 20,
+		MQTTDurableSessions:       true,
 		MQTTMaxInflight:           1024,
 		MQTTMaxPacketSize:         256 << 10,
 		MQTTTopicAliasMaximum:     64,

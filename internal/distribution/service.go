@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -423,4 +424,31 @@ func (s *Service) DeletePolicy(ctx context.Context, p registry.Principal, id str
 		return fmt.Errorf("policy %s: %w", id, err)
 	}
 	return nil
+}
+
+// --- for distribution jobs ---
+
+// Instance is an instance an account sees (its own, a system one, this
+// corral), for a job's destination.
+func (s *Service) Instance(ctx context.Context, accountID, id string) (Instance, error) {
+	return s.instance(ctx, accountID, id)
+}
+
+// ChooseInstance applies an account's proximity policy to a device at
+// addr (the zero Addr for an offline device: the policy's fallback
+// region decides), as a bootstrap would, webhook included.
+func (s *Service) ChooseInstance(ctx context.Context, accountID, policyID, pk, dn string, addr netip.Addr) (string, error) {
+	pol, err := s.policy(ctx, accountID, policyID)
+	if err != nil {
+		return "", fmt.Errorf("policy %s: %w", policyID, err)
+	}
+	src := ""
+	if addr.IsValid() {
+		src = netip.AddrPortFrom(addr, 0).String()
+	}
+	id, rule := s.choose(ctx, &pol, Request{ProductKey: pk, DeviceName: dn, Source: src})
+	if id == "" {
+		return "", fmt.Errorf("policy %s: %w: no region matches the device and there is no fallback (rule %s)", policyID, ErrNotFound, rule)
+	}
+	return id, nil
 }

@@ -2,6 +2,7 @@ package hostile_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,5 +91,58 @@ func TestBootstrapNoExistenceOracle(t *testing.T) {
 	}
 	if s1 != 200 || !bytes.Contains([]byte(b1), []byte(`"host":`)) {
 		t.Fatalf("answer %d %s", s1, b1)
+	}
+}
+
+// TestDistributedDeviceRefused: a device a distribution job moved away
+// is refused at CONNECT with its right secret (MQTT 5: server moved;
+// 3.1.1: not authorised), audited with the reason; a wrong secret learns
+// only "not authorised"; the other account's same-named device is not
+// affected; clearing the mark (the device distributed back) lets it in.
+func TestDistributedDeviceRefused(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	d := w.T2.DevA
+	if err := w.S.App.Registry().MarkDistributed(ctx, d.ProductKey, d.DeviceName, "ap-southeast-1"); err != nil {
+		t.Fatal(err)
+	}
+	addr := w.S.App.Broker().Addr("tcp")
+	cid, user, pass := connDeviceCreds(d)
+	wrong := d
+	wrong.DeviceSecret = "not-the-secret"
+	wcid, wuser, wpass := connDeviceCreds(wrong)
+	ocid, ouser, opass := connDeviceCreds(w.T1.DevA)
+	for _, tc := range []struct {
+		name     string
+		connect  []byte
+		wantCode byte
+	}{
+		{"MQTT 5, right secret", connConnect(5, cid, user, pass), 0x9D},
+		{"MQTT 3.1.1, right secret", connConnect(4, cid, user, pass), 5},
+		{"MQTT 5, wrong secret", connConnect(5, wcid, wuser, wpass), 0x87},
+		{"the other account's same-named device", connConnect(5, ocid, ouser, opass), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := connConnack(t, connDial(t, addr, ""), tc.connect); got != tc.wantCode {
+				t.Fatalf("CONNACK code %#x, want %#x", got, tc.wantCode)
+			}
+		})
+	}
+	var page struct {
+		Entries []connAuditEntry `json:"entries"`
+	}
+	w.do(w.T2.Admin, "GET", "/v1/audit?action=mqtt.connect&limit=1000", nil, 200).JSON(t, &page)
+	found := false
+	for _, e := range page.Entries {
+		found = found || (e.Reason == "device distributed to another instance; bootstrap again" && strings.Contains(e.Target, d.DeviceName))
+	}
+	if !found {
+		t.Fatalf("no audit entry for the distributed device: %+v", page.Entries)
+	}
+	if err := w.S.App.Registry().MarkDistributed(ctx, d.ProductKey, d.DeviceName, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := connConnack(t, connDial(t, addr, ""), connConnect(5, cid, user, pass)); got != 0 {
+		t.Fatalf("after the mark is cleared: CONNACK %#x", got)
 	}
 }

@@ -58,6 +58,15 @@ var examples = map[string]any{
 	"POST /v1/distribution/policies":                                  distPolicyExample("nearest"),
 	"PUT /v1/distribution/policies/{policyId}":                        distPolicyExample(""),
 	"PUT /v1/products/{productKey}/devices/{deviceName}/provisioning": map[string]any{"targetIotInstanceId": "corral"},
+	"POST /v1/distribution/authorizations":                            map[string]any{"authCode": "9f86d081884c7d659a2feaa0c55ad015", "targetUid": "acc-b"},
+	"POST /v1/distribution/jobs": map[string]any{"productKey": "a1B2c3D4e5F", "deviceNames": []string{"meter-0001", "meter-0002"},
+		"strategy": 0, "targetInstanceId": "sg-1"},
+	"POST /v1/distribution/jobs:plan": map[string]any{"productKey": "a1B2c3D4e5F", "csv": "deviceName\nmeter-0001\nmeter-0002\n",
+		"strategy": 1, "policyId": "nearest"},
+	"PUT /v1/distribution/imports/products/{productKey}": map[string]any{"sourceInstanceId": "cn-shanghai",
+		"product": map[string]any{"productKey": "a1B2c3D4e5F", "product": map[string]any{"productKey": "a1B2c3D4e5F", "name": "meters", "nodeType": "direct", "authType": "secret"}}},
+	"PUT /v1/distribution/imports/products/{productKey}/devices/{deviceName}": map[string]any{"productKey": "a1B2c3D4e5F", "deviceName": "meter-0001",
+		"sealedSecret": "AQIDBA==", "sourceInstanceId": "cn-shanghai"},
 }
 
 var shadowExample = map[string]any{"state": map[string]any{"desired": map[string]any{"color": "green"}}, "clientToken": "c-1"}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/gateway"
 	"github.com/corral-iot/corral/internal/provision"
 	"github.com/corral-iot/corral/internal/registry"
@@ -64,6 +65,10 @@ type Options struct {
 	// Distribution serves instances, policies and provisioning records;
 	// nil turns those routes into 404.
 	Distribution Distribution
+	// Jobs serves distribution jobs and Imports the instance-to-instance
+	// API; nil: 404 (not a distribution centre).
+	Jobs    Jobs
+	Imports Imports
 	// RateLimit is requests per second allowed per API key (burst twice
 	// that); 0 turns limiting off.
 	RateLimit float64
@@ -130,7 +135,7 @@ func New(o Options) (*API, error) {
 		o.Now = time.Now
 	}
 	a := &API{o: o, reg: o.Registry, log: o.Logger, mux: http.NewServeMux(), limiters: map[string]*rate.Limiter{}}
-	a.routes = append(a.table(), a.distributionRoutes()...)
+	a.routes = append(append(a.table(), a.distributionRoutes()...), a.distJobRoutes()...)
 	a.router = newRouter(a.routes)
 	doc, err := json.Marshal(openAPI(a.routes, o.Version))
 	if err != nil {
@@ -373,6 +378,8 @@ func (a *API) fail(c *call, err error) int {
 		status, code = 404, "not_found"
 	case errors.Is(err, distribution.ErrConflict):
 		status, code = 409, "conflict"
+	case errors.Is(err, jobs.ErrLimit):
+		status, code = 409, "limit_reached"
 	case errors.Is(err, registry.ErrTooLarge):
 		status, code = 413, "payload_too_large"
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, registry.ErrProofOfPossession), errors.Is(err, registry.ErrNotGateway):

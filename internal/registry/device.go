@@ -154,7 +154,7 @@ func (s *Service) createDevices(ctx context.Context, p Principal, pk string, ins
 	if err := need(p, RoleOperator); err != nil {
 		return nil, err
 	}
-	prod, _, err := s.product(ctx, p, pk)
+	prod, _, err := s.writableProduct(ctx, p, pk)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +387,18 @@ func (s *Service) LookupDeviceAuth(ctx context.Context, pk, dn string) (Device, 
 	}
 	d.DeviceSecret, d.SealedSecret = string(secret), nil
 	return d, nil
+}
+
+// LookupAPIKey reads an API key by id, without its hash, for a component
+// that has no principal of its own (the broker, naming the owner of a
+// session restored from its store before the client comes back).
+func (s *Service) LookupAPIKey(ctx context.Context, id string) (APIKey, error) {
+	k, err := s.store.GetAPIKey(ctx, id)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("API key %s: %w", id, err)
+	}
+	k.Hash = nil
+	return k, nil
 }
 
 // Stats returns registry sizes.

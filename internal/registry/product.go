@@ -212,7 +212,7 @@ func (s *Service) UpdateProduct(ctx context.Context, p Principal, pk string, pat
 	if err := need(p, RoleOperator); err != nil {
 		return Product{}, err
 	}
-	prod, _, err := s.product(ctx, p, pk)
+	prod, _, err := s.writableProduct(ctx, p, pk)
 	if err != nil {
 		return Product{}, err
 	}
@@ -256,7 +256,7 @@ func (s *Service) DeleteProduct(ctx context.Context, p Principal, pk string) err
 	if err := need(p, RoleOperator); err != nil {
 		return err
 	}
-	if _, _, err := s.product(ctx, p, pk); err != nil {
+	if _, _, err := s.writableProduct(ctx, p, pk); err != nil {
 		return err
 	}
 	var doomed []Device

@@ -109,7 +109,7 @@ func (s *Service) changeTopicClasses(ctx context.Context, p Principal, pk string
 	if err := need(p, RoleOperator); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.product(ctx, p, pk); err != nil {
+	if _, _, err := s.writableProduct(ctx, p, pk); err != nil {
 		return nil, err
 	}
 	var out []TopicClass

@@ -143,6 +143,10 @@ type Product struct {
 	// TopicClass); a new product starts with DefaultTopicClasses.
 	TopicClasses []TopicClass `json:"topicClasses"`
 	CreatedAt    time.Time    `json:"createdAt"`
+	// DistributedFrom is the instance a distribution job copied the
+	// product from: read-only here (viewable; not edited, deleted, nor
+	// given new devices but by import).
+	DistributedFrom string `json:"distributedFrom,omitempty"`
 }
 
 // Device is one device of a product.
@@ -168,6 +172,9 @@ type Device struct {
 	CertFingerprint string `json:"certificateFingerprint,omitempty"`
 	// Gateway is the sub-device's gateway, "{productKey}/{deviceName}".
 	Gateway string `json:"gateway,omitempty"`
+	// DistributedTo is the instance a distribution job moved the device
+	// to; the broker refuses it here while set. Read by GetDeviceAuth.
+	DistributedTo string `json:"distributedTo,omitempty"`
 	// PreviousThingName is set only on a DeviceRenamed event: the thing
 	// name it had.
 	PreviousThingName string `json:"-"`

@@ -39,7 +39,8 @@ type Store interface {
 	// (default names are found with GetDevice).
 	GetDeviceByThingName(ctx context.Context, name string) (Device, error)
 	// GetDeviceAuth reads only what authenticating a CONNECT needs:
-	// account, status, thing name and sealed secret.
+	// account, status, thing name, sealed secret and the instance the
+	// device was distributed to.
 	GetDeviceAuth(ctx context.Context, pk, dn string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	// UpdateDevice writes nickname, thing name, attributes, secret-issued
@@ -68,6 +69,7 @@ type Store interface {
 	Stats(ctx context.Context) (Stats, error)
 
 	PresenceStore
+	DistributionStore
 	ProvisioningStore
 	CAStore
 	TopologyStore

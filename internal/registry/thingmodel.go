@@ -35,7 +35,7 @@ func (s *Service) SetThingModel(ctx context.Context, p Principal, pk string, raw
 	if err := need(p, RoleOperator); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.product(ctx, p, pk); err != nil {
+	if _, _, err := s.writableProduct(ctx, p, pk); err != nil {
 		return nil, err
 	}
 	m, err := tsl.Parse(raw)

@@ -13,8 +13,8 @@ import (
 )
 
 // Broker is what the MQTT side of the shadow service needs of the MQTT
-// broker. It is all the service knows of MQTT, so corral's own engine
-// can replace mochi below it.
+// broker. It is all the service knows of MQTT, so the engine below the
+// broker can change (a cluster's routing, say) without touching it.
 type Broker interface {
 	// SubscribeOrigin subscribes in-process to a filter; h sees every
 	// publish on it (clients', wills and corral's own) synchronously, in

@@ -163,6 +163,16 @@ func (m *mclient) until(t *testing.T, topic string) []paho.Message {
 }
 
 // path reads a nested member of a decoded payload ("state.desired.x").
+// jsonOf decodes a JSON object payload.
+func jsonOf(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("payload %s: %v", b, err)
+	}
+	return v
+}
+
 func path(v map[string]any, p string) any {
 	var cur any = v
 	for _, k := range strings.Split(p, ".") {
@@ -473,10 +483,17 @@ func TestRESTCommandReachesOnlineDevice(t *testing.T) {
 	dev.sub(t, sh+"/update/delta")
 	dev.sub(t, get)
 	w.s.Admin("PUT", "/v1/products/"+w.pk+"/devices/dev1/shadows", `{"state":{"desired":{"light":"on"}}}`, 200)
-	want(t, "delta after a REST update", dev.next(t, sh+"/update/delta"), "state.light", "on")
+	delta := dev.next(t, sh+"/update/delta")
+	want(t, "delta after a REST update", delta, "state.light", "on")
 	want(t, "control after a REST update", dev.next(t, get), "payload.state.desired.light", "on")
 	dev.pub(t, "/shadow/update/"+w.pk+"/dev1", `{"method":"update","state":{"reported":{"light":"on"}},"version":0}`)
 	for _, m := range dev.until(t, get) {
+		// The delta may come twice when the SUBSCRIBE's pending delivery
+		// reads the shadow after the REST update: the same version, which
+		// a device drops as not newer (AWS's rule; QoS 1 repeats it too).
+		if m.Topic() == sh+"/update/delta" && path(jsonOf(t, m.Payload()), "version") == path(delta, "version") {
+			continue
+		}
 		t.Errorf("before the reply to the device's own update: %s %s", m.Topic(), m.Payload())
 	}
 	dev.pub(t, "/shadow/update/"+w.pk+"/dev1", `{"method":"get"}`)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,12 +105,29 @@ func Exec(tb testing.TB, bin string, args ...string) *Proc {
 }
 
 // Stop kills the process and waits for it; it is done when the test ends
-// anyway, and a second call does nothing.
+// anyway, and a second call does nothing. When the server was asked for a
+// CPU profile (CORRAL_CPU_PROFILE in the environment), it is first asked to
+// shut down (SIGTERM), so that the profile is written, and killed only if
+// it has not exited within 60 s (shutting 10,000 sessions down takes more
+// than 10 s on a busy machine).
 func (p *Proc) Stop() {
-	if p.Cmd.ProcessState == nil {
-		p.Cmd.Process.Kill()
-		p.Cmd.Wait()
+	if p.Cmd.ProcessState != nil {
+		return
 	}
+	done := make(chan struct{})
+	go func() {
+		p.Cmd.Wait()
+		close(done)
+	}()
+	if os.Getenv("CORRAL_CPU_PROFILE") != "" && p.Cmd.Process.Signal(syscall.SIGTERM) == nil {
+		select {
+		case <-done:
+			return
+		case <-time.After(60 * time.Second):
+		}
+	}
+	p.Cmd.Process.Kill()
+	<-done
 }
 
 // RSS is the process's resident set size in bytes, from /proc/PID/status.

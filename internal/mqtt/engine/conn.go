@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/mqtt/subs"
 )
 
@@ -212,6 +213,7 @@ func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropRea
 		rem, has, ok := d.msg.remaining(now)
 		if !ok {
 			s.popLocked()
+			s.doneLocked(c.srv, &d)
 			drops = append(drops, DropExpired)
 			continue
 		}
@@ -244,16 +246,27 @@ func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropRea
 				delete(c.aliasOut, d.msg.Topic)
 			}
 			s.popLocked()
+			s.doneLocked(c.srv, &d)
 			drops = append(drops, DropTooLarge)
 			continue
 		}
 		s.popLocked()
 		if d.qos > 0 {
 			s.inflight = append(s.inflight, outbound{id: p.PacketID, d: d})
+			if d.seq != 0 {
+				c.srv.dur.transition(s.id, &d, persist.Sent, p.PacketID)
+			}
 		}
 		c.srv.count.sent.Add(1)
 	}
 	return buf, drops
+}
+
+// doneLocked deletes a stored message whose delivery is over. Requires mu.
+func (s *session) doneLocked(srv *Server, d *delivery) {
+	if d.seq != 0 {
+		srv.dur.transition(s.id, d, persist.Done, 0)
+	}
 }
 
 // publishOf is the PUBLISH of a delivery, without packet id or alias.
@@ -417,6 +430,9 @@ func (c *conn) onAck(t packet.Type, id uint16, code packet.ReasonCode) {
 			return
 		case code < 0x80:
 			s.inflight[k].rel = true
+			if d := &s.inflight[k].d; d.seq != 0 {
+				c.srv.dur.transition(s.id, d, persist.Received, id)
+			}
 			c.appendCtrlLocked(&packet.Pubrel{Ack: packet.Ack{PacketID: id}})
 			return
 		}
@@ -425,6 +441,7 @@ func (c *conn) onAck(t packet.Type, id uint16, code packet.ReasonCode) {
 			return
 		}
 	}
+	s.doneLocked(c.srv, &s.inflight[k].d)
 	s.ackLocked(k)
 	c.kickLocked()
 }
@@ -438,6 +455,9 @@ func (c *conn) onPubrel(id uint16) {
 		delete(s.inQoS2, id)
 		if len(s.inQoS2) == 0 {
 			s.inQoS2 = nil
+		}
+		if s.stored {
+			c.srv.dur.push(pendingOp{t: persist.Transition{ClientID: s.id, PacketID: id}, rmInbound: true})
 		}
 	} else {
 		code = packet.PacketIdentifierNotFound
@@ -487,10 +507,24 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 	if srv.hooks.MayPublish(c.client, topic) {
 		now := time.Now()
 		m := newMessage(p, topic, c.client.ID, now)
-		if m.Retain {
-			srv.retain(m, now)
+		var in *persist.Inbound
+		if p.QoS == 2 && srv.dur != nil && srv.isStored(s) {
+			in = &persist.Inbound{ClientID: s.id, PacketID: p.PacketID}
 		}
-		if srv.router.Route(m) == 0 {
+		n, err := srv.route(m, now, in)
+		switch {
+		case err != nil && p.QoS > 0:
+			srv.log.Error("mqtt engine: a message was not stored: not acknowledged", "client", c.client.ID, "err", err)
+			if c.version != packet.V5 {
+				// 3.1.1 has no failure PUBACK: the client resends on
+				// reconnecting.
+				return c.fail(packet.UnspecifiedError, "")
+			}
+			code = packet.UnspecifiedError
+			if !c.noProblemInfo {
+				reason = "the message could not be stored"
+			}
+		case n == 0:
 			code = packet.NoMatchingSubscribers
 		}
 	} else if c.version == packet.V5 {
@@ -591,6 +625,7 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) {
 		s.mu.Lock()
 		s.removeSubLocked(f)
 		s.mu.Unlock()
+		srv.storeUnsubscribe(s, f)
 		if !ok && codes != nil {
 			codes[i] = packet.NoSubscriptionExisted
 		}

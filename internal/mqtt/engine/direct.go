@@ -72,6 +72,7 @@ func (s *Server) UnsubscribeClient(clientID string, filters []string) error {
 		ss.mu.Lock()
 		ss.removeSubLocked(f)
 		ss.mu.Unlock()
+		s.storeUnsubscribe(ss, f)
 	}
 	return nil
 }
@@ -103,5 +104,15 @@ func (s *Server) Discard(clientID string) bool {
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	s.router.RemoveClient(clientID)
+	if s.dur != nil {
+		// The stored session is deleted on a goroutine of its own: the
+		// delete waits for batches holding its copies, and Discard may be
+		// called by an in-process handler whose publisher's batch is open.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.syncSession(clientID)
+		}()
+	}
 	return true
 }

@@ -17,15 +17,41 @@
 // when they are empty, so an idle connection holds neither a buffer nor a
 // second goroutine.
 //
-// Sessions live in memory only for now. Durability (issue 13 item 4) plugs
-// in where the state changes, all in session.go and conn.go under
-// session.mu: a delivery queued to a persistent session (enqueueLocked), a
-// message moved into or out of the in-flight window (fillLocked, onAck), a
-// QoS 2 id received or released (onPublish, onPubrel), subscriptions
-// (Server.subscribe) and the session's creation and end (attach, detach,
-// expire). A PUBLISH is routed before it is acknowledged (onPublish), so a
-// store write made while routing is durable before the publisher's PUBACK,
-// as internal/mqtt/persist requires.
+// Durable sessions (issue 13 item 4, durable.go). Without Options.Store
+// sessions live in memory only. With a store (internal/mqtt/persist), a
+// persistent session (3.1.1 clean session 0, MQTT 5 session expiry > 0) is
+// stored: its record (expiry, will, when it disconnected) is written on
+// connect and disconnect (syncSession, ordered per client id), its
+// subscriptions as they change, and its QoS 1 and 2 deliveries as follows.
+// A message that may need storing (QoS 1 or 2, retained, or a QoS 2 id of a
+// stored publisher) carries an open batch while it is routed; every stored
+// session it reaches numbers its copy (Seq, from one counter continuing
+// from the highest loaded, so never reused by a later session of the same
+// client id) and adds it to the batch under its own lock
+// (enqueueStoredLocked);
+// after routing, the publisher's own goroutine writes the batch — copies,
+// the publisher's QoS 2 id, the retained change — as one Write, and only
+// then queues PUBACK or PUBREC (a failed write: PUBACK 0x80 under MQTT 5,
+// the connection closed under 3.1.1). So a PUBACK means the message is
+// durable for every persistent subscriber it reached; publishers wait for
+// their own writes only, and concurrent ones share the adapter's group
+// commits. The copies are queued in memory at once, so a subscriber online
+// may get a message before it is durable. Transitions (sent with a packet
+// id, PUBREC received, done: acked, expired or too large) and released
+// QoS 2 ids go to a flusher goroutine that writes whatever is pending as
+// one batch, each after the batch that stored its message, off every
+// client's path; Close writes what is pending. Non-persistent sessions and
+// QoS 0 write nothing.
+//
+// Open restores a store's state before Serve: sessions expired meanwhile
+// are deleted (ExpireSessions) and their wills published; the others come
+// back offline with their subscriptions, queues, in-flight windows (resent
+// in order on reconnect: PUBLISH with DUP, PUBREL for those PUBRECed) and
+// QoS 2 ids; a session connected when the process stopped is disconnected
+// now, its expiry and will delay counted from now; retained messages are
+// loaded. A restored session's Client carries only ID and Version (no
+// ConnInfo, Value nil) until its client reconnects: hooks see that Client
+// in MayReceive and for a will.
 //
 // Lock order: the Router's (subs.Index) lock, then Server.mu, then
 // session.mu; the engine never calls the Router holding either of its own. Hooks and in-process handlers are

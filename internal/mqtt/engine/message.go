@@ -21,6 +21,9 @@ type Message struct {
 	Publisher string
 
 	expires time.Time // zero: never
+	// batch, with a store, gathers the copies of the message that stored
+	// sessions queue while it is routed (see Server.route).
+	batch *batch
 }
 
 // Props are the properties a PUBLISH carries from its publisher to its

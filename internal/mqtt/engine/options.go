@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/mqtt/retained"
 )
 
@@ -14,6 +15,13 @@ type Options struct {
 	Logger *slog.Logger // nil: slog.Default()
 	// Retained stores retained messages; nil: a retained.Store.
 	Retained RetainedStore
+	// Store, when set, keeps persistent sessions and retained messages
+	// durable (internal/mqtt/persist): a QoS 1 or 2 PUBLISH that reaches a
+	// persistent session is stored before the publisher's PUBACK or
+	// PUBREC. Create the server with Open to restore what it holds (see
+	// the package doc: a restored session's Client has no Value until its
+	// client reconnects). Nil: memory only.
+	Store persist.Store
 
 	// MaxPacketSize bounds a packet from a client (DISCONNECT 0x95 past
 	// it) and is advertised in CONNACK. Default 1 MiB.

@@ -39,6 +39,7 @@ type Server struct {
 	hooks    Hooks
 	router   Router
 	retained RetainedStore
+	dur      *durable // nil without Options.Store
 	count    counters
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -64,6 +65,10 @@ func New(o Options) *Server {
 	}
 	s.router.Bind(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if o.Store != nil {
+		s.dur = newDurable(o.Store)
+		go s.dur.run(s)
+	}
 	return s
 }
 
@@ -137,6 +142,7 @@ func (c *conn) serve() {
 	}
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
+	s.syncSession(c.client.ID)
 	s.hooks.SessionStarted(c.client, pw.present)
 	c.sess.mu.Lock()
 	c.started = true
@@ -340,6 +346,7 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 	}
 	if ss == nil {
 		ss = newSession(id)
+		ss.created = time.Now()
 		s.sessions[id] = ss
 		s.count.sessions.Add(1)
 	}
@@ -375,7 +382,7 @@ func (s *Server) afterTakeover(t takeover) {
 func (s *Server) detach(c *conn, r EndReason) {
 	ss := c.sess
 	var wills []pendingWill
-	removed := false
+	removed, detached := false, false
 	s.mu.Lock()
 	ss.mu.Lock()
 	if !c.closing {
@@ -386,6 +393,7 @@ func (s *Server) detach(c *conn, r EndReason) {
 	c.will = nil
 	if ss.conn == c {
 		ss.conn = nil
+		ss.disconnectedAt, detached = time.Now(), true
 		if ss.expiry == 0 && r != EndShutdown {
 			ss.ended = true
 			ss.stopTimersLocked()
@@ -415,6 +423,9 @@ func (s *Server) detach(c *conn, r EndReason) {
 	if removed {
 		s.router.RemoveClient(ss.id)
 	}
+	if detached && r != EndShutdown {
+		s.syncSession(ss.id)
+	}
 	if !c.endReported.Swap(true) {
 		s.hooks.SessionEnded(c.client, r)
 	}
@@ -435,6 +446,7 @@ func (s *Server) willDue(ss *session, gen uint64) {
 	ss.mu.Unlock()
 	if w != nil {
 		s.publishWill(*w)
+		s.syncSession(ss.id) // the stored will is gone
 	}
 }
 
@@ -459,6 +471,7 @@ func (s *Server) expire(ss *session, gen uint64) {
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	s.router.RemoveClient(ss.id)
+	s.syncSession(ss.id)
 	if w != nil {
 		s.publishWill(*w)
 	}
@@ -473,10 +486,9 @@ func (s *Server) publishWill(w pendingWill) {
 	m := &Message{Topic: w.will.Topic, Payload: w.will.Payload, QoS: w.will.QoS, Retain: w.will.Retain,
 		Props: propsOf(&w.will.Properties), Publisher: w.client.ID}
 	m.setExpiry(now)
-	if m.Retain {
-		s.retain(m, now)
+	if _, err := s.route(m, now, nil); err != nil {
+		s.log.Error("mqtt engine: a will was not stored", "client", w.client.ID, "err", err)
 	}
-	s.router.Route(m)
 }
 
 // Deliver gives m to a local session or handler (Deliverer).
@@ -516,7 +528,7 @@ func (s *Server) enqueue(ss *session, d delivery) {
 		ss.mu.Unlock()
 		return
 	}
-	drops := ss.enqueueLocked(d, &s.opts, dropBuf[:0])
+	drops := s.enqueueStoredLocked(ss, d, dropBuf[:0])
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
@@ -558,6 +570,7 @@ func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bo
 		s.router.Unsubscribe(ss.id, filter)
 		return false
 	}
+	s.storeSubscribe(ss, filter, o)
 	return !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && isNew))
 }
 
@@ -590,15 +603,25 @@ func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []del
 	if ack != nil {
 		from.appendCtrlLocked(ack) // nothing if from was taken over
 	}
+	var b *batch
 	if !ss.ended {
+		if ss.stored && len(ds) > 0 {
+			b = &batch{done: make(chan struct{})}
+		}
 		for _, d := range ds {
-			drops = ss.enqueueLocked(d, &s.opts, drops)
+			d.msg.batch = b // a retained message's copy: this delivery's own
+			drops = s.enqueueStoredLocked(ss, d, drops)
 		}
 	}
 	if c := ss.conn; c != nil {
 		c.kickLocked()
 	}
 	ss.mu.Unlock()
+	if b != nil {
+		if err := s.commit(b, nil, time.Time{}, nil); err != nil {
+			s.log.Error("mqtt engine: retained messages for a new subscription were not stored", "client", ss.id, "err", err)
+		}
+	}
 	s.reportDrops(ss.id, drops)
 }
 
@@ -616,10 +639,9 @@ func (s *Server) Publish(m Message) error {
 	now := time.Now()
 	msg := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props}
 	msg.setExpiry(now)
-	if msg.Retain {
-		s.retain(msg, now)
+	if _, err := s.route(msg, now, nil); err != nil {
+		return fmt.Errorf("mqtt engine: publish: %w", err)
 	}
-	s.router.Route(msg)
 	return nil
 }
 
@@ -768,7 +790,13 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.wg.Wait()
+		if s.dur != nil {
+			s.dur.close() // the acknowledgements received are written
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

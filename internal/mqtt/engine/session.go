@@ -20,6 +20,9 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	// seq is the message's number in a stored session's queue (0: not
+	// stored); msg.batch stores it, and its transitions wait for that.
+	seq uint64
 }
 
 // outbound is a QoS 1 or 2 message written to the client and not yet fully
@@ -61,6 +64,14 @@ type session struct {
 	// that fires anyway (it was already waiting for mu) sees another
 	// generation and does nothing.
 	timerGen uint64
+
+	// With Options.Store: stored says the session's record is in the
+	// store (its QoS 1 and 2 deliveries are then written); writes counts
+	// its copies in batches not yet written (Add under mu, while stored).
+	stored         bool
+	writes         sync.WaitGroup
+	created        time.Time
+	disconnectedAt time.Time
 }
 
 // pendingWill is a will and the client whose rights it is published under.

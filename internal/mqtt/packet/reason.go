@@ -73,8 +73,8 @@ func V311ConnackCode(c ReasonCode) (code byte, ok bool) {
 		return 3, true
 	case BadUsernameOrPassword:
 		return 4, true
-	case NotAuthorized, Banned:
-		return 5, true
+	case NotAuthorized, Banned, ServerMoved, UseAnotherServer:
+		return 5, true // 3.1.1 has no "go elsewhere": the client is refused
 	}
 	return 0, false
 }

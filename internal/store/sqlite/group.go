@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Group commit: writes from many goroutines are queued and run by one
@@ -12,6 +13,14 @@ import (
 // transaction is committed once for the whole group. Every caller still
 // gets its own result only after the commit (so a 2xx is durable), but a
 // burst of N writes costs one fsync instead of N.
+//
+// A group takes every write that arrives while it runs, not only those
+// queued when it began: the writes answered by the last commit are queued
+// again while this group's first ones run. When the last group held more
+// than one write (concurrent writers), the writer also lingers, at most
+// Options.GroupLinger, until this group is as large as the last one: in a
+// closed loop (each writer waits for its answer, then writes again), the
+// groups would otherwise split the writers in two halves that take turns.
 
 type writeOp struct {
 	ctx  context.Context
@@ -27,6 +36,11 @@ type writeOp struct {
 }
 
 const maxGroup = 512
+
+// defaultLinger is Options.GroupLinger's default: a fraction of one
+// fsync on a virtual disk (0.1 to 1 ms), so that lingering costs a
+// concurrent writer less than the commit it may share.
+const defaultLinger = 200 * time.Microsecond
 
 var errClosed = errors.New("store is closed")
 
@@ -44,80 +58,145 @@ func (s *Store) startWriter() error {
 	return nil
 }
 
+// writer runs the groups one after the other. It alone uses the writer
+// connection between groups' statements.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	g := commitGroup{s: s, linger: time.NewTimer(time.Hour)}
+	g.linger.Stop()
+	defer g.linger.Stop()
+	last := 0 // the size of the last group
 	for first := range s.ops {
-		batch := []writeOp{first}
-	drain:
-		for len(batch) < maxGroup {
-			select {
-			case op, ok := <-s.ops:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, op)
-			default:
-				break drain
-			}
-		}
-		s.commitGroup(batch)
+		last = g.run(first, last)
 	}
 }
 
-func (s *Store) commitGroup(batch []writeOp) {
-	answered := make([]bool, len(batch)) // early ops already told their result
-	fail := func(err error) {
-		for i, op := range batch {
-			if !answered[i] {
-				op.done <- err
-			}
-		}
-	}
-	tx, err := s.w.BeginTx(context.Background(), nil)
+// commitGroup is the writer's state for one group; its slices are reused.
+type commitGroup struct {
+	s       *Store
+	tx      *sql.Tx
+	ops     []writeOp
+	results []error
+	told    []bool // ops[i] has been answered (an early op, once run)
+	linger  *time.Timer
+}
+
+// run runs first and every write that arrives while the group is open,
+// commits them, answers them, and returns the group's size.
+func (g *commitGroup) run(first writeOp, last int) int {
+	g.ops, g.results, g.told = g.ops[:0], g.results[:0], g.told[:0]
+	tx, err := g.s.w.BeginTx(context.Background(), nil)
 	if err != nil {
-		fail(err)
-		return
+		g.ops, g.told = append(g.ops, first), append(g.told, false)
+		g.fail(err)
+		return 1
 	}
-	results := make([]error, len(batch))
-	for i, op := range batch {
-		if err := op.ctx.Err(); err != nil {
-			results[i] = err
+	g.tx = tx
+	if !g.exec(first) {
+		return len(g.ops)
+	}
+	lingering := false
+	var deadline time.Time
+	for len(g.ops) < maxGroup {
+		select {
+		case op, ok := <-g.s.ops:
+			if !ok {
+				goto commit
+			}
+			if !g.exec(op) {
+				return len(g.ops)
+			}
 			continue
+		default:
 		}
-		if op.single {
-			results[i] = runOp(op.fn, tx)
-		} else {
-			if _, err := tx.Stmt(s.savepoint[0]).Exec(); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
-			results[i] = runOp(op.fn, tx)
-			if results[i] != nil {
-				if _, err := tx.Stmt(s.savepoint[1]).Exec(); err != nil {
-					tx.Rollback()
-					fail(err)
-					return
-				}
-			}
-			if _, err := tx.Stmt(s.savepoint[2]).Exec(); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
+		// Nothing queued: linger for the writers of the last group.
+		if len(g.ops) >= last || g.s.linger <= 0 {
+			break
 		}
-		if op.early {
-			op.done <- results[i]
-			answered[i] = true
+		if !lingering {
+			lingering, deadline = true, time.Now().Add(g.s.linger)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		g.linger.Reset(wait)
+		select {
+		case op, ok := <-g.s.ops:
+			g.linger.Stop() // no stale tick is received after it (Go 1.23 timers)
+			if !ok {
+				goto commit
+			}
+			if !g.exec(op) {
+				return len(g.ops)
+			}
+		case <-g.linger.C:
 		}
 	}
+commit:
 	if err := tx.Commit(); err != nil {
-		fail(fmt.Errorf("committing: %w", err))
-		return
+		g.fail(fmt.Errorf("committing: %w", err))
+		return len(g.ops)
 	}
-	for i, op := range batch {
-		if !answered[i] {
-			op.done <- results[i]
+	// Counted before anyone is answered, so that a caller reading the
+	// counters after its write returned sees its group.
+	g.s.groups.Add(1)
+	g.s.grouped.Add(uint64(len(g.ops)))
+	for i, op := range g.ops {
+		if !g.told[i] {
+			op.done <- g.results[i]
+		}
+	}
+	return len(g.ops)
+}
+
+// exec runs op in the group's transaction, in its own savepoint unless it
+// is a single statement. On a failure of the savepoint statements
+// themselves it rolls the transaction back, fails the whole group and
+// returns false.
+func (g *commitGroup) exec(op writeOp) bool {
+	g.ops, g.told = append(g.ops, op), append(g.told, false)
+	var res error
+	switch {
+	case op.ctx.Err() != nil:
+		res = op.ctx.Err()
+	case op.single:
+		res = runOp(op.fn, g.tx)
+	default:
+		if _, err := g.tx.Stmt(g.s.savepoint[0]).Exec(); err != nil {
+			g.abort(err)
+			return false
+		}
+		res = runOp(op.fn, g.tx)
+		if res != nil {
+			if _, err := g.tx.Stmt(g.s.savepoint[1]).Exec(); err != nil {
+				g.abort(err)
+				return false
+			}
+		}
+		if _, err := g.tx.Stmt(g.s.savepoint[2]).Exec(); err != nil {
+			g.abort(err)
+			return false
+		}
+	}
+	g.results = append(g.results, res)
+	if op.early {
+		op.done <- res
+		g.told[len(g.told)-1] = true
+	}
+	return true
+}
+
+func (g *commitGroup) abort(err error) {
+	g.tx.Rollback()
+	g.fail(err)
+}
+
+// fail answers every op of the group not yet answered with err.
+func (g *commitGroup) fail(err error) {
+	for i, op := range g.ops {
+		if !g.told[i] {
+			op.done <- err
 		}
 	}
 }

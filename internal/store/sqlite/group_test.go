@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -74,8 +75,8 @@ func group(t *testing.T, s *Store, ctxs []context.Context, ops ...func(tx *sql.T
 		runtime.Gosched()
 	}
 	close(release)
-	// The holder's group is committed alone (the others were queued after
-	// it was taken); the queued ones form the next group.
+	// The holder's group takes the queued ones once the holder has run
+	// (writes that arrive while a group runs join it).
 	out := make([]error, len(results))
 	for i, ch := range results {
 		select {
@@ -215,5 +216,97 @@ func TestGroupEarlyOperation(t *testing.T) {
 	}
 	if n := count(t, s, "parent WHERE id = 2"); n != 0 {
 		t.Fatal("the failed group's early write was kept")
+	}
+}
+
+// pairGroup runs two writes in one group: the first holds the writer until
+// the second is queued. It returns the groups and writes the writer counted.
+func pairGroup(t *testing.T, s *Store) (groups, writes uint64) {
+	t.Helper()
+	g0, w0 := s.groups.Load(), s.grouped.Load()
+	second := make(chan error, 1)
+	err := s.write(context.Background(), func(tx *sql.Tx) error {
+		go func() { second <- s.write(context.Background(), insert(2)) }()
+		for len(s.ops) < 1 {
+			runtime.Gosched()
+		}
+		return insert(1)(tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	return s.groups.Load() - g0, s.grouped.Load() - w0
+}
+
+// TestGroupTakesWritesArrivingWhileItRuns: a write queued while a group
+// runs is committed with it, not by the next group.
+func TestGroupTakesWritesArrivingWhileItRuns(t *testing.T) {
+	s := groupStore(t)
+	if g, w := pairGroup(t, s); g != 1 || w != 2 {
+		t.Fatalf("%d groups of %d writes; want both writes in one group", g, w)
+	}
+	if n := count(t, s, "parent WHERE id IN (1, 2)"); n != 2 {
+		t.Fatalf("%d of the 2 rows committed", n)
+	}
+}
+
+// TestGroupLinger: after a group of two, the next group waits (at most
+// GroupLinger) for a second write before committing; a negative linger
+// never waits, and a lone write is answered once the linger has passed.
+func TestGroupLinger(t *testing.T) {
+	open := func(linger time.Duration) *Store {
+		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "g.db"), Options{Synchronous: "NORMAL", GroupLinger: linger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if _, err := s.w.Exec(`CREATE TABLE parent (id INTEGER PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("waits for the second writer", func(t *testing.T) {
+		s := open(time.Minute)
+		pairGroup(t, s)
+		g0 := s.groups.Load()
+		first := make(chan error, 1)
+		go func() { first <- s.write(context.Background(), insert(3)) }()
+		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-first:
+			t.Fatalf("the first write was answered (%v) before the group's second arrived", err)
+		default:
+		}
+		if err := s.write(context.Background(), insert(4)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if g := s.groups.Load() - g0; g != 1 {
+			t.Fatalf("%d groups for the two writes, want 1", g)
+		}
+	})
+	for _, linger := range []time.Duration{-1, 20 * time.Millisecond} {
+		t.Run(fmt.Sprintf("lone write, linger %v", linger), func(t *testing.T) {
+			s := open(linger)
+			pairGroup(t, s)
+			start := time.Now()
+			if err := s.write(context.Background(), insert(3)); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("a lone write took %v", d)
+			}
+			// Serial writes after it wait for nobody: the last group had one.
+			for id := 4; id < 14; id++ {
+				if err := s.write(context.Background(), insert(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -34,7 +34,12 @@ const (
 	qRemInbound = `DELETE FROM mqtt_inbound WHERE client_id = ? AND packet_id = ?`
 	qSetRetain  = `INSERT INTO mqtt_retained(topic, publish, stored_at, expiry) VALUES (?, ?, ?, ?)
 		ON CONFLICT(topic) DO UPDATE SET publish = excluded.publish, stored_at = excluded.stored_at, expiry = excluded.expiry`
-	qClrRetain = `DELETE FROM mqtt_retained WHERE topic = ?`
+	qClrRetain  = `DELETE FROM mqtt_retained WHERE topic = ?`
+	qPutSession = `INSERT INTO mqtt_sessions(client_id, version, expiry_interval, will, created_at, disconnected_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(client_id) DO UPDATE SET version = excluded.version, expiry_interval = excluded.expiry_interval, will = excluded.will,
+		created_at = excluded.created_at, disconnected_at = excluded.disconnected_at, expires_at = excluded.expires_at`
+	qDelSession = `DELETE FROM mqtt_sessions WHERE client_id = ?`
 )
 
 // mqttErr names what a failed constraint means to the port.
@@ -72,12 +77,12 @@ func (m *MQTTStore) PutSession(ctx context.Context, rec persist.Session) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
-	err := m.s.writeOne(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO mqtt_sessions(client_id, version, expiry_interval, will, created_at, disconnected_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(client_id) DO UPDATE SET version = excluded.version, expiry_interval = excluded.expiry_interval, will = excluded.will,
-			created_at = excluded.created_at, disconnected_at = excluded.disconnected_at, expires_at = excluded.expires_at`,
-			rec.ClientID, rec.Version, int64(rec.ExpiryInterval), nilIfEmpty(rec.Will), ms(rec.Created), msOrNil(rec.DisconnectedAt), msOrNil(rec.ExpiresAt()))
+	put, err := m.s.wprep(ctx, qPutSession)
+	if err != nil {
+		return fmt.Errorf("preparing: %w", err)
+	}
+	err = m.s.writeOne(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, put).ExecContext(ctx, rec.ClientID, rec.Version, int64(rec.ExpiryInterval), nilIfEmpty(rec.Will), ms(rec.Created), msOrNil(rec.DisconnectedAt), msOrNil(rec.ExpiresAt()))
 		return err
 	})
 	return mqttErr("storing session", err)
@@ -92,8 +97,12 @@ func nilIfEmpty(b []byte) any {
 
 // DeleteSession implements persist.Sessions.
 func (m *MQTTStore) DeleteSession(ctx context.Context, clientID string) error {
-	err := m.s.writeOne(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM mqtt_sessions WHERE client_id = ?`, clientID)
+	del, err := m.s.wprep(ctx, qDelSession)
+	if err != nil {
+		return fmt.Errorf("preparing: %w", err)
+	}
+	err = m.s.writeOne(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, del).ExecContext(ctx, clientID)
 		return err
 	})
 	return mqttErr("deleting session", err)

@@ -101,13 +101,13 @@ func (s *Store) ListAccounts(ctx context.Context) ([]registry.Account, error) {
 
 // --- products ---
 
-const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning, topic_classes`
+const productCols = `product_key, account_id, name, description, node_type, auth_type, dyn_reg, attributes, created_at, connect_window, provisioning, topic_classes, distributed_from`
 
 func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Product, error) {
 	var p registry.Product
 	var attrs, prov, topics string
 	var created int64
-	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov, &topics}, extra...)
+	dest := append([]any{&p.ProductKey, &p.AccountID, &p.Name, &p.Description, &p.NodeType, &p.AuthType, &p.DynReg, &attrs, &created, &p.ConnectWindow, &prov, &topics, &p.DistributedFrom}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return p, err
 	}
@@ -125,8 +125,8 @@ func scanProduct(sc interface{ Scan(...any) error }, extra ...any) (registry.Pro
 
 // CreateProduct implements registry.Store.
 func (s *Store) CreateProduct(ctx context.Context, p registry.Product, sealed []byte) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), topicClassesJSON(p.TopicClasses), sealed)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO products(`+productCols+`, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ProductKey, p.AccountID, p.Name, p.Description, p.NodeType, p.AuthType, p.DynReg, attrsJSON(p.Attributes), ms(p.CreatedAt), p.ConnectWindow, provJSON(p.Provisioning), topicClassesJSON(p.TopicClasses), p.DistributedFrom, sealed)
 	if isUnique(err) {
 		return fmt.Errorf("product %q: %w", p.ProductKey, registry.ErrConflict)
 	}
@@ -397,8 +397,8 @@ func (s *Store) SetDeviceDisabled(ctx context.Context, pk, dn string, disabled b
 func (s *Store) GetDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error) {
 	d := registry.Device{ProductKey: pk, DeviceName: dn}
 	var thing sql.NullString
-	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
-		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing)
+	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name, distributed_to FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
+		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing, &d.DistributedTo)
 	d.ThingName = thingOf(pk, dn, thing)
 	return d, notFound(err)
 }
@@ -700,6 +700,12 @@ func (s *Store) IssueSecret(ctx context.Context, pk, dn string) (bool, error) {
 // SetDeviceSecret implements registry.ProvisioningStore.
 func (s *Store) SetDeviceSecret(ctx context.Context, pk, dn string, sealed []byte) error {
 	res, err := s.exec(ctx, `UPDATE devices SET secret = ?, secret_issued = 1 WHERE product_key = ? AND device_name = ?`, sealed, pk, dn)
+	return affected(res, err)
+}
+
+// SetDeviceDistributed implements registry.DistributionStore.
+func (s *Store) SetDeviceDistributed(ctx context.Context, pk, dn, to string) error {
+	res, err := s.exec(ctx, `UPDATE devices SET distributed_to = ? WHERE product_key = ? AND device_name = ?`, to, pk, dn)
 	return affected(res, err)
 }
 

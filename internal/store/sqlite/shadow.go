@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/corral-iot/corral/internal/shadow"
@@ -40,33 +41,82 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 	return v, true, err
 }
 
+// The hot statements of PutShadow, prepared once on the writer
+// connection. The version check is in the write itself (no row changed:
+// stale), so a write is no read and one statement, or three with its
+// history.
+const (
+	// qShadowCreate stores a shadow where none is, or over a tombstone
+	// (prev 0).
+	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
+		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0
+		WHERE shadows.deleted = 1 OR shadows.version = 0`
+	// qShadowUpdate replaces a live shadow at version prev.
+	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0
+		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
+	qHistoryAdd = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
+	// qHistoryTrim drops what is older than the newest keep versions: the
+	// subquery walks keep+1 entries of the primary key backwards, and the
+	// DELETE a range of it (nothing, once the history is trimmed).
+	qHistoryTrim = `DELETE FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version <= (
+		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 ORDER BY version DESC LIMIT 1 OFFSET ?4)`
+)
+
 // PutShadow implements shadow.Store.
 func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shadow.Stored, keep int) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		cur, _, err := storedVersion(ctx, tx, k)
+	var put *sql.Stmt
+	var err error
+	if prev == 0 {
+		put, err = s.wprep(ctx, qShadowCreate)
+	} else {
+		put, err = s.wprep(ctx, qShadowUpdate)
+	}
+	if err != nil {
+		return fmt.Errorf("preparing: %w", err)
+	}
+	var hist [2]*sql.Stmt
+	if keep > 0 {
+		for i, q := range [...]string{qHistoryAdd, qHistoryTrim} {
+			if hist[i], err = s.wprep(ctx, q); err != nil {
+				return fmt.Errorf("preparing: %w", err)
+			}
+		}
+	}
+	at := ms(st.UpdatedAt)
+	fn := func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if prev == 0 {
+			res, err = tx.StmtContext(ctx, put).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+		} else {
+			res, err = tx.StmtContext(ctx, put).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, prev)
+		}
 		if err != nil {
 			return err
 		}
-		if cur != prev {
-			return shadow.ErrStale
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
-			ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0`,
-			k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, ms(st.UpdatedAt)); err != nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
+		} else if n == 0 {
+			return shadow.ErrStale // nothing changed
 		}
 		if keep <= 0 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, ms(st.UpdatedAt)); err != nil {
+		if _, err := tx.StmtContext(ctx, hist[0]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version <= (
-			SELECT version FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? ORDER BY version DESC LIMIT 1 OFFSET ?)`,
-			k.ProductKey, k.DeviceName, k.Name, k.ProductKey, k.DeviceName, k.Name, keep)
+		if st.Version <= int64(keep) {
+			// Versions are distinct and positive, none above this one: the
+			// history holds at most keep of them, nothing to trim.
+			return nil
+		}
+		_, err = tx.StmtContext(ctx, hist[1]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, keep)
 		return err
-	})
+	}
+	if keep <= 0 {
+		return s.writeOne(ctx, fn)
+	}
+	return s.write(ctx, fn)
 }
 
 // DeleteShadow implements shadow.Store.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/distribution"
+	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 	"github.com/corral-iot/corral/internal/shadowsvc"
@@ -25,6 +26,7 @@ type Store interface {
 	shadow.Store
 	shadowsvc.SettingsStore
 	distribution.Store
+	jobs.Store
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -57,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"audit", testAudit},
 		{"distribution instances", testDistInstances},
 		{"distribution records and policies", testDistRecords},
+		{"distribution jobs", testDistJobs},
+		{"devices distributed", testDeviceDistributed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
