@@ -19,15 +19,13 @@ const presenceEvents = "$aws/events/presence/+/+"
 // decides) and, as a session starts, delivers what waits for the device.
 // The broker publishes its events from the session's own goroutine, so
 // they are queued here: one device always to the same worker, in order.
+// A queue never makes a session wait: it holds one event a device (the
+// last: a connect and a disconnect waiting together leave the one that
+// came last, with its reason and time), so it is bounded by the devices.
 type presence struct {
 	m      *MQTT
-	queues []chan presenceEvent
+	queues []*presenceQueue
 	wg     sync.WaitGroup
-
-	// mu guards closed: onEvent sends (holding it shared) only while the
-	// queues are open; close takes it to close them.
-	mu     sync.RWMutex
-	closed bool
 }
 
 // presenceEvent is what is used of the broker's event.
@@ -39,16 +37,54 @@ type presenceEvent struct {
 	DeviceName       string `json:"deviceName"`
 }
 
-// presenceQueue is how many events one worker holds before the sessions
-// that publish them wait.
-const presenceQueue = 1024
+// presenceQueue is one worker's events, coalesced per device.
+type presenceQueue struct {
+	wake chan struct{} // capacity 1: something was queued, or closed
+
+	mu     sync.Mutex
+	events map[string]presenceEvent // "pk/dn" -> its last event
+	order  []string                 // keys of events, first queued first
+	closed bool
+}
 
 func newPresence(m *MQTT, workers int) *presence {
-	p := &presence{m: m, queues: make([]chan presenceEvent, workers)}
+	p := &presence{m: m, queues: make([]*presenceQueue, workers)}
 	for i := range p.queues {
-		p.queues[i] = make(chan presenceEvent, presenceQueue)
+		p.queues[i] = &presenceQueue{wake: make(chan struct{}, 1), events: map[string]presenceEvent{}}
 	}
 	return p
+}
+
+// put queues ev, replacing what waits for its device; false once closed.
+func (q *presenceQueue) put(key string, ev presenceEvent) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	if _, ok := q.events[key]; !ok {
+		q.order = append(q.order, key)
+	}
+	q.events[key] = ev
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what waits, in order, and whether the queue is closed.
+func (q *presenceQueue) take() ([]presenceEvent, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	evs := make([]presenceEvent, 0, len(q.order))
+	for _, k := range q.order {
+		evs = append(evs, q.events[k])
+	}
+	clear(q.events)
+	q.order = q.order[:0]
+	return evs, q.closed
 }
 
 func (p *presence) start() {
@@ -56,8 +92,14 @@ func (p *presence) start() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for ev := range q {
-				p.apply(ev)
+			for range q.wake {
+				evs, closed := q.take()
+				for _, ev := range evs {
+					p.apply(ev)
+				}
+				if closed {
+					return
+				}
 			}
 		}()
 	}
@@ -66,14 +108,15 @@ func (p *presence) start() {
 // close ends the workers once they have applied what they hold; call it
 // after unsubscribing.
 func (p *presence) close() {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		for _, q := range p.queues {
-			close(q)
+	for _, q := range p.queues {
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
 		}
 	}
-	p.mu.Unlock()
 	p.wg.Wait()
 }
 
@@ -89,13 +132,15 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	if !strings.HasSuffix(topic, "/"+ev.ProductKey+"."+ev.DeviceName) {
 		return
 	}
-	h := fnv.New32a()
-	h.Write([]byte(ev.ProductKey + "/" + ev.DeviceName))
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if !p.closed {
-		p.queues[h.Sum32()%uint32(len(p.queues))] <- ev
+	if ev.EventType == "disconnected" && ev.DisconnectReason == "DUPLICATE_CLIENTID" {
+		// A newer session of the device took over: nothing to write, and
+		// it must not replace that session's connect waiting here.
+		return
 	}
+	key := ev.ProductKey + "/" + ev.DeviceName
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	p.queues[h.Sum32()%uint32(len(p.queues))].put(key, ev)
 }
 
 // apply writes one event. A session that ends because a newer one of the
