@@ -80,7 +80,7 @@ type App struct {
 	notifier *jobs.Notifier
 	imports  jobs.Destination
 	geo      *distribution.GeoIP // nil without geoip_db
-	shadows *shadowsvc.Service
+	shadows  *shadowsvc.Service
 	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
 	// presence in the shadow).
 	shadowMQTT *shadowsvc.MQTT
@@ -572,6 +572,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		err = errors.Join(err, a.mqtt.Close())
 		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
+		a.desired.Stop()    // after the broker: no session starts any more
 		a.connAudit.Close()
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())

@@ -39,6 +39,16 @@ type Desired struct {
 
 	mu   sync.Mutex
 	sent map[string]pushed // "pk/dn/id" of a property set sent -> its versions
+
+	// Session starts are pushed to by one worker, off the goroutine of the
+	// session (and so off its CONNACK): a device waits once however often
+	// it came online meanwhile, so the set is bounded by the devices.
+	wake    chan struct{} // capacity 1
+	done    chan struct{} // closed by Stop
+	worker  sync.WaitGroup
+	cmu     sync.Mutex
+	waiting map[[2]string]struct{} // devices whose session started
+	order   [][2]string            // the same, first come first
 }
 
 type pushed struct {
@@ -51,7 +61,8 @@ func NewDesired(b Broker, reg DesiredRegistry, log *slog.Logger) *Desired {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Desired{b: b, reg: reg, log: log, sent: map[string]pushed{}}
+	d := &Desired{b: b, reg: reg, log: log, sent: map[string]pushed{},
+		wake: make(chan struct{}, 1), done: make(chan struct{}), waiting: map[[2]string]struct{}{}}
 	d.ids.Store(time.Now().UnixMilli())
 	return d
 }
@@ -73,14 +84,45 @@ func (d *Desired) Start() error {
 		return fmt.Errorf("subscribing to desired-value topics: %w", err)
 	}
 	d.stop = stop
+	d.worker.Add(1)
+	go d.pushConnected()
 	return nil
 }
 
-// Stop unsubscribes.
+// Stop unsubscribes and ends the worker once it has pushed to the
+// devices whose sessions started before.
 func (d *Desired) Stop() {
 	if d.stop != nil {
 		d.stop()
 		d.stop = nil
+		close(d.done)
+		d.worker.Wait()
+	}
+}
+
+// pushConnected pushes to the devices whose sessions started, until Stop.
+func (d *Desired) pushConnected() {
+	defer d.worker.Done()
+	for {
+		select {
+		case <-d.wake:
+			d.pushWaiting()
+		case <-d.done:
+			d.pushWaiting()
+			return
+		}
+	}
+}
+
+// pushWaiting pushes to the devices waiting now.
+func (d *Desired) pushWaiting() {
+	d.cmu.Lock()
+	devs := d.order
+	d.order = nil
+	clear(d.waiting)
+	d.cmu.Unlock()
+	for _, dev := range devs {
+		d.Push(context.Background(), dev[0], dev[1])
 	}
 }
 
@@ -178,14 +220,25 @@ func (d *Desired) request(topic string, payload []byte) (alink.Topic, alink.Requ
 	return t, req, true
 }
 
-// onConnected delivers what a device that just came online has not
-// acknowledged.
+// onConnected has the worker deliver what a device that just came online
+// has not acknowledged; it runs on the session's goroutine, so it only
+// queues.
 func (d *Desired) onConnected(topic string, _ []byte) {
 	pk, dn, ok := strings.Cut(strings.TrimPrefix(topic, presenceConnected), ".")
 	if !ok {
 		return
 	}
-	d.Push(context.Background(), pk, dn)
+	dev := [2]string{pk, dn}
+	d.cmu.Lock()
+	if _, ok := d.waiting[dev]; !ok {
+		d.waiting[dev] = struct{}{}
+		d.order = append(d.order, dev)
+	}
+	d.cmu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 }
 
 // DeviceSubscribed implements broker.SubscribeObserver: a device (or a
