@@ -117,6 +117,11 @@ func (m *MQTT) deliverPending(ctx context.Context, pk, dn, name string, control,
 		}
 		return
 	}
+	m.deliverDoc(ctx, pk, dn, name, doc, control, delta)
+}
+
+// deliverDoc is deliverPending of a live document already read.
+func (m *MQTT) deliverDoc(ctx context.Context, pk, dn, name string, doc shadow.Document, control, delta bool) {
 	if st, _ := doc.Delta(); st == nil {
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/corral-iot/corral/internal/shadow"
 )
 
 // presenceEvents are the broker's session events,
@@ -154,9 +156,19 @@ func (p *presence) apply(ev presenceEvent) {
 	switch ev.EventType {
 	case "connected":
 		// What waits first, then the presence (whose event tells that
-		// both are done).
-		m.deliverPending(ctx, ev.ProductKey, ev.DeviceName, "", true, true)
-		if err := m.svc.SetConnected(ctx, ev.ProductKey, ev.DeviceName, true, "", at); err != nil {
+		// both are done); one read of the shadow serves both, unless the
+		// product does not keep presence.
+		read := false
+		err := m.svc.setConnected(ctx, ev.ProductKey, ev.DeviceName, true, "", at, func(doc shadow.Document, live bool) {
+			read = true
+			if live {
+				m.deliverDoc(ctx, ev.ProductKey, ev.DeviceName, "", doc, true, true)
+			}
+		})
+		if !read {
+			m.deliverPending(ctx, ev.ProductKey, ev.DeviceName, "", true, true)
+		}
+		if err != nil {
 			m.log.Warn("recording presence in the shadow", "err", err)
 		}
 	case "disconnected":

@@ -577,6 +577,15 @@ func (s *Service) History(ctx context.Context, k shadow.Key) ([]shadow.Stored, e
 // metadata leaf is {"timestamp":at} and, when a session ended with one,
 // "reason" (e.g. "keepalive timeout"). Observers are told the reason too.
 func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected bool, reason string, at time.Time) error {
+	return s.setConnected(ctx, pk, dn, connected, reason, at, nil)
+}
+
+// setConnected is SetConnected; read, when not nil, is given the live
+// document the write starts from (once, before any write or observer),
+// so a session start delivers what waits from the same read. It is not
+// called when the product does not keep presence or the device is not
+// found.
+func (s *Service) setConnected(ctx context.Context, pk, dn string, connected bool, reason string, at time.Time, read func(doc shadow.Document, live bool)) error {
 	k := shadow.Key{ProductKey: pk, DeviceName: dn}
 	set, err := s.Settings(ctx, pk)
 	if err != nil || !set.Presence {
@@ -596,6 +605,10 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 		doc, prev, live, err := s.current(ctx, k, at)
 		if err != nil {
 			return err
+		}
+		if read != nil {
+			read(doc, live)
+			read = nil
 		}
 		if v, ok := doc.Reported["connected"].(bool); live && ok && v == connected {
 			return nil // already so: no new version
