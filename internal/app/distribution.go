@@ -56,7 +56,7 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	if err != nil {
 		return err
 	}
-	a.imports = jobs.Destination{Registry: a.reg, Self: cfg.InstanceID, Key: tk, Codes: jobs.NewCodes(nil)}
+	a.imports = jobs.Destination{Registry: a.reg, Self: cfg.InstanceID, Key: tk, Codes: jobs.NewCodes(a.store, nil)}
 	if cfg.DistributionFile != "" {
 		if err := a.loadInstances(ctx, cfg.DistributionFile); err != nil {
 			return fmt.Errorf("distribution_file: %w", err)

@@ -269,3 +269,83 @@ func TestE2ECrossAccount(t *testing.T) {
 	// The code was used: a second job with it is refused.
 	centre.Admin("POST", "/v1/distribution/jobs", body(code.AuthCode), 400)
 }
+
+// TestE2ECrossAccountDestinationRestart: the grant a cross-account job
+// was given outlives a restart of the destination. The centre is stopped
+// right after the job starts and the destination restarted (same data,
+// same ports) while it is down; the centre, restarted, resumes the job,
+// whose remaining imports the restarted destination accepts with the
+// stored grant: every device lands in the target account, none fails.
+func TestE2ECrossAccountDestinationRestart(t *testing.T) {
+	n := 200
+	if testing.Short() {
+		n = 40
+	}
+	sg := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region = "sg-1", "ap-southeast-1" })
+	var b struct {
+		Token   string `json:"token"`
+		Account struct {
+			ID string `json:"id"`
+		} `json:"account"`
+	}
+	sg.Admin("POST", "/v1/accounts", map[string]any{"name": "buyer"}, 201).JSON(t, &b)
+	file := filepath.Join(t.TempDir(), "instances.yaml")
+	yaml := fmt.Sprintf("instances:\n  - instanceId: sg-1\n    region: ap-southeast-1\n    mqtt: %s\n    apiUrl: %s\n    credential: %s\n",
+		sg.App.Broker().Addr("tcp"), sg.URL, sg.AdminKey)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	centre := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region, c.DistributionFile = "centre", "cn-shanghai", file })
+	p := centre.CreateProduct("meters", nil)
+	var names []string
+	for i := range n {
+		names = append(names, centre.CreateDevice(p.ProductKey, fmt.Sprintf("meter-%04d", i)).DeviceName)
+	}
+	var code struct{ AuthCode string }
+	if r := sg.Do(b.Token, "POST", "/v1/distribution/authorization-codes", nil); r.Status != 201 {
+		t.Fatalf("issuing a code: %d %s", r.Status, r.Body)
+	} else {
+		r.JSON(t, &code)
+	}
+	var job struct {
+		JobID                 string
+		Status, Moved, Failed int
+	}
+	centre.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": names, "strategy": 0,
+		"targetInstanceId": "sg-1", "targetUid": b.Account.ID, "authCode": code.AuthCode}, 201).JSON(t, &job)
+	centre.Stop()
+
+	landed := func(s *apptest.Server) int {
+		var page struct {
+			Devices []struct{ DeviceName string } `json:"devices"`
+		}
+		s.Do(b.Token, "GET", "/v1/products/"+p.ProductKey+"/devices?limit=1000", nil).JSON(t, &page)
+		return len(page.Devices)
+	}
+	before := landed(sg)
+	if before == n {
+		t.Fatalf("all %d devices moved before the centre stopped: nothing is left to test", n)
+	}
+	cfg := sg.Config
+	cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MQTTAddr = sg.App.HTTPAddr(), sg.App.HTTPSAddr(), sg.App.Broker().Addr("tcp")
+	cfg.MQTTSAddr, cfg.WSAddr = sg.App.Broker().Addr("tls"), sg.App.Broker().Addr("ws")
+	sg.Stop()
+	sg = apptest.StartWith(t, cfg)
+
+	centre = apptest.StartWith(t, centre.Config)
+	deadline := time.Now().Add(60 * time.Second)
+	for job.Status < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %+v", job)
+		}
+		time.Sleep(20 * time.Millisecond)
+		centre.Admin("GET", "/v1/distribution/jobs/"+job.JobID, nil, 200).JSON(t, &job)
+	}
+	t.Logf("%d of %d devices had moved when the centre stopped", before, n)
+	if job.Moved != n || job.Failed != 0 {
+		t.Fatalf("after the destination's restart: job = %+v", job)
+	}
+	if got := landed(sg); got != n {
+		t.Fatalf("%d devices in the target account, want %d", got, n)
+	}
+}
