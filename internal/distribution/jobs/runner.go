@@ -273,6 +273,9 @@ func (m *mover) steps(ctx context.Context, it *Item) (int, string) {
 			rec.GmtCreate = old.GmtCreate
 		}
 		if err := s.o.Records.PutRecord(ctx, rec); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("distribution job: updating a provisioning record failed", "jobId", j.JobID, "productKey", pk, "deviceName", dn, "err", err)
+			}
 			return CodeSourceFailed, "updating the provisioning record failed"
 		}
 		if !save(StepRecorded) {
