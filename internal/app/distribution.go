@@ -56,7 +56,7 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 		records = jobs.HTTPRecords{Remote: remote, Centre: c}
 	}
 	a.jobs = jobs.New(jobs.Options{Store: a.store, Source: jobs.RegistrySource{Registry: a.reg}, Remote: remote,
-		Directory: d, Records: records, Devices: a.notifier, Events: events, Self: self, Logger: a.log})
+		Directory: d, Records: records, Devices: a.notifier, Events: events, Auditor: a.audit, Self: self, Logger: a.log})
 	tk, err := transit.ParseKey(subkey(kek, "corral: distribution transit key"))
 	if err != nil {
 		return err

@@ -270,6 +270,22 @@ func TestE2ECrossAccount(t *testing.T) {
 	sg.Admin("GET", "/v1/products/"+p.ProductKey, nil, 404) // not in the credential's own account
 	// The code was used: a second job with it is refused.
 	centre.Admin("POST", "/v1/distribution/jobs", body(code.AuthCode), 400)
+	// The job's creation and deletion are on the centre's audit trail,
+	// without the code.
+	centre.Admin("DELETE", "/v1/distribution/jobs/"+job.JobID, nil, 204)
+	for _, action := range []string{"distribution.job.create", "distribution.job.delete"} {
+		r := centre.Admin("GET", "/v1/audit?action="+action, nil, 200)
+		var trail struct {
+			Entries []struct{ Target, Reason, Outcome string } `json:"entries"`
+		}
+		r.JSON(t, &trail)
+		if len(trail.Entries) != 1 || trail.Entries[0].Target != job.JobID || trail.Entries[0].Outcome != "ok" {
+			t.Fatalf("audit of %s: %+v", action, trail.Entries)
+		}
+		if strings.Contains(string(r.Body), code.AuthCode) {
+			t.Fatalf("the code is on the audit trail")
+		}
+	}
 }
 
 // TestE2ECrossAccountDestinationRestart: the grant a cross-account job

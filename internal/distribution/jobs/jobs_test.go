@@ -228,6 +228,26 @@ func TestAbort(t *testing.T) {
 	if _, err := s.Abort(ctx, operator, j.JobID); !errors.Is(err, jobs.ErrConflict) {
 		t.Fatalf("Abort of an aborted job = %v", err)
 	}
+	if err := s.Delete(ctx, operator, j.JobID); err != nil {
+		t.Fatal(err)
+	}
+	// Create, abort and delete are on the audit trail; the refused
+	// second abort is not an action.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := []struct{ action, reason string }{
+		{"distribution.job.create", "40 devices of " + pk + " to instance ap-southeast-1"},
+		{"distribution.job.abort", ""},
+		{"distribution.job.delete", ""},
+	}
+	if len(w.audits) != len(want) {
+		t.Fatalf("audit = %+v", w.audits)
+	}
+	for i, e := range w.audits {
+		if e.Action != want[i].action || e.Reason != want[i].reason || e.Target != j.JobID || e.AccountID != operator.AccountID || e.Outcome != "ok" {
+			t.Errorf("audit[%d] = %+v, want %s %q", i, e, want[i].action, want[i].reason)
+		}
+	}
 }
 
 // TestResume: a run interrupted by Close (a restart) finishes under a
