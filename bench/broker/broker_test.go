@@ -2,13 +2,15 @@
 // own process: authenticated CONNECT rate against a registry of 100,000
 // devices, message throughput (fan-in and point-to-point, QoS 0 and 1)
 // side by side with Mosquitto at 127.0.0.1:1883 using the same clients,
-// and memory per idle authenticated connection.
+// delivery latency at half the measured peak, and memory per idle
+// authenticated connection, each beside Mosquitto.
 package broker
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,45 +38,68 @@ func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
 	return out
 }
 
-// BenchmarkConnectRate: concurrent clients CONNECT (signature checked
-// against the registry, keepalive 60 s) and DISCONNECT, to a corral server
-// running as its own process with a registry of 100,000 devices; each
-// CONNECT is a different device, drawn at random without replacement, so
-// none takes over a live session of its own.
+// BenchmarkConnectRate: CORRAL_BENCH_C (32) concurrent raw clients
+// CONNECT (MQTT 3.1.1, clean session, keepalive 60 s) and DISCONNECT,
+// CORRAL_BENCH_N (20,000) times: to corral as its own process with a
+// registry of CORRAL_BENCH_DEVICES (100,000) devices, each CONNECT a
+// different device drawn at random without replacement (signature checked
+// against the registry, so none takes over a live session of its own), and
+// with the same client to Mosquitto at 127.0.0.1:1883 (anonymous, a new
+// client id each).
 func BenchmarkConnectRate(b *testing.B) {
 	size := knob.Int("CORRAL_BENCH_DEVICES", 100000)
 	n := min(knob.Int("CORRAL_BENCH_N", 20000), size)
 	c := knob.Int("CORRAL_BENCH_C", 32)
-	proc := serverproc.Start(b, serverproc.Build(b))
-	s := proc.Server
-	p := s.CreateProduct("bench", nil)
-	devs := populate(b, s, p.ProductKey, size)
-	addr := proc.Addrs["mqtt-tcp"]
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		order := rand.Perm(len(devs))[:n]
-		lat := make([]time.Duration, n)
-		start := time.Now()
-		failed := mqttload.Spread(n, c, func(j int) error {
-			d := devs[order[j]]
-			t0 := time.Now()
-			conn, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-			if err != nil {
-				return err
+	for _, broker := range []string{"corral", "mosquitto"} {
+		b.Run(broker, func(b *testing.B) {
+			if broker == "corral" {
+				proc := serverproc.Start(b, serverproc.Build(b))
+				p := proc.Server.CreateProduct("bench", nil)
+				devs := populate(b, proc.Server, p.ProductKey, size)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					order := rand.Perm(len(devs))[:n]
+					connectRate(b, proc.Addrs["mqtt-tcp"], n, c, func(j int) mqttload.Creds {
+						d := devs[order[j]]
+						return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+					})
+				}
+				return
 			}
-			lat[j] = time.Since(t0)
-			mqttload.Disconnect(conn)
-			return nil
+			addr := pahoload.Mosquitto(b).Addr
+			for i := 0; i < b.N; i++ {
+				connectRate(b, addr, n, c, func(j int) mqttload.Creds {
+					return mqttload.Creds{ClientID: fmt.Sprintf("brokerbench-c-%d-%d", i, j)}
+				})
+			}
 		})
-		el := time.Since(start)
-		if failed > 0 {
-			b.Fatalf("%d of %d connects failed", failed, n)
-		}
-		p50, p99 := mqttload.Percentiles(lat)
-		b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
-		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	}
+}
+
+// connectRate runs n CONNECT + DISCONNECT from c workers, the j-th with
+// creds(j), and reports connects/s and the CONNECT-to-CONNACK p50 and p99.
+func connectRate(b *testing.B, addr string, n, c int, creds func(j int) mqttload.Creds) {
+	b.Helper()
+	lat := make([]time.Duration, n)
+	start := time.Now()
+	failed := mqttload.Spread(n, c, func(j int) error {
+		t0 := time.Now()
+		conn, err := mqttload.Connect(addr, creds(j), 60)
+		if err != nil {
+			return err
+		}
+		lat[j] = time.Since(t0)
+		mqttload.Disconnect(conn)
+		return nil
+	})
+	el := time.Since(start)
+	if failed > 0 {
+		b.Fatalf("%d of %d connects failed", failed, n)
+	}
+	p50, p99 := mqttload.Percentiles(lat)
+	b.ReportMetric(float64(n)/el.Seconds(), "connects/s")
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 }
 
 // corral starts bin as its own process, like Mosquitto an external
@@ -131,45 +156,171 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleConnectionMemory opens 20,000 authenticated idle
-// connections (keepalive 60 s, pinged every 30 s) to a corral server
-// running as its own process and reports, between two GC-settled readings
-// of that process alone, its RSS, heap and stack growth per connection.
+// BenchmarkLatency measures point-to-point delivery latency on corral (its
+// own process, the publisher an authenticated device, the subscriber an
+// application) and on Mosquitto (anonymous) with the same paho clients:
+// each run measures the broker's p2p peak as BenchmarkThroughput does
+// (CORRAL_BENCH_P2P messages), then publishes CORRAL_BENCH_LAT_N (20,000)
+// 100-byte messages open-loop at half of it and reports the p50 and p99
+// from Publish to the subscriber's handler, and the messages lost.
+func BenchmarkLatency(b *testing.B) {
+	n := knob.Int("CORRAL_BENCH_LAT_N", 20000)
+	peakN := knob.Int("CORRAL_BENCH_P2P", 50000)
+	bin := serverproc.Build(b)
+	for _, qos := range []byte{0, 1} {
+		for _, broker := range []string{"corral", "mosquitto"} {
+			b.Run(fmt.Sprintf("p2p/qos%d/%s", qos, broker), func(b *testing.B) {
+				var t pahoload.Target
+				if broker == "corral" {
+					t = corral(b, bin, 1)
+				} else {
+					t = pahoload.Mosquitto(b)
+				}
+				for i := 0; i < b.N; i++ {
+					peak, _ := pahoload.Throughput(b, t, 1, peakN, qos)
+					p50, p99, lost := pahoload.Latency(b, t, qos, peak/2, n)
+					b.ReportMetric(peak, "peak-msg/s")
+					b.ReportMetric(peak/2, "rate-msg/s")
+					b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+					b.ReportMetric(float64(lost), "lost")
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkIdleConnectionMemory opens CORRAL_BENCH_CONNS (19,000: the
+// machine's file limit is 20,000 a process) idle connections with the raw
+// client (MQTT 3.1.1, clean session, keepalive 60 s, pinged every 30 s) to
+// a fresh server process each run: corral (its own process, each
+// connection a different device with a signed CONNECT) and a private
+// Mosquitto of the machine's binary (anonymous; serverproc.Mosquitto). It
+// reports the RSS growth per connection between two readings of that
+// process alone: corral's after two of its garbage collections
+// (serverproc.Proc.Settled) with heap, stacks and goroutines too,
+// Mosquitto's (C) 5 s after the last connection. corral's RSS growth is
+// split: nongo-bytes/conn is what Go does not manage (SQLite's page
+// caches, filled by the devices' first CONNECTs). CORRAL_BENCH_WARM=1
+// connects and disconnects every device once before the first reading,
+// so that the figure is what an idle connection holds beyond what its
+// device's first CONNECT leaves for the server's life, once the server's
+// CPU has gone quiet (its queued presence work done).
 func BenchmarkIdleConnectionMemory(b *testing.B) {
-	conns := knob.Int("CORRAL_BENCH_CONNS", 20000)
+	conns := knob.Int("CORRAL_BENCH_CONNS", 19000)
+	warm := knob.Int("CORRAL_BENCH_WARM", 0) == 1
 	if lim := mqttload.RaiseFileLimit(uint64(conns) + 512); lim < uint64(conns)+512 {
 		// Each side of every connection needs a descriptor in its process.
 		conns = int(lim) - 512
 		b.Logf("open-file limit %d: measuring %d connections", lim, conns)
 	}
-	proc := serverproc.Start(b, serverproc.Build(b))
-	p := proc.Server.CreateProduct("idle", nil)
-	devs := populate(b, proc.Server, p.ProductKey, conns)
-	addr := proc.Addrs["mqtt-tcp"]
-	for i := 0; i < b.N; i++ {
-		before := proc.Settled(b, "")
-		open := make([]net.Conn, conns)
-		failed := mqttload.Spread(conns, 32, func(j int) error {
-			d := devs[j]
-			c, err := mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 60)
-			open[j] = c
-			return err
+	bin := serverproc.Build(b)
+	for _, broker := range []string{"corral", "mosquitto"} {
+		b.Run(broker, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var (
+					creds      func(j int) mqttload.Creds
+					addr       string
+					read       func() serverproc.Memory
+					stopServer func()
+				)
+				if broker == "corral" {
+					proc := serverproc.Start(b, bin)
+					p := proc.Server.CreateProduct("idle", nil)
+					devs := populate(b, proc.Server, p.ProductKey, conns)
+					creds = func(j int) mqttload.Creds {
+						d := devs[j]
+						return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
+					}
+					addr, stopServer = proc.Addrs["mqtt-tcp"], proc.Stop
+					read = func() serverproc.Memory { return proc.Settled(b, "") }
+					if warm {
+						// Every device once, so that what its first CONNECT
+						// leaves for the server's life (registry pages in
+						// SQLite's caches, its shadow's presence, cache
+						// entries) is in the first reading.
+						if failed := mqttload.Spread(conns, 32, func(j int) error {
+							c, err := mqttload.Connect(addr, creds(j), 60)
+							if err == nil {
+								mqttload.Disconnect(c)
+							}
+							return err
+						}); failed > 0 {
+							b.Fatalf("warm-up: %d of %d connects failed", failed, conns)
+						}
+						// What the session starts and ends queued (shadow
+						// presence, desired properties) is done before the
+						// first reading.
+						waitQuiet(b, proc.Cmd.Process.Pid)
+					}
+				} else {
+					cmd, a := serverproc.Mosquitto(b)
+					creds = func(j int) mqttload.Creds { return mqttload.Creds{ClientID: fmt.Sprintf("brokerbench-idle-%d", j)} }
+					addr, stopServer = a, func() { cmd.Process.Kill(); cmd.Wait() }
+					read = func() serverproc.Memory {
+						time.Sleep(5 * time.Second)
+						return serverproc.Memory{RSS: float64(serverproc.RSSOf(b, cmd.Process.Pid))}
+					}
+				}
+				before := read()
+				open := make([]net.Conn, conns)
+				failed := mqttload.Spread(conns, 32, func(j int) error {
+					c, err := mqttload.Connect(addr, creds(j), 60)
+					open[j] = c
+					return err
+				})
+				closeAll := func() {
+					for _, c := range open {
+						if c != nil {
+							c.Close()
+						}
+					}
+				}
+				if failed > 0 {
+					closeAll()
+					b.Fatalf("%d of %d connections failed", failed, conns)
+				}
+				stop := mqttload.KeepAlive(open, 30*time.Second)
+				after := read()
+				stop()
+				closeAll()
+				stopServer()
+				per := func(a, b float64) float64 { return (a - b) / float64(conns) }
+				b.ReportMetric(float64(conns), "connections")
+				b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
+				if broker == "corral" {
+					b.ReportMetric(per(after.RSS-after.GoResident, before.RSS-before.GoResident), "nongo-bytes/conn")
+					b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
+					b.ReportMetric(per(after.Stacks, before.Stacks), "stack-bytes/conn")
+					b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
+				}
+				b.ReportMetric(after.RSS/(1<<20), "rss-MiB")
+			}
 		})
-		if failed > 0 {
-			b.Fatalf("%d of %d connections failed", failed, conns)
+	}
+}
+
+// waitQuiet waits (up to 5 minutes) until process pid has used less than
+// 5% of a core over 2 s: its queued work is done.
+func waitQuiet(b *testing.B, pid int) {
+	b.Helper()
+	cpu := func() float64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatalf("reading the server's CPU time: %v", err)
 		}
-		stop := mqttload.KeepAlive(open, 30*time.Second)
-		after := proc.Settled(b, "")
-		stop()
-		per := func(a, b float64) float64 { return (a - b) / float64(conns) }
-		b.ReportMetric(float64(conns), "connections")
-		b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
-		b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
-		b.ReportMetric(per(after.Stacks, before.Stacks), "stack-bytes/conn")
-		b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
-		b.ReportMetric(after.RSS/(1<<20), "rss-MiB")
-		for _, c := range open {
-			c.Close()
+		// utime and stime are fields 14 and 15, after the parenthesised name.
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		return (u + s) / 100 // clock ticks (USER_HZ, 100 on Linux)
+	}
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
+		c0 := cpu()
+		time.Sleep(2 * time.Second)
+		if cpu()-c0 < 0.1 {
+			return
 		}
 	}
+	b.Fatal("the server did not go quiet within 5 minutes")
 }

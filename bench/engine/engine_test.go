@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,55 +45,11 @@ func start(b *testing.B) func() *serverproc.Proc {
 	}
 }
 
-// privateMosquitto runs the machine's Mosquitto binary (the one serving
-// 127.0.0.1:1883) as a process of its own on a free port, anonymous and
-// without persistence, and returns it with its address: a fresh process a
-// run, since a process that once held the connections keeps the memory
-// they freed (the shared Mosquitto's RSS barely moves on a second run), and
-// other helpers' clients come and go on the shared one.
-func privateMosquitto(b *testing.B) (*exec.Cmd, string) {
-	b.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		b.Skip("no mosquitto binary")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("starting mosquitto: %v", err)
-	}
-	b.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return cmd, addr
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("the private mosquitto did not listen within 10 s")
-		}
-	}
-}
-
 // BenchmarkIdleConnectionMemory opens CORRAL_BENCH_CONNS (19,000: the
 // machine's file limit is 20,000 a process) idle MQTT 3.1.1 connections
 // (clean session, keepalive 60 s, pinged every 30 s) with the raw client to
 // a fresh server process each run, the engine's or Mosquitto's (see
-// privateMosquitto), and reports the RSS growth per connection between two
+// serverproc.Mosquitto), and reports the RSS growth per connection between two
 // readings of that process alone. The engine's readings follow two forced
 // collections and report heap, stacks and goroutines too; Mosquitto, in C,
 // is read 5 s after the last connection. CORRAL_BENCH_HEAPPROFILE=path
@@ -125,7 +79,7 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 						profile = func() { saveProfile(b, p, "heap", path) }
 					}
 				} else {
-					cmd, a := privateMosquitto(b)
+					cmd, a := serverproc.Mosquitto(b)
 					addr = a
 					stopServer = func() { cmd.Process.Kill(); cmd.Wait() }
 					read = func() serverproc.Memory {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,13 @@ CORRAL_* environment variables, then flags.`,
 				return err
 			}
 			log := app.NewLogger(cfg, os.Stderr)
+			if cfg.CPUProfile != "" {
+				stopProfile, err := startCPUProfile(cfg.CPUProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := app.New(ctx, cfg, log)
@@ -65,6 +73,23 @@ CORRAL_* environment variables, then flags.`,
 	}
 	config.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// startCPUProfile starts writing a CPU profile to path; the function it
+// returns stops the profile and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func newVersion() *cobra.Command {

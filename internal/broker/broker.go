@@ -437,7 +437,7 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 		gwPk, gwDn := registry.SplitGatewayKey(gw)
 		return b.LogoutSub(gwPk, gwDn, pk, dn, reason)
 	}
-	s.reason.Store(reason)
+	s.reason.Store(&reason)
 	return b.eng.Kick(s.id.clientID, reason)
 }
 
@@ -523,7 +523,7 @@ func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k 
 	}
 	h.mu.RUnlock()
 	for _, s := range ss {
-		s.reason.Store(reason)
+		s.reason.Store(&reason)
 		b.eng.Kick(s.id.clientID, reason)
 	}
 }

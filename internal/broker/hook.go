@@ -31,7 +31,7 @@ type session struct {
 	id       identity
 	listener string
 	remote   string
-	reason   atomic.Value // string: why corral closed it
+	reason   atomic.Pointer[string] // why corral closed it
 	// gw is, for a sub-device session, the gateway's connection it was
 	// logged in through: a later connection of the gateway does not
 	// inherit it.
@@ -106,6 +106,8 @@ func sessionOf(c *engine.Client) *session {
 	return s
 }
 
+// ptr is a pointer to a copy of v.
+func ptr[T any](v T) *T { return &v }
 // identityOf is who an engine client is: its connection's identity, or,
 // for a persistent session the engine restored from its store and whose
 // client has not come back yet (no Value), the owner its session name
@@ -357,8 +359,12 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 		return id, err
 	}
 	id.accountID, id.thingName = d.AccountID, d.ThingName
-	if _, cached := h.owners.Get(pkey); !cached { // a ProductKey never moves to another account
+	if acct, cached := h.owners.Get(pkey); !cached { // a ProductKey never moves to another account
 		h.owners.Set(pkey, d.AccountID)
+	} else if acct == d.AccountID {
+		// The cached copy: one string for all of a product's sessions
+		// rather than one read from the store for each.
+		id.accountID = acct
 	}
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packet.NotAuthorized, "device disabled"}
@@ -789,7 +795,7 @@ func (h *hook) SessionStarted(c *engine.Client, _ bool) {
 		if err := h.b.eng.PublishTo(c.ID, engine.Message{Topic: r.topic, Payload: r.payload}); err != nil {
 			h.b.log.Warn("registration answer not sent", "device", deviceKey(s.id.productKey, s.id.deviceName), "err", err)
 		}
-		s.reason.Store("REGISTERED")
+		s.reason.Store(ptr("REGISTERED"))
 		h.b.eng.Kick(c.ID, "REGISTERED")
 		return
 	}
@@ -804,7 +810,7 @@ func (h *hook) SessionStarted(c *engine.Client, _ bool) {
 	if s.id.app {
 		if h.keyStale(s.id) {
 			// Its key changed while it authenticated (see APIKeyChanged).
-			s.reason.Store("API_KEY_CHANGED")
+			s.reason.Store(ptr("API_KEY_CHANGED"))
 			h.b.eng.Kick(c.ID, "API_KEY_CHANGED")
 		}
 		return
@@ -859,8 +865,8 @@ func (h *hook) SessionEnded(c *engine.Client, r engine.EndReason) {
 
 // disconnectReason uses AWS IoT's names for why a session ended.
 func disconnectReason(s *session, r engine.EndReason, current bool) string {
-	if why, ok := s.reason.Load().(string); ok && why != "" {
-		return why
+	if why := s.reason.Load(); why != nil && *why != "" {
+		return *why
 	}
 	switch {
 	case r == engine.EndTakeover, !current:

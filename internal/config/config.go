@@ -117,6 +117,9 @@ type Config struct {
 	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout" help:"longest time from reading an HTTP request to having written its answer; above 60s, the longest a sync service call waits for a device"`
 	HTTPIdleTimeout  time.Duration `yaml:"http_idle_timeout" help:"how long an idle keep-alive HTTP connection is kept open"`
 	APIRateLimit     float64       `yaml:"api_rate_limit" help:"API requests per second allowed per API key, burst twice that (0: no limit)"`
+
+	// CPUProfile is a debugging aid, off by default: profiling costs CPU.
+	CPUProfile string `yaml:"cpu_profile" help:"write a Go CPU profile of the server to this file, from start to graceful shutdown (debugging; default: none)"`
 }
 
 // Default returns the configuration `corral serve` runs with when nothing is set.

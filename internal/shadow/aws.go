@@ -68,6 +68,7 @@ type UpdateAWS struct {
 	Accepted  []byte // update/accepted
 	Delta     []byte // update/delta; nil when the delta is empty (publish nothing)
 	Documents []byte // update/documents
+	Stored    []byte // Next's stored form (Next.MarshalJSON), for the store
 }
 
 // ApplyAWS applies an $aws/…/shadow/update request to doc (use New when no
@@ -115,7 +116,8 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 	next.Version++
 	next.Desired, next.Metadata.Desired = applySection(next.Desired, next.Metadata.Desired, u.desired, ts)
 	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
-	if next.Size() > lim.maxStateBytes() {
+	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
+	if len(desired)+len(reported) > lim.maxStateBytes() { // next.Size(), from the bytes the stored form reuses
 		return fail(413, MsgTooLarge, token)
 	}
 
@@ -136,14 +138,17 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 		}
 	}
 	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token)}
+	// previous and current are the documents' stored forms: current, once
+	// encoded, is also what the store keeps.
+	out.Stored = storedForm(desired, reported, next)
 	out.Documents = marshal(struct {
-		Previous    stored `json:"previous"`
-		Current     stored `json:"current"`
-		Timestamp   int64  `json:"timestamp"`
-		ClientToken string `json:"clientToken,omitempty"`
+		Previous    json.RawMessage `json:"previous"`
+		Current     json.RawMessage `json:"current"`
+		Timestamp   int64           `json:"timestamp"`
+		ClientToken string          `json:"clientToken,omitempty"`
 	}{
-		Previous:  stored{State: doc.state(), Metadata: doc.metadata(), Version: doc.Version},
-		Current:   stored{State: next.state(), Metadata: next.metadata(), Version: next.Version},
+		Previous:  marshal(stored{State: doc.state(), Metadata: doc.metadata(), Version: doc.Version}),
+		Current:   out.Stored,
 		Timestamp: ts, ClientToken: token,
 	})
 	return out, nil

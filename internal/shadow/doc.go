@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -122,6 +123,9 @@ func (d Document) Equal(o Document) bool {
 		string(marshal(d.metadata())) == string(marshal(o.metadata()))
 }
 
+// SameDesired reports whether two documents hold the same desired state.
+func SameDesired(a, b Document) bool { return equalSection(a.Desired, b.Desired) }
+
 func equalSection(a, b map[string]any) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return len(a) == len(b)
@@ -163,6 +167,39 @@ type stored struct {
 // keys sorted, so equal documents are equal bytes.
 func (d Document) MarshalJSON() ([]byte, error) {
 	return marshal(stored{State: d.state(), Metadata: d.metadata(), Version: d.Version}), nil
+}
+
+// marshalSection is a state section as the stored form holds it; nil
+// when the section is absent (empty).
+func marshalSection(m map[string]any) []byte {
+	if len(m) == 0 {
+		return nil
+	}
+	return marshal(m)
+}
+
+// storedForm is d.MarshalJSON() from d's sections already encoded by
+// marshalSection.
+func storedForm(desired, reported []byte, d Document) []byte {
+	md := marshal(d.metadata())
+	b := make([]byte, 0, len(desired)+len(reported)+len(md)+64)
+	b = append(b, `{"state":{`...)
+	if desired != nil {
+		b = append(b, `"desired":`...)
+		b = append(b, desired...)
+		if reported != nil {
+			b = append(b, ',')
+		}
+	}
+	if reported != nil {
+		b = append(b, `"reported":`...)
+		b = append(b, reported...)
+	}
+	b = append(b, `},"metadata":`...)
+	b = append(b, md...)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, d.Version, 10)
+	return append(b, '}')
 }
 
 // ErrStored is wrapped by every error of Parse.

@@ -99,6 +99,9 @@ func FuzzApplyAWS(f *testing.F) {
 		}
 		validJSON(t, "accepted", u.Accepted)
 		validJSON(t, "documents", u.Documents)
+		if want, _ := u.Next.MarshalJSON(); string(u.Stored) != string(want) {
+			t.Fatalf("stored form %s, want %s", u.Stored, want)
+		}
 		if st, _ := u.Next.Delta(); (st == nil) != (u.Delta == nil) {
 			t.Fatalf("delta payload %q for delta %v", u.Delta, st)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // A state tree is what encoding/json decodes with UseNumber: map[string]any
@@ -33,15 +34,50 @@ func decodeTree(raw []byte) (any, error) {
 // marshal encodes without HTML escaping (a device's "<" stays one byte, so
 // sizes are what the device sent) and without the encoder's newline.
 func marshal(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := encoders.Get().(*encoder)
+	defer e.put()
+	if err := e.enc.Encode(v); err != nil {
 		// Only decoded trees and our own structs are marshalled: an error
 		// here is a bug, not an input problem.
 		panic("shadow: marshal: " + err.Error())
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return bytes.Clone(bytes.TrimSuffix(e.buf.Bytes(), []byte("\n")))
+}
+
+// marshalledLen measures v as marshal encodes it, without keeping the bytes.
+func marshalledLen(v any) int {
+	e := encoders.Get().(*encoder)
+	defer e.put()
+	if err := e.enc.Encode(v); err != nil {
+		panic("shadow: marshal: " + err.Error())
+	}
+	return e.buf.Len() - 1 // the encoder's newline
+}
+
+// encoder is marshal's reusable buffer and encoder: building both anew
+// for each of an update's several payloads was a noticeable part of its
+// cost.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// maxPooledBuffer keeps one huge payload's buffer from staying pooled.
+const maxPooledBuffer = 64 << 10
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+func (e *encoder) put() {
+	if e.buf.Cap() > maxPooledBuffer {
+		return
+	}
+	e.buf.Reset()
+	encoders.Put(e)
 }
 
 // isNull reports whether raw is the JSON literal null.
@@ -331,10 +367,10 @@ func canonNum(s string) (neg bool, digits string, exp int64, ok bool) {
 func size(desired, reported map[string]any) int {
 	n := 0
 	if len(desired) > 0 {
-		n += len(marshal(desired))
+		n += marshalledLen(desired)
 	}
 	if len(reported) > 0 {
-		n += len(marshal(reported))
+		n += marshalledLen(reported)
 	}
 	return n
 }

@@ -73,6 +73,9 @@ type Change struct {
 	// update); Documents the AWS update/documents payload, nil if not an
 	// AWS update.
 	Delta, Documents []byte
+	// PrevStored and CurStored are Prev's and Cur's stored form
+	// (Document.MarshalJSON) when the service has them at hand, else nil.
+	PrevStored, CurStored []byte
 	// DesiredChanged: the change set or cleared desired.
 	DesiredChanged bool
 	// Reason is why a session ended (Source "presence", connected false).
@@ -100,6 +103,13 @@ type Service struct {
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
+	// docs holds the documents this node last stored through UpdateAWS,
+	// so that a shadow's next AWS update neither reads nor parses it. Only
+	// the writes use it (under the shadow's writer lock): a document
+	// another node changed is caught by the store's version check
+	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
+	// of a shadow drops its entry.
+	docs *cache.Cache[shadow.Key, kept]
 
 	// writers serialise the writes of one shadow on this node: a
 	// read-apply-write then loses to ErrStale only when another node
@@ -164,6 +174,7 @@ func New(o Options) *Service {
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	s.docs = cache.New[shadow.Key, kept](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
 	return s
 }
 
@@ -204,6 +215,7 @@ func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) 
 // after any change (deleted, renamed).
 func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
 	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
+	s.docs.Delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
 }
 
 // current reads a shadow: the document a request applies to and the
@@ -226,12 +238,36 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 	return doc, st.Version, true, nil
 }
 
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, now time.Time, keep int) error {
-	b, err := next.MarshalJSON()
-	if err != nil {
-		return fmt.Errorf("encoding shadow: %w", err)
+// docCacheSize bounds the documents kept for UpdateAWS.
+const docCacheSize = 20_000
+
+// kept is a live document UpdateAWS stored and its stored form.
+type kept struct {
+	doc    shadow.Document
+	stored []byte
+}
+
+// keep holds doc, just stored for k as b, for k's next AWS update; a new
+// key is not added to a full cache (making room would walk it).
+func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
+	if _, ok := s.docs.Get(k); ok || s.docs.Len() < docCacheSize {
+		s.docs.Set(k, kept{doc: doc, stored: b})
 	}
-	return s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
+}
+
+// put stores next on version prev and returns its stored form; it drops
+// k's cached document first, so that whichever way the write goes, the
+// next update reads the store.
+// b, when not nil, is next's stored form, already encoded.
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, keep int) ([]byte, error) {
+	s.docs.Delete(k)
+	if b == nil {
+		var err error
+		if b, err = next.MarshalJSON(); err != nil {
+			return nil, fmt.Errorf("encoding shadow: %w", err)
+		}
+	}
+	return b, s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
 }
 
 // awsFail turns an internal failure into AWS's 500, logged without the
@@ -289,46 +325,57 @@ func requestToken(req []byte) string {
 // when another writer came first). A refusal is an *shadow.ErrorAWS.
 func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Origin) (shadow.UpdateAWS, error) {
 	now := s.now()
-	d, err := s.awsLookup(ctx, k, requestToken(req), now)
+	token := requestToken(req)
+	d, err := s.awsLookup(ctx, k, token, now)
 	if err != nil {
 		return shadow.UpdateAWS{}, err
 	}
 	set, err := s.Settings(ctx, k.ProductKey)
 	if err != nil {
-		return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 	}
 	unlock := s.lock(k)
 	defer unlock()
 	for range maxAttempts {
-		doc, prev, live, err := s.current(ctx, k, now)
-		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+		c, hit := s.docs.Get(k)
+		doc, prev, live := c.doc, c.doc.Version, true
+		if !hit {
+			doc, prev, live, err = s.current(ctx, k, now)
+			if err != nil {
+				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
+			}
 		}
 		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
 		if err != nil {
+			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
+				s.docs.Delete(k) // another node may have written: read it
+				continue
+			}
 			return shadow.UpdateAWS{}, err
 		}
 		if set.CheckThingModel {
 			if err := s.checkModel(ctx, k.ProductKey, req, false); err != nil {
 				if errors.Is(err, errCheck) {
-					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), requestToken(req), now)
+					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), token, now)
 				}
-				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 			}
 		}
-		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		b, err := s.put(ctx, k, prev, res.Next, res.Stored, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
 		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+			return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 		}
+		s.keep(k, res.Next, b)
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
-			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: requestToken(req),
-			Delta: res.Delta, Documents: res.Documents, DesiredChanged: desiredChanged(doc, res.Next), At: now})
+			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: token,
+			Delta: res.Delta, Documents: res.Documents, PrevStored: c.stored, CurStored: b,
+			DesiredChanged: desiredChanged(doc, res.Next), At: now})
 		return res, nil
 	}
-	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
+	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), token, now)
 }
 
 // prevDoc is the document a change started from: empty but for the
@@ -340,11 +387,7 @@ func prevDoc(doc shadow.Document, live bool) shadow.Document {
 	return shadow.Document{Version: doc.Version}
 }
 
-func desiredChanged(a, b shadow.Document) bool {
-	x, _ := json.Marshal(a.Desired)
-	y, _ := json.Marshal(b.Desired)
-	return string(x) != string(y)
-}
+func desiredChanged(a, b shadow.Document) bool { return !shadow.SameDesired(a, b) }
 
 // GetAWS answers an AWS get: the get/accepted payload, or an
 // *shadow.ErrorAWS (404 when the thing or the shadow does not exist).
@@ -390,6 +433,7 @@ func (s *Service) DeleteAWS(ctx context.Context, k shadow.Key, clientToken strin
 			return nil, noShadow(k, d.ThingName, clientToken, now)
 		}
 		_, payload := shadow.DeleteAWS(doc, now)
+		s.docs.Delete(k)
 		err = s.o.Store.DeleteShadow(ctx, k, prev, now)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
@@ -449,7 +493,7 @@ func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDev
 				return fail(doc.Version, err)
 			}
 		}
-		err = s.put(ctx, k, prev, res.Next, now, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, nil, now, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -565,7 +609,7 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 			// nothing with doc).
 			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
 		}
-		err = s.put(ctx, k, prev, res.Next, at, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, nil, at, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}

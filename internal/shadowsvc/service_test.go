@@ -390,3 +390,78 @@ func TestDeviceChanges(t *testing.T) {
 		t.Fatalf("document after the delete: %v", err)
 	}
 }
+
+// TestUpdateAfterAnotherWriter: the document an update last stored is
+// kept for the next one; when another node (here a second Service on the
+// same store) or another path (Alibaba, delete) wrote in between, the next
+// AWS update still applies to what is stored, version checks included.
+func TestUpdateAfterAnotherWriter(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.key("dev1", "")
+	other := shadowsvc.New(shadowsvc.Options{Store: e.st, Settings: e.st, Devices: e.reg, Now: e.clock})
+	steps := []struct {
+		name        string
+		before      func() error // the other writer, between this node's updates
+		req         string
+		wantVersion int64
+		wantCode    int // 0: accepted
+	}{
+		{"first", nil, `{"state":{"reported":{"a":1}}}`, 1, 0},
+		{"again, from the kept document", nil, `{"state":{"reported":{"b":2}},"version":1}`, 2, 0},
+		{"another node wrote", func() error {
+			_, err := other.UpdateAWS(ctx, k, []byte(`{"state":{"reported":{"c":3}}}`), web)
+			return err
+		}, `{"state":{"reported":{"d":4}}}`, 4, 0},
+		{"another node wrote, version given", func() error {
+			_, err := other.UpdateAWS(ctx, k, []byte(`{"state":{"reported":{"e":5}}}`), web)
+			return err
+		}, `{"state":{"reported":{"f":6}},"version":5}`, 6, 0},
+		{"stale version still refused", nil, `{"state":{"reported":{"g":7}},"version":5}`, 0, 409},
+		{"alibaba wrote", func() error {
+			_, err := e.svc.Alibaba(ctx, k, []byte(`{"method":"update","state":{"reported":{"h":8}},"version":0}`), true)
+			return err
+		}, `{"state":{"reported":{"i":9}},"version":7}`, 8, 0},
+		{"deleted by another node", func() error {
+			_, err := other.DeleteAWS(ctx, k, "", web)
+			return err
+		}, `{"state":{"reported":{"j":10}}}`, 9, 0},
+	}
+	for _, st := range steps {
+		if st.before != nil {
+			if err := st.before(); err != nil {
+				t.Fatalf("%s: other writer: %v", st.name, err)
+			}
+		}
+		res, err := e.svc.UpdateAWS(ctx, k, []byte(st.req), web)
+		if st.wantCode != 0 {
+			if code, _ := awsCode(t, err); code != st.wantCode {
+				t.Fatalf("%s: code %d, want %d", st.name, code, st.wantCode)
+			}
+			continue
+		}
+		if err != nil || res.Next.Version != st.wantVersion {
+			t.Fatalf("%s: version %d (%v), want %d", st.name, res.Next.Version, err, st.wantVersion)
+		}
+		doc, err := e.svc.Document(ctx, k)
+		if err != nil || !doc.Equal(res.Next) {
+			t.Fatalf("%s: stored %+v (%v), answered %+v", st.name, doc, err, res.Next)
+		}
+		// Observers get the stored forms when the service has them, and
+		// they are the documents' own.
+		ch := e.rec.take()
+		c := ch[len(ch)-1]
+		prev, _ := c.Prev.MarshalJSON()
+		cur, _ := c.Cur.MarshalJSON()
+		if (c.PrevStored != nil && string(c.PrevStored) != string(prev)) || string(c.CurStored) != string(cur) {
+			t.Fatalf("%s: stored forms %s / %s, want %s / %s", st.name, c.PrevStored, c.CurStored, prev, cur)
+		}
+		if i := len(ch) - 1; st.name == "again, from the kept document" && ch[i].PrevStored == nil {
+			t.Fatalf("%s: the kept document's stored form was not passed on", st.name)
+		}
+	}
+	doc, _ := e.svc.Document(ctx, k)
+	if _, ok := doc.Reported["a"]; ok || doc.Reported["j"] == nil {
+		t.Fatalf("after the delete, reported = %v, want only j", doc.Reported)
+	}
+}

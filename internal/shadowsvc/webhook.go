@@ -73,8 +73,13 @@ func NewEvent(c Change) Event {
 	if c.Deleted {
 		ev.Event = "shadow.deleted"
 	}
-	ev.Previous, _ = c.Prev.MarshalJSON()
-	ev.Current, _ = c.Cur.MarshalJSON()
+	ev.Previous, ev.Current = c.PrevStored, c.CurStored
+	if ev.Previous == nil {
+		ev.Previous, _ = c.Prev.MarshalJSON()
+	}
+	if ev.Current == nil {
+		ev.Current, _ = c.Cur.MarshalJSON()
+	}
 	return ev
 }
 

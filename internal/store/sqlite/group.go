@@ -68,8 +68,6 @@ func (s *Store) writer() {
 	last := 0 // the size of the last group
 	for first := range s.ops {
 		last = g.run(first, last)
-		s.groups.Add(1)
-		s.grouped.Add(uint64(last))
 	}
 }
 
@@ -140,6 +138,10 @@ commit:
 		g.fail(fmt.Errorf("committing: %w", err))
 		return len(g.ops)
 	}
+	// Counted before anyone is answered, so that a caller reading the
+	// counters after its write returned sees its group.
+	g.s.groups.Add(1)
+	g.s.grouped.Add(uint64(len(g.ops)))
 	for i, op := range g.ops {
 		if !g.told[i] {
 			op.done <- g.results[i]

@@ -51,7 +51,7 @@ type Store struct {
 
 	linger time.Duration // Options.GroupLinger, resolved
 	ops    chan writeOp
-	// groups and grouped count the writer's groups and the writes in them
+	// groups and grouped count the writer's committed groups and the writes in them
 	// (their ratio is the mean group size the benchmarks report).
 	groups, grouped atomic.Uint64
 	writerDone      chan struct{}
