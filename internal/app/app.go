@@ -80,7 +80,7 @@ type App struct {
 	notifier *jobs.Notifier
 	imports  jobs.Destination
 	geo      *distribution.GeoIP // nil without geoip_db
-	shadows *shadowsvc.Service
+	shadows  *shadowsvc.Service
 	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
 	// presence in the shadow).
 	shadowMQTT *shadowsvc.MQTT

@@ -108,6 +108,7 @@ func sessionOf(c *engine.Client) *session {
 
 // ptr is a pointer to a copy of v.
 func ptr[T any](v T) *T { return &v }
+
 // identityOf is who an engine client is: its connection's identity, or,
 // for a persistent session the engine restored from its store and whose
 // client has not come back yet (no Value), the owner its session name
