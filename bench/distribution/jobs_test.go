@@ -162,9 +162,14 @@ func TestJobSurvivesKill9(t *testing.T) {
 
 // BenchmarkJob10000: a job of 10,000 devices (a names list) from the
 // centre to sg-1, both corral processes on loopback: time from the job's
-// creation to done, and devices/s.
+// creation to done, and devices/s. The first 1,000 devices
+// (CORRAL_BENCH_ONLINE) are connected to the centre, answer the notify
+// and must all be forced off.
 func BenchmarkJob10000(b *testing.B) {
-	n := 10000
+	n, online := 10000, 1000
+	if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_ONLINE")); err == nil && v >= 0 {
+		online = v
+	}
 	if v, err := strconv.Atoi(os.Getenv("CORRAL_BENCH_N")); err == nil && v > 0 {
 		n = v
 	}
@@ -176,9 +181,22 @@ func BenchmarkJob10000(b *testing.B) {
 		for i := range n {
 			names = append(names, "meter-"+strconv.Itoa(100000+i))
 		}
+		var devs [][3]string // the first online devices: pk, name, secret
 		for i := 0; i < n; i += 10000 {
-			centre.Server.Admin("POST", "/v1/products/"+p.ProductKey+"/devices:batch", map[string]any{"deviceNames": names[i:min(n, i+10000)]}, 201)
+			var batch struct {
+				Devices []apptest.Device `json:"devices"`
+			}
+			centre.Server.Admin("POST", "/v1/products/"+p.ProductKey+"/devices:batch", map[string]any{"deviceNames": names[i:min(n, i+10000)]}, 201).JSON(b, &batch)
+			for _, d := range batch.Devices {
+				if len(devs) < online {
+					devs = append(devs, [3]string{d.ProductKey, d.DeviceName, d.DeviceSecret})
+				}
+			}
 		}
+		if len(devs) != min(n, online) {
+			b.Fatalf("%d online devices, want %d", len(devs), min(n, online))
+		}
+		on := connectOnline(b, centre.Addrs["mqtt-tcp"], devs)
 		var job jobState
 		start := time.Now()
 		centre.Server.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": names,
@@ -186,9 +204,17 @@ func BenchmarkJob10000(b *testing.B) {
 		done := waitJob(b, centre.Server, job.JobID, func(j jobState) bool { return j.Status >= 2 }, 30*time.Minute)
 		el := time.Since(start)
 		if done.Moved != n || done.Failed != 0 {
+			on.close()
 			b.Fatalf("job = %+v", done)
+		}
+		if !on.waitOff(10 * time.Second) {
+			b.Fatalf("%d of %d online devices forced off", on.kicked.Load(), len(devs))
+		}
+		if int(on.replied.Load()) != len(devs) {
+			b.Fatalf("%d of %d online devices answered a notify", on.replied.Load(), len(devs))
 		}
 		b.ReportMetric(el.Seconds(), "s-to-done")
 		b.ReportMetric(float64(n)/el.Seconds(), "devices/s")
+		b.ReportMetric(float64(len(devs)), "online")
 	}
 }
