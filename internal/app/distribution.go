@@ -50,7 +50,7 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	// so stable across restarts) opens the secrets of devices moved here.
 	a.notifier = jobs.NewNotifier(a.mqtt, 5*time.Second)
 	events := jobs.BrokerEvents{Publisher: a.mqtt, Webhooks: a.hooks, Products: a.reg, Now: func() int64 { return time.Now().UnixMilli() }}
-	remote := jobs.HTTPRemote{Directory: d, Credentials: d}
+	remote := jobs.HTTPRemote{Directory: d, Credentials: d, Client: jobs.NewHTTPClient(2 * jobs.DefaultWorkers)}
 	var records jobs.Records = a.store
 	if c := cfg.DistributionCentreInstance; c != "" && c != cfg.InstanceID {
 		records = jobs.HTTPRecords{Remote: remote, Centre: c}

@@ -26,8 +26,20 @@ type Credentials interface {
 type HTTPRemote struct {
 	Directory   Directory
 	Credentials Credentials
-	// Client makes the calls; nil: one with a 10 s timeout.
+	// Client makes the calls; nil: one with a 10 s timeout that keeps
+	// only Go's default two idle connections per destination (a job's
+	// workers then redial; see NewHTTPClient).
 	Client *http.Client
+}
+
+// NewHTTPClient is an HTTPRemote's Client with a 10 s timeout that keeps
+// conns idle connections per destination, so that a job's workers reuse
+// their connections instead of dialling one per call.
+func NewHTTPClient(conns int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no limit over all destinations
+	t.MaxIdleConnsPerHost = conns
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}
 }
 
 func (r HTTPRemote) do(ctx context.Context, t Target, method, path string, in, out any) error {

@@ -107,6 +107,11 @@ type Auditor interface {
 	Record(ctx context.Context, e audit.Entry)
 }
 
+// DefaultWorkers is how many devices of one job move at once unless
+// Options say otherwise: enough concurrent steps for the stores' group
+// commits and the destination's imports to fill.
+const DefaultWorkers = 64
+
 // Options configure a Service. Store, Source, Remote, Directory, Records
 // and Devices are required.
 type Options struct {
@@ -120,7 +125,8 @@ type Options struct {
 	Auditor   Auditor // nil: none; job create, abort and delete
 	// Self is this corral, the source of its jobs.
 	Self distribution.Instance
-	// Workers is how many devices of one job move at once (default 16).
+	// Workers is how many devices of one job move at once (default
+	// DefaultWorkers).
 	Workers int
 	Rand    io.Reader // default crypto/rand
 	Logger  *slog.Logger
@@ -153,7 +159,7 @@ type run struct {
 // New returns a Service; call Start to run jobs.
 func New(o Options) *Service {
 	if o.Workers <= 0 {
-		o.Workers = 16
+		o.Workers = DefaultWorkers
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader
