@@ -11,6 +11,7 @@ import (
 
 	"path/filepath"
 
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/store/sqlite"
@@ -404,4 +405,49 @@ func FuzzParseCSV(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestResumeFromImported: a device saved at StepImported whose record and
+// mark were done before a crash (they are not saved as steps) finishes
+// once: not imported again, its record keeps its creation time, marked,
+// notified, one result.
+func TestResumeFromImported(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 2)
+	st := newMemStore()
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	j := jobs.Job{JobID: "job-1", AccountID: operator.AccountID, ProductKey: pk, SourceInstanceID: "cn-shanghai",
+		TargetInstanceID: "eu-central-1", Status: jobs.StatusRunning, ProductCopied: true, GmtCreate: created, GmtModified: created}
+	if err := st.CreateJob(ctx, j, names(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dn := range names(0, 2) {
+		if err := st.PutJobItem(ctx, jobs.Item{JobID: j.JobID, DeviceName: dn, TargetInstanceID: "eu-central-1", Step: jobs.StepImported}); err != nil {
+			t.Fatal(err)
+		}
+		w.online[dn] = netip.MustParseAddr("127.0.0.1")
+	}
+	// dev-0000 crashed after its record and mark; dev-0001 right after its import.
+	w.records["dev-0000"] = distribution.Record{ProductKey: pk, DeviceName: "dev-0000", AccountID: operator.AccountID,
+		TargetIotInstanceID: "eu-central-1", JobID: j.JobID, GmtCreate: created, GmtModified: created}
+	w.marked["dev-0000"] = "eu-central-1"
+	s := w.service(st)
+	defer s.Close()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j = wait(t, s, j.JobID)
+	if j.Status != jobs.StatusDone || j.Moved != 2 || j.Failed != 0 {
+		t.Fatalf("resumed job = %+v", j)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, dn := range names(0, 2) {
+		if w.importCalls[dn] != 0 || w.notified[dn] != 1 || w.marked[dn] != "eu-central-1" || w.records[dn].TargetIotInstanceID != "eu-central-1" {
+			t.Errorf("%s: imported %d, notified %d, marked %q, record %+v", dn, w.importCalls[dn], w.notified[dn], w.marked[dn], w.records[dn])
+		}
+	}
+	if !w.records["dev-0000"].GmtCreate.Equal(created) {
+		t.Errorf("record GmtCreate = %v, want %v", w.records["dev-0000"].GmtCreate, created)
+	}
 }
