@@ -1,21 +1,28 @@
 // Package distribution benchmarks the bootstrap endpoint: answers per
 // second from one source with the per-source rate limit off and on, with a
-// proximity policy deciding (a CIDR table), beside a bare Go handler
-// writing the same answer (the ceiling) in the same run.
+// proximity policy deciding (a CIDR table that does not match, then the
+// GeoIP database's country), beside a bare Go handler writing the same
+// answer (the ceiling) in the same run.
 package distribution
 
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
@@ -49,11 +56,14 @@ func load(b *testing.B, base, pk string, n, c int) (perSec float64, ok, limited 
 					b.Error(err)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				lat[i] = time.Since(t0)
 				switch resp.StatusCode {
 				case 200:
+					if string(body) != answer { // sg-1: the GeoIP country chose it
+						b.Errorf("answer %s", body)
+					}
 					atomic.AddInt64(&ok, 1)
 				case 429:
 					atomic.AddInt64(&limited, 1)
@@ -69,6 +79,30 @@ func load(b *testing.B, base, pk string, n, c int) (perSec float64, ok, limited 
 	return float64(n) / el.Seconds(), ok, limited, lat[n/2], lat[n*99/100]
 }
 
+// geoDB writes a MaxMind-format database placing 127.0.0.0/8 in Singapore
+// (AS) and returns its path.
+func geoDB(b *testing.B) string {
+	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", IncludeReservedNetworks: true, RecordSize: 24})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, n, _ := net.ParseCIDR("127.0.0.0/8")
+	if err := w.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String("SG")},
+		"continent": mmdbtype.Map{"code": mmdbtype.String("AS")}}); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "geo.mmdb")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := w.WriteTo(f); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
 // BenchmarkBootstrapOneSource: `go test ./bench/distribution/ -run '^$' -bench BootstrapOneSource -benchtime 1x -count 3`.
 func BenchmarkBootstrapOneSource(b *testing.B) {
 	const n, c = 5000, 4
@@ -78,6 +112,7 @@ func BenchmarkBootstrapOneSource(b *testing.B) {
 		io.WriteString(w, answer)
 	}))
 	defer bare.Close()
+	geo := geoDB(b)
 	for _, tt := range []struct {
 		name string
 		rate float64
@@ -85,12 +120,15 @@ func BenchmarkBootstrapOneSource(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			s := apptest.Start(b, func(cfg *config.Config) {
 				cfg.BootstrapPlainHTTP, cfg.BootstrapRatePerIP, cfg.InstanceID, cfg.Region = true, tt.rate, "centre", "cn-shanghai"
+				cfg.GeoIPDB = geo
 			})
 			s.Admin("POST", "/v1/instances", map[string]any{"instanceId": "sg-1", "region": "ap-southeast-1", "mqtt": "sg.iot.example.com:1883"}, 201)
 			s.Admin("POST", "/v1/distribution/policies", map[string]any{"policyId": "near", "fallback": "cn-shanghai",
 				"regions": []map[string]any{{"region": "cn-shanghai", "instances": []map[string]any{{"instanceId": "centre"}}},
 					{"region": "ap-southeast-1", "instances": []map[string]any{{"instanceId": "sg-1"}}}},
-				"cidrs": []map[string]string{{"cidr": "127.0.0.0/8", "region": "ap-southeast-1"}}}, 201)
+				// The CIDR table is scanned and misses; the GeoIP country decides.
+				"cidrs":     []map[string]string{{"cidr": "10.0.0.0/8", "region": "cn-shanghai"}, {"cidr": "192.0.2.0/24", "region": "ap-southeast-1"}},
+				"countries": map[string]string{"SG": "ap-southeast-1", "CN": "cn-shanghai"}}, 201)
 			p := s.CreateProduct("meters", nil)
 			for i := range 1000 {
 				s.Admin("PUT", fmt.Sprintf("/v1/products/%s/devices/dev%06d/provisioning", p.ProductKey, i), map[string]any{"policyId": "near"}, 200)

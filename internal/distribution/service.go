@@ -80,7 +80,7 @@ type Service struct {
 	// found or not (a miss is cached as found false), so a device with a
 	// record and one without (or unknown) cost the same: one store read,
 	// then none until the entry expires or is dropped.
-	instances *cache.Cache[string, StoredInstance]
+	instances *cache.Cache[string, cachedInstance]
 	policies  *cache.Cache[string, Policy]
 	records   *cache.Cache[string, cachedRecord]
 
@@ -94,10 +94,30 @@ const cacheTTL = 30 * time.Second
 func cacheKey(accountID, id string) string { return accountID + "\x00" + id }
 
 // storedInstance reads an instance through the cache.
+// A miss is cached too: a record of an account naming a system instance
+// looks in the account's instances first, on every bootstrap.
 func (s *Service) storedInstance(ctx context.Context, accountID, id string) (StoredInstance, error) {
-	return s.instances.GetOrLoad(cacheKey(accountID, id), func() (StoredInstance, error) {
-		return s.o.Store.GetInstance(ctx, accountID, id)
+	c, err := s.instances.GetOrLoad(cacheKey(accountID, id), func() (cachedInstance, error) {
+		st, err := s.o.Store.GetInstance(ctx, accountID, id)
+		if errors.Is(err, ErrNotFound) {
+			return cachedInstance{}, nil
+		}
+		return cachedInstance{st: st, found: err == nil}, err
 	})
+	switch {
+	case err != nil:
+		return StoredInstance{}, err
+	case !c.found:
+		return StoredInstance{}, ErrNotFound
+	}
+	return c.st, nil
+}
+
+// cachedInstance is an instance as bootstraps read it: found false is
+// none by that account and id.
+type cachedInstance struct {
+	st    StoredInstance
+	found bool
 }
 
 // policy reads a policy through the cache, its CIDRs parsed.
@@ -170,7 +190,7 @@ func New(o Options) (*Service, error) {
 	}
 	co := cache.Options{TTL: cacheTTL, MaxSize: 10000, Now: o.Now}
 	return &Service{o: o, log: o.Logger, lims: newLimiters(),
-		instances: cache.New[string, StoredInstance](co), policies: cache.New[string, Policy](co),
+		instances: cache.New[string, cachedInstance](co), policies: cache.New[string, Policy](co),
 		records: cache.New[string, cachedRecord](cache.Options{TTL: cacheTTL, MaxSize: maxCachedRecords, Now: o.Now})}, nil
 }
 
