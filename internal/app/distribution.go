@@ -51,7 +51,7 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	a.notifier = jobs.NewNotifier(a.mqtt, 5*time.Second)
 	events := jobs.BrokerEvents{Publisher: a.mqtt, Webhooks: a.hooks, Products: a.reg, Now: func() int64 { return time.Now().UnixMilli() }}
 	remote := jobs.HTTPRemote{Directory: d, Credentials: d, Client: jobs.NewHTTPClient(2 * jobs.DefaultWorkers)}
-	var records jobs.Records = a.store
+	var records jobs.Records = d.RecordStore() // writes drop the bootstraps' cached record
 	if c := cfg.DistributionCentreInstance; c != "" && c != cfg.InstanceID {
 		records = jobs.HTTPRecords{Remote: remote, Centre: c}
 	}
