@@ -50,16 +50,26 @@ func (a *App) newDistribution(ctx context.Context, cfg config.Config, box *crede
 	// so stable across restarts) opens the secrets of devices moved here.
 	a.notifier = jobs.NewNotifier(a.mqtt, 5*time.Second)
 	events := jobs.BrokerEvents{Publisher: a.mqtt, Webhooks: a.hooks, Products: a.reg, Now: func() int64 { return time.Now().UnixMilli() }}
-	a.jobs = jobs.New(jobs.Options{Store: a.store, Source: jobs.RegistrySource{Registry: a.reg}, Remote: jobs.HTTPRemote{Directory: d, Credentials: d},
-		Directory: d, Records: a.store, Devices: a.notifier, Events: events, Self: self, Logger: a.log})
+	remote := jobs.HTTPRemote{Directory: d, Credentials: d, Client: jobs.NewHTTPClient(2 * jobs.DefaultWorkers)}
+	var records jobs.Records = d.RecordStore() // writes drop the bootstraps' cached record
+	if c := cfg.DistributionCentreInstance; c != "" && c != cfg.InstanceID {
+		records = jobs.HTTPRecords{Remote: remote, Centre: c}
+	}
+	a.jobs = jobs.New(jobs.Options{Store: a.store, Source: jobs.RegistrySource{Registry: a.reg}, Remote: remote,
+		Directory: d, Records: records, Devices: a.notifier, Events: events, Auditor: a.audit, Self: self, Logger: a.log})
 	tk, err := transit.ParseKey(subkey(kek, "corral: distribution transit key"))
 	if err != nil {
 		return err
 	}
-	a.imports = jobs.Destination{Registry: a.reg, Self: cfg.InstanceID, Key: tk, Codes: jobs.NewCodes(nil)}
+	a.imports = jobs.Destination{Registry: a.reg, Self: cfg.InstanceID, Key: tk, Codes: jobs.NewCodes(a.store, nil)}
 	if cfg.DistributionFile != "" {
 		if err := a.loadInstances(ctx, cfg.DistributionFile); err != nil {
 			return fmt.Errorf("distribution_file: %w", err)
+		}
+	}
+	if c := cfg.DistributionCentreInstance; c != "" && c != cfg.InstanceID {
+		if inst, err := d.GetInstance(ctx, registry.Principal{}, c); err != nil || inst.APIURL == "" {
+			return fmt.Errorf("distribution_centre_instance %s: %w: not a system instance with an apiUrl (add it in distribution_file)", c, config.ErrInvalid)
 		}
 	}
 	if cfg.BootstrapDefaultInstance != "" && cfg.BootstrapDefaultInstance != cfg.InstanceID {

@@ -29,6 +29,7 @@ func TestDistributionSettingsRefused(t *testing.T) {
 		{"an unknown key", func(c *config.Config) { c.DistributionFile = unknown }, "instancez"},
 		{"a missing file", func(c *config.Config) { c.DistributionFile = filepath.Join(dir, "none.yaml") }, "distribution_file"},
 		{"a default instance nobody knows", func(c *config.Config) { c.BootstrapDefaultInstance = "nowhere" }, "bootstrap_default_instance"},
+		{"a centre instance nobody knows", func(c *config.Config) { c.DistributionCentreInstance = "nowhere" }, "distribution_centre_instance"},
 		{"a GeoIP database that is not one", func(c *config.Config) { c.GeoIPDB = bad }, "geoip_db"},
 		{"a bad instance id", func(c *config.Config) { c.InstanceID = "Not_An_Id" }, "instance_id"},
 	} {

@@ -108,6 +108,7 @@ func sessionOf(c *engine.Client) *session {
 
 // ptr is a pointer to a copy of v.
 func ptr[T any](v T) *T { return &v }
+
 // identityOf is who an engine client is: its connection's identity, or,
 // for a persistent session the engine restored from its store and whose
 // client has not come back yet (no Value), the owner its session name
@@ -459,7 +460,7 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 	if p == nil {
 		return id, &refusal{packet.NotAuthorized, "authType connwl: registration over MQTT is off"}
 	}
-	d, err := h.b.o.Registry.LookupDevice(ctx, id.productKey, id.deviceName)
+	d, err := h.b.o.Registry.LookupDeviceAuth(ctx, id.productKey, id.deviceName) // with the distribution mark
 	if errors.Is(err, registry.ErrNotFound) {
 		return id, &refusal{packet.NotAuthorized, "unknown device"}
 	}
@@ -476,6 +477,9 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 	}
 	if !ok {
 		return id, &refusal{packet.NotAuthorized, "bad device token"}
+	}
+	if d.DistributedTo != "" { // after the token: only the device learns it moved
+		return id, &refusal{packet.ServerMoved, reasonDistributed}
 	}
 	return id, nil
 }
@@ -508,6 +512,15 @@ func (h *hook) authCertificate(ctx context.Context, ci connectInfo, cert *x509.C
 	}
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packet.NotAuthorized, "device disabled"}
+	}
+	// The certificate lookup does not read the distribution mark; the
+	// device's auth row does (one more read, on the rarer TLS path).
+	a, err := h.b.o.Registry.LookupDeviceAuth(ctx, d.ProductKey, d.DeviceName)
+	if err != nil {
+		return id, fmt.Errorf("reading distribution mark: %w", err)
+	}
+	if a.DistributedTo != "" {
+		return id, &refusal{packet.ServerMoved, reasonDistributed}
 	}
 	return id, nil
 }

@@ -93,15 +93,16 @@ type Config struct {
 
 	// Distribution (issue 12): this corral as one instance among others,
 	// and the distribution centre's bootstrap endpoint.
-	InstanceID               string  `yaml:"instance_id" help:"this corral's id as an instance of a distribution (lower-case letters, digits and dashes)"`
-	InstanceName             string  `yaml:"instance_name" help:"this corral's display name as an instance"`
-	Region                   string  `yaml:"region" help:"this corral's region, e.g. cn-shanghai or ap-southeast-1; GET /auth/bootstrap/regionId/{id} answers it for its region"`
-	DistributionCentre       bool    `yaml:"distribution_centre" help:"serve the bootstrap endpoint (/auth/bootstrap) and hold devices' provisioning records (/v1/.../provisioning)"`
-	DistributionFile         string  `yaml:"distribution_file" help:"YAML file listing other instances (instances: [{instanceId, name, region, mqtt, mqtts, backupIp, apiUrl, credential}]), written as system instances at start"`
-	BootstrapDefaultInstance string  `yaml:"bootstrap_default_instance" help:"instance id a device without a provisioning record bootstraps to (default: this corral)"`
-	BootstrapPlainHTTP       bool    `yaml:"bootstrap_plain_http" help:"also serve /auth/bootstrap on the plain HTTP listener (the answer holds no secret, but a device reached in clear can be redirected)"`
-	BootstrapRatePerIP       float64 `yaml:"bootstrap_rate_per_ip" help:"bootstrap requests per second allowed from one address, burst twice that (0: no limit)"`
-	GeoIPDB                  string  `yaml:"geoip_db" help:"MaxMind-format GeoIP database (e.g. GeoLite2-Country.mmdb) proximity policies read countries and continents from (default: none; CIDR tables only)"`
+	InstanceID                 string  `yaml:"instance_id" help:"this corral's id as an instance of a distribution (lower-case letters, digits and dashes)"`
+	InstanceName               string  `yaml:"instance_name" help:"this corral's display name as an instance"`
+	Region                     string  `yaml:"region" help:"this corral's region, e.g. cn-shanghai or ap-southeast-1; GET /auth/bootstrap/regionId/{id} answers it for its region"`
+	DistributionCentre         bool    `yaml:"distribution_centre" help:"serve the bootstrap endpoint (/auth/bootstrap) and hold devices' provisioning records (/v1/.../provisioning)"`
+	DistributionCentreInstance string  `yaml:"distribution_centre_instance" help:"instance id of the distribution centre when it is another corral (a system instance with apiUrl and credential): jobs run here write the device's provisioning record there (default: this corral's own records)"`
+	DistributionFile           string  `yaml:"distribution_file" help:"YAML file listing other instances (instances: [{instanceId, name, region, mqtt, mqtts, backupIp, apiUrl, credential}]), written as system instances at start"`
+	BootstrapDefaultInstance   string  `yaml:"bootstrap_default_instance" help:"instance id a device without a provisioning record bootstraps to (default: this corral)"`
+	BootstrapPlainHTTP         bool    `yaml:"bootstrap_plain_http" help:"also serve /auth/bootstrap on the plain HTTP listener (the answer holds no secret, but a device reached in clear can be redirected)"`
+	BootstrapRatePerIP         float64 `yaml:"bootstrap_rate_per_ip" help:"bootstrap requests per second allowed from one address, burst twice that (0: no limit)"`
+	GeoIPDB                    string  `yaml:"geoip_db" help:"MaxMind-format GeoIP database (e.g. GeoLite2-Country.mmdb) proximity policies read countries and continents from (default: none; CIDR tables only)"`
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 

@@ -158,7 +158,7 @@ func (s *Service) answer(ctx context.Context, req Request) (Answer, error) {
 	if req.RegionID >= 0 {
 		return s.regionAnswer(ctx, req)
 	}
-	rec, err := s.o.Store.GetRecord(ctx, req.ProductKey, req.DeviceName)
+	rec, err := s.record(ctx, req.ProductKey, req.DeviceName)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return s.defaultAnswer(ctx, req.TLS)

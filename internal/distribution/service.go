@@ -74,13 +74,15 @@ type Service struct {
 	o   Options
 	log *slog.Logger
 
-	// instances and policies cache the store's reads for bootstraps,
-	// dropped at once by this node's writes; the TTL bounds how stale a
-	// write made on another node can be. Records are not cached: every
-	// bootstrap reads its device's record, so that one with a record and
-	// one without (or unknown) cost the same.
-	instances *cache.Cache[string, StoredInstance]
+	// instances, policies and records cache the store's reads for
+	// bootstraps, dropped at once by this node's writes; the TTL bounds
+	// how stale a write made on another node can be. Records are cached
+	// found or not (a miss is cached as found false), so a device with a
+	// record and one without (or unknown) cost the same: one store read,
+	// then none until the entry expires or is dropped.
+	instances *cache.Cache[string, cachedInstance]
 	policies  *cache.Cache[string, Policy]
+	records   *cache.Cache[string, cachedRecord]
 
 	limMu sync.Mutex
 	lims  limiters // guarded by limMu
@@ -92,10 +94,30 @@ const cacheTTL = 30 * time.Second
 func cacheKey(accountID, id string) string { return accountID + "\x00" + id }
 
 // storedInstance reads an instance through the cache.
+// A miss is cached too: a record of an account naming a system instance
+// looks in the account's instances first, on every bootstrap.
 func (s *Service) storedInstance(ctx context.Context, accountID, id string) (StoredInstance, error) {
-	return s.instances.GetOrLoad(cacheKey(accountID, id), func() (StoredInstance, error) {
-		return s.o.Store.GetInstance(ctx, accountID, id)
+	c, err := s.instances.GetOrLoad(cacheKey(accountID, id), func() (cachedInstance, error) {
+		st, err := s.o.Store.GetInstance(ctx, accountID, id)
+		if errors.Is(err, ErrNotFound) {
+			return cachedInstance{}, nil
+		}
+		return cachedInstance{st: st, found: err == nil}, err
 	})
+	switch {
+	case err != nil:
+		return StoredInstance{}, err
+	case !c.found:
+		return StoredInstance{}, ErrNotFound
+	}
+	return c.st, nil
+}
+
+// cachedInstance is an instance as bootstraps read it: found false is
+// none by that account and id.
+type cachedInstance struct {
+	st    StoredInstance
+	found bool
 }
 
 // policy reads a policy through the cache, its CIDRs parsed.
@@ -107,6 +129,35 @@ func (s *Service) policy(ctx context.Context, accountID, id string) (Policy, err
 		}
 		return p, err
 	})
+}
+
+// cachedRecord is a device's record as a bootstrap reads it: found false
+// is a device without one.
+type cachedRecord struct {
+	rec   Record
+	found bool
+}
+
+// maxCachedRecords bounds the record cache (records and misses).
+const maxCachedRecords = 100000
+
+// record reads a device's record through the cache; ErrNotFound when it
+// has none.
+func (s *Service) record(ctx context.Context, pk, dn string) (Record, error) {
+	c, err := s.records.GetOrLoad(cacheKey(pk, dn), func() (cachedRecord, error) {
+		r, err := s.o.Store.GetRecord(ctx, pk, dn)
+		if errors.Is(err, ErrNotFound) {
+			return cachedRecord{}, nil
+		}
+		return cachedRecord{rec: r, found: err == nil}, err
+	})
+	switch {
+	case err != nil:
+		return Record{}, err
+	case !c.found:
+		return Record{}, fmt.Errorf("record of %s/%s: %w", pk, dn, ErrNotFound)
+	}
+	return c.rec, nil
 }
 
 // New returns a Service.
@@ -139,7 +190,8 @@ func New(o Options) (*Service, error) {
 	}
 	co := cache.Options{TTL: cacheTTL, MaxSize: 10000, Now: o.Now}
 	return &Service{o: o, log: o.Logger, lims: newLimiters(),
-		instances: cache.New[string, StoredInstance](co), policies: cache.New[string, Policy](co)}, nil
+		instances: cache.New[string, cachedInstance](co), policies: cache.New[string, Policy](co),
+		records: cache.New[string, cachedRecord](cache.Options{TTL: cacheTTL, MaxSize: maxCachedRecords, Now: o.Now})}, nil
 }
 
 // Self is this corral as an instance.
@@ -319,10 +371,39 @@ func (s *Service) SetRecord(ctx context.Context, p registry.Principal, pk, dn st
 		}
 		r.PolicyID = in.PolicyID
 	}
-	if err := s.o.Store.PutRecord(ctx, r); err != nil {
+	if err := s.RecordStore().PutRecord(ctx, r); err != nil {
 		return Record{}, err
 	}
 	return r, nil
+}
+
+// RecordStore is the store's records as other writers on this node (the
+// distribution jobs) must use them: a write drops the bootstraps' cached
+// copy, so they see a moved device at once.
+func (s *Service) RecordStore() RecordStore { return invalidating{s} }
+
+// invalidating is the store's RecordStore, dropping the record cache's
+// entry on each write.
+type invalidating struct{ s *Service }
+
+func (v invalidating) PutRecord(ctx context.Context, r Record) error {
+	err := v.s.o.Store.PutRecord(ctx, r)
+	v.s.records.Delete(cacheKey(r.ProductKey, r.DeviceName))
+	return err
+}
+
+func (v invalidating) GetRecord(ctx context.Context, pk, dn string) (Record, error) {
+	return v.s.o.Store.GetRecord(ctx, pk, dn)
+}
+
+func (v invalidating) ListRecords(ctx context.Context, pk, after string, limit int) ([]Record, error) {
+	return v.s.o.Store.ListRecords(ctx, pk, after, limit)
+}
+
+func (v invalidating) DeleteRecord(ctx context.Context, pk, dn string) error {
+	err := v.s.o.Store.DeleteRecord(ctx, pk, dn)
+	v.s.records.Delete(cacheKey(pk, dn))
+	return err
 }
 
 // GetRecord is a device's record (QueryDeviceProvisioning); a device
@@ -356,7 +437,7 @@ func (s *Service) DeleteRecord(ctx context.Context, p registry.Principal, pk, dn
 	if _, err := s.GetRecord(ctx, p, pk, dn); err != nil {
 		return err
 	}
-	return s.o.Store.DeleteRecord(ctx, pk, dn)
+	return s.RecordStore().DeleteRecord(ctx, pk, dn)
 }
 
 // --- policies ---

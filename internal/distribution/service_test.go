@@ -382,3 +382,57 @@ func TestBootstrapSeesChangesAtOnce(t *testing.T) {
 		t.Fatalf("after the policy changed: %+v", a)
 	}
 }
+
+// TestBootstrapRecordCache: bootstraps cache a device's record, found or
+// not; this node's writes (the API's, a job's through RecordStore, a
+// delete) show at once, a write straight to the store (another node's)
+// within the cache's TTL.
+func TestBootstrapRecordCache(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.addInstance(t, "sg-1", "ap-southeast-1")
+	f.addInstance(t, "fra", "eu-central-1")
+	steps := []struct {
+		name  string
+		write func(t *testing.T)
+		host  string
+	}{
+		{"no record: the default, cached as a miss", func(*testing.T) {}, "centre.example"},
+		{"a record set after the miss", func(t *testing.T) {
+			if _, err := f.svc.SetRecord(ctx, f.admin, pk1, "dev1", distribution.RecordInput{TargetIotInstanceID: "sg-1"}); err != nil {
+				t.Fatal(err)
+			}
+		}, "sg-1.example"},
+		{"a job's move through RecordStore", func(t *testing.T) {
+			r, err := f.svc.RecordStore().GetRecord(ctx, pk1, "dev1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.TargetIotInstanceID, r.TargetRegion = "fra", "eu-central-1"
+			if err := f.svc.RecordStore().PutRecord(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}, "fra.example"},
+		{"the record deleted", func(t *testing.T) {
+			if err := f.svc.DeleteRecord(ctx, f.admin, pk1, "dev1"); err != nil {
+				t.Fatal(err)
+			}
+		}, "centre.example"},
+		{"another node's write: stale within the TTL", func(t *testing.T) {
+			if err := f.store.PutRecord(ctx, distribution.Record{ProductKey: pk1, DeviceName: "dev1", AccountID: "a1",
+				TargetIotInstanceID: "sg-1", TargetRegion: "ap-southeast-1"}); err != nil {
+				t.Fatal(err)
+			}
+		}, "centre.example"},
+		{"another node's write: seen past the TTL", func(*testing.T) { f.advance(31 * time.Second) }, "sg-1.example"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.write(t)
+			for range 2 { // the first reads the store, the second the cache
+				if a := bootstrap(t, f, pk1, "dev1", "127.0.0.1:1"); a.Host != st.host {
+					t.Fatalf("answer %+v, want host %s", a, st.host)
+				}
+			}
+		})
+	}
+}

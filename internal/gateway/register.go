@@ -27,7 +27,7 @@ func codeOf(err error) int {
 		return alink.CodeProductNotFound
 	case errors.Is(err, provision.ErrUnknownDevice):
 		return alink.CodeDeviceNotFound
-	case errors.Is(err, provision.ErrDisabled):
+	case errors.Is(err, provision.ErrDisabled), errors.Is(err, provision.ErrDistributed):
 		return alink.CodeDeviceDisabled
 	case errors.Is(err, provision.ErrBadSignature):
 		return alink.CodeAuthFailed

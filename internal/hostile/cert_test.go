@@ -391,7 +391,7 @@ func (w *world) provMQTTRegisterAs(t *testing.T, listener, authType string, p ap
 	broker := map[string]string{"tcp": "tcp://" + addr, "tls": "ssl://" + addr, "ws": "ws://" + addr + "/mqtt"}[listener]
 	o := paho.NewClientOptions().AddBroker(broker).
 		SetTLSConfig(&tls.Config{RootCAs: w.certServerPool(t), ServerName: "localhost"}).
-		SetClientID(dn + "." + p.ProductKey + "|authType=register,random=" + random + ",securemode=2,signmethod=hmacsha256|").
+		SetClientID(dn + "." + p.ProductKey + "|authType=" + authType + ",random=" + random + ",securemode=2,signmethod=hmacsha256|").
 		SetUsername(dn + "&" + p.ProductKey).SetPassword(provSign(p.ProductSecret, dn, p.ProductKey, random)).
 		SetAutoReconnect(false).SetConnectRetry(false).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- m })

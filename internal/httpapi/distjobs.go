@@ -22,8 +22,8 @@ type Jobs interface {
 // (jobs.Destination).
 type Imports interface {
 	PublicKey() jobs.TransitKey
-	IssueCode(p registry.Principal) (jobs.AuthCode, error)
-	Authorize(p registry.Principal, in jobs.Authorization) (jobs.Grant, error)
+	IssueCode(ctx context.Context, p registry.Principal) (jobs.AuthCode, error)
+	Authorize(ctx context.Context, p registry.Principal, in jobs.Authorization) (jobs.Grant, error)
 	ImportProduct(ctx context.Context, p registry.Principal, pk string, in jobs.ProductImport) (jobs.Imported, error)
 	ImportDevice(ctx context.Context, p registry.Principal, pk, dn string, in jobs.DeviceImport) (jobs.Imported, error)
 }
@@ -173,7 +173,7 @@ func (a *API) issueCode(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return im.IssueCode(c.p)
+	return im.IssueCode(c.ctx(), c.p)
 }
 
 func (a *API) authorize(c *call) (any, error) {
@@ -185,7 +185,7 @@ func (a *API) authorize(c *call) (any, error) {
 	if err := c.decode(&in); err != nil {
 		return nil, err
 	}
-	return im.Authorize(c.p, in)
+	return im.Authorize(c.ctx(), c.p, in)
 }
 
 func (a *API) importProduct(c *call) (any, error) {

@@ -42,7 +42,8 @@ func registrationStatus(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, provision.ErrUnknownProduct), errors.Is(err, provision.ErrUnknownDevice):
 		return http.StatusNotFound
-	case errors.Is(err, provision.ErrNotEnabled), errors.Is(err, provision.ErrDenied), errors.Is(err, provision.ErrDisabled):
+	case errors.Is(err, provision.ErrNotEnabled), errors.Is(err, provision.ErrDenied), errors.Is(err, provision.ErrDisabled),
+		errors.Is(err, provision.ErrDistributed):
 		return http.StatusForbidden
 	case errors.Is(err, provision.ErrAlreadyRegistered), errors.Is(err, provision.ErrReplayed):
 		return http.StatusConflict

@@ -173,6 +173,7 @@ var (
 	ErrAlreadyRegistered = errors.New("device already registered")
 	ErrDenied            = errors.New("registration denied")
 	ErrDisabled          = errors.New("device disabled")
+	ErrDistributed       = errors.New("device distributed to another instance")
 	ErrRateLimited       = errors.New("too many registration requests")
 	ErrReplayed          = errors.New("registration request replayed")
 	ErrInternal          = errors.New("internal error")
@@ -192,6 +193,7 @@ const (
 	CodeDisabled          = 6207
 	CodeRateLimited       = 6208
 	CodeReplayed          = 6209
+	CodeDistributed       = 6210
 	CodeInternal          = 500
 )
 
@@ -494,6 +496,8 @@ func (s *Service) attempt(ctx context.Context, req Request, prod *registry.Produ
 		return refuse(ErrUnknownDevice, CodeUnknownDevice, "device %s is not pre-registered in this product (whitelist mode)", req.DeviceName)
 	case errors.Is(err, registry.ErrAlreadyIssued):
 		return refuse(ErrAlreadyRegistered, CodeAlreadyRegistered, "device already registered: its secret was handed out before")
+	case errors.Is(err, registry.ErrDistributed):
+		return refuse(ErrDistributed, CodeDistributed, "device distributed to another instance; bootstrap again")
 	case errors.Is(err, registry.ErrForbidden):
 		return refuse(ErrDisabled, CodeDisabled, "device is disabled")
 	case errors.Is(err, registry.ErrInvalid):

@@ -178,6 +178,11 @@ func (s *Service) pruneRandoms(ctx context.Context, now time.Time) {
 // product's policy refuses to hand it out again.
 var ErrAlreadyIssued = errors.New("device already registered; its secret was handed out before")
 
+// ErrDistributed refuses registering a device a distribution job moved to
+// another instance: its secret is not handed out at its old instance (it
+// bootstraps to find its new one).
+var ErrDistributed = fmt.Errorf("device distributed to another instance; bootstrap again: %w", ErrForbidden)
+
 // Registration is what a registration path asks of the registry.
 type Registration struct {
 	Product    Product
@@ -254,6 +259,13 @@ func (s *Service) Register(ctx context.Context, r Registration) (Device, Registe
 	}
 	if d.Status == StatusDisabled {
 		return Device{}, "", fmt.Errorf("device %s/%s is disabled: %w", pk, dn, ErrForbidden)
+	}
+	// The mark is read by GetDeviceAuth only; an existing device's
+	// registration is the rare path, so the second read costs little.
+	if a, err := s.store.GetDeviceAuth(ctx, pk, dn); err != nil {
+		return Device{}, "", fmt.Errorf("device %s/%s: %w", pk, dn, err)
+	} else if a.DistributedTo != "" {
+		return Device{}, "", fmt.Errorf("%s/%s: %w", pk, dn, ErrDistributed)
 	}
 	if !d.SecretIssued {
 		first, err := s.store.IssueSecret(ctx, pk, dn)

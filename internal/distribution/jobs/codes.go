@@ -1,8 +1,11 @@
 package jobs
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -13,25 +16,36 @@ import (
 // CodeTTL is how long a cross-account authorisation code is valid.
 const CodeTTL = 5 * time.Minute
 
-// Codes are a destination's cross-account authorisation codes and the
-// grants they are exchanged for. The destination account issues a code
-// (valid CodeTTL); the source instance, calling with its credential (an
-// account here), exchanges it once for a grant that lets that account
-// import into the destination account for the rest of the job. Codes and
-// grants are kept in memory: a restart of the destination drops them, and
-// a job resumed after that fails its remaining devices (502) until a new
-// job is authorised.
-type Codes struct {
-	now func() time.Time
-
-	mu     sync.Mutex
-	codes  map[string]codeEntry // guarded by mu
-	grants map[string]grant     // guarded by mu
+// CodeStore keeps authorisation codes and grants durably, each by the
+// SHA-256 (hex) of its value, never the value: a destination restart
+// keeps a running cross-account job's grant.
+type CodeStore interface {
+	// PutAuthCode stores a code of an account valid until expires.
+	PutAuthCode(ctx context.Context, hash, accountID string, expires time.Time) error
+	// TakeAuthCode deletes the code if it is the account's and has not
+	// expired at now, and drops expired codes; ErrNotFound for an
+	// unknown, used, expired or other account's code. Of concurrent takes
+	// of one code, one succeeds.
+	TakeAuthCode(ctx context.Context, hash, accountID string, now time.Time) error
+	// PutGrant stores a grant letting account from import into account to.
+	PutGrant(ctx context.Context, hash, from, to string, created time.Time) error
+	// GetGrant answers a grant's accounts; ErrNotFound for an unknown one.
+	GetGrant(ctx context.Context, hash string) (from, to string, err error)
 }
 
-type codeEntry struct {
-	account string
-	expires time.Time
+// Codes are a destination's cross-account authorisation codes and the
+// grants they are exchanged for. The destination account issues a code
+// (valid CodeTTL, once); the source instance, calling with its
+// credential (an account here), exchanges it once for a grant that lets
+// that account import into the destination account for the rest of the
+// job. Both are kept in the store (hashed), so a destination restart does
+// not fail a running job; grants, which never change, are cached.
+type Codes struct {
+	store CodeStore
+	now   func() time.Time
+
+	mu     sync.Mutex
+	grants map[string]grant // by hash; guarded by mu
 }
 
 type grant struct{ from, to string }
@@ -54,12 +68,12 @@ type Grant struct {
 	Grant string `json:"grant"`
 }
 
-// NewCodes returns an empty set; now is the clock (nil: time.Now).
-func NewCodes(now func() time.Time) *Codes {
+// NewCodes returns codes kept in store; now is the clock (nil: time.Now).
+func NewCodes(store CodeStore, now func() time.Time) *Codes {
 	if now == nil {
 		now = time.Now
 	}
-	return &Codes{now: now, codes: map[string]codeEntry{}, grants: map[string]grant{}}
+	return &Codes{store: store, now: now, grants: map[string]grant{}}
 }
 
 func random() (string, error) {
@@ -70,8 +84,17 @@ func random() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+func hashOf(v string) string {
+	h := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(h[:])
+}
+
+// maxCodeLen bounds a code or grant read from a request (issued ones are
+// 32 hex characters).
+const maxCodeLen = 64
+
 // Issue makes a code of the principal's account (admins).
-func (c *Codes) Issue(p registry.Principal) (AuthCode, error) {
+func (c *Codes) Issue(ctx context.Context, p registry.Principal) (AuthCode, error) {
 	if !p.Role.Allows(registry.RoleAdmin) {
 		return AuthCode{}, fmt.Errorf("issuing authorisation codes needs an admin key: %w", registry.ErrForbidden)
 	}
@@ -80,53 +103,73 @@ func (c *Codes) Issue(p registry.Principal) (AuthCode, error) {
 		return AuthCode{}, err
 	}
 	exp := c.now().Add(CodeTTL).UTC()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, e := range c.codes { // drop the expired
-		if !c.now().Before(e.expires) {
-			delete(c.codes, k)
-		}
+	if err := c.store.PutAuthCode(ctx, hashOf(code), p.AccountID, exp); err != nil {
+		return AuthCode{}, fmt.Errorf("storing authorisation code: %w", err)
 	}
-	c.codes[code] = codeEntry{account: p.AccountID, expires: exp}
 	return AuthCode{AuthCode: code, AccountID: p.AccountID, ExpiresAt: exp}, nil
 }
 
 // Authorize exchanges a valid code of the target account, once, for a
 // grant of the calling account (admins). A wrong, used or expired code,
 // or one of another account, is ErrInvalid and the same message.
-func (c *Codes) Authorize(p registry.Principal, in Authorization) (Grant, error) {
+func (c *Codes) Authorize(ctx context.Context, p registry.Principal, in Authorization) (Grant, error) {
 	if !p.Role.Allows(registry.RoleAdmin) {
 		return Grant{}, fmt.Errorf("authorising needs an admin key: %w", registry.ErrForbidden)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.codes[in.AuthCode]
-	if !ok || e.account != in.TargetAccountID || !c.now().Before(e.expires) {
-		return Grant{}, fmt.Errorf("authCode: %w: wrong or expired (codes are valid %v, once)", ErrInvalid, CodeTTL)
+	bad := fmt.Errorf("authCode: %w: wrong or expired (codes are valid %v, once)", ErrInvalid, CodeTTL)
+	if in.AuthCode == "" || len(in.AuthCode) > maxCodeLen || in.TargetAccountID == "" {
+		return Grant{}, bad
 	}
-	delete(c.codes, in.AuthCode)
+	err := c.store.TakeAuthCode(ctx, hashOf(in.AuthCode), in.TargetAccountID, c.now())
+	if errors.Is(err, ErrNotFound) {
+		return Grant{}, bad
+	}
+	if err != nil {
+		return Grant{}, fmt.Errorf("taking authorisation code: %w", err)
+	}
 	g, err := random()
 	if err != nil {
 		return Grant{}, err
 	}
-	c.grants[g] = grant{from: p.AccountID, to: e.account}
+	h := hashOf(g)
+	if err := c.store.PutGrant(ctx, h, p.AccountID, in.TargetAccountID, c.now().UTC()); err != nil {
+		return Grant{}, fmt.Errorf("storing grant: %w", err)
+	}
+	c.mu.Lock()
+	c.grants[h] = grant{from: p.AccountID, to: in.TargetAccountID}
+	c.mu.Unlock()
 	return Grant{Grant: g}, nil
 }
 
 // account is the account an import lands in: the caller's own, or with a
 // grant of the caller's, the granting account.
-func (c *Codes) account(p registry.Principal, g string) (string, error) {
+func (c *Codes) account(ctx context.Context, p registry.Principal, g string) (string, error) {
 	if g == "" {
 		return p.AccountID, nil
 	}
-	if c == nil {
-		return "", fmt.Errorf("grant: %w: unknown", ErrInvalid)
+	unknown := fmt.Errorf("grant: %w: unknown", ErrInvalid)
+	if c == nil || len(g) > maxCodeLen {
+		return "", unknown
 	}
+	h := hashOf(g)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	gr, ok := c.grants[g]
-	if !ok || gr.from != p.AccountID {
-		return "", fmt.Errorf("grant: %w: unknown (a restart of this instance drops grants; authorise a new job)", ErrInvalid)
+	gr, ok := c.grants[h]
+	c.mu.Unlock()
+	if !ok {
+		from, to, err := c.store.GetGrant(ctx, h)
+		if errors.Is(err, ErrNotFound) {
+			return "", unknown
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading grant: %w", err)
+		}
+		gr = grant{from: from, to: to}
+		c.mu.Lock()
+		c.grants[h] = gr
+		c.mu.Unlock()
+	}
+	if gr.from != p.AccountID {
+		return "", unknown
 	}
 	return gr.to, nil
 }

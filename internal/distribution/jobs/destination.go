@@ -40,19 +40,19 @@ type Imported struct {
 }
 
 // IssueCode issues a cross-account authorisation code of p's account.
-func (d Destination) IssueCode(p registry.Principal) (AuthCode, error) {
+func (d Destination) IssueCode(ctx context.Context, p registry.Principal) (AuthCode, error) {
 	if d.Codes == nil {
 		return AuthCode{}, fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
 	}
-	return d.Codes.Issue(p)
+	return d.Codes.Issue(ctx, p)
 }
 
 // Authorize exchanges a code for a grant of p's account.
-func (d Destination) Authorize(p registry.Principal, in Authorization) (Grant, error) {
+func (d Destination) Authorize(ctx context.Context, p registry.Principal, in Authorization) (Grant, error) {
 	if d.Codes == nil {
 		return Grant{}, fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
 	}
-	return d.Codes.Authorize(p, in)
+	return d.Codes.Authorize(ctx, p, in)
 }
 
 // PublicKey answers the transit key.
@@ -78,7 +78,7 @@ func (d Destination) ImportProduct(ctx context.Context, p registry.Principal, pk
 	if prod.ProductKey != pk || in.Product.ProductKey != pk {
 		return Imported{}, fmt.Errorf("productKey: %w: the body names another product than the path", ErrInvalid)
 	}
-	acc, err := d.Codes.account(p, in.Grant)
+	acc, err := d.Codes.account(ctx, p, in.Grant)
 	if err != nil {
 		return Imported{}, err
 	}
@@ -100,7 +100,7 @@ func (d Destination) ImportDevice(ctx context.Context, p registry.Principal, pk,
 	if err != nil {
 		return Imported{}, fmt.Errorf("sealedSecret: %w: %w", ErrInvalid, err)
 	}
-	acc, err := d.Codes.account(p, in.Grant)
+	acc, err := d.Codes.account(ctx, p, in.Grant)
 	if err != nil {
 		return Imported{}, err
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -268,4 +270,192 @@ func TestE2ECrossAccount(t *testing.T) {
 	sg.Admin("GET", "/v1/products/"+p.ProductKey, nil, 404) // not in the credential's own account
 	// The code was used: a second job with it is refused.
 	centre.Admin("POST", "/v1/distribution/jobs", body(code.AuthCode), 400)
+	// The job's creation and deletion are on the centre's audit trail,
+	// without the code.
+	centre.Admin("DELETE", "/v1/distribution/jobs/"+job.JobID, nil, 204)
+	for _, action := range []string{"distribution.job.create", "distribution.job.delete"} {
+		r := centre.Admin("GET", "/v1/audit?action="+action, nil, 200)
+		var trail struct {
+			Entries []struct{ Target, Reason, Outcome string } `json:"entries"`
+		}
+		r.JSON(t, &trail)
+		if len(trail.Entries) != 1 || trail.Entries[0].Target != job.JobID || trail.Entries[0].Outcome != "ok" {
+			t.Fatalf("audit of %s: %+v", action, trail.Entries)
+		}
+		if strings.Contains(string(r.Body), code.AuthCode) {
+			t.Fatalf("the code is on the audit trail")
+		}
+	}
+}
+
+// TestE2ECrossAccountDestinationRestart: the grant a cross-account job
+// was given outlives a restart of the destination. The centre is stopped
+// right after the job starts and the destination restarted (same data,
+// same ports) while it is down; the centre, restarted, resumes the job,
+// whose remaining imports the restarted destination accepts with the
+// stored grant: every device lands in the target account, none fails.
+func TestE2ECrossAccountDestinationRestart(t *testing.T) {
+	n := 200
+	if testing.Short() {
+		n = 40
+	}
+	sg := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region = "sg-1", "ap-southeast-1" })
+	var b struct {
+		Token   string `json:"token"`
+		Account struct {
+			ID string `json:"id"`
+		} `json:"account"`
+	}
+	sg.Admin("POST", "/v1/accounts", map[string]any{"name": "buyer"}, 201).JSON(t, &b)
+	file := filepath.Join(t.TempDir(), "instances.yaml")
+	yaml := fmt.Sprintf("instances:\n  - instanceId: sg-1\n    region: ap-southeast-1\n    mqtt: %s\n    apiUrl: %s\n    credential: %s\n",
+		sg.App.Broker().Addr("tcp"), sg.URL, sg.AdminKey)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	centre := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region, c.DistributionFile = "centre", "cn-shanghai", file })
+	p := centre.CreateProduct("meters", nil)
+	var names []string
+	for i := range n {
+		names = append(names, centre.CreateDevice(p.ProductKey, fmt.Sprintf("meter-%04d", i)).DeviceName)
+	}
+	var code struct{ AuthCode string }
+	if r := sg.Do(b.Token, "POST", "/v1/distribution/authorization-codes", nil); r.Status != 201 {
+		t.Fatalf("issuing a code: %d %s", r.Status, r.Body)
+	} else {
+		r.JSON(t, &code)
+	}
+	var job struct {
+		JobID                 string
+		Status, Moved, Failed int
+	}
+	centre.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": names, "strategy": 0,
+		"targetInstanceId": "sg-1", "targetUid": b.Account.ID, "authCode": code.AuthCode}, 201).JSON(t, &job)
+	centre.Stop()
+
+	landed := func(s *apptest.Server) int {
+		var page struct {
+			Devices []struct{ DeviceName string } `json:"devices"`
+		}
+		s.Do(b.Token, "GET", "/v1/products/"+p.ProductKey+"/devices?limit=1000", nil).JSON(t, &page)
+		return len(page.Devices)
+	}
+	before := landed(sg)
+	if before == n {
+		t.Fatalf("all %d devices moved before the centre stopped: nothing is left to test", n)
+	}
+	cfg := sg.Config
+	cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MQTTAddr = sg.App.HTTPAddr(), sg.App.HTTPSAddr(), sg.App.Broker().Addr("tcp")
+	cfg.MQTTSAddr, cfg.WSAddr = sg.App.Broker().Addr("tls"), sg.App.Broker().Addr("ws")
+	sg.Stop()
+	sg = apptest.StartWith(t, cfg)
+
+	centre = apptest.StartWith(t, centre.Config)
+	deadline := time.Now().Add(60 * time.Second)
+	for job.Status < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %+v", job)
+		}
+		time.Sleep(20 * time.Millisecond)
+		centre.Admin("GET", "/v1/distribution/jobs/"+job.JobID, nil, 200).JSON(t, &job)
+	}
+	t.Logf("%d of %d devices had moved when the centre stopped", before, n)
+	if job.Moved != n || job.Failed != 0 {
+		t.Fatalf("after the destination's restart: job = %+v", job)
+	}
+	if got := landed(sg); got != n {
+		t.Fatalf("%d devices in the target account, want %d", got, n)
+	}
+}
+
+// TestE2ERemoteRecords: a job run at an instance that is not the centre
+// (devices distributed back from sg-1) writes the centre's provisioning
+// records through the centre's API, with sg-1's credential for it; the
+// centre's bootstrap then sends the devices to their new instance, with
+// no `corral dist record set` by hand.
+func TestE2ERemoteRecords(t *testing.T) {
+	ctx := context.Background()
+	sg := apptest.Start(t, func(c *config.Config) { c.InstanceID, c.Region = "sg-1", "ap-southeast-1" })
+	dir := t.TempDir()
+	centreFile, sgFile := filepath.Join(dir, "centre.yaml"), filepath.Join(dir, "sg.yaml")
+	write := func(file, id, region, mqtt, api, cred string) {
+		yaml := fmt.Sprintf("instances:\n  - instanceId: %s\n    region: %s\n    mqtt: %s\n    apiUrl: %s\n    credential: %s\n", id, region, mqtt, api, cred)
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(centreFile, "sg-1", "ap-southeast-1", sg.App.Broker().Addr("tcp"), sg.URL, sg.AdminKey)
+	centre := apptest.Start(t, func(c *config.Config) {
+		c.InstanceID, c.Region, c.DistributionFile, c.BootstrapPlainHTTP = "centre", "cn-shanghai", centreFile, true
+		c.BootstrapRatePerIP = 0
+	})
+	// sg-1, restarted on its ports, knows the centre as its centre.
+	write(sgFile, "centre", "cn-shanghai", centre.App.Broker().Addr("tcp"), centre.URL, centre.AdminKey)
+	cfg := sg.Config
+	cfg.HTTPAddr, cfg.HTTPSAddr, cfg.MQTTAddr = sg.App.HTTPAddr(), sg.App.HTTPSAddr(), sg.App.Broker().Addr("tcp")
+	cfg.MQTTSAddr, cfg.WSAddr = sg.App.Broker().Addr("tls"), sg.App.Broker().Addr("ws")
+	cfg.DistributionFile, cfg.DistributionCentreInstance = sgFile, "centre"
+	sg.Stop()
+	sg = apptest.StartWith(t, cfg)
+
+	p := centre.CreateProduct("meters", nil)
+	var names []string
+	triples := map[string]device.Triple{}
+	for i := range 5 {
+		d := centre.CreateDevice(p.ProductKey, fmt.Sprintf("meter-%04d", i))
+		names = append(names, d.DeviceName)
+		triples[d.DeviceName] = device.Triple{ProductKey: p.ProductKey, DeviceName: d.DeviceName, DeviceSecret: d.DeviceSecret}
+	}
+	runJob := func(s *apptest.Server, target string) {
+		t.Helper()
+		var job struct {
+			JobID                 string
+			Status, Moved, Failed int
+		}
+		s.Admin("POST", "/v1/distribution/jobs", map[string]any{"productKey": p.ProductKey, "deviceNames": names, "strategy": 0, "targetInstanceId": target}, 201).JSON(t, &job)
+		deadline := time.Now().Add(30 * time.Second)
+		for job.Status < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("job to %s still %+v", target, job)
+			}
+			time.Sleep(20 * time.Millisecond)
+			s.Admin("GET", "/v1/distribution/jobs/"+job.JobID, nil, 200).JSON(t, &job)
+		}
+		if job.Moved != len(names) || job.Failed != 0 {
+			t.Fatalf("job to %s = %+v", target, job)
+		}
+	}
+	bootstrapsTo := func(want string) {
+		t.Helper()
+		for _, dn := range names {
+			ep, err := device.Bootstrap(ctx, "http://"+centre.App.HTTPAddr(), nil, triples[dn])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)); got != want {
+				t.Fatalf("%s bootstraps to %s, want %s", dn, got, want)
+			}
+		}
+	}
+	runJob(centre, "sg-1")
+	bootstrapsTo(sg.App.Broker().Addr("tcp"))
+	// Back from sg-1: its job writes the centre's records.
+	runJob(sg, "centre")
+	bootstrapsTo(centre.App.Broker().Addr("tcp"))
+	var rec struct{ SourceIotInstanceId, TargetIotInstanceId string }
+	centre.Admin("GET", "/v1/products/"+p.ProductKey+"/devices/"+names[0]+"/provisioning", nil, 200).JSON(t, &rec)
+	if rec.TargetIotInstanceId != "centre" || rec.SourceIotInstanceId != "centre" {
+		t.Fatalf("the centre's record = %+v", rec)
+	}
+	// sg-1 kept no record of its own, and the devices connect at the centre again.
+	var local struct{ Records []struct{ DeviceName string } }
+	sg.Admin("GET", "/v1/products/"+p.ProductKey+"/provisioning", nil, 200).JSON(t, &local)
+	if len(local.Records) != 0 {
+		t.Fatalf("sg-1 wrote %d records of its own", len(local.Records))
+	}
+	c, err := device.Connect(ctx, device.Options{Broker: "tcp://" + centre.App.Broker().Addr("tcp"), Triple: triples[names[0]]})
+	if err != nil {
+		t.Fatalf("a device back at the centre: %v", err)
+	}
+	c.Close()
 }

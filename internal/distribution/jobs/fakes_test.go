@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/distribution/transit"
@@ -25,6 +26,7 @@ type world struct {
 	mu sync.Mutex
 
 	secrets     map[string]string // device name → secret (the source registry)
+	audits      []audit.Entry
 	marked      map[string]string // device name → instance it went to
 	online      map[string]netip.Addr
 	notified    map[string]int
@@ -220,8 +222,14 @@ func (w *world) DeviceEvent(_ context.Context, j jobs.Job, it jobs.Item) {
 	w.events = append(w.events, fmt.Sprintf("device %d", it.Code))
 }
 
+func (w *world) Record(_ context.Context, e audit.Entry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.audits = append(w.audits, e)
+}
+
 func (w *world) service(st jobs.Store) *jobs.Service {
-	return jobs.New(jobs.Options{Store: st, Source: w, Remote: w, Directory: w, Records: w, Devices: w, Events: w,
+	return jobs.New(jobs.Options{Store: st, Source: w, Remote: w, Directory: w, Records: w, Devices: w, Events: w, Auditor: w,
 		Self: distribution.Instance{ID: "cn-shanghai", Region: "cn-shanghai"}, Workers: 4})
 }
 

@@ -117,7 +117,10 @@ type Job struct {
 	AuthCode string `json:"-"`
 }
 
-// Step is how far a device has gone; each is saved before the next runs.
+// Step is how far a device has gone. A proximity choice and StepImported
+// are saved before the next step runs, and StepDone with the result; the
+// record and the mark between them are idempotent and are not saved (a
+// resumed run repeats them from StepImported), which halves the writes.
 type Step int
 
 // Steps of a device, in order.

@@ -11,6 +11,7 @@ import (
 
 	"path/filepath"
 
+	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/store/sqlite"
@@ -228,6 +229,26 @@ func TestAbort(t *testing.T) {
 	if _, err := s.Abort(ctx, operator, j.JobID); !errors.Is(err, jobs.ErrConflict) {
 		t.Fatalf("Abort of an aborted job = %v", err)
 	}
+	if err := s.Delete(ctx, operator, j.JobID); err != nil {
+		t.Fatal(err)
+	}
+	// Create, abort and delete are on the audit trail; the refused
+	// second abort is not an action.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := []struct{ action, reason string }{
+		{"distribution.job.create", "40 devices of " + pk + " to instance ap-southeast-1"},
+		{"distribution.job.abort", ""},
+		{"distribution.job.delete", ""},
+	}
+	if len(w.audits) != len(want) {
+		t.Fatalf("audit = %+v", w.audits)
+	}
+	for i, e := range w.audits {
+		if e.Action != want[i].action || e.Reason != want[i].reason || e.Target != j.JobID || e.AccountID != operator.AccountID || e.Outcome != "ok" {
+			t.Errorf("audit[%d] = %+v, want %s %q", i, e, want[i].action, want[i].reason)
+		}
+	}
 }
 
 // TestResume: a run interrupted by Close (a restart) finishes under a
@@ -384,4 +405,49 @@ func FuzzParseCSV(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestResumeFromImported: a device saved at StepImported whose record and
+// mark were done before a crash (they are not saved as steps) finishes
+// once: not imported again, its record keeps its creation time, marked,
+// notified, one result.
+func TestResumeFromImported(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 2)
+	st := newMemStore()
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	j := jobs.Job{JobID: "job-1", AccountID: operator.AccountID, ProductKey: pk, SourceInstanceID: "cn-shanghai",
+		TargetInstanceID: "eu-central-1", Status: jobs.StatusRunning, ProductCopied: true, GmtCreate: created, GmtModified: created}
+	if err := st.CreateJob(ctx, j, names(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dn := range names(0, 2) {
+		if err := st.PutJobItem(ctx, jobs.Item{JobID: j.JobID, DeviceName: dn, TargetInstanceID: "eu-central-1", Step: jobs.StepImported}); err != nil {
+			t.Fatal(err)
+		}
+		w.online[dn] = netip.MustParseAddr("127.0.0.1")
+	}
+	// dev-0000 crashed after its record and mark; dev-0001 right after its import.
+	w.records["dev-0000"] = distribution.Record{ProductKey: pk, DeviceName: "dev-0000", AccountID: operator.AccountID,
+		TargetIotInstanceID: "eu-central-1", JobID: j.JobID, GmtCreate: created, GmtModified: created}
+	w.marked["dev-0000"] = "eu-central-1"
+	s := w.service(st)
+	defer s.Close()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j = wait(t, s, j.JobID)
+	if j.Status != jobs.StatusDone || j.Moved != 2 || j.Failed != 0 {
+		t.Fatalf("resumed job = %+v", j)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, dn := range names(0, 2) {
+		if w.importCalls[dn] != 0 || w.notified[dn] != 1 || w.marked[dn] != "eu-central-1" || w.records[dn].TargetIotInstanceID != "eu-central-1" {
+			t.Errorf("%s: imported %d, notified %d, marked %q, record %+v", dn, w.importCalls[dn], w.notified[dn], w.marked[dn], w.records[dn])
+		}
+	}
+	if !w.records["dev-0000"].GmtCreate.Equal(created) {
+		t.Errorf("record GmtCreate = %v, want %v", w.records["dev-0000"].GmtCreate, created)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/corral-iot/corral/internal/distribution"
 )
 
 // Credentials reads an instance's credential for calls to it
@@ -24,8 +26,20 @@ type Credentials interface {
 type HTTPRemote struct {
 	Directory   Directory
 	Credentials Credentials
-	// Client makes the calls; nil: one with a 10 s timeout.
+	// Client makes the calls; nil: one with a 10 s timeout that keeps
+	// only Go's default two idle connections per destination (a job's
+	// workers then redial; see NewHTTPClient).
 	Client *http.Client
+}
+
+// NewHTTPClient is an HTTPRemote's Client with a 10 s timeout that keeps
+// conns idle connections per destination, so that a job's workers reuse
+// their connections instead of dialling one per call.
+func NewHTTPClient(conns int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no limit over all destinations
+	t.MaxIdleConnsPerHost = conns
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}
 }
 
 func (r HTTPRemote) do(ctx context.Context, t Target, method, path string, in, out any) error {
@@ -119,4 +133,37 @@ func (r HTTPRemote) ImportProduct(ctx context.Context, t Target, p Product) erro
 func (r HTTPRemote) ImportDevice(ctx context.Context, t Target, d DeviceImport) error {
 	d.Grant = t.AuthCode
 	return r.do(ctx, t, "PUT", "/v1/distribution/imports/products/"+url.PathEscape(d.ProductKey)+"/devices/"+url.PathEscape(d.DeviceName), d, nil)
+}
+
+// HTTPRecords are the Records of a distribution centre that is another
+// instance: a job run here (a device distributed back from this
+// instance, say) writes the centre's provisioning record through the
+// centre's REST API, with the instance credential, so that the device
+// bootstraps to its new instance there. The centre keeps the record's
+// source and creation time itself.
+type HTTPRecords struct {
+	Remote HTTPRemote
+	// Centre is the centre's instance id (a system instance here).
+	Centre string
+}
+
+// GetRecord implements Records: the centre keeps what GetRecord is read
+// for, so there is nothing to read here.
+func (r HTTPRecords) GetRecord(context.Context, string, string) (distribution.Record, error) {
+	return distribution.Record{}, fmt.Errorf("provisioning records are at instance %s: %w", r.Centre, distribution.ErrNotFound)
+}
+
+// PutRecord implements Records: the device's record at the centre points
+// to the record's target instance.
+func (r HTTPRecords) PutRecord(ctx context.Context, rec distribution.Record) error {
+	if rec.TargetIotInstanceID == "" {
+		return fmt.Errorf("provisioning record: %w: no target instance", ErrInvalid)
+	}
+	path := "/v1/products/" + url.PathEscape(rec.ProductKey) + "/devices/" + url.PathEscape(rec.DeviceName) + "/provisioning"
+	err := r.Remote.do(ctx, Target{AccountID: rec.AccountID, InstanceID: r.Centre}, "PUT", path,
+		distribution.RecordInput{TargetIotInstanceID: rec.TargetIotInstanceID}, nil)
+	if err != nil {
+		return fmt.Errorf("the centre's provisioning record: %w", err)
+	}
+	return nil
 }

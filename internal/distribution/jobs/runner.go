@@ -273,19 +273,21 @@ func (m *mover) steps(ctx context.Context, it *Item) (int, string) {
 			rec.GmtCreate = old.GmtCreate
 		}
 		if err := s.o.Records.PutRecord(ctx, rec); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("distribution job: updating a provisioning record failed", "jobId", j.JobID, "productKey", pk, "deviceName", dn, "err", err)
+			}
 			return CodeSourceFailed, "updating the provisioning record failed"
 		}
-		if !save(StepRecorded) {
-			return 0, ""
-		}
+		// Not saved: the record and the mark are idempotent, so a run
+		// resumed before the result repeats them from StepImported. This
+		// halves the writes per device.
+		it.Step = StepRecorded
 	}
 	if it.Step == StepRecorded {
 		if err := s.o.Source.MarkDistributed(ctx, pk, dn, it.TargetInstanceID); err != nil {
 			return CodeSourceFailed, "marking the device distributed failed"
 		}
-		if !save(StepMarked) {
-			return 0, ""
-		}
+		it.Step = StepMarked // not saved either: the result follows
 	}
 	// StepMarked: refused here from now on; tell it to bootstrap again.
 	if err := s.o.Devices.Notify(ctx, pk, dn); err != nil && ctx.Err() == nil {

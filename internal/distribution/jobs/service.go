@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/audit"
 	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/registry"
 )
@@ -101,6 +102,17 @@ type Events interface {
 	DeviceEvent(ctx context.Context, j Job, it Item)
 }
 
+// Auditor records operators' job actions on the audit trail.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry)
+}
+
+// DefaultWorkers is how many devices of one job move at once unless
+// Options say otherwise: enough concurrent steps for the stores' group
+// commits and the destination's imports to fill (BenchmarkJob10000:
+// 64 took 10.3 s, 128 took 8.0 s; bench/RESULTS.md).
+const DefaultWorkers = 128
+
 // Options configure a Service. Store, Source, Remote, Directory, Records
 // and Devices are required.
 type Options struct {
@@ -110,10 +122,12 @@ type Options struct {
 	Directory Directory
 	Records   Records
 	Devices   Devices
-	Events    Events // nil: none
+	Events    Events  // nil: none
+	Auditor   Auditor // nil: none; job create, abort and delete
 	// Self is this corral, the source of its jobs.
 	Self distribution.Instance
-	// Workers is how many devices of one job move at once (default 16).
+	// Workers is how many devices of one job move at once (default
+	// DefaultWorkers).
 	Workers int
 	Rand    io.Reader // default crypto/rand
 	Logger  *slog.Logger
@@ -146,7 +160,7 @@ type run struct {
 // New returns a Service; call Start to run jobs.
 func New(o Options) *Service {
 	if o.Workers <= 0 {
-		o.Workers = 16
+		o.Workers = DefaultWorkers
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader
@@ -298,6 +312,7 @@ func (s *Service) Create(ctx context.Context, p registry.Principal, in Input) (J
 	if err := s.create(ctx, j, names); err != nil {
 		return Job{}, nil, err
 	}
+	s.audit(ctx, p, "distribution.job.create", j, createReason(j, len(names)))
 	s.event(ctx, j)
 	s.launch(j)
 	return j, nil, nil
@@ -385,6 +400,7 @@ func (s *Service) Abort(ctx context.Context, p registry.Principal, id string) (J
 		r.once.Do(func() { close(r.abort) })
 	}
 	s.mu.Unlock()
+	s.audit(ctx, p, "distribution.job.abort", j, "")
 	return j, nil
 }
 
@@ -400,7 +416,33 @@ func (s *Service) Delete(ctx context.Context, p registry.Principal, id string) e
 	if j.Status.Open() {
 		return fmt.Errorf("distribution job %s is %s; abort it first: %w", id, j.Status, ErrConflict)
 	}
-	return s.o.Store.DeleteJob(ctx, id)
+	if err := s.o.Store.DeleteJob(ctx, id); err != nil {
+		return err
+	}
+	s.audit(ctx, p, "distribution.job.delete", j, "")
+	return nil
+}
+
+// audit records an operator's job action (never a code or grant).
+func (s *Service) audit(ctx context.Context, p registry.Principal, action string, j Job, reason string) {
+	if s.o.Auditor == nil {
+		return
+	}
+	s.o.Auditor.Record(ctx, audit.Entry{AccountID: p.AccountID, Actor: p.KeyID, Action: action, Target: j.JobID, Outcome: "ok", Reason: reason})
+}
+
+// createReason says what a created job moves where.
+func createReason(j Job, n int) string {
+	r := fmt.Sprintf("%d devices of %s", n, j.ProductKey)
+	if j.Strategy == Specified {
+		r += " to instance " + j.TargetInstanceID
+	} else {
+		r += " by proximity policy " + j.PolicyID
+	}
+	if j.TargetAccountID != "" {
+		r += ", into account " + j.TargetAccountID
+	}
+	return r
 }
 
 func (s *Service) event(ctx context.Context, j Job) {

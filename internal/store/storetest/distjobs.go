@@ -119,3 +119,49 @@ func testDeviceDistributed(t *testing.T, s Store) {
 		t.Fatalf("a missing device: %v", err)
 	}
 }
+
+func testDistCodes(t *testing.T, s Store) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	if err := s.PutAuthCode(ctx, "h1", "acc-b", now.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAuthCode(ctx, "h1", "acc-b", now.Add(5*time.Minute)); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("the same code twice: %v", err)
+	}
+	if err := s.PutAuthCode(ctx, "h2", "acc-b", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, hash, account string
+		at                  time.Time
+	}{
+		{"unknown code", "nope", "acc-b", now},
+		{"another account's", "h1", "acc-c", now},
+		{"expired (at its expiry)", "h2", "acc-b", now.Add(time.Minute)},
+	} {
+		if err := s.TakeAuthCode(ctx, tc.hash, tc.account, tc.at); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+	}
+	if err := s.TakeAuthCode(ctx, "h1", "acc-b", now.Add(time.Minute)); err != nil {
+		t.Fatalf("a good code: %v", err)
+	}
+	if err := s.TakeAuthCode(ctx, "h1", "acc-b", now.Add(time.Minute)); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("a code taken twice: %v", err)
+	}
+	if err := s.TakeAuthCode(ctx, "h2", "acc-b", now); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("an expired code was not dropped: %v", err)
+	}
+	if _, _, err := s.GetGrant(ctx, "g1"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("unknown grant: %v", err)
+	}
+	if err := s.PutGrant(ctx, "g1", "acc-a", "acc-b", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutGrant(ctx, "g1", "acc-c", "acc-b", now); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("the same grant twice: %v", err)
+	}
+	if from, to, err := s.GetGrant(ctx, "g1"); err != nil || from != "acc-a" || to != "acc-b" {
+		t.Fatalf("GetGrant = %s, %s, %v", from, to, err)
+	}
+}

@@ -27,6 +27,7 @@ type Store interface {
 	shadowsvc.SettingsStore
 	distribution.Store
 	jobs.Store
+	jobs.CodeStore
 }
 
 // Run runs the suite; open returns a fresh, empty store for each test.
@@ -60,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"distribution instances", testDistInstances},
 		{"distribution records and policies", testDistRecords},
 		{"distribution jobs", testDistJobs},
+		{"distribution codes and grants", testDistCodes},
 		{"devices distributed", testDeviceDistributed},
 	}
 	for _, tt := range tests {
