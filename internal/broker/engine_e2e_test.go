@@ -117,45 +117,11 @@ func TestOfflineDeviceGetsQueuedDownlinks(t *testing.T) {
 	d := s.CreateDevice(p.ProductKey, "away-1")
 	c := deviceCreds(d)
 	topic := "/" + p.ProductKey + "/away-1/user/get"
-	connect := func() (net.Conn, *packet.Connack) {
-		t.Helper()
-		nc, err := net.DialTimeout("tcp", s.App.Broker().Addr("tcp"), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(5 * time.Second))
-		cp := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: c.clientID,
-			UsernameFlag: true, Username: c.username, PasswordFlag: true, Password: []byte(c.password)}
-		b, _ := cp.Append(nil, packet.V311)
-		if _, err := nc.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		pk, err := packet.Read(nc, packet.V311, 0)
-		ack, ok := pk.(*packet.Connack)
-		if err != nil || !ok || ack.ReasonCode != packet.Success {
-			t.Fatalf("CONNACK %+v, %v", pk, err)
-		}
-		return nc, ack
-	}
-	nc, _ := connect()
-	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}
-	b, _ := sub.Append(nil, packet.V311)
-	nc.Write(b)
-	if pk, err := packet.Read(nc, packet.V311, 0); err != nil || pk.Type() != packet.TypeSuback {
-		t.Fatalf("SUBACK: %+v, %v", pk, err)
-	}
-	b, _ = (&packet.Disconnect{}).Append(nil, packet.V311)
-	nc.Write(b)
-	nc.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.App.Broker().Connected(p.ProductKey, "away-1") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	subscribeAndLeave(t, s, c, p.ProductKey, "away-1", topic)
 	if r := s.Do(s.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "while-away"); r.Status != 204 {
 		t.Fatalf("HTTP publish: %d %s", r.Status, r.Body)
 	}
-	nc, ack := connect()
+	nc, ack := rawDeviceConnect(t, s, c)
 	if !ack.SessionPresent {
 		t.Fatal("the persistent session was not resumed")
 	}
@@ -215,41 +181,7 @@ func TestDurableSessionAcrossRestart(t *testing.T) {
 	d := s.CreateDevice(p.ProductKey, "away-2")
 	c := deviceCreds(d)
 	topic := "/" + p.ProductKey + "/away-2/user/get"
-	connect := func(srv *apptest.Server) (net.Conn, *packet.Connack) {
-		t.Helper()
-		nc, err := net.DialTimeout("tcp", srv.App.Broker().Addr("tcp"), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		nc.SetDeadline(time.Now().Add(5 * time.Second))
-		cp := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: c.clientID,
-			UsernameFlag: true, Username: c.username, PasswordFlag: true, Password: []byte(c.password)}
-		b, _ := cp.Append(nil, packet.V311)
-		if _, err := nc.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		pk, err := packet.Read(nc, packet.V311, 0)
-		ack, ok := pk.(*packet.Connack)
-		if err != nil || !ok || ack.ReasonCode != packet.Success {
-			t.Fatalf("CONNACK %+v, %v", pk, err)
-		}
-		return nc, ack
-	}
-	nc, _ := connect(s)
-	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}
-	b, _ := sub.Append(nil, packet.V311)
-	nc.Write(b)
-	if pk, err := packet.Read(nc, packet.V311, 0); err != nil || pk.Type() != packet.TypeSuback {
-		t.Fatalf("SUBACK: %+v, %v", pk, err)
-	}
-	b, _ = (&packet.Disconnect{}).Append(nil, packet.V311)
-	nc.Write(b)
-	nc.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.App.Broker().Connected(p.ProductKey, "away-2") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	subscribeAndLeave(t, s, c, p.ProductKey, "away-2", topic)
 	if r := s.Do(s.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "before-restart"); r.Status != 204 {
 		t.Fatalf("HTTP publish: %d %s", r.Status, r.Body)
 	}
@@ -259,7 +191,7 @@ func TestDurableSessionAcrossRestart(t *testing.T) {
 	if r := s2.Do(s2.AdminKey, "POST", "/v1/publish?topic="+topic+"&qos=1", "after-restart"); r.Status != 204 {
 		t.Fatalf("HTTP publish after the restart: %d %s", r.Status, r.Body)
 	}
-	nc, ack := connect(s2)
+	nc, ack := rawDeviceConnect(t, s2, c)
 	if !ack.SessionPresent {
 		t.Fatal("the persistent session did not survive the restart")
 	}
@@ -271,5 +203,51 @@ func TestDurableSessionAcrossRestart(t *testing.T) {
 		}
 		b, _ := (&packet.Puback{Ack: packet.Ack{PacketID: pub.PacketID}}).Append(nil, packet.V311)
 		nc.Write(b)
+	}
+}
+
+// rawDeviceConnect connects a device to srv's MQTT listener with a raw
+// 3.1.1 CONNECT (clean session 0) and returns the connection and its
+// accepting CONNACK.
+func rawDeviceConnect(t *testing.T, srv *apptest.Server, c creds) (net.Conn, *packet.Connack) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", srv.App.Broker().Addr("tcp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	cp := &packet.Connect{Version: packet.V311, KeepAlive: 30, ClientID: c.clientID,
+		UsernameFlag: true, Username: c.username, PasswordFlag: true, Password: []byte(c.password)}
+	b, _ := cp.Append(nil, packet.V311)
+	if _, err := nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	pk, err := packet.Read(nc, packet.V311, 0)
+	ack, ok := pk.(*packet.Connack)
+	if err != nil || !ok || ack.ReasonCode != packet.Success {
+		t.Fatalf("CONNACK %+v, %v", pk, err)
+	}
+	return nc, ack
+}
+
+// subscribeAndLeave connects a device with a persistent session,
+// subscribes it to topic at QoS 1, disconnects it and waits until the
+// broker has seen it go.
+func subscribeAndLeave(t *testing.T, s *apptest.Server, c creds, pk, dn, topic string) {
+	t.Helper()
+	nc, _ := rawDeviceConnect(t, s, c)
+	sub := &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic, QoS: 1}}}
+	b, _ := sub.Append(nil, packet.V311)
+	nc.Write(b)
+	if p, err := packet.Read(nc, packet.V311, 0); err != nil || p.Type() != packet.TypeSuback {
+		t.Fatalf("SUBACK: %+v, %v", p, err)
+	}
+	b, _ = (&packet.Disconnect{}).Append(nil, packet.V311)
+	nc.Write(b)
+	nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.App.Broker().Connected(pk, dn) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
