@@ -42,14 +42,14 @@ type jobItems struct {
 func (a *API) distJobRoutes() []*route {
 	const tag = "distribution"
 	return []*route{
-		{Method: "POST", Path: "/v1/distribution/jobs", Summary: "Create a distribution job: up to 10,000 devices of a product (deviceNames, or a csv of up to 1,000 rows) to one instance (strategy 0) or by a proximity policy (strategy 1, decided per device when it moves); at most 10 open jobs per account", Tag: tag, Role: operator, Body: jobs.Input{}, Status: 201, Resp: jobs.Job{}, h: a.createJob},
-		{Method: "POST", Path: "/v1/distribution/jobs:plan", Summary: "Dry run: the devices a job would move and where, checked as a job is; nothing is created", Tag: tag, Role: operator, Body: jobs.Input{}, Status: 200, Resp: jobItems{}, h: a.planJob},
-		{Method: "GET", Path: "/v1/distribution/jobs", Summary: "The account's distribution jobs, newest first", Tag: tag, Role: readonly, Status: 200, Resp: jobList{}, h: a.listJobs},
-		{Method: "GET", Path: "/v1/distribution/jobs/{jobId}", Summary: "A job (QueryDeviceDistributeJob): status 0 initializing, 1 running, 2 done (see failed), 3 aborted; progress %, moved and failed counts, current while it runs", Tag: tag, Role: readonly, Status: 200, Resp: jobs.Job{}, h: a.getJob},
+		{Method: "POST", Path: "/v1/distribution/jobs", Summary: "Create a distribution job: up to 10,000 devices of a product (deviceNames, or a csv of up to 1,000 rows) to one instance (strategy 0) or by a proximity policy (strategy 1, decided per device when it moves); at most 10 open jobs per account", Tag: tag, Role: operator, Body: jobs.Input{}, Status: 201, Resp: jobs.Job{}, h: withJobs(a, a.createJob)},
+		{Method: "POST", Path: "/v1/distribution/jobs:plan", Summary: "Dry run: the devices a job would move and where, checked as a job is; nothing is created", Tag: tag, Role: operator, Body: jobs.Input{}, Status: 200, Resp: jobItems{}, h: withJobs(a, a.planJob)},
+		{Method: "GET", Path: "/v1/distribution/jobs", Summary: "The account's distribution jobs, newest first", Tag: tag, Role: readonly, Status: 200, Resp: jobList{}, h: withJobs(a, a.listJobs)},
+		{Method: "GET", Path: "/v1/distribution/jobs/{jobId}", Summary: "A job (QueryDeviceDistributeJob): status 0 initializing, 1 running, 2 done (see failed), 3 aborted; progress %, moved and failed counts, current while it runs", Tag: tag, Role: readonly, Status: 200, Resp: jobs.Job{}, h: withJobs(a, a.getJob)},
 		{Method: "GET", Path: "/v1/distribution/jobs/{jobId}/devices", Summary: "A job's devices with their result codes (200 moved, 404 not registered, 409 name taken at the destination, 422 no instance chosen, 499 aborted, 500 source failure, 502 destination failure; 0 not yet)", Tag: tag, Role: readonly,
-			Query: []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100)", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}, Status: 200, Resp: jobItems{}, h: a.jobDevices},
-		{Method: "POST", Path: "/v1/distribution/jobs/{jobId}:abort", Summary: "Abort an open job: devices already moving finish, the others get 499", Tag: tag, Role: operator, Status: 200, Resp: jobs.Job{}, h: a.abortJob},
-		{Method: "DELETE", Path: "/v1/distribution/jobs/{jobId}", Summary: "Delete a finished job and its results; an open one is 409", Tag: tag, Role: operator, Status: 204, h: a.deleteJob},
+			Query: []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100)", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}, Status: 200, Resp: jobItems{}, h: withJobs(a, a.jobDevices)},
+		{Method: "POST", Path: "/v1/distribution/jobs/{jobId}:abort", Summary: "Abort an open job: devices already moving finish, the others get 499", Tag: tag, Role: operator, Status: 200, Resp: jobs.Job{}, h: withJobs(a, a.abortJob)},
+		{Method: "DELETE", Path: "/v1/distribution/jobs/{jobId}", Summary: "Delete a finished job and its results; an open one is 409", Tag: tag, Role: operator, Status: 204, h: withJobs(a, a.deleteJob)},
 
 		{Method: "POST", Path: "/v1/distribution/authorization-codes", Summary: "Issue a code (valid 5 minutes, once) that lets another account's distribution job move devices into this account; give it to that account with your account id (targetUid)", Tag: tag, Role: admin, Status: 201, Resp: jobs.AuthCode{}, h: a.issueCode},
 		{Method: "POST", Path: "/v1/distribution/authorizations", Summary: "Instance-to-instance: exchange an authorisation code of the target account for the grant a cross-account job's imports carry", Tag: tag, Role: admin, Body: jobs.Authorization{}, Status: 200, Resp: jobs.Grant{}, h: a.authorize},
@@ -66,6 +66,18 @@ func (a *API) jobs() (Jobs, error) {
 	return a.o.Jobs, nil
 }
 
+// withJobs gives a handler the job service, or answers 404 on a corral
+// that is not a distribution centre.
+func withJobs(a *API, h func(c *call, j Jobs) (any, error)) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		j, err := a.jobs()
+		if err != nil {
+			return nil, err
+		}
+		return h(c, j)
+	}
+}
+
 func (a *API) imports() (Imports, error) {
 	if a.o.Imports == nil {
 		return nil, fmt.Errorf("this corral takes no distributed devices (distribution_centre=false): %w", registry.ErrNotFound)
@@ -73,11 +85,7 @@ func (a *API) imports() (Imports, error) {
 	return a.o.Imports, nil
 }
 
-func (a *API) createJob(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) createJob(c *call, j Jobs) (any, error) {
 	var in jobs.Input
 	if err := c.decode(&in); err != nil {
 		return nil, err
@@ -89,11 +97,7 @@ func (a *API) createJob(c *call) (any, error) {
 	return job, err
 }
 
-func (a *API) planJob(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) planJob(c *call, j Jobs) (any, error) {
 	var in jobs.Input
 	if err := c.decode(&in); err != nil {
 		return nil, err
@@ -103,28 +107,16 @@ func (a *API) planJob(c *call) (any, error) {
 	return jobItems{Devices: plan}, err
 }
 
-func (a *API) listJobs(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) listJobs(c *call, j Jobs) (any, error) {
 	js, err := j.List(c.ctx(), c.p)
 	return jobList{Jobs: js}, err
 }
 
-func (a *API) getJob(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) getJob(c *call, j Jobs) (any, error) {
 	return j.Get(c.ctx(), c.p, c.param("jobId"))
 }
 
-func (a *API) jobDevices(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) jobDevices(c *call, j Jobs) (any, error) {
 	limit, err := c.limit()
 	if err != nil {
 		return nil, err
@@ -144,19 +136,11 @@ func (a *API) jobDevices(c *call) (any, error) {
 	return out, nil
 }
 
-func (a *API) abortJob(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) abortJob(c *call, j Jobs) (any, error) {
 	return j.Abort(c.ctx(), c.p, c.param("jobId"))
 }
 
-func (a *API) deleteJob(c *call) (any, error) {
-	j, err := a.jobs()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) deleteJob(c *call, j Jobs) (any, error) {
 	return nil, j.Delete(c.ctx(), c.p, c.param("jobId"))
 }
 

@@ -42,23 +42,23 @@ type recordList struct {
 func (a *API) distributionRoutes() []*route {
 	const tag = "distribution"
 	return []*route{
-		{Method: "POST", Path: "/v1/instances", Summary: "Tell this corral of another instance (its region, device-facing endpoints, API URL and a credential for instance-to-instance calls, stored sealed); a system administrator's key adds a system instance every account may use", Tag: tag, Role: admin, Body: distribution.InstanceInput{}, Status: 201, Resp: distribution.Instance{}, h: a.createInstance},
-		{Method: "GET", Path: "/v1/instances", Summary: "The instances the account may send devices to: this corral, the system instances and the account's own (credentials are never shown)", Tag: tag, Role: admin, Status: 200, Resp: instanceList{}, h: a.listInstances},
-		{Method: "GET", Path: "/v1/instances/{instanceId}", Summary: "Get an instance", Tag: tag, Role: admin, Status: 200, Resp: distribution.Instance{}, h: a.getInstance},
-		{Method: "PUT", Path: "/v1/instances/{instanceId}", Summary: "Create or replace an instance (an empty credential keeps the stored one)", Tag: tag, Role: admin, Body: distribution.InstanceInput{}, Status: 200, Resp: distribution.Instance{}, h: a.putInstance},
-		{Method: "DELETE", Path: "/v1/instances/{instanceId}", Summary: "Forget an instance; one a provisioning record or policy names is 409", Tag: tag, Role: admin, Status: 204, h: a.deleteInstance},
+		{Method: "POST", Path: "/v1/instances", Summary: "Tell this corral of another instance (its region, device-facing endpoints, API URL and a credential for instance-to-instance calls, stored sealed); a system administrator's key adds a system instance every account may use", Tag: tag, Role: admin, Body: distribution.InstanceInput{}, Status: 201, Resp: distribution.Instance{}, h: withDist(a, a.createInstance)},
+		{Method: "GET", Path: "/v1/instances", Summary: "The instances the account may send devices to: this corral, the system instances and the account's own (credentials are never shown)", Tag: tag, Role: admin, Status: 200, Resp: instanceList{}, h: withDist(a, a.listInstances)},
+		{Method: "GET", Path: "/v1/instances/{instanceId}", Summary: "Get an instance", Tag: tag, Role: admin, Status: 200, Resp: distribution.Instance{}, h: withDist(a, a.getInstance)},
+		{Method: "PUT", Path: "/v1/instances/{instanceId}", Summary: "Create or replace an instance (an empty credential keeps the stored one)", Tag: tag, Role: admin, Body: distribution.InstanceInput{}, Status: 200, Resp: distribution.Instance{}, h: withDist(a, a.putInstance)},
+		{Method: "DELETE", Path: "/v1/instances/{instanceId}", Summary: "Forget an instance; one a provisioning record or policy names is 409", Tag: tag, Role: admin, Status: 204, h: withDist(a, a.deleteInstance)},
 
-		{Method: "POST", Path: "/v1/distribution/policies", Summary: "Create a proximity policy: regions with their instances (weights 1-1000), CIDR and GeoIP country/continent tables, a fallback region, an optional allocation webhook", Tag: tag, Role: admin, Body: distribution.Policy{}, Status: 201, Resp: distribution.Policy{}, h: a.createPolicy},
-		{Method: "GET", Path: "/v1/distribution/policies", Summary: "List the account's proximity policies", Tag: tag, Role: readonly, Status: 200, Resp: policyList{}, h: a.listPolicies},
-		{Method: "GET", Path: "/v1/distribution/policies/{policyId}", Summary: "Get a proximity policy", Tag: tag, Role: readonly, Status: 200, Resp: distribution.Policy{}, h: a.getPolicy},
-		{Method: "PUT", Path: "/v1/distribution/policies/{policyId}", Summary: "Create or replace a proximity policy", Tag: tag, Role: admin, Body: distribution.Policy{}, Status: 200, Resp: distribution.Policy{}, h: a.putPolicy},
-		{Method: "DELETE", Path: "/v1/distribution/policies/{policyId}", Summary: "Delete a proximity policy; one a provisioning record names is 409", Tag: tag, Role: admin, Status: 204, h: a.deletePolicy},
+		{Method: "POST", Path: "/v1/distribution/policies", Summary: "Create a proximity policy: regions with their instances (weights 1-1000), CIDR and GeoIP country/continent tables, a fallback region, an optional allocation webhook", Tag: tag, Role: admin, Body: distribution.Policy{}, Status: 201, Resp: distribution.Policy{}, h: withDist(a, a.createPolicy)},
+		{Method: "GET", Path: "/v1/distribution/policies", Summary: "List the account's proximity policies", Tag: tag, Role: readonly, Status: 200, Resp: policyList{}, h: withDist(a, a.listPolicies)},
+		{Method: "GET", Path: "/v1/distribution/policies/{policyId}", Summary: "Get a proximity policy", Tag: tag, Role: readonly, Status: 200, Resp: distribution.Policy{}, h: withDist(a, a.getPolicy)},
+		{Method: "PUT", Path: "/v1/distribution/policies/{policyId}", Summary: "Create or replace a proximity policy", Tag: tag, Role: admin, Body: distribution.Policy{}, Status: 200, Resp: distribution.Policy{}, h: withDist(a, a.putPolicy)},
+		{Method: "DELETE", Path: "/v1/distribution/policies/{policyId}", Summary: "Delete a proximity policy; one a provisioning record names is 409", Tag: tag, Role: admin, Status: 204, h: withDist(a, a.deletePolicy)},
 
 		{Method: "GET", Path: "/v1/products/{productKey}/provisioning", Summary: "The product's provisioning records at this distribution centre, by DeviceName", Tag: tag, Role: readonly,
-			Query: []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100)", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}, Status: 200, Resp: recordList{}, h: a.listRecords},
-		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "The device's provisioning record (QueryDeviceProvisioning): source and target instance and region; 404 when it has none (it bootstraps to the default instance)", Tag: tag, Role: readonly, Status: 200, Resp: distribution.Record{}, h: a.getRecord},
-		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "Point the device's bootstrap to an instance or a proximity policy (the device need not exist at this corral)", Tag: tag, Role: admin, Body: distribution.RecordInput{}, Status: 200, Resp: distribution.Record{}, h: a.setRecord},
-		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "Delete the device's provisioning record: it bootstraps to the default instance", Tag: tag, Role: admin, Status: 204, h: a.deleteRecord},
+			Query: []param{{"limit", "integer", fmt.Sprintf("page size, 1 to %d (default 100)", maxPage)}, {"cursor", "string", "nextCursor of the previous page"}}, Status: 200, Resp: recordList{}, h: withDist(a, a.listRecords)},
+		{Method: "GET", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "The device's provisioning record (QueryDeviceProvisioning): source and target instance and region; 404 when it has none (it bootstraps to the default instance)", Tag: tag, Role: readonly, Status: 200, Resp: distribution.Record{}, h: withDist(a, a.getRecord)},
+		{Method: "PUT", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "Point the device's bootstrap to an instance or a proximity policy (the device need not exist at this corral)", Tag: tag, Role: admin, Body: distribution.RecordInput{}, Status: 200, Resp: distribution.Record{}, h: withDist(a, a.setRecord)},
+		{Method: "DELETE", Path: "/v1/products/{productKey}/devices/{deviceName}/provisioning", Summary: "Delete the device's provisioning record: it bootstraps to the default instance", Tag: tag, Role: admin, Status: 204, h: withDist(a, a.deleteRecord)},
 	}
 }
 
@@ -69,11 +69,19 @@ func (a *API) dist() (Distribution, error) {
 	return a.o.Distribution, nil
 }
 
-func (a *API) createInstance(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
+// withDist gives a handler the distribution service, or answers 404 on a
+// corral that is not a distribution centre.
+func withDist(a *API, h func(c *call, d Distribution) (any, error)) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		d, err := a.dist()
+		if err != nil {
+			return nil, err
+		}
+		return h(c, d)
 	}
+}
+
+func (a *API) createInstance(c *call, d Distribution) (any, error) {
 	var in distribution.InstanceInput
 	if err := c.decode(&in); err != nil {
 		return nil, err
@@ -81,11 +89,7 @@ func (a *API) createInstance(c *call) (any, error) {
 	return d.PutInstance(c.ctx(), c.p, in, false)
 }
 
-func (a *API) putInstance(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) putInstance(c *call, d Distribution) (any, error) {
 	var in distribution.InstanceInput
 	if err := c.decode(&in); err != nil {
 		return nil, err
@@ -97,36 +101,20 @@ func (a *API) putInstance(c *call) (any, error) {
 	return d.PutInstance(c.ctx(), c.p, in, true)
 }
 
-func (a *API) listInstances(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) listInstances(c *call, d Distribution) (any, error) {
 	ins, err := d.ListInstances(c.ctx(), c.p)
 	return instanceList{Instances: ins}, err
 }
 
-func (a *API) getInstance(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) getInstance(c *call, d Distribution) (any, error) {
 	return d.GetInstance(c.ctx(), c.p, c.param("instanceId"))
 }
 
-func (a *API) deleteInstance(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) deleteInstance(c *call, d Distribution) (any, error) {
 	return nil, d.DeleteInstance(c.ctx(), c.p, c.param("instanceId"))
 }
 
-func (a *API) createPolicy(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) createPolicy(c *call, d Distribution) (any, error) {
 	var p distribution.Policy
 	if err := c.decode(&p); err != nil {
 		return nil, err
@@ -134,11 +122,7 @@ func (a *API) createPolicy(c *call) (any, error) {
 	return d.PutPolicy(c.ctx(), c.p, p, false)
 }
 
-func (a *API) putPolicy(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) putPolicy(c *call, d Distribution) (any, error) {
 	var p distribution.Policy
 	if err := c.decode(&p); err != nil {
 		return nil, err
@@ -150,36 +134,20 @@ func (a *API) putPolicy(c *call) (any, error) {
 	return d.PutPolicy(c.ctx(), c.p, p, true)
 }
 
-func (a *API) listPolicies(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) listPolicies(c *call, d Distribution) (any, error) {
 	ps, err := d.ListPolicies(c.ctx(), c.p)
 	return policyList{Policies: ps}, err
 }
 
-func (a *API) getPolicy(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) getPolicy(c *call, d Distribution) (any, error) {
 	return d.GetPolicy(c.ctx(), c.p, c.param("policyId"))
 }
 
-func (a *API) deletePolicy(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) deletePolicy(c *call, d Distribution) (any, error) {
 	return nil, d.DeletePolicy(c.ctx(), c.p, c.param("policyId"))
 }
 
-func (a *API) listRecords(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) listRecords(c *call, d Distribution) (any, error) {
 	limit, err := c.limit()
 	if err != nil {
 		return nil, err
@@ -200,19 +168,11 @@ func (a *API) listRecords(c *call) (any, error) {
 	return out, nil
 }
 
-func (a *API) getRecord(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) getRecord(c *call, d Distribution) (any, error) {
 	return d.GetRecord(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 }
 
-func (a *API) setRecord(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) setRecord(c *call, d Distribution) (any, error) {
 	var in distribution.RecordInput
 	if err := c.decode(&in); err != nil {
 		return nil, err
@@ -220,10 +180,6 @@ func (a *API) setRecord(c *call) (any, error) {
 	return d.SetRecord(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"), in)
 }
 
-func (a *API) deleteRecord(c *call) (any, error) {
-	d, err := a.dist()
-	if err != nil {
-		return nil, err
-	}
+func (a *API) deleteRecord(c *call, d Distribution) (any, error) {
 	return nil, d.DeleteRecord(c.ctx(), c.p, c.param("productKey"), c.param("deviceName"))
 }
