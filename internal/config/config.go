@@ -251,6 +251,14 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
 			}
 		}
 	}
+	// Surrounding whitespace is never part of a value (a secret read from
+	// a file often ends in a newline), and a value of only line breaks
+	// does not survive being written back as YAML.
+	for _, f := range fields(&c) {
+		if f.v.Kind() == reflect.String {
+			f.v.SetString(strings.TrimSpace(f.v.String()))
+		}
+	}
 	return c, c.Validate()
 }
 
