@@ -29,10 +29,10 @@ type conn struct {
 	b        [1]byte // ReadByte's buffer
 
 	version   packet.Version
+	expiry0   uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
 	client    *Client
 	keepAlive time.Duration
 	aliasIn   []string // topic aliases the client set; index = alias
-	expiry0   uint32   // the session expiry the CONNECT gave
 	sess      *session // set once, under Server.mu and sess.mu
 
 	// Client's limits, fixed at CONNECT.

@@ -45,18 +45,23 @@ type outbound struct {
 type session struct {
 	id string
 
-	mu         sync.Mutex
-	conn       *conn
-	client     *Client             // the last connection's client
-	expiry     uint32              // seconds after disconnection; 0: ends with it
+	mu     sync.Mutex
+	conn   *conn
+	client *Client // the last connection's client
+	expiry uint32  // seconds after disconnection; 0: ends with it
+	nextID uint16
+	ended  bool
+	// stored: with Options.Store, the session's record is in the store (see
+	// writes). The small fields sit together: a session lives as long as
+	// its client's connection and more, and padding would cost each one
+	// a size class (288 B rather than 240 B).
+	stored     bool
 	subs       []subs.Subscription // a few per session: a slice costs less than a map
 	queue      []delivery
 	qhead      int
 	queueBytes int
 	inflight   []outbound
-	nextID     uint16
 	inQoS2     map[uint16]struct{}
-	ended      bool
 	expiryT    *time.Timer
 	will       *pendingWill // a disconnected connection's will waiting for its delay
 	willT      *time.Timer
@@ -65,10 +70,9 @@ type session struct {
 	// generation and does nothing.
 	timerGen uint64
 
-	// With Options.Store: stored says the session's record is in the
-	// store (its QoS 1 and 2 deliveries are then written); writes counts
-	// its copies in batches not yet written (Add under mu, while stored).
-	stored         bool
+	// With Options.Store: while stored (the session's record is in the
+	// store), its QoS 1 and 2 deliveries are written; writes counts its
+	// copies in batches not yet written (Add under mu, while stored).
 	writes         sync.WaitGroup
 	created        time.Time
 	disconnectedAt time.Time
