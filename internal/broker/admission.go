@@ -85,6 +85,7 @@ type pendingConn struct {
 func (c *pendingConn) admitted() {
 	if c.done.CompareAndSwap(false, true) {
 		c.a.release(c.src)
+		c.src = "" // the connection may live for days: keep no copy
 	}
 }
 

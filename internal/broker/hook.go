@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,11 +27,13 @@ import (
 )
 
 // session is what the broker knows of one authenticated connection; it is
-// the engine.Client's Value. Fixed once authenticated but for reason.
+// the engine.Client's Value. Fixed once authenticated but for reason. One
+// lives as long as each connection, so it holds no copies: its remote
+// address is the connection's own net.Addr, formatted when needed.
 type session struct {
 	id       identity
 	listener string
-	remote   string
+	addr     net.Addr // the client's address; nil for none
 	reason   atomic.Pointer[string] // why corral closed it
 	// gw is, for a sub-device session, the gateway's connection it was
 	// logged in through: a later connection of the gateway does not
@@ -98,6 +101,14 @@ func newHook(b *Broker) *hook {
 		things:   cache.New[string, string](cache.Options{TTL: productTTL, Now: b.o.Now}),
 		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now}),
 		restored: cache.New[string, identity](cache.Options{TTL: time.Minute, Now: b.o.Now})}
+}
+
+// remote is the client's address as host:port, or "".
+func (s *session) remote() string {
+	if s.addr == nil {
+		return ""
+	}
+	return s.addr.String()
 }
 
 // sessionOf is the broker's session of an engine client.
@@ -224,7 +235,7 @@ func (h *hook) Authenticate(_ context.Context, info engine.ConnInfo, cp *packet.
 	cp.ClientID = id.clientID
 	admitConn(info.Conn)
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
-	return &session{id: id, listener: ci.listener, remote: ci.remote}, packet.Success, ""
+	return &session{id: id, listener: ci.listener, addr: info.RemoteAddr}, packet.Success, ""
 }
 
 // refuse answers a refused CONNECT: counted, logged (a sample per
@@ -341,7 +352,13 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 	if err != nil {
 		return identity{}, &refusal{packet.BadUsernameOrPassword, "username: " + err.Error()}
 	}
-	id := identity{productKey: pkey, deviceName: dn, clientID: pkey + "." + dn}.withFlags(cid.Params)
+	// The session id is the one string a connection keeps of its names:
+	// ProductKey and DeviceName are slices of it (the CONNECT's username
+	// they were parsed from is then garbage), and so is, below, the thing
+	// name when it is the default ({pk}.{dn}, the same characters).
+	clientID := pkey + "." + dn
+	pkey, dn = clientID[:len(pkey)], clientID[len(pkey)+1:]
+	id := identity{productKey: pkey, deviceName: dn, clientID: clientID}.withFlags(cid.Params)
 	switch cid.AuthType {
 	case "":
 	case "register", "regnwl":
@@ -360,6 +377,9 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 		return id, err
 	}
 	id.accountID, id.thingName = d.AccountID, d.ThingName
+	if d.ThingName == id.clientID { // the default, registry.DefaultThingName: share the string
+		id.thingName = id.clientID
+	}
 	if acct, cached := h.owners.Get(pkey); !cached { // a ProductKey never moves to another account
 		h.owners.Set(pkey, d.AccountID)
 	} else if acct == d.AccountID {
@@ -468,6 +488,9 @@ func (h *hook) connectWithToken(ctx context.Context, cid credential.ClientID, id
 		return id, err
 	}
 	id.accountID, id.thingName = d.AccountID, d.ThingName
+	if d.ThingName == id.clientID { // the default, registry.DefaultThingName: share the string
+		id.thingName = id.clientID
+	}
 	if d.Status == registry.StatusDisabled {
 		return id, &refusal{packet.NotAuthorized, "device disabled"}
 	}

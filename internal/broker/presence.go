@@ -30,7 +30,7 @@ type presenceEvent struct {
 // application clients of the device's account receive it.
 func (b *Broker) publishPresence(s *session, eventType, reason string, at time.Time) {
 	ev := presenceEvent{ClientID: s.id.clientID, Timestamp: at.UnixMilli(), EventType: eventType, DisconnectReason: reason,
-		VersionNumber: at.UnixMilli(), ProductKey: s.id.productKey, DeviceName: s.id.deviceName, IPAddress: hostOf(s.remote),
+		VersionNumber: at.UnixMilli(), ProductKey: s.id.productKey, DeviceName: s.id.deviceName, IPAddress: hostOf(s.remote()),
 		PrincipalIdentifier: s.id.productKey + "/" + s.id.deviceName}
 	data, _ := json.Marshal(ev)
 	b.PublishEvent(presencePrefix+eventType+"/"+s.id.clientID, data)

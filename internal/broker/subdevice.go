@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/corral-iot/corral/internal/mqtt/engine"
@@ -33,7 +34,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 		h.subs[gwKey] = map[string]*session{}
 	}
 	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
-		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", remote: gwSess.remote, gw: gwSess}
+		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", addr: gwSess.addr, gw: gwSess}
 	old := h.subs[prevGw][subKey]
 	if old != nil && h.subThings[old.id.thing()] == subKey {
 		delete(h.subThings, old.id.thing())
@@ -212,7 +213,10 @@ func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
 	if s == nil {
 		return netip.Addr{}, false
 	}
-	ap, err := netip.ParseAddrPort(s.remote)
+	if a, ok := s.addr.(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap(), true
+	}
+	ap, err := netip.ParseAddrPort(s.remote())
 	if err != nil {
 		return netip.Addr{}, false
 	}
