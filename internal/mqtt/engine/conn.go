@@ -27,6 +27,8 @@ type conn struct {
 	nc       net.Conn
 	listener string
 	b        [1]byte // ReadByte's buffer
+	hasFirst bool    // b holds a packet's first byte, read by waitFirst
+	noPark   bool    // no socket under nc, or a wrapper that may not park
 
 	version   packet.Version
 	expiry0   uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
@@ -45,6 +47,9 @@ type conn struct {
 
 	endReported atomic.Bool // SessionEnded was called
 	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
+	ncClosed    atomic.Bool // closeNC began: never park
+	kaDeadline  int64       // keep-alive deadline of the next packet, Unix ns; 0: none
+	parkToken   uint64      // the poller's key while parked; guarded by the poller's mu
 
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages
@@ -61,6 +66,10 @@ type conn struct {
 func (c *conn) Read(p []byte) (int, error) { return c.nc.Read(p) }
 
 func (c *conn) ReadByte() (byte, error) {
+	if c.hasFirst {
+		c.hasFirst = false
+		return c.b[0], nil
+	}
 	for {
 		n, err := c.nc.Read(c.b[:])
 		if n == 1 {
@@ -133,7 +142,7 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 		return
 	}
 	if len(c.ctrl) == 0 {
-		c.nc.Close()
+		c.closeNC()
 		return
 	}
 	c.writing = true
@@ -172,7 +181,7 @@ func (c *conn) flush() {
 			s.mu.Unlock()
 			c.srv.reportDrops(s.id, drops)
 			if closing {
-				c.nc.Close()
+				c.closeNC()
 			}
 			return
 		}
@@ -199,7 +208,7 @@ func (c *conn) flush() {
 			c.writing = false
 			c.ctrl = nil
 			s.mu.Unlock()
-			c.nc.Close()
+			c.closeNC()
 			return
 		}
 	}
@@ -299,29 +308,32 @@ func (s *session) resendLocked(c *conn, now time.Time) {
 }
 
 // readLoop reads and handles packets until the connection ends, and says
-// why it ended.
-func (c *conn) readLoop() EndReason {
+// why it ended; parked says its goroutine must return, the connection
+// living on in the poller.
+func (c *conn) readLoop() (r EndReason, parked bool) {
 	limit := c.srv.opts.MaxPacketSize
-	if c.keepAlive == 0 {
-		_ = c.nc.SetReadDeadline(time.Time{})
-	}
 	for {
-		if c.keepAlive > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		err := c.waitFirst()
+		if err == errParked {
+			return 0, true
 		}
-		p, err := packet.Read(c, c.version, limit)
+		var p packet.Packet
+		if err == nil {
+			p, err = packet.Read(c, c.version, limit)
+		}
 		if err != nil {
-			return c.readFailed(err)
+			return c.readFailed(err), false
 		}
 		c.srv.count.received.Add(1)
 		if c.aborting.Load() {
 			// Taken over, kicked or shut down while this packet came in:
 			// the session is no longer this connection's to act on.
-			return c.readFailed(net.ErrClosed)
+			return c.readFailed(net.ErrClosed), false
 		}
 		if r, done := c.handle(p); done {
-			return r
+			return r, false
 		}
+		c.setKeepAlive()
 	}
 }
 

@@ -64,6 +64,13 @@ type Options struct {
 	// as 3.1.1 ones, as Mosquitto does; off, they get CONNACK 0x01. Paho
 	// clients without an explicit version retry a refused CONNECT in 3.1.
 	AcceptMQTT31 bool
+	// ParkIdle, when > 0, parks a connection whose reader waited that long
+	// for a packet (Linux; elsewhere never): its goroutine returns and its
+	// socket waits in one epoll instance of the server, to be read by a
+	// new goroutine when data comes, its keep alive runs out or it is
+	// closed. Connections with no socket the engine can reach
+	// (WebSocket, net.Pipe) are never parked. 0: never park.
+	ParkIdle time.Duration
 	// OnDrop, when set, is called (without engine locks) for every message
 	// dropped for a session; Stats counts them either way.
 	OnDrop func(clientID string, r DropReason)

@@ -43,7 +43,8 @@ type Server struct {
 	count    counters
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // readers, writers, accept loops
+	wg       sync.WaitGroup // readers (parked ones too), writers, accept loops
+	poll     *poller        // nil: Options.ParkIdle 0 or not Linux
 
 	mu          sync.RWMutex
 	sessions    map[string]*session
@@ -64,6 +65,9 @@ func New(o Options) *Server {
 		s.router = NewLocalRouter()
 	}
 	s.router.Bind(s)
+	if o.ParkIdle > 0 {
+		s.poll = newPoller(o.Logger)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if o.Store != nil {
 		s.dur = newDurable(o.Store)
@@ -136,7 +140,7 @@ func (c *conn) serve() {
 	s := c.srv
 	pw := c.connect()
 	if c.sess == nil {
-		c.nc.Close()
+		c.closeNC()
 		c.untrack()
 		return
 	}
@@ -148,12 +152,18 @@ func (c *conn) serve() {
 	c.started = true
 	c.kickLocked()
 	c.sess.mu.Unlock()
+	c.setKeepAlive()
 	go c.run()
 }
 
-// run is the connection's reader until it ends.
+// run is the connection's reader until it ends or parks; the poller runs
+// it again on a parked connection that became readable, timed out or is
+// being closed.
 func (c *conn) run() {
-	r := c.readLoop()
+	r, parked := c.readLoop()
+	if parked {
+		return
+	}
 	c.srv.detach(c, r)
 	c.srv.count.connections.Add(-1)
 	c.untrack()
@@ -418,7 +428,7 @@ func (s *Server) detach(c *conn, r EndReason) {
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	if !writing {
-		c.nc.Close()
+		c.closeNC()
 	}
 	if removed {
 		s.router.RemoveClient(ss.id)
@@ -779,7 +789,7 @@ func (s *Server) Close(ctx context.Context) error {
 			c.abortLocked(packet.ServerShuttingDown, "", EndShutdown)
 			ss.mu.Unlock()
 		} else {
-			c.nc.Close()
+			c.closeNC()
 		}
 	}
 	for _, ss := range s.sessions {
@@ -792,6 +802,7 @@ func (s *Server) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.poll.close() // no connection is left to park
 		if s.dur != nil {
 			s.dur.close() // the acknowledgements received are written
 		}
@@ -804,7 +815,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.closeNC()
 	}
 	s.mu.Unlock()
 	<-done

@@ -28,6 +28,7 @@ func (r DropReason) String() string {
 type Stats struct {
 	Connections int64 // connected clients now
 	Sessions    int64 // sessions now, offline persistent ones included
+	Parked      int64 // connections parked now (Options.ParkIdle): no goroutine
 	Received    uint64
 	Sent        uint64
 	Drops       map[DropReason]uint64
@@ -46,6 +47,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Connections: s.count.connections.Load(),
 		Sessions:    s.count.sessions.Load(),
+		Parked:      s.poll.parkedCount(),
 		Received:    s.count.received.Load(),
 		Sent:        s.count.sent.Load(),
 		Drops:       make(map[DropReason]uint64, numDropReasons),
