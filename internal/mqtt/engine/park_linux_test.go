@@ -2,15 +2,27 @@ package engine
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
+	"github.com/corral-iot/corral/internal/netlisten"
+	"github.com/pires/go-proxyproto"
 )
 
 // TestConformanceParked runs the conformance suite again with connections
@@ -211,5 +223,179 @@ func TestParked(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// noPark is a wrapper that may not be parked (as a WebSocket).
+type noPark struct{ net.Conn }
+
+func (noPark) Parkable() bool      { return false }
+func (c noPark) NetConn() net.Conn { return c.Conn }
+func (l noParkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return noPark{c}, nil
+}
+
+type noParkListener struct{ net.Listener }
+
+// TestParkedWrapped checks that connections under TLS, a PROXY header or
+// both park and resume (netlisten's listeners, unwrapped with NetConn), and
+// that a wrapper saying Parkable false never parks.
+func TestParkedWrapped(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	tests := []struct {
+		name  string
+		cfg   netlisten.Config
+		wrap  func(net.Listener) net.Listener
+		parks bool
+	}{
+		{"tls", netlisten.Config{TLS: tlsConf}, nil, true},
+		{"proxy", netlisten.Config{Proxy: &netlisten.Proxy{Trusted: loopback}}, nil, true},
+		{"proxy and tls", netlisten.Config{Proxy: &netlisten.Proxy{Trusted: loopback}, TLS: tlsConf}, nil, true},
+		{"not parkable", netlisten.Config{TLS: tlsConf},
+			func(ln net.Listener) net.Listener { return noParkListener{ln} }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Addr = "127.0.0.1:0"
+			tt.cfg.Wrap = tt.wrap
+			ln, err := netlisten.Listen(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := New(Options{ParkIdle: 10 * time.Millisecond})
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(ln) }()
+			defer func() {
+				if err := s.Close(context.Background()); err != nil {
+					t.Error(err)
+				}
+				if err := <-served; err != nil {
+					t.Error(err)
+				}
+			}()
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			nc := raw
+			if tt.cfg.Proxy != nil {
+				src, _ := net.ResolveTCPAddr("tcp", "203.0.113.9:40002")
+				dst, _ := net.ResolveTCPAddr("tcp", "203.0.113.1:8883")
+				if _, err := proxyproto.HeaderProxyFromAddrs(2, src, dst).WriteTo(raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.cfg.TLS != nil {
+				nc = tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+			}
+			cl := &client{t: t, c: nc, v: packet.V5}
+			cl.send(conn5("w", true))
+			if p, ok := cl.recv().(*packet.Connack); !ok || p.ReasonCode != packet.Success {
+				t.Fatalf("got %v, want CONNACK", p)
+			}
+			cl.subscribe(1, nil, packet.Subscription{Filter: "t"})
+			for i := range 3 {
+				if tt.parks {
+					waitParked(t, s, 1)
+				} else {
+					time.Sleep(50 * time.Millisecond)
+					if n := s.Stats().Parked; n != 0 {
+						t.Fatalf("%d parked", n)
+					}
+				}
+				if err := s.Publish(Message{Topic: "t", Payload: []byte{byte(i)}}); err != nil {
+					t.Fatal(err)
+				}
+				if p := cl.recvPublish(); p.Payload[0] != byte(i) {
+					t.Fatalf("payload %v", p.Payload)
+				}
+				cl.send(&packet.Pingreq{})
+				if p := cl.recv(); p.Type() != packet.TypePingresp {
+					t.Fatalf("got %s, want PINGRESP", p.Type())
+				}
+			}
+		})
+	}
+}
+
+// TestParkedStress has many connections park and resume while they publish
+// to themselves at random intervals around ParkIdle, and a packet come in
+// two halves with a pause longer than ParkIdle between them: every message
+// and acknowledgement arrives, and nothing is parked once they are gone.
+func TestParkedStress(t *testing.T) {
+	s, addr := start(t, Options{ParkIdle: 2 * time.Millisecond})
+	const clients, rounds = 40, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		cl, _ := mustConnect(t, addr, conn5(fmt.Sprint("c", i), true))
+		topic := fmt.Sprint("s/", i)
+		cl.subscribe(1, nil, packet.Subscription{Filter: topic})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := mrand.New(mrand.NewPCG(uint64(i), 1))
+			for k := range rounds {
+				time.Sleep(time.Duration(r.IntN(5000)) * time.Microsecond)
+				b, err := (&packet.Publish{QoS: 1, PacketID: uint16(k + 1), Topic: topic, Payload: []byte{byte(k)}}).Append(nil, packet.V5)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if k%5 == 0 {
+					// In two halves: a pause in a packet is no park.
+					if _, err := cl.c.Write(b[:3]); err != nil {
+						errs <- err
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+					b = b[3:]
+				}
+				if _, err := cl.c.Write(b); err != nil {
+					errs <- err
+					return
+				}
+				var acked, got bool
+				for !acked || !got {
+					p, err := cl.read(wait)
+					if err != nil {
+						errs <- fmt.Errorf("%s round %d: %w", topic, k, err)
+						return
+					}
+					switch p := p.(type) {
+					case *packet.Puback:
+						acked = p.PacketID == uint16(k+1)
+					case *packet.Publish:
+						got = p.Payload[0] == byte(k)
+					}
+				}
+			}
+			cl.c.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	eventually(t, "all gone", func() bool { st := s.Stats(); return st.Connections == 0 && st.Parked == 0 })
+	if s.poll.total.Load() < clients {
+		t.Errorf("%d parks, want at least %d", s.poll.total.Load(), clients)
 	}
 }
