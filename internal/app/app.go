@@ -338,7 +338,7 @@ func (a *App) newBroker(cfg config.Config, metrics prometheus.Registerer) (*brok
 		TCPAddr: cfg.MQTTAddr, TLSAddr: cfg.MQTTSAddr, WSAddr: cfg.WSAddr, TLS: tlsConf,
 		TCPProxy: a.proxy("mqtt", cfg.MQTTProxyProtocol), TLSProxy: a.proxy("mqtts", cfg.MQTTSProxyProtocol), WSProxy: a.proxy("ws", cfg.WSProxyProtocol), WSForwardedFor: forwardedFor(cfg), RegisterPlain: cfg.MQTTRegisterPlain,
 		MaxQueued: int(cfg.MQTTMaxQueued), MaxQueuedBytes: int(cfg.MQTTMaxQueuedBytes), MaxInflight: uint16(cfg.MQTTMaxInflight),
-		MaxPacketSize: uint32(cfg.MQTTMaxPacketSize), TopicAliasMaximum: topicAliasMaximum(cfg.MQTTTopicAliasMaximum),
+		MaxPacketSize: uint32(cfg.MQTTMaxPacketSize), TopicAliasMaximum: topicAliasMaximum(cfg.MQTTTopicAliasMaximum), ParkIdle: cfg.MQTTParkIdle,
 		WSReadTimeout: cfg.HTTPReadTimeout, WSWriteTimeout: cfg.HTTPWriteTimeout, WSIdleTimeout: cfg.HTTPIdleTimeout,
 		ConnectTimeout: cfg.MQTTConnectTimeout, MaxPendingPerIP: int(cfg.MQTTMaxPendingPerIP),
 		AuthFailuresPerIP: int(cfg.MQTTAuthFailuresPerIP), AuthFailuresPerDevice: int(cfg.MQTTAuthFailuresPerDevice),

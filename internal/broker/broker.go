@@ -119,6 +119,9 @@ type Options struct {
 	MaxInflight       uint16
 	TopicAliasMaximum int
 	PresenceBatchWait time.Duration
+	// ParkIdle is engine.Options.ParkIdle: a connection idle this long
+	// gives up its goroutine (0: never).
+	ParkIdle time.Duration
 
 	// Hostile clients. ConnectTimeout is how long a connection may take to
 	// send CONNECT (default 10 s); MaxPendingPerIP caps one address's
@@ -207,7 +210,7 @@ func New(o Options) (*Broker, error) {
 		Store: o.Sessions, Hooks: b.hook, Logger: o.Logger.With("component", "mqtt"), Retained: b.ret,
 		MaxPacketSize: int(o.MaxPacketSize), ReceiveMaximum: o.MaxInflight, MaxInflight: int(o.MaxInflight),
 		TopicAliasMaximum: o.TopicAliasMaximum, QueueMessages: o.MaxQueued, QueueBytes: o.MaxQueuedBytes,
-		MaxSessionExpiry: o.MaxSessionExpiry, ConnectTimeout: o.ConnectTimeout, OnDrop: b.m.drop,
+		MaxSessionExpiry: o.MaxSessionExpiry, ConnectTimeout: o.ConnectTimeout, OnDrop: b.m.drop, ParkIdle: o.ParkIdle,
 		// Paho clients without an explicit version retry a refused
 		// CONNECT in 3.1: they must hear the refusal's reason again.
 		AcceptMQTT31: true,

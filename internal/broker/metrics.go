@@ -58,5 +58,7 @@ func (m *metrics) watch(e *engine.Server) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "corral_mqtt_messages_out_total", Help: "PUBLISH packets sent to clients."},
 			func() float64 { return float64(e.Stats().Sent) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_sessions", Help: "MQTT sessions, offline persistent ones included."},
-			func() float64 { return float64(e.Stats().Sessions) }))
+			func() float64 { return float64(e.Stats().Sessions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_connections_parked", Help: "MQTT connections idle past mqtt_park_idle, holding no goroutine."},
+			func() float64 { return float64(e.Stats().Parked) }))
 }

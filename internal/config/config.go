@@ -35,12 +35,13 @@ type Config struct {
 	// Per-session broker limits: a queue grows only as messages wait in
 	// it, so idle sessions cost nothing for them; in-flight messages cost
 	// nothing until used.
-	MQTTMaxQueued         int64 `yaml:"mqtt_max_queued" help:"messages queued for one session before QoS 0 ones are evicted and further ones dropped (counted in corral_mqtt_drops_total)"`
-	MQTTMaxQueuedBytes    int64 `yaml:"mqtt_max_queued_bytes" help:"bytes of topics and payloads queued for one session, with the same policy as mqtt_max_queued"`
-	MQTTDurableSessions   bool  `yaml:"mqtt_durable_sessions" help:"keep persistent MQTT sessions (subscriptions, queued and unacknowledged QoS 1/2 messages) and retained messages in the store, so they survive a restart or a crash; a QoS 1/2 PUBLISH reaching a persistent subscriber is acknowledged once stored. false: in memory only"`
-	MQTTMaxInflight       int64 `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways (the Receive Maximum advertised to MQTT 5 clients)"`
-	MQTTMaxPacketSize     int64 `yaml:"mqtt_max_packet_size" help:"largest MQTT packet a client may send, in bytes, advertised to MQTT 5 clients; a larger one ends the connection (MQTT 5: DISCONNECT 0x95)"`
-	MQTTTopicAliasMaximum int64 `yaml:"mqtt_topic_alias_maximum" help:"topic aliases an MQTT 5 client may set, advertised in CONNACK (0: none)"`
+	MQTTMaxQueued         int64         `yaml:"mqtt_max_queued" help:"messages queued for one session before QoS 0 ones are evicted and further ones dropped (counted in corral_mqtt_drops_total)"`
+	MQTTMaxQueuedBytes    int64         `yaml:"mqtt_max_queued_bytes" help:"bytes of topics and payloads queued for one session, with the same policy as mqtt_max_queued"`
+	MQTTDurableSessions   bool          `yaml:"mqtt_durable_sessions" help:"keep persistent MQTT sessions (subscriptions, queued and unacknowledged QoS 1/2 messages) and retained messages in the store, so they survive a restart or a crash; a QoS 1/2 PUBLISH reaching a persistent subscriber is acknowledged once stored. false: in memory only"`
+	MQTTMaxInflight       int64         `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways (the Receive Maximum advertised to MQTT 5 clients)"`
+	MQTTMaxPacketSize     int64         `yaml:"mqtt_max_packet_size" help:"largest MQTT packet a client may send, in bytes, advertised to MQTT 5 clients; a larger one ends the connection (MQTT 5: DISCONNECT 0x95)"`
+	MQTTTopicAliasMaximum int64         `yaml:"mqtt_topic_alias_maximum" help:"topic aliases an MQTT 5 client may set, advertised in CONNACK (0: none)"`
+	MQTTParkIdle          time.Duration `yaml:"mqtt_park_idle" help:"an MQTT connection that sent nothing for this long gives up its goroutine until it does (Linux; WebSocket connections never do); 0: never"`
 	// Hostile clients: a connection must send CONNECT in time, one address
 	// holds only so many unauthenticated connections, and failed logins
 	// back off per address and per device.
@@ -137,6 +138,7 @@ func Default() Config {
 		MQTTMaxInflight:           1024,
 		MQTTMaxPacketSize:         256 << 10,
 		MQTTTopicAliasMaximum:     64,
+		MQTTParkIdle:              time.Second,
 		MQTTConnectTimeout:        10 * time.Second,
 		MQTTMaxPendingPerIP:       64,
 		MQTTAuthFailuresPerIP:     20,
@@ -331,6 +333,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTTTopicAliasMaximum < 0 || c.MQTTTopicAliasMaximum > 65535 {
 		return bad("mqtt_topic_alias_maximum", "must be between 0 and 65535")
+	}
+	if c.MQTTParkIdle < 0 {
+		return bad("mqtt_park_idle", "must not be negative")
 	}
 	if c.MQTTConnectTimeout <= 0 {
 		return bad("mqtt_connect_timeout", "must be positive")

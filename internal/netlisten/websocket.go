@@ -264,3 +264,8 @@ func (c *wsConn) Write(p []byte) (int, error) {
 
 // NetConn returns the connection under the WebSocket.
 func (c *wsConn) NetConn() net.Conn { return c.Conn }
+
+// Parkable is false: the MQTT engine must not park a WebSocket on its
+// socket (engine.Parkable): a timed-out read breaks it, and its reader
+// may hold bytes of a frame the socket no longer shows.
+func (c *wsConn) Parkable() bool { return false }

@@ -9,13 +9,21 @@
 // Kick, Connected). Messages travel through a Router, so that a cluster can
 // route between nodes without touching the engine.
 //
-// Each connection costs one goroutine, the reader: it reads one packet at a
+// A busy connection has one goroutine, the reader: it reads one packet at a
 // time (no read buffer held between packets) under a read deadline of 1.5 ×
-// the keep alive. Whatever a connection is sent goes through its session:
-// control packets into a byte slice, messages into a queue bounded in
-// messages and bytes; a short-lived writer goroutine flushes both and exits
-// when they are empty, so an idle connection holds neither a buffer nor a
-// second goroutine.
+// the keep alive. With Options.ParkIdle (Linux, park*.go), a reader that
+// waited that long for a packet's first byte returns and the connection is
+// parked: its socket, found under TLS, PROXY and other wrappers through
+// NetConn, waits in one epoll instance of the server, and its poller
+// goroutine starts a new reader when the socket is readable or hung up; a
+// timer does at the keep-alive deadline, so that the read times out as it
+// would have, and every close by the engine (closeNC) takes the socket out
+// of the epoll set and resumes the reader first, so that it ends as an
+// unparked one does. A timeout in the middle of a packet never parks.
+// Whatever a connection is sent goes through its session: control packets
+// into a byte slice, messages into a queue bounded in messages and bytes; a
+// short-lived writer goroutine flushes both and exits when they are empty,
+// so an idle parked connection holds no buffer and no goroutine.
 //
 // Durable sessions (issue 13 item 4, durable.go). Without Options.Store
 // sessions live in memory only. With a store (internal/mqtt/persist), a

@@ -63,7 +63,8 @@ func listenAndRun(ctx context.Context, log *slog.Logger, mqttAddr, httpAddr stri
 // a listener fails, then closes both and waits for them.
 func run(ctx context.Context, log *slog.Logger, mln, hln net.Listener) error {
 	var err error
-	eng := engine.New(engine.Options{Hooks: engine.AllowAll{}, Logger: log})
+	// Parked after 1 s idle, as corral's default mqtt_park_idle.
+	eng := engine.New(engine.Options{Hooks: engine.AllowAll{}, Logger: log, ParkIdle: time.Second})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "engine_dropped_total",
