@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-iot/corral/internal/mqtt/conformance"
 	"github.com/corral-iot/corral/internal/mqtt/packet"
 	"github.com/corral-iot/corral/internal/netlisten"
 	"github.com/pires/go-proxyproto"
@@ -398,4 +400,14 @@ func TestParkedStress(t *testing.T) {
 	if s.poll.total.Load() < clients {
 		t.Errorf("%d parks, want at least %d", s.poll.total.Load(), clients)
 	}
+}
+
+// TestDurableConformanceParked runs the suite's restart cases with
+// connections parked after 1 ms: a restart (Close) ends parked connections
+// as it ends others.
+func TestDurableConformanceParked(t *testing.T) {
+	n := startNode(t, Options{ParkIdle: time.Millisecond, Store: openSQLite(t, filepath.Join(t.TempDir(), "mqtt.db"))})
+	tg := durableTarget(n)
+	tg.Name = "engine+sqlite parked"
+	conformance.RunDurable(t, tg)
 }
