@@ -70,8 +70,9 @@ type Change struct {
 	FromDevice  bool
 	ClientToken string
 	// Delta is the AWS update/delta payload, nil if none (or not an AWS
-	// update); Documents the AWS update/documents payload, nil if not an
-	// AWS update.
+	// update); Documents the AWS update/documents payload when the change
+	// built it, else nil (an AWS update's is built from PrevStored and
+	// CurStored by who publishes it, only when someone will receive it).
 	Delta, Documents []byte
 	// PrevStored and CurStored are Prev's and Cur's stored form
 	// (Document.MarshalJSON) when the service has them at hand, else nil.
@@ -103,12 +104,11 @@ type Service struct {
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
-	// docs holds the documents this node last stored through UpdateAWS,
-	// so that a shadow's next AWS update neither reads nor parses it. Only
-	// the writes use it (under the shadow's writer lock): a document
-	// another node changed is caught by the store's version check
-	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
-	// of a shadow drops its entry.
+	// docs holds the documents this node last stored (put), so that a
+	// shadow's next AWS update neither reads nor parses it. Only the
+	// writes use it (under the shadow's writer lock): a document another
+	// node changed is caught by the store's version check (ErrStale) or by
+	// ApplyAWS's (409), and read again. A delete drops its entry.
 	docs *cache.Cache[shadow.Key, kept]
 
 	// writers serialise the writes of one shadow on this node: a
@@ -241,7 +241,7 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 // docCacheSize bounds the documents kept for UpdateAWS.
 const docCacheSize = 20_000
 
-// kept is a live document UpdateAWS stored and its stored form.
+// kept is a live document put stored and its stored form.
 type kept struct {
 	doc    shadow.Document
 	stored []byte
@@ -256,10 +256,12 @@ func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
 }
 
 // put stores next on version prev and returns its stored form; it drops
-// k's cached document first, so that whichever way the write goes, the
-// next update reads the store.
+// k's cached document first and keeps next once stored, so that
+// whichever way the write goes, k's next AWS update starts from what the
+// store holds (a presence write just before a device's first update
+// spares that update the read and the parse).
 // b, when not nil, is next's stored form, already encoded.
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, keep int) ([]byte, error) {
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, history int) ([]byte, error) {
 	s.docs.Delete(k)
 	if b == nil {
 		var err error
@@ -267,7 +269,11 @@ func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow
 			return nil, fmt.Errorf("encoding shadow: %w", err)
 		}
 	}
-	return b, s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
+	if err := s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, history); err != nil {
+		return nil, err
+	}
+	s.keep(k, next, b)
+	return b, nil
 }
 
 // awsFail turns an internal failure into AWS's 500, logged without the
@@ -345,7 +351,9 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 			}
 		}
-		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
+		// No update/documents here: the MQTT side builds it from the
+		// stored forms when someone subscribed to it.
+		res, err := shadow.ApplyAWSLean(doc, req, now, set.limits())
 		if err != nil {
 			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
 				s.docs.Delete(k) // another node may have written: read it
@@ -368,10 +376,9 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if err != nil {
 			return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
 		}
-		s.keep(k, res.Next, b)
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
 			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: token,
-			Delta: res.Delta, Documents: res.Documents, PrevStored: c.stored, CurStored: b,
+			Delta: res.Delta, PrevStored: c.stored, CurStored: b,
 			DesiredChanged: desiredChanged(doc, res.Next), At: now})
 		return res, nil
 	}
