@@ -70,6 +70,8 @@ type UpdateAWS struct {
 	Delta     []byte // update/delta; nil when the delta is empty (publish nothing)
 	Documents []byte // update/documents
 	Stored    []byte // Next's stored form (Next.MarshalJSON), for the store
+	// ClientToken is the request's clientToken, as the payloads echo it.
+	ClientToken string
 }
 
 // ApplyAWS applies an $aws/…/shadow/update request to doc (use New when no
@@ -150,7 +152,7 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 			acc.State[name], acc.Metadata[name] = s.tree, metaFor(s.tree, ts)
 		}
 	}
-	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token)}
+	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
