@@ -37,6 +37,10 @@ type presenceEvent struct {
 	DisconnectReason string `json:"disconnectReason"`
 	ProductKey       string `json:"productKey"`
 	DeviceName       string `json:"deviceName"`
+	// AccountID and ThingName are the device's as the broker read them
+	// at CONNECT (absent from older events: the device is read then).
+	AccountID string `json:"accountId"`
+	ThingName string `json:"thingName"`
 }
 
 // presenceQueue is one worker's events, coalesced per device.
@@ -155,6 +159,9 @@ func (p *presence) apply(ev presenceEvent) {
 	at := time.UnixMilli(ev.Timestamp)
 	switch ev.EventType {
 	case "connected":
+		if ev.AccountID != "" && ev.ThingName != "" {
+			m.svc.knowDevice(ev.ProductKey, ev.DeviceName, deviceInfo{AccountID: ev.AccountID, ThingName: ev.ThingName})
+		}
 		// What waits first, then the presence (whose event tells that
 		// both are done); one read of the shadow serves both, unless the
 		// product does not keep presence.

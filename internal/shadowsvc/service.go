@@ -211,6 +211,14 @@ func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) 
 	})
 }
 
+// knowDevice caches what the broker read of a device at CONNECT, so that
+// its presence (and its session's end) is written without reading the
+// registry. A device changed or deleted meanwhile is not cached (the
+// cache keeps no value loaded across a delete).
+func (s *Service) knowDevice(pk, dn string, d deviceInfo) {
+	_, _ = s.devices.GetOrLoad([2]string{pk, dn}, func() (deviceInfo, error) { return d, nil })
+}
+
 // DeviceChanged implements registry.Observer: a device is read again
 // after any change (deleted, renamed).
 func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
