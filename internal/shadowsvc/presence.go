@@ -157,11 +157,11 @@ func (p *presence) apply(ev presenceEvent) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	at := time.UnixMilli(ev.Timestamp)
+	if ev.AccountID != "" && ev.ThingName != "" {
+		m.svc.knowDevice(ev.ProductKey, ev.DeviceName, deviceInfo{AccountID: ev.AccountID, ThingName: ev.ThingName})
+	}
 	switch ev.EventType {
 	case "connected":
-		if ev.AccountID != "" && ev.ThingName != "" {
-			m.svc.knowDevice(ev.ProductKey, ev.DeviceName, deviceInfo{AccountID: ev.AccountID, ThingName: ev.ThingName})
-		}
 		// What waits first, then the presence (whose event tells that
 		// both are done); one read of the shadow serves both, unless the
 		// product does not keep presence.

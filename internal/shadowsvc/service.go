@@ -103,6 +103,9 @@ type Service struct {
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
+	// changed holds the devices deleted or renamed lately, whose presence
+	// events may carry what they were (knowDevice).
+	changed *cache.Cache[[2]string, struct{}]
 	// docs holds the documents this node last stored through UpdateAWS,
 	// so that a shadow's next AWS update neither reads nor parses it. Only
 	// the writes use it (under the shadow's writer lock): a document
@@ -174,6 +177,7 @@ func New(o Options) *Service {
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	s.changed = cache.New[[2]string, struct{}](cache.Options{TTL: changedTTL, MaxSize: 100_000, Now: s.now})
 	s.docs = cache.New[shadow.Key, kept](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
 	return s
 }
@@ -211,17 +215,29 @@ func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) 
 	})
 }
 
-// knowDevice caches what the broker read of a device at CONNECT, so that
-// its presence (and its session's end) is written without reading the
-// registry. A device changed or deleted meanwhile is not cached (the
-// cache keeps no value loaded across a delete).
+// changedTTL is how long a device deleted or renamed is read from the
+// registry for its presence rather than believed from its events: longer
+// than an event waits in the presence queues.
+const changedTTL = 10 * time.Minute
+
+// knowDevice caches what the broker read of a device at CONNECT (carried
+// by its presence events), so that presence is written without reading
+// the registry, unless the device was deleted or renamed lately: an event
+// may predate that, and the registry is read instead.
 func (s *Service) knowDevice(pk, dn string, d deviceInfo) {
-	_, _ = s.devices.GetOrLoad([2]string{pk, dn}, func() (deviceInfo, error) { return d, nil })
+	k := [2]string{pk, dn}
+	if _, changed := s.changed.Get(k); changed {
+		return
+	}
+	_, _ = s.devices.GetOrLoad(k, func() (deviceInfo, error) { return d, nil })
 }
 
 // DeviceChanged implements registry.Observer: a device is read again
 // after any change (deleted, renamed).
-func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
+func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
+	if kind == registry.DeviceDeleted || kind == registry.DeviceRenamed {
+		s.changed.Set([2]string{d.ProductKey, d.DeviceName}, struct{}{})
+	}
 	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
 	s.docs.Delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
 }
