@@ -656,11 +656,30 @@ func testDesired(t *testing.T, s Store) {
 	if got, _ := s.Desired(ctx, p.ProductKey, "d2"); got == nil || len(got) != 0 {
 		t.Fatalf("another device: %+v; want empty and non-nil", got)
 	}
+	// UndeliveredDesired lists the devices with a version not delivered:
+	// d1 (b), not d2 whose only value is delivered.
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d2", set(
+		registry.DesiredValue{Identifier: "a", Value: []byte("1"), Version: 2, Time: at, Delivered: 2})); err != nil {
+		t.Fatal(err)
+	}
+	undelivered := func() []string {
+		var out []string
+		if err := s.UndeliveredDesired(ctx, func(pk, dn string) { out = append(out, pk+"/"+dn) }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := undelivered(); len(got) != 1 || got[0] != p.ProductKey+"/d1" {
+		t.Fatalf("UndeliveredDesired = %v; want d1 only", got)
+	}
 	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 0 {
 		t.Fatalf("after clearing: %+v", got)
+	}
+	if got := undelivered(); len(got) != 0 {
+		t.Fatalf("UndeliveredDesired after clearing d1 = %v; want none", got)
 	}
 }
 
