@@ -16,9 +16,21 @@ import (
 // countingStore counts the shadow writes reaching the store.
 type countingStore struct {
 	*sqlite.Store
-	mu          sync.Mutex
-	puts, batch int
+	mu                sync.Mutex
+	puts, batch, gets int
 }
+
+func (c *countingStore) GetShadow(ctx context.Context, k shadow.Key) (shadow.Stored, error) {
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	return c.Store.GetShadow(ctx, k)
+}
+
+// offline is a Broker whose devices are all offline.
+type offline struct{ Broker }
+
+func (offline) Online(pk, dn string) bool { return false }
 
 func (c *countingStore) PutShadow(ctx context.Context, k shadow.Key, prev int64, s shadow.Stored, keep int) error {
 	c.mu.Lock()
@@ -67,7 +79,7 @@ func TestPresenceBatch(t *testing.T) {
 	cs := &countingStore{Store: st}
 	devs := &countingDevices{Devices: reg}
 	svc := New(Options{Store: cs, Settings: st, Devices: devs})
-	p := newPresence(&MQTT{svc: svc, log: slog.New(slog.DiscardHandler)}, 1)
+	p := newPresence(&MQTT{svc: svc, b: offline{}, log: slog.New(slog.DiscardHandler)}, 1)
 	at := time.Unix(1_800_000_000, 0)
 	var evs []presenceEvent
 	for _, dn := range names {
@@ -84,9 +96,24 @@ func TestPresenceBatch(t *testing.T) {
 			t.Fatalf("%s: %+v %v; want connected at version 1", dn, doc, err)
 		}
 	}
-	// Again: already so, nothing written.
+	// Again: already so, nothing written, nor read: this node keeps
+	// what it wrote.
+	gets := cs.gets
 	p.apply(evs)
-	if cs.batch != 1 || cs.puts != 0 {
-		t.Fatalf("already connected: %d batches, %d single writes; want nothing more", cs.batch-1, cs.puts)
+	if cs.batch != 1 || cs.puts != 0 || cs.gets != gets {
+		t.Fatalf("already connected: %d batches, %d single writes, %d reads; want nothing more", cs.batch-1, cs.puts, cs.gets-gets)
+	}
+	for i := range evs {
+		evs[i].EventType, evs[i].DisconnectReason = "disconnected", "CLIENT_INITIATED_DISCONNECT"
+	}
+	p.apply(evs)
+	if cs.batch != 2 || cs.gets != gets {
+		t.Fatalf("sessions' ends: %d batches, %d reads; want 2, none", cs.batch, cs.gets-gets)
+	}
+	for _, dn := range names {
+		doc, err := svc.Document(ctx, shadow.Key{ProductKey: prod.ProductKey, DeviceName: dn})
+		if err != nil || doc.Reported["connected"] != false || doc.Version != 2 {
+			t.Fatalf("%s: %+v %v; want disconnected at version 2", dn, doc, err)
+		}
 	}
 }

@@ -106,8 +106,9 @@ type Service struct {
 	// changed holds the devices deleted or renamed lately, whose presence
 	// events may carry what they were (knowDevice).
 	changed *cache.Cache[[2]string, struct{}]
-	// docs holds the documents this node last stored through UpdateAWS,
-	// so that a shadow's next AWS update neither reads nor parses it. Only
+	// docs holds the documents this node last stored through UpdateAWS
+	// or presence, so that a shadow's next AWS update or presence write
+	// neither reads nor parses it. Only
 	// the writes use it (under the shadow's writer lock): a document
 	// another node changed is caught by the store's version check
 	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
@@ -633,6 +634,7 @@ type staged struct {
 	doc    shadow.Document
 	live   bool
 	res    shadow.UpdateAWS
+	stored []byte // res.Next's stored form
 	unlock func()
 }
 
@@ -663,11 +665,18 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 			continue
 		}
 		unlock := s.lock(k)
-		doc, prev, live, err := s.current(ctx, k, w.at)
-		if err != nil {
-			unlock()
-			errs[i] = err
-			continue
+		// The document this node last stored, when kept (a session's
+		// end after its start), else the store's: a write on a version
+		// another node moved fails (ErrStale) and is done again alone.
+		c, hit := s.docs.Get(k)
+		doc, prev, live := c.doc, c.doc.Version, true
+		if !hit {
+			doc, prev, live, err = s.current(ctx, k, w.at)
+			if err != nil {
+				unlock()
+				errs[i] = err
+				continue
+			}
 		}
 		if w.read != nil {
 			w.read(doc, live)
@@ -684,7 +693,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		}
 		s.docs.Delete(k)
 		puts = append(puts, shadow.Put{Key: k, Prev: prev, S: shadow.Stored{Doc: b, Version: res.Next.Version, UpdatedAt: w.at}, Keep: set.History})
-		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, unlock: unlock})
+		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, unlock: unlock})
 	}
 	var perrs []error
 	var err error
@@ -706,6 +715,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		case errors.Is(e, shadow.ErrStale):
 			e = s.connectedLocked(ctx, x.k, x.d, x.set, w.connected, w.reason, w.at)
 		case e == nil:
+			s.keep(x.k, x.res.Next, x.stored)
 			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
 				Created: !x.live, Source: "presence", Reason: w.reason, Delta: x.res.Delta, Documents: x.res.Documents, At: w.at})
 		}
