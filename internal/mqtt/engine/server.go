@@ -146,6 +146,9 @@ func (c *conn) serve() {
 	s.hooks.SessionStarted(c.client, pw.present)
 	c.sess.mu.Lock()
 	c.started = true
+	if c.startWait != nil {
+		close(c.startWait)
+	}
 	c.kickLocked()
 	c.sess.mu.Unlock()
 	go c.run()
@@ -173,6 +176,9 @@ func (c *conn) untrack() {
 type takeover struct {
 	present bool
 	oldConn *conn
+	// oldStarted, when not nil, is closed once oldConn's SessionStarted
+	// has returned: its end is reported after that.
+	oldStarted chan struct{}
 	wills   []pendingWill
 	removed string // a discarded session's id, to remove from the router
 }
@@ -319,6 +325,12 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 		if oc := ss.conn; oc != nil {
 			oc.abortLocked(packet.SessionTakenOver, "another connection took the session over", EndTakeover)
 			t.oldConn = oc
+			if !oc.started {
+				if oc.startWait == nil {
+					oc.startWait = make(chan struct{})
+				}
+				t.oldStarted = oc.startWait
+			}
 			ss.conn = nil
 			// The displaced connection's will goes now unless the new one
 			// resumes the session within the will delay.
@@ -367,6 +379,11 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 func (s *Server) afterTakeover(t takeover) {
 	if t.removed != "" {
 		s.router.RemoveClient(t.removed)
+	}
+	if t.oldStarted != nil {
+		// The displaced connection's CONNECT raced this one: its
+		// SessionStarted comes first (it waits for nothing of ours).
+		<-t.oldStarted
 	}
 	if oc := t.oldConn; oc != nil && !oc.endReported.Swap(true) {
 		s.hooks.SessionEnded(oc.client, EndTakeover)
