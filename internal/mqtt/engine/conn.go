@@ -50,15 +50,15 @@ type conn struct {
 	ctrl      []byte // encoded control packets to write before messages
 	writing   bool   // a writer goroutine runs
 	started   bool   // SessionStarted has returned: the writer may start
-	// startWait, made by a takeover of a connection not yet started, is
-	// closed once it is: the new connection reports this one's end only
-	// then, so that hooks never see a connection end before it started.
-	startWait chan struct{}
 	closing   bool   // no more messages; close after ctrl is written
 	endReason EndReason
 	aborted   bool // endReason was set by abort
 	will      *packet.Will
 	aliasOut  map[string]uint16
+	// startWait, made by a takeover of a connection not yet started, is
+	// closed once it is: the new connection reports this one's end only
+	// then, so that hooks never see a connection end before it started.
+	startWait chan struct{}
 }
 
 // Read and ReadByte let packet.Read read the connection without a buffer.

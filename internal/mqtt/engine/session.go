@@ -138,6 +138,37 @@ func (s *session) evictQoS0Locked() bool {
 	return false
 }
 
+// dropRefusedLocked removes the queued and in-flight deliveries (but those
+// awaiting PUBCOMP) on the refused topics, and appends a drop for each.
+// Requires mu.
+func (s *session) dropRefusedLocked(srv *Server, refused map[string]bool, drops []DropReason) []DropReason {
+	q := s.queue[:s.qhead]
+	for _, d := range s.queue[s.qhead:] {
+		if refused[d.msg.Topic] {
+			s.queueBytes -= d.msg.size()
+			s.doneLocked(srv, &d)
+			drops = append(drops, DropNotAuthorized)
+			continue
+		}
+		q = append(q, d)
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+	if s.qhead == len(s.queue) {
+		s.queue, s.qhead = nil, 0
+	}
+	for i := 0; i < len(s.inflight); {
+		if o := &s.inflight[i]; !o.rel && refused[o.d.msg.Topic] {
+			s.doneLocked(srv, &o.d)
+			s.ackLocked(i)
+			drops = append(drops, DropNotAuthorized)
+			continue
+		}
+		i++
+	}
+	return drops
+}
+
 // popLocked removes the queue's head. Requires mu and a non-empty queue.
 func (s *session) popLocked() {
 	s.queueBytes -= s.queue[s.qhead].msg.size()
