@@ -25,7 +25,8 @@ const refusedFilter = "corral-refused/#"
 // refusals answered with their DISCONNECT, keep alive at 1.5×, DISCONNECT
 // 0x8E on takeover, its Receive Maximum enforced, SUBACK 0x8F for invalid
 // filters and a refused filter, a maximum packet size advertised and
-// enforced, reason strings on DISCONNECTs.
+// enforced, reason strings on DISCONNECTs, the client's Receive Maximum
+// kept by the resends of a resumed session.
 func repaired() mode {
 	const maxPacket = 4096
 	return mode{
@@ -44,6 +45,10 @@ func repaired() mode {
 				}
 			case *packet.Pubrel:
 				delete(c.held, p.PacketID)
+			case *packet.Puback:
+				c.releaseLocked(p.PacketID)
+			case *packet.Pubcomp:
+				c.releaseLocked(p.PacketID)
 			case *packet.Subscribe:
 				codes := make([]byte, len(p.Subscriptions))
 				for i, s := range p.Subscriptions {
@@ -65,6 +70,16 @@ func repaired() mode {
 		},
 		toClient: func(c *conn, p packet.Packet) packet.Packet {
 			switch p := p.(type) {
+			case *packet.Publish:
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				if c.crm > 0 && (len(c.pend) > 0 || (p.QoS > 0 && len(c.out) >= int(c.crm))) {
+					c.pend = append(c.pend, p)
+					return nil
+				}
+				if p.QoS > 0 {
+					c.out[p.PacketID] = true
+				}
 			case *packet.Connack:
 				if c.v == packet.V5 {
 					p.Properties.MaximumPacketSize = maxPacket
@@ -86,6 +101,23 @@ func repaired() mode {
 			}
 			return p
 		},
+	}
+}
+
+// releaseLocked frees the client's quota of an acknowledged id and writes
+// the PUBLISHes held for it. Requires c.mu.
+func (c *conn) releaseLocked(id uint16) {
+	delete(c.out, id)
+	for len(c.pend) > 0 {
+		p := c.pend[0].(*packet.Publish)
+		if p.QoS > 0 && len(c.out) >= int(c.crm) {
+			return
+		}
+		c.pend = c.pend[1:]
+		if p.QoS > 0 {
+			c.out[p.PacketID] = true
+		}
+		c.write(p)
 	}
 }
 

@@ -17,6 +17,7 @@ func sessionCases() []testCase {
 		{name: "v5/auth/unsupported_method_connack_0x8c", run: v5AuthMethodUnsupported},
 		{name: "v5/auth/auth_packet_without_method_protocol_error", run: v5AuthWithoutMethod},
 		{name: "v5/flow_control/order_per_qos_with_window_full", needs: needQoS(1), run: v5OrderWindowFull},
+		{name: "v5/flow_control/resend_within_new_receive_maximum", needs: needQoS(1), run: v5ResendWithinReceiveMax},
 		{name: "v5/session/expiry_while_running_publishes_delayed_will", needs: needAll(needQoS(1), needWillDelay), run: v5ExpiryFiresWill},
 		{name: "v5/session/takeover_keeps_inflight_and_queued", needs: needQoS(1), run: func(c *ct) { takeoverKeepsMessages(c, packet.V5) }},
 		{name: "v3/session/takeover_keeps_inflight_and_queued", needs: needQoS(1), run: func(c *ct) { takeoverKeepsMessages(c, packet.V311) }},
@@ -171,6 +172,54 @@ func takeoverKeepsMessages(c *ct, v packet.Version) {
 		if i < 2 && !p.Dup {
 			c.Errorf("message %d resent without DUP", i)
 		}
+	}
+	cl.silent()
+	cl.bye()
+}
+
+// v5ResendWithinReceiveMax: a session resumed with a smaller Receive
+// Maximum than the messages it had in flight is resent no more than the
+// new maximum at a time (MQTT 5 4.9), all of them in the end, in order.
+func v5ResendWithinReceiveMax(c *ct) {
+	topic := c.topic("rw")
+	id := c.id("dev")
+	cp := func(clean bool, rm uint16) *packet.Connect {
+		return &packet.Connect{Version: packet.V5, KeepAlive: 30, ClientID: id, CleanStart: clean,
+			Properties: packet.Properties{SessionExpiry: ptr(uint32(60)), ReceiveMaximum: rm}}
+	}
+	old := c.connectOK(cp(true, 4))
+	c.Cleanup(func() { c.endSession(packet.V5, id) })
+	old.sub(1, topic)
+	pub := c.v5("pub")
+	const n = 6
+	for i := range n {
+		pub.pub(topic, 1, fmt.Sprint(i))
+	}
+	for i := range 4 {
+		if p := old.nextRaw(); string(p.Payload) != fmt.Sprint(i) {
+			c.Fatalf("got %q, want %d", p.Payload, i)
+		}
+	}
+	old.nc.Close()
+	time.Sleep(quiet)
+	cl := c.connectOK(cp(false, 2))
+	var unacked []*packet.Publish
+	for i := range n {
+		if len(unacked) == 2 {
+			if err := silentErr(cl, quiet); err != nil {
+				c.Fatalf("with 2 unacknowledged, Receive Maximum 2: %v", err)
+			}
+			cl.send(&packet.Puback{Ack: packet.Ack{PacketID: unacked[0].PacketID}})
+			unacked = unacked[1:]
+		}
+		p := cl.nextRaw()
+		if string(p.Payload) != fmt.Sprint(i) {
+			c.Fatalf("got %q, want %d in order", p.Payload, i)
+		}
+		unacked = append(unacked, p)
+	}
+	for _, p := range unacked {
+		cl.send(&packet.Puback{Ack: packet.Ack{PacketID: p.PacketID}})
 	}
 	cl.silent()
 	cl.bye()

@@ -31,6 +31,9 @@ type outbound struct {
 	id  uint16
 	d   delivery
 	rel bool // PUBREC received and PUBREL sent: awaiting PUBCOMP
+	// unsent: kept from an earlier connection and not yet resent on this
+	// one, whose Receive Maximum the resends filled.
+	unsent bool
 }
 
 // session is the state of one client id (MQTT 5 4.1): its subscriptions, its
@@ -55,6 +58,7 @@ type session struct {
 	queueBytes int
 	inflight   []outbound
 	nextID     uint16
+	unsent     uint16 // in-flight entries marked unsent
 	inQoS2     map[uint16]struct{}
 	ended      bool
 	expiryT    *time.Timer
@@ -210,6 +214,9 @@ func (s *session) inflightIndex(id uint16) int {
 // ackLocked removes id from the in-flight window, keeping the order of the
 // rest. Requires mu.
 func (s *session) ackLocked(i int) {
+	if s.inflight[i].unsent {
+		s.unsent--
+	}
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 	s.inflight[:len(s.inflight)+1][len(s.inflight)] = outbound{} // the message is not kept alive
 	if len(s.inflight) == 0 {
