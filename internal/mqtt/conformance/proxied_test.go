@@ -204,7 +204,8 @@ var broken = map[string]struct {
 			return nil
 		}
 		return p
-	}}, []string{"v3/keepalive/closed_and_will_published", "v5/will/message_with_properties", "v5/will/delay"}},
+	}}, []string{"v3/keepalive/closed_and_will_published", "v5/will/message_with_properties", "v5/will/delay",
+		"v5/session/expiry_while_running_publishes_delayed_will"}},
 	// corral: the assigned client id does not name the session.
 	"session_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
 		if p, ok := p.(*packet.Connack); ok {
@@ -247,6 +248,32 @@ var broken = map[string]struct {
 		}
 		return p
 	}}, []string{"v5/expiry/counts_down_and_expires"}},
+	// Mosquitto as it is: a resumed session's whole window resent.
+	"resend_past_receive_maximum": {mode{}, []string{"v5/flow_control/resend_within_new_receive_maximum"}},
+	"auth_method_accepted": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Connack); ok && p.ReasonCode == packet.BadAuthenticationMethod {
+			p.ReasonCode = packet.Success
+		}
+		return p
+	}}, []string{"v5/auth/unsupported_method_connack_0x8c"}},
+	"auth_ignored": {mode{toServer: func(c *conn, p packet.Packet) (packet.Packet, bool, packet.Packet) {
+		if _, ok := p.(*packet.Auth); ok {
+			return nil, false, nil
+		}
+		return p, false, nil
+	}}, []string{"v5/auth/auth_packet_without_method_protocol_error"}},
+	"qos0_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && p.QoS == 0 {
+			return nil
+		}
+		return p
+	}}, []string{"v5/flow_control/order_per_qos_with_window_full"}},
+	"resends_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && p.Dup {
+			return nil
+		}
+		return p
+	}}, []string{"v5/session/takeover_keeps_inflight_and_queued", "v3/session/takeover_keeps_inflight_and_queued"}},
 	"malformed_accepted": {mode{swallowBad: true}, []string{"v3/malformed/publish_qos_3", "v5/malformed/publish_topic_alias_0", "v5/malformed/remaining_length_5_bytes"}},
 }
 

@@ -31,7 +31,9 @@
 // embedder authenticates it with the rights it has now; while a connection
 // lives, the embedder Kicks it when its rights change. Order: the queue is
 // written in order, a QoS 0 message behind a QoS 1 or 2 one waits for the
-// Receive Maximum window too (never reordered within a QoS, MQTT 5 4.6).
+// Receive Maximum window too (never reordered within a QoS, MQTT 5 4.6);
+// a resumed session's in-flight window is resent (same ids, DUP) within
+// the new connection's Receive Maximum, the rest as acks return quota.
 // Enhanced authentication is not supported: a CONNECT with an
 // Authentication Method is answered CONNACK 0x8C, an AUTH packet is a
 // protocol error.
