@@ -471,6 +471,10 @@ func (c *conn) onAck(t packet.Type, id uint16, code packet.ReasonCode) {
 			return
 		case code < 0x80:
 			s.inflight[k].rel = true
+			if s.inflight[k].unsent { // received on an earlier connection
+				s.inflight[k].unsent = false
+				s.unsent--
+			}
 			if d := &s.inflight[k].d; d.seq != 0 {
 				c.srv.dur.transition(s.id, d, persist.Received, id)
 			}

@@ -146,7 +146,9 @@ func (c *conn) serve() {
 		s.recheckRights(c)
 	}
 	c.sess.mu.Lock()
-	c.sess.resendLocked(c, time.Now())
+	if c.sess.conn == c {
+		c.sess.resendLocked(c, time.Now())
+	}
 	c.sess.mu.Unlock()
 	s.syncSession(c.client.ID)
 	s.hooks.SessionStarted(c.client, pw.present)
@@ -388,9 +390,13 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 // is counted (DropNotAuthorized).
 func (s *Server) recheckRights(c *conn) {
 	ss := c.sess
+	ss.mu.Lock()
+	if ss.queued() == 0 && len(ss.inflight) == 0 {
+		ss.mu.Unlock()
+		return
+	}
 	var topics []string
 	seen := map[string]bool{}
-	ss.mu.Lock()
 	for i := ss.qhead; i < len(ss.queue); i++ {
 		if t := ss.queue[i].msg.Topic; !seen[t] {
 			seen[t] = true
