@@ -116,12 +116,8 @@ func v5ExpiryFiresWill(c *ct) {
 	if err := silentErr(sub, time.Second); err != nil {
 		c.Fatalf("within 1 s of a 2 s session expiry: %v", err)
 	}
-	sub.want(will, 1, "gone")
-	// Whole-second clocks (Mosquitto's) and a loaded machine: see
-	// v5WillDelay.
-	if took := time.Since(start); took > 6*time.Second {
-		c.Errorf("will after %v, session expiry 2 s", took)
-	}
+	sub.wantWithin(lateWill, will, 1, "gone") // how late: see v5WillDelay
+	c.Logf("will after %v, session expiry 2 s", time.Since(start))
 	time.Sleep(quiet)
 	dev, ack := c.persistent("dev", false, 0)
 	if ack.SessionPresent {
