@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -217,16 +216,16 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			pk := s.CreateProduct("bench", nil).ProductKey
 			conns := connect(b, proc.Addrs["mqtt-tcp"], populate(b, s, pk, devices))
 			pid := proc.Cmd.Process.Pid
-			waitQuiet(b, pid)                    // presence of the new sessions is written in the background
+			serverproc.Quiet(b, pid)             // presence of the new sessions is written in the background
 			run(b, conns, min(devices, 2000), c) // warm-up
-			waitQuiet(b, pid)
-			cpu0 := cpuTime(b, pid)
+			serverproc.Quiet(b, pid)
+			cpu0 := serverproc.CPUTime(b, pid)
 			b.ResetTimer()
 			got, lat := run(b, conns, n, c)
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
+			b.ReportMetric(float64((serverproc.CPUTime(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
 			p50, p99 := mqttload.Percentiles(lat)
-			waitQuiet(b, pid)
+			serverproc.Quiet(b, pid)
 			pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
 			pp50, pp99 := mqttload.Percentiles(pr.lat)
 			ceil := ceiling(b, n, c)
@@ -241,29 +240,6 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			b.ReportMetric(got/ceil, "ratio")
 			b.ReportMetric(pr.rate/ceil, "paced-ratio")
 		})
-	}
-}
-
-// waitQuiet waits until the server process has used under a tenth of a
-// core for half a second (its background work, such as the presence
-// writes of sessions just connected, is done), at most a minute.
-func waitQuiet(b *testing.B, pid int) {
-	b.Helper()
-	const step = 250 * time.Millisecond
-	deadline := time.Now().Add(time.Minute)
-	prev, calm := cpuTime(b, pid), 0
-	for calm < 2 && time.Now().Before(deadline) {
-		time.Sleep(step)
-		cur := cpuTime(b, pid)
-		if cur-prev < step/10 {
-			calm++
-		} else {
-			calm = 0
-		}
-		prev = cur
-	}
-	if calm < 2 {
-		b.Logf("server still busy after a minute: timing anyway")
 	}
 }
 
@@ -481,19 +457,4 @@ func BenchmarkShadowDeltaDelivery(b *testing.B) {
 	p50, p99 := mqttload.Percentiles(lat)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-}
-
-// cpuTime is a process's user + system CPU time, from /proc/PID/stat.
-func cpuTime(b *testing.B, pid int) time.Duration {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the command (in parentheses, which may hold spaces):
-	// state is the 3rd field; utime and stime are the 14th and 15th.
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
