@@ -7,10 +7,15 @@
 package broker
 
 import (
+	"crypto/pbkdf2"
+	crand "crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,13 +50,32 @@ func populate(b *testing.B, s *apptest.Server, pk string, n int) []dev {
 // different device drawn at random without replacement (signature checked
 // against the registry, so none takes over a live session of its own), and
 // with the same client to Mosquitto at 127.0.0.1:1883 (anonymous, a new
-// client id each).
+// client id each), and to a private Mosquitto of the same binary
+// authenticating against a password file of as many users
+// ("mosquitto-auth": PBKDF2-SHA512 hashes as mosquitto_passwd writes
+// them; each CONNECT a different user).
 func BenchmarkConnectRate(b *testing.B) {
 	size := knob.Int("CORRAL_BENCH_DEVICES", 100000)
 	n := min(knob.Int("CORRAL_BENCH_N", 20000), size)
 	c := knob.Int("CORRAL_BENCH_C", 32)
-	for _, broker := range []string{"corral", "mosquitto"} {
+	for _, broker := range []string{"corral", "mosquitto", "mosquitto-auth"} {
 		b.Run(broker, func(b *testing.B) {
+			if broker == "mosquitto-auth" {
+				auth := "allow_anonymous false\npassword_file " + passwordFile(b, size) + "\n"
+				if os.Geteuid() == 0 {
+					auth += "user root\n" // else it drops to user mosquitto, who cannot read the file in the test's directory
+				}
+				cmd, addr := serverproc.MosquittoConf(b, auth)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					order := rand.Perm(size)[:n]
+					connectRate(b, addr, cmd.Process.Pid, n, c, func(j int) mqttload.Creds {
+						u := fmt.Sprintf("user-%d", order[j])
+						return mqttload.Creds{ClientID: u, Username: u, Password: "password-" + u}
+					})
+				}
+				return
+			}
 			if broker == "corral" {
 				proc := serverproc.Start(b, serverproc.Build(b))
 				p := proc.Server.CreateProduct("bench", nil)
@@ -59,7 +83,7 @@ func BenchmarkConnectRate(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					order := rand.Perm(len(devs))[:n]
-					connectRate(b, proc.Addrs["mqtt-tcp"], n, c, func(j int) mqttload.Creds {
+					connectRate(b, proc.Addrs["mqtt-tcp"], proc.Cmd.Process.Pid, n, c, func(j int) mqttload.Creds {
 						d := devs[order[j]]
 						return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret)
 					})
@@ -68,7 +92,7 @@ func BenchmarkConnectRate(b *testing.B) {
 			}
 			addr := pahoload.Mosquitto(b).Addr
 			for i := 0; i < b.N; i++ {
-				connectRate(b, addr, n, c, func(j int) mqttload.Creds {
+				connectRate(b, addr, 0, n, c, func(j int) mqttload.Creds {
 					return mqttload.Creds{ClientID: fmt.Sprintf("brokerbench-c-%d-%d", i, j)}
 				})
 			}
@@ -76,11 +100,41 @@ func BenchmarkConnectRate(b *testing.B) {
 	}
 }
 
+// passwordFile writes a Mosquitto password file of n users, user-i with
+// password password-user-i, each hashed as mosquitto_passwd does ($7$:
+// PBKDF2-SHA512, 101 iterations, a 12-byte salt), and returns its path.
+func passwordFile(b *testing.B, n int) string {
+	b.Helper()
+	var sb strings.Builder
+	for i := range n {
+		u := fmt.Sprintf("user-%d", i)
+		salt := make([]byte, 12)
+		crand.Read(salt)
+		key, err := pbkdf2.Key(sha512.New, "password-"+u, salt, 101, sha512.Size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "%s:$7$101$%s$%s\n", u, base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(key))
+	}
+	path := filepath.Join(b.TempDir(), "passwords")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
 // connectRate runs n CONNECT + DISCONNECT from c workers, the j-th with
-// creds(j), and reports connects/s and the CONNECT-to-CONNACK p50 and p99.
-func connectRate(b *testing.B, addr string, n, c int, creds func(j int) mqttload.Creds) {
+// creds(j), and reports connects/s and the CONNECT-to-CONNACK p50 and p99;
+// with the server's pid (non-zero), also the server's CPU time a CONNECT +
+// DISCONNECT, counted until it is quiet again (its deferred work
+// included).
+func connectRate(b *testing.B, addr string, pid, n, c int, creds func(j int) mqttload.Creds) {
 	b.Helper()
 	lat := make([]time.Duration, n)
+	var cpu0 time.Duration
+	if pid != 0 {
+		cpu0 = serverproc.CPUTime(b, pid)
+	}
 	start := time.Now()
 	failed := mqttload.Spread(n, c, func(j int) error {
 		t0 := time.Now()
@@ -95,6 +149,9 @@ func connectRate(b *testing.B, addr string, n, c int, creds func(j int) mqttload
 	el := time.Since(start)
 	if failed > 0 {
 		b.Fatalf("%d of %d connects failed", failed, n)
+	}
+	if pid != 0 {
+		b.ReportMetric(float64((serverproc.Quiet(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/connect")
 	}
 	p50, p99 := mqttload.Percentiles(lat)
 	b.ReportMetric(float64(n)/el.Seconds(), "connects/s")

@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -184,14 +183,31 @@ func run(b *testing.B, conns []*shadowConn, n, c int) (float64, []time.Duration)
 // BenchmarkShadowUpdateMQTT: devices update their own classic shadows
 // over MQTT (QoS 1 to $aws/things/{thing}/shadow/update), each update
 // answered on update/accepted after the store committed it (SQLite,
-// synchronous=FULL, group commit); C workers keep one update each in
-// flight, cycling through the devices. Beside it, the ceiling: a bare
-// loop of SQLite JSON upserts of the same documents, one per transaction
-// and C at once, on the same settings. The server runs as its own
-// process (serverproc); the load generator shares the machine's 2 cores.
+// synchronous=FULL, group commit). Two loads on the same server, after
+// the presence writes of the sessions just connected are done (the server
+// is quiet):
+//
+//   - closed loop (updates/s, p50-ms, p99-ms): C workers keep one update
+//     each in flight, cycling through the devices: the maximum rate. Its
+//     mean latency is C / rate by construction (Little's law).
+//   - open loop, paced (paced-*): the devices offer CORRAL_BENCH_RATE
+//     updates/s in total for CORRAL_BENCH_SECONDS, each on its own
+//     schedule whether or not its previous update was answered; latency
+//     runs from an update's scheduled send time to its accepted (matched
+//     by clientToken), so a late sender counts against the server too;
+//     paced-accepted/s is over the time from the first due send to the
+//     last accepted (at least the duration); paced-lost counts updates
+//     with no accepted 5 s after the last send.
+//
+// Beside them, the ceiling: a bare loop of SQLite JSON upserts of the
+// same documents, one per transaction and C at once, on the same
+// settings. The server runs as its own process (serverproc); the load
+// generator shares the machine's 2 cores.
 func BenchmarkShadowUpdateMQTT(b *testing.B) {
 	n := knob.Int("CORRAL_BENCH_N", 20000)
 	c := knob.Int("CORRAL_BENCH_C", 100)
+	rate := knob.Int("CORRAL_BENCH_RATE", 10000)
+	secs := knob.Int("CORRAL_BENCH_SECONDS", 5)
 	bin := serverproc.Build(b)
 	for _, devices := range []int{100, knob.Int("CORRAL_BENCH_DEVICES", 10000)} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
@@ -199,22 +215,150 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			s := proc.Server
 			pk := s.CreateProduct("bench", nil).ProductKey
 			conns := connect(b, proc.Addrs["mqtt-tcp"], populate(b, s, pk, devices))
-			time.Sleep(time.Second)              // presence of the new sessions is written in the background
-			run(b, conns, min(devices, 2000), c) // warm-up: every shadow exists
-			cpu0 := cpuTime(b, proc.Cmd.Process.Pid)
+			pid := proc.Cmd.Process.Pid
+			serverproc.Quiet(b, pid)             // presence of the new sessions is written in the background
+			run(b, conns, min(devices, 2000), c) // warm-up
+			serverproc.Quiet(b, pid)
+			cpu0 := serverproc.CPUTime(b, pid)
 			b.ResetTimer()
-			rate, lat := run(b, conns, n, c)
+			got, lat := run(b, conns, n, c)
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime(b, proc.Cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
+			b.ReportMetric(float64((serverproc.CPUTime(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
 			p50, p99 := mqttload.Percentiles(lat)
+			serverproc.Quiet(b, pid)
+			pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
+			pp50, pp99 := mqttload.Percentiles(pr.lat)
 			ceil := ceiling(b, n, c)
-			b.ReportMetric(rate, "updates/s")
+			b.ReportMetric(got, "updates/s")
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(pr.rate, "paced-accepted/s")
+			b.ReportMetric(float64(pp50.Microseconds())/1000, "paced-p50-ms")
+			b.ReportMetric(float64(pp99.Microseconds())/1000, "paced-p99-ms")
+			b.ReportMetric(float64(pr.lost), "paced-lost")
 			b.ReportMetric(ceil, "sqlite-upserts/s")
-			b.ReportMetric(rate/ceil, "ratio")
+			b.ReportMetric(got/ceil, "ratio")
+			b.ReportMetric(pr.rate/ceil, "paced-ratio")
 		})
 	}
+}
+
+// pacedResult is what an open-loop run measured.
+type pacedResult struct {
+	rate float64         // accepted updates a second, from the first due send to the last accepted
+	lat  []time.Duration // from each answered update's scheduled send time
+	lost int             // updates not answered
+}
+
+// pacedSenders share the sends; each device is always sent by the same
+// one, so its packet ids need no lock.
+const pacedSenders = 4
+
+// paced offers rate updates/s in total for d: update j is due at
+// start + j/rate and goes to device j mod len(conns) (so each device
+// sends every len(conns)/rate, on its own phase), whether or not its
+// earlier updates were answered. A reader per connection matches each
+// accepted to its update by clientToken ("p{j}").
+func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedResult {
+	b.Helper()
+	total := int(d.Seconds() * float64(rate))
+	interval := time.Second / time.Duration(rate)
+	senders := pacedSenders
+	if len(conns)%senders != 0 {
+		senders = 1
+	}
+	start := time.Now().Add(100 * time.Millisecond)
+	due := func(j int) time.Time { return start.Add(time.Duration(j) * interval) }
+	var answered, last atomic.Int64 // last: the latest accepted's time, UnixNano
+	lats := make([][]time.Duration, len(conns))
+	var readers sync.WaitGroup
+	for i, sc := range conns {
+		sc.c.SetReadDeadline(time.Time{})
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				typ, body, err := mqtttest.ReadPacket(sc.c)
+				if err != nil {
+					return // the deadline set when the run ends
+				}
+				if typ>>4 != 3 || len(body) < 2 {
+					continue // the PUBACK of an update
+				}
+				n := int(binary.BigEndian.Uint16(body))
+				if len(body) < 2+n || !strings.HasSuffix(string(body[2:2+n]), "/accepted") {
+					continue
+				}
+				at := time.Now()
+				_, tok, ok := bytes.Cut(body[2+n:], []byte(`"clientToken":"p`))
+				if !ok {
+					continue
+				}
+				j, err := strconv.Atoi(string(tok[:bytes.IndexByte(tok, '"')]))
+				if err != nil {
+					continue
+				}
+				lats[i] = append(lats[i], at.Sub(due(j)))
+				answered.Add(1)
+				for t := at.UnixNano(); ; {
+					if l := last.Load(); l >= t || last.CompareAndSwap(l, t) {
+						break
+					}
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := w; j < total; {
+				if wait := time.Until(due(j)); wait > 0 {
+					time.Sleep(wait)
+				}
+				now := time.Now()
+				// Send everything due by now: a sleep that overslept does
+				// not shift the schedule.
+				for ; j < total && !due(j).After(now); j += senders {
+					sc := conns[j%len(conns)]
+					sc.pid++
+					if sc.pid == 0 {
+						sc.pid = 1
+					}
+					if _, err := sc.c.Write(publishPacket(sc.topic, sc.pid, pacedBody(j))); err != nil {
+						failed.Add(1)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sent := time.Now()
+	for answered.Load() < int64(total) && time.Since(sent) < 5*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, sc := range conns {
+		sc.c.SetReadDeadline(time.Now()) // stop the readers
+	}
+	readers.Wait()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d senders failed", f)
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	// Over the time the answers took, not d: a server that falls behind
+	// answers the last updates late, and its rate is what it achieved.
+	span := time.Unix(0, last.Load()).Sub(start)
+	return pacedResult{rate: float64(len(all)) / max(span, d).Seconds(), lat: all, lost: total - len(all)}
+}
+
+func pacedBody(j int) []byte {
+	return fmt.Appendf(nil, `{"state":{"reported":{"temp":%d,"seq":%d,"mode":"eco"}},"clientToken":"p%d"}`, 20+j%10, j, j)
 }
 
 // ceiling upserts n shadow documents of the shape the benchmark stores
@@ -313,19 +457,4 @@ func BenchmarkShadowDeltaDelivery(b *testing.B) {
 	p50, p99 := mqttload.Percentiles(lat)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-}
-
-// cpuTime is a process's user + system CPU time, from /proc/PID/stat.
-func cpuTime(b *testing.B, pid int) time.Duration {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the command (in parentheses, which may hold spaces):
-	// state is the 3rd field; utime and stime are the 14th and 15th.
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }

@@ -53,7 +53,7 @@ func instanceTable(w *tabwriter.Writer, ins ...instance) {
 // at a distribution centre.
 func (c *apiClient) distCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "dist", Short: "Device distribution: instances and provisioning records (where devices bootstrap to)"}
-	cmd.AddCommand(c.distInstanceCmd(), c.distRecordCmd(), c.distJobCmd())
+	cmd.AddCommand(c.distInstanceCmd(), c.distRecordCmd(), c.distJobCmd(), c.distGrantCmd())
 	return cmd
 }
 

@@ -228,3 +228,61 @@ func (c *apiClient) distJobCmd() *cobra.Command {
 	cmd.AddCommand(create, get, list, details, abort, del)
 	return cmd
 }
+
+// distGrantCmd is the destination account's side of cross-account jobs:
+// codes to hand to the other account, and the grants they became.
+func (c *apiClient) distGrantCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "grant", Short: "Cross-account distribution: let another account's jobs move devices into yours, and see or end what you allowed"}
+	code := &cobra.Command{
+		Use: "code", Short: "Issue an authorisation code (valid 5 minutes, once) for another account's job to move devices into this account", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res struct {
+				AuthCode  string    `json:"authCode"`
+				AccountID string    `json:"targetUid"`
+				ExpiresAt time.Time `json:"expiresAt"`
+			}
+			raw, err := c.do(cmd, "POST", "/v1/distribution/authorization-codes", nil, "", true, &res)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "AUTHCODE\tTARGETUID\tEXPIRES")
+				fmt.Fprintf(w, "%s\t%s\t%s\n", res.AuthCode, res.AccountID, res.ExpiresAt.Format(time.RFC3339))
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "The grants other accounts' jobs hold to import into this account", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res struct {
+				Grants []struct {
+					ID          string    `json:"id"`
+					FromAccount string    `json:"fromAccount"`
+					Created     time.Time `json:"created"`
+				} `json:"grants"`
+			}
+			raw, err := c.do(cmd, "GET", "/v1/distribution/grants", nil, "", true, &res)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ID\tFROM ACCOUNT\tCREATED")
+				for _, g := range res.Grants {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", g.ID, g.FromAccount, g.Created.Format(time.RFC3339))
+				}
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke GRANTID", Short: "End a grant: the job holding it imports nothing more into this account", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := c.do(cmd, "DELETE", "/v1/distribution/grants/"+esc(args[0]), nil, "", true, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "revoked", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(code, list, revoke)
+	return cmd
+}

@@ -55,3 +55,17 @@ func TestCLIDistJobs(t *testing.T) {
 		t.Fatalf("deleted job listed: %s", out)
 	}
 }
+
+func TestCLIDistGrant(t *testing.T) {
+	s := apptest.Start(t)
+	out := must(t, s, "dist", "grant", "code")
+	if !strings.Contains(out, "AUTHCODE") || !strings.Contains(out, "default") {
+		t.Fatalf("grant code: %s", out)
+	}
+	if out := must(t, s, "dist", "grant", "list", "--json"); !strings.Contains(out, `"grants": []`) {
+		t.Fatalf("grant list: %s", out)
+	}
+	if out, err := run(t, s, "dist", "grant", "revoke", strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "404") && !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("revoking an unknown grant: %v %s", err, out)
+	}
+}

@@ -358,6 +358,11 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return nil
 }
 
+// Subscribed reports whether anyone (a client or an in-process
+// subscriber) would receive a publish on topic now, so that a payload
+// no one receives need not be built.
+func (b *Broker) Subscribed(topic string) bool { return b.eng.Subscribed(topic) }
+
 // Subscribe subscribes in-process to a filter; the returned function
 // unsubscribes. h runs on the publisher's goroutine and must not block.
 func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) (func(), error) {

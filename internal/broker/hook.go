@@ -33,7 +33,7 @@ import (
 type session struct {
 	id       identity
 	listener string
-	addr     net.Addr // the client's address; nil for none
+	addr     net.Addr               // the client's address; nil for none
 	reason   atomic.Pointer[string] // why corral closed it
 	// gw is, for a sub-device session, the gateway's connection it was
 	// logged in through: a later connection of the gateway does not

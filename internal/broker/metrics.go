@@ -27,12 +27,12 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		aclDenied:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_acl_denied_total", Help: "Publishes, subscriptions and wills refused by topic rights."}, []string{"kind"}),
 		in:           prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_messages_in_total", Help: "PUBLISH packets accepted from clients."}),
 		dropped:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_messages_dropped_total", Help: "QoS 0 deliveries dropped because the receiving session's queue (mqtt_max_queued, mqtt_max_queued_bytes) was full or the session offline, by QoS (every drop, by reason: corral_mqtt_drops_total)."}, []string{"qos"}),
-		drops:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_drops_total", Help: "Deliveries dropped by the MQTT engine, by reason: queue_full_qos0 (a queued QoS 0 message evicted for a newer one), queue_full (the queue held only QoS 1/2), offline_qos0, expired (message expiry passed while queued), too_large (above the client's maximum packet size)."}, []string{"reason"}),
+		drops:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_mqtt_drops_total", Help: "Deliveries dropped by the MQTT engine, by reason: queue_full_qos0 (a queued QoS 0 message evicted for a newer one), queue_full (the queue held only QoS 1/2), offline_qos0, expired (message expiry passed while queued), too_large (above the client's maximum packet size), not_authorized (queued for a session resumed by a client that may not receive it)."}, []string{"reason"}),
 		subSessions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_mqtt_subdevice_sessions", Help: "Sub-devices logged in through gateways."}),
 		pendingCap:   prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_mqtt_pending_refused_total", Help: "Connections closed at accept because their address held mqtt_max_pending_per_ip connections without an accepted CONNECT."}),
 		authSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_mqtt_auth_duration_seconds", Help: "Time to authenticate a CONNECT.", Buckets: prometheus.ExponentialBuckets(0.00005, 4, 8)}),
 	}
-	for _, r := range []engine.DropReason{engine.DropQueueFullQoS0, engine.DropQueueFull, engine.DropOfflineQoS0, engine.DropExpired, engine.DropTooLarge} {
+	for _, r := range []engine.DropReason{engine.DropQueueFullQoS0, engine.DropQueueFull, engine.DropOfflineQoS0, engine.DropExpired, engine.DropTooLarge, engine.DropNotAuthorized} {
 		m.drops.WithLabelValues(r.String())
 	}
 	if r != nil {

@@ -23,6 +23,10 @@ type presenceEvent struct {
 	ProductKey          string `json:"productKey"`
 	DeviceName          string `json:"deviceName"`
 	IPAddress           string `json:"ipAddress,omitempty"`
+	// AccountID and ThingName are the device's, as read at CONNECT: the
+	// shadow service writes presence without reading the device again.
+	AccountID string `json:"accountId,omitempty"`
+	ThingName string `json:"thingName,omitempty"`
 }
 
 // publishPresence announces a device's connect or disconnect on
@@ -31,7 +35,7 @@ type presenceEvent struct {
 func (b *Broker) publishPresence(s *session, eventType, reason string, at time.Time) {
 	ev := presenceEvent{ClientID: s.id.clientID, Timestamp: at.UnixMilli(), EventType: eventType, DisconnectReason: reason,
 		VersionNumber: at.UnixMilli(), ProductKey: s.id.productKey, DeviceName: s.id.deviceName, IPAddress: hostOf(s.remote()),
-		PrincipalIdentifier: s.id.productKey + "/" + s.id.deviceName}
+		PrincipalIdentifier: s.id.productKey + "/" + s.id.deviceName, AccountID: s.id.accountID, ThingName: s.id.thingName}
 	data, _ := json.Marshal(ev)
 	b.PublishEvent(presencePrefix+eventType+"/"+s.id.clientID, data)
 }

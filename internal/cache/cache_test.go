@@ -158,3 +158,20 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("size %d above the maximum", c.Len())
 	}
 }
+
+// BenchmarkSetFull sets new keys into a full cache of 100,000 entries:
+// the cost of making room must not grow with the size.
+func BenchmarkSetFull(b *testing.B) {
+	for _, size := range []int{100, 100000} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			c := New[int, int](Options{TTL: time.Hour, MaxSize: size})
+			for i := range size {
+				c.Set(i, i)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				c.Set(size+i, i)
+			}
+		})
+	}
+}

@@ -24,6 +24,9 @@ type Imports interface {
 	PublicKey() jobs.TransitKey
 	IssueCode(ctx context.Context, p registry.Principal) (jobs.AuthCode, error)
 	Authorize(ctx context.Context, p registry.Principal, in jobs.Authorization) (jobs.Grant, error)
+	Release(ctx context.Context, p registry.Principal, in jobs.Grant) error
+	Grants(ctx context.Context, p registry.Principal) ([]jobs.GrantInfo, error)
+	Revoke(ctx context.Context, p registry.Principal, id string) error
 	ImportProduct(ctx context.Context, p registry.Principal, pk string, in jobs.ProductImport) (jobs.Imported, error)
 	ImportDevice(ctx context.Context, p registry.Principal, pk, dn string, in jobs.DeviceImport) (jobs.Imported, error)
 }
@@ -53,6 +56,9 @@ func (a *API) distJobRoutes() []*route {
 
 		{Method: "POST", Path: "/v1/distribution/authorization-codes", Summary: "Issue a code (valid 5 minutes, once) that lets another account's distribution job move devices into this account; give it to that account with your account id (targetUid)", Tag: tag, Role: admin, Status: 201, Resp: jobs.AuthCode{}, h: a.issueCode},
 		{Method: "POST", Path: "/v1/distribution/authorizations", Summary: "Instance-to-instance: exchange an authorisation code of the target account for the grant a cross-account job's imports carry", Tag: tag, Role: admin, Body: jobs.Authorization{}, Status: 200, Resp: jobs.Grant{}, h: a.authorize},
+		{Method: "POST", Path: "/v1/distribution/authorizations:release", Summary: "Instance-to-instance: end a grant of the calling account (its job is over); its imports are refused from then on", Tag: tag, Role: admin, Body: jobs.Grant{}, Status: 204, h: a.releaseGrant},
+		{Method: "GET", Path: "/v1/distribution/grants", Summary: "The grants letting other accounts' distribution jobs import into this account (held while their jobs run)", Tag: tag, Role: admin, Status: 200, Resp: grantList{}, h: a.listGrants},
+		{Method: "DELETE", Path: "/v1/distribution/grants/{grantId}", Summary: "Revoke a grant: the job holding it can import nothing more into this account", Tag: tag, Role: admin, Status: 204, h: a.revokeGrant},
 		{Method: "GET", Path: "/v1/distribution/transit-key", Summary: "Instance-to-instance: this instance's id and the X25519 public key device secrets are sealed with for it", Tag: tag, Role: admin, Status: 200, Resp: jobs.TransitKey{}, h: a.transitKey},
 		{Method: "PUT", Path: "/v1/distribution/imports/products/{productKey}", Summary: "Instance-to-instance: import a distributed product (read-only here) into the calling key's account; idempotent", Tag: tag, Role: admin, Body: jobs.ProductImport{}, Status: 200, Resp: jobs.Imported{}, h: a.importProduct},
 		{Method: "PUT", Path: "/v1/distribution/imports/products/{productKey}/devices/{deviceName}", Summary: "Instance-to-instance: import a device's triple, its secret sealed for this instance; idempotent; a device coming back is let in again", Tag: tag, Role: admin, Body: jobs.DeviceImport{}, Status: 200, Resp: jobs.Imported{}, h: a.importDevice},
@@ -170,6 +176,42 @@ func (a *API) authorize(c *call) (any, error) {
 		return nil, err
 	}
 	return im.Authorize(c.ctx(), c.p, in)
+}
+
+func (a *API) releaseGrant(c *call) (any, error) {
+	im, err := a.imports()
+	if err != nil {
+		return nil, err
+	}
+	var in jobs.Grant
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	return nil, im.Release(c.ctx(), c.p, in)
+}
+
+type grantList struct {
+	Grants []jobs.GrantInfo `json:"grants"`
+}
+
+func (a *API) listGrants(c *call) (any, error) {
+	im, err := a.imports()
+	if err != nil {
+		return nil, err
+	}
+	gs, err := im.Grants(c.ctx(), c.p)
+	if err != nil {
+		return nil, err
+	}
+	return grantList{Grants: gs}, nil
+}
+
+func (a *API) revokeGrant(c *call) (any, error) {
+	im, err := a.imports()
+	if err != nil {
+		return nil, err
+	}
+	return nil, im.Revoke(c.ctx(), c.p, c.param("grantId"))
 }
 
 func (a *API) importProduct(c *call) (any, error) {

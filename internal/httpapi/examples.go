@@ -59,6 +59,7 @@ var examples = map[string]any{
 	"PUT /v1/distribution/policies/{policyId}":                        distPolicyExample(""),
 	"PUT /v1/products/{productKey}/devices/{deviceName}/provisioning": map[string]any{"targetIotInstanceId": "corral"},
 	"POST /v1/distribution/authorizations":                            map[string]any{"authCode": "9f86d081884c7d659a2feaa0c55ad015", "targetUid": "acc-b"},
+	"POST /v1/distribution/authorizations:release":                    map[string]any{"grant": "5f2b1c0e8a7d4c3b9e6f1a2d3c4b5a69"},
 	"POST /v1/distribution/jobs": map[string]any{"productKey": "a1B2c3D4e5F", "deviceNames": []string{"meter-0001", "meter-0002"},
 		"strategy": 0, "targetInstanceId": "sg-1"},
 	"POST /v1/distribution/jobs:plan": map[string]any{"productKey": "a1B2c3D4e5F", "csv": "deviceName\nmeter-0001\nmeter-0002\n",

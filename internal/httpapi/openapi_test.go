@@ -33,6 +33,8 @@ var failsOnTheFixture = map[string]string{
 	"post /v1/cas":                                                            "the example PEMs are elided",
 	"post /v1/distribution/jobs":                                              "the example's devices do not exist here",
 	"post /v1/distribution/authorizations":                                    "the example code was never issued",
+	"post /v1/distribution/authorizations:release":                            "the example grant was never issued",
+	"delete /v1/distribution/grants/{grantId}":                                "no such grant",
 	"post /v1/distribution/jobs:plan":                                         "the example's devices do not exist here",
 	"get /v1/distribution/jobs/{jobId}":                                       "no such job",
 	"get /v1/distribution/jobs/{jobId}/devices":                               "no such job",

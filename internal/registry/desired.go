@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/pending"
 )
 
 // Desired property values: what an application wants a device's writable
@@ -39,6 +40,9 @@ type DesiredStore interface {
 	UpdateDesired(ctx context.Context, pk, dn string, fn func(cur []DesiredValue) ([]DesiredValue, error)) error
 	// Desired returns a device's desired values, sorted by identifier.
 	Desired(ctx context.Context, pk, dn string) ([]DesiredValue, error)
+	// UndeliveredDesired calls add for every device holding a desired
+	// value whose version it has not acknowledged.
+	UndeliveredDesired(ctx context.Context, add func(pk, dn string)) error
 }
 
 // MaxDesired bounds the desired values a device holds.
@@ -102,7 +106,7 @@ func (s *Service) SetDesired(ctx context.Context, p Principal, pk, dn string, se
 	}
 	now := s.nowUTC()
 	var out []DesiredValue
-	err := s.store.UpdateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
+	err := s.updateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
 		byID := make(map[string]DesiredValue, len(cur)+len(set.Values))
 		for _, v := range cur {
 			byID[v.Identifier] = v
@@ -164,7 +168,7 @@ func (s *Service) LookupDesired(ctx context.Context, pk, dn string) ([]DesiredVa
 // the value it has applied).
 func (s *Service) DeviceDeleteDesired(ctx context.Context, pk, dn string, versions map[string]int64, all bool) ([]string, error) {
 	var deleted []string
-	err := s.store.UpdateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
+	err := s.updateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
 		keep := cur[:0:0]
 		for _, v := range cur {
 			want, named := versions[v.Identifier]
@@ -182,7 +186,7 @@ func (s *Service) DeviceDeleteDesired(ctx context.Context, pk, dn string, versio
 // MarkDesiredDelivered records that the device acknowledged the given
 // versions in a property set.
 func (s *Service) MarkDesiredDelivered(ctx context.Context, pk, dn string, versions map[string]int64) error {
-	return s.store.UpdateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
+	return s.updateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
 		out := append([]DesiredValue(nil), cur...)
 		for i, v := range out {
 			if ver, ok := versions[v.Identifier]; ok && ver == v.Version {
@@ -191,6 +195,57 @@ func (s *Service) MarkDesiredDelivered(ctx context.Context, pk, dn string, versi
 		}
 		return out, nil
 	})
+}
+
+// updateDesired is the store's UpdateDesired, kept in the index of
+// devices with undelivered values: every write of desired values goes
+// through it.
+func (s *Service) updateDesired(ctx context.Context, pk, dn string, fn func(cur []DesiredValue) ([]DesiredValue, error)) error {
+	return s.undelivered.Update(pending.Key{pk, dn}, func() (bool, error) {
+		var next []DesiredValue
+		err := s.store.UpdateDesired(ctx, pk, dn, func(cur []DesiredValue) ([]DesiredValue, error) {
+			out, err := fn(cur)
+			next = out
+			return out, err
+		})
+		return undelivered(next), err
+	})
+}
+
+func undelivered(vs []DesiredValue) bool {
+	for _, v := range vs {
+		if v.Delivered < v.Version {
+			return true
+		}
+	}
+	return false
+}
+
+// MaybeUndeliveredDesired reports whether a device may hold desired
+// values it has not acknowledged: false only when it is known to hold
+// none, so that its session start reads nothing. The first call loads
+// the index from the store (a failure is logged and answers true).
+func (s *Service) MaybeUndeliveredDesired(ctx context.Context, pk, dn string) bool {
+	if !s.undelivered.Loaded() {
+		s.loadUndelivered(ctx)
+	}
+	return s.undelivered.Maybe(pending.Key{pk, dn})
+}
+
+// loadUndelivered loads the index of devices with undelivered desired
+// values, once.
+func (s *Service) loadUndelivered(ctx context.Context) {
+	s.undeliveredLoad.Lock()
+	defer s.undeliveredLoad.Unlock()
+	if s.undelivered.Loaded() {
+		return
+	}
+	err := s.undelivered.Load(func(add func(pending.Key)) error {
+		return s.store.UndeliveredDesired(ctx, func(pk, dn string) { add(pending.Key{pk, dn}) })
+	})
+	if err != nil {
+		s.log.Warn("loading the devices with undelivered desired values", "err", err)
+	}
 }
 
 func sortedDesired(m map[string]DesiredValue) []DesiredValue {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/store/sqlite"
 )
 
 type desiredSeen struct{ n int }
@@ -77,4 +79,59 @@ func TestDesiredVersions(t *testing.T) {
 	if got, _ := s.DesiredProperties(ctx, reader, pk, "thermo-1"); len(got) != 0 {
 		t.Fatalf("after deleting all: %+v", got)
 	}
+}
+
+// TestUndeliveredDesiredKnown: the registry knows which devices hold a
+// desired value they have not acknowledged, through sets, acknowledgements
+// and deletes, and again after a restart (a new Service on the store).
+func TestUndeliveredDesiredKnown(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
+		t.Fatal(err)
+	}
+	s := registry.New(registry.Options{Store: st, Box: plainBox{}})
+	p, err := s.CreateProduct(ctx, operator, registry.ProductInput{Name: "thermo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := p.ProductKey
+	for _, dn := range []string{"dev-a", "dev-b", "dev-c"} {
+		if _, err := s.CreateDevice(ctx, operator, pk, registry.DeviceInput{DeviceName: dn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c holds a value from before the index is first asked.
+	if _, err := s.SetDesired(ctx, operator, pk, "dev-c", registry.DesiredSet{Values: map[string]json.RawMessage{"T": json.RawMessage("1")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := func(s *registry.Service, step string, a, b, c bool) {
+		t.Helper()
+		for dn, w := range map[string]bool{"dev-a": a, "dev-b": b, "dev-c": c} {
+			if got := s.MaybeUndeliveredDesired(ctx, pk, dn); got != w {
+				t.Errorf("%s: MaybeUndeliveredDesired(%s) = %v, want %v", step, dn, got, w)
+			}
+		}
+	}
+	want(s, "start", false, false, true)
+	if _, err := s.SetDesired(ctx, operator, pk, "dev-a", registry.DesiredSet{Values: map[string]json.RawMessage{"T": json.RawMessage("2")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want(s, "after a set", true, false, true)
+	if err := s.MarkDesiredDelivered(ctx, pk, "dev-c", map[string]int64{"T": 1}); err != nil {
+		t.Fatal(err)
+	}
+	want(s, "after c acknowledged", true, false, false)
+	if _, err := s.DeviceDeleteDesired(ctx, pk, "dev-a", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetDesired(ctx, operator, pk, "dev-b", registry.DesiredSet{Values: map[string]json.RawMessage{"T": json.RawMessage("3")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want(s, "after a deleted, b set", false, true, false)
+	want(registry.New(registry.Options{Store: st, Box: plainBox{}}), "after a restart", false, true, false)
 }

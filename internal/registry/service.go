@@ -9,10 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/audit"
+	"github.com/corral-iot/corral/internal/pending"
 )
 
 // Store is the persistence port of the registry. Adapters live under
@@ -167,11 +169,17 @@ type Service struct {
 	now       func() time.Time
 	log       *slog.Logger
 	urls      URLPolicy
+
+	// undelivered: devices that may hold desired values they have not
+	// acknowledged (desired.go), loaded by the first question.
+	undelivered     *pending.Index
+	undeliveredLoad sync.Mutex
 }
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{store: o.Store, box: o.Box, audit: o.Auditor, observers: o.Observers, rand: o.Rand, now: o.Now, log: o.Logger, urls: o.URLPolicy}
+	s := &Service{store: o.Store, box: o.Box, audit: o.Auditor, observers: o.Observers, rand: o.Rand, now: o.Now, log: o.Logger, urls: o.URLPolicy,
+		undelivered: pending.New()}
 	if s.now == nil {
 		s.now = time.Now
 	}

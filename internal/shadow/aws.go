@@ -3,6 +3,7 @@ package shadow
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -69,6 +70,8 @@ type UpdateAWS struct {
 	Delta     []byte // update/delta; nil when the delta is empty (publish nothing)
 	Documents []byte // update/documents
 	Stored    []byte // Next's stored form (Next.MarshalJSON), for the store
+	// ClientToken is the request's clientToken, as the payloads echo it.
+	ClientToken string
 }
 
 // ApplyAWS applies an $aws/…/shadow/update request to doc (use New when no
@@ -78,6 +81,18 @@ type UpdateAWS struct {
 // state and its sections, nulls in arrays, depth (400), the version
 // (409), then the size after merging (413).
 func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
+	return applyAWS(doc, req, now, lim, true)
+}
+
+// ApplyAWSLean is ApplyAWS without the update/documents payload
+// (Documents is nil): encoding the previous document again is most of
+// that payload's cost, and a caller that keeps the stored forms builds it
+// with DocumentsAWS only when someone will receive it.
+func ApplyAWSLean(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
+	return applyAWS(doc, req, now, lim, false)
+}
+
+func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents bool) (UpdateAWS, error) {
 	ts := now.Unix()
 	fail := func(code int, msg, token string) (UpdateAWS, error) {
 		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
@@ -137,21 +152,35 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 			acc.State[name], acc.Metadata[name] = s.tree, metaFor(s.tree, ts)
 		}
 	}
-	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token)}
+	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
-	out.Documents = marshal(struct {
-		Previous    json.RawMessage `json:"previous"`
-		Current     json.RawMessage `json:"current"`
-		Timestamp   int64           `json:"timestamp"`
-		ClientToken string          `json:"clientToken,omitempty"`
-	}{
-		Previous:  marshal(stored{State: doc.state(), Metadata: doc.metadata(), Version: doc.Version}),
-		Current:   out.Stored,
-		Timestamp: ts, ClientToken: token,
-	})
+	if documents {
+		prev, _ := doc.MarshalJSON()
+		out.Documents = DocumentsAWS(prev, out.Stored, ts, token)
+	}
 	return out, nil
+}
+
+// DocumentsAWS is the update/documents payload
+// {"previous":…,"current":…,"timestamp":T,"clientToken":"…"} from the
+// stored forms (Document.MarshalJSON) of the document an update started
+// from (for a new shadow, the empty one with its version) and of the one
+// it made; the token is left out when empty.
+func DocumentsAWS(prev, cur []byte, ts int64, token string) []byte {
+	b := make([]byte, 0, len(prev)+len(cur)+len(token)+64)
+	b = append(b, `{"previous":`...)
+	b = append(b, prev...)
+	b = append(b, `,"current":`...)
+	b = append(b, cur...)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	if token != "" {
+		b = append(b, `,"clientToken":`...)
+		b = append(b, marshal(token)...)
+	}
+	return append(b, '}')
 }
 
 // section is one of desired/reported in a request: absent, null (remove

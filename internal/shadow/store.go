@@ -45,6 +45,11 @@ type Store interface {
 	// or a tombstone at any version), else ErrStale; it appends s to the
 	// shadow's history, keeping the newest keep versions (0: none).
 	PutShadow(ctx context.Context, k Key, prev int64, s Stored, keep int) error
+	// PutShadows is PutShadow of several shadows (distinct keys) in one
+	// transaction: errs[i] is puts[i]'s own outcome (ErrStale alone
+	// stores nothing of it, the others are stored); err, a failure of the
+	// whole, stores none.
+	PutShadows(ctx context.Context, puts []Put) (errs []error, err error)
 	// DeleteShadow replaces a shadow at version prev by a tombstone
 	// carrying that version (ErrStale if the version moved, ErrNoShadow if
 	// none is stored) and drops its history.
@@ -55,6 +60,15 @@ type Store interface {
 	// ShadowHistory returns the stored versions of a shadow newer than
 	// since, oldest first.
 	ShadowHistory(ctx context.Context, k Key, since int64) ([]Stored, error)
+}
+
+// Put is one write of PutShadows: s stored at version prev, keeping the
+// newest keep versions in its history.
+type Put struct {
+	Key  Key
+	Prev int64
+	S    Stored
+	Keep int
 }
 
 // Tomb returns the tombstone of a stored record (nil when it is a live

@@ -27,6 +27,10 @@ type Broker interface {
 	// PublishEvent publishes on a topic naming its ProductKey
 	// ($corral/events/…): only the product's account's applications get it.
 	PublishEvent(topic string, payload []byte)
+	// Subscribed reports whether a publish on topic now would reach
+	// anyone (a client or an in-process subscriber); true when it cannot
+	// tell. Payloads no one receives are not built.
+	Subscribed(topic string) bool
 	// Online reports whether a device has a live session (its own, or
 	// through its gateway).
 	Online(pk, dn string) bool

@@ -3,6 +3,7 @@ package shadowsvc
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
 	"github.com/corral-iot/corral/internal/shadow"
@@ -35,21 +36,20 @@ func (m *MQTT) ShadowChanged(ctx context.Context, c Change) {
 		return
 	}
 	prefix := awsPrefix(thing, c.Key.Name)
-	docs := c.Documents
-	if docs == nil {
-		docs = documentsPayload(c.Prev, c.Cur, now, c.ClientToken)
+	// Payloads no subscription would receive are not built.
+	if topic := prefix + "/update/documents"; m.b.Subscribed(topic) {
+		m.publish(topic, documents(c, now))
 	}
-	m.publish(prefix+"/update/documents", docs)
 	delta := c.Delta
 	switch {
 	case c.Source == sourcePresence:
 		// Presence leaves desired alone: a pending delta goes to the
 		// device as its session starts (deliverPending), not again here.
 		delta = nil
-	case delta == nil && c.Source != sourceAWS:
+	case delta == nil && c.Source != sourceAWS && m.b.Subscribed(prefix+"/update/delta"):
 		delta = deltaPayload(c.Cur, now, c.ClientToken)
 	}
-	if delta != nil {
+	if delta != nil && m.b.Subscribed(prefix+"/update/delta") {
 		m.publish(prefix+"/update/delta", delta)
 	}
 	if c.Key.Name == "" && !c.FromDevice && c.DesiredChanged && m.b.Online(c.Key.ProductKey, c.Key.DeviceName) {
@@ -57,14 +57,35 @@ func (m *MQTT) ShadowChanged(ctx context.Context, c Change) {
 	}
 }
 
+// documents is a change's update/documents payload: the one the change
+// built, else an AWS update's from the stored forms (the previous one
+// encoded here when the service did not have it at hand), else
+// documentsPayload's.
+func documents(c Change, now time.Time) []byte {
+	switch {
+	case c.Documents != nil:
+		return c.Documents
+	case c.Source == sourceAWS && c.CurStored != nil:
+		prev := c.PrevStored
+		if prev == nil {
+			prev, _ = c.Prev.MarshalJSON()
+		}
+		return shadow.DocumentsAWS(prev, c.CurStored, c.At.Unix(), c.ClientToken)
+	}
+	return documentsPayload(c.Prev, c.Cur, now, c.ClientToken)
+}
+
 // publishEvent publishes a change to the account's applications on
-// $corral/events/shadow/{pk}/{dn}[/{name}], as the webhooks post it.
+// $corral/events/shadow/{pk}/{dn}[/{name}], as the webhooks post it,
+// when one of them (or an in-process subscriber) subscribed to it.
 func (m *MQTT) publishEvent(c Change) {
 	topic := eventsShadow + c.Key.ProductKey + "/" + c.Key.DeviceName
 	if c.Key.Name != "" {
 		topic += "/" + c.Key.Name
 	}
-	m.b.PublishEvent(topic, marshal(NewEvent(c)))
+	if m.b.Subscribed(topic) {
+		m.b.PublishEvent(topic, marshal(NewEvent(c)))
+	}
 }
 
 // DeviceSubscribed implements broker.SubscribeObserver: a device that

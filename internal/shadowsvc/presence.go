@@ -37,6 +37,10 @@ type presenceEvent struct {
 	DisconnectReason string `json:"disconnectReason"`
 	ProductKey       string `json:"productKey"`
 	DeviceName       string `json:"deviceName"`
+	// AccountID and ThingName are the device's as the broker read them
+	// at CONNECT (absent from older events: the device is read then).
+	AccountID string `json:"accountId"`
+	ThingName string `json:"thingName"`
 }
 
 // presenceQueue is one worker's events, coalesced per device.
@@ -96,8 +100,10 @@ func (p *presence) start() {
 			defer p.wg.Done()
 			for range q.wake {
 				evs, closed := q.take()
-				for _, ev := range evs {
-					p.apply(ev)
+				for len(evs) > 0 {
+					n := min(len(evs), maxPresenceBatch)
+					p.apply(evs[:n])
+					evs = evs[n:]
 				}
 				if closed {
 					return
@@ -145,38 +151,63 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	p.queues[h.Sum32()%uint32(len(p.queues))].put(key, ev)
 }
 
-// apply writes one event. A session that ends because a newer one of the
-// same device took over (DUPLICATE_CLIENTID), or whose device is online
-// again by now, leaves the shadow connected.
-func (p *presence) apply(ev presenceEvent) {
+// maxPresenceBatch bounds the events of one worker written in one store
+// transaction.
+const maxPresenceBatch = 256
+
+// apply writes a worker's events (one a device), their shadows in one
+// store transaction. A session that ends because a newer one of the same
+// device took over (DUPLICATE_CLIENTID), or whose device is online again
+// by now, leaves the shadow connected.
+func (p *presence) apply(evs []presenceEvent) {
 	m := p.m
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	at := time.UnixMilli(ev.Timestamp)
-	switch ev.EventType {
-	case "connected":
-		// What waits first, then the presence (whose event tells that
-		// both are done); one read of the shadow serves both, unless the
-		// product does not keep presence.
-		read := false
-		err := m.svc.setConnected(ctx, ev.ProductKey, ev.DeviceName, true, "", at, func(doc shadow.Document, live bool) {
-			read = true
-			if live {
-				m.deliverDoc(ctx, ev.ProductKey, ev.DeviceName, "", doc, true, true)
-			}
-		})
-		if !read {
-			m.deliverPending(ctx, ev.ProductKey, ev.DeviceName, "", true, true)
+	ws := make([]presenceWrite, 0, len(evs))
+	var starts []*sessionStart
+	for _, ev := range evs {
+		if ev.AccountID != "" && ev.ThingName != "" {
+			m.svc.knowDevice(ev.ProductKey, ev.DeviceName, deviceInfo{AccountID: ev.AccountID, ThingName: ev.ThingName})
 		}
+		at := time.UnixMilli(ev.Timestamp)
+		switch ev.EventType {
+		case "connected":
+			// What waits first, then the presence (whose event tells that
+			// both are done); one read of the shadow serves both, unless
+			// the product does not keep presence.
+			st := &sessionStart{pk: ev.ProductKey, dn: ev.DeviceName}
+			starts = append(starts, st)
+			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, connected: true, at: at, read: func(doc shadow.Document, live bool) {
+				st.read = true
+				if live {
+					m.deliverDoc(ctx, ev.ProductKey, ev.DeviceName, "", doc, true, true)
+				}
+			}})
+		case "disconnected":
+			if ev.DisconnectReason == "DUPLICATE_CLIENTID" || m.b.Online(ev.ProductKey, ev.DeviceName) {
+				continue
+			}
+			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, reason: ev.DisconnectReason, at: at})
+		}
+	}
+	if len(ws) == 0 {
+		return
+	}
+	for _, err := range m.svc.setConnectedAll(ctx, ws) {
 		if err != nil {
 			m.log.Warn("recording presence in the shadow", "err", err)
 		}
-	case "disconnected":
-		if ev.DisconnectReason == "DUPLICATE_CLIENTID" || m.b.Online(ev.ProductKey, ev.DeviceName) {
-			return
-		}
-		if err := m.svc.SetConnected(ctx, ev.ProductKey, ev.DeviceName, false, ev.DisconnectReason, at); err != nil {
-			m.log.Warn("recording presence in the shadow", "err", err)
+	}
+	for _, st := range starts {
+		if !st.read {
+			m.deliverPending(ctx, st.pk, st.dn, "", true, true)
 		}
 	}
+}
+
+// sessionStart is a connect being applied: whether its shadow was read
+// (and what waits delivered from that read).
+type sessionStart struct {
+	pk, dn string
+	read   bool
 }

@@ -70,8 +70,9 @@ type Change struct {
 	FromDevice  bool
 	ClientToken string
 	// Delta is the AWS update/delta payload, nil if none (or not an AWS
-	// update); Documents the AWS update/documents payload, nil if not an
-	// AWS update.
+	// update); Documents the AWS update/documents payload when the change
+	// built it, else nil (an AWS update's is built from PrevStored and
+	// CurStored by who publishes it, only when someone will receive it).
 	Delta, Documents []byte
 	// PrevStored and CurStored are Prev's and Cur's stored form
 	// (Document.MarshalJSON) when the service has them at hand, else nil.
@@ -103,12 +104,15 @@ type Service struct {
 	observers []Observer
 	settings  *cache.Cache[string, Settings]      // by ProductKey
 	devices   *cache.Cache[[2]string, deviceInfo] // by ProductKey, DeviceName
-	// docs holds the documents this node last stored through UpdateAWS,
-	// so that a shadow's next AWS update neither reads nor parses it. Only
-	// the writes use it (under the shadow's writer lock): a document
-	// another node changed is caught by the store's version check
-	// (ErrStale) or by ApplyAWS's (409), and read again. Every other write
-	// of a shadow drops its entry.
+	// changed holds the devices deleted or renamed lately, whose presence
+	// events may carry what they were (knowDevice).
+	changed *cache.Cache[[2]string, struct{}]
+	// docs holds the documents this node last stored (put, and presence's
+	// batches), so that a shadow's next AWS update or presence write
+	// neither reads nor parses it. Only the writes use it (under the
+	// shadow's writer lock): a document another node changed is caught by
+	// the store's version check (ErrStale) or by ApplyAWS's (409), and
+	// read again. A delete drops its entry.
 	docs *cache.Cache[shadow.Key, kept]
 
 	// writers serialise the writes of one shadow on this node: a
@@ -174,6 +178,7 @@ func New(o Options) *Service {
 	}
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
+	s.changed = cache.New[[2]string, struct{}](cache.Options{TTL: changedTTL, MaxSize: 100_000, Now: s.now})
 	s.docs = cache.New[shadow.Key, kept](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
 	return s
 }
@@ -211,9 +216,29 @@ func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) 
 	})
 }
 
+// changedTTL is how long a device deleted or renamed is read from the
+// registry for its presence rather than believed from its events: longer
+// than an event waits in the presence queues.
+const changedTTL = 10 * time.Minute
+
+// knowDevice caches what the broker read of a device at CONNECT (carried
+// by its presence events), so that presence is written without reading
+// the registry, unless the device was deleted or renamed lately: an event
+// may predate that, and the registry is read instead.
+func (s *Service) knowDevice(pk, dn string, d deviceInfo) {
+	k := [2]string{pk, dn}
+	if _, changed := s.changed.Get(k); changed {
+		return
+	}
+	_, _ = s.devices.GetOrLoad(k, func() (deviceInfo, error) { return d, nil })
+}
+
 // DeviceChanged implements registry.Observer: a device is read again
 // after any change (deleted, renamed).
-func (s *Service) DeviceChanged(_ context.Context, _ registry.DeviceEventKind, d registry.Device) {
+func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind, d registry.Device) {
+	if kind == registry.DeviceDeleted || kind == registry.DeviceRenamed {
+		s.changed.Set([2]string{d.ProductKey, d.DeviceName}, struct{}{})
+	}
 	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
 	s.docs.Delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
 }
@@ -241,7 +266,7 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 // docCacheSize bounds the documents kept for UpdateAWS.
 const docCacheSize = 20_000
 
-// kept is a live document UpdateAWS stored and its stored form.
+// kept is a live document put stored and its stored form.
 type kept struct {
 	doc    shadow.Document
 	stored []byte
@@ -256,10 +281,12 @@ func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
 }
 
 // put stores next on version prev and returns its stored form; it drops
-// k's cached document first, so that whichever way the write goes, the
-// next update reads the store.
+// k's cached document first and keeps next once stored, so that
+// whichever way the write goes, k's next AWS update starts from what the
+// store holds (a presence write just before a device's first update
+// spares that update the read and the parse).
 // b, when not nil, is next's stored form, already encoded.
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, keep int) ([]byte, error) {
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, history int) ([]byte, error) {
 	s.docs.Delete(k)
 	if b == nil {
 		var err error
@@ -267,7 +294,11 @@ func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow
 			return nil, fmt.Errorf("encoding shadow: %w", err)
 		}
 	}
-	return b, s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, keep)
+	if err := s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, history); err != nil {
+		return nil, err
+	}
+	s.keep(k, next, b)
+	return b, nil
 }
 
 // awsFail turns an internal failure into AWS's 500, logged without the
@@ -325,14 +356,19 @@ func requestToken(req []byte) string {
 // when another writer came first). A refusal is an *shadow.ErrorAWS.
 func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Origin) (shadow.UpdateAWS, error) {
 	now := s.now()
-	token := requestToken(req)
-	d, err := s.awsLookup(ctx, k, token, now)
+	// The token is read again only for refusals made here: ApplyAWS
+	// reads it for everything else (a second decoding of every request
+	// was a few per cent of an update's cost).
+	d, err := s.awsLookup(ctx, k, "", now)
 	if err != nil {
+		if e := (*shadow.ErrorAWS)(nil); errors.As(err, &e) {
+			e.ClientToken = requestToken(req)
+		}
 		return shadow.UpdateAWS{}, err
 	}
 	set, err := s.Settings(ctx, k.ProductKey)
 	if err != nil {
-		return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
+		return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 	}
 	unlock := s.lock(k)
 	defer unlock()
@@ -342,10 +378,12 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if !hit {
 			doc, prev, live, err = s.current(ctx, k, now)
 			if err != nil {
-				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
+				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 			}
 		}
-		res, err := shadow.ApplyAWS(doc, req, now, set.limits())
+		// No update/documents here: the MQTT side builds it from the
+		// stored forms when someone subscribed to it.
+		res, err := shadow.ApplyAWSLean(doc, req, now, set.limits())
 		if err != nil {
 			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
 				s.docs.Delete(k) // another node may have written: read it
@@ -356,9 +394,9 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if set.CheckThingModel {
 			if err := s.checkModel(ctx, k.ProductKey, req, false); err != nil {
 				if errors.Is(err, errCheck) {
-					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), token, now)
+					return shadow.UpdateAWS{}, shadow.NewErrorAWS(http.StatusBadRequest, err.Error(), requestToken(req), now)
 				}
-				return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
+				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 			}
 		}
 		b, err := s.put(ctx, k, prev, res.Next, res.Stored, now, set.History)
@@ -366,16 +404,15 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 			continue
 		}
 		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, token, now)
+			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
-		s.keep(k, res.Next, b)
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
-			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: token,
-			Delta: res.Delta, Documents: res.Documents, PrevStored: c.stored, CurStored: b,
+			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: res.ClientToken,
+			Delta: res.Delta, PrevStored: c.stored, CurStored: b,
 			DesiredChanged: desiredChanged(doc, res.Next), At: now})
 		return res, nil
 	}
-	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), token, now)
+	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
 }
 
 // prevDoc is the document a change started from: empty but for the
@@ -586,43 +623,160 @@ func (s *Service) SetConnected(ctx context.Context, pk, dn string, connected boo
 // called when the product does not keep presence or the device is not
 // found.
 func (s *Service) setConnected(ctx context.Context, pk, dn string, connected bool, reason string, at time.Time, read func(doc shadow.Document, live bool)) error {
-	k := shadow.Key{ProductKey: pk, DeviceName: dn}
-	set, err := s.Settings(ctx, pk)
-	if err != nil || !set.Presence {
-		return err
+	errs := s.setConnectedAll(ctx, []presenceWrite{{pk: pk, dn: dn, connected: connected, reason: reason, at: at, read: read}})
+	return errs[0]
+}
+
+// presenceWrite is one device's presence, for setConnectedAll.
+type presenceWrite struct {
+	pk, dn    string
+	connected bool
+	reason    string
+	at        time.Time
+	read      func(doc shadow.Document, live bool) // as setConnected's
+}
+
+// staged is a presence write read and applied, waiting for its commit
+// under its shadow's writer lock.
+type staged struct {
+	i      int
+	k      shadow.Key
+	d      deviceInfo
+	set    Settings
+	doc    shadow.Document
+	live   bool
+	res    shadow.UpdateAWS
+	stored []byte // res.Next's stored form
+	unlock func()
+}
+
+// setConnectedAll is setConnected of several devices (each once), their
+// shadows written in one store transaction; it returns each one's error.
+// A write that lost to another writer is done again alone.
+func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []error {
+	errs := make([]error, len(ws))
+	var stage []staged
+	var puts []shadow.Put
+	defer func() { // on a panic, release what is held
+		for _, x := range stage {
+			if x.unlock != nil {
+				x.unlock()
+			}
+		}
+	}()
+	for i, w := range ws {
+		k := shadow.Key{ProductKey: w.pk, DeviceName: w.dn}
+		set, err := s.Settings(ctx, w.pk)
+		if err != nil || !set.Presence {
+			errs[i] = err
+			continue
+		}
+		d, err := s.device(ctx, k)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		unlock := s.lock(k)
+		// The document this node last stored, when kept (a session's
+		// end after its start), else the store's: a write on a version
+		// another node moved fails (ErrStale) and is done again alone.
+		c, hit := s.docs.Get(k)
+		doc, prev, live := c.doc, c.doc.Version, true
+		if !hit {
+			doc, prev, live, err = s.current(ctx, k, w.at)
+			if err != nil {
+				unlock()
+				errs[i] = err
+				continue
+			}
+		}
+		if w.read != nil {
+			w.read(doc, live)
+		}
+		if v, ok := doc.Reported["connected"].(bool); live && ok && v == w.connected {
+			unlock()
+			continue // already so: no new version
+		}
+		res, b, err := presenceNext(doc, w.connected, w.reason, w.at, set)
+		if err != nil {
+			unlock()
+			errs[i] = fmt.Errorf("presence in shadow of %s/%s: %w", w.pk, w.dn, err)
+			continue
+		}
+		s.docs.Delete(k)
+		puts = append(puts, shadow.Put{Key: k, Prev: prev, S: shadow.Stored{Doc: b, Version: res.Next.Version, UpdatedAt: w.at}, Keep: set.History})
+		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, unlock: unlock})
 	}
-	d, err := s.device(ctx, k)
-	if err != nil {
-		return err
+	var perrs []error
+	var err error
+	switch len(puts) {
+	case 0:
+	case 1: // PutShadow may take the writer's single-statement path
+		perrs = []error{s.o.Store.PutShadow(ctx, puts[0].Key, puts[0].Prev, puts[0].S, puts[0].Keep)}
+	default:
+		perrs, err = s.o.Store.PutShadows(ctx, puts)
 	}
+	for j := range stage {
+		x := &stage[j]
+		w := ws[x.i]
+		e := err
+		if e == nil {
+			e = perrs[j]
+		}
+		switch {
+		case errors.Is(e, shadow.ErrStale):
+			e = s.connectedLocked(ctx, x.k, x.d, x.set, w.connected, w.reason, w.at)
+		case e == nil:
+			s.keep(x.k, x.res.Next, x.stored)
+			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
+				Created: !x.live, Source: "presence", Reason: w.reason, Delta: x.res.Delta, Documents: x.res.Documents, At: w.at})
+		}
+		errs[x.i] = e
+		x.unlock()
+		x.unlock = nil
+	}
+	return errs
+}
+
+// presenceNext applies a presence to doc: the next document and its
+// stored form.
+func presenceNext(doc shadow.Document, connected bool, reason string, at time.Time, set Settings) (shadow.UpdateAWS, []byte, error) {
 	req := []byte(`{"state":{"reported":{"connected":false}}}`)
 	if connected {
 		req = []byte(`{"state":{"reported":{"connected":true}}}`)
 	}
-	unlock := s.lock(k)
-	defer unlock()
+	res, err := shadow.ApplyAWS(doc, req, at, set.limits())
+	if err != nil {
+		return res, nil, err
+	}
+	if !connected && reason != "" {
+		// The metadata leaf says why, beside when (res.Next shares
+		// nothing with doc).
+		res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
+	}
+	b, err := res.Next.MarshalJSON()
+	if err != nil {
+		return res, nil, fmt.Errorf("encoding shadow: %w", err)
+	}
+	return res, b, nil
+}
+
+// connectedLocked writes a presence under the shadow's writer lock, read
+// again and retried while other writers come first.
+func (s *Service) connectedLocked(ctx context.Context, k shadow.Key, d deviceInfo, set Settings, connected bool, reason string, at time.Time) error {
 	for range maxAttempts {
 		doc, prev, live, err := s.current(ctx, k, at)
 		if err != nil {
 			return err
 		}
-		if read != nil {
-			read(doc, live)
-			read = nil
-		}
 		if v, ok := doc.Reported["connected"].(bool); live && ok && v == connected {
 			return nil // already so: no new version
 		}
-		res, err := shadow.ApplyAWS(doc, req, at, set.limits())
+		res, b, err := presenceNext(doc, connected, reason, at, set)
 		if err != nil {
-			return fmt.Errorf("presence in shadow of %s/%s: %w", pk, dn, err)
+			return fmt.Errorf("presence in shadow of %s/%s: %w", k.ProductKey, k.DeviceName, err)
 		}
-		if !connected && reason != "" {
-			// The metadata leaf says why, beside when (res.Next shares
-			// nothing with doc).
-			res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
-		}
-		_, err = s.put(ctx, k, prev, res.Next, nil, at, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, b, at, set.History)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -633,5 +787,5 @@ func (s *Service) setConnected(ctx context.Context, pk, dn string, connected boo
 			Created: !live, Source: "presence", Reason: reason, Delta: res.Delta, Documents: res.Documents, At: at})
 		return nil
 	}
-	return fmt.Errorf("presence in shadow of %s/%s: %w", pk, dn, shadow.ErrStale)
+	return fmt.Errorf("presence in shadow of %s/%s: %w", k.ProductKey, k.DeviceName, shadow.ErrStale)
 }

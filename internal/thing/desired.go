@@ -23,6 +23,14 @@ type DesiredRegistry interface {
 	MarkDesiredDelivered(ctx context.Context, pk, dn string, versions map[string]int64) error
 }
 
+// undeliveredKnower is what a DesiredRegistry may know besides (the
+// registry does): MaybeUndeliveredDesired is false when a device is known
+// to hold no desired value it has not acknowledged, so that its session
+// start reads nothing.
+type undeliveredKnower interface {
+	MaybeUndeliveredDesired(ctx context.Context, pk, dn string) bool
+}
+
 // Desired serves devices' desired property values: the device reads them
 // (thing.property.desired.get) and clears what it applied
 // (thing.property.desired.delete); values it has not acknowledged are
@@ -121,8 +129,12 @@ func (d *Desired) pushWaiting() {
 	d.order = nil
 	clear(d.waiting)
 	d.cmu.Unlock()
+	ctx := context.Background()
+	k, knows := d.reg.(undeliveredKnower)
 	for _, dev := range devs {
-		d.Push(context.Background(), dev[0], dev[1])
+		if !knows || k.MaybeUndeliveredDesired(ctx, dev[0], dev[1]) {
+			d.Push(ctx, dev[0], dev[1])
+		}
 	}
 }
 

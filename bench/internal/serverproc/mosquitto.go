@@ -17,6 +17,13 @@ import (
 // shared one. It is killed when tb ends; tb is skipped without the binary.
 func Mosquitto(tb testing.TB) (*exec.Cmd, string) {
 	tb.Helper()
+	return MosquittoConf(tb, "allow_anonymous true\n")
+}
+
+// MosquittoConf is Mosquitto with auth (its authentication lines, say:
+// "allow_anonymous false\npassword_file …\n") after the listener.
+func MosquittoConf(tb testing.TB, auth string) (*exec.Cmd, string) {
+	tb.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		tb.Skip("no mosquitto binary")
@@ -29,7 +36,7 @@ func Mosquitto(tb testing.TB) (*exec.Cmd, string) {
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(tb.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\n"+auth+"persistence false\nlog_dest none\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", conf)

@@ -7,6 +7,7 @@ package serverproc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -228,4 +229,44 @@ func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
 	return Memory{RSS: float64(p.RSS(tb)), Heap: m["go_memstats_heap_alloc_bytes"],
 		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
 		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]}
+}
+
+// CPUTime is the CPU time (user + system) process pid has used so far.
+func CPUTime(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command (in parentheses, which may hold spaces):
+	// state is the 3rd field; utime and stime are the 14th and 15th.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// Quiet waits until process pid has used under a tenth of a core for
+// half a second (its background work, such as the presence writes of
+// sessions just connected, is done), at most a minute, and returns its CPU
+// time then.
+func Quiet(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	const step = 250 * time.Millisecond
+	deadline := time.Now().Add(time.Minute)
+	prev, calm := CPUTime(tb, pid), 0
+	for calm < 2 && time.Now().Before(deadline) {
+		time.Sleep(step)
+		cur := CPUTime(tb, pid)
+		if cur-prev < step/10 {
+			calm++
+		} else {
+			calm = 0
+		}
+		prev = cur
+	}
+	if calm < 2 {
+		tb.Logf("process %d still busy after a minute", pid)
+	}
+	return prev
 }

@@ -31,7 +31,23 @@ type CodeStore interface {
 	PutGrant(ctx context.Context, hash, from, to string, created time.Time) error
 	// GetGrant answers a grant's accounts; ErrNotFound for an unknown one.
 	GetGrant(ctx context.Context, hash string) (from, to string, err error)
+	// Grants lists the grants into account to, oldest first.
+	Grants(ctx context.Context, to string) ([]GrantInfo, error)
+	// DeleteGrant deletes a grant; ErrNotFound for an unknown one.
+	DeleteGrant(ctx context.Context, hash string) error
 }
+
+// GrantInfo describes a grant to the account it lets import into; the
+// grant itself is never shown again.
+type GrantInfo struct {
+	ID          string    `json:"id" doc:"the SHA-256 (hex) of the grant: revoke it by this id"`
+	FromAccount string    `json:"fromAccount" doc:"the account whose jobs may import into this one"`
+	Created     time.Time `json:"created"`
+}
+
+// grantRecheck is how long a grant read from the store is believed before
+// it is read again: another node may have revoked it.
+const grantRecheck = 30 * time.Second
 
 // Codes are a destination's cross-account authorisation codes and the
 // grants they are exchanged for. The destination account issues a code
@@ -39,7 +55,9 @@ type CodeStore interface {
 // credential (an account here), exchanges it once for a grant that lets
 // that account import into the destination account for the rest of the
 // job. Both are kept in the store (hashed), so a destination restart does
-// not fail a running job; grants, which never change, are cached.
+// not fail a running job. A grant ends when the job's instance releases it
+// (the job ended) or the destination account revokes it; grants are cached
+// for grantRecheck.
 type Codes struct {
 	store CodeStore
 	now   func() time.Time
@@ -48,7 +66,10 @@ type Codes struct {
 	grants map[string]grant // by hash; guarded by mu
 }
 
-type grant struct{ from, to string }
+type grant struct {
+	from, to string
+	read     time.Time // when it was read from the store
+}
 
 // AuthCode is an issued code.
 type AuthCode struct {
@@ -136,7 +157,7 @@ func (c *Codes) Authorize(ctx context.Context, p registry.Principal, in Authoriz
 		return Grant{}, fmt.Errorf("storing grant: %w", err)
 	}
 	c.mu.Lock()
-	c.grants[h] = grant{from: p.AccountID, to: in.TargetAccountID}
+	c.grants[h] = grant{from: p.AccountID, to: in.TargetAccountID, read: c.now()}
 	c.mu.Unlock()
 	return Grant{Grant: g}, nil
 }
@@ -151,25 +172,109 @@ func (c *Codes) account(ctx context.Context, p registry.Principal, g string) (st
 	if c == nil || len(g) > maxCodeLen {
 		return "", unknown
 	}
-	h := hashOf(g)
-	c.mu.Lock()
-	gr, ok := c.grants[h]
-	c.mu.Unlock()
-	if !ok {
-		from, to, err := c.store.GetGrant(ctx, h)
-		if errors.Is(err, ErrNotFound) {
-			return "", unknown
-		}
-		if err != nil {
-			return "", fmt.Errorf("reading grant: %w", err)
-		}
-		gr = grant{from: from, to: to}
-		c.mu.Lock()
-		c.grants[h] = gr
-		c.mu.Unlock()
+	gr, err := c.lookup(ctx, hashOf(g))
+	if errors.Is(err, ErrNotFound) {
+		return "", unknown
+	}
+	if err != nil {
+		return "", err
 	}
 	if gr.from != p.AccountID {
 		return "", unknown
 	}
 	return gr.to, nil
+}
+
+// lookup reads a grant by hash, from the cache while it is fresh.
+func (c *Codes) lookup(ctx context.Context, h string) (grant, error) {
+	now := c.now()
+	c.mu.Lock()
+	gr, ok := c.grants[h]
+	c.mu.Unlock()
+	if ok && now.Sub(gr.read) < grantRecheck {
+		return gr, nil
+	}
+	from, to, err := c.store.GetGrant(ctx, h)
+	if errors.Is(err, ErrNotFound) {
+		c.forget(h)
+		return grant{}, err
+	}
+	if err != nil {
+		return grant{}, fmt.Errorf("reading grant: %w", err)
+	}
+	gr = grant{from: from, to: to, read: now}
+	c.mu.Lock()
+	c.grants[h] = gr
+	c.mu.Unlock()
+	return gr, nil
+}
+
+func (c *Codes) forget(h string) {
+	c.mu.Lock()
+	delete(c.grants, h)
+	c.mu.Unlock()
+}
+
+// Release ends a grant of the caller's account (admins): its job is over.
+// An unknown grant, or another account's, is ErrInvalid.
+func (c *Codes) Release(ctx context.Context, p registry.Principal, in Grant) error {
+	if !p.Role.Allows(registry.RoleAdmin) {
+		return fmt.Errorf("releasing grants needs an admin key: %w", registry.ErrForbidden)
+	}
+	unknown := fmt.Errorf("grant: %w: unknown", ErrInvalid)
+	if in.Grant == "" || len(in.Grant) > maxCodeLen {
+		return unknown
+	}
+	h := hashOf(in.Grant)
+	gr, err := c.lookup(ctx, h)
+	if errors.Is(err, ErrNotFound) || err == nil && gr.from != p.AccountID {
+		return unknown
+	}
+	if err != nil {
+		return err
+	}
+	return c.delete(ctx, h)
+}
+
+// Grants lists the grants letting other accounts import into the
+// caller's (admins).
+func (c *Codes) Grants(ctx context.Context, p registry.Principal) ([]GrantInfo, error) {
+	if !p.Role.Allows(registry.RoleAdmin) {
+		return nil, fmt.Errorf("listing grants needs an admin key: %w", registry.ErrForbidden)
+	}
+	gs, err := c.store.Grants(ctx, p.AccountID)
+	if err != nil {
+		return nil, fmt.Errorf("listing grants: %w", err)
+	}
+	return gs, nil
+}
+
+// Revoke ends a grant into the caller's account by its id (admins): the
+// job holding it fails its next imports. Another account's grant, or an
+// unknown id, is ErrNotFound.
+func (c *Codes) Revoke(ctx context.Context, p registry.Principal, id string) error {
+	if !p.Role.Allows(registry.RoleAdmin) {
+		return fmt.Errorf("revoking grants needs an admin key: %w", registry.ErrForbidden)
+	}
+	unknown := fmt.Errorf("grant %.64q: %w", id, ErrNotFound)
+	if len(id) != sha256.Size*2 {
+		return unknown
+	}
+	_, to, err := c.store.GetGrant(ctx, id)
+	if errors.Is(err, ErrNotFound) || err == nil && to != p.AccountID {
+		return unknown
+	}
+	if err != nil {
+		return fmt.Errorf("reading grant: %w", err)
+	}
+	return c.delete(ctx, id)
+}
+
+func (c *Codes) delete(ctx context.Context, h string) error {
+	c.forget(h)
+	if err := c.store.DeleteGrant(ctx, h); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("deleting grant: %w", err)
+	}
+	c.forget(h) // a look-up racing the delete may have cached it again
+	return nil
 }

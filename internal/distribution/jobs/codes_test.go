@@ -123,3 +123,100 @@ func TestCodes(t *testing.T) {
 		t.Fatalf("an expired code: %v", err)
 	}
 }
+
+// TestGrantEnds: a grant ends when its job's account releases it or the
+// destination account revokes it; after either, imports carrying it are
+// refused, on this node at once and on another (its own Codes over the
+// same store) once it reads the grant again. Only the granting account
+// releases, only the destination account lists and revokes.
+func TestGrantEnds(t *testing.T) {
+	ctx := context.Background()
+	st := openCodeStore(t, filepath.Join(t.TempDir(), "corral.db"))
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	c, other := jobs.NewCodes(st, clock), jobs.NewCodes(st, clock)
+	a := registry.Principal{AccountID: "acc-a", Role: registry.RoleAdmin}
+	b := registry.Principal{AccountID: "acc-b", Role: registry.RoleAdmin}
+	grant := func() jobs.Grant {
+		t.Helper()
+		code, err := c.Issue(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := c.Authorize(ctx, a, jobs.Authorization{AuthCode: code.AuthCode, TargetAccountID: "acc-b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	imports := func(c *jobs.Codes, g jobs.Grant) error {
+		acc, err := c.AccountOf(ctx, a, g.Grant)
+		if err == nil && acc != "acc-b" {
+			t.Fatalf("the grant imports into %s", acc)
+		}
+		return err
+	}
+	g1, g2 := grant(), grant()
+	for _, cs := range []*jobs.Codes{c, other} {
+		if err := imports(cs, g1); err != nil {
+			t.Fatalf("a fresh grant: %v", err)
+		}
+	}
+
+	gs, err := c.Grants(ctx, b)
+	if err != nil || len(gs) != 2 || gs[0].FromAccount != "acc-a" || len(gs[0].ID) != 64 {
+		t.Fatalf("Grants = %+v, %v", gs, err)
+	}
+	if gs, err := c.Grants(ctx, a); err != nil || len(gs) != 0 {
+		t.Fatalf("the granted account sees %+v, %v", gs, err)
+	}
+	if _, err := c.Grants(ctx, registry.Principal{AccountID: "acc-b", Role: registry.RoleOperator}); !errors.Is(err, registry.ErrForbidden) {
+		t.Fatalf("an operator listed grants: %v", err)
+	}
+
+	// Release: by the granting account only.
+	for _, p := range []registry.Principal{b, {AccountID: "acc-c", Role: registry.RoleAdmin}} {
+		if err := c.Release(ctx, p, g1); !errors.Is(err, jobs.ErrInvalid) {
+			t.Fatalf("%s released another's grant: %v", p.AccountID, err)
+		}
+	}
+	if err := c.Release(ctx, a, g1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Release(ctx, a, g1); !errors.Is(err, jobs.ErrInvalid) {
+		t.Fatalf("released twice: %v", err)
+	}
+	if err := imports(c, g1); err == nil {
+		t.Fatal("a released grant still imports here")
+	}
+	if err := imports(other, g1); err != nil {
+		t.Fatalf("within the re-check time another node still believes it: %v", err)
+	}
+	now = now.Add(time.Minute)
+	if err := imports(other, g1); err == nil {
+		t.Fatal("a released grant still imports on another node after the re-check time")
+	}
+
+	// Revoke: by the destination account, by id.
+	gs, _ = c.Grants(ctx, b)
+	if len(gs) != 1 {
+		t.Fatalf("after the release: %+v", gs)
+	}
+	for _, tc := range []struct {
+		p  registry.Principal
+		id string
+	}{{a, gs[0].ID}, {b, "nope"}, {b, strings.Repeat("0", 64)}} {
+		if err := c.Revoke(ctx, tc.p, tc.id); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("Revoke(%s, %.8s) = %v, want ErrNotFound", tc.p.AccountID, tc.id, err)
+		}
+	}
+	if err := imports(c, g2); err != nil {
+		t.Fatalf("refused revokes ended the grant: %v", err)
+	}
+	if err := c.Revoke(ctx, b, gs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := imports(c, g2); err == nil {
+		t.Fatal("a revoked grant still imports")
+	}
+}

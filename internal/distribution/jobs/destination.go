@@ -55,6 +55,30 @@ func (d Destination) Authorize(ctx context.Context, p registry.Principal, in Aut
 	return d.Codes.Authorize(ctx, p, in)
 }
 
+// Release ends a grant of p's account whose job is over.
+func (d Destination) Release(ctx context.Context, p registry.Principal, in Grant) error {
+	if d.Codes == nil {
+		return fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
+	}
+	return d.Codes.Release(ctx, p, in)
+}
+
+// Grants lists the grants into p's account.
+func (d Destination) Grants(ctx context.Context, p registry.Principal) ([]GrantInfo, error) {
+	if d.Codes == nil {
+		return nil, fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
+	}
+	return d.Codes.Grants(ctx, p)
+}
+
+// Revoke ends a grant into p's account.
+func (d Destination) Revoke(ctx context.Context, p registry.Principal, id string) error {
+	if d.Codes == nil {
+		return fmt.Errorf("cross-account distribution is off here: %w", registry.ErrNotFound)
+	}
+	return d.Codes.Revoke(ctx, p, id)
+}
+
 // PublicKey answers the transit key.
 func (d Destination) PublicKey() TransitKey {
 	return TransitKey{InstanceID: d.Self, PublicKey: d.Key.Public()}

@@ -264,6 +264,11 @@ func TestE2ECrossAccount(t *testing.T) {
 	if job.Moved != 1 {
 		t.Fatalf("job = %+v", job)
 	}
+	// The job released its grant as it ended: the target account holds
+	// none, and the grant imports nothing more.
+	if r := sg.Do(b.Token, "GET", "/v1/distribution/grants", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"grants":[]`) {
+		t.Fatalf("grants after the job: %d %s", r.Status, r.Body)
+	}
 	if r := sg.Do(b.Token, "GET", "/v1/products/"+p.ProductKey+"/devices/"+d.DeviceName, nil); r.Status != 200 {
 		t.Fatalf("the device is not in the target account: %d %s", r.Status, r.Body)
 	}

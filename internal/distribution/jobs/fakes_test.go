@@ -37,6 +37,7 @@ type world struct {
 	products    map[string]int               // instance → ImportProduct calls
 	conflict    map[string]bool              // device names the destination refuses with a conflict
 	codes       map[string]string            // target account → the code it issued
+	released    []string                     // grants released, in order
 	block       chan struct{}                // non-nil: ImportDevice waits on it (or ctx) after blockAfter imports
 	blockAfter  int
 	events      []string
@@ -107,6 +108,13 @@ func (w *world) Authorize(_ context.Context, t jobs.Target) (string, error) {
 		return "", errors.New("authorisation code refused")
 	}
 	return "grant-" + t.AuthCode, nil
+}
+
+func (w *world) Release(_ context.Context, t jobs.Target) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.released = append(w.released, t.AuthCode)
+	return nil
 }
 
 func (w *world) PublicKey(_ context.Context, t jobs.Target) ([]byte, error) {

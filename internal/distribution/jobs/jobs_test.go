@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,13 @@ func TestCreateRefusals(t *testing.T) {
 		t.Fatalf("cross-account with a valid code: %v", err)
 	}
 	wait(t, s, j.JobID)
+	// Its grant served this job only: released once the job is done.
+	w.mu.Lock()
+	released := slices.Clone(w.released)
+	w.mu.Unlock()
+	if len(released) != 1 || released[0] != "grant-good-code" {
+		t.Fatalf("grants released: %q, want the job's one", released)
+	}
 }
 
 func TestOpenJobLimitAndDevicesInOpenJobs(t *testing.T) {

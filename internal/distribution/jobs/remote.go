@@ -111,6 +111,11 @@ func (r HTTPRemote) Authorize(ctx context.Context, t Target) (string, error) {
 	return g.Grant, nil
 }
 
+// Release implements Remote.
+func (r HTTPRemote) Release(ctx context.Context, t Target) error {
+	return r.do(ctx, t, "POST", "/v1/distribution/authorizations:release", Grant{Grant: t.AuthCode}, nil)
+}
+
 // PublicKey implements Remote.
 func (r HTTPRemote) PublicKey(ctx context.Context, t Target) ([]byte, error) {
 	var k TransitKey

@@ -66,6 +66,8 @@ type Remote interface {
 	// destination for the grant the job's imports carry (Target.AuthCode
 	// from then on), before the job is created.
 	Authorize(ctx context.Context, t Target) (string, error)
+	// Release ends the grant (Target.AuthCode) once the job is over.
+	Release(ctx context.Context, t Target) error
 	// PublicKey is the destination's transit public key.
 	PublicKey(ctx context.Context, t Target) ([]byte, error)
 	ImportProduct(ctx context.Context, t Target, p Product) error
@@ -467,6 +469,14 @@ func (s *Service) finish(ctx context.Context, j Job, st Status, code int, itemMs
 			if err := s.o.Store.PutJobItem(ctx, it); err != nil {
 				return err
 			}
+		}
+	}
+	if j.TargetAccountID != "" && j.AuthCode != "" {
+		// The grant imported into another account for this job only,
+		// and every device is finished now. Failing to release it fails
+		// nothing here: the destination account can still revoke it.
+		if err := s.o.Remote.Release(ctx, s.target(j, j.TargetInstanceID)); err != nil {
+			s.log.Warn("distribution job: releasing the cross-account grant", "jobId", j.JobID, "instance", j.TargetInstanceID, "err", err)
 		}
 	}
 	j.Status, j.Message, j.GmtModified = st, jobMsg, s.now()

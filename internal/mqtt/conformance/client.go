@@ -317,8 +317,14 @@ func (cl *client) pub(topic string, qos byte, payload string) {
 // PUBCOMP for the PUBREL, which may come after later messages).
 func (cl *client) next() *packet.Publish {
 	cl.c.Helper()
+	return cl.nextWithin(waitFor)
+}
+
+// nextWithin is next waiting up to d for each packet.
+func (cl *client) nextWithin(d time.Duration) *packet.Publish {
+	cl.c.Helper()
 	for {
-		pk, err := cl.read(waitFor)
+		pk, err := cl.read(d)
 		if err != nil {
 			cl.c.Fatalf("waiting for a PUBLISH: %v", err)
 		}
@@ -349,7 +355,13 @@ func (cl *client) nextRaw() *packet.Publish {
 // payload and QoS.
 func (cl *client) want(topic string, qos byte, payload string) *packet.Publish {
 	cl.c.Helper()
-	p := cl.next()
+	return cl.wantWithin(waitFor, topic, qos, payload)
+}
+
+// wantWithin is want waiting up to d.
+func (cl *client) wantWithin(d time.Duration, topic string, qos byte, payload string) *packet.Publish {
+	cl.c.Helper()
+	p := cl.nextWithin(d)
 	if p.Topic != topic || p.QoS != qos || string(p.Payload) != payload {
 		cl.c.Fatalf("got PUBLISH %q qos %d %q, want %q qos %d %q", p.Topic, p.QoS, p.Payload, topic, qos, payload)
 	}

@@ -52,6 +52,9 @@ func mosquitto() conformance.Target {
 			// It grants No Local on a shared subscription, a protocol
 			// error by [MQTT-3.8.3-4].
 			"v5/malformed/subscribe_no_local_on_shared": "grants No Local on a shared subscription",
+			// It resends a resumed session's whole in-flight window
+			// (measured: 4 with a new Receive Maximum of 2, MQTT 5 4.9).
+			"v5/flow_control/resend_within_new_receive_maximum": "resends the whole in-flight window past a smaller Receive Maximum",
 			// Reason strings are optional; Mosquitto sends none.
 			"v5/refusals/reason_string": "sends no reason strings",
 		},

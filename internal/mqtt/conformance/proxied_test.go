@@ -25,7 +25,8 @@ const refusedFilter = "corral-refused/#"
 // refusals answered with their DISCONNECT, keep alive at 1.5×, DISCONNECT
 // 0x8E on takeover, its Receive Maximum enforced, SUBACK 0x8F for invalid
 // filters and a refused filter, a maximum packet size advertised and
-// enforced, reason strings on DISCONNECTs.
+// enforced, reason strings on DISCONNECTs, the client's Receive Maximum
+// kept by the resends of a resumed session.
 func repaired() mode {
 	const maxPacket = 4096
 	return mode{
@@ -44,6 +45,10 @@ func repaired() mode {
 				}
 			case *packet.Pubrel:
 				delete(c.held, p.PacketID)
+			case *packet.Puback:
+				c.releaseLocked(p.PacketID)
+			case *packet.Pubcomp:
+				c.releaseLocked(p.PacketID)
 			case *packet.Subscribe:
 				codes := make([]byte, len(p.Subscriptions))
 				for i, s := range p.Subscriptions {
@@ -65,6 +70,16 @@ func repaired() mode {
 		},
 		toClient: func(c *conn, p packet.Packet) packet.Packet {
 			switch p := p.(type) {
+			case *packet.Publish:
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				if c.crm > 0 && (len(c.pend) > 0 || (p.QoS > 0 && len(c.out) >= int(c.crm))) {
+					c.pend = append(c.pend, p)
+					return nil
+				}
+				if p.QoS > 0 {
+					c.out[p.PacketID] = true
+				}
 			case *packet.Connack:
 				if c.v == packet.V5 {
 					p.Properties.MaximumPacketSize = maxPacket
@@ -86,6 +101,23 @@ func repaired() mode {
 			}
 			return p
 		},
+	}
+}
+
+// releaseLocked frees the client's quota of an acknowledged id and writes
+// the PUBLISHes held for it. Requires c.mu.
+func (c *conn) releaseLocked(id uint16) {
+	delete(c.out, id)
+	for len(c.pend) > 0 {
+		p := c.pend[0].(*packet.Publish)
+		if p.QoS > 0 && len(c.out) >= int(c.crm) {
+			return
+		}
+		c.pend = c.pend[1:]
+		if p.QoS > 0 {
+			c.out[p.PacketID] = true
+		}
+		c.write(p)
 	}
 }
 
@@ -172,7 +204,8 @@ var broken = map[string]struct {
 			return nil
 		}
 		return p
-	}}, []string{"v3/keepalive/closed_and_will_published", "v5/will/message_with_properties", "v5/will/delay"}},
+	}}, []string{"v3/keepalive/closed_and_will_published", "v5/will/message_with_properties", "v5/will/delay",
+		"v5/session/expiry_while_running_publishes_delayed_will"}},
 	// corral: the assigned client id does not name the session.
 	"session_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
 		if p, ok := p.(*packet.Connack); ok {
@@ -215,6 +248,32 @@ var broken = map[string]struct {
 		}
 		return p
 	}}, []string{"v5/expiry/counts_down_and_expires"}},
+	// Mosquitto as it is: a resumed session's whole window resent.
+	"resend_past_receive_maximum": {mode{}, []string{"v5/flow_control/resend_within_new_receive_maximum"}},
+	"auth_method_accepted": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Connack); ok && p.ReasonCode == packet.BadAuthenticationMethod {
+			p.ReasonCode = packet.Success
+		}
+		return p
+	}}, []string{"v5/auth/unsupported_method_connack_0x8c"}},
+	"auth_ignored": {mode{toServer: func(c *conn, p packet.Packet) (packet.Packet, bool, packet.Packet) {
+		if _, ok := p.(*packet.Auth); ok {
+			return nil, false, nil
+		}
+		return p, false, nil
+	}}, []string{"v5/auth/auth_packet_without_method_protocol_error"}},
+	"qos0_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && p.QoS == 0 {
+			return nil
+		}
+		return p
+	}}, []string{"v5/flow_control/order_per_qos_with_window_full"}},
+	"resends_lost": {mode{toClient: func(c *conn, p packet.Packet) packet.Packet {
+		if p, ok := p.(*packet.Publish); ok && p.Dup {
+			return nil
+		}
+		return p
+	}}, []string{"v5/session/takeover_keeps_inflight_and_queued", "v3/session/takeover_keeps_inflight_and_queued"}},
 	"malformed_accepted": {mode{swallowBad: true}, []string{"v3/malformed/publish_qos_3", "v5/malformed/publish_topic_alias_0", "v5/malformed/remaining_length_5_bytes"}},
 }
 

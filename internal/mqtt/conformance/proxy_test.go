@@ -68,6 +68,9 @@ type conn struct {
 	takenOver bool
 	n         int               // PUBLISHes to the client so far
 	rm        uint16            // the broker's Receive Maximum
+	crm       uint16            // the client's Receive Maximum (0: none)
+	out       map[uint16]bool   // QoS 1 and 2 ids written to the client and not acknowledged
+	pend      []packet.Packet   // PUBLISHes held for the client's Receive Maximum, in order
 	held      map[uint16]bool   // QoS 2 ids the client has not released
 	recs      map[uint16]int    // PUBRECs the broker sent per id
 	subs      map[uint16][]byte // SUBSCRIBE id → refused positions' codes (0: as the broker says)
@@ -189,6 +192,7 @@ func (p *proxy) serve(cc net.Conn) {
 		return
 	}
 	c.v, c.ka, c.id = connect.Version, connect.KeepAlive, connect.ClientID
+	c.crm, c.out = connect.Properties.ReceiveMaximum, map[uint16]bool{}
 	sc, err := net.Dial("tcp", p.upstream)
 	if err != nil {
 		cc.Close()

@@ -21,6 +21,7 @@ func cases() []testCase {
 	all = append(all, v3Cases()...)
 	all = append(all, pahoCases()...)
 	all = append(all, v5Cases()...)
+	all = append(all, sessionCases()...)
 	return all
 }
 

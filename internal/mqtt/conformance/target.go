@@ -73,5 +73,7 @@ type Features struct {
 // how long it listens to conclude that nothing comes.
 const (
 	waitFor = 5 * time.Second
-	quiet   = 300 * time.Millisecond
+	// lateWill is how long a delayed will may take after its silence was checked.
+	lateWill = 15 * time.Second
+	quiet    = 300 * time.Millisecond
 )

@@ -60,6 +60,10 @@ type conn struct {
 	aborted   bool // endReason was set by abort
 	will      *packet.Will
 	aliasOut  map[string]uint16
+	// startWait, made by a takeover of a connection not yet started, is
+	// closed once it is: the new connection reports this one's end only
+	// then, so that hooks never see a connection end before it started.
+	startWait chan struct{}
 }
 
 // Read and ReadByte let packet.Read read the connection without a buffer.
@@ -117,6 +121,9 @@ func (c *conn) kickLocked() {
 
 // sendable says whether the queue's head can be written now. Requires mu.
 func (s *session) sendable(c *conn) bool {
+	if s.unsent > 0 {
+		return len(s.inflight)-int(s.unsent) < c.window
+	}
 	if s.queued() == 0 {
 		return false
 	}
@@ -217,6 +224,7 @@ func (c *conn) flush() {
 // fillLocked encodes queued messages into buf while the window allows, and
 // moves QoS 1 and 2 ones into the in-flight window. Requires mu.
 func (s *session) fillLocked(c *conn, buf []byte, now time.Time, drops []DropReason) ([]byte, []DropReason) {
+	buf = s.resendUnsentLocked(c, buf, now)
 	for s.queued() > 0 && len(buf) < maxBatch {
 		d := s.queue[s.qhead]
 		rem, has, ok := d.msg.remaining(now)
@@ -292,19 +300,52 @@ func publishOf(d *delivery, rem uint32, hasExpiry bool) *packet.Publish {
 
 // resendLocked queues, after the CONNACK, the in-flight window of a resumed
 // session in its original order: PUBLISH with DUP for those not yet
-// acknowledged, PUBREL for those awaiting PUBCOMP. Requires mu.
+// acknowledged, PUBREL for those awaiting PUBCOMP. The new connection's
+// Receive Maximum may be smaller than the window: the PUBLISHes past it
+// are marked unsent and resent (same id, DUP) as acknowledgements return
+// quota, before any queued message. Requires mu.
 func (s *session) resendLocked(c *conn, now time.Time) {
+	s.unsent = 0
 	for i := range s.inflight {
 		o := &s.inflight[i]
+		o.unsent = false
 		if o.rel {
 			c.appendCtrlLocked(&packet.Pubrel{Ack: packet.Ack{PacketID: o.id}})
 			continue
 		}
-		rem, has, _ := o.d.msg.remaining(now)
-		p := publishOf(&o.d, rem, has)
-		p.PacketID, p.Dup = o.id, true
-		c.appendCtrlLocked(p)
+		if i >= c.window {
+			o.unsent = true
+			s.unsent++
+			continue
+		}
+		c.appendCtrlLocked(dupOf(o, now))
 	}
+}
+
+// resendUnsentLocked encodes into buf the unsent in-flight PUBLISHes the
+// window has room for, in order. Requires mu.
+func (s *session) resendUnsentLocked(c *conn, buf []byte, now time.Time) []byte {
+	for i := 0; s.unsent > 0 && i < len(s.inflight) && len(s.inflight)-int(s.unsent) < c.window; i++ {
+		o := &s.inflight[i]
+		if !o.unsent {
+			continue
+		}
+		o.unsent = false
+		s.unsent--
+		var err error
+		if buf, err = dupOf(o, now).Append(buf, c.version); err != nil {
+			c.srv.log.Error("mqtt engine: encoding a resent PUBLISH", "err", err)
+		}
+	}
+	return buf
+}
+
+// dupOf is the resend of an in-flight PUBLISH: its id, DUP set.
+func dupOf(o *outbound, now time.Time) *packet.Publish {
+	rem, has, _ := o.d.msg.remaining(now)
+	p := publishOf(&o.d, rem, has)
+	p.PacketID, p.Dup = o.id, true
+	return p
 }
 
 // readLoop reads and handles packets until the connection ends, and says
@@ -442,6 +483,10 @@ func (c *conn) onAck(t packet.Type, id uint16, code packet.ReasonCode) {
 			return
 		case code < 0x80:
 			s.inflight[k].rel = true
+			if s.inflight[k].unsent { // received on an earlier connection
+				s.inflight[k].unsent = false
+				s.unsent--
+			}
 			if d := &s.inflight[k].d; d.seq != 0 {
 				c.srv.dur.transition(s.id, d, persist.Received, id)
 			}

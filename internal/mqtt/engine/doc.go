@@ -25,6 +25,27 @@
 // short-lived writer goroutine flushes both and exits when they are empty,
 // so an idle parked connection holds no buffer and no goroutine.
 //
+// Sessions. A takeover ends the connection the session had (MQTT 5:
+// DISCONNECT 0x8E); when that connection's own CONNECT is still being
+// served, its end is reported (SessionEnded) only after its SessionStarted,
+// so hooks see every connection start, then end, once. An offline session
+// with an expiry has a timer (the runtime's heap, no sweep) that ends it
+// then: its will goes if still delayed (a will delay longer than the
+// expiry ends at the expiry), its queue, subscriptions and stored records
+// go, and a reconnection gets session present 0. Rights: MayReceive is
+// asked when a message is routed; a new connection resuming a session has
+// its queue and in-flight window checked again for its own client before
+// anything is written (refusals dropped as DropNotAuthorized), since the
+// embedder authenticates it with the rights it has now; while a connection
+// lives, the embedder Kicks it when its rights change. Order: the queue is
+// written in order, a QoS 0 message behind a QoS 1 or 2 one waits for the
+// Receive Maximum window too (never reordered within a QoS, MQTT 5 4.6);
+// a resumed session's in-flight window is resent (same ids, DUP) within
+// the new connection's Receive Maximum, the rest as acks return quota.
+// Enhanced authentication is not supported: a CONNECT with an
+// Authentication Method is answered CONNACK 0x8C, an AUTH packet is a
+// protocol error.
+//
 // Durable sessions (issue 13 item 4, durable.go). Without Options.Store
 // sessions live in memory only. With a store (internal/mqtt/persist), a
 // persistent session (3.1.1 clean session 0, MQTT 5 session expiry > 0) is
@@ -43,7 +64,8 @@
 // the connection closed under 3.1.1). So a PUBACK means the message is
 // durable for every persistent subscriber it reached; publishers wait for
 // their own writes only, and concurrent ones share the adapter's group
-// commits. The copies are queued in memory at once, so a subscriber online
+// commits. A connection has one such write outstanding at a time (its
+// reader waits for it before reading the next packet): no pipelining. The copies are queued in memory at once, so a subscriber online
 // may get a message before it is durable. Transitions (sent with a packet
 // id, PUBREC received, done: acked, expired or too large) and released
 // QoS 2 ids go to a flusher goroutine that writes whatever is pending as

@@ -555,3 +555,51 @@ func TestDurableDiscardFromHandler(t *testing.T) {
 	publishAcked(t, n.address(), packet.V5, "revoke", "now")
 	eventually(t, "b discarded", func() bool { _, ok := s.SessionByID("b"); return !ok })
 }
+
+// TestDurableExpiryWhileRunning: a stored session whose expiry passes while
+// the server runs ends then: its will (delayed longer than the expiry)
+// goes out, its record and queued copies are deleted from the store, and
+// neither a reconnection nor a restart finds it.
+func TestDurableExpiryWhileRunning(t *testing.T) {
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			store := st.open(t)
+			n := startNode(t, Options{Store: store})
+			w := watcher(t, n.address(), "dxw")
+			cp := withWill(conn5("dx", false), "dxw", 60)
+			one := uint32(1)
+			cp.Properties.SessionExpiry = &one
+			c, _ := mustConnect(t, n.address(), cp)
+			c.subscribe(1, nil, packet.Subscription{Filter: "dx/#", QoS: 1})
+			c.c.Close()
+			eventually(t, "offline", func() bool { return !n.s.Connected("dx") })
+			publishAcked(t, n.address(), packet.V5, "dx/1", "queued")
+			stored := func() (found bool) {
+				err := store.Load(context.Background(), func(l persist.Loaded) error {
+					found = found || l.Session.ClientID == "dx"
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return found
+			}
+			if !stored() {
+				t.Fatal("persistent session not stored")
+			}
+			w.recvPublish() // the will, at the expiry
+			eventually(t, "session deleted from the store", func() bool { return !stored() })
+			if _, ok := n.s.SessionByID("dx"); ok {
+				t.Fatal("expired session still live")
+			}
+			if err := n.restart(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			c, ack := mustConnect(t, n.address(), persistentConnect(packet.V5, "dx"))
+			if ack.SessionPresent {
+				t.Fatal("expired session present after a restart")
+			}
+			c.silent(200 * time.Millisecond)
+		})
+	}
+}

@@ -79,7 +79,12 @@ type Hooks interface {
 	// under 3.1.1.
 	MayPublish(c *Client, topic string) bool
 	// MayReceive says whether c may be delivered a message on topic; asked
-	// at every delivery, retained ones included.
+	// at every delivery when the message is routed, retained ones included,
+	// and again for every message queued or in flight when a new
+	// connection resumes the session (its rights may differ). It is not
+	// asked when a queued message is written: an embedder whose rights for
+	// a live connection change kicks it (Kick) or drops its session
+	// (Discard).
 	MayReceive(c *Client, topic string) bool
 	// SessionStarted is called once a connection's CONNACK is queued and
 	// before it is written, so that what the hook sets up (subscriptions,

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,63 @@ func TestConnInfoTLS(t *testing.T) {
 		t.Fatalf("TLS state %+v", info.TLS)
 	}
 	tc.Close()
+}
+
+// roleHooks: a client authenticated as "revoked" may not receive secret/#.
+type roleHooks struct{ AllowAll }
+
+func (roleHooks) Authenticate(_ context.Context, _ ConnInfo, c *packet.Connect) (any, packet.ReasonCode, string) {
+	return c.Username, packet.Success, ""
+}
+
+func (roleHooks) MayReceive(c *Client, topic string) bool {
+	return c.Value != "revoked" || !strings.HasPrefix(topic, "secret/")
+}
+
+// TestRightsRecheckedOnResume: what was queued or left in flight for a
+// persistent session under its previous client's rights is not written to
+// a new connection that may not receive it (queued and in-flight alike,
+// each counted), and the rest still is, in order.
+func TestRightsRecheckedOnResume(t *testing.T) {
+	srv, addr := start(t, Options{Hooks: roleHooks{}})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			id := "rr-" + ver.name
+			before := srv.Stats().Drops[DropNotAuthorized]
+			cp := persistent(ver.v, id)
+			cp.UsernameFlag, cp.Username = true, "ok"
+			c, _ := mustConnect(t, addr, cp)
+			c.subscribe(1, nil, packet.Subscription{Filter: "secret/#", QoS: 1}, packet.Subscription{Filter: "open/#", QoS: 1})
+			if err := srv.Publish(Message{Topic: "secret/0", QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if p := c.recvPublish(); p.Topic != "secret/0" {
+				t.Fatalf("got %q", p.Topic)
+			}
+			c.c.Close() // secret/0 stays in flight
+			eventually(t, "offline", func() bool { return !srv.Connected(id) })
+			for _, tp := range []string{"open/1", "secret/1", "open/2"} {
+				if err := srv.Publish(Message{Topic: tp, QoS: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cp = persistent(ver.v, id)
+			cp.UsernameFlag, cp.Username = true, "revoked"
+			c, ack := mustConnect(t, addr, cp)
+			if !ack.SessionPresent {
+				t.Fatal("session not present")
+			}
+			for _, want := range []string{"open/1", "open/2"} {
+				p := c.recvPublish()
+				if p.Topic != want {
+					t.Fatalf("got %q, want %q", p.Topic, want)
+				}
+				c.send(&packet.Puback{Ack: packet.Ack{PacketID: p.PacketID}})
+			}
+			c.silent(200 * time.Millisecond)
+			if n := srv.Stats().Drops[DropNotAuthorized] - before; n != 2 {
+				t.Fatalf("%d deliveries counted not authorized, want 2", n)
+			}
+		})
+	}
 }

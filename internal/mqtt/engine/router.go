@@ -75,3 +75,17 @@ func (r *LocalRouter) Route(m *Message) int {
 	}
 	return ms.Len()
 }
+
+// Any reports whether any subscription matches topic.
+func (r *LocalRouter) Any(topic string) bool { return r.ix.Any(topic) }
+
+// Subscribed reports whether a message published on topic now would
+// reach anyone: a client's subscription (shared ones included) or an
+// in-process handler's. True when the router cannot tell (it has no Any
+// method), so a publisher that skips building a payload on false never
+// loses one. A subscription made just after the answer is as if made just
+// after the publish.
+func (s *Server) Subscribed(topic string) bool {
+	a, ok := s.router.(interface{ Any(topic string) bool })
+	return !ok || a.Any(topic)
+}

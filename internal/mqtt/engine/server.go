@@ -146,10 +146,21 @@ func (c *conn) serve() {
 	}
 	s.count.connections.Add(1)
 	s.afterTakeover(pw)
+	if pw.present {
+		s.recheckRights(c)
+	}
+	c.sess.mu.Lock()
+	if c.sess.conn == c {
+		c.sess.resendLocked(c, time.Now())
+	}
+	c.sess.mu.Unlock()
 	s.syncSession(c.client.ID)
 	s.hooks.SessionStarted(c.client, pw.present)
 	c.sess.mu.Lock()
 	c.started = true
+	if c.startWait != nil {
+		close(c.startWait)
+	}
 	c.kickLocked()
 	c.sess.mu.Unlock()
 	c.setKeepAlive()
@@ -183,8 +194,11 @@ func (c *conn) untrack() {
 type takeover struct {
 	present bool
 	oldConn *conn
-	wills   []pendingWill
-	removed string // a discarded session's id, to remove from the router
+	// oldStarted, when not nil, is closed once oldConn's SessionStarted
+	// has returned: its end is reported after that.
+	oldStarted chan struct{}
+	wills      []pendingWill
+	removed    string // a discarded session's id, to remove from the router
 }
 
 // connect reads and answers CONNECT; on success c.sess is set.
@@ -329,6 +343,12 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 		if oc := ss.conn; oc != nil {
 			oc.abortLocked(packet.SessionTakenOver, "another connection took the session over", EndTakeover)
 			t.oldConn = oc
+			if !oc.started {
+				if oc.startWait == nil {
+					oc.startWait = make(chan struct{})
+				}
+				t.oldStarted = oc.startWait
+			}
 			ss.conn = nil
 			// The displaced connection's will goes now unless the new one
 			// resumes the session within the will delay.
@@ -366,9 +386,56 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 	c.sess = ss
 	ack.SessionPresent = t.present
 	c.appendCtrlLocked(ack)
-	ss.resendLocked(c, time.Now())
 	c.kickLocked()
 	return t
+}
+
+// recheckRights drops from a resumed session what its new client may not
+// receive: the queue and the in-flight window (but PUBRELs due) were
+// checked against the rights of the client they were routed to, and a
+// client comes back with the rights it has now (a disabled device, an
+// application key that changed role: the embedder kicks the old
+// connection and authenticates the new one). It runs before the writer
+// starts and before the in-flight window is resent; each refused delivery
+// is counted (DropNotAuthorized).
+func (s *Server) recheckRights(c *conn) {
+	ss := c.sess
+	ss.mu.Lock()
+	if ss.queued() == 0 && len(ss.inflight) == 0 {
+		ss.mu.Unlock()
+		return
+	}
+	var topics []string
+	seen := map[string]bool{}
+	for i := ss.qhead; i < len(ss.queue); i++ {
+		if t := ss.queue[i].msg.Topic; !seen[t] {
+			seen[t] = true
+			topics = append(topics, t)
+		}
+	}
+	for i := range ss.inflight {
+		if t := ss.inflight[i].d.msg.Topic; !ss.inflight[i].rel && !seen[t] {
+			seen[t] = true
+			topics = append(topics, t)
+		}
+	}
+	ss.mu.Unlock()
+	refused := map[string]bool{}
+	for _, t := range topics {
+		if !s.hooks.MayReceive(c.client, t) {
+			refused[t] = true
+		}
+	}
+	if len(refused) == 0 {
+		return
+	}
+	var drops []DropReason
+	ss.mu.Lock()
+	if ss.conn == c {
+		drops = ss.dropRefusedLocked(s, refused, drops)
+	}
+	ss.mu.Unlock()
+	s.reportDrops(ss.id, drops)
 }
 
 // afterTakeover finishes a takeover out of locks: the router forgets a
@@ -377,6 +444,11 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 func (s *Server) afterTakeover(t takeover) {
 	if t.removed != "" {
 		s.router.RemoveClient(t.removed)
+	}
+	if t.oldStarted != nil {
+		// The displaced connection's CONNECT raced this one: its
+		// SessionStarted comes first (it waits for nothing of ours).
+		<-t.oldStarted
 	}
 	if oc := t.oldConn; oc != nil && !oc.endReported.Swap(true) {
 		s.hooks.SessionEnded(oc.client, EndTakeover)
@@ -527,16 +599,28 @@ func (s *Server) Deliver(clientID string, m *Message, sub *subs.Subscriber) {
 	if len(sub.SubIDs) > 0 && client.Version == packet.V5 {
 		d.subIDs = append([]uint32(nil), sub.SubIDs...)
 	}
-	s.enqueue(ss, d)
+	s.enqueue(ss, d, client)
 }
 
-// enqueue queues d to ss and starts its writer.
-func (s *Server) enqueue(ss *session, d delivery) {
+// enqueue queues d to ss and starts its writer. client is the one d was
+// checked for (MayReceive): when a new connection has resumed the session
+// since, d is checked again for the new client, whose rights may differ.
+func (s *Server) enqueue(ss *session, d delivery, client *Client) {
 	var dropBuf [4]DropReason
-	ss.mu.Lock()
-	if ss.ended {
+	for {
+		ss.mu.Lock()
+		if ss.ended {
+			ss.mu.Unlock()
+			return
+		}
+		if ss.client == client {
+			break
+		}
+		client = ss.client
 		ss.mu.Unlock()
-		return
+		if !s.hooks.MayReceive(client, d.msg.Topic) {
+			return
+		}
 	}
 	drops := s.enqueueStoredLocked(ss, d, dropBuf[:0])
 	if c := ss.conn; c != nil {

@@ -31,6 +31,9 @@ type outbound struct {
 	id  uint16
 	d   delivery
 	rel bool // PUBREC received and PUBREL sent: awaiting PUBCOMP
+	// unsent: kept from an earlier connection and not yet resent on this
+	// one, whose Receive Maximum the resends filled.
+	unsent bool
 }
 
 // session is the state of one client id (MQTT 5 4.1): its subscriptions, its
@@ -50,6 +53,7 @@ type session struct {
 	client *Client // the last connection's client
 	expiry uint32  // seconds after disconnection; 0: ends with it
 	nextID uint16
+	unsent uint16 // in-flight entries marked unsent
 	ended  bool
 	// stored: with Options.Store, the session's record is in the store (see
 	// writes). The small fields sit together: a session lives as long as
@@ -142,6 +146,37 @@ func (s *session) evictQoS0Locked() bool {
 	return false
 }
 
+// dropRefusedLocked removes the queued and in-flight deliveries (but those
+// awaiting PUBCOMP) on the refused topics, and appends a drop for each.
+// Requires mu.
+func (s *session) dropRefusedLocked(srv *Server, refused map[string]bool, drops []DropReason) []DropReason {
+	q := s.queue[:s.qhead]
+	for _, d := range s.queue[s.qhead:] {
+		if refused[d.msg.Topic] {
+			s.queueBytes -= d.msg.size()
+			s.doneLocked(srv, &d)
+			drops = append(drops, DropNotAuthorized)
+			continue
+		}
+		q = append(q, d)
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+	if s.qhead == len(s.queue) {
+		s.queue, s.qhead = nil, 0
+	}
+	for i := 0; i < len(s.inflight); {
+		if o := &s.inflight[i]; !o.rel && refused[o.d.msg.Topic] {
+			s.doneLocked(srv, &o.d)
+			s.ackLocked(i)
+			drops = append(drops, DropNotAuthorized)
+			continue
+		}
+		i++
+	}
+	return drops
+}
+
 // popLocked removes the queue's head. Requires mu and a non-empty queue.
 func (s *session) popLocked() {
 	s.queueBytes -= s.queue[s.qhead].msg.size()
@@ -183,6 +218,9 @@ func (s *session) inflightIndex(id uint16) int {
 // ackLocked removes id from the in-flight window, keeping the order of the
 // rest. Requires mu.
 func (s *session) ackLocked(i int) {
+	if s.inflight[i].unsent {
+		s.unsent--
+	}
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 	s.inflight[:len(s.inflight)+1][len(s.inflight)] = outbound{} // the message is not kept alive
 	if len(s.inflight) == 0 {

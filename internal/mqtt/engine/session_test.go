@@ -336,3 +336,52 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatal("the stalled subscriber's overflow was not counted")
 	}
 }
+
+// TestResendWithinReceiveMaximum: a session resumed with a Receive Maximum
+// smaller than its in-flight window is resent only what the new maximum
+// allows (DUP, the same ids, in order), the rest as acknowledgements
+// return quota, then what was queued.
+func TestResendWithinReceiveMaximum(t *testing.T) {
+	s, addr := start(t, Options{})
+	cp := persistent(packet.V5, "rw")
+	cp.Properties.ReceiveMaximum = 4
+	c, _ := mustConnect(t, addr, cp)
+	c.subscribe(1, nil, packet.Subscription{Filter: "rw", QoS: 1})
+	for i := range 6 {
+		if err := s.Publish(Message{Topic: "rw", QoS: 1, Payload: []byte{byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := map[byte]uint16{}
+	for range 4 {
+		p := c.recvPublish()
+		ids[p.Payload[0]] = p.PacketID
+	}
+	c.c.Close()
+	eventually(t, "offline", func() bool { return !s.Connected("rw") })
+
+	cp = persistent(packet.V5, "rw")
+	cp.Properties.ReceiveMaximum = 2
+	c, _ = mustConnect(t, addr, cp)
+	var unacked []*packet.Publish
+	for i := range 6 {
+		if len(unacked) == 2 {
+			c.silent(100 * time.Millisecond) // the window is full
+			c.send(&packet.Puback{Ack: packet.Ack{PacketID: unacked[0].PacketID}})
+			unacked = unacked[1:]
+		}
+		p := c.recvPublish()
+		if p.Payload[0] != byte('0'+i) {
+			t.Fatalf("got %q, want %d", p.Payload, i)
+		}
+		if i < 4 && (!p.Dup || p.PacketID != ids[p.Payload[0]]) {
+			t.Fatalf("resend of %d: DUP %v id %d, want DUP and id %d", i, p.Dup, p.PacketID, ids[p.Payload[0]])
+		}
+		unacked = append(unacked, p)
+	}
+	for _, p := range unacked {
+		c.send(&packet.Puback{Ack: packet.Ack{PacketID: p.PacketID}})
+	}
+	c.silent(100 * time.Millisecond)
+	eventually(t, "nothing in flight", func() bool { in, _ := s.SessionByID("rw"); return in.Inflight == 0 && in.Queued == 0 })
+}

@@ -12,10 +12,11 @@ const (
 	DropOfflineQoS0                     // QoS 0 for an offline session (Options.QueueQoS0Offline off)
 	DropExpired                         // its Message Expiry Interval passed while queued
 	DropTooLarge                        // larger than the client's Maximum Packet Size
+	DropNotAuthorized                   // queued or in flight when the session was resumed by a client that may not receive it
 	numDropReasons
 )
 
-var dropNames = [...]string{"queue_full_qos0", "queue_full", "offline_qos0", "expired", "too_large"}
+var dropNames = [...]string{"queue_full_qos0", "queue_full", "offline_qos0", "expired", "too_large", "not_authorized"}
 
 func (r DropReason) String() string {
 	if r >= 0 && int(r) < len(dropNames) {

@@ -86,17 +86,34 @@ func (ix *Index) Match(topic, publisher string, accept func(clientID string) boo
 	m.merge()
 }
 
+// Any reports whether any subscription matches topic (a valid topic
+// name): a plain one, No Local aside, or a shared group with a member. It
+// is Match's walk stopping at the first hit, for a publisher that would
+// rather not build a payload no one receives.
+func (ix *Index) Any(topic string) bool {
+	w := walker{probe: true}
+	ix.mu.RLock()
+	w.level(&ix.root, topic, strings.HasPrefix(topic, "$"))
+	ix.mu.RUnlock()
+	return w.found
+}
+
 // walker carries one match's state through the recursion without a closure.
 type walker struct {
 	publisher string
 	accept    func(string) bool
 	m         *Matches
+	// probe: only find whether anything matches (Any); found says so.
+	probe, found bool
 }
 
 // level matches the topic levels in t (at least one, possibly empty) below
 // n. system is set at the root of a '$' topic, whose first level wildcards
 // must not match ([MQTT-4.7.2-1]).
 func (w *walker) level(n *node, t string, system bool) {
+	if w.found {
+		return
+	}
 	lv, rest, more := strings.Cut(t, "/")
 	x := n.x
 	if !system && x != nil && x.hash != nil {
@@ -132,6 +149,10 @@ func (w *walker) next(c *node, rest string, more bool) {
 }
 
 func (w *walker) collect(n *node) {
+	if w.probe {
+		w.found = w.found || len(n.subs) > 0 || n.x != nil && hasMember(n.x.groups)
+		return
+	}
 	for _, e := range n.subs {
 		if e.opts.NoLocal && e.client == w.publisher {
 			continue
@@ -143,6 +164,16 @@ func (w *walker) collect(n *node) {
 			w.pick(g)
 		}
 	}
+}
+
+// hasMember reports whether any of groups has a member.
+func hasMember(groups []*group) bool {
+	for _, g := range groups {
+		if len(g.members) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // pick chooses g's member for this message: the next in turn that accept

@@ -62,3 +62,20 @@ func desiredRows(ctx context.Context, q querier, pk, dn string) ([]registry.Desi
 	}
 	return out, rows.Err()
 }
+
+// UndeliveredDesired implements registry.DesiredStore.
+func (s *Store) UndeliveredDesired(ctx context.Context, add func(pk, dn string)) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT product_key, device_name FROM device_desired WHERE delivered_version < version`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pk, dn string
+		if err := rows.Scan(&pk, &dn); err != nil {
+			return err
+		}
+		add(pk, dn)
+	}
+	return rows.Err()
+}

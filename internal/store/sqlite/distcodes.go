@@ -51,3 +51,29 @@ func (s *Store) GetGrant(ctx context.Context, hash string) (from, to string, err
 	}
 	return from, to, err
 }
+
+// Grants implements jobs.CodeStore.
+func (s *Store) Grants(ctx context.Context, to string) ([]jobs.GrantInfo, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT grant_hash, from_account, created_at FROM dist_grants WHERE to_account = ? ORDER BY created_at, grant_hash`, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	gs := []jobs.GrantInfo{}
+	for rows.Next() {
+		var g jobs.GrantInfo
+		var created int64
+		if err := rows.Scan(&g.ID, &g.FromAccount, &created); err != nil {
+			return nil, err
+		}
+		g.Created = fromMS(created)
+		gs = append(gs, g)
+	}
+	return gs, rows.Err()
+}
+
+// DeleteGrant implements jobs.CodeStore.
+func (s *Store) DeleteGrant(ctx context.Context, hash string) error {
+	res, err := s.exec(ctx, `DELETE FROM dist_grants WHERE grant_hash = ?`, hash)
+	return jobAffected(res, err, "grant")
+}

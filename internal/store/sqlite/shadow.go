@@ -64,59 +64,108 @@ const (
 
 // PutShadow implements shadow.Store.
 func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shadow.Stored, keep int) error {
-	var put *sql.Stmt
-	var err error
-	if prev == 0 {
-		put, err = s.wprep(ctx, qShadowCreate)
-	} else {
-		put, err = s.wprep(ctx, qShadowUpdate)
-	}
-	if err != nil {
-		return fmt.Errorf("preparing: %w", err)
-	}
-	var hist [2]*sql.Stmt
-	if keep > 0 {
-		for i, q := range [...]string{qHistoryAdd, qHistoryTrim} {
-			if hist[i], err = s.wprep(ctx, q); err != nil {
-				return fmt.Errorf("preparing: %w", err)
-			}
-		}
-	}
-	at := ms(st.UpdatedAt)
-	fn := func(tx *sql.Tx) error {
-		var res sql.Result
-		var err error
-		if prev == 0 {
-			res, err = tx.StmtContext(ctx, put).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
-		} else {
-			res, err = tx.StmtContext(ctx, put).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, prev)
-		}
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return shadow.ErrStale // nothing changed
-		}
-		if keep <= 0 {
-			return nil
-		}
-		if _, err := tx.StmtContext(ctx, hist[0]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at); err != nil {
-			return err
-		}
-		if st.Version <= int64(keep) {
-			// Versions are distinct and positive, none above this one: the
-			// history holds at most keep of them, nothing to trim.
-			return nil
-		}
-		_, err = tx.StmtContext(ctx, hist[1]).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, keep)
+	p := shadow.Put{Key: k, Prev: prev, S: st, Keep: keep}
+	var stmts putStmts
+	if err := s.prepPut(ctx, &stmts, p); err != nil {
 		return err
 	}
+	fn := func(tx *sql.Tx) error { return putOne(ctx, tx, &stmts, p) }
 	if keep <= 0 {
 		return s.writeOne(ctx, fn)
 	}
 	return s.write(ctx, fn)
+}
+
+// PutShadows implements shadow.Store: one operation of the writer, a
+// stale put changing nothing of its own (its statement matched no row).
+func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, error) {
+	var stmts putStmts
+	for _, p := range puts {
+		if err := s.prepPut(ctx, &stmts, p); err != nil {
+			return nil, err
+		}
+	}
+	errs := make([]error, len(puts))
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		for i, p := range puts {
+			err := putOne(ctx, tx, &stmts, p)
+			if err != nil && !errors.Is(err, shadow.ErrStale) {
+				return err
+			}
+			errs[i] = err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// putStmts are the prepared statements of shadow writes, the ones a write
+// needs set by prepPut.
+type putStmts struct {
+	create, update, histAdd, histTrim *sql.Stmt
+}
+
+// prepPut sets the statements p needs.
+func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
+	need := func(dst **sql.Stmt, q string) error {
+		if *dst != nil {
+			return nil
+		}
+		var err error
+		if *dst, err = s.wprep(ctx, q); err != nil {
+			return fmt.Errorf("preparing: %w", err)
+		}
+		return nil
+	}
+	var err error
+	if p.Prev == 0 {
+		err = need(&st.create, qShadowCreate)
+	} else {
+		err = need(&st.update, qShadowUpdate)
+	}
+	if err == nil && p.Keep > 0 {
+		if err = need(&st.histAdd, qHistoryAdd); err == nil {
+			err = need(&st.histTrim, qHistoryTrim)
+		}
+	}
+	return err
+}
+
+// putOne runs one write of a shadow in tx: ErrStale when its version
+// check fails (nothing changed).
+func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) error {
+	k, st, at := p.Key, p.S, ms(p.S.UpdatedAt)
+	var res sql.Result
+	var err error
+	if p.Prev == 0 {
+		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+	} else {
+		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+	}
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return shadow.ErrStale // nothing changed
+	}
+	if p.Keep <= 0 {
+		return nil
+	}
+	if _, err := tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at); err != nil {
+		return err
+	}
+	if st.Version <= int64(p.Keep) {
+		// Versions are distinct and positive, none above this one: the
+		// history holds at most keep of them, nothing to trim.
+		return nil
+	}
+	_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep)
+	return err
 }
 
 // DeleteShadow implements shadow.Store.

@@ -164,4 +164,30 @@ func testDistCodes(t *testing.T, s Store) {
 	if from, to, err := s.GetGrant(ctx, "g1"); err != nil || from != "acc-a" || to != "acc-b" {
 		t.Fatalf("GetGrant = %s, %s, %v", from, to, err)
 	}
+	// Grants into an account, oldest first; none is an empty list.
+	if err := s.PutGrant(ctx, "g0", "acc-c", "acc-b", now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutGrant(ctx, "g9", "acc-b", "acc-a", now); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := s.Grants(ctx, "acc-b")
+	if err != nil || len(gs) != 2 || gs[0].ID != "g0" || gs[0].FromAccount != "acc-c" || !gs[0].Created.Equal(now.Add(-time.Minute)) || gs[1].ID != "g1" {
+		t.Fatalf("Grants(acc-b) = %+v, %v", gs, err)
+	}
+	if gs, err := s.Grants(ctx, "acc-z"); err != nil || gs == nil || len(gs) != 0 {
+		t.Fatalf("Grants(acc-z) = %#v, %v; want an empty list", gs, err)
+	}
+	if err := s.DeleteGrant(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteGrant(ctx, "g1"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("a grant deleted twice: %v", err)
+	}
+	if _, _, err := s.GetGrant(ctx, "g1"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("a deleted grant is still read: %v", err)
+	}
+	if gs, _ := s.Grants(ctx, "acc-b"); len(gs) != 1 || gs[0].ID != "g0" {
+		t.Fatalf("after the delete: %+v", gs)
+	}
 }

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"configuration files", testProductConfig},
 		{"found sub-devices", testFound},
 		{"shadows", testShadows},
+		{"shadows in a batch", testPutShadows},
 		{"shadow settings", testShadowSettings},
 		{"audit", testAudit},
 		{"distribution instances", testDistInstances},
@@ -656,11 +657,30 @@ func testDesired(t *testing.T, s Store) {
 	if got, _ := s.Desired(ctx, p.ProductKey, "d2"); got == nil || len(got) != 0 {
 		t.Fatalf("another device: %+v; want empty and non-nil", got)
 	}
+	// UndeliveredDesired lists the devices with a version not delivered:
+	// d1 (b), not d2 whose only value is delivered.
+	if err := s.UpdateDesired(ctx, p.ProductKey, "d2", set(
+		registry.DesiredValue{Identifier: "a", Value: []byte("1"), Version: 2, Time: at, Delivered: 2})); err != nil {
+		t.Fatal(err)
+	}
+	undelivered := func() []string {
+		var out []string
+		if err := s.UndeliveredDesired(ctx, func(pk, dn string) { out = append(out, pk+"/"+dn) }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := undelivered(); len(got) != 1 || got[0] != p.ProductKey+"/d1" {
+		t.Fatalf("UndeliveredDesired = %v; want d1 only", got)
+	}
 	if err := s.UpdateDesired(ctx, p.ProductKey, "d1", set()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Desired(ctx, p.ProductKey, "d1"); len(got) != 0 {
 		t.Fatalf("after clearing: %+v", got)
+	}
+	if got := undelivered(); len(got) != 0 {
+		t.Fatalf("UndeliveredDesired after clearing d1 = %v; want none", got)
 	}
 }
 
@@ -874,6 +894,52 @@ func testShadows(t *testing.T, s Store) {
 	}
 	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); len(names) != 0 {
 		t.Fatalf("a deleted device's named shadows: %v", names)
+	}
+}
+
+// testPutShadows: a batch stores each put as PutShadow would, a stale one
+// alone failing (ErrStale, nothing of it stored).
+func testPutShadows(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "b1"), dev(p, "b2"), dev(p, "b3")})
+	at := t0.Truncate(time.Millisecond)
+	key := func(dn string) shadow.Key { return shadow.Key{ProductKey: p.ProductKey, DeviceName: dn} }
+	doc := func(v int64) shadow.Stored {
+		return shadow.Stored{Doc: []byte(fmt.Sprintf(`{"state":{"reported":{"v":%d}},"version":%d}`, v, v)), Version: v, UpdatedAt: at.Add(time.Duration(v) * time.Second)}
+	}
+	if err := s.PutShadow(ctx, key("b2"), 0, doc(1), 2); err != nil {
+		t.Fatal(err)
+	}
+	if errs, err := s.PutShadows(ctx, nil); err != nil || len(errs) != 0 {
+		t.Fatalf("an empty batch: %v %v", errs, err)
+	}
+	errs, err := s.PutShadows(ctx, []shadow.Put{
+		{Key: key("b1"), Prev: 0, S: doc(1), Keep: 2}, // create
+		{Key: key("b2"), Prev: 0, S: doc(1), Keep: 2}, // stale: b2 exists
+		{Key: key("b3"), Prev: 0, S: doc(1), Keep: 0}, // create, no history
+	})
+	if err != nil || len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], shadow.ErrStale) || errs[2] != nil {
+		t.Fatalf("PutShadows = %v %v; want nil, ErrStale, nil", errs, err)
+	}
+	errs, err = s.PutShadows(ctx, []shadow.Put{
+		{Key: key("b1"), Prev: 1, S: doc(2), Keep: 2},
+		{Key: key("b2"), Prev: 1, S: doc(2), Keep: 2},
+		{Key: key("b3"), Prev: 7, S: doc(8), Keep: 0}, // stale version
+	})
+	if err != nil || errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], shadow.ErrStale) {
+		t.Fatalf("updates = %v %v; want nil, nil, ErrStale", errs, err)
+	}
+	for dn, want := range map[string]int64{"b1": 2, "b2": 2, "b3": 1} {
+		got, err := s.GetShadow(ctx, key(dn))
+		if err != nil || got.Version != want || string(got.Doc) != string(doc(want).Doc) {
+			t.Fatalf("%s = %+v %v; want version %d", dn, got, err, want)
+		}
+	}
+	if hist, _ := s.ShadowHistory(ctx, key("b1"), 0); len(hist) != 2 || hist[0].Version != 1 || hist[1].Version != 2 {
+		t.Fatalf("b1's history: %+v; want versions 1, 2", hist)
+	}
+	if hist, _ := s.ShadowHistory(ctx, key("b3"), 0); len(hist) != 0 {
+		t.Fatalf("b3's history, keeping none: %+v", hist)
 	}
 }
 

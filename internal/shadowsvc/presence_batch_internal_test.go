@@ -1,0 +1,119 @@
+package shadowsvc
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
+	"github.com/corral-iot/corral/internal/store/sqlite"
+)
+
+// countingStore counts the shadow writes reaching the store.
+type countingStore struct {
+	*sqlite.Store
+	mu                sync.Mutex
+	puts, batch, gets int
+}
+
+func (c *countingStore) GetShadow(ctx context.Context, k shadow.Key) (shadow.Stored, error) {
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	return c.Store.GetShadow(ctx, k)
+}
+
+// offline is a Broker whose devices are all offline.
+type offline struct{ Broker }
+
+func (offline) Online(pk, dn string) bool { return false }
+
+func (c *countingStore) PutShadow(ctx context.Context, k shadow.Key, prev int64, s shadow.Stored, keep int) error {
+	c.mu.Lock()
+	c.puts++
+	c.mu.Unlock()
+	return c.Store.PutShadow(ctx, k, prev, s, keep)
+}
+
+func (c *countingStore) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, error) {
+	c.mu.Lock()
+	c.batch++
+	c.mu.Unlock()
+	return c.Store.PutShadows(ctx, puts)
+}
+
+type allBox struct{}
+
+func (allBox) Seal(p, _ []byte) ([]byte, error) { return append([]byte{}, p...), nil }
+func (allBox) Open(s, _ []byte) ([]byte, error) { return s, nil }
+
+// TestPresenceBatch: a worker's events are written in one store
+// transaction, each device's presence as if written alone, and events
+// carrying their device's identity read no registry.
+func TestPresenceBatch(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
+		t.Fatal(err)
+	}
+	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
+	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
+	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"dev1", "dev2", "dev3"}
+	for _, dn := range names {
+		if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := &countingStore{Store: st}
+	devs := &countingDevices{Devices: reg}
+	svc := New(Options{Store: cs, Settings: st, Devices: devs})
+	p := newPresence(&MQTT{svc: svc, b: offline{}, log: slog.New(slog.DiscardHandler)}, 1)
+	at := time.Unix(1_800_000_000, 0)
+	var evs []presenceEvent
+	for _, dn := range names {
+		evs = append(evs, presenceEvent{EventType: "connected", Timestamp: at.UnixMilli(), ProductKey: prod.ProductKey, DeviceName: dn,
+			AccountID: "acc1", ThingName: registry.DefaultThingName(prod.ProductKey, dn)})
+	}
+	p.apply(evs)
+	if cs.batch != 1 || cs.puts != 0 || devs.reads != 0 {
+		t.Fatalf("%d batches, %d single writes, %d registry reads; want 1, 0, 0", cs.batch, cs.puts, devs.reads)
+	}
+	for _, dn := range names {
+		doc, err := svc.Document(ctx, shadow.Key{ProductKey: prod.ProductKey, DeviceName: dn})
+		if err != nil || doc.Reported["connected"] != true || doc.Version != 1 {
+			t.Fatalf("%s: %+v %v; want connected at version 1", dn, doc, err)
+		}
+	}
+	// Again: already so, nothing written, nor read: this node keeps
+	// what it wrote.
+	gets := cs.gets
+	p.apply(evs)
+	if cs.batch != 1 || cs.puts != 0 || cs.gets != gets {
+		t.Fatalf("already connected: %d batches, %d single writes, %d reads; want nothing more", cs.batch-1, cs.puts, cs.gets-gets)
+	}
+	for i := range evs {
+		evs[i].EventType, evs[i].DisconnectReason = "disconnected", "CLIENT_INITIATED_DISCONNECT"
+	}
+	p.apply(evs)
+	if cs.batch != 2 || cs.gets != gets {
+		t.Fatalf("sessions' ends: %d batches, %d reads; want 2, none", cs.batch, cs.gets-gets)
+	}
+	for _, dn := range names {
+		doc, err := svc.Document(ctx, shadow.Key{ProductKey: prod.ProductKey, DeviceName: dn})
+		if err != nil || doc.Reported["connected"] != false || doc.Version != 2 {
+			t.Fatalf("%s: %+v %v; want disconnected at version 2", dn, doc, err)
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCheckpointer: the writer no longer checkpoints every thousand pages
+// (its backstop is walBackstopPages), and the checkpointer copies what it
+// commits back into the database file on its own.
+func TestCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	s, err := Open(ctx, path, Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var backstop int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&backstop); err != nil || backstop != walBackstopPages {
+		t.Fatalf("writer wal_autocheckpoint = %d, %v; want %d", backstop, err, walBackstopPages)
+	}
+	// Without the checkpointer, 8 MB of commits (2,000 pages) stay in the
+	// WAL: the writer did not checkpoint at 1,000 pages.
+	close(s.ckptStop)
+	<-s.ckptDone
+	s.ckptStop = nil
+	if _, err := s.exec(ctx, `CREATE TABLE blobs (b BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	blob := []byte(strings.Repeat("x", 4000))
+	for range 2000 {
+		if err := s.write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO blobs VALUES (?)`, blob)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := size(); got-before > 1<<20 {
+		t.Fatalf("the database file grew by %d bytes: the writer checkpointed", got-before)
+	}
+	// The checkpointer copies them within a few of its rounds.
+	s.ckptStop, s.ckptDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointer(s.ckptStop, s.ckptDone)
+	if _, err := s.exec(ctx, `INSERT INTO blobs VALUES (x'00')`); err != nil { // a commit since its last round
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * checkpointEvery)
+	for size()-before < 7<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file grew by %d bytes in %v: no checkpoint", size()-before, 10*checkpointEvery)
+		}
+		time.Sleep(checkpointEvery / 2)
+	}
+}
