@@ -110,6 +110,16 @@ func (c *ct) endSession(v packet.Version, id string) {
 	cl.nc.Close()
 }
 
+// sync waits until the server has handled what this connection sent
+// before: a PINGREQ is answered after them (a server reads a connection's
+// packets in order), which a QoS 0 PUBLISH, unanswered, needs before
+// another connection may count on it.
+func (cl *client) sync() {
+	cl.c.Helper()
+	cl.send(&packet.Pingreq{})
+	expect[*packet.Pingresp](cl)
+}
+
 // clearRetained removes the retained message of a topic. Call it in Cleanup.
 func (c *ct) clearRetained(topic string) {
 	cl, _ := c.connect(&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: c.id("clr")})

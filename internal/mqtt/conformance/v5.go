@@ -519,7 +519,9 @@ func v5ExpiryCountsDown(c *ct) {
 func v5RetainHandling(c *ct, rh byte) {
 	topic := c.topic("rh")
 	c.Cleanup(func() { c.clearRetained(topic) })
-	c.v5("pub").publish(&packet.Publish{Topic: topic, Retain: true, Payload: []byte("kept")})
+	pub := c.v5("pub")
+	pub.publish(&packet.Publish{Topic: topic, Retain: true, Payload: []byte("kept")})
+	pub.sync() // the QoS 0 PUBLISH is handled before the other connection's SUBSCRIBE
 	sub := c.v5("sub")
 	marker := c.topic("marker")
 	sub.sub(0, marker)
