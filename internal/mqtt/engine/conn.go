@@ -29,6 +29,7 @@ type conn struct {
 	b        [1]byte // ReadByte's buffer
 	hasFirst bool    // b holds a packet's first byte, read by waitFirst
 	noPark   bool    // no socket under nc, or a wrapper that may not park
+	parkSeen bool    // noPark was decided (before the first short wait)
 
 	version   packet.Version
 	expiry0   uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)

@@ -50,6 +50,11 @@ func (c *conn) keepAliveDeadline() time.Time {
 // only the first byte's wait may end early.
 func (c *conn) waitFirst() error {
 	ka := c.keepAliveDeadline()
+	if !c.parkSeen && c.srv.poll != nil {
+		// Decided before any short wait: a wrapper that may not be parked
+		// (a WebSocket) may not survive a read that timed out either.
+		c.parkSeen, c.noPark = true, !canPark(c.nc)
+	}
 	if c.srv.poll == nil || c.noPark {
 		_ = c.nc.SetReadDeadline(ka)
 		return nil

@@ -76,6 +76,10 @@ func (p *poller) startLocked() error {
 	return nil
 }
 
+// canPark says whether nc can be parked: a socket is under its wrappers
+// and none of them says it may not be.
+func canPark(nc net.Conn) bool { return rawConn(nc) != nil }
+
 // rawConn finds the socket under nc's wrappers; nil when there is none or
 // a wrapper may not be parked.
 func rawConn(nc net.Conn) syscall.RawConn {

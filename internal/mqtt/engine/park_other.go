@@ -4,6 +4,7 @@ package engine
 
 import (
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -11,6 +12,8 @@ import (
 type poller struct{}
 
 func newPoller(*slog.Logger) *poller { return nil }
+
+func canPark(net.Conn) bool { return false }
 
 func (p *poller) park(*conn, time.Time) bool { return false }
 func (p *poller) unpark(*conn)               {}
