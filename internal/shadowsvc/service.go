@@ -263,8 +263,11 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 	return doc, st.Version, true, nil
 }
 
-// docCacheSize bounds the documents kept for UpdateAWS.
-const docCacheSize = 20_000
+// docCacheSize bounds the documents kept for the next write of their
+// shadow: the shadows being written now (a device updating, a session
+// starting or ending), not every shadow a device ever wrote, which would
+// hold a parsed document in memory per connected device.
+const docCacheSize = 4096
 
 // kept is a live document put stored and its stored form.
 type kept struct {
@@ -272,12 +275,10 @@ type kept struct {
 	stored []byte
 }
 
-// keep holds doc, just stored for k as b, for k's next AWS update; a new
-// key is not added to a full cache (making room would walk it).
+// keep holds doc, just stored for k as b, for k's next write; a full
+// cache makes room by dropping an expired or old entry.
 func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
-	if _, ok := s.docs.Get(k); ok || s.docs.Len() < docCacheSize {
-		s.docs.Set(k, kept{doc: doc, stored: b})
-	}
+	s.docs.Set(k, kept{doc: doc, stored: b})
 }
 
 // put stores next on version prev and returns its stored form; it drops
