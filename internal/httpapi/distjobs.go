@@ -75,12 +75,17 @@ func (a *API) jobs() (Jobs, error) {
 // withJobs gives a handler the job service, or answers 404 on a corral
 // that is not a distribution centre.
 func withJobs(a *API, h func(c *call, j Jobs) (any, error)) func(c *call) (any, error) {
+	return withService(a.jobs, h)
+}
+
+// withService gives a handler the service get answers, or get's error.
+func withService[S any](get func() (S, error), h func(c *call, s S) (any, error)) func(c *call) (any, error) {
 	return func(c *call) (any, error) {
-		j, err := a.jobs()
+		s, err := get()
 		if err != nil {
 			return nil, err
 		}
-		return h(c, j)
+		return h(c, s)
 	}
 }
 

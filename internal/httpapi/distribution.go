@@ -72,13 +72,7 @@ func (a *API) dist() (Distribution, error) {
 // withDist gives a handler the distribution service, or answers 404 on a
 // corral that is not a distribution centre.
 func withDist(a *API, h func(c *call, d Distribution) (any, error)) func(c *call) (any, error) {
-	return func(c *call) (any, error) {
-		d, err := a.dist()
-		if err != nil {
-			return nil, err
-		}
-		return h(c, d)
-	}
+	return withService(a.dist, h)
 }
 
 func (a *API) createInstance(c *call, d Distribution) (any, error) {
