@@ -160,7 +160,8 @@ type Broker struct {
 	served  atomic.Bool
 	closed  sync.Once
 
-	subObs []SubscribeObserver // set before Serve
+	subObs  []SubscribeObserver // set before Serve
+	presObs presenceObservers
 }
 
 // SubscribeObserver is told when a device's own SUBSCRIBE was granted

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
 
@@ -128,7 +129,8 @@ func (p *presence) close() {
 	p.wg.Wait()
 }
 
-// onEvent queues a broker event for its device's worker.
+// onEvent queues a broker event published as JSON on presenceEvents,
+// for a Broker without OnPresence.
 func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	if fromDevice {
 		return // only corral publishes presence (broker rights); be strict anyway
@@ -140,6 +142,25 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	if !strings.HasSuffix(topic, "/"+ev.ProductKey+"."+ev.DeviceName) {
 		return
 	}
+	p.queue(ev)
+}
+
+// onPresence queues a session's start or end the broker hands over as it
+// is (OnPresence): the same event as onEvent's, without its JSON.
+func (p *presence) onPresence(r registry.Presence) {
+	ev := presenceEvent{EventType: "disconnected", Timestamp: r.At.UnixMilli(), DisconnectReason: r.Reason,
+		ProductKey: r.ProductKey, DeviceName: r.DeviceName, AccountID: r.AccountID, ThingName: r.ThingName}
+	if r.Online {
+		ev.EventType = "connected"
+	}
+	if ev.ProductKey == "" || ev.DeviceName == "" {
+		return
+	}
+	p.queue(ev)
+}
+
+// queue queues an event for its device's worker.
+func (p *presence) queue(ev presenceEvent) {
 	if ev.EventType == "disconnected" && ev.DisconnectReason == "DUPLICATE_CLIENTID" {
 		// A newer session of the device took over: nothing to write, and
 		// it must not replace that session's connect waiting here.
