@@ -99,18 +99,27 @@ func (p *presence) start() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for range q.wake {
-				evs, closed := q.take()
-				for len(evs) > 0 {
-					n := min(len(evs), maxPresenceBatch)
-					p.apply(evs[:n])
-					evs = evs[n:]
-				}
-				if closed {
-					return
-				}
-			}
+			q.work(p.apply)
 		}()
+	}
+}
+
+// work hands apply what is queued, in batches of at most
+// maxPresenceBatch, until the queue is closed.
+func (q *presenceQueue) work(apply func([]presenceEvent)) {
+	for range q.wake {
+		// What arrives meanwhile joins the batch: a short session's
+		// connect and disconnect become one write.
+		time.Sleep(presenceLinger)
+		evs, closed := q.take()
+		for len(evs) > 0 {
+			n := min(len(evs), maxPresenceBatch)
+			apply(evs[:n])
+			evs = evs[n:]
+		}
+		if closed {
+			return
+		}
 	}
 }
 
@@ -171,6 +180,10 @@ func (p *presence) queue(ev presenceEvent) {
 	h.Write([]byte(key))
 	p.queues[h.Sum32()%uint32(len(p.queues))].put(key, ev)
 }
+
+// presenceLinger is how long a worker woken by an event waits for more
+// before it takes what is queued.
+const presenceLinger = 10 * time.Millisecond
 
 // maxPresenceBatch bounds the events of one worker written in one store
 // transaction.
