@@ -37,13 +37,20 @@ var (
 	ErrStale = errors.New("shadow: stored version changed")
 )
 
+// NoneStored is the prev of a write that creates a shadow where neither
+// a shadow nor a tombstone is stored, made without reading (a device's
+// first session): anything stored makes it ErrStale, so the writer reads
+// and writes again, a tombstone's version continuing.
+const NoneStored int64 = -1
+
 // Store keeps shadows and their recent history.
 type Store interface {
 	// GetShadow returns a shadow or its tombstone; ErrNoShadow if neither.
 	GetShadow(ctx context.Context, k Key) (Stored, error)
 	// PutShadow stores s if the stored version is prev (0: nothing stored,
-	// or a tombstone at any version), else ErrStale; it appends s to the
-	// shadow's history, keeping the newest keep versions (0: none).
+	// or a tombstone at any version; NoneStored: nothing at all, not even a
+	// tombstone), else ErrStale; it appends s to the shadow's history,
+	// keeping the newest keep versions (0: none).
 	PutShadow(ctx context.Context, k Key, prev int64, s Stored, keep int) error
 	// PutShadows is PutShadow of several shadows (distinct keys) in one
 	// transaction: errs[i] is puts[i]'s own outcome (ErrStale alone

@@ -51,6 +51,10 @@ const (
 	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
 		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0
 		WHERE shadows.deleted = 1 OR shadows.version = 0`
+	// qShadowInsert stores a shadow only where neither a shadow nor a
+	// tombstone is (prev shadow.NoneStored).
+	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
+		ON CONFLICT(product_key, device_name, name) DO NOTHING`
 	// qShadowUpdate replaces a live shadow at version prev.
 	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
@@ -105,7 +109,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, update, histAdd, histTrim *sql.Stmt
+	create, insert, update, histAdd, histTrim *sql.Stmt
 }
 
 // prepPut sets the statements p needs.
@@ -121,9 +125,12 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		return nil
 	}
 	var err error
-	if p.Prev == 0 {
+	switch p.Prev {
+	case shadow.NoneStored:
+		err = need(&st.insert, qShadowInsert)
+	case 0:
 		err = need(&st.create, qShadowCreate)
-	} else {
+	default:
 		err = need(&st.update, qShadowUpdate)
 	}
 	if err == nil && p.Keep > 0 {
@@ -140,9 +147,12 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	k, st, at := p.Key, p.S, ms(p.S.UpdatedAt)
 	var res sql.Result
 	var err error
-	if p.Prev == 0 {
+	switch p.Prev {
+	case shadow.NoneStored:
+		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+	case 0:
 		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
-	} else {
+	default:
 		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, p.Prev)
 	}
 	if err != nil {

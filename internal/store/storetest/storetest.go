@@ -882,8 +882,30 @@ func testShadows(t *testing.T, s Store) {
 	if err := s.DeleteShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: "zz"}, 1, at); !errors.Is(err, shadow.ErrNoShadow) {
 		t.Fatalf("deleting none: %v", err)
 	}
+	if err := s.PutShadow(ctx, classic, shadow.NoneStored, doc(1), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("creating where none is stored, over a tombstone: %v; want ErrStale", err)
+	}
+	if got, err := s.GetShadow(ctx, classic); err != nil || !got.Deleted || got.Version != 3 {
+		t.Fatalf("the tombstone after a stale create: %+v %v", got, err)
+	}
 	if err := s.PutShadow(ctx, classic, 0, doc(4), 2); err != nil {
 		t.Fatalf("re-creating over the tombstone: %v", err)
+	}
+	if err := s.PutShadow(ctx, classic, shadow.NoneStored, doc(1), 2); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("creating where none is stored, over a live shadow: %v; want ErrStale", err)
+	}
+	if got, err := s.GetShadow(ctx, classic); err != nil || got.Version != 4 {
+		t.Fatalf("the shadow after a stale create: %+v %v", got, err)
+	}
+	named := shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: "fresh"}
+	if err := s.PutShadow(ctx, named, shadow.NoneStored, doc(1), 2); err != nil {
+		t.Fatalf("creating where none is stored: %v", err)
+	}
+	if got, err := s.GetShadow(ctx, named); err != nil || got.Version != 1 || string(got.Doc) != string(doc(1).Doc) {
+		t.Fatalf("created where none was stored: %+v %v", got, err)
+	}
+	if hist, _ := s.ShadowHistory(ctx, named, 0); len(hist) != 1 || hist[0].Version != 1 {
+		t.Fatalf("history of a create where none was stored: %+v", hist)
 	}
 	// The device's deletion takes its shadows.
 	if err := s.DeleteDevice(ctx, p.ProductKey, "sh1"); err != nil {
@@ -901,7 +923,7 @@ func testShadows(t *testing.T, s Store) {
 // alone failing (ErrStale, nothing of it stored).
 func testPutShadows(t *testing.T, s Store) {
 	p := seed(t, s)
-	s.CreateDevices(ctx, []registry.Device{dev(p, "b1"), dev(p, "b2"), dev(p, "b3")})
+	s.CreateDevices(ctx, []registry.Device{dev(p, "b1"), dev(p, "b2"), dev(p, "b3"), dev(p, "b4")})
 	at := t0.Truncate(time.Millisecond)
 	key := func(dn string) shadow.Key { return shadow.Key{ProductKey: p.ProductKey, DeviceName: dn} }
 	doc := func(v int64) shadow.Stored {
@@ -922,6 +944,14 @@ func testPutShadows(t *testing.T, s Store) {
 		t.Fatalf("PutShadows = %v %v; want nil, ErrStale, nil", errs, err)
 	}
 	errs, err = s.PutShadows(ctx, []shadow.Put{
+		{Key: key("b2"), Prev: shadow.NoneStored, S: doc(1), Keep: 2},                                                // stale: b2 exists
+		{Key: key("b4"), Prev: shadow.NoneStored, S: doc(1), Keep: 0},                                                // create where none is
+		{Key: shadow.Key{ProductKey: p.ProductKey, DeviceName: "b1", Name: "n"}, Prev: shadow.NoneStored, S: doc(1)}, // the same
+	})
+	if err != nil || len(errs) != 3 || !errors.Is(errs[0], shadow.ErrStale) || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("PutShadows where none is stored = %v %v; want ErrStale, nil, nil", errs, err)
+	}
+	errs, err = s.PutShadows(ctx, []shadow.Put{
 		{Key: key("b1"), Prev: 1, S: doc(2), Keep: 2},
 		{Key: key("b2"), Prev: 1, S: doc(2), Keep: 2},
 		{Key: key("b3"), Prev: 7, S: doc(8), Keep: 0}, // stale version
@@ -929,7 +959,7 @@ func testPutShadows(t *testing.T, s Store) {
 	if err != nil || errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], shadow.ErrStale) {
 		t.Fatalf("updates = %v %v; want nil, nil, ErrStale", errs, err)
 	}
-	for dn, want := range map[string]int64{"b1": 2, "b2": 2, "b3": 1} {
+	for dn, want := range map[string]int64{"b1": 2, "b2": 2, "b3": 1, "b4": 1} {
 		got, err := s.GetShadow(ctx, key(dn))
 		if err != nil || got.Version != want || string(got.Doc) != string(doc(want).Doc) {
 			t.Fatalf("%s = %+v %v; want version %d", dn, got, err, want)
