@@ -27,6 +27,9 @@ type identity struct {
 	// add its logged-in sub-devices' too, rrpcExt (ext=3) for v4 RRPC.
 	serverSubs, gateway, rrpcExt bool
 	app                          bool // an application client (API key), not a device
+	// first is set on a device's first session: it had never been online
+	// when it connected (registry.Presence.First).
+	first bool
 }
 
 // withFlags reads a device's clientId flags; unknown ones are ignored.

@@ -538,8 +538,21 @@ func TestOnPresence(t *testing.T) {
 	c := connectDevice(t, s, d, nil)
 	ev := next()
 	if !ev.Online || ev.ProductKey != p.ProductKey || ev.DeviceName != "obs-1" || ev.AccountID == "" ||
-		ev.ThingName != registry.DefaultThingName(p.ProductKey, "obs-1") || ev.At.IsZero() || ev.Reason != "" {
-		t.Fatalf("connected: %+v", ev)
+		ev.ThingName != registry.DefaultThingName(p.ProductKey, "obs-1") || ev.At.IsZero() || ev.Reason != "" || !ev.First {
+		t.Fatalf("connected: %+v; want the device's first session", ev)
+	}
+	// Once the registry has it online, its sessions are not its first.
+	var dev struct{ Status string }
+	for deadline := time.Now().Add(5 * time.Second); dev.Status != "online" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s.Admin("GET", "/v1/products/"+p.ProductKey+"/devices/obs-1", nil, 200).JSON(t, &dev)
+	}
+	c.Close()
+	if ev := next(); ev.Online || !ev.First {
+		t.Fatalf("the first session's end: %+v; want it first", ev)
+	}
+	c = connectDevice(t, s, d, nil)
+	if ev := next(); !ev.Online || ev.First {
+		t.Fatalf("a second session: %+v; want it not first", ev)
 	}
 	connectDevice(t, s, d, nil) // takes over
 	got := map[bool]string{}

@@ -376,7 +376,7 @@ func (h *hook) authDevice(ctx context.Context, ci connectInfo, rawID, username, 
 	if err != nil {
 		return id, err
 	}
-	id.accountID, id.thingName = d.AccountID, d.ThingName
+	id.accountID, id.thingName, id.first = d.AccountID, d.ThingName, d.Status == registry.StatusInactive
 	if d.ThingName == id.clientID { // the default, registry.DefaultThingName: share the string
 		id.thingName = id.clientID
 	}

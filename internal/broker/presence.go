@@ -38,7 +38,7 @@ type presenceEvent struct {
 // device's account may subscribe): the JSON is built only then.
 func (b *Broker) publishPresence(s *session, eventType, reason string, at time.Time) {
 	p := registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: eventType == "connected", At: at,
-		Reason: reason, AccountID: s.id.accountID, ThingName: s.id.thingName}
+		Reason: reason, AccountID: s.id.accountID, ThingName: s.id.thingName, First: s.id.first}
 	for _, o := range b.presObs.load() {
 		o.f(p)
 	}

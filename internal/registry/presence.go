@@ -23,6 +23,10 @@ type Presence struct {
 	// ignores them and Reason.
 	AccountID string
 	ThingName string
+	// First is set when the session is the device's first: it had never
+	// been online when it connected (StatusInactive at CONNECT), so it
+	// has no shadow unless an application made one. The store ignores it.
+	First bool
 }
 
 // Coalesce folds a batch of presence changes in order into one change per

@@ -42,6 +42,9 @@ type presenceEvent struct {
 	// at CONNECT (absent from older events: the device is read then).
 	AccountID string `json:"accountId"`
 	ThingName string `json:"thingName"`
+	// First: the session is the device's first (registry.Presence.First),
+	// so its shadow is written as a create, without reading it first.
+	First bool `json:"-"`
 }
 
 // presenceQueue is one worker's events, coalesced per device.
@@ -158,7 +161,7 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 // is (OnPresence): the same event as onEvent's, without its JSON.
 func (p *presence) onPresence(r registry.Presence) {
 	ev := presenceEvent{EventType: "disconnected", Timestamp: r.At.UnixMilli(), DisconnectReason: r.Reason,
-		ProductKey: r.ProductKey, DeviceName: r.DeviceName, AccountID: r.AccountID, ThingName: r.ThingName}
+		ProductKey: r.ProductKey, DeviceName: r.DeviceName, AccountID: r.AccountID, ThingName: r.ThingName, First: r.First}
 	if r.Online {
 		ev.EventType = "connected"
 	}
@@ -211,7 +214,7 @@ func (p *presence) apply(evs []presenceEvent) {
 			// the product does not keep presence.
 			st := &sessionStart{pk: ev.ProductKey, dn: ev.DeviceName}
 			starts = append(starts, st)
-			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, connected: true, at: at, read: func(doc shadow.Document, live bool) {
+			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, connected: true, at: at, first: ev.First, read: func(doc shadow.Document, live bool) {
 				st.read = true
 				if live {
 					m.deliverDoc(ctx, ev.ProductKey, ev.DeviceName, "", doc, true, true)
@@ -221,7 +224,7 @@ func (p *presence) apply(evs []presenceEvent) {
 			if ev.DisconnectReason == "DUPLICATE_CLIENTID" || m.b.Online(ev.ProductKey, ev.DeviceName) {
 				continue
 			}
-			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, reason: ev.DisconnectReason, at: at})
+			ws = append(ws, presenceWrite{pk: ev.ProductKey, dn: ev.DeviceName, reason: ev.DisconnectReason, at: at, first: ev.First})
 		}
 	}
 	if len(ws) == 0 {

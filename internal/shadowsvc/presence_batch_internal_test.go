@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -115,5 +116,107 @@ func TestPresenceBatch(t *testing.T) {
 		if err != nil || doc.Reported["connected"] != false || doc.Version != 2 {
 			t.Fatalf("%s: %+v %v; want disconnected at version 2", dn, doc, err)
 		}
+	}
+}
+
+// publishing is an offline Broker that records what is published.
+type publishing struct {
+	offline
+	mu     sync.Mutex
+	topics []string
+}
+
+func (b *publishing) Publish(topic string, _ []byte, _ bool, _ byte) error {
+	b.mu.Lock()
+	b.topics = append(b.topics, topic)
+	b.mu.Unlock()
+	return nil
+}
+
+// TestPresenceFirstSession: a device's first session writes its shadow
+// without reading it; a shadow an application made before (over REST),
+// or its tombstone, makes that write stale, and the presence is merged
+// into it as if read first, what waits in it delivered.
+func TestPresenceFirstSession(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
+		t.Fatal(err)
+	}
+	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
+	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
+	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := Origin{Source: "rest"}
+	for i, tc := range []struct {
+		name                       string
+		before                     func(t *testing.T, svc *Service, k shadow.Key) // what an application did before the first session
+		events                     []string                                       // the session's events, applied together
+		wantGets                   int                                            // shadow reads
+		wantVer                    int64
+		connected                  bool
+		wantDesired, wantPublished bool // desired.x kept; the delta delivered
+	}{
+		{name: "none stored, connect", events: []string{"connected"}, wantGets: 0, wantVer: 1, connected: true},
+		{name: "none stored, a short session", events: []string{"disconnected"}, wantGets: 0, wantVer: 1},
+		{name: "created over REST, connect", before: func(t *testing.T, svc *Service, k shadow.Key) {
+			if _, err := svc.UpdateAWS(ctx, k, []byte(`{"state":{"desired":{"x":1}}}`), rest); err != nil {
+				t.Fatal(err)
+			}
+		}, events: []string{"connected"}, wantGets: 1, wantVer: 2, connected: true, wantDesired: true, wantPublished: true},
+		{name: "created over REST, a short session", before: func(t *testing.T, svc *Service, k shadow.Key) {
+			if _, err := svc.UpdateAWS(ctx, k, []byte(`{"state":{"desired":{"x":1}}}`), rest); err != nil {
+				t.Fatal(err)
+			}
+		}, events: []string{"disconnected"}, wantGets: 1, wantVer: 2, wantDesired: true},
+		{name: "created and deleted over REST", before: func(t *testing.T, svc *Service, k shadow.Key) {
+			for _, req := range []string{`{"state":{"desired":{"x":1}}}`, `{"state":{"desired":{"x":2}}}`} {
+				if _, err := svc.UpdateAWS(ctx, k, []byte(req), rest); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := svc.DeleteAWS(ctx, k, "", rest); err != nil {
+				t.Fatal(err)
+			}
+		}, events: []string{"connected"}, wantGets: 1, wantVer: 3, connected: true}, // the tombstone's version continues
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dn := "first" + strconv.Itoa(i)
+			if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
+				t.Fatal(err)
+			}
+			k := shadow.Key{ProductKey: prod.ProductKey, DeviceName: dn}
+			cs := &countingStore{Store: st}
+			svc := New(Options{Store: cs, Settings: st, Devices: reg})
+			if tc.before != nil {
+				tc.before(t, New(Options{Store: st, Settings: st, Devices: reg}), k) // another node: nothing kept here
+			}
+			b := &publishing{}
+			m := NewMQTT(MQTTOptions{Service: svc, Broker: b, Things: reg})
+			at := time.Now()
+			for _, e := range tc.events {
+				m.pres.apply([]presenceEvent{{EventType: e, Timestamp: at.UnixMilli(), ProductKey: prod.ProductKey, DeviceName: dn,
+					AccountID: "acc1", ThingName: registry.DefaultThingName(prod.ProductKey, dn), First: true}})
+			}
+			if cs.gets != tc.wantGets {
+				t.Errorf("%d shadow reads; want %d", cs.gets, tc.wantGets)
+			}
+			doc, err := New(Options{Store: st, Settings: st, Devices: reg}).Document(ctx, k)
+			if err != nil || doc.Version != tc.wantVer || doc.Reported["connected"] != tc.connected {
+				t.Fatalf("shadow: %+v %v; want connected %v at version %d", doc, err, tc.connected, tc.wantVer)
+			}
+			if _, ok := doc.Desired["x"]; ok != tc.wantDesired {
+				t.Errorf("desired: %v; want x kept: %v", doc.Desired, tc.wantDesired)
+			}
+			if published := len(b.topics) > 0; published != tc.wantPublished {
+				t.Errorf("published %v; want the delta delivered: %v", b.topics, tc.wantPublished)
+			}
+		})
 	}
 }

@@ -635,6 +635,10 @@ type presenceWrite struct {
 	reason    string
 	at        time.Time
 	read      func(doc shadow.Document, live bool) // as setConnected's
+	// first: the device's first session, whose shadow is written as a
+	// create where none is stored (shadow.NoneStored) without reading it
+	// first; anything stored makes the write stale, read and done again.
+	first bool
 }
 
 // staged is a presence write read and applied, waiting for its commit
@@ -648,7 +652,10 @@ type staged struct {
 	live   bool
 	res    shadow.UpdateAWS
 	stored []byte // res.Next's stored form
-	unlock func()
+	// assumed: doc is the empty document assumed for a first session,
+	// not read; its write's read func is called once the write is done.
+	assumed bool
+	unlock  func()
 }
 
 // setConnectedAll is setConnected of several devices (each once), their
@@ -681,9 +688,14 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		// The document this node last stored, when kept (a session's
 		// end after its start), else the store's: a write on a version
 		// another node moved fails (ErrStale) and is done again alone.
+		// A device's first session assumes none is stored.
 		c, hit := s.docs.Get(k)
 		doc, prev, live := c.doc, c.doc.Version, true
-		if !hit {
+		assumed := !hit && w.first
+		switch {
+		case assumed:
+			doc, prev, live = shadow.New(nil, w.at), shadow.NoneStored, false
+		case !hit:
 			doc, prev, live, err = s.current(ctx, k, w.at)
 			if err != nil {
 				unlock()
@@ -691,7 +703,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 				continue
 			}
 		}
-		if w.read != nil {
+		if w.read != nil && !assumed {
 			w.read(doc, live)
 		}
 		if v, ok := doc.Reported["connected"].(bool); live && ok && v == w.connected {
@@ -706,7 +718,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		}
 		s.docs.Delete(k)
 		puts = append(puts, shadow.Put{Key: k, Prev: prev, S: shadow.Stored{Doc: b, Version: res.Next.Version, UpdatedAt: w.at}, Keep: set.History})
-		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, unlock: unlock})
+		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, assumed: assumed, unlock: unlock})
 	}
 	var perrs []error
 	var err error
@@ -724,10 +736,17 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		if e == nil {
 			e = perrs[j]
 		}
+		read := w.read
+		if !x.assumed {
+			read = nil // called already
+		}
 		switch {
 		case errors.Is(e, shadow.ErrStale):
-			e = s.connectedLocked(ctx, x.k, x.d, x.set, w.connected, w.reason, w.at)
+			e = s.connectedLocked(ctx, x.k, x.d, x.set, w.connected, w.reason, w.at, read)
 		case e == nil:
+			if read != nil {
+				read(x.doc, false)
+			}
 			s.keep(x.k, x.res.Next, x.stored)
 			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
 				Created: !x.live, Source: "presence", Reason: w.reason, Delta: x.res.Delta, Documents: x.res.Documents, At: w.at})
@@ -763,12 +782,18 @@ func presenceNext(doc shadow.Document, connected bool, reason string, at time.Ti
 }
 
 // connectedLocked writes a presence under the shadow's writer lock, read
-// again and retried while other writers come first.
-func (s *Service) connectedLocked(ctx context.Context, k shadow.Key, d deviceInfo, set Settings, connected bool, reason string, at time.Time) error {
+// again and retried while other writers come first; read, when not nil,
+// is given the first document read, as setConnected's.
+func (s *Service) connectedLocked(ctx context.Context, k shadow.Key, d deviceInfo, set Settings, connected bool, reason string, at time.Time,
+	read func(doc shadow.Document, live bool)) error {
 	for range maxAttempts {
 		doc, prev, live, err := s.current(ctx, k, at)
 		if err != nil {
 			return err
+		}
+		if read != nil {
+			read(doc, live)
+			read = nil
 		}
 		if v, ok := doc.Reported["connected"].(bool); live && ok && v == connected {
 			return nil // already so: no new version
