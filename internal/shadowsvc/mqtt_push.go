@@ -58,14 +58,14 @@ func (m *MQTT) ShadowChanged(ctx context.Context, c Change) {
 }
 
 // documents is a change's update/documents payload: the one the change
-// built, else an AWS update's from the stored forms (the previous one
+// built, else an AWS update's or a presence's from the stored forms (the previous one
 // encoded here when the service did not have it at hand), else
 // documentsPayload's.
 func documents(c Change, now time.Time) []byte {
 	switch {
 	case c.Documents != nil:
 		return c.Documents
-	case c.Source == sourceAWS && c.CurStored != nil:
+	case (c.Source == sourceAWS || c.Source == sourcePresence) && c.CurStored != nil:
 		prev := c.PrevStored
 		if prev == nil {
 			prev, _ = c.Prev.MarshalJSON()

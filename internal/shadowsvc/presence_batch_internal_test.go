@@ -1,6 +1,7 @@
 package shadowsvc
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
@@ -218,5 +219,80 @@ func TestPresenceFirstSession(t *testing.T) {
 				t.Errorf("published %v; want the delta delivered: %v", b.topics, tc.wantPublished)
 			}
 		})
+	}
+}
+
+// changes records the changes a Service tells.
+type changes struct{ cs []Change }
+
+func (o *changes) ShadowChanged(_ context.Context, c Change) { o.cs = append(o.cs, c) }
+
+// TestPresenceDocuments: a presence change's update/documents payload,
+// built from the stored forms when someone subscribed, holds the
+// documents as stored before and after it (the reason of a session's end
+// in the current one's metadata), whether the previous one was kept or
+// read.
+func TestPresenceDocuments(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
+		t.Fatal(err)
+	}
+	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
+	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
+	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: "docs1"}); err != nil {
+		t.Fatal(err)
+	}
+	k := shadow.Key{ProductKey: prod.ProductKey, DeviceName: "docs1"}
+	at := time.Unix(1_800_000_000, 0)
+	stored := func() []byte {
+		t.Helper()
+		s, err := st.GetShadow(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Doc
+	}
+	obs := &changes{}
+	svc := New(Options{Store: st, Settings: st, Devices: reg})
+	svc.AddObserver(obs)
+	prev, _ := shadow.New(nil, at).MarshalJSON()
+	for _, step := range []struct {
+		name      string
+		connected bool
+		reason    string
+		fresh     bool // the previous document read, not kept
+	}{
+		{name: "created", connected: true},
+		{name: "ended, kept", reason: "MQTT_KEEP_ALIVE_TIMEOUT"},
+		{name: "started, read", connected: true, fresh: true},
+		{name: "ended, read", reason: "CLIENT_INITIATED_DISCONNECT", fresh: true},
+	} {
+		if step.fresh {
+			svc = New(Options{Store: st, Settings: st, Devices: reg})
+			svc.AddObserver(obs)
+		}
+		at = at.Add(time.Second)
+		if err := svc.SetConnected(ctx, k.ProductKey, k.DeviceName, step.connected, step.reason, at); err != nil {
+			t.Fatal(err)
+		}
+		cur := stored()
+		c := obs.cs[len(obs.cs)-1]
+		want := shadow.DocumentsAWS(prev, cur, at.Unix(), "")
+		if got := documents(c, at.Add(time.Hour)); !bytes.Equal(got, want) {
+			t.Fatalf("%s: documents\n got %s\nwant %s", step.name, got, want)
+		}
+		if step.reason != "" && !bytes.Contains(cur, []byte(step.reason)) {
+			t.Fatalf("%s: stored %s; want the reason", step.name, cur)
+		}
+		prev = cur
 	}
 }

@@ -652,6 +652,8 @@ type staged struct {
 	live   bool
 	res    shadow.UpdateAWS
 	stored []byte // res.Next's stored form
+	// prevStored is doc's stored form when kept, else nil.
+	prevStored []byte
 	// assumed: doc is the empty document assumed for a first session,
 	// not read; its write's read func is called once the write is done.
 	assumed bool
@@ -718,7 +720,11 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		}
 		s.docs.Delete(k)
 		puts = append(puts, shadow.Put{Key: k, Prev: prev, S: shadow.Stored{Doc: b, Version: res.Next.Version, UpdatedAt: w.at}, Keep: set.History})
-		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, assumed: assumed, unlock: unlock})
+		var prevStored []byte
+		if hit {
+			prevStored = c.stored
+		}
+		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, prevStored: prevStored, assumed: assumed, unlock: unlock})
 	}
 	var perrs []error
 	var err error
@@ -749,7 +755,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 			}
 			s.keep(x.k, x.res.Next, x.stored)
 			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
-				Created: !x.live, Source: "presence", Reason: w.reason, Delta: x.res.Delta, Documents: x.res.Documents, At: w.at})
+				Created: !x.live, Source: sourcePresence, Reason: w.reason, Delta: x.res.Delta, PrevStored: x.prevStored, CurStored: x.stored, At: w.at})
 		}
 		errs[x.i] = e
 		x.unlock()
@@ -759,21 +765,20 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 }
 
 // presenceNext applies a presence to doc: the next document and its
-// stored form.
+// stored form. No update/documents payload: the MQTT side builds it from
+// the stored forms when someone subscribed to it.
 func presenceNext(doc shadow.Document, connected bool, reason string, at time.Time, set Settings) (shadow.UpdateAWS, []byte, error) {
 	req := []byte(`{"state":{"reported":{"connected":false}}}`)
 	if connected {
 		req = []byte(`{"state":{"reported":{"connected":true}}}`)
 	}
-	res, err := shadow.ApplyAWS(doc, req, at, set.limits())
-	if err != nil {
-		return res, nil, err
+	res, err := shadow.ApplyAWSLean(doc, req, at, set.limits())
+	if err != nil || connected || reason == "" {
+		return res, res.Stored, err
 	}
-	if !connected && reason != "" {
-		// The metadata leaf says why, beside when (res.Next shares
-		// nothing with doc).
-		res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
-	}
+	// The metadata leaf says why, beside when (res.Next shares nothing
+	// with doc).
+	res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
 	b, err := res.Next.MarshalJSON()
 	if err != nil {
 		return res, nil, fmt.Errorf("encoding shadow: %w", err)
@@ -810,7 +815,7 @@ func (s *Service) connectedLocked(ctx context.Context, k shadow.Key, d deviceInf
 			return err
 		}
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
-			Created: !live, Source: "presence", Reason: reason, Delta: res.Delta, Documents: res.Documents, At: at})
+			Created: !live, Source: sourcePresence, Reason: reason, Delta: res.Delta, CurStored: b, At: at})
 		return nil
 	}
 	return fmt.Errorf("presence in shadow of %s/%s: %w", k.ProductKey, k.DeviceName, shadow.ErrStale)
