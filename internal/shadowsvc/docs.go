@@ -1,0 +1,84 @@
+package shadowsvc
+
+import (
+	"sync"
+
+	"github.com/corral-iot/corral/internal/shadow"
+)
+
+// docCache holds the stored form of the documents this node last wrote,
+// so that a shadow's next write neither reads it from the store nor waits
+// for that read (it parses the bytes it kept). It is bounded in bytes,
+// not entries: a stored document is a few hundred bytes where a parsed
+// one was about a kilobyte, so the shadows of 10,000 devices updating in
+// turn fit in a few MiB. A full cache drops entries at random (the map's
+// iteration order): a round-robin over more shadows than fit then still
+// hits in proportion to what fits, where dropping the oldest would miss
+// every time. No time to live: another node's write is caught by the
+// store's version check or ApplyAWS's, and the entry is read again.
+type docCache struct {
+	max int // bytes
+
+	mu    sync.Mutex
+	m     map[shadow.Key][]byte
+	bytes int
+}
+
+// docCacheBytes bounds the documents kept for their shadows' next write.
+const docCacheBytes = 4 << 20
+
+// docEntryOverhead is what an entry costs beside its document and its
+// key's strings: the map's slot (key and slice headers) and its share
+// of the table's free space.
+const docEntryOverhead = 112
+
+func newDocCache(maxBytes int) *docCache {
+	return &docCache{max: maxBytes, m: map[shadow.Key][]byte{}}
+}
+
+func entrySize(k shadow.Key, b []byte) int {
+	return len(b) + len(k.ProductKey) + len(k.DeviceName) + len(k.Name) + docEntryOverhead
+}
+
+// get returns the stored form kept for k.
+func (c *docCache) get(k shadow.Key) ([]byte, bool) {
+	c.mu.Lock()
+	b, ok := c.m[k]
+	c.mu.Unlock()
+	return b, ok
+}
+
+// set keeps b, k's document just stored, making room as needed; a
+// document larger than the whole cache is not kept.
+func (c *docCache) set(k shadow.Key, b []byte) {
+	n := entrySize(k, b)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleteLocked(k)
+	if n > c.max {
+		return
+	}
+	for kk, bb := range c.m {
+		if c.bytes+n <= c.max {
+			break
+		}
+		c.bytes -= entrySize(kk, bb)
+		delete(c.m, kk)
+	}
+	c.m[k] = b
+	c.bytes += n
+}
+
+// delete drops k's entry.
+func (c *docCache) delete(k shadow.Key) {
+	c.mu.Lock()
+	c.deleteLocked(k)
+	c.mu.Unlock()
+}
+
+func (c *docCache) deleteLocked(k shadow.Key) {
+	if b, ok := c.m[k]; ok {
+		c.bytes -= entrySize(k, b)
+		delete(c.m, k)
+	}
+}
