@@ -96,3 +96,33 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// The update/accepted payload is encoding/json's encoding of its struct,
+// with or without a token, and for values no tree holds.
+func TestAcceptedAWS(t *testing.T) {
+	tree := map[string]any{"a": json.Number("1"), "b": []any{"<x>", nil}}
+	tests := []struct {
+		name      string
+		state, md map[string]any
+		token     string
+	}{
+		{"both sections", map[string]any{"desired": tree, "reported": nil}, map[string]any{"desired": metaFor(tree, 7), "reported": stamp(7)}, "tok\"\u2028"},
+		{"no token", map[string]any{"reported": tree}, map[string]any{"reported": metaFor(tree, 7)}, ""},
+		{"empty", map[string]any{}, map[string]any{}, "t"},
+		{"not a tree's value", map[string]any{"reported": map[string]any{"f": 1.5}}, map[string]any{}, "t"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := reference(t, struct {
+				State       map[string]any `json:"state"`
+				Metadata    map[string]any `json:"metadata"`
+				Version     int64          `json:"version"`
+				Timestamp   int64          `json:"timestamp"`
+				ClientToken string         `json:"clientToken,omitempty"`
+			}{tt.state, tt.md, 3, 7, tt.token})
+			if got := acceptedAWS(tt.state, tt.md, 3, 7, tt.token); !bytes.Equal(got, want) {
+				t.Fatalf("\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
