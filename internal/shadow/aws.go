@@ -146,7 +146,7 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 			accState[name], accMeta[name] = s.tree, metaFor(s.tree, ts)
 		}
 	}
-	out := UpdateAWS{Next: next, Accepted: acceptedAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
+	out := UpdateAWS{Next: next, Accepted: messageAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
@@ -157,10 +157,10 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 	return out, nil
 }
 
-// acceptedAWS is the update/accepted payload
+// messageAWS is the update/accepted and update/delta payload
 // {"state":…,"metadata":…,"version":N,"timestamp":T,"clientToken":"…"},
 // the token left out when empty.
-func acceptedAWS(state, md map[string]any, version, ts int64, token string) []byte {
+func messageAWS(state, md map[string]any, version, ts int64, token string) []byte {
 	b, ok := appendJSON(append(make([]byte, 0, 256), `{"state":`...), state)
 	if ok {
 		b, ok = appendJSON(append(b, `,"metadata":`...), md)
@@ -318,13 +318,7 @@ func deltaAWS(d Document, ts int64, token string) []byte {
 	if st == nil {
 		return nil
 	}
-	return marshal(struct {
-		State       map[string]any `json:"state"`
-		Metadata    map[string]any `json:"metadata"`
-		Version     int64          `json:"version"`
-		Timestamp   int64          `json:"timestamp"`
-		ClientToken string         `json:"clientToken,omitempty"`
-	}{st, md, d.Version, ts, token})
+	return messageAWS(st, md, d.Version, ts, token)
 }
 
 // GetAWS is the get/accepted payload: the whole document, with state.delta

@@ -97,9 +97,9 @@ func FuzzAppendJSON(f *testing.F) {
 	})
 }
 
-// The update/accepted payload is encoding/json's encoding of its struct,
+// The update/accepted and update/delta payload is encoding/json's encoding of its struct,
 // with or without a token, and for values no tree holds.
-func TestAcceptedAWS(t *testing.T) {
+func TestMessageAWS(t *testing.T) {
 	tree := map[string]any{"a": json.Number("1"), "b": []any{"<x>", nil}}
 	tests := []struct {
 		name      string
@@ -120,7 +120,7 @@ func TestAcceptedAWS(t *testing.T) {
 				Timestamp   int64          `json:"timestamp"`
 				ClientToken string         `json:"clientToken,omitempty"`
 			}{tt.state, tt.md, 3, 7, tt.token})
-			if got := acceptedAWS(tt.state, tt.md, 3, 7, tt.token); !bytes.Equal(got, want) {
+			if got := messageAWS(tt.state, tt.md, 3, 7, tt.token); !bytes.Equal(got, want) {
 				t.Fatalf("\n got %s\nwant %s", got, want)
 			}
 		})
