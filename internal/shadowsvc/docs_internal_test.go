@@ -2,9 +2,13 @@ package shadowsvc
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
 
@@ -60,4 +64,71 @@ func TestDocCacheBound(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memStore is a shadow.Store in memory that counts its reads (history is
+// not kept).
+type memStore struct {
+	shadow.Store
+	mu    sync.Mutex
+	m     map[shadow.Key]shadow.Stored
+	reads int
+}
+
+func (s *memStore) GetShadow(_ context.Context, k shadow.Key) (shadow.Stored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	st, ok := s.m[k]
+	if !ok {
+		return shadow.Stored{}, shadow.ErrNoShadow
+	}
+	return st, nil
+}
+
+func (s *memStore) PutShadow(_ context.Context, k shadow.Key, prev int64, st shadow.Stored, _ int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.m[k]; cur.Version != prev {
+		return shadow.ErrStale
+	}
+	s.m[k] = st
+	return nil
+}
+
+// anyDevice is a registry in which every device exists.
+type anyDevice struct{ Devices }
+
+func (anyDevice) LookupDevice(_ context.Context, pk, dn string) (registry.Device, error) {
+	return registry.Device{ProductKey: pk, DeviceName: dn, AccountID: "acc", ThingName: pk + "." + dn}, nil
+}
+
+// The issue 11 figure's load: 10,000 devices, each connected (presence
+// written) and then updating its classic shadow in turn, as the MQTT
+// benchmark does. Once each shadow was written here, no write reads it
+// from the store again: what is kept of 10,000 documents fits the bound.
+func TestDocCacheTenThousandDevices(t *testing.T) {
+	const devices = 10000
+	st := &memStore{m: map[shadow.Key]shadow.Stored{}}
+	s := New(Options{Store: st, Devices: anyDevice{}})
+	ctx := context.Background()
+	key := func(i int) shadow.Key { return shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: fmt.Sprintf("device-%05d", i)} }
+	for i := range devices {
+		if err := s.SetConnected(ctx, key(i).ProductKey, key(i).DeviceName, true, "", time.Unix(1_800_000_000, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 2 {
+		st.reads = 0
+		for i := range devices {
+			req := fmt.Appendf(nil, `{"state":{"reported":{"temp":%d,"seq":%d,"mode":"eco"}},"clientToken":"b%d"}`, 20+i%10, round*devices+i, i)
+			if _, err := s.UpdateAWS(ctx, key(i), req, Origin{Source: "aws", FromDevice: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st.reads != 0 {
+			t.Fatalf("round %d: %d of %d updates read the store (%d bytes kept in %d entries)", round, st.reads, devices, s.docs.bytes, len(s.docs.m))
+		}
+	}
+	t.Logf("%d bytes kept for %d shadows", s.docs.bytes, len(s.docs.m))
 }
