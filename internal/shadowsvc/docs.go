@@ -16,41 +16,51 @@ import (
 // hits in proportion to what fits, where dropping the oldest would miss
 // every time. No time to live: another node's write is caught by the
 // store's version check or ApplyAWS's, and the entry is read again.
+//
+// The documents of the last few shadows written are also kept parsed
+// (docCacheParsed of them, a few hundred KB): when few devices update
+// often, their writes do not parse either.
 type docCache struct {
-	max int // bytes
+	max, maxParsed int
 
-	mu    sync.Mutex
-	m     map[shadow.Key][]byte
-	bytes int
+	mu     sync.Mutex
+	m      map[shadow.Key][]byte
+	bytes  int
+	parsed map[shadow.Key]shadow.Document // keys of m, the document of their bytes
 }
 
 // docCacheBytes bounds the documents kept for their shadows' next write.
 const docCacheBytes = 4 << 20
+
+// docCacheParsed bounds the documents kept parsed.
+const docCacheParsed = 256
 
 // docEntryOverhead is what an entry costs beside its document and its
 // key's strings: the map's slot (key and slice headers) and its share
 // of the table's free space.
 const docEntryOverhead = 112
 
-func newDocCache(maxBytes int) *docCache {
-	return &docCache{max: maxBytes, m: map[shadow.Key][]byte{}}
+func newDocCache(maxBytes, maxParsed int) *docCache {
+	return &docCache{max: maxBytes, maxParsed: maxParsed, m: map[shadow.Key][]byte{}, parsed: map[shadow.Key]shadow.Document{}}
 }
 
 func entrySize(k shadow.Key, b []byte) int {
 	return len(b) + len(k.ProductKey) + len(k.DeviceName) + len(k.Name) + docEntryOverhead
 }
 
-// get returns the stored form kept for k.
-func (c *docCache) get(k shadow.Key) ([]byte, bool) {
+// get returns the stored form kept for k and, when it is kept parsed
+// too (parsed), its document.
+func (c *docCache) get(k shadow.Key) (b []byte, doc shadow.Document, parsed, ok bool) {
 	c.mu.Lock()
-	b, ok := c.m[k]
-	c.mu.Unlock()
-	return b, ok
+	defer c.mu.Unlock()
+	b, ok = c.m[k]
+	doc, parsed = c.parsed[k]
+	return b, doc, parsed, ok
 }
 
-// set keeps b, k's document just stored, making room as needed; a
-// document larger than the whole cache is not kept.
-func (c *docCache) set(k shadow.Key, b []byte) {
+// set keeps b, k's document doc just stored, making room as needed (at
+// random); a document larger than the whole cache is not kept.
+func (c *docCache) set(k shadow.Key, b []byte, doc shadow.Document) {
 	n := entrySize(k, b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -58,15 +68,23 @@ func (c *docCache) set(k shadow.Key, b []byte) {
 	if n > c.max {
 		return
 	}
-	for kk, bb := range c.m {
+	for kk := range c.m {
 		if c.bytes+n <= c.max {
 			break
 		}
-		c.bytes -= entrySize(kk, bb)
-		delete(c.m, kk)
+		c.deleteLocked(kk)
 	}
 	c.m[k] = b
 	c.bytes += n
+	for kk := range c.parsed {
+		if len(c.parsed) < c.maxParsed {
+			break
+		}
+		delete(c.parsed, kk)
+	}
+	if c.maxParsed > 0 {
+		c.parsed[k] = doc
+	}
 }
 
 // delete drops k's entry.
@@ -80,5 +98,6 @@ func (c *docCache) deleteLocked(k shadow.Key) {
 	if b, ok := c.m[k]; ok {
 		c.bytes -= entrySize(k, b)
 		delete(c.m, k)
+		delete(c.parsed, k)
 	}
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/corral-iot/corral/internal/shadow"
 )
 
-// The kept documents stay within their bound in bytes, whatever is set,
-// replaced or deleted, and what is kept is what was set last.
+// The kept documents stay within their bound in bytes, and the parsed
+// ones within theirs (a subset of the kept ones), whatever is set,
+// replaced or deleted; what is kept is what was set last.
 func TestDocCacheBound(t *testing.T) {
 	key := func(i int) shadow.Key { return shadow.Key{ProductKey: "pk", DeviceName: fmt.Sprintf("d%04d", i)} }
 	doc := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
@@ -36,14 +37,15 @@ func TestDocCacheBound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newDocCache(tt.max)
+			const maxParsed = 4
+			c := newDocCache(tt.max, maxParsed)
 			for i := range tt.sets {
-				c.set(key(i), doc(100))
+				c.set(key(i), doc(100), shadow.Document{Version: int64(i)})
 			}
-			last := doc(100)
+			last, lastVersion := doc(100), int64(tt.sets-1)
 			if tt.replace != nil {
-				last = tt.replace
-				c.set(key(tt.sets-1), last)
+				last, lastVersion = tt.replace, 99
+				c.set(key(tt.sets-1), last, shadow.Document{Version: lastVersion})
 			}
 			for i := range tt.del {
 				c.delete(key(i))
@@ -58,9 +60,17 @@ func TestDocCacheBound(t *testing.T) {
 			if len(c.m) != tt.wantLen {
 				t.Fatalf("%d entries, want %d", len(c.m), tt.wantLen)
 			}
-			b, ok := c.get(key(tt.sets - 1))
-			if ok != tt.wantKept || (ok && !bytes.Equal(b, last)) {
-				t.Fatalf("last key kept %v (%d bytes), want %v", ok, len(b), tt.wantKept)
+			if len(c.parsed) > maxParsed {
+				t.Fatalf("%d parsed, bound %d", len(c.parsed), maxParsed)
+			}
+			for k := range c.parsed {
+				if _, ok := c.m[k]; !ok {
+					t.Fatalf("%v parsed but not kept", k)
+				}
+			}
+			b, d, parsed, ok := c.get(key(tt.sets - 1))
+			if ok != tt.wantKept || (ok && !bytes.Equal(b, last)) || parsed != tt.wantKept || (parsed && d.Version != lastVersion) {
+				t.Fatalf("last key kept %v (%d bytes), parsed %v (version %d), want %v", ok, len(b), parsed, d.Version, tt.wantKept)
 			}
 		})
 	}
@@ -112,7 +122,9 @@ func TestDocCacheTenThousandDevices(t *testing.T) {
 	st := &memStore{m: map[shadow.Key]shadow.Stored{}}
 	s := New(Options{Store: st, Devices: anyDevice{}})
 	ctx := context.Background()
-	key := func(i int) shadow.Key { return shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: fmt.Sprintf("device-%05d", i)} }
+	key := func(i int) shadow.Key {
+		return shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: fmt.Sprintf("device-%05d", i)}
+	}
 	for i := range devices {
 		if err := s.SetConnected(ctx, key(i).ProductKey, key(i).DeviceName, true, "", time.Unix(1_800_000_000, 0)); err != nil {
 			t.Fatal(err)
@@ -130,5 +142,5 @@ func TestDocCacheTenThousandDevices(t *testing.T) {
 			t.Fatalf("round %d: %d of %d updates read the store (%d bytes kept in %d entries)", round, st.reads, devices, s.docs.bytes, len(s.docs.m))
 		}
 	}
-	t.Logf("%d bytes kept for %d shadows", s.docs.bytes, len(s.docs.m))
+	t.Logf("%d bytes kept for %d shadows, %d parsed", s.docs.bytes, len(s.docs.m), len(s.docs.parsed))
 }

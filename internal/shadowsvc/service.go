@@ -179,7 +179,7 @@ func New(o Options) *Service {
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
 	s.changed = cache.New[[2]string, struct{}](cache.Options{TTL: changedTTL, MaxSize: 100_000, Now: s.now})
-	s.docs = newDocCache(docCacheBytes)
+	s.docs = newDocCache(docCacheBytes, docCacheParsed)
 	return s
 }
 
@@ -266,7 +266,10 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 // latest is current for a write: from the stored form this node kept of
 // k's document (hit, stored), else read from the store.
 func (s *Service) latest(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live, hit bool, stored []byte, err error) {
-	if b, ok := s.docs.get(k); ok {
+	if b, doc, parsed, ok := s.docs.get(k); ok {
+		if parsed {
+			return doc, doc.Version, true, true, b, nil
+		}
 		if doc, err := shadow.Parse(b); err == nil {
 			return doc, doc.Version, true, true, b, nil
 		}
@@ -293,7 +296,7 @@ func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow
 	if err := s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, history); err != nil {
 		return nil, err
 	}
-	s.docs.set(k, b)
+	s.docs.set(k, b, next)
 	return b, nil
 }
 
@@ -715,7 +718,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		case errors.Is(e, shadow.ErrStale):
 			e = s.connectedLocked(ctx, x.k, x.d, x.set, w.connected, w.reason, w.at)
 		case e == nil:
-			s.docs.set(x.k, x.stored)
+			s.docs.set(x.k, x.stored, x.res.Next)
 			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
 				Created: !x.live, Source: "presence", Reason: w.reason, Delta: x.res.Delta, Documents: x.res.Documents, At: w.at})
 		}
