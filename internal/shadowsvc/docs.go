@@ -29,7 +29,11 @@ type docCache struct {
 	parsed map[shadow.Key]shadow.Document // keys of m, the document of their bytes
 }
 
-// docCacheBytes bounds the documents kept for their shadows' next write.
+// docCacheBytes bounds the documents kept for their shadows' next write,
+// as entrySize counts them: the 10,000 devices of the issue 11 figure
+// (about 380 B each) fit. Measured heap with 19,000 devices' presence
+// documents (16,710 kept, 256 parsed): 5.7 MB, against 6.1 MB for the
+// 4,096 parsed documents the cache held before it was bounded in bytes.
 const docCacheBytes = 4 << 20
 
 // docCacheParsed bounds the documents kept parsed.
