@@ -348,6 +348,8 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 				if broker == "corral" {
 					b.ReportMetric(per(after.RSS-after.GoResident, before.RSS-before.GoResident), "nongo-bytes/conn")
 					b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
+					b.ReportMetric(per(after.FileRSS, before.FileRSS), "file-rss-bytes/conn")
+					b.ReportMetric(per(after.HeapIdle, before.HeapIdle), "heap-idle-bytes/conn")
 					b.ReportMetric(per(after.Stacks, before.Stacks), "stack-bytes/conn")
 					b.ReportMetric(per(after.Goroutines, before.Goroutines), "goroutines/conn")
 				}

@@ -150,6 +150,7 @@ type Broker struct {
 	names   map[string]string // bound address -> listener id
 	lns     []net.Listener
 	pres    *presenceWriter
+	auth    *authPool
 	adm     *admission
 	logins  *loginLimiter
 	sample  *logSampler
@@ -160,7 +161,8 @@ type Broker struct {
 	served  atomic.Bool
 	closed  sync.Once
 
-	subObs []SubscribeObserver // set before Serve
+	subObs  []SubscribeObserver // set before Serve
+	presObs presenceObservers
 }
 
 // SubscribeObserver is told when a device's own SUBSCRIBE was granted
@@ -204,6 +206,7 @@ func New(o Options) (*Broker, error) {
 	b.stop, b.done = make(chan struct{}), make(chan struct{})
 	b.adm = newAdmission(o.ConnectTimeout, o.MaxPendingPerIP, time.Now, b.m.pendingCap.Inc)
 	b.pres = newPresenceWriter(o.Registry, o.Logger, o.PresenceBatchWait)
+	b.auth = newAuthPool()
 	b.hook = newHook(b)
 	var err error
 	b.eng, err = engine.Open(context.Background(), engine.Options{
@@ -339,6 +342,7 @@ func (b *Broker) Close() error {
 		if b.served.Load() { // else the presence writer never ran
 			b.pres.stop()
 		}
+		b.auth.stop()
 		close(b.stop)
 		if b.served.Load() {
 			<-b.done

@@ -25,6 +25,7 @@ import (
 	"github.com/corral-iot/corral/internal/apptest"
 	"github.com/corral-iot/corral/internal/config"
 	"github.com/corral-iot/corral/internal/mqtttest"
+	"github.com/corral-iot/corral/internal/registry"
 )
 
 // sign computes the Alibaba CONNECT password independently of corral's code.
@@ -513,4 +514,51 @@ func TestQueueOverflowIsCounted(t *testing.T) {
 func rawConnectWithWill(addr string, c creds, willTopic, will string) (net.Conn, error) {
 	return mqtttest.Dial(addr, "", mqtttest.Connect{Creds: mqtttest.Creds{ClientID: c.clientID, Username: c.username, Password: c.password},
 		KeepAlive: 60, Will: &mqtttest.Will{Topic: willTopic, Payload: []byte(will), QoS: 1}})
+}
+
+// TestOnPresence: in-process observers get every session start and end
+// as a registry.Presence (the device's account and thing name with it, a
+// takeover's end with its reason) in order, until they stop.
+func TestOnPresence(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("p", nil)
+	d := s.CreateDevice(p.ProductKey, "obs-1")
+	evs := make(chan registry.Presence, 100)
+	stop := s.App.Broker().OnPresence(func(p registry.Presence) { evs <- p })
+	next := func() registry.Presence {
+		t.Helper()
+		select {
+		case ev := <-evs:
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatal("no presence")
+			return registry.Presence{}
+		}
+	}
+	c := connectDevice(t, s, d, nil)
+	ev := next()
+	if !ev.Online || ev.ProductKey != p.ProductKey || ev.DeviceName != "obs-1" || ev.AccountID == "" ||
+		ev.ThingName != registry.DefaultThingName(p.ProductKey, "obs-1") || ev.At.IsZero() || ev.Reason != "" {
+		t.Fatalf("connected: %+v", ev)
+	}
+	connectDevice(t, s, d, nil) // takes over
+	got := map[bool]string{}
+	for range 2 {
+		ev := next()
+		got[ev.Online] = ev.Reason
+	}
+	if r, ok := got[false]; !ok || r != "DUPLICATE_CLIENTID" {
+		t.Fatalf("takeover: %v", got)
+	}
+	if _, ok := got[true]; !ok {
+		t.Fatalf("takeover: no connect in %v", got)
+	}
+	c.Close()
+	stop()
+	connectDevice(t, s, d, nil)
+	select {
+	case ev := <-evs:
+		t.Fatalf("after stop: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -201,7 +201,7 @@ func (h *hook) Authenticate(_ context.Context, info engine.ConnInfo, cp *packet.
 		return h.refuse(ctx, ci, cp, h.knownAccount(user), src, &refusal{code: packet.ServerBusy, reason: why})
 	}
 	// Authentication reads the store, whose SQLite code grows goroutine
-	// stacks deep; doing it on a short-lived goroutine keeps the
+	// stacks deep; doing it on another goroutine (authPool) keeps the
 	// connection's own goroutine (which lives as long as the session)
 	// small, which is most of what an idle connection costs.
 	type result struct {
@@ -209,10 +209,10 @@ func (h *hook) Authenticate(_ context.Context, info engine.ConnInfo, cp *packet.
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	h.b.auth.run(func() {
 		id, err := h.authenticate(ctx, ci, cp)
 		done <- result{id, err}
-	}()
+	})
 	r := <-done
 	id, err := r.id, r.err
 	if err != nil {

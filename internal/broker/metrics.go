@@ -60,5 +60,7 @@ func (m *metrics) watch(e *engine.Server) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_sessions", Help: "MQTT sessions, offline persistent ones included."},
 			func() float64 { return float64(e.Stats().Sessions) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_connections_parked", Help: "MQTT connections idle past mqtt_park_idle, holding no goroutine."},
-			func() float64 { return float64(e.Stats().Parked) }))
+			func() float64 { return float64(e.Stats().Parked) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_read_buffers", Help: "MQTT connections holding a read buffer (8 KB): busy ones, and those in the middle of a packet."},
+			func() float64 { return float64(e.Stats().ReadBuffers) }))
 }

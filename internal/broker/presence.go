@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/engine"
@@ -29,15 +31,69 @@ type presenceEvent struct {
 	ThingName string `json:"thingName,omitempty"`
 }
 
-// publishPresence announces a device's connect or disconnect on
-// $aws/events/presence/{connected|disconnected}/{clientId}; only
-// application clients of the device's account receive it.
+// publishPresence tells a device's connect or disconnect to the
+// in-process presence observers (OnPresence) as a registry.Presence, and
+// announces it on $aws/events/presence/{connected|disconnected}/{clientId}
+// when a subscription would receive it (only application clients of the
+// device's account may subscribe): the JSON is built only then.
 func (b *Broker) publishPresence(s *session, eventType, reason string, at time.Time) {
+	p := registry.Presence{ProductKey: s.id.productKey, DeviceName: s.id.deviceName, Online: eventType == "connected", At: at,
+		Reason: reason, AccountID: s.id.accountID, ThingName: s.id.thingName}
+	for _, o := range b.presObs.load() {
+		o.f(p)
+	}
+	topic := presencePrefix + eventType + "/" + s.id.clientID
+	if !b.eng.Subscribed(topic) {
+		return
+	}
 	ev := presenceEvent{ClientID: s.id.clientID, Timestamp: at.UnixMilli(), EventType: eventType, DisconnectReason: reason,
 		VersionNumber: at.UnixMilli(), ProductKey: s.id.productKey, DeviceName: s.id.deviceName, IPAddress: hostOf(s.remote()),
 		PrincipalIdentifier: s.id.productKey + "/" + s.id.deviceName, AccountID: s.id.accountID, ThingName: s.id.thingName}
 	data, _ := json.Marshal(ev)
-	b.PublishEvent(presencePrefix+eventType+"/"+s.id.clientID, data)
+	b.PublishEvent(topic, data)
+}
+
+// OnPresence hands f every device session's start and end (sub-devices'
+// through their gateways too, and a session's end by takeover, with the
+// reason DUPLICATE_CLIENTID), synchronously on the session's goroutine
+// in its order, before the event is published: f must not block. It is
+// what the presence events carry, without their JSON. The returned
+// function stops it.
+func (b *Broker) OnPresence(f func(registry.Presence)) (stop func()) { return b.presObs.add(f) }
+
+// presenceObservers are the OnPresence functions, read without a lock
+// by every session start and end.
+type presenceObservers struct {
+	mu   sync.Mutex // serialises add and stop
+	next int
+	fs   atomic.Pointer[[]presenceObserver]
+}
+
+type presenceObserver struct {
+	id int
+	f  func(registry.Presence)
+}
+
+func (o *presenceObservers) load() []presenceObserver {
+	if fs := o.fs.Load(); fs != nil {
+		return *fs
+	}
+	return nil
+}
+
+func (o *presenceObservers) add(f func(registry.Presence)) func() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.next++
+	id := o.next
+	fs := append(slices.Clone(o.load()), presenceObserver{id: id, f: f})
+	o.fs.Store(&fs)
+	return func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		fs := slices.DeleteFunc(slices.Clone(o.load()), func(p presenceObserver) bool { return p.id == id })
+		o.fs.Store(&fs)
+	}
 }
 
 // PublishEvent publishes a corral event on a topic that names its

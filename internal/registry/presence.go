@@ -15,6 +15,14 @@ type Presence struct {
 	// ConnectedAt is set on an offline record that folds a connect from
 	// the same batch (a short session): it counts as having been online.
 	ConnectedAt time.Time
+	// Reason is why a session ended (AWS IoT's disconnectReason, as the
+	// broker's presence event names it); empty for a connect.
+	Reason string
+	// AccountID and ThingName are the device's as the broker read them at
+	// CONNECT, so observers need not read the device again. The store
+	// ignores them and Reason.
+	AccountID string
+	ThingName string
 }
 
 // Coalesce folds a batch of presence changes in order into one change per

@@ -37,6 +37,13 @@ type Broker interface {
 	Online(pk, dn string) bool
 }
 
+// presenceSource is a Broker that hands presence events to in-process
+// observers as they are (broker.OnPresence), so none is built as JSON
+// and decoded again; without it, the MQTT side subscribes to them.
+type presenceSource interface {
+	OnPresence(f func(registry.Presence)) (stop func())
+}
+
 // Things resolves AWS thing names, for topics that name a device by its
 // thing: the security issue's {ProductKey}.{DeviceName} or an explicit
 // name. Errors wrap registry.ErrNotFound for a name no device has.
@@ -119,12 +126,17 @@ func NewMQTT(o MQTTOptions) *MQTT {
 // presence events, and starts the presence workers.
 func (m *MQTT) Start() error {
 	m.pres.start()
-	for f, h := range map[string]func(string, []byte, bool){
+	hs := map[string]func(string, []byte, bool){
 		awsClassicRequests: m.onAWS,
 		awsNamedRequests:   m.onAWS,
 		alibabaRequests:    m.onAlibaba,
-		presenceEvents:     m.pres.onEvent,
-	} {
+	}
+	if ps, ok := m.b.(presenceSource); ok {
+		m.stop = append(m.stop, ps.OnPresence(m.pres.onPresence))
+	} else {
+		hs[presenceEvents] = m.pres.onEvent
+	}
+	for f, h := range hs {
 		stop, err := m.b.SubscribeOrigin(f, h)
 		if err != nil {
 			m.Stop()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-iot/corral/internal/registry"
 	"github.com/corral-iot/corral/internal/shadow"
 )
 
@@ -98,18 +99,27 @@ func (p *presence) start() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for range q.wake {
-				evs, closed := q.take()
-				for len(evs) > 0 {
-					n := min(len(evs), maxPresenceBatch)
-					p.apply(evs[:n])
-					evs = evs[n:]
-				}
-				if closed {
-					return
-				}
-			}
+			q.work(p.apply)
 		}()
+	}
+}
+
+// work hands apply what is queued, in batches of at most
+// maxPresenceBatch, until the queue is closed.
+func (q *presenceQueue) work(apply func([]presenceEvent)) {
+	for range q.wake {
+		// What arrives meanwhile joins the batch: a short session's
+		// connect and disconnect become one write.
+		time.Sleep(presenceLinger)
+		evs, closed := q.take()
+		for len(evs) > 0 {
+			n := min(len(evs), maxPresenceBatch)
+			apply(evs[:n])
+			evs = evs[n:]
+		}
+		if closed {
+			return
+		}
 	}
 }
 
@@ -128,7 +138,8 @@ func (p *presence) close() {
 	p.wg.Wait()
 }
 
-// onEvent queues a broker event for its device's worker.
+// onEvent queues a broker event published as JSON on presenceEvents,
+// for a Broker without OnPresence.
 func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	if fromDevice {
 		return // only corral publishes presence (broker rights); be strict anyway
@@ -140,6 +151,25 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	if !strings.HasSuffix(topic, "/"+ev.ProductKey+"."+ev.DeviceName) {
 		return
 	}
+	p.queue(ev)
+}
+
+// onPresence queues a session's start or end the broker hands over as it
+// is (OnPresence): the same event as onEvent's, without its JSON.
+func (p *presence) onPresence(r registry.Presence) {
+	ev := presenceEvent{EventType: "disconnected", Timestamp: r.At.UnixMilli(), DisconnectReason: r.Reason,
+		ProductKey: r.ProductKey, DeviceName: r.DeviceName, AccountID: r.AccountID, ThingName: r.ThingName}
+	if r.Online {
+		ev.EventType = "connected"
+	}
+	if ev.ProductKey == "" || ev.DeviceName == "" {
+		return
+	}
+	p.queue(ev)
+}
+
+// queue queues an event for its device's worker.
+func (p *presence) queue(ev presenceEvent) {
 	if ev.EventType == "disconnected" && ev.DisconnectReason == "DUPLICATE_CLIENTID" {
 		// A newer session of the device took over: nothing to write, and
 		// it must not replace that session's connect waiting here.
@@ -150,6 +180,10 @@ func (p *presence) onEvent(topic string, payload []byte, fromDevice bool) {
 	h.Write([]byte(key))
 	p.queues[h.Sum32()%uint32(len(p.queues))].put(key, ev)
 }
+
+// presenceLinger is how long a worker woken by an event waits for more
+// before it takes what is queued.
+const presenceLinger = 10 * time.Millisecond
 
 // maxPresenceBatch bounds the events of one worker written in one store
 // transaction.

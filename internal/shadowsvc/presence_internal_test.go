@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // TestPresenceQueueCoalesces: a device's events waiting together leave
@@ -51,4 +52,34 @@ func TestPresenceQueueCoalesces(t *testing.T) {
 	if p.queues[0].put("pk/a", ev("connected", "a", "", 1)) {
 		t.Fatal("a closed queue took an event")
 	}
+}
+
+// TestPresenceWorkerLingers: a device's disconnect arriving soon after
+// its connect woke the worker is applied with it, as one event (a short
+// session costs one write); what comes after the batch is applied next.
+func TestPresenceWorkerLingers(t *testing.T) {
+	q := newPresence(nil, 1).queues[0]
+	batches := make(chan []presenceEvent, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.work(func(evs []presenceEvent) { batches <- append([]presenceEvent(nil), evs...) })
+	}()
+	conn := presenceEvent{EventType: "connected", Timestamp: 1, ProductKey: "pk", DeviceName: "a"}
+	disc := presenceEvent{EventType: "disconnected", Timestamp: 2, DisconnectReason: "CLIENT_INITIATED_DISCONNECT", ProductKey: "pk", DeviceName: "a"}
+	q.put("pk/a", conn)
+	time.Sleep(2 * time.Millisecond) // the worker is awake, lingering
+	q.put("pk/a", disc)
+	if got := <-batches; !reflect.DeepEqual(got, []presenceEvent{disc}) {
+		t.Fatalf("first batch %+v, want the disconnect alone", got)
+	}
+	q.put("pk/a", conn)
+	if got := <-batches; !reflect.DeepEqual(got, []presenceEvent{conn}) {
+		t.Fatalf("second batch %+v, want the connect", got)
+	}
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake <- struct{}{}
+	<-done
 }

@@ -79,19 +79,34 @@ func NewDesired(b Broker, reg DesiredRegistry, log *slog.Logger) *Desired {
 // $aws/events/presence/connected/{pk}.{dn}.
 const presenceConnected = "$aws/events/presence/connected/"
 
+// presenceSource is a Broker that hands session starts to in-process
+// observers as they are (broker.OnPresence), without their JSON; without
+// it, Desired subscribes to presenceConnected.
+type presenceSource interface {
+	OnPresence(f func(registry.Presence)) (stop func())
+}
+
 // Start subscribes to devices' desired-value requests, their answers to
 // property sets, and session starts.
 func (d *Desired) Start() error {
-	stop, err := d.b.SubscribeAll(map[string]func(string, []byte){
+	hs := map[string]func(string, []byte){
 		"/sys/+/+/thing/property/desired/get":       d.onGet,
 		"/sys/+/+/thing/property/desired/delete":    d.onDelete,
 		"/sys/+/+/thing/service/property/set_reply": d.onSetReply,
-		presenceConnected + "+":                     d.onConnected,
-	})
+	}
+	ps, typed := d.b.(presenceSource)
+	if !typed {
+		hs[presenceConnected+"+"] = d.onConnected
+	}
+	stop, err := d.b.SubscribeAll(hs)
 	if err != nil {
 		return fmt.Errorf("subscribing to desired-value topics: %w", err)
 	}
 	d.stop = stop
+	if typed {
+		stopPresence := ps.OnPresence(d.onPresence)
+		d.stop = func() { stopPresence(); stop() }
+	}
 	d.worker.Add(1)
 	go d.pushConnected()
 	return nil
@@ -232,14 +247,26 @@ func (d *Desired) request(topic string, payload []byte) (alink.Topic, alink.Requ
 	return t, req, true
 }
 
-// onConnected has the worker deliver what a device that just came online
-// has not acknowledged; it runs on the session's goroutine, so it only
-// queues.
+// onConnected queues a session start published on presenceConnected.
 func (d *Desired) onConnected(topic string, _ []byte) {
 	pk, dn, ok := strings.Cut(strings.TrimPrefix(topic, presenceConnected), ".")
 	if !ok {
 		return
 	}
+	d.connected(pk, dn)
+}
+
+// onPresence queues a session start the broker hands over (OnPresence).
+func (d *Desired) onPresence(p registry.Presence) {
+	if p.Online {
+		d.connected(p.ProductKey, p.DeviceName)
+	}
+}
+
+// connected has the worker deliver what a device that just came online
+// has not acknowledged; it runs on the session's goroutine, so it only
+// queues.
+func (d *Desired) connected(pk, dn string) {
 	dev := [2]string{pk, dn}
 	d.cmu.Lock()
 	if _, ok := d.waiting[dev]; !ok {

@@ -141,12 +141,18 @@ func (p *Proc) RSS(tb testing.TB) int64 {
 // say), from /proc/PID/status.
 func RSSOf(tb testing.TB, pid int) int64 {
 	tb.Helper()
+	return statusKB(tb, pid, "VmRSS:")
+}
+
+// statusKB reads one "Name: N kB" line of /proc/PID/status, in bytes.
+func statusKB(tb testing.TB, pid int, name string) int64 {
+	tb.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == name && f[2] == "kB" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -154,7 +160,7 @@ func RSSOf(tb testing.TB, pid int) int64 {
 			return kb * 1024
 		}
 	}
-	tb.Fatal("no VmRSS in /proc status")
+	tb.Fatalf("no %s in /proc status", name)
 	return 0
 }
 
@@ -193,6 +199,12 @@ type Memory struct {
 	// caches in modernc's allocator (an upper bound on Go's share, since
 	// part of sys is reserved and never touched).
 	GoResident float64
+	// FileRSS is the part of RSS backed by files (RssFile in /proc: the
+	// binary's text and the database pages SQLite reads through mmap).
+	FileRSS float64
+	// HeapIdle is heap memory the Go runtime holds with no object in it
+	// and has not returned to the OS (heap_idle − heap_released).
+	HeapIdle float64
 }
 
 // Settled waits for the server's second garbage collection from now (the
@@ -228,7 +240,9 @@ func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
 	m := p.Metrics(tb)
 	return Memory{RSS: float64(p.RSS(tb)), Heap: m["go_memstats_heap_alloc_bytes"],
 		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
-		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]}
+		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"],
+		FileRSS:    float64(statusKB(tb, p.Cmd.Process.Pid, "RssFile:")),
+		HeapIdle:   m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"]}
 }
 
 // CPUTime is the CPU time (user + system) process pid has used so far.

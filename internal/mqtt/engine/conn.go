@@ -26,17 +26,18 @@ type conn struct {
 	srv      *Server
 	nc       net.Conn
 	listener string
-	b        [1]byte // ReadByte's buffer
-	hasFirst bool    // b holds a packet's first byte, read by waitFirst
+	b        [1]byte // a packet's first byte, read alone by waitFirst
+	hasFirst bool    // b holds it
 	noPark   bool    // no socket under nc, or a wrapper that may not park
 	parkSeen bool    // noPark was decided (before the first short wait)
 
 	version   packet.Version
+	busy      uint8  // packets in a row that came close together (setKeepAlive), up to busyReads
 	expiry0   uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
 	client    *Client
 	keepAlive time.Duration
-	aliasIn   []string // topic aliases the client set; index = alias
-	sess      *session // set once, under Server.mu and sess.mu
+	aliasIn   *[]string // topic aliases the client set; index = alias (a pointer: most clients set none)
+	sess      *session  // set once, under Server.mu and sess.mu
 
 	// Client's limits, fixed at CONNECT.
 	window      int    // outbound in-flight bound
@@ -50,6 +51,8 @@ type conn struct {
 	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
 	ncClosed    atomic.Bool // closeNC began: never park
 	kaDeadline  int64       // keep-alive deadline of the next packet, Unix ns; 0: none
+	rdDeadline  int64       // the socket's read deadline as last set, Unix ns; 0: none
+	rb          *readBuf    // bytes read and not yet taken; borrowed only while there are
 	parkToken   uint64      // the poller's key while parked; guarded by the poller's mu
 
 	// Guarded by sess.mu.
@@ -65,25 +68,6 @@ type conn struct {
 	// closed once it is: the new connection reports this one's end only
 	// then, so that hooks never see a connection end before it started.
 	startWait chan struct{}
-}
-
-// Read and ReadByte let packet.Read read the connection without a buffer.
-func (c *conn) Read(p []byte) (int, error) { return c.nc.Read(p) }
-
-func (c *conn) ReadByte() (byte, error) {
-	if c.hasFirst {
-		c.hasFirst = false
-		return c.b[0], nil
-	}
-	for {
-		n, err := c.nc.Read(c.b[:])
-		if n == 1 {
-			return c.b[0], nil
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
 }
 
 // appendCtrlLocked queues a control packet and starts the writer. A client
@@ -353,6 +337,16 @@ func dupOf(o *outbound, now time.Time) *packet.Publish {
 // why it ended; parked says its goroutine must return, the connection
 // living on in the poller.
 func (c *conn) readLoop() (r EndReason, parked bool) {
+	r, parked = c.readPackets()
+	if !parked {
+		// A parked connection holds no buffer, and is no longer this
+		// goroutine's: a new reader may have it already.
+		c.releaseBuf()
+	}
+	return r, parked
+}
+
+func (c *conn) readPackets() (r EndReason, parked bool) {
 	limit := c.srv.opts.MaxPacketSize
 	for {
 		err := c.waitFirst()
@@ -531,11 +525,12 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 			return c.fail(packet.TopicAliasInvalid, "topic alias above the maximum")
 		}
 		if c.aliasIn == nil {
-			c.aliasIn = make([]string, srv.opts.TopicAliasMaximum+1)
+			in := make([]string, srv.opts.TopicAliasMaximum+1)
+			c.aliasIn = &in
 		}
 		if topic != "" {
-			c.aliasIn[a] = topic
-		} else if topic = c.aliasIn[a]; topic == "" {
+			(*c.aliasIn)[a] = topic
+		} else if topic = (*c.aliasIn)[a]; topic == "" {
 			return c.fail(packet.ProtocolError, "unknown topic alias")
 		}
 	}

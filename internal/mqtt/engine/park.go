@@ -29,12 +29,29 @@ func (c *conn) closeNC() {
 }
 
 // setKeepAlive starts the keep-alive wait for the next packet: 1.5 × the
-// keep alive from now, none without one.
+// keep alive from now, none without one. It counts the packets that came
+// within busyGap of the one before (busy).
 func (c *conn) setKeepAlive() {
 	if c.keepAlive > 0 {
-		c.kaDeadline = time.Now().Add(c.keepAlive * 3 / 2).UnixNano()
+		span := c.keepAlive * 3 / 2
+		now := time.Now().UnixNano()
+		if c.kaDeadline != 0 && now-(c.kaDeadline-int64(span)) < int64(busyGap) {
+			c.busy = min(c.busy+1, busyReads)
+		} else {
+			c.busy = 0
+		}
+		c.kaDeadline = now + int64(span)
 	}
 }
+
+// A connection whose last busyReads packets each came within busyGap of
+// the one before is busy: it waits for the next with a read buffer (held
+// until it parks, at most Options.ParkIdle), taking packets in one read
+// each rather than their first byte alone and then the rest.
+const (
+	busyReads = 8
+	busyGap   = 10 * time.Millisecond
+)
 
 func (c *conn) keepAliveDeadline() time.Time {
 	if c.kaDeadline == 0 {
@@ -43,43 +60,71 @@ func (c *conn) keepAliveDeadline() time.Time {
 	return time.Unix(0, c.kaDeadline)
 }
 
-// waitFirst waits for the first byte of a packet, keeping it for ReadByte,
-// and sets the read deadline of the rest to the keep-alive one. Waiting
-// longer than Options.ParkIdle before the keep-alive deadline parks the
-// connection (errParked). A timeout in the middle of a packet is not a park:
-// only the first byte's wait may end early.
+// waitFirst waits for the first byte of a packet (in the read buffer, or
+// alone in c.b for ReadByte) and leaves the keep-alive deadline on the
+// socket for the rest, unless the whole packet is buffered already. Bytes
+// already buffered are that packet: no wait. Otherwise a busy connection
+// (busyReads) waits with its buffer, so that one read takes the packet
+// whole; any other gives the buffer back (an idle connection holds none)
+// and reads one byte alone. Waiting longer than Options.ParkIdle before
+// the keep-alive deadline parks the connection (errParked). A timeout in
+// the middle of a packet is not a park: only the first byte's wait may
+// end early.
 func (c *conn) waitFirst() error {
 	ka := c.keepAliveDeadline()
+	if !c.buffered() {
+		if err := c.waitReadable(ka); err != nil {
+			return err
+		}
+	}
+	if !c.packetBuffered() && c.deadlineLags(ka) {
+		c.setReadDeadline(ka)
+	}
+	return nil
+}
+
+// waitReadable waits until bytes come: in the read buffer (a busy
+// connection that may park) or one in c.b.
+func (c *conn) waitReadable(ka time.Time) error {
 	if !c.parkSeen && c.srv.poll != nil {
 		// Decided before any short wait: a wrapper that may not be parked
 		// (a WebSocket) may not survive a read that timed out either.
 		c.parkSeen, c.noPark = true, !canPark(c.nc)
 	}
-	if c.srv.poll == nil || c.noPark {
-		_ = c.nc.SetReadDeadline(ka)
-		return nil
+	now := time.Now()
+	d := now.Add(c.srv.opts.ParkIdle)
+	if c.srv.poll == nil || c.noPark || (!ka.IsZero() && !d.Before(ka)) {
+		c.releaseBuf()
+		c.setReadDeadline(ka)
+		return c.readFirst()
 	}
-	d := time.Now().Add(c.srv.opts.ParkIdle)
-	if !ka.IsZero() && !d.Before(ka) {
-		_ = c.nc.SetReadDeadline(ka)
-		return nil
+	// A wait that may park. A deadline set by an earlier wait is kept
+	// while it is at least half of ParkIdle away: a busy connection then
+	// moves no timer a packet.
+	if dl := c.rdDeadline; dl < now.Add(c.srv.opts.ParkIdle/2).UnixNano() || dl > d.UnixNano() {
+		c.setReadDeadline(d)
 	}
-	_ = c.nc.SetReadDeadline(d)
-	b, err := c.ReadByte()
+	var err error
+	if c.busy >= busyReads {
+		err = c.fill()
+	} else {
+		c.releaseBuf()
+		err = c.readFirst()
+	}
 	if err == nil {
-		c.b[0], c.hasFirst = b, true
-		_ = c.nc.SetReadDeadline(ka)
 		return nil
 	}
+	c.releaseBuf()
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || (!ka.IsZero() && !time.Now().Before(ka)) {
 		return err
 	}
+	c.busy = 0
 	if c.srv.poll.park(c, ka) {
 		return errParked
 	}
 	// Not parked (no socket under the connection, or it is closing): wait
 	// as without parking.
-	_ = c.nc.SetReadDeadline(ka)
-	return nil
+	c.setReadDeadline(ka)
+	return c.readFirst()
 }

@@ -204,7 +204,7 @@ type takeover struct {
 // connect reads and answers CONNECT; on success c.sess is set.
 func (c *conn) connect() takeover {
 	s := c.srv
-	_ = c.nc.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	c.setReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
 	p, err := c.readConnect()
 	if err != nil {
 		if errors.Is(err, packet.ErrUnsupportedVersion) {

@@ -30,6 +30,9 @@ type Stats struct {
 	Connections int64 // connected clients now
 	Sessions    int64 // sessions now, offline persistent ones included
 	Parked      int64 // connections parked now (Options.ParkIdle): no goroutine
+	// ReadBuffers is the connections holding a read buffer now: those in
+	// the middle of reading what came (an idle connection holds none).
+	ReadBuffers int64
 	Received    uint64
 	Sent        uint64
 	Drops       map[DropReason]uint64
@@ -38,6 +41,7 @@ type Stats struct {
 type counters struct {
 	connections atomic.Int64
 	sessions    atomic.Int64
+	readBufs    atomic.Int64
 	received    atomic.Uint64
 	sent        atomic.Uint64
 	drops       [numDropReasons]atomic.Uint64
@@ -49,6 +53,7 @@ func (s *Server) Stats() Stats {
 		Connections: s.count.connections.Load(),
 		Sessions:    s.count.sessions.Load(),
 		Parked:      s.poll.parkedCount(),
+		ReadBuffers: s.count.readBufs.Load(),
 		Received:    s.count.received.Load(),
 		Sent:        s.count.sent.Load(),
 		Drops:       make(map[DropReason]uint64, numDropReasons),

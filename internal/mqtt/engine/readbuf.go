@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// readBufSize is the read buffer a busy connection borrows: one read
+// system call takes every packet the kernel holds for it, up to this.
+const readBufSize = 8 << 10
+
+// readBufs holds the buffers of connections with nothing buffered: an
+// idle connection keeps none (it waits for a packet's first byte alone).
+var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
+
+// readBuf is a borrowed buffer and its unread part, buf[r:w].
+type readBuf struct {
+	buf  [readBufSize]byte
+	r, w int
+}
+
+// buffered says whether bytes read from the socket wait in the buffer.
+func (c *conn) buffered() bool { return c.rb != nil && c.rb.r < c.rb.w }
+
+// releaseBuf gives an empty (or abandoned) buffer back.
+func (c *conn) releaseBuf() {
+	if c.rb != nil {
+		readBufs.Put(c.rb)
+		c.rb = nil
+		c.srv.count.readBufs.Add(-1)
+	}
+}
+
+// fill reads what the socket has into the buffer (borrowed if none), at
+// least one byte or an error. Call only with nothing buffered.
+func (c *conn) fill() error {
+	if c.rb == nil {
+		c.rb = readBufs.Get().(*readBuf)
+		c.srv.count.readBufs.Add(1)
+	}
+	c.rb.r, c.rb.w = 0, 0
+	for {
+		n, err := c.nc.Read(c.rb.buf[:])
+		if n > 0 {
+			c.rb.w = n
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Read and ReadByte let packet.Read read the connection: from the
+// buffer while it holds bytes, else by one read of all that is there.
+func (c *conn) Read(p []byte) (int, error) {
+	if !c.buffered() {
+		if len(p) >= readBufSize {
+			return c.nc.Read(p)
+		}
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.rb.buf[c.rb.r:c.rb.w])
+	c.rb.r += n
+	return n, nil
+}
+
+func (c *conn) ReadByte() (byte, error) {
+	if c.hasFirst {
+		c.hasFirst = false
+		return c.b[0], nil
+	}
+	if !c.buffered() {
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
+	}
+	b := c.rb.buf[c.rb.r]
+	c.rb.r++
+	return b, nil
+}
+
+// packetBuffered says whether the buffer holds a whole packet: reading
+// it then needs no deadline.
+func (c *conn) packetBuffered() bool {
+	if !c.buffered() {
+		return false
+	}
+	b := c.rb.buf[c.rb.r:c.rb.w]
+	rl := 0
+	for i := 1; i < len(b) && i <= 4; i++ {
+		rl |= int(b[i]&0x7f) << (7 * (i - 1))
+		if b[i]&0x80 == 0 {
+			return 1+i+rl <= len(b)
+		}
+	}
+	return false
+}
+
+// readFirst reads one byte into c.b without a buffer: the wait of an idle
+// connection for its next packet.
+func (c *conn) readFirst() error {
+	for {
+		n, err := c.nc.Read(c.b[:])
+		if n == 1 {
+			c.hasFirst = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// setReadDeadline sets the socket's read deadline (zero: none).
+func (c *conn) setReadDeadline(t time.Time) {
+	_ = c.nc.SetReadDeadline(t)
+	c.rdDeadline = 0
+	if !t.IsZero() {
+		c.rdDeadline = t.UnixNano()
+	}
+}
+
+// deadlineLags says whether the read deadline as set is no longer the
+// keep-alive one ka: none where one is due or the reverse, later than ka,
+// or earlier by more than a quarter of the keep alive.
+func (c *conn) deadlineLags(ka time.Time) bool {
+	if ka.IsZero() || c.rdDeadline == 0 {
+		return ka.IsZero() != (c.rdDeadline == 0)
+	}
+	d := ka.UnixNano() - c.rdDeadline
+	return d < 0 || d > int64(c.keepAlive/4)
+}
