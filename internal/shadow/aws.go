@@ -136,23 +136,17 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 		return fail(413, MsgTooLarge, token)
 	}
 
-	acc := struct {
-		State       map[string]any `json:"state"`
-		Metadata    map[string]any `json:"metadata"`
-		Version     int64          `json:"version"`
-		Timestamp   int64          `json:"timestamp"`
-		ClientToken string         `json:"clientToken,omitempty"`
-	}{State: map[string]any{}, Metadata: map[string]any{}, Version: next.Version, Timestamp: ts, ClientToken: token}
+	accState, accMeta := map[string]any{}, map[string]any{}
 	for name, s := range map[string]section{"desired": u.desired, "reported": u.reported} {
 		switch {
 		case !s.present:
 		case s.tree == nil: // "desired": null, echoed as null
-			acc.State[name], acc.Metadata[name] = nil, stamp(ts)
+			accState[name], accMeta[name] = nil, stamp(ts)
 		default:
-			acc.State[name], acc.Metadata[name] = s.tree, metaFor(s.tree, ts)
+			accState[name], accMeta[name] = s.tree, metaFor(s.tree, ts)
 		}
 	}
-	out := UpdateAWS{Next: next, Accepted: marshal(acc), Delta: deltaAWS(next, ts, token), ClientToken: token}
+	out := UpdateAWS{Next: next, Accepted: messageAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
@@ -161,6 +155,31 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 		out.Documents = DocumentsAWS(prev, out.Stored, ts, token)
 	}
 	return out, nil
+}
+
+// messageAWS is the update/accepted and update/delta payload
+// {"state":…,"metadata":…,"version":N,"timestamp":T,"clientToken":"…"},
+// the token left out when empty.
+func messageAWS(state, md map[string]any, version, ts int64, token string) []byte {
+	b, ok := appendJSON(append(make([]byte, 0, 256), `{"state":`...), state)
+	if ok {
+		b, ok = appendJSON(append(b, `,"metadata":`...), md)
+	}
+	if !ok { // not a tree's value: encoding/json's way
+		return marshal(struct {
+			State       map[string]any `json:"state"`
+			Metadata    map[string]any `json:"metadata"`
+			Version     int64          `json:"version"`
+			Timestamp   int64          `json:"timestamp"`
+			ClientToken string         `json:"clientToken,omitempty"`
+		}{state, md, version, ts, token})
+	}
+	b = strconv.AppendInt(append(b, `,"version":`...), version, 10)
+	b = strconv.AppendInt(append(b, `,"timestamp":`...), ts, 10)
+	if token != "" {
+		b = appendString(append(b, `,"clientToken":`...), token)
+	}
+	return append(b, '}')
 }
 
 // DocumentsAWS is the update/documents payload
@@ -299,13 +318,7 @@ func deltaAWS(d Document, ts int64, token string) []byte {
 	if st == nil {
 		return nil
 	}
-	return marshal(struct {
-		State       map[string]any `json:"state"`
-		Metadata    map[string]any `json:"metadata"`
-		Version     int64          `json:"version"`
-		Timestamp   int64          `json:"timestamp"`
-		ClientToken string         `json:"clientToken,omitempty"`
-	}{st, md, d.Version, ts, token})
+	return messageAWS(st, md, d.Version, ts, token)
 }
 
 // GetAWS is the get/accepted payload: the whole document, with state.delta

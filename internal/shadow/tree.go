@@ -36,6 +36,10 @@ func decodeTree(raw []byte) (any, error) {
 func marshal(v any) []byte {
 	e := encoders.Get().(*encoder)
 	defer e.put()
+	var ok bool
+	if e.scratch, ok = appendJSON(e.scratch[:0], v); ok {
+		return bytes.Clone(e.scratch)
+	}
 	if err := e.enc.Encode(v); err != nil {
 		// Only decoded trees and our own structs are marshalled: an error
 		// here is a bug, not an input problem.
@@ -48,6 +52,10 @@ func marshal(v any) []byte {
 func marshalledLen(v any) int {
 	e := encoders.Get().(*encoder)
 	defer e.put()
+	var ok bool
+	if e.scratch, ok = appendJSON(e.scratch[:0], v); ok {
+		return len(e.scratch)
+	}
 	if err := e.enc.Encode(v); err != nil {
 		panic("shadow: marshal: " + err.Error())
 	}
@@ -58,8 +66,9 @@ func marshalledLen(v any) int {
 // for each of an update's several payloads was a noticeable part of its
 // cost.
 type encoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
+	scratch []byte // appendJSON's
+	buf     bytes.Buffer
+	enc     *json.Encoder
 }
 
 // maxPooledBuffer keeps one huge payload's buffer from staying pooled.
@@ -73,7 +82,7 @@ var encoders = sync.Pool{New: func() any {
 }}
 
 func (e *encoder) put() {
-	if e.buf.Cap() > maxPooledBuffer {
+	if e.buf.Cap() > maxPooledBuffer || cap(e.scratch) > maxPooledBuffer {
 		return
 	}
 	e.buf.Reset()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/corral-iot/corral/internal/cache"
@@ -164,8 +165,22 @@ func (m *MQTT) publish(topic string, payload []byte) {
 	}
 }
 
-// deviceOfThing resolves a thing name.
+// deviceOfThing resolves a thing name. A default name ({pk}.{dn}: an
+// explicit one holds no dot) names its device unless it was renamed, as
+// the registry resolves it; it is read from the Service's devices (the
+// ones an update reads next, known from presence events), so a device's
+// update reads no registry. An explicit name is looked up.
 func (m *MQTT) deviceOfThing(ctx context.Context, thing string) (deviceRef, error) {
+	if pk, dn, ok := strings.Cut(thing, "."); ok {
+		d, err := m.svc.device(ctx, shadow.Key{ProductKey: pk, DeviceName: dn})
+		if err == nil && d.ThingName != thing {
+			err = registry.ErrNotFound // renamed: its default name is not its name
+		}
+		if err != nil {
+			return deviceRef{}, fmt.Errorf("looking up thing %q: %w", thing, err)
+		}
+		return deviceRef{pk, dn}, nil
+	}
 	return m.byThing.GetOrLoad(thing, func() (deviceRef, error) {
 		d, err := m.things.LookupThing(ctx, thing)
 		if err != nil {

@@ -107,13 +107,13 @@ type Service struct {
 	// changed holds the devices deleted or renamed lately, whose presence
 	// events may carry what they were (knowDevice).
 	changed *cache.Cache[[2]string, struct{}]
-	// docs holds the documents this node last stored (put, and presence's
-	// batches), so that a shadow's next AWS update or presence write
-	// neither reads nor parses it. Only the writes use it (under the
-	// shadow's writer lock): a document another node changed is caught by
-	// the store's version check (ErrStale) or by ApplyAWS's (409), and
-	// read again. A delete drops its entry.
-	docs *cache.Cache[shadow.Key, kept]
+	// docs holds the stored form of the documents this node last stored
+	// (put, and presence's batches), so that a shadow's next AWS update
+	// or presence write does not read it. Only the writes use it (under
+	// the shadow's writer lock): a document another node changed is
+	// caught by the store's version check (ErrStale) or by ApplyAWS's
+	// (409), and read again. A delete drops its entry.
+	docs *docCache
 
 	// writers serialise the writes of one shadow on this node: a
 	// read-apply-write then loses to ErrStale only when another node
@@ -179,7 +179,7 @@ func New(o Options) *Service {
 	s.settings = cache.New[string, Settings](cache.Options{TTL: settingsTTL, MaxSize: 10_000, Now: s.now})
 	s.devices = cache.New[[2]string, deviceInfo](cache.Options{TTL: settingsTTL, MaxSize: 100_000, Now: s.now})
 	s.changed = cache.New[[2]string, struct{}](cache.Options{TTL: changedTTL, MaxSize: 100_000, Now: s.now})
-	s.docs = cache.New[shadow.Key, kept](cache.Options{TTL: settingsTTL, MaxSize: docCacheSize, Now: s.now})
+	s.docs = newDocCache(docCacheBytes, docCacheParsed)
 	return s
 }
 
@@ -240,7 +240,7 @@ func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind
 		s.changed.Set([2]string{d.ProductKey, d.DeviceName}, struct{}{})
 	}
 	s.devices.Delete([2]string{d.ProductKey, d.DeviceName})
-	s.docs.Delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
+	s.docs.delete(shadow.Key{ProductKey: d.ProductKey, DeviceName: d.DeviceName})
 }
 
 // current reads a shadow: the document a request applies to and the
@@ -263,22 +263,20 @@ func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc
 	return doc, st.Version, true, nil
 }
 
-// docCacheSize bounds the documents kept for the next write of their
-// shadow: the shadows being written now (a device updating, a session
-// starting or ending), not every shadow a device ever wrote, which would
-// hold a parsed document in memory per connected device.
-const docCacheSize = 4096
-
-// kept is a live document put stored and its stored form.
-type kept struct {
-	doc    shadow.Document
-	stored []byte
-}
-
-// keep holds doc, just stored for k as b, for k's next write; a full
-// cache makes room by dropping an expired or old entry.
-func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
-	s.docs.Set(k, kept{doc: doc, stored: b})
+// latest is current for a write: from the stored form this node kept of
+// k's document (hit, stored), else read from the store.
+func (s *Service) latest(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live, hit bool, stored []byte, err error) {
+	if b, doc, parsed, ok := s.docs.get(k); ok {
+		if parsed {
+			return doc, doc.Version, true, true, b, nil
+		}
+		if doc, err := shadow.Parse(b); err == nil {
+			return doc, doc.Version, true, true, b, nil
+		}
+		s.docs.delete(k) // not expected: it was encoded here
+	}
+	doc, prev, live, err = s.current(ctx, k, now)
+	return doc, prev, live, false, nil, err
 }
 
 // put stores next on version prev and returns its stored form; it drops
@@ -288,7 +286,7 @@ func (s *Service) keep(k shadow.Key, doc shadow.Document, b []byte) {
 // spares that update the read and the parse).
 // b, when not nil, is next's stored form, already encoded.
 func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, history int) ([]byte, error) {
-	s.docs.Delete(k)
+	s.docs.delete(k)
 	if b == nil {
 		var err error
 		if b, err = next.MarshalJSON(); err != nil {
@@ -298,7 +296,7 @@ func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow
 	if err := s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, history); err != nil {
 		return nil, err
 	}
-	s.keep(k, next, b)
+	s.docs.set(k, b, next)
 	return b, nil
 }
 
@@ -374,20 +372,16 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 	unlock := s.lock(k)
 	defer unlock()
 	for range maxAttempts {
-		c, hit := s.docs.Get(k)
-		doc, prev, live := c.doc, c.doc.Version, true
-		if !hit {
-			doc, prev, live, err = s.current(ctx, k, now)
-			if err != nil {
-				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
-			}
+		doc, prev, live, hit, stored, err := s.latest(ctx, k, now)
+		if err != nil {
+			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
 		// No update/documents here: the MQTT side builds it from the
 		// stored forms when someone subscribed to it.
 		res, err := shadow.ApplyAWSLean(doc, req, now, set.limits())
 		if err != nil {
 			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
-				s.docs.Delete(k) // another node may have written: read it
+				s.docs.delete(k) // another node may have written: read it
 				continue
 			}
 			return shadow.UpdateAWS{}, err
@@ -409,7 +403,7 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		}
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
 			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: res.ClientToken,
-			Delta: res.Delta, PrevStored: c.stored, CurStored: b,
+			Delta: res.Delta, PrevStored: stored, CurStored: b,
 			DesiredChanged: desiredChanged(doc, res.Next), At: now})
 		return res, nil
 	}
@@ -471,7 +465,7 @@ func (s *Service) DeleteAWS(ctx context.Context, k shadow.Key, clientToken strin
 			return nil, noShadow(k, d.ThingName, clientToken, now)
 		}
 		_, payload := shadow.DeleteAWS(doc, now)
-		s.docs.Delete(k)
+		s.docs.delete(k)
 		err = s.o.Store.DeleteShadow(ctx, k, prev, now)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
@@ -690,20 +684,24 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		// The document this node last stored, when kept (a session's
 		// end after its start), else the store's: a write on a version
 		// another node moved fails (ErrStale) and is done again alone.
-		// A device's first session assumes none is stored.
-		c, hit := s.docs.Get(k)
-		doc, prev, live := c.doc, c.doc.Version, true
-		assumed := !hit && w.first
-		switch {
-		case assumed:
+		// A device's first session assumes none is stored, unless this
+		// node kept what it stored.
+		var (
+			doc           shadow.Document
+			prev          int64
+			live, assumed bool
+			prevStored    []byte
+		)
+		if w.first {
+			_, _, _, kept := s.docs.get(k)
+			assumed = !kept
+		}
+		if assumed {
 			doc, prev, live = shadow.New(nil, w.at), shadow.NoneStored, false
-		case !hit:
-			doc, prev, live, err = s.current(ctx, k, w.at)
-			if err != nil {
-				unlock()
-				errs[i] = err
-				continue
-			}
+		} else if doc, prev, live, _, prevStored, err = s.latest(ctx, k, w.at); err != nil {
+			unlock()
+			errs[i] = err
+			continue
 		}
 		if w.read != nil && !assumed {
 			w.read(doc, live)
@@ -718,12 +716,8 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 			errs[i] = fmt.Errorf("presence in shadow of %s/%s: %w", w.pk, w.dn, err)
 			continue
 		}
-		s.docs.Delete(k)
+		s.docs.delete(k)
 		puts = append(puts, shadow.Put{Key: k, Prev: prev, S: shadow.Stored{Doc: b, Version: res.Next.Version, UpdatedAt: w.at}, Keep: set.History})
-		var prevStored []byte
-		if hit {
-			prevStored = c.stored
-		}
 		stage = append(stage, staged{i: i, k: k, d: d, set: set, doc: doc, live: live, res: res, stored: b, prevStored: prevStored, assumed: assumed, unlock: unlock})
 	}
 	var perrs []error
@@ -753,7 +747,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 			if read != nil {
 				read(x.doc, false)
 			}
-			s.keep(x.k, x.res.Next, x.stored)
+			s.docs.set(x.k, x.stored, x.res.Next)
 			s.notify(ctx, Change{Key: x.k, Thing: x.d.ThingName, AccountID: x.d.AccountID, Prev: prevDoc(x.doc, x.live), Cur: x.res.Next,
 				Created: !x.live, Source: sourcePresence, Reason: w.reason, Delta: x.res.Delta, PrevStored: x.prevStored, CurStored: x.stored, At: w.at})
 		}

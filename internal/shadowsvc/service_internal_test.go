@@ -2,6 +2,7 @@ package shadowsvc
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -89,6 +90,57 @@ func TestKnowDevice(t *testing.T) {
 			}
 			if devs.reads != tt.wantReads || d.ThingName != tt.wantThing {
 				t.Fatalf("device = %+v after %d reads; want %s after %d", d, devs.reads, tt.wantThing, tt.wantReads)
+			}
+		})
+	}
+}
+
+// countingThings resolves explicit thing names, counting its reads.
+type countingThings struct {
+	Things
+	reads int
+	dev   registry.Device
+}
+
+func (c *countingThings) LookupThing(_ context.Context, name string) (registry.Device, error) {
+	c.reads++
+	if name != c.dev.ThingName {
+		return registry.Device{}, registry.ErrNotFound
+	}
+	return c.dev, nil
+}
+
+// A default thing name is resolved from the Service's devices, refused
+// once the device was renamed; an explicit one is looked up.
+func TestDeviceOfThing(t *testing.T) {
+	tests := []struct {
+		name        string
+		thingName   string // the device's
+		thing       string // resolved
+		wantErr     bool
+		wantLookups int // of the thing name
+	}{
+		{"default name", "pk.d.1", "pk.d.1", false, 0},
+		{"default name of a renamed device", "explicit", "pk.d.1", true, 0},
+		{"explicit name", "explicit", "explicit", false, 1},
+		{"no such device", "pk.d.1", "pk.other", true, 0},
+		{"no such explicit name", "explicit", "other", true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dev := registry.Device{ProductKey: "pk", DeviceName: "d.1", AccountID: "acc", ThingName: tt.thingName}
+			svc := New(Options{Devices: &countingDevices{dev: dev}})
+			things := &countingThings{dev: dev}
+			m := NewMQTT(MQTTOptions{Service: svc, Things: things})
+			ref, err := m.deviceOfThing(context.Background(), tt.thing)
+			if (err != nil) != tt.wantErr || things.reads != tt.wantLookups {
+				t.Fatalf("err %v after %d lookups; want error %v after %d", err, things.reads, tt.wantErr, tt.wantLookups)
+			}
+			if err != nil && !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("err %v, want registry.ErrNotFound", err)
+			}
+			if err == nil && ref != (deviceRef{"pk", "d.1"}) {
+				t.Fatalf("resolved %+v", ref)
 			}
 		})
 	}

@@ -392,9 +392,13 @@ func (cl *client) drainUntil(topic string) []*packet.Publish {
 	}
 }
 
-// bye sends DISCONNECT (normal) and closes.
+// bye sends DISCONNECT (normal) and closes once the broker has closed
+// its side: the broker has then taken the session offline, so what a
+// case publishes next is queued for it, not sent to this connection.
 func (cl *client) bye() {
 	cl.send(&packet.Disconnect{})
+	cl.nc.SetReadDeadline(time.Now().Add(waitFor))
+	_, _ = io.Copy(io.Discard, cl.br)
 	cl.nc.Close()
 }
 

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,8 +19,9 @@ import (
 // poller holds the parked connections of a Server: their sockets in one
 // epoll instance (started at the first park), watched by one goroutine
 // that resumes a connection on a fresh goroutine when it is readable or
-// its peer hung up. A parked connection holds no goroutine, only its
-// entry here and its keep-alive timer.
+// its peer hung up, or when its keep-alive deadline passes (the soonest
+// deadline is epoll_wait's timeout). A parked connection holds no
+// goroutine and no timer, only its entry here.
 //
 // A connection is parked only after a read timed out waiting for a
 // packet's first byte, so every buffer above the socket (TLS plaintext,
@@ -35,16 +37,47 @@ type poller struct {
 	wake   int // eventfd that stops the loop
 	next   uint64
 	parked map[uint64]*parkedConn
-	closed bool
-	done   chan struct{} // closed when the loop has returned
+	due    dueHeap // the parked connections with a keep-alive deadline, soonest first
+	// waitUntil is when the loop's epoll_wait times out (Unix ns; 0: it
+	// waits for events only): a park due sooner wakes it to wait less.
+	waitUntil int64
+	closed    bool
+	done      chan struct{} // closed when the loop has returned
 }
 
-// parkedConn is one parked connection: its socket's fd and the timer that
-// resumes it at its keep-alive deadline, to time out as it would have.
+// parkedConn is one parked connection: its socket's fd and its keep-alive
+// deadline, when it is resumed to time out as it would have.
 type parkedConn struct {
-	c  *conn
-	fd int
-	t  *time.Timer
+	c   *conn
+	tok uint64
+	due int64 // keep-alive deadline, Unix ns; 0: none
+	fd  int32
+	idx int32 // its place in poller.due; -1: not there
+}
+
+// dueHeap orders parked connections by keep-alive deadline
+// (container/heap), each knowing its place so that a resumed one leaves
+// at once.
+type dueHeap []*parkedConn
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = int32(i), int32(j)
+}
+func (h *dueHeap) Push(x any) {
+	pc := x.(*parkedConn)
+	pc.idx = int32(len(*h))
+	*h = append(*h, pc)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	pc := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	pc.idx = -1
+	return pc
 }
 
 func newPoller(log *slog.Logger) *poller {
@@ -134,9 +167,13 @@ func (p *poller) park(c *conn, ka time.Time) bool {
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return false
 	}
-	pc := &parkedConn{c: c, fd: fd}
+	pc := &parkedConn{c: c, tok: tok, fd: int32(fd), idx: -1}
 	if !ka.IsZero() {
-		pc.t = time.AfterFunc(time.Until(ka), func() { p.resume(tok) })
+		pc.due = ka.UnixNano()
+		heap.Push(&p.due, pc)
+		if p.waitUntil == 0 || pc.due < p.waitUntil {
+			p.wakeLocked() // the loop waits for longer than this one may
+		}
 	}
 	p.parked[tok] = pc
 	c.parkToken = tok
@@ -169,9 +206,9 @@ func (p *poller) resume(tok uint64) {
 	}
 	delete(p.parked, tok)
 	pc.c.parkToken = 0
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
-	if pc.t != nil {
-		pc.t.Stop()
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
+	if pc.idx >= 0 {
+		heap.Remove(&p.due, int(pc.idx))
 	}
 	p.count.Add(-1)
 	p.mu.Unlock()
@@ -185,12 +222,50 @@ func (p *poller) parkedCount() int64 {
 	return p.count.Load()
 }
 
-// loop waits for parked sockets to become readable until close.
+// wakeLocked makes the loop's epoll_wait return (to stop, or to wait for
+// a sooner deadline). Requires mu.
+func (p *poller) wakeLocked() {
+	if p.wake >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(p.wake, one[:])
+	}
+}
+
+// timeout is epoll_wait's: milliseconds until the soonest keep-alive
+// deadline (rounded up), -1 when none.
+func (p *poller) timeout() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.due) == 0 {
+		p.waitUntil = 0
+		return -1
+	}
+	p.waitUntil = p.due[0].due
+	ms := (p.waitUntil - time.Now().UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	return int(max(ms, 0))
+}
+
+// resumeDue resumes the connections whose keep-alive deadline has passed.
+func (p *poller) resumeDue() {
+	now := time.Now().UnixNano()
+	var toks []uint64
+	p.mu.Lock()
+	for len(p.due) > 0 && p.due[0].due <= now {
+		toks = append(toks, heap.Pop(&p.due).(*parkedConn).tok)
+	}
+	p.mu.Unlock()
+	for _, tok := range toks {
+		p.resume(tok)
+	}
+}
+
+// loop waits for parked sockets to become readable, and for their
+// keep-alive deadlines, until close.
 func (p *poller) loop(epfd int) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(epfd, events, -1)
+		n, err := unix.EpollWait(epfd, events, p.timeout())
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -202,11 +277,20 @@ func (p *poller) loop(epfd int) {
 		for _, ev := range events[:n] {
 			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if tok == 0 {
-				p.stop()
-				return
+				var b [8]byte
+				_, _ = unix.Read(p.wake, b[:])
+				p.mu.Lock()
+				closed := p.closed
+				p.mu.Unlock()
+				if closed {
+					p.stop()
+					return
+				}
+				continue // a sooner deadline: wait again with it
 			}
 			p.resume(tok)
 		}
+		p.resumeDue()
 	}
 }
 
@@ -239,10 +323,7 @@ func (p *poller) close() {
 	p.mu.Lock()
 	p.closed = true
 	done := p.done
-	if p.wake >= 0 {
-		one := [8]byte{1}
-		_, _ = unix.Write(p.wake, one[:])
-	}
+	p.wakeLocked()
 	p.mu.Unlock()
 	if done != nil {
 		<-done

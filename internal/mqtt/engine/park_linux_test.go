@@ -411,3 +411,33 @@ func TestDurableConformanceParked(t *testing.T) {
 	tg.Name = "engine+sqlite parked"
 	conformance.RunDurable(t, tg)
 }
+
+// TestParkedSoonerDeadline: a connection parked with a short keep alive
+// after one with a long keep alive (the poller waiting for the long one's
+// deadline) still times out at its own 1.5 × keep alive, and the other
+// lives on.
+func TestParkedSoonerDeadline(t *testing.T) {
+	srv, addr := start(t, Options{ParkIdle: 20 * time.Millisecond})
+	long, _ := mustConnect(t, addr, conn3("long", true)) // keep alive 60 s
+	deadline := time.Now().Add(wait)
+	for srv.Stats().Parked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the long keep-alive connection never parked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cp := conn3("short", true)
+	cp.KeepAlive = 1
+	short, _ := mustConnect(t, addr, cp)
+	t0 := time.Now()
+	if _, err := short.read(4 * time.Second); err == nil {
+		t.Fatal("want the short keep-alive connection closed, got a packet")
+	}
+	if el := time.Since(t0); el < time.Second || el > 3*time.Second {
+		t.Fatalf("closed after %v, want about 1.5 s", el)
+	}
+	long.send(&packet.Pingreq{})
+	if _, ok := long.recv().(*packet.Pingresp); !ok {
+		t.Fatal("want PINGRESP from the long keep-alive connection")
+	}
+}

@@ -59,11 +59,15 @@ const (
 	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
 	qHistoryAdd = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
-	// qHistoryTrim drops what is older than the newest keep versions: the
-	// subquery walks keep+1 entries of the primary key backwards, and the
-	// DELETE a range of it (nothing, once the history is trimmed).
+	// qHistoryTrim makes room for version ?5 before it is added: it drops
+	// what is older than the newest ?4 (keep-1) versions below it. The
+	// subquery walks keep entries of the primary key backwards, and the
+	// DELETE a range of it. Trimming first, the version added takes the
+	// place the oldest left in the shadow's leaf page, where adding it
+	// first split the page and deleting the oldest then merged it back.
 	qHistoryTrim = `DELETE FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version <= (
-		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 ORDER BY version DESC LIMIT 1 OFFSET ?4)`
+		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version < ?5
+		ORDER BY version DESC LIMIT 1 OFFSET ?4)`
 )
 
 // PutShadow implements shadow.Store.
@@ -166,15 +170,15 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	if p.Keep <= 0 {
 		return nil
 	}
-	if _, err := tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at); err != nil {
-		return err
+	// Versions are distinct and positive, none above this one: with
+	// st.Version <= keep the history holds fewer than keep below it,
+	// nothing to trim.
+	if st.Version > int64(p.Keep) {
+		if _, err := tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version); err != nil {
+			return err
+		}
 	}
-	if st.Version <= int64(p.Keep) {
-		// Versions are distinct and positive, none above this one: the
-		// history holds at most keep of them, nothing to trim.
-		return nil
-	}
-	_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep)
+	_, err = tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at)
 	return err
 }
 

@@ -844,6 +844,37 @@ func testShadows(t *testing.T, s Store) {
 	if hist, _ := s.ShadowHistory(ctx, classic, 2); len(hist) != 1 || hist[0].Version != 3 {
 		t.Fatalf("history since 2: %+v", hist)
 	}
+	// The newest keep versions are kept whatever the gaps between them
+	// (an Alibaba update sets its own version) and whatever keep was.
+	gaps := shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: "gaps"}
+	for _, st := range []struct {
+		prev, v int64
+		keep    int
+		want    []int64
+	}{
+		{0, 1, 3, []int64{1}},
+		{1, 5, 3, []int64{1, 5}},
+		{5, 6, 3, []int64{1, 5, 6}},
+		{6, 20, 3, []int64{5, 6, 20}},
+		{20, 21, 1, []int64{21}},
+		{21, 22, 4, []int64{21, 22}},
+		{22, 40, 2, []int64{22, 40}},
+	} {
+		if err := s.PutShadow(ctx, gaps, st.prev, doc(st.v), st.keep); err != nil {
+			t.Fatalf("version %d: %v", st.v, err)
+		}
+		hist, err := s.ShadowHistory(ctx, gaps, 0)
+		var got []int64
+		for _, h := range hist {
+			got = append(got, h.Version)
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(st.want) {
+			t.Fatalf("history after version %d keeping %d: %v %v; want %v", st.v, st.keep, got, err, st.want)
+		}
+	}
+	if err := s.DeleteShadow(ctx, gaps, 40, time.Unix(1_800_000_000, 0)); err != nil {
+		t.Fatal(err)
+	}
 	// Named shadows are listed, the classic one is not.
 	for _, n := range []string{"b", "a"} {
 		if err := s.PutShadow(ctx, shadow.Key{ProductKey: p.ProductKey, DeviceName: "sh1", Name: n}, 0, doc(1), 0); err != nil {
