@@ -346,6 +346,9 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 				b.ReportMetric(float64(conns), "connections")
 				b.ReportMetric(per(after.RSS, before.RSS), "rss-bytes/conn")
 				if broker == "corral" {
+					b.Logf("corral before: %+v", before)
+					b.Logf("corral after:  %+v", after)
+					b.ReportMetric(per(after.HeapInuse, before.HeapInuse), "heap-inuse-bytes/conn")
 					b.ReportMetric(per(after.RSS-after.GoResident, before.RSS-before.GoResident), "nongo-bytes/conn")
 					b.ReportMetric(per(after.Heap, before.Heap), "heap-bytes/conn")
 					b.ReportMetric(per(after.FileRSS, before.FileRSS), "file-rss-bytes/conn")

@@ -205,6 +205,9 @@ type Memory struct {
 	// HeapIdle is heap memory the Go runtime holds with no object in it
 	// and has not returned to the OS (heap_idle − heap_released).
 	HeapIdle float64
+	// HeapInuse is the heap's spans holding objects (heap_inuse_bytes):
+	// beyond Heap, the free slots in them.
+	HeapInuse float64
 }
 
 // Settled waits for the server's second garbage collection from now (the
@@ -242,7 +245,8 @@ func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
 		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
 		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"],
 		FileRSS:    float64(statusKB(tb, p.Cmd.Process.Pid, "RssFile:")),
-		HeapIdle:   m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"]}
+		HeapIdle:   m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"],
+		HeapInuse:  m["go_memstats_heap_inuse_bytes"]}
 }
 
 // CPUTime is the CPU time (user + system) process pid has used so far.
