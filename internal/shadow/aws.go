@@ -146,7 +146,7 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 			accState[name], accMeta[name] = s.tree, metaFor(s.tree, ts)
 		}
 	}
-	out := UpdateAWS{Next: next, Accepted: messageAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
+	out := UpdateAWS{Next: next, Accepted: MessageAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
@@ -157,10 +157,10 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 	return out, nil
 }
 
-// messageAWS is the update/accepted and update/delta payload
+// MessageAWS is the update/accepted and update/delta payload
 // {"state":…,"metadata":…,"version":N,"timestamp":T,"clientToken":"…"},
 // the token left out when empty.
-func messageAWS(state, md map[string]any, version, ts int64, token string) []byte {
+func MessageAWS(state, md map[string]any, version, ts int64, token string) []byte {
 	b, ok := appendJSON(append(make([]byte, 0, 256), `{"state":`...), state)
 	if ok {
 		b, ok = appendJSON(append(b, `,"metadata":`...), md)
@@ -318,7 +318,7 @@ func deltaAWS(d Document, ts int64, token string) []byte {
 	if st == nil {
 		return nil
 	}
-	return messageAWS(st, md, d.Version, ts, token)
+	return MessageAWS(st, md, d.Version, ts, token)
 }
 
 // GetAWS is the get/accepted payload: the whole document, with state.delta

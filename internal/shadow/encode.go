@@ -52,22 +52,9 @@ func appendJSON(b []byte, v any) ([]byte, bool) {
 		}
 		return append(b, ']'), true
 	case Metadata:
-		b = append(b, '{')
-		b, ok := appendSection(b, "desired", t.Desired, true)
-		if ok {
-			b, ok = appendSection(b, "reported", t.Reported, len(t.Desired) == 0)
-		}
-		return append(b, '}'), ok
+		return appendSections(b, t.Desired, t.Reported, nil)
 	case wireState:
-		b = append(b, '{')
-		b, ok := appendSection(b, "desired", t.Desired, true)
-		if ok {
-			b, ok = appendSection(b, "reported", t.Reported, len(t.Desired) == 0)
-		}
-		if ok {
-			b, ok = appendSection(b, "delta", t.Delta, len(t.Desired) == 0 && len(t.Reported) == 0)
-		}
-		return append(b, '}'), ok
+		return appendSections(b, t.Desired, t.Reported, t.Delta)
 	case stored:
 		b = append(b, `{"state":`...)
 		b, ok := appendJSON(b, t.State)
@@ -112,6 +99,21 @@ func appendObject(b []byte, m map[string]any) ([]byte, bool) {
 }
 
 // appendSection appends a map field tagged omitempty: nothing when m is
+
+// appendSections encodes {"desired","reported","delta"}, each left out when
+// empty.
+func appendSections(b []byte, desired, reported, delta map[string]any) ([]byte, bool) {
+	b = append(b, '{')
+	b, ok := appendSection(b, "desired", desired, true)
+	if ok {
+		b, ok = appendSection(b, "reported", reported, len(desired) == 0)
+	}
+	if ok {
+		b, ok = appendSection(b, "delta", delta, len(desired) == 0 && len(reported) == 0)
+	}
+	return append(b, '}'), ok
+}
+
 // empty, else "name":m after a comma unless first.
 func appendSection(b []byte, name string, m map[string]any, first bool) ([]byte, bool) {
 	if len(m) == 0 {

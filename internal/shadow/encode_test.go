@@ -120,7 +120,7 @@ func TestMessageAWS(t *testing.T) {
 				Timestamp   int64          `json:"timestamp"`
 				ClientToken string         `json:"clientToken,omitempty"`
 			}{tt.state, tt.md, 3, 7, tt.token})
-			if got := messageAWS(tt.state, tt.md, 3, 7, tt.token); !bytes.Equal(got, want) {
+			if got := MessageAWS(tt.state, tt.md, 3, 7, tt.token); !bytes.Equal(got, want) {
 				t.Fatalf("\n got %s\nwant %s", got, want)
 			}
 		})

@@ -232,13 +232,7 @@ func deltaPayload(d shadow.Document, now time.Time, token string) []byte {
 	if st == nil {
 		return nil
 	}
-	return marshal(struct {
-		State       map[string]any `json:"state"`
-		Metadata    map[string]any `json:"metadata"`
-		Version     int64          `json:"version"`
-		Timestamp   int64          `json:"timestamp"`
-		ClientToken string         `json:"clientToken,omitempty"`
-	}{st, md, d.Version, now.Unix(), token})
+	return shadow.MessageAWS(st, md, d.Version, now.Unix(), token)
 }
 
 // documentsPayload is update/documents: the previous and the current

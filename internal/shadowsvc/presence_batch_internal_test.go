@@ -53,10 +53,10 @@ type allBox struct{}
 func (allBox) Seal(p, _ []byte) ([]byte, error) { return append([]byte{}, p...), nil }
 func (allBox) Open(s, _ []byte) ([]byte, error) { return s, nil }
 
-// TestPresenceBatch: a worker's events are written in one store
-// transaction, each device's presence as if written alone, and events
-// carrying their device's identity read no registry.
-func TestPresenceBatch(t *testing.T) {
+// presenceStore is a SQLite store with account acc1, its registry (secrets
+// in the clear) and a product of it.
+func presenceStore(t *testing.T) (*sqlite.Store, *registry.Service, registry.Product) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -66,15 +66,25 @@ func TestPresenceBatch(t *testing.T) {
 	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
 		t.Fatal(err)
 	}
-	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
 	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
-	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
+	prod, err := reg.CreateProduct(ctx, presenceOp, registry.ProductInput{Name: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, reg, prod
+}
+
+var presenceOp = registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
+
+// TestPresenceBatch: a worker's events are written in one store
+// transaction, each device's presence as if written alone, and events
+// carrying their device's identity read no registry.
+func TestPresenceBatch(t *testing.T) {
+	ctx := context.Background()
+	st, reg, prod := presenceStore(t)
 	names := []string{"dev1", "dev2", "dev3"}
 	for _, dn := range names {
-		if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
+		if _, err := reg.CreateDevice(ctx, presenceOp, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,20 +150,7 @@ func (b *publishing) Publish(topic string, _ []byte, _ bool, _ byte) error {
 // into it as if read first, what waits in it delivered.
 func TestPresenceFirstSession(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
-		t.Fatal(err)
-	}
-	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
-	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
-	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, reg, prod := presenceStore(t)
 	rest := Origin{Source: "rest"}
 	for i, tc := range []struct {
 		name                       string
@@ -189,7 +186,7 @@ func TestPresenceFirstSession(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dn := "first" + strconv.Itoa(i)
-			if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
+			if _, err := reg.CreateDevice(ctx, presenceOp, prod.ProductKey, registry.DeviceInput{DeviceName: dn}); err != nil {
 				t.Fatal(err)
 			}
 			k := shadow.Key{ProductKey: prod.ProductKey, DeviceName: dn}
@@ -234,21 +231,8 @@ func (o *changes) ShadowChanged(_ context.Context, c Change) { o.cs = append(o.c
 // read.
 func TestPresenceDocuments(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.CreateAccount(ctx, registry.Account{ID: "acc1", Name: "acc1"}); err != nil {
-		t.Fatal(err)
-	}
-	op := registry.Principal{KeyID: "op", AccountID: "acc1", Role: registry.RoleOperator}
-	reg := registry.New(registry.Options{Store: st, Box: allBox{}})
-	prod, err := reg.CreateProduct(ctx, op, registry.ProductInput{Name: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.CreateDevice(ctx, op, prod.ProductKey, registry.DeviceInput{DeviceName: "docs1"}); err != nil {
+	st, reg, prod := presenceStore(t)
+	if _, err := reg.CreateDevice(ctx, presenceOp, prod.ProductKey, registry.DeviceInput{DeviceName: "docs1"}); err != nil {
 		t.Fatal(err)
 	}
 	k := shadow.Key{ProductKey: prod.ProductKey, DeviceName: "docs1"}
