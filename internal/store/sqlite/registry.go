@@ -652,11 +652,9 @@ func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error
 	if err != nil {
 		return err
 	}
-	// The statements run without ctx's cancellation (the writer checks it
-	// before the op): a watched context costs a goroutine a statement, and
-	// an interrupt would roll back the ops grouped with this one.
-	return s.write(ctx, func(tx *sql.Tx) error {
-		ctx := context.WithoutCancel(ctx)
+	// Updates of existing rows by their key, whatever they hold: nothing
+	// but the store failing can fail them.
+	return s.writeBatch(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		txOn, txOff, txBrief := tx.StmtContext(ctx, on), tx.StmtContext(ctx, off), tx.StmtContext(ctx, brief)
 		for _, p := range ps {
 			at := ms(p.At)
