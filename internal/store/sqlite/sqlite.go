@@ -140,8 +140,12 @@ func dsnFor(driver, path, sync string) string {
 const walBackstopPages = 16384
 
 // checkpointEvery is how often the checkpointer copies what the writer
-// committed meanwhile back into the database.
-const checkpointEvery = 250 * time.Millisecond
+// committed meanwhile back into the database. A checkpoint copies each
+// page once however many commits changed it, so the longer the interval
+// the fewer copies of pages many writes touch: at 1 s rather than 250 ms,
+// ≈ 8 % less server CPU a CONNECT of a device's first session (presence
+// rows on random leaves; bench/RESULTS.md, session 5).
+const checkpointEvery = time.Second
 
 // checkpointer runs passive checkpoints on a reader connection while the
 // writer has committed since the last one: they neither wait for nor
