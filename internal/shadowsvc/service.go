@@ -659,8 +659,8 @@ type staged struct {
 // A write that lost to another writer is done again alone.
 func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []error {
 	errs := make([]error, len(ws))
-	var stage []staged
-	var puts []shadow.Put
+	stage := make([]staged, 0, len(ws))
+	puts := make([]shadow.Put, 0, len(ws))
 	defer func() { // on a panic, release what is held
 		for _, x := range stage {
 			if x.unlock != nil {
