@@ -1,7 +1,6 @@
 package shadow
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 	"time"
@@ -106,17 +105,19 @@ func ApplyAlibaba(doc Document, req []byte, now time.Time, lim Limits) (AlibabaR
 		res.Reply = aliErrorReply(code, msg, doc.Version, ts)
 		return res, &AlibabaError{Code: code, Message: msg}
 	}
-	var top map[string]json.RawMessage
-	if !utf8.Valid(req) || !json.Valid(req) || json.Unmarshal(req, &top) != nil || top == nil {
+	if !utf8.Valid(req) {
 		return fail(AliBadJSON, "")
 	}
-	rawMethod, ok := top["method"]
+	v, _ := decodeJSON(req)
+	top, ok := v.(map[string]any)
+	if !ok {
+		return fail(AliBadJSON, "")
+	}
+	method, ok := top["method"]
 	if !ok {
 		return fail(AliNoMethod, "")
 	}
-	if json.Unmarshal(rawMethod, &res.Method) != nil {
-		return fail(AliBadMethod, "")
-	}
+	res.Method, _ = method.(string) // null or not a string: "", refused below
 	switch res.Method {
 	case "get":
 		if len(doc.Desired) == 0 && len(doc.Reported) == 0 {
@@ -129,12 +130,13 @@ func ApplyAlibaba(doc Document, req []byte, now time.Time, lim Limits) (AlibabaR
 		return fail(AliBadMethod, "")
 	}
 
-	version, ok := aliVersion(top)
+	// version: absent, null or 0 mean no check.
+	version, _, ok := requestVersion(top, MaxVersion)
 	if !ok {
 		return fail(AliVersionNotNum, "")
 	}
-	var st map[string]json.RawMessage
-	if raw, has := top["state"]; !has || json.Unmarshal(raw, &st) != nil || st == nil {
+	st, ok := top["state"].(map[string]any)
+	if !ok {
 		return fail(AliNoState, "")
 	}
 	desired, code, msg := aliSection(st, "desired")
@@ -145,6 +147,12 @@ func ApplyAlibaba(doc Document, req []byte, now time.Time, lim Limits) (AlibabaR
 	if code != 0 {
 		return fail(code, msg)
 	}
+	return applyAlibaba(doc, res, fail, version, desired, reported, ts, lim)
+}
+
+// applyAlibaba applies an update or delete whose request has been read:
+// the checks after the sections', the change and the reply.
+func applyAlibaba(doc Document, res AlibabaResult, fail func(int, string) (AlibabaResult, error), version int64, desired, reported section, ts int64, lim Limits) (AlibabaResult, error) {
 	if !desired.present && !reported.present {
 		return fail(AliNoReported, "")
 	}
@@ -182,39 +190,19 @@ func ApplyAlibaba(doc Document, req []byte, now time.Time, lim Limits) (AlibabaR
 	return res, nil
 }
 
-// aliVersion reads version: absent, null or 0 mean no check; otherwise an
-// integer from 0 to MaxVersion.
-func aliVersion(top map[string]json.RawMessage) (int64, bool) {
-	raw, has := top["version"]
-	if !has || isNull(raw) {
-		return 0, true
-	}
-	tree, err := decodeTree(raw)
-	n, isNum := tree.(json.Number)
-	if err != nil || !isNum {
-		return 0, false
-	}
-	v, err := n.Int64()
-	if err != nil || v < 0 || v > MaxVersion {
-		return 0, false
-	}
-	return v, true
-}
-
 // aliSection reads desired or reported: absent, "null" (or null: clear
 // it) or an object, checked as AWS checks its sections.
-func aliSection(st map[string]json.RawMessage, name string) (section, int, string) {
-	raw, ok := st[name]
+func aliSection(st map[string]any, name string) (section, int, string) {
+	v, ok := st[name]
 	if !ok {
 		return section{}, 0, ""
 	}
-	v, err := decodeTree(raw)
-	if err == nil && (v == nil || v == "null") {
+	if v == nil || v == "null" {
 		return section{present: true}, 0, ""
 	}
 	m, isObj := v.(map[string]any)
 	switch {
-	case err != nil || !isObj:
+	case !isObj:
 		return section{}, AliBadJSON, aliMsgBadSection
 	case nullInArray(m, false):
 		return section{}, AliBadJSON, aliMsgNullInArray

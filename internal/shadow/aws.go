@@ -94,37 +94,54 @@ func ApplyAWSLean(doc Document, req []byte, now time.Time, lim Limits) (UpdateAW
 
 func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents bool) (UpdateAWS, error) {
 	ts := now.Unix()
-	fail := func(code int, msg, token string) (UpdateAWS, error) {
+	u, token, code, msg := parseAWS(doc, req)
+	if code != 0 {
 		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
 	}
+	return finishAWS(doc, u, token, ts, lim, documents)
+}
+
+// parseAWS reads a request in one pass and makes the checks of ApplyAWS
+// up to the version's: it returns the token and the sections, or the
+// refusal's code and message (and the token, when valid).
+func parseAWS(doc Document, req []byte) (u awsUpdate, token string, code int, msg string) {
 	if !utf8.Valid(req) {
-		return fail(415, MsgNotUTF8, "")
+		return u, "", 415, MsgNotUTF8
 	}
-	var top map[string]json.RawMessage
-	if !json.Valid(req) || json.Unmarshal(req, &top) != nil || top == nil {
-		return fail(400, MsgInvalidJSON, "")
-	}
-	token, ok := clientToken(top)
+	v, _ := decodeJSON(req)
+	top, ok := v.(map[string]any)
 	if !ok {
-		return fail(400, MsgInvalidToken, "")
+		return u, "", 400, MsgInvalidJSON
 	}
-	want, hasVersion, ok := requestVersion(top)
+	token, ok = clientToken(top)
 	if !ok {
-		return fail(400, MsgInvalidVersion, token)
+		return u, "", 400, MsgInvalidToken
 	}
-	rawState, hasState := top["state"]
+	want, hasVersion, ok := requestVersion(top, math.MaxInt64)
+	if !ok {
+		return u, token, 400, MsgInvalidVersion
+	}
+	state, hasState := top["state"]
 	if !hasState {
-		return fail(400, MsgMissingState, token)
+		return u, token, 400, MsgMissingState
 	}
-	u, msg := parseAWSState(rawState)
-	if msg != "" {
-		return fail(400, msg, token)
+	if u, msg = parseAWSState(state); msg != "" {
+		return u, token, 400, msg
 	}
 	if hasVersion && want != doc.Version {
-		return fail(409, MsgVersionConflict, token)
+		return u, token, 409, MsgVersionConflict
+	}
+	return u, token, 0, ""
+}
+
+// finishAWS applies a parsed request: the version at its end (409), the
+// merge, its size (413) and the payloads.
+func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, documents bool) (UpdateAWS, error) {
+	fail := func(code int, msg string) (UpdateAWS, error) {
+		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
 	}
 	if doc.Version >= math.MaxInt64 {
-		return fail(409, MsgVersionConflict, token)
+		return fail(409, MsgVersionConflict)
 	}
 
 	next := doc.clone()
@@ -133,7 +150,7 @@ func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents boo
 	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
 	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
 	if len(desired)+len(reported) > lim.maxStateBytes() { // next.Size(), from the bytes the stored form reuses
-		return fail(413, MsgTooLarge, token)
+		return fail(413, MsgTooLarge)
 	}
 
 	accState, accMeta := map[string]any{}, map[string]any{}
@@ -211,15 +228,16 @@ type section struct {
 
 type awsUpdate struct{ desired, reported section }
 
-// parseAWSState returns the sections of a request's state or the 400
-// message refusing it. state: null and {} change nothing.
-func parseAWSState(raw json.RawMessage) (awsUpdate, string) {
+// parseAWSState returns the sections of a request's state (its decoded
+// value) or the 400 message refusing it. state: null and {} change
+// nothing.
+func parseAWSState(state any) (awsUpdate, string) {
 	var u awsUpdate
-	if isNull(raw) {
+	if state == nil {
 		return u, ""
 	}
-	var st map[string]json.RawMessage
-	if json.Unmarshal(raw, &st) != nil {
+	st, ok := state.(map[string]any)
+	if !ok {
 		return u, MsgStateNotObject
 	}
 	for k := range st {
@@ -235,17 +253,16 @@ func parseAWSState(raw json.RawMessage) (awsUpdate, string) {
 	return u, msg
 }
 
-func parseAWSSection(st map[string]json.RawMessage, name, notObject string) (section, string) {
-	raw, ok := st[name]
+func parseAWSSection(st map[string]any, name, notObject string) (section, string) {
+	v, ok := st[name]
 	if !ok {
 		return section{}, ""
 	}
-	if isNull(raw) {
+	if v == nil {
 		return section{present: true}, ""
 	}
-	v, err := decodeTree(raw)
 	m, isObj := v.(map[string]any)
-	if err != nil || !isObj {
+	if !isObj {
 		return section{}, notObject
 	}
 	if nullInArray(m, false) {
@@ -278,35 +295,34 @@ func applySection(state, meta map[string]any, s section, ts int64) (map[string]a
 	return state, meta
 }
 
-// clientToken returns the request's token; ok is false when it is not a
-// string of at most MaxClientToken bytes.
-func clientToken(top map[string]json.RawMessage) (string, bool) {
-	raw, has := top["clientToken"]
-	if !has {
+// clientToken returns the request's token (null is none); ok is false
+// when it is not a string of at most MaxClientToken bytes.
+func clientToken(top map[string]any) (string, bool) {
+	v := top["clientToken"]
+	if v == nil {
 		return "", true
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil || len(s) > MaxClientToken {
+	s, ok := v.(string)
+	if !ok || len(s) > MaxClientToken {
 		return "", false
 	}
 	return s, true
 }
 
-// requestVersion reads the optional version: a non-negative integer. A
-// null version is taken as absent (serializers write null for unset
-// optional fields).
-func requestVersion(top map[string]json.RawMessage) (v int64, has, ok bool) {
-	raw, has := top["version"]
-	if !has || isNull(raw) {
+// requestVersion reads the optional version: an integer from 0 to limit.
+// A null version is taken as absent (serializers write null for unset
+// optional fields); a string, even "1", is not a version.
+func requestVersion(top map[string]any, limit int64) (v int64, has, ok bool) {
+	raw := top["version"]
+	if raw == nil {
 		return 0, false, true
 	}
-	tree, err := decodeTree(raw) // not json.Number directly: it takes "1" too
-	n, isNum := tree.(json.Number)
-	if err != nil || !isNum {
+	n, isNum := raw.(json.Number)
+	if !isNum {
 		return 0, false, false
 	}
-	v, err = n.Int64()
-	if err != nil || v < 0 {
+	v, err := n.Int64()
+	if err != nil || v < 0 || v > limit {
 		return 0, false, false
 	}
 	return v, true, true

@@ -26,6 +26,7 @@
 package shadow
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,18 +210,28 @@ var ErrStored = errors.New("shadow: stored document")
 // the shape of the state, so a document that went through a hand edit
 // still holds to the merge's invariants.
 func Parse(b []byte) (Document, error) {
-	v, err := decodeTree(b)
-	if err != nil {
-		return Document{}, fmt.Errorf("%w: %w", ErrStored, err)
+	top, ok := decodeFirstObject(b)
+	if !ok { // not JSON or not an object: encoding/json's words for which
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return Document{}, fmt.Errorf("%w: %w", ErrStored, err)
+		}
+		if top, ok = v.(map[string]any); !ok {
+			return Document{}, fmt.Errorf("%w: not an object", ErrStored)
+		}
 	}
-	top, ok := v.(map[string]any)
-	if !ok {
-		return Document{}, fmt.Errorf("%w: not an object", ErrStored)
-	}
+	return parseStored(top)
+}
+
+// parseStored reads a stored document's decoded top-level object.
+func parseStored(top map[string]any) (Document, error) {
 	st, _ := top["state"].(map[string]any)
 	md, _ := top["metadata"].(map[string]any)
 	var d Document
 	if n, ok := top["version"].(json.Number); ok {
+		var err error
 		if d.Version, err = n.Int64(); err != nil || d.Version < 0 {
 			return Document{}, fmt.Errorf("%w: version %s", ErrStored, n)
 		}

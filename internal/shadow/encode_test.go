@@ -27,7 +27,7 @@ func TestAppendJSON(t *testing.T) {
 		allBytes = append(allBytes, byte(c))
 	}
 	tree := func(s string) any {
-		v, err := decodeTree([]byte(s))
+		v, err := refDecodeTree([]byte(s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func FuzzAppendJSON(f *testing.F) {
 		if got, ok := appendJSON(nil, s); !ok || !bytes.Equal(got, reference(t, s)) {
 			t.Fatalf("string %q: %q %v", s, got, ok)
 		}
-		v, err := decodeTree([]byte(doc))
+		v, err := refDecodeTree([]byte(doc))
 		if err != nil {
 			return
 		}

@@ -20,17 +20,6 @@ import (
 // section object is level 1, so {"a":{"b":{"c":{"d":{"e":{"f":1}}}}}} is 6.
 const MaxDepth = 6
 
-// decodeTree decodes one JSON value keeping numbers exactly as written.
-func decodeTree(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
 // marshal encodes without HTML escaping (a device's "<" stays one byte, so
 // sizes are what the device sent) and without the encoder's newline.
 func marshal(v any) []byte {
@@ -87,11 +76,6 @@ func (e *encoder) put() {
 	}
 	e.buf.Reset()
 	encoders.Put(e)
-}
-
-// isNull reports whether raw is the JSON literal null.
-func isNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
 }
 
 // depth counts nested containers: a scalar is 0, {"a":1} is 1.

@@ -1,0 +1,326 @@
+package shadow
+
+import (
+	"encoding/json"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxNesting is how deep encoding/json lets arrays and objects nest
+// before it calls a text invalid; the decoder refuses at the same depth.
+const maxNesting = 10000
+
+// decoder reads JSON (RFC 8259) into a state tree in one pass over the
+// bytes, giving exactly the values encoding/json's Decoder with UseNumber
+// gives: numbers as written, duplicate keys the last one winning, escapes
+// (surrogate pairs included, an invalid surrogate becoming U+FFFD) and
+// bytes that are not UTF-8 (each becoming U+FFFD) unquoted as it does.
+// It only says whether the text is JSON, never why not.
+type decoder struct {
+	b   []byte
+	i   int
+	buf []byte // unescaped string bytes
+}
+
+// decodeJSON decodes b, one JSON value with optional whitespace around it
+// (what json.Valid accepts); ok is false when b is not JSON.
+func decodeJSON(b []byte) (v any, ok bool) {
+	d := decoder{b: b}
+	if v, ok = d.value(0); !ok {
+		return nil, false
+	}
+	if d.space(); d.i != len(b) {
+		return nil, false
+	}
+	return v, true
+}
+
+// decodeFirstObject decodes the first value of b (after whitespace) when
+// it is an object, ignoring what follows it as a json.Decoder does; ok is
+// false otherwise.
+func decodeFirstObject(b []byte) (map[string]any, bool) {
+	d := decoder{b: b}
+	d.space()
+	if d.i == len(b) || b[d.i] != '{' {
+		return nil, false
+	}
+	v, ok := d.value(0)
+	m, _ := v.(map[string]any)
+	return m, ok
+}
+
+func (d *decoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// value decodes the value at d.i (after whitespace); nest is how many
+// containers hold it.
+func (d *decoder) value(nest int) (any, bool) {
+	d.space()
+	if d.i == len(d.b) {
+		return nil, false
+	}
+	switch c := d.b[d.i]; c {
+	case '{':
+		return d.object(nest + 1)
+	case '[':
+		return d.array(nest + 1)
+	case '"':
+		return d.str()
+	case 't':
+		return true, d.literal("true")
+	case 'f':
+		return false, d.literal("false")
+	case 'n':
+		return nil, d.literal("null")
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			return d.number()
+		}
+		return nil, false
+	}
+}
+
+func (d *decoder) literal(lit string) bool {
+	if len(d.b)-d.i < len(lit) || string(d.b[d.i:d.i+len(lit)]) != lit {
+		return false
+	}
+	d.i += len(lit)
+	return true
+}
+
+func (d *decoder) object(nest int) (any, bool) {
+	if nest > maxNesting {
+		return nil, false
+	}
+	d.i++ // {
+	m := map[string]any{}
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return m, true
+	}
+	for {
+		d.space()
+		if d.i == len(d.b) || d.b[d.i] != '"' {
+			return nil, false
+		}
+		k, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		d.space()
+		if d.i == len(d.b) || d.b[d.i] != ':' {
+			return nil, false
+		}
+		d.i++
+		v, ok := d.value(nest)
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+		d.space()
+		if d.i == len(d.b) {
+			return nil, false
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (d *decoder) array(nest int) (any, bool) {
+	if nest > maxNesting {
+		return nil, false
+	}
+	d.i++ // [
+	// encoding/json's empty array is not nil (it encodes as []).
+	a := []any{}
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return a, true
+	}
+	for {
+		v, ok := d.value(nest)
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+		d.space()
+		if d.i == len(d.b) {
+			return nil, false
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// number takes -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? as written;
+// what follows it is for the caller to judge.
+func (d *decoder) number() (any, bool) {
+	b, start, i := d.b, d.i, d.i
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i)
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		if i++; i == len(b) || b[i] < '0' || b[i] > '9' {
+			return nil, false
+		}
+		i = digits(b, i)
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i == len(b) || b[i] < '0' || b[i] > '9' {
+			return nil, false
+		}
+		i = digits(b, i)
+	}
+	d.i = i
+	return json.Number(b[start:i]), true
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// str decodes the string at d.i (its opening quote).
+func (d *decoder) str() (string, bool) {
+	b, start := d.b, d.i+1
+	for i := start; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			d.i = i + 1
+			return string(b[start:i]), true
+		case c == '\\' || c < ' ':
+			return d.strEscaped(start, i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return d.strEscaped(start, i)
+			}
+			i += size
+		}
+	}
+	return "", false
+}
+
+// strEscaped decodes a string from i on, where it needs unescaping (or
+// replacing bytes that are not UTF-8) as encoding/json's unquote does;
+// b[start:i] needs none.
+func (d *decoder) strEscaped(start, i int) (string, bool) {
+	b := d.b
+	out := append(d.buf[:0], b[start:i]...)
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			d.i, d.buf = i+1, out
+			return string(out), true
+		case c < ' ':
+			return "", false
+		case c == '\\':
+			if i+1 == len(b) {
+				return "", false
+			}
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r := hex4(b[i:])
+				if r < 0 {
+					return "", false
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if r2 := utf16.DecodeRune(r, hex4(b[i:])); r2 != utf8.RuneError {
+						out = utf8.AppendRune(out, r2) // a valid pair: both taken
+						i += 6
+						continue
+					}
+					r = utf8.RuneError // the second escape, if any, is read on its own
+				}
+				out = utf8.AppendRune(out, r)
+				continue
+			default:
+				return "", false
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			out = append(out, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			out = utf8.AppendRune(out, r) // RuneError for a byte that is not UTF-8
+			i += size
+		}
+	}
+	return "", false
+}
+
+// hex4 reads \uXXXX at the start of b; -1 when b does not start so.
+func hex4(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}

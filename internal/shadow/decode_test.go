@@ -1,0 +1,200 @@
+package shadow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// refDecodeJSON is what decodeJSON must give: encoding/json's value with
+// UseNumber, for what json.Valid accepts.
+func refDecodeJSON(b []byte) (any, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	v, err := refDecodeTree(b)
+	return v, err == nil
+}
+
+// decodeCases are texts where a hand-written decoder could part from
+// encoding/json.
+var decodeCases = []string{
+	``, ` `, `null`, `true`, `false`, `nul`, `truex`, `"a"`, `"a"x`, `1`, `-`, `-0`, `01`, `1.`, `1.5e`, `1e+`, `1E-7`, `-12.50e+003`,
+	`{}`, `[]`, `{"a":[]}`, `[[]]`, `{"a":{}}`, ` {"a" : 1 , "b":[ 1 , 2 ] } `, `{"a":1,}`, `[1,]`, `{,}`, `{"a" 1}`, `{"a":1 "b":2}`,
+	`{"a":1,"a":2}`, `{"a":{"x":1},"a":null}`, `{"a":1}}`, `{"a":1} {}`, `{"a":1}x`, "\t{\r\n}\n", "\v{}", "\u00a0{}",
+	`"\u0041\u00e9\u4e2d"`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ude00"`, `"\ud83dx"`, `"\ud83d\u0041"`, `"\ud83d\ud83d\ude00"`,
+	`"\ud83d\uZZZZ"`, `"\u12"`, `"\u12G4"`, `"\x"`, `"\'"`, `"\/\b\f\n\r\t\"\\"`, "\"a\x01\"", "\"a\x7f\"", "\"tab\there\"",
+	"\"\xff\"", "\"a\xc3\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"é中😀\"", "{\"k\xff\":\"\\u00e9\xfe\"}", `"abc`, `"abc\`,
+	`{"version":99999999999999999999,"n":1e400,"m":-0.0}`, `[1,null,{"a":[null]}]`,
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+	strings.Repeat(`{"a":`, 9999) + "[]" + strings.Repeat("}", 9999),
+	strings.Repeat(`{"a":`, 10000) + "[]" + strings.Repeat("}", 10000),
+}
+
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	for _, s := range decodeCases {
+		checkDecode(t, []byte(s))
+	}
+}
+
+func checkDecode(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := decodeJSON(b)
+	want, wantOK := refDecodeJSON(b)
+	if ok != wantOK || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decodeJSON(%.80q) = %#v %v, encoding/json %#v %v", b, got, ok, want, wantOK)
+	}
+	obj, ok := decodeFirstObject(b)
+	first, err := refDecodeTree(b)
+	want, wantOK = first.(map[string]any)
+	if ok != (err == nil && wantOK) || ok && !reflect.DeepEqual(obj, want) {
+		t.Fatalf("decodeFirstObject(%.80q) = %#v %v, json.Decoder %#v %v", b, obj, ok, first, err)
+	}
+}
+
+// diffDoc is the document a differential run starts from: first applied
+// by the old code when it accepts it (a version to check against, state
+// to merge into and delete from).
+func diffDoc(first []byte) Document {
+	if u, err := refApplyAWS(Document{}, first, t0, Limits{}, false); err == nil {
+		return u.Next
+	}
+	if r, err := refApplyAlibaba(Document{}, first, t0, Limits{}); err == nil && r.Changed {
+		return r.Next
+	}
+	return Document{Version: 3}
+}
+
+func checkAWS(t *testing.T, doc Document, req []byte) {
+	t.Helper()
+	for _, documents := range []bool{true, false} {
+		got, err := applyAWS(doc, req, t0, fuzzLimits, documents)
+		want, wantErr := refApplyAWS(doc, req, t0, fuzzLimits, documents)
+		var e, we *ErrorAWS
+		if errors.As(err, &e) != errors.As(wantErr, &we) || (err == nil) != (wantErr == nil) {
+			t.Fatalf("ApplyAWS(%.200q): %v, old code %v", req, err, wantErr)
+		}
+		if e != nil && *e != *we {
+			t.Fatalf("ApplyAWS(%.200q): %+v, old code %+v", req, *e, *we)
+		}
+		if !sameUpdateAWS(got, want) {
+			t.Fatalf("ApplyAWS(%.200q):\n%+v\nold code\n%+v", req, got, want)
+		}
+	}
+}
+
+func sameUpdateAWS(a, b UpdateAWS) bool {
+	am, _ := a.Next.MarshalJSON()
+	bm, _ := b.Next.MarshalJSON()
+	return bytes.Equal(am, bm) && bytes.Equal(a.Accepted, b.Accepted) && bytes.Equal(a.Delta, b.Delta) &&
+		bytes.Equal(a.Documents, b.Documents) && bytes.Equal(a.Stored, b.Stored) && a.ClientToken == b.ClientToken &&
+		(a.Accepted == nil) == (b.Accepted == nil) && (a.Delta == nil) == (b.Delta == nil) && (a.Documents == nil) == (b.Documents == nil)
+}
+
+func checkAlibaba(t *testing.T, doc Document, req []byte) {
+	t.Helper()
+	got, err := ApplyAlibaba(doc, req, t0, fuzzLimits)
+	want, wantErr := refApplyAlibaba(doc, req, t0, fuzzLimits)
+	var e, we *AlibabaError
+	if errors.As(err, &e) != errors.As(wantErr, &we) || (err == nil) != (wantErr == nil) || e != nil && *e != *we {
+		t.Fatalf("ApplyAlibaba(%.200q): %v, old code %v", req, err, wantErr)
+	}
+	gm, _ := got.Next.MarshalJSON()
+	wm, _ := want.Next.MarshalJSON()
+	if got.Method != want.Method || got.Changed != want.Changed || got.DesiredChanged != want.DesiredChanged ||
+		!bytes.Equal(got.Reply, want.Reply) || !bytes.Equal(gm, wm) {
+		t.Fatalf("ApplyAlibaba(%.200q):\n%+v\nold code\n%+v", req, got, want)
+	}
+}
+
+func checkParse(t *testing.T, b []byte) {
+	t.Helper()
+	got, err := Parse(b)
+	want, wantErr := refParse(b)
+	if (err == nil) != (wantErr == nil) || err != nil && (err.Error() != wantErr.Error() || !errors.Is(err, ErrStored)) {
+		t.Fatalf("Parse(%.200q): %v, old code %v", b, err, wantErr)
+	}
+	gm, _ := got.MarshalJSON()
+	wm, _ := want.MarshalJSON()
+	if !bytes.Equal(gm, wm) {
+		t.Fatalf("Parse(%.200q): %s, old code %s", b, gm, wm)
+	}
+}
+
+// diffSeeds are the golden payloads (a stored document among them), the
+// other fuzz tests' requests and the decoder's edge cases.
+func diffSeeds(t testing.TB) []string {
+	seeds := append([]string{}, decodeCases...)
+	golden, err := filepath.Glob("testdata/*.golden")
+	if err != nil || len(golden) == 0 {
+		t.Fatalf("golden files: %v", err)
+	}
+	for _, p := range golden {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, string(b))
+	}
+	for _, s := range awsSeeds {
+		seeds = append(seeds, s[0], s[1])
+	}
+	return append(seeds,
+		`{"state":{"reported":{"temperature":21.5,"humidity":40,"status":"ok"}},"clientToken":"c-1"}`,
+		`{"state":{"desired":{"a":null},"reported":{"a":[1,[2,{"b":"c"}]]}},"version":1,"clientToken":null}`,
+		`{"state":{"reported":{"a":1}},"version":null,"clientToken":"\u00e9\ud83d\ude00"}`,
+		`{"state":{"reported":{"a":1}},"st\u0061te":null}`,
+		`{"state":{"desired":{"x":1}},"state":{"reported":{"y":2}},"version":3}`,
+		`{"state":{"reported":{"a":1}},"version":1.0}`, `{"state":{"reported":{"a":1}},"version":-0}`,
+		`{"method":"update","state":{"reported":{"a":1,"n":{"x":1}}},"version":1}`,
+		`{"method":"delete","state":{"reported":{"n":{"x":"null"}}},"version":2}`,
+		`{"method":"update","state":{"desired":"null","reported":{"a":2}},"version":0}`,
+		`{"method":"delete","state":{"reported":"null"},"version":9}`,
+		`{"method":"get"}`, `{"method":null}`, `{"method":5}`, `{"method":"update","state":{}}`,
+		`{"method":"update","state":{"reported":{}},"version":9007199254740993}`,
+		`{"state":{"desired":{"l":[{"a":1}]},"reported":{"n":1e400}},"metadata":{"desired":{"l":{"timestamp":17}},"reported":{"n":{"timestamp":"x"}}},"version":1} trailing`,
+		`{"state":{},"version":-1}`, `{"state":{},"version":1e3}`, ` [ {"state":{}} ]`,
+	)
+}
+
+func TestDiffSeeds(t *testing.T) {
+	seeds := diffSeeds(t)
+	for _, first := range []string{
+		``,
+		`{"state":{"desired":{"a":1,"n":{"x":[1,2]},"s":"on"},"reported":{"a":1,"temperature":20}}}`,
+		`{"method":"update","state":{"reported":{"a":1,"n":{"x":1}}},"version":1}`,
+	} {
+		doc := diffDoc([]byte(first))
+		for _, s := range seeds {
+			checkAWS(t, doc, []byte(s))
+			checkAlibaba(t, doc, []byte(s))
+		}
+	}
+	for _, s := range seeds {
+		checkDecode(t, []byte(s))
+		checkParse(t, []byte(s))
+	}
+}
+
+// FuzzDecodeDiff holds the one-pass decoder and ApplyAWS, ApplyAlibaba
+// and Parse built on it to encoding/json and the code they replaced:
+// the same values, and the same results or refusals byte for byte.
+func FuzzDecodeDiff(f *testing.F) {
+	seeds := diffSeeds(f)
+	for i, s := range seeds {
+		f.Add([]byte(seeds[(i*7)%len(seeds)]), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, first, req []byte) {
+		checkDecode(t, req)
+		checkParse(t, req)
+		doc := diffDoc(first)
+		checkAWS(t, doc, req)
+		checkAlibaba(t, doc, req)
+	})
+}
