@@ -112,7 +112,7 @@ func (d *decoder) object(nest int) (any, bool) {
 		if d.i == len(d.b) || d.b[d.i] != '"' {
 			return nil, false
 		}
-		k, ok := d.str()
+		k, ok := d.key()
 		if !ok {
 			return nil, false
 		}
@@ -215,6 +215,40 @@ func digits(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// key decodes a member's name at d.i (its opening quote): str, without
+// allocating the names every document repeats.
+func (d *decoder) key() (string, bool) {
+	b, start := d.b, d.i+1
+	for i := start; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			d.i = i + 1
+			switch string(b[start:i]) {
+			case "timestamp":
+				return "timestamp", true
+			case "state":
+				return "state", true
+			case "desired":
+				return "desired", true
+			case "reported":
+				return "reported", true
+			case "metadata":
+				return "metadata", true
+			case "version":
+				return "version", true
+			case "clientToken":
+				return "clientToken", true
+			case "method":
+				return "method", true
+			}
+			return string(b[start:i]), true
+		case c == '\\' || c < ' ' || c >= utf8.RuneSelf:
+			return d.str()
+		}
+	}
+	return "", false
 }
 
 // str decodes the string at d.i (its opening quote).

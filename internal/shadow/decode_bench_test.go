@@ -1,0 +1,54 @@
+package shadow
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkParsing: a typical device update applied by ApplyAWSLean onto a
+// document of ten leaves, and that document's stored form read by Parse,
+// each with the one-pass decoder (new) and with the parsing it replaced
+// (old, reference_test.go).
+func BenchmarkParsing(b *testing.B) {
+	now := time.Unix(1700000000, 0)
+	base, err := ApplyAWS(New(nil, now), []byte(`{"state":{"desired":{"led":"on","interval":30,"mode":"eco"},`+
+		`"reported":{"temperature":20.5,"humidity":41,"status":"ok","fw":"1.2.3","led":"off","rssi":-67,"uptime":123456}}}`), now, Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc := base.Next
+	req := []byte(`{"state":{"reported":{"temperature":21.5,"humidity":40,"status":"ok"}},"clientToken":"5f0c9d2e-7b1a-4c3e-9f2d-8a6b4e1c0d3f"}`)
+	stored := base.Stored
+	b.Run("ApplyAWSLean/new", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := ApplyAWSLean(doc, req, now, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ApplyAWSLean/old", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := refApplyAWS(doc, req, now, Limits{}, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Parse/new", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := Parse(stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Parse/old", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := refParse(stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
