@@ -208,7 +208,10 @@ var ErrStored = errors.New("shadow: stored document")
 
 // Parse reads a document written by MarshalJSON. Metadata is rebuilt in
 // the shape of the state, so a document that went through a hand edit
-// still holds to the merge's invariants.
+// still holds to the merge's invariants. It reads the first JSON value of
+// b as a json.Decoder does (what follows an object is ignored), in one
+// pass (decode.go); a b that is not JSON or not an object is read again by
+// encoding/json, whose error the result wraps.
 func Parse(b []byte) (Document, error) {
 	top, ok := decodeFirstObject(b)
 	if !ok { // not JSON or not an object: encoding/json's words for which
