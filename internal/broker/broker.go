@@ -455,7 +455,7 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 		return b.LogoutSub(gwPk, gwDn, pk, dn, reason)
 	}
 	s.reason.Store(&reason)
-	b.hook.rightsChanged() // whatever the kick is for: a distributed device's
+	b.hook.rightsChanged() // a kick may revoke rights (a distributed device): decide again
 	return b.eng.Kick(s.id.clientID, reason)
 }
 

@@ -781,8 +781,9 @@ func (h *hook) forgetProduct(pk string, deleted bool) {
 }
 
 // MayPublish enforces publish rights (engine.Hooks; a live session's
-// decision cached, rights.go) and counts messages in. A refused publish is acknowledged and dropped under 3.1.1 and
-// answered "not authorized" under MQTT 5.
+// decision cached, rights.go) and counts messages in. A refused publish
+// is acknowledged and dropped under 3.1.1 and answered "not authorized"
+// under MQTT 5.
 func (h *hook) MayPublish(c *engine.Client, topic string) bool {
 	ctx := context.Background()
 	var ok bool
