@@ -76,7 +76,8 @@ CORRAL_* environment variables, then flags.`,
 }
 
 // startCPUProfile starts writing a CPU profile to path; the function it
-// returns stops the profile and closes the file.
+// returns stops the profile, closes the file and writes the allocations
+// made meanwhile (the allocs profile) to path.allocs.
 func startCPUProfile(path string) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -89,6 +90,10 @@ func startCPUProfile(path string) (func(), error) {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		if a, err := os.Create(path + ".allocs"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
 	}, nil
 }
 

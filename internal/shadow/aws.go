@@ -344,3 +344,35 @@ func DeleteAWS(doc Document, now time.Time) (Tombstone, []byte) {
 			Timestamp int64 `json:"timestamp"`
 		}{doc.Version, now.Unix()})
 }
+
+// SetReportedLeaf is the update {"state":{"reported":{key:value}}} that
+// corral makes itself (a device's presence), without parsing a request:
+// value is a leaf (bool, string or json.Number), meta its metadata leaf
+// ({"timestamp":T} when nil; a "reason" beside the timestamp is kept). The
+// result has Next, Delta and Stored but no update/accepted or
+// update/documents payload, which no client asked for. Refusals are those
+// of ApplyAWS that such an update can meet: the version at its end (409)
+// and the size after the merge (413).
+func SetReportedLeaf(doc Document, key string, value any, meta map[string]any, now time.Time, lim Limits) (UpdateAWS, error) {
+	ts := now.Unix()
+	if doc.Version >= math.MaxInt64 {
+		return UpdateAWS{}, &ErrorAWS{Code: 409, Message: MsgVersionConflict, Timestamp: ts}
+	}
+	if meta == nil {
+		meta = stamp(ts)
+	}
+	next := doc.clone()
+	next.Version++
+	if next.Reported == nil {
+		next.Reported = map[string]any{}
+	}
+	if next.Metadata.Reported == nil {
+		next.Metadata.Reported = map[string]any{}
+	}
+	next.Reported[key], next.Metadata.Reported[key] = value, meta
+	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
+	if len(desired)+len(reported) > lim.maxStateBytes() {
+		return UpdateAWS{}, &ErrorAWS{Code: 413, Message: MsgTooLarge, Timestamp: ts}
+	}
+	return UpdateAWS{Next: next, Delta: deltaAWS(next, ts, ""), Stored: storedForm(desired, reported, next)}, nil
+}

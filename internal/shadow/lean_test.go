@@ -3,6 +3,10 @@ package shadow
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,5 +44,70 @@ func TestApplyAWSLean(t *testing.T) {
 			t.Fatalf("update %d documents:\n got %s\nwant %s", i, got, full.Documents)
 		}
 		doc = full.Next
+	}
+}
+
+// TestSetReportedLeaf: the leaf set without a request is the update
+// {"state":{"reported":{key:value}}} of ApplyAWSLean, byte for byte
+// (stored form and delta), its metadata leaf replaced when given.
+func TestSetReportedLeaf(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	docs := map[string]Document{"none": New(nil, now), "after delete": New(&Tombstone{Version: 4, DeletedAt: now}, now)}
+	for name, req := range map[string]string{
+		"desired and reported": `{"state":{"desired":{"connected":false,"color":"red"},"reported":{"connected":true,"n":1.50}}}`,
+		"desired only":         `{"state":{"desired":{"mode":{"a":1}}}}`,
+		"nested connected":     `{"state":{"reported":{"connected":{"x":1}}}}`,
+	} {
+		r, err := ApplyAWS(New(nil, now), []byte(req), now, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[name] = r.Next
+	}
+	for name, doc := range docs {
+		for _, connected := range []bool{true, false} {
+			at := now.Add(time.Minute)
+			req := `{"state":{"reported":{"connected":` + strconv.FormatBool(connected) + `}}}`
+			want, err := ApplyAWSLean(doc, []byte(req), at, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := SetReportedLeaf(doc, "connected", connected, nil, at, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Stored, want.Stored) || !bytes.Equal(got.Delta, want.Delta) || !got.Next.Equal(want.Next) || got.Accepted != nil {
+				t.Fatalf("%s, %v:\n got %s delta %s\nwant %s delta %s", name, connected, got.Stored, got.Delta, want.Stored, want.Delta)
+			}
+			// With a reason: the metadata leaf as given, in Next and its stored form.
+			md := map[string]any{"timestamp": at.Unix(), "reason": "MQTT_KEEP_ALIVE_TIMEOUT"}
+			got, err = SetReportedLeaf(doc, "connected", connected, md, at, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.Next.Metadata.Reported["connected"] = md
+			if b, _ := want.Next.MarshalJSON(); !bytes.Equal(got.Stored, b) || !got.Next.Equal(want.Next) {
+				t.Fatalf("%s, %v with a reason:\n got %s\nwant %s", name, connected, got.Stored, b)
+			}
+			if p, err := Parse(got.Stored); err != nil || !p.Equal(got.Next) {
+				t.Fatalf("%s: stored form parses to %+v (%v), want %+v", name, p, err, got.Next)
+			}
+		}
+	}
+	// Refusals: too big after the merge, the version at its end; doc unchanged.
+	big, err := ApplyAWS(New(nil, now), []byte(`{"state":{"reported":{"s":"`+strings.Repeat("x", 8170)+`"}}}`), now, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := big.Next.MarshalJSON()
+	var e *ErrorAWS
+	if _, err := SetReportedLeaf(big.Next, "connected", true, nil, now, Limits{}); !errors.As(err, &e) || e.Code != 413 {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if after, _ := big.Next.MarshalJSON(); !bytes.Equal(before, after) {
+		t.Fatal("a refused update changed the document")
+	}
+	if _, err := SetReportedLeaf(Document{Version: math.MaxInt64}, "connected", true, nil, now, Limits{}); !errors.As(err, &e) || e.Code != 409 {
+		t.Fatalf("at the last version: %v", err)
 	}
 }

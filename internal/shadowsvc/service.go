@@ -659,8 +659,8 @@ type staged struct {
 // A write that lost to another writer is done again alone.
 func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []error {
 	errs := make([]error, len(ws))
-	var stage []staged
-	var puts []shadow.Put
+	stage := make([]staged, 0, len(ws))
+	puts := make([]shadow.Put, 0, len(ws))
 	defer func() { // on a panic, release what is held
 		for _, x := range stage {
 			if x.unlock != nil {
@@ -759,25 +759,16 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 }
 
 // presenceNext applies a presence to doc: the next document and its
-// stored form. No update/documents payload: the MQTT side builds it from
-// the stored forms when someone subscribed to it.
+// stored form. No update/accepted or update/documents payload: the MQTT
+// side builds the latter from the stored forms when someone subscribed to
+// it. The metadata leaf of a session's end says why, beside when.
 func presenceNext(doc shadow.Document, connected bool, reason string, at time.Time, set Settings) (shadow.UpdateAWS, []byte, error) {
-	req := []byte(`{"state":{"reported":{"connected":false}}}`)
-	if connected {
-		req = []byte(`{"state":{"reported":{"connected":true}}}`)
+	var md map[string]any
+	if !connected && reason != "" {
+		md = map[string]any{"timestamp": at.Unix(), "reason": reason}
 	}
-	res, err := shadow.ApplyAWSLean(doc, req, at, set.limits())
-	if err != nil || connected || reason == "" {
-		return res, res.Stored, err
-	}
-	// The metadata leaf says why, beside when (res.Next shares nothing
-	// with doc).
-	res.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": reason}
-	b, err := res.Next.MarshalJSON()
-	if err != nil {
-		return res, nil, fmt.Errorf("encoding shadow: %w", err)
-	}
-	return res, b, nil
+	res, err := shadow.SetReportedLeaf(doc, "connected", connected, md, at, set.limits())
+	return res, res.Stored, err
 }
 
 // connectedLocked writes a presence under the shadow's writer lock, read

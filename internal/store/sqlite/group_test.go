@@ -310,3 +310,100 @@ func TestGroupLinger(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupBatchOperation: a batch op (no savepoint) that succeeds commits
+// with its group; one that fails rolls back its whole group, every caller
+// of it getting the error, and the writer goes on with the next.
+func TestGroupBatchOperation(t *testing.T) {
+	s := groupStore(t)
+	batch := func(id int, fail bool) func(tx *sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			if err := insert(id)(tx); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("the store failed")
+			}
+			return nil
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, fail := range []bool{false, true} {
+		release, holding := make(chan struct{}), make(chan struct{})
+		held := make(chan error, 1)
+		go func() {
+			held <- s.write(context.Background(), func(tx *sql.Tx) error {
+				close(holding)
+				<-release
+				return nil
+			})
+		}()
+		<-holding
+		base := 10
+		if fail {
+			base = 20
+		}
+		res := make([]chan error, 3)
+		for i := range res {
+			res[i] = make(chan error, 1)
+		}
+		go func() { res[0] <- s.write(context.Background(), insert(base+1)) }()
+		for len(s.ops) < 1 {
+			runtime.Gosched()
+		}
+		go func() { res[1] <- s.writeBatch(ctx, batch(base+2, fail)) }()
+		for len(s.ops) < 2 {
+			runtime.Gosched()
+		}
+		go func() { res[2] <- s.write(context.Background(), insert(base+3)) }()
+		for len(s.ops) < 3 {
+			runtime.Gosched()
+		}
+		close(release)
+		errs := []error{<-held, <-res[0], <-res[1], <-res[2]}
+		n := count(t, s, fmt.Sprintf("parent WHERE id BETWEEN %d AND %d", base+1, base+3))
+		switch {
+		case !fail && (errs[0] != nil || errs[1] != nil || errs[2] != nil || errs[3] != nil || n != 3):
+			t.Fatalf("succeeding batch op: results %v, %d rows of 3", errs, n)
+		// The group ends at the failure: the op queued after it runs in the
+		// next one.
+		case fail && (errs[0] == nil || errs[1] == nil || errs[2] == nil || errs[3] != nil || n != 1):
+			t.Fatalf("failing batch op: results %v (want every op of its group to fail, the next to land), %d rows kept of 1", errs, n)
+		}
+	}
+	if err := s.write(context.Background(), insert(30)); err != nil {
+		t.Fatalf("write after a failed batch: %v", err)
+	}
+}
+
+// TestGroupCallerHangingUpMidStatement: a caller whose context ends while
+// its op's statement runs does not interrupt it, so the other ops of its
+// group (and its own, which was accepted) commit: an interrupted write
+// would roll back the whole shared transaction.
+func TestGroupCallerHangingUpMidStatement(t *testing.T) {
+	s := groupStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	long := func(tx *sql.Tx) error {
+		close(started)
+		// Long enough for the cancel below to land while it runs.
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000)
+			INSERT INTO parent (id) SELECT x + 10000 FROM c`)
+		return err
+	}
+	go func() {
+		<-started
+		time.Sleep(5 * time.Millisecond)
+		cancel()
+	}()
+	res := group(t, s, []context.Context{nil, ctx, nil}, insert(1), long, insert(3))
+	for i, err := range res {
+		if err != nil {
+			t.Fatalf("op %d: %v (results %v): a caller hanging up failed its group", i, err, res)
+		}
+	}
+	if n := count(t, s, "parent"); n != 50000+3 {
+		t.Fatalf("%d rows, want %d", n, 50000+3)
+	}
+}

@@ -74,10 +74,14 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlite synchronous %q: want FULL, NORMAL, EXTRA or OFF", o.Synchronous)
 	}
-	w, err := sql.Open(o.Driver, dsnFor(o.Driver, path, o.Synchronous))
+	drv, err := sql.Open(o.Driver, "") // for its driver: opens no connection
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	drv.Close()
+	// The writer's statements run without their callers' cancellation
+	// (quietConnector: an interrupt would fail the callers sharing a group).
+	w := sql.OpenDB(quietConnector{dsn: dsnFor(o.Driver, path, o.Synchronous), drv: drv.Driver()})
 	w.SetMaxOpenConns(1)
 	r, err := sql.Open(o.Driver, dsnCache(o.Driver, path, o.Synchronous, readerCacheKiB))
 	if err != nil {
@@ -140,8 +144,12 @@ func dsnFor(driver, path, sync string) string {
 const walBackstopPages = 16384
 
 // checkpointEvery is how often the checkpointer copies what the writer
-// committed meanwhile back into the database.
-const checkpointEvery = 250 * time.Millisecond
+// committed meanwhile back into the database. A checkpoint copies each
+// page once however many commits changed it, so the longer the interval
+// the fewer copies of pages many writes touch: at 1 s rather than 250 ms,
+// ≈ 8 % less server CPU a CONNECT of a device's first session (presence
+// rows on random leaves; bench/RESULTS.md, session 5).
+const checkpointEvery = time.Second
 
 // checkpointer runs passive checkpoints on a reader connection while the
 // writer has committed since the last one: they neither wait for nor
@@ -207,6 +215,12 @@ func (s *Store) migrate(ctx context.Context) error {
 // queryRow runs a hot read through a statement prepared once: parsing
 // SQL costs more than the look-up itself.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	// A point read runs for microseconds: without ctx's cancellation, which
+	// makes the driver start a goroutine a statement to watch it (≈ 1 KB
+	// and two goroutine switches a read); a ctx already done still fails.
+	if ctx.Err() == nil {
+		ctx = context.WithoutCancel(ctx)
+	}
 	if st, ok := s.stmts.Load(query); ok {
 		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
 	}
