@@ -273,17 +273,22 @@ func (b *Broker) closeListeners() {
 	}
 }
 
-// maintain forgets quiet login-failure state and logs the summaries of
-// refusals the sampler held back, until Close.
+// maintain forgets quiet login-failure state, logs the summaries of
+// refusals the sampler held back and moves the rights generation every
+// rightsTTL, until Close.
 func (b *Broker) maintain() {
 	defer close(b.done)
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
+	rights := time.NewTicker(rightsTTL)
+	defer rights.Stop()
 	for {
 		select {
 		case <-b.stop:
 			b.logUnlogged(b.sample.sweep(true))
 			return
+		case <-rights.C:
+			b.hook.rightsChanged()
 		case <-t.C:
 			b.logins.sweep()
 			b.logUnlogged(b.sample.sweep(false))
@@ -450,6 +455,7 @@ func (b *Broker) Kick(pk, dn string, reason string) bool {
 		return b.LogoutSub(gwPk, gwDn, pk, dn, reason)
 	}
 	s.reason.Store(&reason)
+	b.hook.rightsChanged() // a kick may revoke rights (a distributed device): decide again
 	return b.eng.Kick(s.id.clientID, reason)
 }
 
@@ -504,12 +510,14 @@ func (b *Broker) DeviceChanged(_ context.Context, kind registry.DeviceEventKind,
 	case registry.DeviceCredentialsChanged:
 		b.Kick(d.ProductKey, d.DeviceName, "CREDENTIALS_CHANGED")
 	}
+	b.hook.rightsChanged() // after the caches above were dropped
 }
 
 // ProductChanged implements registry.ProductObserver: the next CONNECT
 // sees a changed product's settings (say, certificate-only).
 func (b *Broker) ProductChanged(_ context.Context, kind registry.ProductEventKind, pk string) {
 	b.hook.forgetProduct(pk, kind == registry.ProductDeleted)
+	b.hook.rightsChanged() // after: a decision read from the old settings is not used again
 }
 
 // APIKeyChanged implements registry.KeyObserver: the sessions of a key
@@ -526,6 +534,7 @@ func (b *Broker) APIKeyChanged(_ context.Context, kind registry.KeyEventKind, k 
 	// with the old key but not yet in the session table is caught when its
 	// session is established (keyStale).
 	h.noteKey(kind, k)
+	h.rightsChanged()
 	var ss []*session
 	h.mu.RLock()
 	for _, s := range h.apps {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"strconv"
 	"strings"
@@ -32,13 +33,42 @@ import (
 // address is the connection's own net.Addr, formatted when needed.
 type session struct {
 	id       identity
-	listener string
+	listener listenerKind
 	addr     net.Addr               // the client's address; nil for none
 	reason   atomic.Pointer[string] // why corral closed it
 	// gw is, for a sub-device session, the gateway's connection it was
 	// logged in through: a later connection of the gateway does not
 	// inherit it.
 	gw *session
+	// rights are its latest rights decisions (rights.go), nil until it
+	// publishes or is delivered a message.
+	rights atomic.Pointer[rightsCache]
+}
+
+// listenerKind is the listener a session came in on, in a byte rather
+// than a string (a session lives as long as its connection: 176 B).
+type listenerKind uint8
+
+const (
+	onOther   listenerKind = iota
+	onTCP                  // "tcp"
+	onTLS                  // "tls"
+	onWS                   // "ws"
+	onGateway              // a sub-device's session, through its gateway's connection
+)
+
+var listenerNames = [...]string{"", "tcp", "tls", "ws", "gateway"}
+
+func (k listenerKind) String() string { return listenerNames[k] }
+
+// listenerKindOf is the kind of a listener id ("tcp", "tls", "ws").
+func listenerKindOf(id string) listenerKind {
+	for k, n := range listenerNames {
+		if n == id && k != int(onOther) {
+			return listenerKind(k)
+		}
+	}
+	return onOther
 }
 
 // hook plugs corral into the MQTT engine (engine.Hooks): authentication,
@@ -58,6 +88,12 @@ type hook struct {
 	subThings map[string]string              // logged-in sub-device's thing name -> sub deviceKey
 
 	anon atomic.Uint64 // numbers the session ids of clients that sent none
+
+	// gen is the rights generation: sessions' cached rights decisions
+	// (rights.go) hold only while it is unchanged. seed hashes topics
+	// into their tables.
+	gen  atomic.Uint64
+	seed maphash.Seed
 
 	owners   *cache.Cache[string, string]           // ProductKey -> owning account id
 	products *cache.Cache[string, registry.Product] // ProductKey -> connect settings (no secret)
@@ -100,7 +136,8 @@ func newHook(b *Broker) *hook {
 		products: cache.New[string, registry.Product](cache.Options{TTL: productTTL, Now: b.o.Now}),
 		things:   cache.New[string, string](cache.Options{TTL: productTTL, Now: b.o.Now}),
 		keys:     cache.New[string, registry.Role](cache.Options{TTL: time.Minute, Now: b.o.Now}),
-		restored: cache.New[string, identity](cache.Options{TTL: time.Minute, Now: b.o.Now})}
+		restored: cache.New[string, identity](cache.Options{TTL: time.Minute, Now: b.o.Now}),
+		seed:     maphash.MakeSeed()}
 }
 
 // remote is the client's address as host:port, or "".
@@ -235,7 +272,7 @@ func (h *hook) Authenticate(_ context.Context, info engine.ConnInfo, cp *packet.
 	cp.ClientID = id.clientID
 	admitConn(info.Conn)
 	h.b.m.authSeconds.Observe(time.Since(start).Seconds())
-	return &session{id: id, listener: ci.listener, addr: info.RemoteAddr}, packet.Success, ""
+	return &session{id: id, listener: listenerKindOf(ci.listener), addr: info.RemoteAddr}, packet.Success, ""
 }
 
 // refuse answers a refused CONNECT: counted, logged (a sample per
@@ -568,9 +605,13 @@ func (h *hook) MaySubscribe(c *engine.Client, filter string) bool {
 	return ok
 }
 
-// MayReceive checks each delivery (engine.Hooks).
+// MayReceive checks each delivery (engine.Hooks); a live session's
+// decisions are cached (rights.go).
 func (h *hook) MayReceive(c *engine.Client, topic string) bool {
 	ctx := context.Background()
+	if s := sessionOf(c); s != nil {
+		return h.mayReceiveCached(ctx, s, topic)
+	}
 	id, ok := h.identityOf(ctx, c)
 	return ok && h.mayReceive(ctx, id, topic)
 }
@@ -739,16 +780,24 @@ func (h *hook) forgetProduct(pk string, deleted bool) {
 	}
 }
 
-// MayPublish enforces publish rights (engine.Hooks) and counts messages
-// in. A refused publish is acknowledged and dropped under 3.1.1 and
-// answered "not authorized" under MQTT 5.
+// MayPublish enforces publish rights (engine.Hooks; a live session's
+// decision cached, rights.go) and counts messages in. A refused publish
+// is acknowledged and dropped under 3.1.1 and answered "not authorized"
+// under MQTT 5.
 func (h *hook) MayPublish(c *engine.Client, topic string) bool {
 	ctx := context.Background()
-	id, ok := h.identityOf(ctx, c) // a restored session's will included
-	if !ok || !h.mayPublish(ctx, id, topic) {
+	var ok bool
+	s := sessionOf(c)
+	if s != nil {
+		ok = h.mayPublishCached(ctx, s, topic)
+	} else {
+		id, known := h.identityOf(ctx, c) // a restored session's will
+		ok = known && h.mayPublish(ctx, id, topic)
+	}
+	if !ok {
 		h.b.m.aclDenied.WithLabelValues("publish").Inc()
-		if ok && sessionOf(c) != nil {
-			h.reportSubError(id, topic)
+		if s != nil {
+			h.reportSubError(s.id, topic)
 		}
 		return false
 	}
@@ -830,7 +879,7 @@ func (h *hook) SessionStarted(c *engine.Client, _ bool) {
 		h.devices[deviceKey(s.id.productKey, s.id.deviceName)] = s
 	}
 	h.mu.Unlock()
-	h.b.m.connections.WithLabelValues(s.listener).Inc()
+	h.b.m.connections.WithLabelValues(s.listener.String()).Inc()
 	if s.id.app {
 		if h.keyStale(s.id) {
 			// Its key changed while it authenticated (see APIKeyChanged).
@@ -870,7 +919,7 @@ func (h *hook) SessionEnded(c *engine.Client, r engine.EndReason) {
 		}
 	}
 	h.mu.Unlock()
-	h.b.m.connections.WithLabelValues(s.listener).Dec()
+	h.b.m.connections.WithLabelValues(s.listener.String()).Dec()
 	if s.id.app {
 		return
 	}

@@ -34,7 +34,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 		h.subs[gwKey] = map[string]*session{}
 	}
 	s := &session{id: identity{accountID: sub.AccountID, productKey: sub.ProductKey, deviceName: sub.DeviceName, thingName: sub.ThingName,
-		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: "gateway", addr: gwSess.addr, gw: gwSess}
+		clientID: sub.ProductKey + "." + sub.DeviceName}, listener: onGateway, addr: gwSess.addr, gw: gwSess}
 	old := h.subs[prevGw][subKey]
 	if old != nil && h.subThings[old.id.thing()] == subKey {
 		delete(h.subThings, old.id.thing())
@@ -48,6 +48,7 @@ func (b *Broker) LoginSub(gwPk, gwDn string, sub registry.Device) error {
 	// A direct session of the same device is replaced by the gateway's.
 	direct := h.devices[subKey]
 	h.mu.Unlock()
+	h.rightsChanged()
 	if direct != nil {
 		b.Kick(sub.ProductKey, sub.DeviceName, "DUPLICATE_CLIENTID")
 	}
@@ -86,6 +87,7 @@ func (b *Broker) LogoutSub(gwPk, gwDn, subPk, subDn, reason string) bool {
 	if s == nil {
 		return false
 	}
+	h.rightsChanged()
 	b.dropSubFilters(s)
 	b.subOffline(s, reason)
 	return true
@@ -125,6 +127,9 @@ func (h *hook) logoutAllSubs(gwKey, reason string) {
 		h.dropSubThing(s, k)
 	}
 	h.mu.Unlock()
+	if len(subs) > 0 {
+		h.rightsChanged()
+	}
 	for _, s := range subs {
 		h.b.dropSubFilters(s)
 		h.b.subOffline(s, reason)
@@ -148,6 +153,9 @@ func (h *hook) logoutSubsOfOtherSessions(gwKey string, cl *session) {
 		gone = append(gone, s)
 	}
 	h.mu.Unlock()
+	if len(gone) > 0 {
+		h.rightsChanged()
+	}
 	for _, s := range gone {
 		h.b.unsubscribeClient(cl, downlinkFilters(s.id.productKey, s.id.deviceName, true))
 		h.b.subOffline(s, "GATEWAY_DISCONNECTED")
@@ -228,7 +236,7 @@ func (b *Broker) DeviceAddr(pk, dn string) (netip.Addr, bool) {
 // listener, or RegisterPlain allows the plain ones.
 func (b *Broker) MayReceiveCredentials(pk, dn string) bool {
 	s := b.hook.deviceSession(pk, dn)
-	return s != nil && (s.listener == "tls" || b.o.RegisterPlain)
+	return s != nil && (s.listener == onTLS || b.o.RegisterPlain)
 }
 
 // UsesExtRRPC reports whether synchronous services reach a device in the

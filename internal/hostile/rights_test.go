@@ -3,12 +3,14 @@ package hostile_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -656,4 +658,123 @@ func TestRightsDisabledDeviceLosesPersistentSession(t *testing.T) {
 			rightsNone(t, "queued for the old session", in.until(t, fence), anyMsg)
 		})
 	}
+}
+
+// --- rights revoked while a session keeps publishing (the rights cache) ---
+
+// rightsKeepPublishing publishes on topic from c at QoS 0 every 500 µs, each
+// payload "before-N" until revoked is set and "after-N" from then on, until
+// it has published afterN of those or the connection ends. The returned
+// function waits for it to stop.
+func rightsKeepPublishing(c paho.Client, topic string, revoked *atomic.Bool, afterN int) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		after := 0
+		for i := 0; after < afterN && c.IsConnectionOpen(); i++ {
+			label := "before"
+			if revoked.Load() {
+				label = "after"
+				after++
+			}
+			c.Publish(topic, 0, false, fmt.Sprintf("%s-%d", label, i))
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	return func() { <-done }
+}
+
+// rightsWaitBefore waits for a "before-" message: the right works and the
+// session's decision for the topic is cached.
+func rightsWaitBefore(t testing.TB, in *inbox) {
+	t.Helper()
+	for {
+		if strings.HasPrefix(string(in.next(t).Payload()), "before-") {
+			return
+		}
+	}
+}
+
+// afterMsg flags a message published after the revocation was acknowledged.
+func afterMsg(m paho.Message) bool { return strings.HasPrefix(string(m.Payload()), "after-") }
+
+// TestRightsRevokedWhilePublishing: a device (or gateway) publishing on
+// one topic again and again loses the right from the first publish after
+// the change that revokes it was acknowledged: its product's topic class
+// deleted, its sub-device removed from its topology, the device disabled.
+// Its account's application, subscribed to the topic, receives nothing
+// published after the acknowledgement.
+func TestRightsRevokedWhilePublishing(t *testing.T) {
+	t.Run("topic class deleted", func(t *testing.T) {
+		w := newWorld(t)
+		d := w.T1.DevA
+		topic := "/" + d.ProductKey + "/" + d.DeviceName + "/user/telemetry"
+		fence := "/sys/" + d.ProductKey + "/" + d.DeviceName + "/thing/event/property/post"
+		app, in := w.app(t, w.T1.Operator), newInbox()
+		mustSubscribe(t, app, topic, in)
+		mustSubscribe(t, app, fence, in)
+		dev := w.device(t, d)
+		var revoked atomic.Bool
+		wait := rightsKeepPublishing(dev, topic, &revoked, 100)
+		rightsWaitBefore(t, in)
+		w.do(w.T1.Operator, "DELETE", "/v1/products/"+d.ProductKey+"/topic-classes/%23", nil, 204) // its one class: no /user/ topic left
+		revoked.Store(true)
+		wait()
+		publish(t, dev, fence, `{"id":"fence"}`)
+		rightsNone(t, "after the class was deleted", in.until(t, fence), afterMsg)
+	})
+	t.Run("sub-device removed from the gateway", func(t *testing.T) {
+		w := newWorld(t)
+		gw := w.device(t, w.T1.GW)
+		gin := newInbox()
+		mustSubscribe(t, gw, "/sys/+/+/#", gin)
+		mustSubscribe(t, gw, "/ext/session/+/+/#", gin)
+		g := w.T1.GW.ProductKey + "/" + w.T1.GW.DeviceName
+		wildGwCall(t, gw, gin, "/sys/"+g+"/thing/topo/add", []any{wildSubSign(w.T1.Sub1)})
+		wildGwCall(t, gw, gin, "/ext/session/"+g+"/combine/login", wildSubSign(w.T1.Sub1))
+		s := w.T1.Sub1
+		topic := "/" + s.ProductKey + "/" + s.DeviceName + "/user/telemetry"
+		fence := "/" + g + "/user/fence"
+		app, in := w.app(t, w.T1.Operator), newInbox()
+		mustSubscribe(t, app, topic, in)
+		mustSubscribe(t, app, fence, in)
+		var revoked atomic.Bool
+		wait := rightsKeepPublishing(gw, topic, &revoked, 100)
+		rightsWaitBefore(t, in)
+		w.do(w.T1.Operator, "DELETE", "/v1/products/"+w.T1.GW.ProductKey+"/devices/"+w.T1.GW.DeviceName+"/subdevices",
+			map[string]any{"subdevices": []map[string]string{{"productKey": s.ProductKey, "deviceName": s.DeviceName}}}, 200)
+		revoked.Store(true)
+		wait()
+		publish(t, gw, fence, "fence")
+		rightsNone(t, "after the sub-device was removed", in.until(t, fence), afterMsg)
+	})
+	t.Run("device disabled", func(t *testing.T) {
+		w := newWorld(t)
+		d := w.T1.DevA
+		topic := "/" + d.ProductKey + "/" + d.DeviceName + "/user/telemetry"
+		fence := "/" + d.ProductKey + "/" + w.T1.DevB.DeviceName + "/user/fence"
+		app, in := w.app(t, w.T1.Operator), newInbox()
+		mustSubscribe(t, app, topic, in)
+		mustSubscribe(t, app, fence, in)
+		dev, lost := rightsLost(t, w.deviceOptions(d))
+		before := w.rightsConns(t)
+		var revoked atomic.Bool
+		wait := rightsKeepPublishing(dev, topic, &revoked, 1<<30) // until the kick closes it
+		rightsWaitBefore(t, in)
+		w.do(w.T1.Operator, "POST", "/v1/products/"+d.ProductKey+"/devices/"+d.DeviceName+":disable", nil, 200)
+		revoked.Store(true)
+		rightsWaitLost(t, lost, "disabled device")
+		wait()
+		// Its session has ended (every publish it read is routed): a fence
+		// from another client now arrives after anything it published.
+		deadline := time.Now().Add(5 * time.Second)
+		for w.rightsConns(t) >= before {
+			if time.Now().After(deadline) {
+				t.Fatal("the disabled device's session did not end within 5 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		publish(t, app, fence, "fence")
+		rightsNone(t, "after the device was disabled", in.until(t, fence), afterMsg)
+	})
 }

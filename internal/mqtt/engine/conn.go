@@ -31,9 +31,15 @@ type conn struct {
 	noPark   bool    // no socket under nc, or a wrapper that may not park
 	parkSeen bool    // noPark was decided (before the first short wait)
 
-	version   packet.Version
-	busy      uint8  // packets in a row that came close together (setKeepAlive), up to busyReads
-	expiry0   uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
+	version packet.Version
+	busy    uint8  // packets in a row that came close together (setKeepAlive), up to busyReads
+	expiry0 uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
+	// routing is 1 while the reader routes a QoS 1 or 2 PUBLISH of this
+	// connection: a delivery to it meanwhile does not start the writer,
+	// the ack that follows does, so both go out in one write (a device's
+	// shadow update and its update/accepted). Cleared under sess.mu.
+	// (In the padding after expiry0.)
+	routing   atomic.Uint32
 	client    *Client
 	keepAlive time.Duration
 	aliasIn   *[]string // topic aliases the client set; index = alias (a pointer: most clients set none)
@@ -99,6 +105,9 @@ func (c *conn) kickLocked() {
 	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {
 		return
 	}
+	if c.routing.Load() != 0 {
+		return // the ack of the publish being routed starts it
+	}
 	c.writing = true
 	c.srv.wg.Add(1)
 	go c.flush()
@@ -162,7 +171,7 @@ func (c *conn) flush() {
 		s.mu.Lock()
 		buf := append((*bp)[:0], c.ctrl...)
 		c.ctrl = c.ctrl[:0]
-		if !c.closing {
+		if !c.closing && c.routing.Load() == 0 { // else they go with the ack
 			buf, drops = s.fillLocked(c, buf, time.Now(), drops[:0])
 		}
 		*bp = buf
@@ -564,6 +573,9 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 		if p.QoS == 2 && srv.dur != nil && srv.isStored(s) {
 			in = &persist.Inbound{ClientID: s.id, PacketID: p.PacketID}
 		}
+		if p.QoS > 0 {
+			c.routing.Store(1)
+		}
 		n, err := srv.route(m, now, in)
 		switch {
 		case err != nil && p.QoS > 0:
@@ -571,6 +583,7 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 			if c.version != packet.V5 {
 				// 3.1.1 has no failure PUBACK: the client resends on
 				// reconnecting.
+				c.routing.Store(0)
 				return c.fail(packet.UnspecifiedError, "")
 			}
 			code = packet.UnspecifiedError
@@ -592,6 +605,7 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 	ack := packet.Ack{PacketID: p.PacketID, ReasonCode: code}
 	ack.Properties.ReasonString = reason
 	s.mu.Lock()
+	c.routing.Store(0) // what was delivered meanwhile goes out with the ack
 	if p.QoS == 1 {
 		c.appendCtrlLocked(&packet.Puback{Ack: ack})
 	} else {

@@ -255,11 +255,9 @@ func (s *Store) writeOne(ctx context.Context, fn func(tx *sql.Tx) error) (err er
 }
 
 // writeBatch is write for an fn whose statements fail only when the store
-// does (see writeOp.batch); it runs them with a context that cannot
-// interrupt them, so that an interrupt cannot fail the group either.
-func (s *Store) writeBatch(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (err error) {
-	run := context.WithoutCancel(ctx)
-	op := writeOp{ctx: ctx, fn: func(tx *sql.Tx) error { return fn(run, tx) }, done: make(chan error, 1), batch: true}
+// does (see writeOp.batch).
+func (s *Store) writeBatch(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), batch: true}
 	defer func() {
 		if recover() != nil {
 			err = errClosed

@@ -316,11 +316,8 @@ func TestGroupLinger(t *testing.T) {
 // of it getting the error, and the writer goes on with the next.
 func TestGroupBatchOperation(t *testing.T) {
 	s := groupStore(t)
-	batch := func(id int, fail bool) func(ctx context.Context, tx *sql.Tx) error {
-		return func(ctx context.Context, tx *sql.Tx) error {
-			if ctx.Done() != nil {
-				return errors.New("a batch op's statements got a cancellable context")
-			}
+	batch := func(id int, fail bool) func(tx *sql.Tx) error {
+		return func(tx *sql.Tx) error {
 			if err := insert(id)(tx); err != nil {
 				return err
 			}
@@ -377,5 +374,36 @@ func TestGroupBatchOperation(t *testing.T) {
 	}
 	if err := s.write(context.Background(), insert(30)); err != nil {
 		t.Fatalf("write after a failed batch: %v", err)
+	}
+}
+
+// TestGroupCallerHangingUpMidStatement: a caller whose context ends while
+// its op's statement runs does not interrupt it, so the other ops of its
+// group (and its own, which was accepted) commit: an interrupted write
+// would roll back the whole shared transaction.
+func TestGroupCallerHangingUpMidStatement(t *testing.T) {
+	s := groupStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	long := func(tx *sql.Tx) error {
+		close(started)
+		// Long enough for the cancel below to land while it runs.
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000)
+			INSERT INTO parent (id) SELECT x + 10000 FROM c`)
+		return err
+	}
+	go func() {
+		<-started
+		time.Sleep(5 * time.Millisecond)
+		cancel()
+	}()
+	res := group(t, s, []context.Context{nil, ctx, nil}, insert(1), long, insert(3))
+	for i, err := range res {
+		if err != nil {
+			t.Fatalf("op %d: %v (results %v): a caller hanging up failed its group", i, err, res)
+		}
+	}
+	if n := count(t, s, "parent"); n != 50000+3 {
+		t.Fatalf("%d rows, want %d", n, 50000+3)
 	}
 }

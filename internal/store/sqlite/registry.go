@@ -654,7 +654,7 @@ func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error
 	}
 	// Updates of existing rows by their key, whatever they hold: nothing
 	// but the store failing can fail them.
-	return s.writeBatch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.writeBatch(ctx, func(tx *sql.Tx) error {
 		txOn, txOff, txBrief := tx.StmtContext(ctx, on), tx.StmtContext(ctx, off), tx.StmtContext(ctx, brief)
 		for _, p := range ps {
 			at := ms(p.At)

@@ -74,10 +74,14 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlite synchronous %q: want FULL, NORMAL, EXTRA or OFF", o.Synchronous)
 	}
-	w, err := sql.Open(o.Driver, dsnFor(o.Driver, path, o.Synchronous))
+	drv, err := sql.Open(o.Driver, "") // for its driver: opens no connection
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	drv.Close()
+	// The writer's statements run without their callers' cancellation
+	// (quietConnector: an interrupt would fail the callers sharing a group).
+	w := sql.OpenDB(quietConnector{dsn: dsnFor(o.Driver, path, o.Synchronous), drv: drv.Driver()})
 	w.SetMaxOpenConns(1)
 	r, err := sql.Open(o.Driver, dsnCache(o.Driver, path, o.Synchronous, readerCacheKiB))
 	if err != nil {
