@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -151,19 +150,21 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 	go c.flush()
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
 // flush is the writer: it writes control packets, then the messages the
 // window allows, until there is nothing left, and exits. When the
 // connection is closing it closes it once the control packets are out.
 func (c *conn) flush() {
 	defer c.srv.wg.Done()
 	s := c.sess
-	bp := bufPool.Get().(*[]byte)
+	bp, _ := c.srv.writeBufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 4096)
+		bp = &b
+	}
 	defer func() {
 		if cap(*bp) <= 256<<10 {
 			*bp = (*bp)[:0]
-			bufPool.Put(bp)
+			c.srv.writeBufs.Put(bp)
 		}
 	}()
 	var drops []DropReason

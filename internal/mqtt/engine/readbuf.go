@@ -1,17 +1,12 @@
 package engine
 
 import (
-	"sync"
 	"time"
 )
 
 // readBufSize is the read buffer a busy connection borrows: one read
 // system call takes every packet the kernel holds for it, up to this.
 const readBufSize = 8 << 10
-
-// readBufs holds the buffers of connections with nothing buffered: an
-// idle connection keeps none (it waits for a packet's first byte alone).
-var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 
 // readBuf is a borrowed buffer and its unread part, buf[r:w].
 type readBuf struct {
@@ -25,7 +20,7 @@ func (c *conn) buffered() bool { return c.rb != nil && c.rb.r < c.rb.w }
 // releaseBuf gives an empty (or abandoned) buffer back.
 func (c *conn) releaseBuf() {
 	if c.rb != nil {
-		readBufs.Put(c.rb)
+		c.srv.readBufs.Put(c.rb)
 		c.rb = nil
 		c.srv.count.readBufs.Add(-1)
 	}
@@ -35,7 +30,9 @@ func (c *conn) releaseBuf() {
 // least one byte or an error. Call only with nothing buffered.
 func (c *conn) fill() error {
 	if c.rb == nil {
-		c.rb = readBufs.Get().(*readBuf)
+		if c.rb, _ = c.srv.readBufs.Get().(*readBuf); c.rb == nil {
+			c.rb = new(readBuf)
+		}
 		c.srv.count.readBufs.Add(1)
 	}
 	c.rb.r, c.rb.w = 0, 0

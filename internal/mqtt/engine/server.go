@@ -45,6 +45,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // readers (parked ones too), writers, accept loops
 	poll     *poller        // nil: Options.ParkIdle 0 or not Linux
+	// readBufs holds the read buffers of connections with nothing
+	// buffered (an idle connection keeps none: it waits for a packet's
+	// first byte alone); writeBufs the writers' buffers between flushes.
+	readBufs, writeBufs sync.Pool
 
 	mu          sync.RWMutex
 	sessions    map[string]*session
