@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,23 @@ type conn struct {
 	// then, so that hooks never see a connection end before it started.
 	startWait chan struct{}
 }
+
+// lingerClose closes a connection refused for a packet it sent, once its
+// DISCONNECT is written: it shuts its side down and reads and drops what
+// the client still sends (the rest of a packet over the maximum size), for
+// at most closeGrace and lingerMax bytes, before closing. Closed with
+// bytes unread, the socket would answer them with a reset, which can
+// destroy the DISCONNECT before the client reads it. The reader has ended.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		_, _ = io.CopyN(io.Discard, c.nc, lingerMax)
+	}
+	c.closeNC()
+}
+
+// lingerMax bounds what lingerClose reads.
+const lingerMax = 4 << 20
 
 // appendCtrlLocked queues a control packet and starts the writer. A client
 // that lets control packets pile up past the bound is aborted. Requires
@@ -180,9 +198,14 @@ func (c *conn) flush() {
 		if len(buf) == 0 {
 			c.writing = false
 			c.ctrl = nil
+			// Refused for what it sent, an MQTT 5 client was told why.
+			refused := c.aborted && c.endReason == EndProtocolError && c.version == packet.V5
 			s.mu.Unlock()
 			c.srv.reportDrops(s.id, drops)
-			if closing {
+			switch {
+			case closing && refused:
+				c.lingerClose()
+			case closing:
 				c.closeNC()
 			}
 			return
