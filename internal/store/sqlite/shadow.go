@@ -43,31 +43,36 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 
 // The hot statements of PutShadow, prepared once on the writer
 // connection. The version check is in the write itself (no row changed:
-// stale), so a write is no read and one statement, or three with its
-// history.
+// stale). A shadow's history is its current version (when kept) and the
+// superseded ones in its row's past (shadowpast.go), older ones that did
+// not fit there in shadow_history; so a create is one statement, and an
+// update of a small document a read of the row it then writes.
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
 	// (prev 0).
-	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
-		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0
+	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, past) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0, past = excluded.past
 		WHERE shadows.deleted = 1 OR shadows.version = 0`
 	// qShadowInsert stores a shadow only where neither a shadow nor a
 	// tombstone is (prev shadow.NoneStored).
-	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
+	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, past) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
 		ON CONFLICT(product_key, device_name, name) DO NOTHING`
 	// qShadowUpdate replaces a live shadow at version prev.
-	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0
+	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, past = ?
+		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
+	// qShadowPrev reads the live shadow at version prev an update with
+	// history supersedes.
+	qShadowPrev = `SELECT doc, updated_at, past FROM shadows
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
 	qHistoryAdd = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
-	// qHistoryTrim makes room for version ?5 before it is added: it drops
-	// what is older than the newest ?4 (keep-1) versions below it. The
-	// subquery walks keep entries of the primary key backwards, and the
-	// DELETE a range of it. Trimming first, the version added takes the
-	// place the oldest left in the shadow's leaf page, where adding it
-	// first split the page and deleting the oldest then merged it back.
+	// qHistoryTrim drops what is older than the newest ?4 versions below
+	// ?5. The subquery walks ?4+1 entries of the primary key backwards,
+	// and the DELETE a range of it. It runs before versions are added, so
+	// that they take the place the oldest left in the shadow's leaf page.
 	qHistoryTrim = `DELETE FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version <= (
 		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version < ?5
 		ORDER BY version DESC LIMIT 1 OFFSET ?4)`
+	qHistoryClear = `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ?`
 )
 
 // PutShadow implements shadow.Store.
@@ -78,7 +83,7 @@ func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shad
 		return err
 	}
 	fn := func(tx *sql.Tx) error { return putOne(ctx, tx, &stmts, p) }
-	if keep <= 0 {
+	if keep <= 0 || prev <= 0 {
 		return s.writeOne(ctx, fn)
 	}
 	return s.write(ctx, fn)
@@ -113,7 +118,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, update, histAdd, histTrim *sql.Stmt
+	create, insert, update, prev, histAdd, histTrim, histClear *sql.Stmt
 }
 
 // prepPut sets the statements p needs.
@@ -128,36 +133,47 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		}
 		return nil
 	}
-	var err error
 	switch p.Prev {
 	case shadow.NoneStored:
-		err = need(&st.insert, qShadowInsert)
+		return need(&st.insert, qShadowInsert)
 	case 0:
-		err = need(&st.create, qShadowCreate)
-	default:
-		err = need(&st.update, qShadowUpdate)
+		return need(&st.create, qShadowCreate)
 	}
-	if err == nil && p.Keep > 0 {
-		if err = need(&st.histAdd, qHistoryAdd); err == nil {
-			err = need(&st.histTrim, qHistoryTrim)
+	for _, q := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&st.update, qShadowUpdate}, {&st.prev, qShadowPrev}, {&st.histAdd, qHistoryAdd}, {&st.histTrim, qHistoryTrim}, {&st.histClear, qHistoryClear}} {
+		if err := need(q.dst, q.q); err != nil {
+			return err
 		}
 	}
-	return err
+	return nil
 }
 
 // putOne runs one write of a shadow in tx: ErrStale when its version
 // check fails (nothing changed).
 func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) error {
 	k, st, at := p.Key, p.S, ms(p.S.UpdatedAt)
+	// A created shadow has no history before it: a tombstone's was
+	// dropped with the shadow.
+	past := []byte{0}
+	if p.Keep > 0 {
+		past[0] = pastCurrent
+	}
 	var res sql.Result
 	var err error
 	switch p.Prev {
 	case shadow.NoneStored:
-		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, past)
 	case 0:
-		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, past)
 	default:
-		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+		if p.Keep > 0 {
+			if past, err = supersede(ctx, tx, stmts, p); err != nil {
+				return err
+			}
+		}
+		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, past, k.ProductKey, k.DeviceName, k.Name, p.Prev)
 	}
 	if err != nil {
 		return err
@@ -167,19 +183,65 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	} else if n == 0 {
 		return shadow.ErrStale // nothing changed
 	}
-	if p.Keep <= 0 {
-		return nil
+	if p.Prev > 0 && p.Keep <= 0 {
+		// Nothing kept: the row's past went with the update, and what
+		// shadow_history holds of the shadow (usually nothing: one seek)
+		// goes here.
+		_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 	}
-	// Versions are distinct and positive, none above this one: with
-	// st.Version <= keep the history holds fewer than keep below it,
-	// nothing to trim.
-	if st.Version > int64(p.Keep) {
-		if _, err := tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version); err != nil {
-			return err
+	return err
+}
+
+// supersede returns the past of the shadow p (keeping some) writes over
+// the live one at p.Prev, moving to shadow_history what the row cannot hold and trimming
+// it to what p keeps; ErrStale (nothing changed) if no shadow is at
+// p.Prev.
+func supersede(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) ([]byte, error) {
+	k := p.Key
+	var cur pastVersion
+	var old []byte
+	err := tx.StmtContext(ctx, stmts.prev).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&cur.doc, &cur.at, &old)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, shadow.ErrStale
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur.version = p.Prev
+	var flags byte
+	var kept []pastVersion
+	if old == nil {
+		flags = pastSpilled // written before 00023: its history is all in shadow_history
+	} else if flags, kept, err = parsePast(old); err != nil {
+		return nil, fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+	} else if flags&pastCurrent != 0 {
+		kept = append([]pastVersion{cur}, kept...)
+	}
+	n := min(len(kept), p.Keep-1) // the superseded versions kept
+	i, size := 0, 0               // of which the first i inline
+	for ; i < n && size+kept[i].size() <= pastBudget; i++ {
+		size += kept[i].size()
+	}
+	next := pastCurrent
+	if flags&pastSpilled != 0 {
+		// What shadow_history holds is older than every version in kept.
+		if left := p.Keep - 1 - n; left == 0 {
+			_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		} else {
+			next |= pastSpilled
+			_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, left, p.S.Version)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	_, err = tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at)
-	return err
+	for _, v := range kept[i:n] {
+		next |= pastSpilled
+		if _, err := tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, v.version, v.doc, v.at); err != nil {
+			return nil, err
+		}
+	}
+	return appendPast(make([]byte, 0, 1+size), next, kept[:i]), nil
 }
 
 // DeleteShadow implements shadow.Store.
@@ -195,7 +257,7 @@ func (s *Store) DeleteShadow(ctx context.Context, k shadow.Key, prev int64, at t
 		if cur != prev {
 			return shadow.ErrStale
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, past = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
 			ms(at), k.ProductKey, k.DeviceName, k.Name); err != nil {
 			return err
 		}
@@ -223,23 +285,60 @@ func (s *Store) ListShadows(ctx context.Context, pk, dn, after string, limit int
 	return out, rows.Err()
 }
 
-// ShadowHistory implements shadow.Store.
+// ShadowHistory implements shadow.Store: the shadow's current version
+// (if kept), the superseded ones in its row and those in shadow_history,
+// read in one transaction.
 func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([]shadow.Stored, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version > ?
-		ORDER BY version`, k.ProductKey, k.DeviceName, k.Name, since)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer tx.Rollback()
+	var cur pastVersion
+	var deleted bool
+	var past []byte
+	err = tx.QueryRowContext(ctx, `SELECT doc, version, updated_at, deleted, past FROM shadows WHERE product_key = ? AND device_name = ? AND name = ?`,
+		k.ProductKey, k.DeviceName, k.Name).Scan(&cur.doc, &cur.version, &cur.at, &deleted, &past)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && deleted {
+		return []shadow.Stored{}, nil // a tombstone's history went with the shadow
+	}
+	if err != nil {
+		return nil, err
+	}
+	flags, inline := pastSpilled, []pastVersion(nil) // NULL: written before 00023, all in shadow_history
+	if past != nil {
+		if flags, inline, err = parsePast(past); err != nil {
+			return nil, fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+		}
+	}
 	out := []shadow.Stored{}
-	for rows.Next() {
-		var st shadow.Stored
-		var at int64
-		if err := rows.Scan(&st.Doc, &st.Version, &at); err != nil {
+	if flags&pastSpilled != 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version > ?
+			ORDER BY version`, k.ProductKey, k.DeviceName, k.Name, since)
+		if err != nil {
 			return nil, err
 		}
-		st.UpdatedAt = fromMS(at)
-		out = append(out, st)
+		defer rows.Close()
+		for rows.Next() {
+			var st shadow.Stored
+			var at int64
+			if err := rows.Scan(&st.Doc, &st.Version, &at); err != nil {
+				return nil, err
+			}
+			st.UpdatedAt = fromMS(at)
+			out = append(out, st)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return out, rows.Err()
+	for i := len(inline) - 1; i >= 0; i-- {
+		if v := inline[i]; v.version > since {
+			out = append(out, shadow.Stored{Doc: v.doc, Version: v.version, UpdatedAt: fromMS(v.at)})
+		}
+	}
+	if flags&pastCurrent != 0 && cur.version > since {
+		out = append(out, shadow.Stored{Doc: cur.doc, Version: cur.version, UpdatedAt: fromMS(cur.at)})
+	}
+	return out, nil
 }
