@@ -3,11 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/corral-iot/corral/internal/shadow"
+	sqlitedrv "modernc.org/sqlite"
 )
 
 // The shadow.Store port. Writes go through the group-committing writer,
@@ -57,11 +59,19 @@ const (
 	// tombstone is (prev shadow.NoneStored).
 	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, past) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
 		ON CONFLICT(product_key, device_name, name) DO NOTHING`
-	// qShadowUpdate replaces a live shadow at version prev.
+	// qShadowUpdate replaces a live shadow at version prev, its past
+	// given.
 	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, past = ?
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
+	// qShadowSupersede replaces a live shadow at version prev, its past
+	// built from the row it replaces; it returns the past only when
+	// pending (nextPast).
+	qShadowSupersede = `UPDATE shadows SET past = corral_shadow_past(doc, version, updated_at, past, ?4), doc = ?1, version = ?2, updated_at = ?3, deleted = 0
+		WHERE product_key = ?5 AND device_name = ?6 AND name = ?7 AND deleted = 0 AND version = ?8
+		RETURNING CASE WHEN past >= X'04' THEN past END`
+	qShadowSetPast = `UPDATE shadows SET past = ? WHERE product_key = ? AND device_name = ? AND name = ?`
 	// qShadowPrev reads the live shadow at version prev an update with
-	// history supersedes.
+	// history supersedes (a driver without corral_shadow_past).
 	qShadowPrev = `SELECT doc, updated_at, past FROM shadows
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
 	qHistoryAdd = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
@@ -118,7 +128,8 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, update, prev, histAdd, histTrim, histClear *sql.Stmt
+	create, insert, clear, update, prev, setPast, histAdd, histTrim, histClear *sql.Stmt
+	fn                                                                         bool // update is qShadowSupersede
 }
 
 // prepPut sets the statements p needs.
@@ -139,10 +150,34 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 	case 0:
 		return need(&st.create, qShadowCreate)
 	}
-	for _, q := range []struct {
+	if p.Keep <= 0 {
+		if err := need(&st.clear, qShadowUpdate); err != nil {
+			return err
+		}
+		return need(&st.histClear, qHistoryClear)
+	}
+	qs := []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&st.update, qShadowUpdate}, {&st.prev, qShadowPrev}, {&st.histAdd, qHistoryAdd}, {&st.histTrim, qHistoryTrim}, {&st.histClear, qHistoryClear}} {
+	}{{&st.histAdd, qHistoryAdd}, {&st.histTrim, qHistoryTrim}, {&st.histClear, qHistoryClear}}
+	if st.fn = s.pastFn; st.fn {
+		qs = append(qs, struct {
+			dst **sql.Stmt
+			q   string
+		}{&st.update, qShadowSupersede}, struct {
+			dst **sql.Stmt
+			q   string
+		}{&st.setPast, qShadowSetPast})
+	} else {
+		qs = append(qs, struct {
+			dst **sql.Stmt
+			q   string
+		}{&st.update, qShadowUpdate}, struct {
+			dst **sql.Stmt
+			q   string
+		}{&st.prev, qShadowPrev})
+	}
+	for _, q := range qs {
 		if err := need(q.dst, q.q); err != nil {
 			return err
 		}
@@ -169,11 +204,9 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, past)
 	default:
 		if p.Keep > 0 {
-			if past, err = supersede(ctx, tx, stmts, p); err != nil {
-				return err
-			}
+			return supersede(ctx, tx, stmts, p)
 		}
-		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, past, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+		res, err = tx.StmtContext(ctx, stmts.clear).ExecContext(ctx, st.Doc, st.Version, at, past, k.ProductKey, k.DeviceName, k.Name, p.Prev)
 	}
 	if err != nil {
 		return err
@@ -192,40 +225,103 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	return err
 }
 
-// supersede returns the past of the shadow p (keeping some) writes over
-// the live one at p.Prev, moving to shadow_history what the row cannot hold and trimming
-// it to what p keeps; ErrStale (nothing changed) if no shadow is at
-// p.Prev.
-func supersede(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) ([]byte, error) {
-	k := p.Key
-	var cur pastVersion
-	var old []byte
-	err := tx.StmtContext(ctx, stmts.prev).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&cur.doc, &cur.at, &old)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, shadow.ErrStale
+// supersede writes the update p (keeping some versions) over the live
+// shadow at p.Prev, its row's past built from the row in the UPDATE itself
+// (corral_shadow_past) where the driver has the function, else from a read
+// of the row; ErrStale (nothing changed) if no shadow is at p.Prev. When
+// shadow_history has to change (a version that does not fit the row, or
+// older ones to trim), the past comes back pending and is finished here.
+func supersede(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) error {
+	k, st := p.Key, p.S
+	var pending []byte
+	if stmts.fn {
+		err := tx.StmtContext(ctx, stmts.update).QueryRowContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), p.Keep,
+			k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&pending)
+		if errors.Is(err, sql.ErrNoRows) {
+			return shadow.ErrStale
+		}
+		if err != nil {
+			return err
+		}
+	} else {
+		cur := pastVersion{version: p.Prev}
+		var old []byte
+		err := tx.StmtContext(ctx, stmts.prev).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&cur.doc, &cur.at, &old)
+		if errors.Is(err, sql.ErrNoRows) {
+			return shadow.ErrStale
+		}
+		if err != nil {
+			return err
+		}
+		next, err := nextPast(cur, old, p.Keep)
+		if err != nil {
+			return fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+		}
+		if next[0]&pastPending == 0 {
+			_, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), next, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+			return err
+		}
+		pending = next
 	}
+	if pending == nil {
+		return nil
+	}
+	final, err := finishPast(ctx, tx, stmts, p, pending)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cur.version = p.Prev
+	if stmts.fn {
+		_, err = tx.StmtContext(ctx, stmts.setPast).ExecContext(ctx, final, k.ProductKey, k.DeviceName, k.Name)
+	} else {
+		_, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), final, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+	}
+	return err
+}
+
+// nextPast is the past of a shadow whose current version cur (past old)
+// a write keeping keep (> 0) supersedes: the newest keep-1 superseded
+// versions, inline. When shadow_history has to change (some of them do not
+// fit pastBudget, or it may hold older ones), the result is pending: all
+// of them inline, for finishPast.
+func nextPast(cur pastVersion, old []byte, keep int) ([]byte, error) {
 	var flags byte
 	var kept []pastVersion
+	var err error
 	if old == nil {
 		flags = pastSpilled // written before 00023: its history is all in shadow_history
 	} else if flags, kept, err = parsePast(old); err != nil {
-		return nil, fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+		return nil, err
 	} else if flags&pastCurrent != 0 {
 		kept = append([]pastVersion{cur}, kept...)
 	}
-	n := min(len(kept), p.Keep-1) // the superseded versions kept
-	i, size := 0, 0               // of which the first i inline
-	for ; i < n && size+kept[i].size() <= pastBudget; i++ {
+	kept = kept[:min(len(kept), keep-1)]
+	next, size := pastCurrent, 1
+	for _, v := range kept {
+		size += v.size()
+	}
+	if flags&pastSpilled != 0 || size-1 > pastBudget {
+		next |= pastPending | flags&pastSpilled
+	}
+	return appendPast(make([]byte, 0, size), next, kept), nil
+}
+
+// finishPast finishes a pending past for the write p: the versions that do
+// not fit pastBudget go to shadow_history, which keeps only what p keeps,
+// and the past left inline is returned.
+func finishPast(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, pending []byte) ([]byte, error) {
+	k := p.Key
+	flags, kept, err := parsePast(pending)
+	if err != nil {
+		return nil, fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+	}
+	i, size := 0, 0 // the first i inline
+	for ; i < len(kept) && size+kept[i].size() <= pastBudget; i++ {
 		size += kept[i].size()
 	}
 	next := pastCurrent
 	if flags&pastSpilled != 0 {
 		// What shadow_history holds is older than every version in kept.
-		if left := p.Keep - 1 - n; left == 0 {
+		if left := p.Keep - 1 - len(kept); left <= 0 {
 			_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 		} else {
 			next |= pastSpilled
@@ -235,13 +331,33 @@ func supersede(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) (
 			return nil, err
 		}
 	}
-	for _, v := range kept[i:n] {
+	for _, v := range kept[i:] {
 		next |= pastSpilled
 		if _, err := tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, v.version, v.doc, v.at); err != nil {
 			return nil, err
 		}
 	}
 	return appendPast(make([]byte, 0, 1+size), next, kept[:i]), nil
+}
+
+// pastFunc is corral_shadow_past(doc, version, updated_at, past, keep):
+// nextPast of the row an UPDATE rewrites, so that the write reads nothing
+// of its own.
+func pastFunc(_ *sqlitedrv.FunctionContext, args []driver.Value) (driver.Value, error) {
+	doc, _ := args[0].([]byte)
+	version, ok1 := args[1].(int64)
+	at, ok2 := args[2].(int64)
+	old, ok3 := args[3].([]byte)
+	keep, ok4 := args[4].(int64)
+	if !ok1 || !ok2 || !ok4 || !ok3 && args[3] != nil || keep <= 0 || keep > 1<<20 {
+		return nil, fmt.Errorf("corral_shadow_past: arguments of the wrong types")
+	}
+	return nextPast(pastVersion{version: version, at: at, doc: doc}, old, int(keep))
+}
+
+func init() {
+	// The driver's functions are the process's: this one is pure.
+	sqlitedrv.MustRegisterDeterministicScalarFunction("corral_shadow_past", 5, pastFunc)
 }
 
 // DeleteShadow implements shadow.Store.

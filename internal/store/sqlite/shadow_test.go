@@ -46,14 +46,22 @@ func TestShadowHistoryKeepsNewest(t *testing.T) {
 // changing between writes, always leave the newest keep versions (none
 // for keep 0), whether they sit in the row or in shadow_history, and
 // starting from a row written before migration 00023 (past NULL, its
-// history all in shadow_history).
+// history all in shadow_history); with the past built by the UPDATE
+// (corral_shadow_past) or from a read of the row (other drivers).
 func TestShadowHistoryModel(t *testing.T) {
+	for _, fn := range []bool{true, false} {
+		t.Run(fmt.Sprint("fn=", fn), func(t *testing.T) { testShadowHistoryModel(t, fn) })
+	}
+}
+
+func testShadowHistoryModel(t *testing.T, fn bool) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	s.pastFn = fn
 	sizes := []int{20, pastBudget / 3, pastBudget + 1}
 	base := time.UnixMilli(1765000000000)
 	doc := func(v int64, size int) shadow.Stored {
@@ -133,6 +141,18 @@ func TestShadowHistoryModel(t *testing.T) {
 			model = append(model, st)
 			model = model[max(0, len(model)-keep):]
 			check(fmt.Sprintf("version %d keeping %d", v, keep))
+			var past []byte
+			if err := s.w.QueryRowContext(ctx, `SELECT past FROM shadows WHERE name = ?`, k.Name).Scan(&past); err != nil {
+				t.Fatal(err)
+			}
+			flags, inline, err := parsePast(past)
+			size := 0
+			for _, v := range inline {
+				size += v.size()
+			}
+			if err != nil || flags&pastPending != 0 || size > pastBudget || len(inline) > max(keep-1, 0) {
+				t.Fatalf("seed %d: the row's past: flags %b, %d versions, %d bytes, %v", seed, flags, len(inline), size, err)
+			}
 			if got, err := s.GetShadow(ctx, k); err != nil || got.Version != v || !bytes.Equal(got.Doc, st.Doc) {
 				t.Fatalf("seed %d: GetShadow = %d %v; want version %d", seed, got.Version, err, v)
 			}

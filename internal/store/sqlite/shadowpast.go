@@ -24,8 +24,11 @@ const (
 	// the shadow (ones that did not fit the byte budget), all older than
 	// the inline ones.
 	pastSpilled
+	// pastPending: shadow_history is yet to change (nextPast); never
+	// stored by a committed write.
+	pastPending
 
-	pastFlags = pastCurrent | pastSpilled
+	pastFlags = pastCurrent | pastSpilled | pastPending
 )
 
 // pastBudget bounds the encoded inline versions (bytes); an older one that

@@ -35,7 +35,7 @@ func TestPastRoundTrip(t *testing.T) {
 func TestPastMalformed(t *testing.T) {
 	for _, b := range [][]byte{
 		nil,
-		{4},                   // unknown flag
+		{8},                   // unknown flag
 		{1, 0, 0, 0},          // version 0
 		{1, 1, 0, 5, 'a'},     // document past the end
 		{1, 1},                // no time
