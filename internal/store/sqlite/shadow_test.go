@@ -41,28 +41,19 @@ func TestShadowHistoryKeepsNewest(t *testing.T) {
 	}
 }
 
-// TestShadowHistoryModel: random writes of documents small (inline),
-// medium (a few fit the row's budget) and big (none fits), with keep
+// TestShadowHistoryModel: random writes, stale ones among them, with keep
 // changing between writes, always leave the newest keep versions (none
-// for keep 0), whether they sit in the row or in shadow_history, and
-// starting from a row written before migration 00023 (past NULL, its
-// history all in shadow_history); with the past built by the UPDATE
-// (corral_shadow_past) or from a read of the row (other drivers).
+// for keep 0), the current one in its row and the superseded ones in
+// shadow_history, also from a row written before migration 00023 (kept
+// NULL, its history all in shadow_history, the current version included).
 func TestShadowHistoryModel(t *testing.T) {
-	for _, fn := range []bool{true, false} {
-		t.Run(fmt.Sprint("fn=", fn), func(t *testing.T) { testShadowHistoryModel(t, fn) })
-	}
-}
-
-func testShadowHistoryModel(t *testing.T, fn bool) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.pastFn = fn
-	sizes := []int{20, pastBudget / 3, pastBudget + 1}
+	sizes := []int{20, 1500, 5000}
 	base := time.UnixMilli(1765000000000)
 	doc := func(v int64, size int) shadow.Stored {
 		d := fmt.Appendf(nil, `{"version":%d,"pad":"`, v)
@@ -83,7 +74,7 @@ func testShadowHistoryModel(t *testing.T, fn bool) {
 					k.ProductKey, k.DeviceName, k.Name, st.Doc, v, ms(st.UpdatedAt)); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := s.w.ExecContext(ctx, qHistoryAdd, k.ProductKey, k.DeviceName, k.Name, v, st.Doc, ms(st.UpdatedAt)); err != nil {
+				if _, err := s.w.ExecContext(ctx, `INSERT INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`, k.ProductKey, k.DeviceName, k.Name, v, st.Doc, ms(st.UpdatedAt)); err != nil {
 					t.Fatal(err)
 				}
 				model = append(model, st)
@@ -141,17 +132,9 @@ func testShadowHistoryModel(t *testing.T, fn bool) {
 			model = append(model, st)
 			model = model[max(0, len(model)-keep):]
 			check(fmt.Sprintf("version %d keeping %d", v, keep))
-			var past []byte
-			if err := s.w.QueryRowContext(ctx, `SELECT past FROM shadows WHERE name = ?`, k.Name).Scan(&past); err != nil {
-				t.Fatal(err)
-			}
-			flags, inline, err := parsePast(past)
-			size := 0
-			for _, v := range inline {
-				size += v.size()
-			}
-			if err != nil || flags&pastPending != 0 || size > pastBudget || len(inline) > max(keep-1, 0) {
-				t.Fatalf("seed %d: the row's past: flags %b, %d versions, %d bytes, %v", seed, flags, len(inline), size, err)
+			var rows int
+			if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE name = ?`, k.Name).Scan(&rows); err != nil || rows != max(len(model)-1, 0) {
+				t.Fatalf("seed %d: %d rows in shadow_history; want the %d superseded versions kept (%v)", seed, rows, max(len(model)-1, 0), err)
 			}
 			if got, err := s.GetShadow(ctx, k); err != nil || got.Version != v || !bytes.Equal(got.Doc, st.Doc) {
 				t.Fatalf("seed %d: GetShadow = %d %v; want version %d", seed, got.Version, err, v)

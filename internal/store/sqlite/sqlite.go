@@ -51,7 +51,6 @@ type Store struct {
 	savepoint [3]*sql.Stmt
 
 	linger time.Duration // Options.GroupLinger, resolved
-	pastFn bool          // the driver has corral_shadow_past (modernc's "sqlite")
 	ops    chan writeOp
 	// groups and grouped count the writer's committed groups and the writes in them
 	// (their ratio is the mean group size the benchmarks report).
@@ -94,7 +93,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.GroupLinger == 0 {
 		o.GroupLinger = defaultLinger
 	}
-	s := &Store{w: w, r: r, linger: o.GroupLinger, pastFn: o.Driver == "sqlite"}
+	s := &Store{w: w, r: r, linger: o.GroupLinger}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
