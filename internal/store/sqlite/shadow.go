@@ -44,12 +44,10 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 // The hot statements of PutShadow, prepared once on the writer
 // connection. The version check is in the write itself (no row changed:
 // stale), so a write reads nothing of its own. A shadow's history is its
-// current version, when kept (shadows.kept = 1; 0 or 2: the last write
-// kept none, and shadow_history holds nothing of it), and the versions it
+// current version, when kept (shadows.kept = 1), and the versions it
 // superseded in shadow_history (migration 00023; a row whose kept is NULL
 // was written before it: its history is all in shadow_history). So a
-// create is one statement, an update keeping history three, one keeping
-// none one.
+// create is one statement, an update keeping history three.
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
 	// (prev 0).
@@ -63,14 +61,6 @@ const (
 	// qShadowUpdate replaces a live shadow at version prev.
 	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, kept = ?
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
-	// qShadowUpdateNone replaces a live shadow at version prev by a write
-	// keeping no versions. kept becomes 2 where the shadow had a history
-	// (kept 1 or NULL), which the write then drops, and 0 where it had
-	// none (kept 0 or 2: shadow_history holds nothing of it), so a shadow
-	// keeping none drops nothing again.
-	qShadowUpdateNone = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, kept = CASE WHEN kept = 1 OR kept IS NULL THEN 2 ELSE 0 END
-		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?
-		RETURNING kept`
 	// qHistorySupersede copies the live shadow at version prev, if it is
 	// part of its history, into shadow_history before an update replaces
 	// it: nothing for a stale update.
@@ -129,7 +119,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, update, updateNone, supersede, histTrim, histClear *sql.Stmt
+	create, insert, update, supersede, histTrim, histClear *sql.Stmt
 }
 
 // prepPut sets the statements p needs.
@@ -150,12 +140,9 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 	case p.Prev == 0:
 		return need(&st.create, qShadowCreate)
 	}
-	err := need(&st.histClear, qHistoryClear)
-	if err == nil && p.Keep <= 0 {
-		return need(&st.updateNone, qShadowUpdateNone)
-	}
+	err := need(&st.update, qShadowUpdate)
 	if err == nil {
-		err = need(&st.update, qShadowUpdate)
+		err = need(&st.histClear, qHistoryClear)
 	}
 	if err == nil && p.Keep > 1 {
 		err = need(&st.supersede, qHistorySupersede)
@@ -184,9 +171,6 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	case 0:
 		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	default:
-		if p.Keep <= 0 {
-			return updateNone(ctx, tx, stmts, p)
-		}
 		if p.Keep > 1 {
 			if _, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
 				return err
@@ -206,28 +190,13 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 		return nil
 	}
 	switch {
-	case p.Keep == 1:
+	case p.Keep <= 1:
 		// No superseded version kept (usually none stored: one seek).
 		_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 	case st.Version > int64(p.Keep):
 		// Versions are distinct and positive, all below this one: with
 		// st.Version <= keep, fewer than keep are, nothing to trim.
 		_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version)
-	}
-	return err
-}
-
-// updateNone is putOne of an update keeping no versions: the shadow's
-// history dropped, if it had one.
-func updateNone(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) error {
-	k, st := p.Key, p.S
-	var kept int64
-	err := tx.StmtContext(ctx, stmts.updateNone).QueryRowContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&kept)
-	if errors.Is(err, sql.ErrNoRows) {
-		return shadow.ErrStale // nothing changed
-	}
-	if err == nil && kept == 2 {
-		_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 	}
 	return err
 }

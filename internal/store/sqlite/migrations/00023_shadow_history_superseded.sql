@@ -7,8 +7,6 @@
 -- moved: kept NULL (a row written before this migration) means its
 -- history is all in shadow_history, the current version included if it
 -- was kept; reads and writes take both forms.
--- kept: 1 the current version is part of the history, 0 or 2 it is not
--- (2: the write dropped the history), NULL as above.
 ALTER TABLE shadows ADD COLUMN kept INTEGER;
 
 -- +goose Down
