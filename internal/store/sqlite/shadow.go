@@ -47,7 +47,8 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 // current version, when kept (shadows.kept = 1), and the versions it
 // superseded in shadow_history (migration 00023; a row whose kept is NULL
 // was written before it: its history is all in shadow_history). So a
-// create is one statement, an update keeping history three.
+// create is one statement; an update three (copy, update, trim), or two
+// when it keeps at most its own version (update, then drop the rest).
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
 	// (prev 0).
