@@ -5,11 +5,14 @@ import (
 	"database/sql"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
 	"github.com/corral-iot/corral/internal/registry"
+	"github.com/corral-iot/corral/internal/shadow"
 )
 
 // TestMigratedProductsKeepEveryUserTopic: a product made before topic
@@ -65,5 +68,78 @@ func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 		if c, ok := registry.MatchTopicClass(got.TopicClasses, suffix); !ok || c.Operation != op {
 			t.Errorf("user/%s matches %+v %v, want %s", suffix, c, ok, op)
 		}
+	}
+}
+
+// TestShadowHistoryAcross00023: a history written before migration 00023
+// (the current version in shadow_history too) reads the same after it and
+// goes on from there; migrating down puts the current version kept only in
+// its row back into shadow_history, where the code before 00023 reads it.
+func TestShadowHistoryAcross00023(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 22); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at) VALUES ('PK000000001', 'd', '', '{"v":3}', 3, 3000)`,
+		`INSERT INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES ('PK000000001', 'd', '', 2, '{"v":2}', 2000), ('PK000000001', 'd', '', 3, '{"v":3}', 3000)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path, Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := shadow.Key{ProductKey: "PK000000001", DeviceName: "d"}
+	versions := func() string {
+		t.Helper()
+		h, err := s.ShadowHistory(ctx, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vs []string
+		for _, st := range h {
+			vs = append(vs, string(st.Doc))
+		}
+		return strings.Join(vs, " ")
+	}
+	if got := versions(); got != `{"v":2} {"v":3}` {
+		t.Fatalf("history after 00023: %s", got)
+	}
+	if err := s.PutShadow(ctx, k, 3, shadow.Stored{Doc: []byte(`{"v":4}`), Version: 4, UpdatedAt: time.UnixMilli(4000)}, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := versions(); got != `{"v":2} {"v":3} {"v":4}` {
+		t.Fatalf("history after a write keeping 3: %s", got)
+	}
+	s.Close()
+
+	if db, err = sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL")); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if p, err = goose.NewProvider(goose.DialectSQLite3, db, sub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 22); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE version IN (2, 3, 4)`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("shadow_history after migrating down: %d of versions 2, 3, 4 (%v)", n, err)
 	}
 }

@@ -43,31 +43,38 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 
 // The hot statements of PutShadow, prepared once on the writer
 // connection. The version check is in the write itself (no row changed:
-// stale), so a write is no read and one statement, or three with its
-// history.
+// stale), so a write reads nothing of its own. A shadow's history is its
+// current version, when kept (shadows.kept = 1), and the versions it
+// superseded in shadow_history (migration 00023; a row whose kept is NULL
+// was written before it: its history is all in shadow_history). So a
+// create is one statement; an update three (copy, update, trim), or two
+// when it keeps at most its own version (update, then drop the rest).
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
 	// (prev 0).
-	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
-		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0
+	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, kept) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0, kept = excluded.kept
 		WHERE shadows.deleted = 1 OR shadows.version = 0`
 	// qShadowInsert stores a shadow only where neither a shadow nor a
 	// tombstone is (prev shadow.NoneStored).
-	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)
+	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, kept) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
 		ON CONFLICT(product_key, device_name, name) DO NOTHING`
 	// qShadowUpdate replaces a live shadow at version prev.
-	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0
+	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, kept = ?
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
-	qHistoryAdd = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
-	// qHistoryTrim makes room for version ?5 before it is added: it drops
-	// what is older than the newest ?4 (keep-1) versions below it. The
-	// subquery walks keep entries of the primary key backwards, and the
-	// DELETE a range of it. Trimming first, the version added takes the
-	// place the oldest left in the shadow's leaf page, where adding it
-	// first split the page and deleting the oldest then merged it back.
+	// qHistorySupersede copies the live shadow at version prev, if it is
+	// part of its history, into shadow_history before an update replaces
+	// it: nothing for a stale update.
+	qHistorySupersede = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at)
+		SELECT product_key, device_name, name, version, doc, updated_at FROM shadows
+		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ? AND kept = 1`
+	// qHistoryTrim drops what is older than the newest ?4 versions below
+	// ?5. The subquery walks ?4+1 entries of the primary key backwards,
+	// and the DELETE a range of it.
 	qHistoryTrim = `DELETE FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version <= (
 		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version < ?5
 		ORDER BY version DESC LIMIT 1 OFFSET ?4)`
+	qHistoryClear = `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ?`
 )
 
 // PutShadow implements shadow.Store.
@@ -78,7 +85,7 @@ func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shad
 		return err
 	}
 	fn := func(tx *sql.Tx) error { return putOne(ctx, tx, &stmts, p) }
-	if keep <= 0 {
+	if prev <= 0 {
 		return s.writeOne(ctx, fn)
 	}
 	return s.write(ctx, fn)
@@ -113,7 +120,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, update, histAdd, histTrim *sql.Stmt
+	create, insert, update, supersede, histTrim, histClear *sql.Stmt
 }
 
 // prepPut sets the statements p needs.
@@ -128,19 +135,21 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		}
 		return nil
 	}
-	var err error
-	switch p.Prev {
-	case shadow.NoneStored:
-		err = need(&st.insert, qShadowInsert)
-	case 0:
-		err = need(&st.create, qShadowCreate)
-	default:
-		err = need(&st.update, qShadowUpdate)
+	switch {
+	case p.Prev == shadow.NoneStored:
+		return need(&st.insert, qShadowInsert)
+	case p.Prev == 0:
+		return need(&st.create, qShadowCreate)
+	}
+	err := need(&st.update, qShadowUpdate)
+	if err == nil {
+		err = need(&st.histClear, qHistoryClear)
+	}
+	if err == nil && p.Keep > 1 {
+		err = need(&st.supersede, qHistorySupersede)
 	}
 	if err == nil && p.Keep > 0 {
-		if err = need(&st.histAdd, qHistoryAdd); err == nil {
-			err = need(&st.histTrim, qHistoryTrim)
-		}
+		err = need(&st.histTrim, qHistoryTrim)
 	}
 	return err
 }
@@ -149,15 +158,26 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 // check fails (nothing changed).
 func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) error {
 	k, st, at := p.Key, p.S, ms(p.S.UpdatedAt)
+	kept := 0 // 1: the current version is part of the history
+	if p.Keep > 0 {
+		kept = 1
+	}
 	var res sql.Result
 	var err error
 	switch p.Prev {
 	case shadow.NoneStored:
-		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+		// A created shadow has no history before it (a tombstone's went
+		// with the shadow).
+		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	case 0:
-		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at)
+		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	default:
-		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+		if p.Keep > 1 {
+			if _, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
+				return err
+			}
+		}
+		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, kept, k.ProductKey, k.DeviceName, k.Name, p.Prev)
 	}
 	if err != nil {
 		return err
@@ -165,20 +185,20 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return shadow.ErrStale // nothing changed
+		return shadow.ErrStale // nothing changed (a stale update copied nothing)
 	}
-	if p.Keep <= 0 {
+	if p.Prev <= 0 {
 		return nil
 	}
-	// Versions are distinct and positive, none above this one: with
-	// st.Version <= keep the history holds fewer than keep below it,
-	// nothing to trim.
-	if st.Version > int64(p.Keep) {
-		if _, err := tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version); err != nil {
-			return err
-		}
+	switch {
+	case p.Keep <= 1:
+		// No superseded version kept (usually none stored: one seek).
+		_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+	case st.Version > int64(p.Keep):
+		// Versions are distinct and positive, all below this one: with
+		// st.Version <= keep, fewer than keep are, nothing to trim.
+		_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version)
 	}
-	_, err = tx.StmtContext(ctx, stmts.histAdd).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Version, st.Doc, at)
 	return err
 }
 
@@ -195,7 +215,7 @@ func (s *Store) DeleteShadow(ctx context.Context, k shadow.Key, prev int64, at t
 		if cur != prev {
 			return shadow.ErrStale
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, kept = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
 			ms(at), k.ProductKey, k.DeviceName, k.Name); err != nil {
 			return err
 		}
@@ -223,9 +243,27 @@ func (s *Store) ListShadows(ctx context.Context, pk, dn, after string, limit int
 	return out, rows.Err()
 }
 
-// ShadowHistory implements shadow.Store.
+// ShadowHistory implements shadow.Store: the versions in shadow_history
+// and the current one if kept, read in one transaction.
 func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([]shadow.Stored, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version > ?
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var cur shadow.Stored
+	var at int64
+	var kept sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT doc, version, updated_at, kept FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`,
+		k.ProductKey, k.DeviceName, k.Name).Scan(&cur.Doc, &cur.Version, &at, &kept)
+	if errors.Is(err, sql.ErrNoRows) {
+		return []shadow.Stored{}, nil // a tombstone's history went with the shadow
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur.UpdatedAt = fromMS(at)
+	rows, err := tx.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version > ?
 		ORDER BY version`, k.ProductKey, k.DeviceName, k.Name, since)
 	if err != nil {
 		return nil, err
@@ -234,12 +272,17 @@ func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([
 	out := []shadow.Stored{}
 	for rows.Next() {
 		var st shadow.Stored
-		var at int64
 		if err := rows.Scan(&st.Doc, &st.Version, &at); err != nil {
 			return nil, err
 		}
 		st.UpdatedAt = fromMS(at)
 		out = append(out, st)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if kept.Valid && kept.Int64 == 1 && cur.Version > since {
+		out = append(out, cur)
+	}
+	return out, nil
 }

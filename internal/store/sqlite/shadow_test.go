@@ -1,7 +1,11 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -33,6 +37,124 @@ func TestShadowHistoryKeepsNewest(t *testing.T) {
 			if int64(len(h)) != want || h[len(h)-1].Version != v || h[0].Version != v-want+1 {
 				t.Fatalf("keep %d, after version %d: %d versions from %d; want the newest %d", keep, v, len(h), h[0].Version, want)
 			}
+		}
+	}
+}
+
+// TestShadowHistoryModel: random writes, stale ones among them, with keep
+// changing between writes, always leave the newest keep versions (none
+// for keep 0), the current one in its row and the superseded ones in
+// shadow_history, also from a row written before migration 00023 (kept
+// NULL, its history all in shadow_history, the current version included).
+func TestShadowHistoryModel(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sizes := []int{20, 1500, 5000}
+	base := time.UnixMilli(1765000000000)
+	doc := func(v int64, size int) shadow.Stored {
+		d := fmt.Appendf(nil, `{"version":%d,"pad":"`, v)
+		d = append(append(d, bytes.Repeat([]byte("x"), size)...), `"}`...)
+		return shadow.Stored{Doc: d, Version: v, UpdatedAt: base.Add(time.Duration(v) * time.Millisecond)}
+	}
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev", Name: fmt.Sprint("s", seed)}
+		var model []shadow.Stored
+		v := int64(1)
+		if seed%2 == 0 {
+			// Written before 00023: the shadow at version 3, its history
+			// (keep 3) in shadow_history, the current version included.
+			for ; v <= 3; v++ {
+				st := doc(v, sizes[r.IntN(len(sizes))])
+				if _, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)`,
+					k.ProductKey, k.DeviceName, k.Name, st.Doc, v, ms(st.UpdatedAt)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.w.ExecContext(ctx, `INSERT INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`, k.ProductKey, k.DeviceName, k.Name, v, st.Doc, ms(st.UpdatedAt)); err != nil {
+					t.Fatal(err)
+				}
+				model = append(model, st)
+			}
+			v--
+		} else {
+			st := doc(v, sizes[r.IntN(len(sizes))])
+			keep := r.IntN(5)
+			if err := s.PutShadow(ctx, k, shadow.NoneStored, st, keep); err != nil {
+				t.Fatal(err)
+			}
+			if keep > 0 {
+				model = append(model, st)
+			}
+		}
+		check := func(what string) {
+			t.Helper()
+			since := int64(r.IntN(int(v) + 1))
+			h, err := s.ShadowHistory(ctx, k, since)
+			if err != nil {
+				t.Fatalf("seed %d, %s: %v", seed, what, err)
+			}
+			want := []shadow.Stored{}
+			for _, st := range model {
+				if st.Version > since {
+					want = append(want, st)
+				}
+			}
+			if len(h) != len(want) {
+				t.Fatalf("seed %d, %s, since %d: %d versions; want %d", seed, what, since, len(h), len(want))
+			}
+			for i := range h {
+				if h[i].Version != want[i].Version || !bytes.Equal(h[i].Doc, want[i].Doc) || !h[i].UpdatedAt.Equal(want[i].UpdatedAt) {
+					t.Fatalf("seed %d, %s, since %d: version %d, %d bytes at %v; want %d, %d bytes at %v", seed, what, since,
+						h[i].Version, len(h[i].Doc), h[i].UpdatedAt, want[i].Version, len(want[i].Doc), want[i].UpdatedAt)
+				}
+			}
+		}
+		check("first")
+		for range 60 {
+			keep := []int{0, 1, 2, 4, 8, 10, 10, 10}[r.IntN(8)]
+			next := v + 1 + int64(r.IntN(3))
+			st := doc(next, sizes[r.IntN(len(sizes))])
+			if r.IntN(10) == 0 {
+				if err := s.PutShadow(ctx, k, v-1, st, keep); !errors.Is(err, shadow.ErrStale) {
+					t.Fatalf("seed %d: a stale write: %v", seed, err)
+				}
+				check("a stale write")
+				continue
+			}
+			if err := s.PutShadow(ctx, k, v, st, keep); err != nil {
+				t.Fatalf("seed %d, version %d: %v", seed, next, err)
+			}
+			v = next
+			model = append(model, st)
+			model = model[max(0, len(model)-keep):]
+			check(fmt.Sprintf("version %d keeping %d", v, keep))
+			var rows int
+			if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE name = ?`, k.Name).Scan(&rows); err != nil || rows != max(len(model)-1, 0) {
+				t.Fatalf("seed %d: %d rows in shadow_history; want the %d superseded versions kept (%v)", seed, rows, max(len(model)-1, 0), err)
+			}
+			if got, err := s.GetShadow(ctx, k); err != nil || got.Version != v || !bytes.Equal(got.Doc, st.Doc) {
+				t.Fatalf("seed %d: GetShadow = %d %v; want version %d", seed, got.Version, err, v)
+			}
+		}
+		if err := s.DeleteShadow(ctx, k, v, base); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE name = ?`, k.Name).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("seed %d: %d history rows after the delete (%v)", seed, n, err)
+		}
+		if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 0 {
+			t.Fatalf("seed %d: history after the delete: %d %v", seed, len(h), err)
+		}
+		if err := s.PutShadow(ctx, k, 0, doc(v+1, 10), 3); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 1 || h[0].Version != v+1 {
+			t.Fatalf("seed %d: history after the re-creation: %+v %v", seed, h, err)
 		}
 	}
 }

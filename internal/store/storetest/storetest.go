@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"found sub-devices", testFound},
 		{"shadows", testShadows},
 		{"shadows in a batch", testPutShadows},
+		{"shadow history of any size", testShadowHistorySizes},
 		{"shadow settings", testShadowSettings},
 		{"audit", testAudit},
 		{"distribution instances", testDistInstances},
@@ -947,6 +948,64 @@ func testShadows(t *testing.T, s Store) {
 	}
 	if names, _ := s.ListShadows(ctx, p.ProductKey, "sh1", "", 10); len(names) != 0 {
 		t.Fatalf("a deleted device's named shadows: %v", names)
+	}
+}
+
+// testShadowHistorySizes: the newest keep versions are kept whatever
+// their documents' sizes (an adapter may keep small ones elsewhere than big
+// ones), in order, a write keeping 0 keeps none, and a batch keeps as
+// PutShadow does.
+func testShadowHistorySizes(t *testing.T, s Store) {
+	p := seed(t, s)
+	s.CreateDevices(ctx, []registry.Device{dev(p, "hs")})
+	k := shadow.Key{ProductKey: p.ProductKey, DeviceName: "hs", Name: "sizes"}
+	at := t0.Truncate(time.Millisecond)
+	sizes := []int{10, 3000, 70000, 10, 10, 1500, 1500, 1500, 10, 9000, 10}
+	doc := func(v int64) shadow.Stored {
+		return shadow.Stored{Doc: []byte(fmt.Sprintf(`{"version":%d,"pad":"%s"}`, v, strings.Repeat("x", sizes[v-1]))), Version: v, UpdatedAt: at.Add(time.Duration(v) * time.Second)}
+	}
+	versions := func() string {
+		t.Helper()
+		hist, err := s.ShadowHistory(ctx, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, h := range hist {
+			if want := doc(h.Version); string(h.Doc) != string(want.Doc) || !h.UpdatedAt.Equal(want.UpdatedAt) {
+				t.Fatalf("version %d kept as %d bytes at %v", h.Version, len(h.Doc), h.UpdatedAt)
+			}
+			got = append(got, h.Version)
+		}
+		return fmt.Sprint(got)
+	}
+	if err := s.PutShadow(ctx, k, shadow.NoneStored, doc(1), 4); err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(2); v <= 9; v++ {
+		if err := s.PutShadow(ctx, k, v-1, doc(v), 4); err != nil {
+			t.Fatal(err)
+		}
+		var want []int64
+		for w := max(1, v-3); w <= v; w++ {
+			want = append(want, w)
+		}
+		if got := versions(); got != fmt.Sprint(want) {
+			t.Fatalf("after version %d keeping 4: %s; want %v", v, got, want)
+		}
+	}
+	errs, err := s.PutShadows(ctx, []shadow.Put{{Key: k, Prev: 9, S: doc(10), Keep: 6}})
+	if err != nil || errs[0] != nil {
+		t.Fatal(errs, err)
+	}
+	if got := versions(); got != "[6 7 8 9 10]" {
+		t.Fatalf("after version 10 keeping 6: %s; want [6 7 8 9 10]", got)
+	}
+	if err := s.PutShadow(ctx, k, 10, doc(11), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := versions(); got != "[]" {
+		t.Fatalf("after a write keeping none: %s", got)
 	}
 }
 
