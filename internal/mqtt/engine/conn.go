@@ -37,8 +37,10 @@ type conn struct {
 	// routing is 1 while the reader routes a QoS 1 or 2 PUBLISH of this
 	// connection: a delivery to it meanwhile does not start the writer,
 	// the ack that follows does, so both go out in one write (a device's
-	// shadow update and its update/accepted). Cleared under sess.mu.
-	// (In the padding after expiry0.)
+	// shadow update and its update/accepted). A writer already running
+	// writes what it finds (holding it back too starved the deliveries of
+	// a connection publishing back to back). Cleared under sess.mu. (In
+	// the padding after expiry0.)
 	routing   atomic.Uint32
 	client    *Client
 	keepAlive time.Duration
@@ -190,7 +192,7 @@ func (c *conn) flush() {
 		s.mu.Lock()
 		buf := append((*bp)[:0], c.ctrl...)
 		c.ctrl = c.ctrl[:0]
-		if !c.closing && c.routing.Load() == 0 { // else they go with the ack
+		if !c.closing {
 			buf, drops = s.fillLocked(c, buf, time.Now(), drops[:0])
 		}
 		*bp = buf

@@ -149,7 +149,7 @@ const walBackstopPages = 16384
 // the fewer copies of pages many writes touch: at 1 s rather than 250 ms,
 // ≈ 8 % less server CPU a CONNECT of a device's first session (presence
 // rows on random leaves; bench/RESULTS.md, session 5).
-const checkpointEvery = time.Second
+const checkpointEvery = 250 * time.Millisecond
 
 // checkpointer runs passive checkpoints on a reader connection while the
 // writer has committed since the last one: they neither wait for nor
