@@ -84,11 +84,28 @@ func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shad
 	if err := s.prepPut(ctx, &stmts, p); err != nil {
 		return err
 	}
-	fn := func(tx *sql.Tx) error { return putOne(ctx, tx, &stmts, p) }
-	if prev <= 0 {
-		return s.writeOne(ctx, fn)
+	// A stale write changes nothing (its version check is in each of its
+	// statements), and nothing else but the store failing fails one: no
+	// savepoint (writeBatch), the staleness told apart from a failure.
+	var stale error
+	fn := func(tx *sql.Tx) error {
+		err := putOne(ctx, tx, &stmts, p)
+		if errors.Is(err, shadow.ErrStale) {
+			stale = err
+			return nil
+		}
+		return err
 	}
-	return s.write(ctx, fn)
+	var err error
+	if prev <= 0 {
+		err = s.writeOne(ctx, fn)
+	} else {
+		err = s.writeBatch(ctx, fn)
+	}
+	if err != nil {
+		return err
+	}
+	return stale
 }
 
 // PutShadows implements shadow.Store: one operation of the writer, a
@@ -101,7 +118,8 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 		}
 	}
 	errs := make([]error, len(puts))
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	// As PutShadow's: a stale put changes nothing, no savepoint needed.
+	err := s.writeBatch(ctx, func(tx *sql.Tx) error {
 		for i, p := range puts {
 			err := putOne(ctx, tx, &stmts, p)
 			if err != nil && !errors.Is(err, shadow.ErrStale) {

@@ -3,10 +3,12 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -155,6 +157,62 @@ func TestShadowHistoryModel(t *testing.T) {
 		}
 		if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 1 || h[0].Version != v+1 {
 			t.Fatalf("seed %d: history after the re-creation: %+v %v", seed, h, err)
+		}
+	}
+}
+
+// TestShadowStaleWriteInAGroup: a stale shadow write (no savepoint of its
+// own) changes nothing and fails nothing else of the group it ran in.
+func TestShadowStaleWriteInAGroup(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
+	other := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "other"}
+	at := time.Now()
+	for _, key := range []shadow.Key{k, other} {
+		for v := int64(1); v <= 2; v++ {
+			if err := s.PutShadow(ctx, key, v-1, shadow.Stored{Doc: []byte(`{"v":1}`), Version: v, UpdatedAt: at}, 10); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Hold the writer so that the two writes below share a group.
+	release, holding := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(*sql.Tx) error { close(holding); <-release; return nil })
+	}()
+	<-holding
+	stale, fresh := make(chan error, 1), make(chan error, 1)
+	go func() { stale <- s.PutShadow(ctx, k, 1, shadow.Stored{Doc: []byte(`{"stale":1}`), Version: 2, UpdatedAt: at}, 10) }()
+	for len(s.ops) < 1 {
+		runtime.Gosched()
+	}
+	go func() { fresh <- s.PutShadow(ctx, other, 2, shadow.Stored{Doc: []byte(`{"v":3}`), Version: 3, UpdatedAt: at}, 10) }()
+	for len(s.ops) < 2 {
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stale; !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("stale write: %v, want ErrStale", err)
+	}
+	if err := <-fresh; err != nil {
+		t.Fatalf("the write sharing its group: %v", err)
+	}
+	for key, want := range map[shadow.Key]int64{k: 2, other: 3} {
+		h, err := s.ShadowHistory(ctx, key, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) != int(want) || h[len(h)-1].Version != want || (key == k && bytes.Contains(h[len(h)-1].Doc, []byte("stale"))) {
+			t.Fatalf("%s: history %d versions, newest %+v; want %d up to %d", key.DeviceName, len(h), h[len(h)-1], want, want)
 		}
 	}
 }
