@@ -188,11 +188,15 @@ func TestShadowStaleWriteInAGroup(t *testing.T) {
 	}()
 	<-holding
 	stale, fresh := make(chan error, 1), make(chan error, 1)
-	go func() { stale <- s.PutShadow(ctx, k, 1, shadow.Stored{Doc: []byte(`{"stale":1}`), Version: 2, UpdatedAt: at}, 10) }()
+	go func() {
+		stale <- s.PutShadow(ctx, k, 1, shadow.Stored{Doc: []byte(`{"stale":1}`), Version: 2, UpdatedAt: at}, 10)
+	}()
 	for len(s.ops) < 1 {
 		runtime.Gosched()
 	}
-	go func() { fresh <- s.PutShadow(ctx, other, 2, shadow.Stored{Doc: []byte(`{"v":3}`), Version: 3, UpdatedAt: at}, 10) }()
+	go func() {
+		fresh <- s.PutShadow(ctx, other, 2, shadow.Stored{Doc: []byte(`{"v":3}`), Version: 3, UpdatedAt: at}, 10)
+	}()
 	for len(s.ops) < 2 {
 		runtime.Gosched()
 	}
