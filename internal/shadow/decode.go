@@ -126,20 +126,30 @@ func (d *decoder) object(nest int) (any, bool) {
 			return nil, false
 		}
 		m[k] = v
-		d.space()
-		if d.i == len(d.b) {
+		if done, ok := d.sep('}'); !ok {
 			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		} else if done {
 			return m, true
-		default:
-			return nil, false
 		}
 	}
+}
+
+// sep reads what follows a member or an element: a comma (more follow) or
+// closing (done); anything else fails.
+func (d *decoder) sep(closing byte) (done, ok bool) {
+	d.space()
+	if d.i == len(d.b) {
+		return false, false
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		return false, true
+	case closing:
+		d.i++
+		return true, true
+	}
+	return false, false
 }
 
 func (d *decoder) array(nest int) (any, bool) {
@@ -160,18 +170,10 @@ func (d *decoder) array(nest int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		d.space()
-		if d.i == len(d.b) {
+		if done, ok := d.sep(']'); !ok {
 			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		} else if done {
 			return a, true
-		default:
-			return nil, false
 		}
 	}
 }
