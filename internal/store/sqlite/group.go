@@ -231,40 +231,19 @@ func runOp(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
 
 // write runs fn in the group-committed writer and returns its result once
 // the group is durable.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	defer func() {
-		if recover() != nil { // send on a closed queue: the store is closing
-			err = errClosed
-		}
-	}()
-	s.ops <- op
-	return <-op.done
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.submit(writeOp{ctx: ctx, fn: fn})
 }
 
 // writeOne is write for an fn that runs exactly one statement.
-func (s *Store) writeOne(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), single: true}
-	defer func() {
-		if recover() != nil {
-			err = errClosed
-		}
-	}()
-	s.ops <- op
-	return <-op.done
+func (s *Store) writeOne(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.submit(writeOp{ctx: ctx, fn: fn, single: true})
 }
 
 // writeBatch is write for an fn whose statements fail only when the store
 // does (see writeOp.batch).
-func (s *Store) writeBatch(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), batch: true}
-	defer func() {
-		if recover() != nil {
-			err = errClosed
-		}
-	}()
-	s.ops <- op
-	return <-op.done
+func (s *Store) writeBatch(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.submit(writeOp{ctx: ctx, fn: fn, batch: true})
 }
 
 // writeEarly runs fn in the writer like write, but returns its result as
@@ -273,10 +252,15 @@ func (s *Store) writeBatch(ctx context.Context, fn func(tx *sql.Tx) error) (err 
 // caller has returned: the writer commits groups in order, so that later
 // write's durability implies this one's. (A registration's random is
 // recorded this way, then the device it registers, in one commit.)
-func (s *Store) writeEarly(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), early: true}
+func (s *Store) writeEarly(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.submit(writeOp{ctx: ctx, fn: fn, early: true})
+}
+
+// submit queues op for the writer and returns its answer.
+func (s *Store) submit(op writeOp) (err error) {
+	op.done = make(chan error, 1)
 	defer func() {
-		if recover() != nil {
+		if recover() != nil { // send on a closed queue: the store is closing
 			err = errClosed
 		}
 	}()
