@@ -21,15 +21,7 @@ import (
 func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	db, err := sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, _ := fs.Sub(migrations, "migrations")
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := rawDB(t, path)
 	if _, err := p.UpTo(ctx, 11); err != nil {
 		t.Fatal(err)
 	}
@@ -78,15 +70,7 @@ func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 func TestShadowHistoryAcross00023(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	db, err := sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, _ := fs.Sub(migrations, "migrations")
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := rawDB(t, path)
 	if _, err := p.UpTo(ctx, 22); err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +112,8 @@ func TestShadowHistoryAcross00023(t *testing.T) {
 	}
 	s.Close()
 
-	if db, err = sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL")); err != nil {
-		t.Fatal(err)
-	}
+	db, p = rawDB(t, path)
 	defer db.Close()
-	if p, err = goose.NewProvider(goose.DialectSQLite3, db, sub); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := p.DownTo(ctx, 22); err != nil {
 		t.Fatal(err)
 	}
@@ -142,4 +121,22 @@ func TestShadowHistoryAcross00023(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE version IN (2, 3, 4)`).Scan(&n); err != nil || n != 3 {
 		t.Fatalf("shadow_history after migrating down: %d of versions 2, 3, 4 (%v)", n, err)
 	}
+}
+
+// rawDB opens the database at path without the store, and the goose
+// provider of corral's migrations on it, to build a database as an older
+// corral left it.
+func rawDB(t *testing.T, path string) (*sql.DB, *goose.Provider) {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsnFor("sqlite", path, "NORMAL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, p
 }
