@@ -60,7 +60,9 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 
 // Exec runs bin with args, waits until it logs (JSON lines on stderr,
 // msg "listening", as corral does) its "http" and "mqtt-tcp" listeners,
-// and stops the process when tb ends. Server is left nil: bin need not be
+// and stops the process when tb ends. With CORRAL_BENCH_SERVER_STDERR set
+// in the environment, the process's stderr is copied to that file (with
+// GODEBUG=gctrace=1, say). Server is left nil: bin need not be
 // corral (bench/internal/engineproc runs the bare engine this way).
 func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	tb.Helper()
@@ -76,10 +78,22 @@ func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	tb.Cleanup(p.Stop)
 	addrs := map[string]string{}
 	found := make(chan error, 1)
+	var copyTo *os.File
+	if path := os.Getenv("CORRAL_BENCH_SERVER_STDERR"); path != "" {
+		if copyTo, err = os.Create(path); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	go func() {
+		if copyTo != nil {
+			defer copyTo.Close()
+		}
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			if copyTo != nil {
+				copyTo.Write(append(sc.Bytes(), '\n'))
+			}
 			var m map[string]any
 			if !sent && json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" {
 				addrs[m["listener"].(string)] = m["addr"].(string)
@@ -212,7 +226,8 @@ type Memory struct {
 
 // Settled waits for the server's second garbage collection from now (the
 // first may have begun earlier, and sync.Pool victims outlive one; an
-// idle Go process collects at least every two minutes) and returns its RSS
+// idle Go process collects at least every two minutes), then for the
+// runtime's scavenger to stop returning free heap, and returns its RSS
 // (from /proc) and, from the Go collector on /metrics, its heap in live
 // and not yet swept objects (go_memstats_heap_alloc_bytes: the live heap
 // once that collection's sweep is done), goroutine stacks in use
@@ -240,13 +255,32 @@ func (p *Proc) Settled(tb testing.TB, gcPath string) Memory {
 		time.Sleep(time.Second)
 	}
 	time.Sleep(2 * time.Second) // the background sweep frees the dead objects
+	// The runtime's scavenger returns the free heap beyond its goal to the
+	// OS over the next seconds (a collection just before may have freed a
+	// burst's garbage): the reading is taken once that is done, when the
+	// free heap held has not fallen by more than 1 % (or 1 MiB) in 5 s.
 	m := p.Metrics(tb)
+	for idle := heapIdle(m); time.Now().Before(deadline); {
+		time.Sleep(5 * time.Second)
+		m = p.Metrics(tb)
+		now := heapIdle(m)
+		if idle-now < max(idle/100, 1<<20) {
+			break
+		}
+		idle = now
+	}
 	return Memory{RSS: float64(p.RSS(tb)), Heap: m["go_memstats_heap_alloc_bytes"],
 		Stacks: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
 		GoResident: m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"],
 		FileRSS:    float64(statusKB(tb, p.Cmd.Process.Pid, "RssFile:")),
-		HeapIdle:   m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"],
+		HeapIdle:   heapIdle(m),
 		HeapInuse:  m["go_memstats_heap_inuse_bytes"]}
+}
+
+// heapIdle is the free heap the runtime holds and has not returned to the
+// OS, from /metrics' samples.
+func heapIdle(m map[string]float64) float64 {
+	return m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"]
 }
 
 // CPUTime is the CPU time (user + system) process pid has used so far.

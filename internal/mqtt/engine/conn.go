@@ -33,6 +33,7 @@ type conn struct {
 
 	version packet.Version
 	busy    uint8  // packets in a row that came close together (setKeepAlive), up to busyReads
+	woken   uint8  // packets counted down since the poller resumed the connection (wokenWaits)
 	expiry0 uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
 	// routing is 1 while the reader routes a QoS 1 or 2 PUBLISH of this
 	// connection: a delivery to it meanwhile does not start the writer,

@@ -44,6 +44,20 @@ func (c *conn) setKeepAlive() {
 	}
 }
 
+// A connection the poller resumed takes the packet that woke it, then
+// waits for the next at most wokenIdle before it parks again, rather than
+// Options.ParkIdle: a device that sent a PINGREQ or a lone PUBLISH holds a
+// goroutine for milliseconds, so that a fleet whose pings come together
+// (devices that connected together) does not hold a goroutine stack each
+// for ParkIdle, a peak the runtime keeps as free heap long after. A
+// connection that sent a second packet with the first or within wokenIdle
+// waits as any other. conn.woken counts the packets down from wokenWaits
+// (set at resume) in waitFirst: 1 is the wait for the second.
+const (
+	wokenWaits = 3
+	wokenIdle  = 20 * time.Millisecond
+)
+
 // A connection whose last busyReads packets each came within busyGap of
 // the one before is busy: it waits for the next with a read buffer (held
 // until it parks, at most Options.ParkIdle), taking packets in one read
@@ -72,6 +86,9 @@ func (c *conn) keepAliveDeadline() time.Time {
 // end early.
 func (c *conn) waitFirst() error {
 	ka := c.keepAliveDeadline()
+	if c.woken > 0 {
+		c.woken--
+	}
 	if !c.buffered() {
 		if err := c.waitReadable(ka); err != nil {
 			return err
@@ -92,7 +109,11 @@ func (c *conn) waitReadable(ka time.Time) error {
 		c.parkSeen, c.noPark = true, !canPark(c.nc)
 	}
 	now := time.Now()
-	d := now.Add(c.srv.opts.ParkIdle)
+	idle := c.srv.opts.ParkIdle
+	if c.woken == 1 {
+		idle = min(idle, wokenIdle)
+	}
+	d := now.Add(idle)
 	if c.srv.poll == nil || c.noPark || (!ka.IsZero() && !d.Before(ka)) {
 		c.releaseBuf()
 		c.setReadDeadline(ka)
@@ -101,7 +122,7 @@ func (c *conn) waitReadable(ka time.Time) error {
 	// A wait that may park. A deadline set by an earlier wait is kept
 	// while it is at least half of ParkIdle away: a busy connection then
 	// moves no timer a packet.
-	if dl := c.rdDeadline; dl < now.Add(c.srv.opts.ParkIdle/2).UnixNano() || dl > d.UnixNano() {
+	if dl := c.rdDeadline; dl < now.Add(idle/2).UnixNano() || dl > d.UnixNano() {
 		c.setReadDeadline(d)
 	}
 	var err error

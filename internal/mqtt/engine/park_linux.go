@@ -212,6 +212,7 @@ func (p *poller) resume(tok uint64) {
 	}
 	p.count.Add(-1)
 	p.mu.Unlock()
+	pc.c.woken = wokenWaits // its reader has returned: the field is ours until run starts
 	go pc.c.run()
 }
 

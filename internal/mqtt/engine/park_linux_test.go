@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -440,4 +441,35 @@ func TestParkedSoonerDeadline(t *testing.T) {
 	if _, ok := long.recv().(*packet.Pingresp); !ok {
 		t.Fatal("want PINGRESP from the long keep-alive connection")
 	}
+}
+
+// TestWokenParksSoon: a parked connection woken by a lone PINGREQ parks
+// again after wokenIdle, not Options.ParkIdle (a fleet pinging together
+// holds no goroutine each for ParkIdle); one that sends a second packet
+// at once waits ParkIdle as any other.
+func TestWokenParksSoon(t *testing.T) {
+	s, addr := start(t, Options{ParkIdle: 2 * time.Second})
+	cl, _ := mustConnect(t, addr, conn3("a", true))
+	waitParked(t, s, 1)
+	ping := func(n int) {
+		t.Helper()
+		cl.c.Write(bytes.Repeat([]byte{0xC0, 0}, n)) // n PINGREQs in one write
+		for range n {
+			if p := cl.recv(); p.Type() != packet.TypePingresp {
+				t.Fatalf("got %s, want PINGRESP", p.Type())
+			}
+		}
+	}
+	ping(1)
+	t0 := time.Now()
+	waitParked(t, s, 1)
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("parked again %v after a lone PINGREQ; want about %v", d, wokenIdle)
+	}
+	ping(2)
+	time.Sleep(500 * time.Millisecond)
+	if s.Stats().Parked != 0 {
+		t.Fatal("a connection that sent two packets together parked before ParkIdle")
+	}
+	waitParked(t, s, 1)
 }
