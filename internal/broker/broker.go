@@ -237,8 +237,10 @@ func (b *Broker) listen() error {
 		id   string
 		conf netlisten.Config
 	}{
-		{"tcp", netlisten.Config{Addr: b.o.TCPAddr, Proxy: b.o.TCPProxy}},
-		{"tls", netlisten.Config{Addr: b.o.TLSAddr, Proxy: b.o.TLSProxy, TLS: b.o.TLS}},
+		// MQTT's keep alive finds dead peers; the engine turns TCP's on for
+		// a client that asked for none.
+		{"tcp", netlisten.Config{Addr: b.o.TCPAddr, Proxy: b.o.TCPProxy, NoTCPKeepAlive: true}},
+		{"tls", netlisten.Config{Addr: b.o.TLSAddr, Proxy: b.o.TLSProxy, TLS: b.o.TLS, NoTCPKeepAlive: true}},
 		{"ws", netlisten.Config{Addr: b.o.WSAddr, Proxy: b.o.WSProxy, WebSocket: &netlisten.WebSocket{
 			Path: "/mqtt", Subprotocols: []string{"mqtt", "mqttv3.1"}, Origins: b.o.WSAllowedOrigins,
 			ReadTimeout: b.o.WSReadTimeout, WriteTimeout: b.o.WSWriteTimeout, IdleTimeout: b.o.WSIdleTimeout,

@@ -9,6 +9,7 @@
 package netlisten
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -33,6 +34,10 @@ type Config struct {
 	TLS *tls.Config
 	// WebSocket, if set, serves HTTP and yields upgraded connections.
 	WebSocket *WebSocket
+	// NoTCPKeepAlive leaves TCP keep-alives off on accepted connections
+	// (Go turns them on: four setsockopt calls a connection), for a
+	// protocol that detects dead peers itself, as MQTT's keep alive does.
+	NoTCPKeepAlive bool
 }
 
 // Listen opens the listener c describes.
@@ -47,7 +52,11 @@ func Listen(c Config) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", c.Addr)
+	var lc net.ListenConfig
+	if c.NoTCPKeepAlive {
+		lc.KeepAlive = -1
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", c.Addr, err)
 	}

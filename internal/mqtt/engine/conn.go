@@ -119,18 +119,27 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 // kickLocked starts the writer unless one runs or SessionStarted has not
 // returned yet (the CONNACK waits for it). Requires sess.mu.
 func (c *conn) kickLocked() {
+	if c.claimWriterLocked() {
+		go c.flush()
+	}
+}
+
+// claimWriterLocked says whether there is something to write and no
+// writer: the caller then runs flush (marked writing, counted in the
+// server's wait group). Requires sess.mu.
+func (c *conn) claimWriterLocked() bool {
 	if c.writing || !c.started {
-		return
+		return false
 	}
 	if len(c.ctrl) == 0 && (c.closing || !c.sess.sendable(c)) {
-		return
+		return false
 	}
 	if c.routing.Load() != 0 {
-		return // the ack of the publish being routed starts it
+		return false // the ack of the publish being routed starts it
 	}
 	c.writing = true
 	c.srv.wg.Add(1)
-	go c.flush()
+	return true
 }
 
 // sendable says whether the queue's head can be written now. Requires mu.

@@ -165,10 +165,35 @@ func (c *conn) serve() {
 	if c.startWait != nil {
 		close(c.startWait)
 	}
-	c.kickLocked()
+	// The CONNACK (and what the session holds for the client) is written
+	// by this goroutine, done with the CONNECT, once the reader runs: no
+	// writer goroutine is started for it.
+	write := c.claimWriterLocked()
 	c.sess.mu.Unlock()
 	c.setKeepAlive()
 	go c.run()
+	if write {
+		c.flush()
+	}
+}
+
+// tcpKeepAlive turns TCP keep-alives on (Go's defaults: probes after 15 s
+// idle) for a client that asked for no MQTT keep alive, when the socket
+// is reachable under nc's wrappers: a peer that vanished is then still
+// found. Listeners may leave them off for the others
+// (netlisten.Config.NoTCPKeepAlive).
+func tcpKeepAlive(nc net.Conn) {
+	for range 8 {
+		switch x := nc.(type) {
+		case *net.TCPConn:
+			_ = x.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+			return
+		case interface{ NetConn() net.Conn }:
+			nc = x.NetConn()
+		default:
+			return
+		}
+	}
 }
 
 // run is the connection's reader until it ends or parks; the poller runs
@@ -287,6 +312,9 @@ func (c *conn) connect() takeover {
 		ack.Properties.MaximumPacketSize = uint32(s.opts.MaxPacketSize)
 	} else if !cp.CleanStart {
 		c.expiry0 = s.capExpiry(neverExpires)
+	}
+	if c.keepAlive == 0 {
+		tcpKeepAlive(c.nc)
 	}
 	c.will = cp.Will
 	return s.attach(c, cp.CleanStart, &ack)
