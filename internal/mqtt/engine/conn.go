@@ -26,10 +26,10 @@ type conn struct {
 	srv      *Server
 	nc       net.Conn
 	listener string
-	b        [1]byte // a packet's first byte, read alone by waitFirst
-	hasFirst bool    // b holds it
-	noPark   bool    // no socket under nc, or a wrapper that may not park
-	parkSeen bool    // noPark was decided (before the first short wait)
+	b        [8]byte // a packet's first bytes, read without a buffer by waitFirst: b[br:bn] not yet taken
+	br, bn   uint8
+	noPark   bool // no socket under nc, or a wrapper that may not park
+	parkSeen bool // noPark was decided (before the first short wait)
 
 	version packet.Version
 	busy    uint8  // packets in a row that came close together (setKeepAlive), up to busyReads

@@ -61,7 +61,8 @@ const (
 // A connection whose last busyReads packets each came within busyGap of
 // the one before is busy: it waits for the next with a read buffer (held
 // until it parks, at most Options.ParkIdle), taking packets in one read
-// each rather than their first byte alone and then the rest.
+// each rather than their first bytes (up to len(conn.b)) and then the
+// rest.
 const (
 	busyReads = 8
 	busyGap   = 10 * time.Millisecond
@@ -75,12 +76,13 @@ func (c *conn) keepAliveDeadline() time.Time {
 }
 
 // waitFirst waits for the first byte of a packet (in the read buffer, or
-// alone in c.b for ReadByte) and leaves the keep-alive deadline on the
+// in c.b for ReadByte) and leaves the keep-alive deadline on the
 // socket for the rest, unless the whole packet is buffered already. Bytes
 // already buffered are that packet: no wait. Otherwise a busy connection
 // (busyReads) waits with its buffer, so that one read takes the packet
 // whole; any other gives the buffer back (an idle connection holds none)
-// and reads one byte alone. Waiting longer than Options.ParkIdle before
+// and reads into c.b (up to 8 bytes: a small packet whole). Waiting
+// longer than Options.ParkIdle before
 // the keep-alive deadline parks the connection (errParked). A timeout in
 // the middle of a packet is not a park: only the first byte's wait may
 // end early.

@@ -15,7 +15,12 @@ type readBuf struct {
 }
 
 // buffered says whether bytes read from the socket wait in the buffer.
-func (c *conn) buffered() bool { return c.rb != nil && c.rb.r < c.rb.w }
+func (c *conn) buffered() bool { return c.br < c.bn || c.inBuf() }
+
+// inBuf says whether bytes wait in the borrowed buffer. They never do
+// while c.b holds some: c.b is read only when nothing is buffered, and
+// taken before the buffer is filled.
+func (c *conn) inBuf() bool { return c.rb != nil && c.rb.r < c.rb.w }
 
 // releaseBuf gives an empty (or abandoned) buffer back.
 func (c *conn) releaseBuf() {
@@ -51,7 +56,12 @@ func (c *conn) fill() error {
 // Read and ReadByte let packet.Read read the connection: from the
 // buffer while it holds bytes, else by one read of all that is there.
 func (c *conn) Read(p []byte) (int, error) {
-	if !c.buffered() {
+	if c.br < c.bn {
+		n := copy(p, c.b[c.br:c.bn])
+		c.br += uint8(n)
+		return n, nil
+	}
+	if !c.inBuf() {
 		if len(p) >= readBufSize {
 			return c.nc.Read(p)
 		}
@@ -65,11 +75,11 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) ReadByte() (byte, error) {
-	if c.hasFirst {
-		c.hasFirst = false
-		return c.b[0], nil
+	if c.br < c.bn {
+		c.br++
+		return c.b[c.br-1], nil
 	}
-	if !c.buffered() {
+	if !c.inBuf() {
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
@@ -82,10 +92,15 @@ func (c *conn) ReadByte() (byte, error) {
 // packetBuffered says whether the buffer holds a whole packet: reading
 // it then needs no deadline.
 func (c *conn) packetBuffered() bool {
-	if !c.buffered() {
+	var b []byte
+	switch {
+	case c.br < c.bn:
+		b = c.b[c.br:c.bn]
+	case c.inBuf():
+		b = c.rb.buf[c.rb.r:c.rb.w]
+	default:
 		return false
 	}
-	b := c.rb.buf[c.rb.r:c.rb.w]
 	rl := 0
 	for i := 1; i < len(b) && i <= 4; i++ {
 		rl |= int(b[i]&0x7f) << (7 * (i - 1))
@@ -96,13 +111,14 @@ func (c *conn) packetBuffered() bool {
 	return false
 }
 
-// readFirst reads one byte into c.b without a buffer: the wait of an idle
-// connection for its next packet.
+// readFirst reads what comes, up to len(c.b), into c.b without a buffer:
+// the wait of an idle connection for its next packet. A small packet
+// (PINGREQ, DISCONNECT, an ack) is then read whole by this one call.
 func (c *conn) readFirst() error {
 	for {
 		n, err := c.nc.Read(c.b[:])
-		if n == 1 {
-			c.hasFirst = true
+		if n > 0 {
+			c.br, c.bn = 0, uint8(n)
 			return nil
 		}
 		if err != nil {

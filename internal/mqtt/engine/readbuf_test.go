@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"testing"
@@ -214,5 +215,54 @@ func TestBusyConnectionParksWithoutBuffer(t *testing.T) {
 	cl.send(&packet.Pingreq{})
 	if _, ok := cl.recv().(*packet.Pingresp); !ok {
 		t.Fatal("want PINGRESP from the parked connection")
+	}
+}
+
+// TestIdleReadsSmallPacketsWhole: an idle connection's first read takes up
+// to 8 bytes without a buffer: packets wholly inside them, one that
+// begins there and ends later (after a pause longer than ParkIdle), and
+// one that ends exactly at their end are each handled once, in order.
+func TestIdleReadsSmallPacketsWhole(t *testing.T) {
+	srv, addr := start(t, Options{ParkIdle: 20 * time.Millisecond})
+	got := make(chan string, 10)
+	unsub, err := srv.Subscribe("s/#", func(m *Message) { got <- string(m.Payload) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	cl, _ := mustConnect(t, addr, conn3("small", true))
+	time.Sleep(50 * time.Millisecond) // idle: no buffer held
+	pub := appendAll(t, packet.V311, &packet.Publish{Topic: "s/t", Payload: []byte("split")})
+	// Two PINGREQs and the PUBLISH's first 4 bytes fill the 8 read at once.
+	wire := append([]byte{0xC0, 0, 0xC0, 0}, pub[:4]...)
+	if _, err := cl.c.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, err := cl.c.Write(pub[4:]); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if p := cl.recv(); p.Type() != packet.TypePingresp {
+			t.Fatalf("got %s, want PINGRESP", p.Type())
+		}
+	}
+	if m := <-got; m != "split" {
+		t.Fatalf("got %q", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	// Exactly 8 bytes: four PINGREQs.
+	if _, err := cl.c.Write(bytes.Repeat([]byte{0xC0, 0}, 4)); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if p := cl.recv(); p.Type() != packet.TypePingresp {
+			t.Fatalf("got %s, want PINGRESP", p.Type())
+		}
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("unexpected message %q", m)
+	default:
 	}
 }

@@ -47,7 +47,8 @@ type Server struct {
 	poll     *poller        // nil: Options.ParkIdle 0 or not Linux
 	// readBufs holds the read buffers of connections with nothing
 	// buffered (an idle connection keeps none: it waits for a packet's
-	// first byte alone); writeBufs the writers' buffers between flushes.
+	// first bytes in conn.b); writeBufs the writers' buffers between
+	// flushes.
 	readBufs, writeBufs sync.Pool
 
 	mu          sync.RWMutex
