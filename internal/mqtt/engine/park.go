@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"math"
 	"net"
 	"time"
 )
@@ -44,19 +45,32 @@ func (c *conn) setKeepAlive() {
 	}
 }
 
-// A connection the poller resumed takes the packet that woke it, then
-// waits for the next at most wokenIdle before it parks again, rather than
-// Options.ParkIdle: a device that sent a PINGREQ or a lone PUBLISH holds a
+// A connection the poller resumed after at least wokenAfterIdles ×
+// Options.ParkIdle (10 s by default) without a packet takes the packet that woke it, then waits for the next at most
+// wokenIdle before it parks again, rather than Options.ParkIdle: a device
+// that sent a PINGREQ or a lone PUBLISH after a long silence holds a
 // goroutine for milliseconds, so that a fleet whose pings come together
 // (devices that connected together) does not hold a goroutine stack each
-// for ParkIdle, a peak the runtime keeps as free heap long after. A
-// connection that sent a second packet with the first or within wokenIdle
-// waits as any other. conn.woken counts the packets down from wokenWaits
-// (set at resume) in waitFirst: 1 is the wait for the second.
+// for ParkIdle, a peak the runtime keeps as free heap long after. One that
+// spoke more recently (a device publishing every second) waits ParkIdle as
+// before rather than parking and resuming for every packet, and so does a
+// connection that sent a second packet with the first or within wokenIdle.
+// conn.woken counts the packets down from wokenWaits (set at resume) in
+// waitFirst: 1 is the wait for the second.
 const (
-	wokenWaits = 3
-	wokenIdle  = 20 * time.Millisecond
+	wokenAfterIdles = 10
+	wokenWaits      = 3
+	wokenIdle       = 20 * time.Millisecond
 )
+
+// quietFor is how long before now c's last packet came; as long as can be
+// when c has no keep alive (its time is not kept).
+func (c *conn) quietFor(now time.Time) time.Duration {
+	if c.keepAlive <= 0 || c.kaDeadline == 0 {
+		return math.MaxInt64
+	}
+	return time.Duration(now.UnixNano() - (c.kaDeadline - int64(c.keepAlive*3/2)))
+}
 
 // A connection whose last busyReads packets each came within busyGap of
 // the one before is busy: it waits for the next with a read buffer (held

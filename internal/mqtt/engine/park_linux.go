@@ -212,7 +212,9 @@ func (p *poller) resume(tok uint64) {
 	}
 	p.count.Add(-1)
 	p.mu.Unlock()
-	pc.c.woken = wokenWaits // its reader has returned: the field is ours until run starts
+	if pc.c.quietFor(time.Now()) >= wokenAfterIdles*pc.c.srv.opts.ParkIdle {
+		pc.c.woken = wokenWaits // its reader has returned: the fields are ours until run starts
+	}
 	go pc.c.run()
 }
 

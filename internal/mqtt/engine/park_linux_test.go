@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -443,33 +442,34 @@ func TestParkedSoonerDeadline(t *testing.T) {
 	}
 }
 
-// TestWokenParksSoon: a parked connection woken by a lone PINGREQ parks
-// again after wokenIdle, not Options.ParkIdle (a fleet pinging together
-// holds no goroutine each for ParkIdle); one that sends a second packet
-// at once waits ParkIdle as any other.
+// TestWokenParksSoon: a parked connection woken by a lone PINGREQ after
+// a long silence (wokenAfterIdles × ParkIdle) parks again after wokenIdle,
+// not Options.ParkIdle (a fleet pinging together holds no goroutine each
+// for ParkIdle); one woken soon after its last packet (a device publishing
+// every second) waits ParkIdle as before.
 func TestWokenParksSoon(t *testing.T) {
-	s, addr := start(t, Options{ParkIdle: 2 * time.Second})
+	const idle = 800 * time.Millisecond
+	s, addr := start(t, Options{ParkIdle: idle})
 	cl, _ := mustConnect(t, addr, conn3("a", true))
-	waitParked(t, s, 1)
-	ping := func(n int) {
+	ping := func() {
 		t.Helper()
-		cl.c.Write(bytes.Repeat([]byte{0xC0, 0}, n)) // n PINGREQs in one write
-		for range n {
-			if p := cl.recv(); p.Type() != packet.TypePingresp {
-				t.Fatalf("got %s, want PINGRESP", p.Type())
-			}
+		cl.send(&packet.Pingreq{})
+		if p := cl.recv(); p.Type() != packet.TypePingresp {
+			t.Fatalf("got %s, want PINGRESP", p.Type())
 		}
 	}
-	ping(1)
+	waitParked(t, s, 1)
+	time.Sleep(wokenAfterIdles*idle + 200*time.Millisecond)
+	ping()
 	t0 := time.Now()
 	waitParked(t, s, 1)
-	if d := time.Since(t0); d > time.Second {
-		t.Fatalf("parked again %v after a lone PINGREQ; want about %v", d, wokenIdle)
+	if d := time.Since(t0); d > idle/2 {
+		t.Fatalf("parked again %v after a lone PINGREQ following a long silence; want about %v", d, wokenIdle)
 	}
-	ping(2)
-	time.Sleep(500 * time.Millisecond)
+	ping() // soon after the last: a talking connection
+	time.Sleep(idle / 2)
 	if s.Stats().Parked != 0 {
-		t.Fatal("a connection that sent two packets together parked before ParkIdle")
+		t.Fatal("a connection woken soon after its last packet parked before ParkIdle")
 	}
 	waitParked(t, s, 1)
 }
