@@ -18,7 +18,7 @@ const page = 500
 // returns early, leaving the job open, when ctx ends (Close); a later
 // Start continues from each device's saved step.
 func (s *Service) runJob(ctx context.Context, r *run, j Job) {
-	m := &mover{s: s, j: j, keys: map[string][]byte{}, products: map[string]bool{}}
+	m := &mover{s: s, j: j, keys: map[string][]byte{}, products: map[string]*productCopy{}}
 	if j.Status == StatusInitializing {
 		if j.Strategy == Specified && !j.ProductCopied {
 			if err := m.copyProduct(ctx, j.TargetInstanceID); err != nil {
@@ -93,8 +93,16 @@ type mover struct {
 	j Job
 
 	mu       sync.Mutex
-	keys     map[string][]byte // guarded by mu: destination transit keys
-	products map[string]bool   // guarded by mu: destinations holding the product
+	keys     map[string][]byte       // guarded by mu: destination transit keys
+	products map[string]*productCopy // guarded by mu: the product's copy to each destination
+}
+
+// productCopy is the product's copy to one destination: the workers
+// moving devices there take turns on mu, so it is copied once (a failed
+// copy is tried again by the next).
+type productCopy struct {
+	mu   sync.Mutex
+	done bool
 }
 
 func (m *mover) moveAll(ctx context.Context, r *run, items []Item) {
@@ -142,9 +150,15 @@ func (m *mover) finishStarted(ctx context.Context) {
 
 func (m *mover) copyProduct(ctx context.Context, instanceID string) error {
 	m.mu.Lock()
-	done := m.products[instanceID]
+	pc := m.products[instanceID]
+	if pc == nil {
+		pc = &productCopy{}
+		m.products[instanceID] = pc
+	}
 	m.mu.Unlock()
-	if done {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.done {
 		return nil
 	}
 	p, err := m.s.o.Source.ExportProduct(ctx, registry.Principal{AccountID: m.j.AccountID, Role: registry.RoleReadonly}, m.j.ProductKey)
@@ -154,9 +168,7 @@ func (m *mover) copyProduct(ctx context.Context, instanceID string) error {
 	if err := m.s.o.Remote.ImportProduct(ctx, m.s.target(m.j, instanceID), p); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	m.products[instanceID] = true
-	m.mu.Unlock()
+	pc.done = true
 	return nil
 }
 
