@@ -46,10 +46,11 @@ func (c *conn) setKeepAlive() {
 }
 
 // A connection the poller resumed after at least wokenAfterIdles ×
-// Options.ParkIdle (10 s by default) without a packet takes the packet that woke it, then waits for the next at most
-// wokenIdle before it parks again, rather than Options.ParkIdle: a device
-// that sent a PINGREQ or a lone PUBLISH after a long silence holds a
-// goroutine for milliseconds, so that a fleet whose pings come together
+// Options.ParkIdle (10 s by default) without a packet takes the packet
+// that woke it, then waits for the next at most wokenIdle before it parks
+// again, rather than Options.ParkIdle: a device that sent a PINGREQ or a
+// lone PUBLISH after a long silence holds a goroutine for milliseconds,
+// so that a fleet whose pings come together
 // (devices that connected together) does not hold a goroutine stack each
 // for ParkIdle, a peak the runtime keeps as free heap long after. One that
 // spoke more recently (a device publishing every second) waits ParkIdle as
@@ -96,10 +97,9 @@ func (c *conn) keepAliveDeadline() time.Time {
 // (busyReads) waits with its buffer, so that one read takes the packet
 // whole; any other gives the buffer back (an idle connection holds none)
 // and reads into c.b (up to 8 bytes: a small packet whole). Waiting
-// longer than Options.ParkIdle before
-// the keep-alive deadline parks the connection (errParked). A timeout in
-// the middle of a packet is not a park: only the first byte's wait may
-// end early.
+// longer than Options.ParkIdle (or wokenIdle) before the keep-alive
+// deadline parks the connection (errParked). A timeout in the middle of a
+// packet is not a park: only the first byte's wait may end early.
 func (c *conn) waitFirst() error {
 	ka := c.keepAliveDeadline()
 	if c.woken > 0 {
