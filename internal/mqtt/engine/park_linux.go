@@ -116,21 +116,16 @@ func canPark(nc net.Conn) bool { return rawConn(nc) != nil }
 // rawConn finds the socket under nc's wrappers; nil when there is none or
 // a wrapper may not be parked.
 func rawConn(nc net.Conn) syscall.RawConn {
-	for range 8 {
-		if pk, ok := nc.(Parkable); ok && !pk.Parkable() {
+	for x := range layers(nc) {
+		if pk, ok := x.(Parkable); ok && !pk.Parkable() {
 			return nil
 		}
-		switch x := nc.(type) {
-		case syscall.Conn:
-			rc, err := x.SyscallConn()
+		if sc, ok := x.(syscall.Conn); ok {
+			rc, err := sc.SyscallConn()
 			if err != nil {
 				return nil
 			}
 			return rc
-		case interface{ NetConn() net.Conn }:
-			nc = x.NetConn()
-		default:
-			return nil
 		}
 	}
 	return nil

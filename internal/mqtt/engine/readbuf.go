@@ -15,7 +15,10 @@ type readBuf struct {
 }
 
 // buffered says whether bytes read from the socket wait in the buffer.
-func (c *conn) buffered() bool { return c.br < c.bn || c.inBuf() }
+func (c *conn) buffered() bool { return c.inFirst() || c.inBuf() }
+
+// inFirst says whether bytes of readFirst's wait c.b[c.br:c.bn] are not yet taken.
+func (c *conn) inFirst() bool { return c.br < c.bn }
 
 // inBuf says whether bytes wait in the borrowed buffer. They never do
 // while c.b holds some: c.b is read only when nothing is buffered, and
@@ -56,7 +59,7 @@ func (c *conn) fill() error {
 // Read and ReadByte let packet.Read read the connection: from the
 // buffer while it holds bytes, else by one read of all that is there.
 func (c *conn) Read(p []byte) (int, error) {
-	if c.br < c.bn {
+	if c.inFirst() {
 		n := copy(p, c.b[c.br:c.bn])
 		c.br += uint8(n)
 		return n, nil
@@ -75,7 +78,7 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) ReadByte() (byte, error) {
-	if c.br < c.bn {
+	if c.inFirst() {
 		c.br++
 		return c.b[c.br-1], nil
 	}
@@ -94,7 +97,7 @@ func (c *conn) ReadByte() (byte, error) {
 func (c *conn) packetBuffered() bool {
 	var b []byte
 	switch {
-	case c.br < c.bn:
+	case c.inFirst():
 		b = c.b[c.br:c.bn]
 	case c.inBuf():
 		b = c.rb.buf[c.rb.r:c.rb.w]

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"strconv"
@@ -184,15 +185,27 @@ func (c *conn) serve() {
 // found. Listeners may leave them off for the others
 // (netlisten.Config.NoTCPKeepAlive).
 func tcpKeepAlive(nc net.Conn) {
-	for range 8 {
-		switch x := nc.(type) {
-		case *net.TCPConn:
-			_ = x.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+	for x := range layers(nc) {
+		if tc, ok := x.(*net.TCPConn); ok {
+			_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
 			return
-		case interface{ NetConn() net.Conn }:
-			nc = x.NetConn()
-		default:
-			return
+		}
+	}
+}
+
+// layers yields nc, then the connections under its wrappers (those with
+// NetConn() net.Conn: TLS, the PROXY protocol's), at most 8 deep.
+func layers(nc net.Conn) iter.Seq[net.Conn] {
+	return func(yield func(net.Conn) bool) {
+		for range 8 {
+			if !yield(nc) {
+				return
+			}
+			w, ok := nc.(interface{ NetConn() net.Conn })
+			if !ok {
+				return
+			}
+			nc = w.NetConn()
 		}
 	}
 }
