@@ -201,6 +201,8 @@ func parseTopicClasses(s string) ([]registry.TopicClass, error) {
 
 // DeleteProduct implements registry.Store.
 func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
+	// (begin runs now, end when DeleteProduct returns.)
+	defer s.auth.end(func(c *authCache, _ bool) { c.each(func(k authKey, _ *authRow) bool { return k.pk != pk }) }, s.auth.begin())
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -276,10 +278,24 @@ func (s *Store) CreateDevices(ctx context.Context, ds []registry.Device) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	began := s.auth.begin()
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := insertDevices(ctx, tx.StmtContext(ctx, ins), ds)
 		return err
 	})
+	// The rows just written are cached as written, unless another write to
+	// devices overlapped this one (presence may have changed them since).
+	s.auth.end(func(c *authCache, alone bool) {
+		for _, d := range ds {
+			if err != nil || !alone {
+				c.forget(d.ProductKey, d.DeviceName)
+				continue
+			}
+			c.put(d.ProductKey, d.DeviceName, authRow{account: d.AccountID, status: d.Status, thing: registry.ExplicitThingName(d),
+				sealed: append([]byte(nil), d.SealedSecret...)})
+		}
+	}, began)
+	return err
 }
 
 // CreateRegisteredDevice implements registry.ProvisioningStore. The random
@@ -293,6 +309,7 @@ func (s *Store) CreateRegisteredDevice(ctx context.Context, d registry.Device, r
 		return err
 	}
 	var n int64
+	defer s.auth.end(forgetting(d.ProductKey, d.DeviceName), s.auth.begin())
 	err = s.writeOne(ctx, func(tx *sql.Tx) error {
 		var err error
 		n, err = insertDevices(ctx, tx.StmtContext(ctx, ins), []registry.Device{d}, random, ms(at), d.ProductKey, d.DeviceName, random, ms(since))
@@ -367,6 +384,7 @@ func (s *Store) ListDevices(ctx context.Context, f registry.DeviceFilter) ([]reg
 
 // UpdateDevice implements registry.Store.
 func (s *Store) UpdateDevice(ctx context.Context, d registry.Device) error {
+	defer s.auth.end(forgetting(d.ProductKey, d.DeviceName), s.auth.begin())
 	res, err := s.exec(ctx, `UPDATE devices SET nickname = ?, attributes = ?, secret_issued = ?, cert_fingerprint = ?, thing_name = ? WHERE product_key = ? AND device_name = ?`,
 		d.Nickname, attrsJSON(d.Attributes), d.SecretIssued, nullString(d.CertFingerprint), nullString(registry.ExplicitThingName(d)), d.ProductKey, d.DeviceName)
 	if isUnique(err) {
@@ -387,6 +405,7 @@ func (s *Store) SetDeviceDisabled(ctx context.Context, pk, dn string, disabled b
 			WHERE product_key = ? AND device_name = ? RETURNING status`
 	}
 	var st registry.Status
+	defer s.auth.end(forgetting(pk, dn), s.auth.begin())
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, q, pk, dn).Scan(&st)
 	})
@@ -394,12 +413,24 @@ func (s *Store) SetDeviceDisabled(ctx context.Context, pk, dn string, disabled b
 }
 
 // GetDeviceAuth implements registry.Store.
+// Rows are served from the auth cache (authcache.go) when there.
 func (s *Store) GetDeviceAuth(ctx context.Context, pk, dn string) (registry.Device, error) {
+	if err := ctx.Err(); err != nil {
+		return registry.Device{}, err
+	}
+	if r, ok := s.auth.get(pk, dn); ok {
+		return r.device(pk, dn), nil
+	}
+	seq, cache := s.auth.mark()
 	d := registry.Device{ProductKey: pk, DeviceName: dn}
 	var thing sql.NullString
 	err := s.queryRow(ctx, `SELECT account_id, status, secret, thing_name, distributed_to FROM devices WHERE product_key = ? AND device_name = ?`, pk, dn).
 		Scan(&d.AccountID, &d.Status, &d.SealedSecret, &thing, &d.DistributedTo)
 	d.ThingName = thingOf(pk, dn, thing)
+	if err == nil && cache {
+		s.auth.fill(pk, dn, authRow{account: d.AccountID, thing: thing.String, to: d.DistributedTo, status: d.Status,
+			sealed: append([]byte(nil), d.SealedSecret...)}, seq)
+	}
 	return d, notFound(err)
 }
 
@@ -432,6 +463,7 @@ func nullString(s string) any {
 
 // DeleteDevice implements registry.Store.
 func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
+	defer s.auth.end(forgetting(pk, dn), s.auth.begin())
 	return s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, keepRandomsSQL+`WHERE product_key = ? AND device_name = ? AND reg_random IS NOT NULL ON CONFLICT DO NOTHING`, pk, dn); err != nil {
 			return err
@@ -635,7 +667,7 @@ func (s *Store) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, e
 }
 
 // ApplyPresence implements registry.PresenceStore.
-func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error {
+func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) (err error) {
 	on, err := s.wprep(ctx, `UPDATE devices SET status = CASE WHEN status = 'disabled' THEN status ELSE 'online' END,
 		first_online = COALESCE(first_online, ?), last_online = ? WHERE product_key = ? AND device_name = ?`)
 	if err != nil {
@@ -652,6 +684,24 @@ func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error
 	if err != nil {
 		return err
 	}
+	// The cache applies the same changes, in the order they committed.
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	began := s.auth.begin()
+	defer s.auth.end(func(c *authCache, _ bool) {
+		for _, p := range ps {
+			switch {
+			case err != nil:
+				c.forget(p.ProductKey, p.DeviceName)
+			case p.Online:
+				c.restatus(p.ProductKey, p.DeviceName, presenceOn)
+			case !p.ConnectedAt.IsZero():
+				c.restatus(p.ProductKey, p.DeviceName, presenceBrief)
+			default:
+				c.restatus(p.ProductKey, p.DeviceName, presenceOff)
+			}
+		}
+	}, began)
 	// Updates of existing rows by their key, whatever they hold: nothing
 	// but the store failing can fail them.
 	return s.writeBatch(ctx, func(tx *sql.Tx) error {
@@ -676,7 +726,13 @@ func (s *Store) ApplyPresence(ctx context.Context, ps []registry.Presence) error
 }
 
 // ResetPresence implements registry.PresenceStore.
-func (s *Store) ResetPresence(ctx context.Context, at time.Time) (int64, error) {
+func (s *Store) ResetPresence(ctx context.Context, at time.Time) (n int64, err error) {
+	defer s.auth.end(func(c *authCache, _ bool) {
+		c.each(func(_ authKey, r *authRow) bool {
+			r.status = presenceOff(r.status)
+			return err == nil
+		})
+	}, s.auth.begin())
 	res, err := s.w.ExecContext(ctx, `UPDATE devices SET status = 'offline', last_online = ? WHERE status = 'online'`, ms(at))
 	if err != nil {
 		return 0, err
@@ -701,12 +757,14 @@ func (s *Store) IssueSecret(ctx context.Context, pk, dn string) (bool, error) {
 
 // SetDeviceSecret implements registry.ProvisioningStore.
 func (s *Store) SetDeviceSecret(ctx context.Context, pk, dn string, sealed []byte) error {
+	defer s.auth.end(forgetting(pk, dn), s.auth.begin())
 	res, err := s.exec(ctx, `UPDATE devices SET secret = ?, secret_issued = 1 WHERE product_key = ? AND device_name = ?`, sealed, pk, dn)
 	return affected(res, err)
 }
 
 // SetDeviceDistributed implements registry.DistributionStore.
 func (s *Store) SetDeviceDistributed(ctx context.Context, pk, dn, to string) error {
+	defer s.auth.end(forgetting(pk, dn), s.auth.begin())
 	res, err := s.exec(ctx, `UPDATE devices SET distributed_to = ? WHERE product_key = ? AND device_name = ?`, to, pk, dn)
 	return affected(res, err)
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// of at most this much latency. 0 is the default (200 µs); negative,
 	// never wait.
 	GroupLinger time.Duration
+	// AuthCacheBytes bounds the devices' auth rows kept in memory
+	// (authcache.go): 0 is DefaultAuthCacheBytes; negative keeps none.
+	AuthCacheBytes int
 }
 
 // Store is the SQLite adapter. Writes go through one connection (SQLite
@@ -49,6 +52,10 @@ type Store struct {
 	stmts     sync.Map // query -> *sql.Stmt on r (hot read paths)
 	wstmts    sync.Map // query -> *sql.Stmt on w (hot write paths)
 	savepoint [3]*sql.Stmt
+	auth      *authCache
+	// presenceMu keeps ApplyPresence calls in order, so that the cache
+	// applies their status changes in the order they committed.
+	presenceMu sync.Mutex
 
 	linger time.Duration // Options.GroupLinger, resolved
 	ops    chan writeOp
@@ -93,8 +100,15 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.GroupLinger == 0 {
 		o.GroupLinger = defaultLinger
 	}
-	s := &Store{w: w, r: r, linger: o.GroupLinger}
+	if o.AuthCacheBytes == 0 {
+		o.AuthCacheBytes = DefaultAuthCacheBytes
+	}
+	s := &Store{w: w, r: r, linger: o.GroupLinger, auth: newAuthCache(max(o.AuthCacheBytes, 0))}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.warmAuth(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
