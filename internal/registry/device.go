@@ -389,6 +389,19 @@ func (s *Service) LookupDeviceAuth(ctx context.Context, pk, dn string) (Device, 
 	return d, nil
 }
 
+// LookupDeviceOwner reads a device's account and thing name (its status
+// and distribution mark come along), not its secret: the device's auth
+// row, which stores may serve from memory (store/sqlite does), for
+// services that name a device's owner or thing on every message.
+func (s *Service) LookupDeviceOwner(ctx context.Context, pk, dn string) (Device, error) {
+	d, err := s.store.GetDeviceAuth(ctx, pk, dn)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s/%s: %w", pk, dn, err)
+	}
+	d.SealedSecret = nil
+	return d, nil
+}
+
 // LookupAPIKey reads an API key by id, without its hash, for a component
 // that has no principal of its own (the broker, naming the owner of a
 // session restored from its store before the client comes back).

@@ -120,3 +120,27 @@ func TestImportProduct(t *testing.T) {
 		t.Fatalf("no source instance = %v", err)
 	}
 }
+
+// TestLookupDeviceOwner: a device's account and thing name, without its
+// secret in any form; an unknown device is ErrNotFound.
+func TestLookupDeviceOwner(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t)
+	prod, err := s.CreateProduct(ctx, operator, registry.ProductInput{Name: "meter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ImportDevice(ctx, "acc1", prod.ProductKey, "dev-1", "Zx8kq1Lm3Nb5Vc7Xz9Aa2Ss4Dd6Ff8Gg"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.LookupDeviceOwner(ctx, prod.ProductKey, "dev-1")
+	if err != nil || d.AccountID != "acc1" || d.ThingName != registry.DefaultThingName(prod.ProductKey, "dev-1") {
+		t.Fatalf("LookupDeviceOwner = %+v, %v", d, err)
+	}
+	if d.DeviceSecret != "" || d.SealedSecret != nil {
+		t.Fatal("LookupDeviceOwner returned the secret")
+	}
+	if _, err := s.LookupDeviceOwner(ctx, prod.ProductKey, "nope"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("unknown device: %v", err)
+	}
+}

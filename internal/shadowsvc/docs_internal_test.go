@@ -109,7 +109,7 @@ func (s *memStore) PutShadow(_ context.Context, k shadow.Key, prev int64, st sha
 // anyDevice is a registry in which every device exists.
 type anyDevice struct{ Devices }
 
-func (anyDevice) LookupDevice(_ context.Context, pk, dn string) (registry.Device, error) {
+func (anyDevice) LookupDeviceOwner(_ context.Context, pk, dn string) (registry.Device, error) {
 	return registry.Device{ProductKey: pk, DeviceName: dn, AccountID: "acc", ThingName: pk + "." + dn}, nil
 }
 

@@ -49,7 +49,7 @@ type presenceSource interface {
 // name. Errors wrap registry.ErrNotFound for a name no device has.
 type Things interface {
 	LookupThing(ctx context.Context, name string) (registry.Device, error)
-	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	LookupDeviceOwner(ctx context.Context, pk, dn string) (registry.Device, error)
 }
 
 // MQTTOptions configure the MQTT side.
@@ -193,7 +193,7 @@ func (m *MQTT) deviceOfThing(ctx context.Context, thing string) (deviceRef, erro
 // thingOf returns a device's thing name.
 func (m *MQTT) thingOf(ctx context.Context, pk, dn string) (string, error) {
 	return m.byDevice.GetOrLoad(pk+"/"+dn, func() (string, error) {
-		d, err := m.things.LookupDevice(ctx, pk, dn)
+		d, err := m.things.LookupDeviceOwner(ctx, pk, dn)
 		if err != nil {
 			return "", fmt.Errorf("looking up a device: %w", err)
 		}

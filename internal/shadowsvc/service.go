@@ -29,8 +29,9 @@ import (
 // Devices is what the service reads of the registry: devices by their
 // triple or thing name, products and their thing models.
 type Devices interface {
-	// LookupDevice returns a device (registry.ErrNotFound when none).
-	LookupDevice(ctx context.Context, pk, dn string) (registry.Device, error)
+	// LookupDeviceOwner returns a device's account and thing name (its
+	// secret not needed; registry.ErrNotFound when none).
+	LookupDeviceOwner(ctx context.Context, pk, dn string) (registry.Device, error)
 	// LookupThing returns the device a thing name names.
 	LookupThing(ctx context.Context, name string) (registry.Device, error)
 	// LookupThingModel returns a product's thing model, nil when none.
@@ -208,7 +209,7 @@ type deviceInfo struct {
 // is none), from the cache.
 func (s *Service) device(ctx context.Context, k shadow.Key) (deviceInfo, error) {
 	return s.devices.GetOrLoad([2]string{k.ProductKey, k.DeviceName}, func() (deviceInfo, error) {
-		d, err := s.o.Devices.LookupDevice(ctx, k.ProductKey, k.DeviceName)
+		d, err := s.o.Devices.LookupDeviceOwner(ctx, k.ProductKey, k.DeviceName)
 		if err != nil {
 			return deviceInfo{}, err
 		}

@@ -52,7 +52,7 @@ type countingDevices struct {
 	dev   registry.Device
 }
 
-func (c *countingDevices) LookupDevice(_ context.Context, pk, dn string) (registry.Device, error) {
+func (c *countingDevices) LookupDeviceOwner(_ context.Context, pk, dn string) (registry.Device, error) {
 	c.reads++
 	if pk != c.dev.ProductKey || dn != c.dev.DeviceName {
 		return registry.Device{}, registry.ErrNotFound
