@@ -131,14 +131,12 @@ const maxNamedDelivered = 100
 // control push on /shadow/get/{pk}/{dn} (classic shadow, control) and on
 // …/update/delta (delta), both with the current version.
 func (m *MQTT) deliverPending(ctx context.Context, pk, dn, name string, control, delta bool) {
-	doc, err := m.svc.Document(ctx, shadow.Key{ProductKey: pk, DeviceName: dn, Name: name})
-	if err != nil {
-		if !notFound(err) {
-			m.log.Warn("reading a shadow to deliver", "err", err)
-		}
-		return
+	err := m.svc.WithDocument(ctx, shadow.Key{ProductKey: pk, DeviceName: dn, Name: name}, func(doc shadow.Document) {
+		m.deliverDoc(ctx, pk, dn, name, doc, control, delta)
+	})
+	if err != nil && !notFound(err) {
+		m.log.Warn("reading a shadow to deliver", "err", err)
 	}
-	m.deliverDoc(ctx, pk, dn, name, doc, control, delta)
 }
 
 // deliverDoc is deliverPending of a live document already read.

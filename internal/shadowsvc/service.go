@@ -553,6 +553,22 @@ func (s *Service) Document(ctx context.Context, k shadow.Key) (shadow.Document, 
 	return doc, err
 }
 
+// WithDocument calls fn with a live shadow's document under the shadow's
+// writer lock (errors as Document's), so that what fn publishes of it is
+// ordered with the changes observers are told of: a push of what waits
+// for a device (at SUBSCRIBE, at session start) may repeat the push of a
+// change, never follow a newer one with an older document.
+func (s *Service) WithDocument(ctx context.Context, k shadow.Key, fn func(shadow.Document)) error {
+	unlock := s.lock(k)
+	defer unlock()
+	doc, err := s.Document(ctx, k)
+	if err != nil {
+		return err
+	}
+	fn(doc)
+	return nil
+}
+
 // Since answers "what changed since version" from the versions kept:
 // shadow.ErrVersionNotKept (wrapped) when the history does not reach back
 // to it, so the caller answers with the whole document.
