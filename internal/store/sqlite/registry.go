@@ -215,7 +215,8 @@ func (s *Store) DeleteProduct(ctx context.Context, pk string) error {
 		return err
 	}
 	for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ?`, `DELETE FROM device_desired WHERE product_key = ?`, `DELETE FROM product_configs WHERE product_key = ?`,
-		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_history WHERE product_key = ?`, `DELETE FROM shadow_settings WHERE product_key = ?`} {
+		`DELETE FROM shadow_log WHERE id IN (SELECT j.value FROM shadows s, json_each(s.past) j WHERE s.product_key = ?)`,
+		`DELETE FROM shadows WHERE product_key = ?`, `DELETE FROM shadow_settings WHERE product_key = ?`} {
 		if _, err := tx.ExecContext(ctx, q, pk); err != nil {
 			return err
 		}
@@ -475,7 +476,8 @@ func (s *Store) DeleteDevice(ctx context.Context, pk, dn string) error {
 		// Its property, desired and shadow values go with it: a device made
 		// again under the name starts with none.
 		for _, q := range []string{`DELETE FROM device_properties WHERE product_key = ? AND device_name = ?`, `DELETE FROM device_desired WHERE product_key = ? AND device_name = ?`,
-			`DELETE FROM shadows WHERE product_key = ? AND device_name = ?`, `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ?`} {
+			`DELETE FROM shadow_log WHERE id IN (SELECT j.value FROM shadows s, json_each(s.past) j WHERE s.product_key = ? AND s.device_name = ?)`,
+			`DELETE FROM shadows WHERE product_key = ? AND device_name = ?`} {
 			if _, err := tx.ExecContext(ctx, q, pk, dn); err != nil {
 				return err
 			}

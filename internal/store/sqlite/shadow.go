@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corral-iot/corral/internal/shadow"
@@ -42,39 +44,34 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 }
 
 // The hot statements of PutShadow, prepared once on the writer
-// connection. The version check is in the write itself (no row changed:
-// stale), so a write reads nothing of its own. A shadow's history is its
-// current version, when kept (shadows.kept = 1), and the versions it
-// superseded in shadow_history (migration 00023; a row whose kept is NULL
-// was written before it: its history is all in shadow_history). So a
-// create is one statement; an update three (copy, update, trim), or two
-// when it keeps at most its own version (update, then drop the rest).
+// connection. A shadow's history is its current version, when kept
+// (shadows.kept = 1), and the versions it superseded: rows of shadow_log,
+// appended in the order of writes, that its row lists in past (migration
+// 00024). A create is one statement; an update reads the row it replaces
+// (its version check: no row, stale), copies that version to the log when
+// kept, deletes the log rows that fall out of the newest K, and writes the
+// row with its new list.
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
-	// (prev 0).
-	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, kept) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
-		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0, kept = excluded.kept
+	// (prev 0; a tombstone lists no past versions).
+	qShadowCreate = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, kept, past) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL)
+		ON CONFLICT(product_key, device_name, name) DO UPDATE SET doc = excluded.doc, version = excluded.version, updated_at = excluded.updated_at, deleted = 0, kept = excluded.kept, past = NULL
 		WHERE shadows.deleted = 1 OR shadows.version = 0`
 	// qShadowInsert stores a shadow only where neither a shadow nor a
 	// tombstone is (prev shadow.NoneStored).
 	qShadowInsert = `INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted, kept) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
 		ON CONFLICT(product_key, device_name, name) DO NOTHING`
-	// qShadowUpdate replaces a live shadow at version prev.
-	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, deleted = 0, kept = ?
+	// qShadowPast reads what an update of a live shadow at version prev
+	// replaces: whether its version is kept, and its past versions.
+	qShadowPast = `SELECT kept, past FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
+	// qShadowUpdate replaces the live shadow qShadowPast read.
+	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, kept = ?, past = ?
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
-	// qHistorySupersede copies the live shadow at version prev, if it is
-	// part of its history, into shadow_history before an update replaces
-	// it: nothing for a stale update.
-	qHistorySupersede = `INSERT OR REPLACE INTO shadow_history(product_key, device_name, name, version, doc, updated_at)
-		SELECT product_key, device_name, name, version, doc, updated_at FROM shadows
-		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ? AND kept = 1`
-	// qHistoryTrim drops what is older than the newest ?4 versions below
-	// ?5. The subquery walks ?4+1 entries of the primary key backwards,
-	// and the DELETE a range of it.
-	qHistoryTrim = `DELETE FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version <= (
-		SELECT version FROM shadow_history WHERE product_key = ?1 AND device_name = ?2 AND name = ?3 AND version < ?5
-		ORDER BY version DESC LIMIT 1 OFFSET ?4)`
-	qHistoryClear = `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ?`
+	// qLogSupersede appends the live shadow's current version to the log.
+	qLogSupersede = `INSERT INTO shadow_log(version, doc, updated_at)
+		SELECT version, doc, updated_at FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`
+	qLogDrop     = `DELETE FROM shadow_log WHERE id = ?`
+	qLogDropList = `DELETE FROM shadow_log WHERE id IN (SELECT value FROM json_each(?))`
 )
 
 // PutShadow implements shadow.Store.
@@ -138,7 +135,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, update, supersede, histTrim, histClear *sql.Stmt
+	create, insert, past, update, supersede, drop, dropList *sql.Stmt
 }
 
 // prepPut sets the statements p needs.
@@ -159,17 +156,15 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 	case p.Prev == 0:
 		return need(&st.create, qShadowCreate)
 	}
-	err := need(&st.update, qShadowUpdate)
-	if err == nil {
-		err = need(&st.histClear, qHistoryClear)
+	for _, q := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&st.past, qShadowPast}, {&st.update, qShadowUpdate}, {&st.supersede, qLogSupersede}, {&st.drop, qLogDrop}, {&st.dropList, qLogDropList}} {
+		if err := need(q.dst, q.q); err != nil {
+			return err
+		}
 	}
-	if err == nil && p.Keep > 1 {
-		err = need(&st.supersede, qHistorySupersede)
-	}
-	if err == nil && p.Keep > 0 {
-		err = need(&st.histTrim, qHistoryTrim)
-	}
-	return err
+	return nil
 }
 
 // putOne runs one write of a shadow in tx: ErrStale when its version
@@ -190,12 +185,7 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	case 0:
 		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	default:
-		if p.Keep > 1 {
-			if _, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
-				return err
-			}
-		}
-		res, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, at, kept, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+		return updateOne(ctx, tx, stmts, p, kept)
 	}
 	if err != nil {
 		return err
@@ -203,21 +193,95 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return shadow.ErrStale // nothing changed (a stale update copied nothing)
+		return shadow.ErrStale // nothing changed
 	}
-	if p.Prev <= 0 {
-		return nil
+	return nil
+}
+
+// updateOne replaces the live shadow at version p.Prev (ErrStale, nothing
+// changed, when there is none), keeping the newest p.Keep versions.
+func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, kept int) error {
+	k, st := p.Key, p.S
+	var wasKept sql.NullInt64
+	var pastText sql.NullString
+	err := tx.StmtContext(ctx, stmts.past).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&wasKept, &pastText)
+	if errors.Is(err, sql.ErrNoRows) {
+		return shadow.ErrStale
 	}
-	switch {
-	case p.Keep <= 1:
-		// No superseded version kept (usually none stored: one seek).
-		_, err = tx.StmtContext(ctx, stmts.histClear).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
-	case st.Version > int64(p.Keep):
-		// Versions are distinct and positive, all below this one: with
-		// st.Version <= keep, fewer than keep are, nothing to trim.
-		_, err = tx.StmtContext(ctx, stmts.histTrim).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Keep-1, st.Version)
+	if err != nil {
+		return err
 	}
+	past, err := parsePast(pastText.String)
+	if err != nil {
+		return fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
+	}
+	if p.Keep > 1 && wasKept.Int64 == 1 {
+		res, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		past = append(past, id)
+	}
+	// The newest Keep-1 superseded versions stay (with the current one,
+	// Keep); the older ones leave the log.
+	drop := past[:max(0, len(past)-max(p.Keep-1, 0))]
+	past = past[len(drop):]
+	switch len(drop) {
+	case 0:
+	case 1:
+		_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, drop[0])
+	default:
+		_, err = tx.StmtContext(ctx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, drop)))
+	}
+	if err != nil {
+		return err
+	}
+	var list any // NULL: none
+	if len(past) > 0 {
+		list = string(appendPast(nil, past))
+	}
+	_, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, list, k.ProductKey, k.DeviceName, k.Name, p.Prev)
 	return err
+}
+
+// parsePast reads a shadows.past list: a JSON array of shadow_log ids
+// ("" for NULL: none).
+func parsePast(s string) ([]int64, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return nil, errors.New("past versions: not a list")
+	}
+	body := s[1 : len(s)-1]
+	if body == "" {
+		return nil, nil
+	}
+	out := make([]int64, 0, strings.Count(body, ",")+1)
+	for f := range strings.SplitSeq(body, ",") {
+		id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || id <= 0 {
+			return nil, errors.New("past versions: not a list of ids")
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// appendPast appends ids as a shadows.past list.
+func appendPast(b []byte, ids []int64) []byte {
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return append(b, ']')
 }
 
 // DeleteShadow implements shadow.Store.
@@ -233,11 +297,13 @@ func (s *Store) DeleteShadow(ctx context.Context, k shadow.Key, prev int64, at t
 		if cur != prev {
 			return shadow.ErrStale
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, kept = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
-			ms(at), k.ProductKey, k.DeviceName, k.Name); err != nil {
+		// Its past versions leave the log before the row forgets them.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM shadow_log WHERE id IN (SELECT j.value FROM shadows s, json_each(s.past) j
+			WHERE s.product_key = ? AND s.device_name = ? AND s.name = ?)`, k.ProductKey, k.DeviceName, k.Name); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ?`, k.ProductKey, k.DeviceName, k.Name)
+		_, err = tx.ExecContext(ctx, `UPDATE shadows SET doc = NULL, kept = NULL, past = NULL, deleted = 1, updated_at = ? WHERE product_key = ? AND device_name = ? AND name = ?`,
+			ms(at), k.ProductKey, k.DeviceName, k.Name)
 		return err
 	})
 }
@@ -261,8 +327,8 @@ func (s *Store) ListShadows(ctx context.Context, pk, dn, after string, limit int
 	return out, rows.Err()
 }
 
-// ShadowHistory implements shadow.Store: the versions in shadow_history
-// and the current one if kept, read in one transaction.
+// ShadowHistory implements shadow.Store: the versions the shadow's row
+// lists in the log and its current one if kept, read in one transaction.
 func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([]shadow.Stored, error) {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -272,8 +338,9 @@ func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([
 	var cur shadow.Stored
 	var at int64
 	var kept sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT doc, version, updated_at, kept FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`,
-		k.ProductKey, k.DeviceName, k.Name).Scan(&cur.Doc, &cur.Version, &at, &kept)
+	var past sql.NullString
+	err = tx.QueryRowContext(ctx, `SELECT doc, version, updated_at, kept, past FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`,
+		k.ProductKey, k.DeviceName, k.Name).Scan(&cur.Doc, &cur.Version, &at, &kept, &past)
 	if errors.Is(err, sql.ErrNoRows) {
 		return []shadow.Stored{}, nil // a tombstone's history went with the shadow
 	}
@@ -281,25 +348,27 @@ func (s *Store) ShadowHistory(ctx context.Context, k shadow.Key, since int64) ([
 		return nil, err
 	}
 	cur.UpdatedAt = fromMS(at)
-	rows, err := tx.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_history WHERE product_key = ? AND device_name = ? AND name = ? AND version > ?
-		ORDER BY version`, k.ProductKey, k.DeviceName, k.Name, since)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	out := []shadow.Stored{}
-	for rows.Next() {
-		var st shadow.Stored
-		if err := rows.Scan(&st.Doc, &st.Version, &at); err != nil {
+	if past.Valid {
+		rows, err := tx.QueryContext(ctx, `SELECT doc, version, updated_at FROM shadow_log WHERE id IN (SELECT value FROM json_each(?)) AND version > ?
+			ORDER BY version`, past.String, since)
+		if err != nil {
 			return nil, err
 		}
-		st.UpdatedAt = fromMS(at)
-		out = append(out, st)
+		defer rows.Close()
+		for rows.Next() {
+			var st shadow.Stored
+			if err := rows.Scan(&st.Doc, &st.Version, &at); err != nil {
+				return nil, err
+			}
+			st.UpdatedAt = fromMS(at)
+			out = append(out, st)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if kept.Valid && kept.Int64 == 1 && cur.Version > since {
+	if kept.Int64 == 1 && cur.Version > since {
 		out = append(out, cur)
 	}
 	return out, nil

@@ -46,8 +46,7 @@ func TestShadowHistoryKeepsNewest(t *testing.T) {
 // TestShadowHistoryModel: random writes, stale ones among them, with keep
 // changing between writes, always leave the newest keep versions (none
 // for keep 0), the current one in its row and the superseded ones in
-// shadow_history, also from a row written before migration 00023 (kept
-// NULL, its history all in shadow_history, the current version included).
+// shadow_log, listed by the row; the log holds nothing else.
 func TestShadowHistoryModel(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
@@ -67,22 +66,7 @@ func TestShadowHistoryModel(t *testing.T) {
 		k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev", Name: fmt.Sprint("s", seed)}
 		var model []shadow.Stored
 		v := int64(1)
-		if seed%2 == 0 {
-			// Written before 00023: the shadow at version 3, its history
-			// (keep 3) in shadow_history, the current version included.
-			for ; v <= 3; v++ {
-				st := doc(v, sizes[r.IntN(len(sizes))])
-				if _, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO shadows(product_key, device_name, name, doc, version, updated_at, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)`,
-					k.ProductKey, k.DeviceName, k.Name, st.Doc, v, ms(st.UpdatedAt)); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.w.ExecContext(ctx, `INSERT INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?)`, k.ProductKey, k.DeviceName, k.Name, v, st.Doc, ms(st.UpdatedAt)); err != nil {
-					t.Fatal(err)
-				}
-				model = append(model, st)
-			}
-			v--
-		} else {
+		{
 			st := doc(v, sizes[r.IntN(len(sizes))])
 			keep := r.IntN(5)
 			if err := s.PutShadow(ctx, k, shadow.NoneStored, st, keep); err != nil {
@@ -134,10 +118,10 @@ func TestShadowHistoryModel(t *testing.T) {
 			model = append(model, st)
 			model = model[max(0, len(model)-keep):]
 			check(fmt.Sprintf("version %d keeping %d", v, keep))
-			var rows int
-			if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE name = ?`, k.Name).Scan(&rows); err != nil || rows != max(len(model)-1, 0) {
-				t.Fatalf("seed %d: %d rows in shadow_history; want the %d superseded versions kept (%v)", seed, rows, max(len(model)-1, 0), err)
+			if rows := pastRows(t, s, k); rows != max(len(model)-1, 0) {
+				t.Fatalf("seed %d: %d past versions listed; want the %d superseded versions kept", seed, rows, max(len(model)-1, 0))
 			}
+			logHoldsListed(t, s)
 			if got, err := s.GetShadow(ctx, k); err != nil || got.Version != v || !bytes.Equal(got.Doc, st.Doc) {
 				t.Fatalf("seed %d: GetShadow = %d %v; want version %d", seed, got.Version, err, v)
 			}
@@ -145,10 +129,10 @@ func TestShadowHistoryModel(t *testing.T) {
 		if err := s.DeleteShadow(ctx, k, v, base); err != nil {
 			t.Fatal(err)
 		}
-		var n int
-		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM shadow_history WHERE name = ?`, k.Name).Scan(&n); err != nil || n != 0 {
-			t.Fatalf("seed %d: %d history rows after the delete (%v)", seed, n, err)
+		if n := pastRows(t, s, k); n != 0 {
+			t.Fatalf("seed %d: %d past versions listed after the delete", seed, n)
 		}
+		logHoldsListed(t, s)
 		if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 0 {
 			t.Fatalf("seed %d: history after the delete: %d %v", seed, len(h), err)
 		}
@@ -219,4 +203,99 @@ func TestShadowStaleWriteInAGroup(t *testing.T) {
 			t.Fatalf("%s: history %d versions, newest %+v; want %d up to %d", key.DeviceName, len(h), h[len(h)-1], want, want)
 		}
 	}
+}
+
+// pastRows counts the log rows k's row lists.
+func pastRows(t *testing.T, s *Store, k shadow.Key) int {
+	t.Helper()
+	var n int
+	if err := s.w.QueryRow(`SELECT IFNULL(json_array_length(past), 0) FROM shadows WHERE product_key = ? AND device_name = ? AND name = ?`,
+		k.ProductKey, k.DeviceName, k.Name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// logHoldsListed fails unless shadow_log holds exactly the rows the
+// shadows list, each listed once: nothing left behind, nothing missing.
+func logHoldsListed(t *testing.T, s *Store) {
+	t.Helper()
+	var rows, listed, distinct, found int
+	if err := s.w.QueryRow(`SELECT (SELECT count(*) FROM shadow_log),
+		(SELECT count(*) FROM shadows s, json_each(s.past) j),
+		(SELECT count(DISTINCT j.value) FROM shadows s, json_each(s.past) j),
+		(SELECT count(*) FROM shadows s, json_each(s.past) j JOIN shadow_log l ON l.id = j.value)`).Scan(&rows, &listed, &distinct, &found); err != nil {
+		t.Fatal(err)
+	}
+	if rows != listed || listed != distinct || found != listed {
+		t.Fatalf("shadow_log: %d rows; the shadows list %d (%d distinct, %d found)", rows, listed, distinct, found)
+	}
+}
+
+// TestShadowLogKeptOutOfDeletedOwners: deleting a device or a product
+// takes its shadows' past versions out of the log, and no one else's.
+func TestShadowLogKeptOutOfDeletedOwners(t *testing.T) {
+	ctx := context.Background()
+	s := openAuth(t, filepath.Join(t.TempDir(), "s.db"), 0)
+	authSeed(t, s, "a1B2c3D4e5F", "d1", "d2")
+	authSeed(t, s, "b1B2c3D4e5F", "d1")
+	keys := []shadow.Key{{ProductKey: "a1B2c3D4e5F", DeviceName: "d1"}, {ProductKey: "a1B2c3D4e5F", DeviceName: "d1", Name: "n"},
+		{ProductKey: "a1B2c3D4e5F", DeviceName: "d2"}, {ProductKey: "b1B2c3D4e5F", DeviceName: "d1"}}
+	for _, k := range keys {
+		for v := int64(1); v <= 4; v++ {
+			if err := s.PutShadow(ctx, k, v-1, shadow.Stored{Doc: []byte(`{}`), Version: v, UpdatedAt: time.Now()}, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	logSize := func() (n int) {
+		t.Helper()
+		if err := s.w.QueryRow(`SELECT count(*) FROM shadow_log`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := logSize(); n != 8 {
+		t.Fatalf("%d log rows; want 2 for each of 4 shadows", n)
+	}
+	if err := s.DeleteDevice(ctx, "a1B2c3D4e5F", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	logHoldsListed(t, s)
+	if n := logSize(); n != 4 {
+		t.Fatalf("%d log rows after deleting d1; want 4", n)
+	}
+	if err := s.DeleteProduct(ctx, "a1B2c3D4e5F"); err != nil {
+		t.Fatal(err)
+	}
+	logHoldsListed(t, s)
+	if n := logSize(); n != 2 {
+		t.Fatalf("%d log rows after deleting the product; want 2", n)
+	}
+}
+
+func FuzzParsePast(f *testing.F) {
+	for _, s := range []string{"", "[]", "[1]", "[1,2,3]", "[ 4, 5 ]", "[0]", "[-1]", "[1,,2]", "1,2", "[9223372036854775807]", "[99999999999999999999]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := parsePast(s)
+		if err != nil {
+			return
+		}
+		for _, id := range ids {
+			if id <= 0 {
+				t.Fatalf("%q: id %d", s, id)
+			}
+		}
+		again, err := parsePast(string(appendPast(nil, ids)))
+		if err != nil || len(again) != len(ids) {
+			t.Fatalf("%q: %v read back as %v (%v)", s, ids, again, err)
+		}
+		for i := range ids {
+			if again[i] != ids[i] {
+				t.Fatalf("%q: %v read back as %v", s, ids, again)
+			}
+		}
+	})
 }
