@@ -62,11 +62,15 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 // msg "listening", as corral does) its "http" and "mqtt-tcp" listeners,
 // and stops the process when tb ends. With CORRAL_BENCH_SERVER_STDERR set
 // in the environment, the process's stderr is copied to that file (with
-// GODEBUG=gctrace=1, say). Server is left nil: bin need not be
+// GODEBUG=gctrace=1, say); with CORRAL_BENCH_SERVER_GOMAXPROCS, the
+// process runs with that GOMAXPROCS. Server is left nil: bin need not be
 // corral (bench/internal/engineproc runs the bare engine this way).
 func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
+	if n := os.Getenv("CORRAL_BENCH_SERVER_GOMAXPROCS"); n != "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+n)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/corral-iot/corral/internal/mqtt/packet"
@@ -25,6 +27,7 @@ const closeGrace = time.Second
 type conn struct {
 	srv      *Server
 	nc       net.Conn
+	raw      syscall.RawConn // nc's socket when nc is a bare one (directSocket): kicks write it at once
 	listener string
 	b        [8]byte // a packet's first bytes, read without a buffer by waitFirst: b[br:bn] not yet taken
 	br, bn   uint8
@@ -118,9 +121,87 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 
 // kickLocked starts the writer unless one runs or SessionStarted has not
 // returned yet (the CONNACK waits for it). Requires sess.mu.
+//
+// On a bare socket the kicking goroutine (a publisher's reader, routing)
+// first writes what there is itself, without waiting (writeNowLocked), as
+// a single-threaded broker does: a writer goroutine starts only for what
+// the socket did not take at once or what is left, so that a delivery
+// costs no goroutine handed between threads, and a subscriber that does
+// not read never holds up the goroutine that kicked it.
 func (c *conn) kickLocked() {
-	if c.claimWriterLocked() {
+	if !c.claimWriterLocked() {
+		return
+	}
+	if c.raw == nil || c.closing {
 		go c.flush()
+		return
+	}
+	c.writeNowLocked()
+}
+
+// writeNowLocked is kickLocked's first write: control packets, then the
+// messages the window allows, encoded and written at once without
+// waiting. The writer is released when all of it was written and nothing
+// is left; otherwise a writer goroutine goes on from where the socket
+// stopped. Requires sess.mu and the writer claimed.
+func (c *conn) writeNowLocked() {
+	s := c.sess
+	bp := c.srv.writeBuf()
+	buf := append((*bp)[:0], c.ctrl...)
+	c.ctrl = c.ctrl[:0]
+	var drops []DropReason
+	buf, drops = s.fillLocked(c, buf, time.Now(), drops)
+	*bp = buf
+	if len(drops) > 0 {
+		// Counted now, as the writer goroutine would before its write;
+		// logged and told to OnDrop off sess.mu.
+		ns := make([]uint64, len(drops))
+		for i, r := range drops {
+			ns[i] = c.srv.count.drops[r].Add(1)
+		}
+		go func(id string) {
+			for i, r := range drops {
+				c.srv.tellDrop(id, r, ns[i])
+			}
+		}(s.id)
+	}
+	n := 0
+	if len(buf) > 0 {
+		var err error
+		n, err = writeNow(c.raw, buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// An earlier writer's deadline, passed since: not the socket's.
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			n, err = writeNow(c.raw, buf)
+		}
+		if err != nil {
+			n = 0 // the writer goroutine meets the error and ends the connection
+		}
+	}
+	if n == len(buf) && len(c.ctrl) == 0 && !s.sendable(c) {
+		c.writing = false
+		c.ctrl = nil
+		c.srv.putWriteBuf(bp)
+		c.srv.wg.Done()
+		return
+	}
+	go c.flushFrom(bp, buf[n:])
+}
+
+// writeBuf takes a write buffer from the server's pool.
+func (s *Server) writeBuf() *[]byte {
+	if bp, _ := s.writeBufs.Get().(*[]byte); bp != nil {
+		return bp
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+// putWriteBuf gives bp back to the pool, unless it grew large.
+func (s *Server) putWriteBuf(bp *[]byte) {
+	if cap(*bp) <= 256<<10 {
+		*bp = (*bp)[:0]
+		s.writeBufs.Put(bp)
 	}
 }
 
@@ -183,22 +264,27 @@ func (c *conn) abortLocked(code packet.ReasonCode, reason string, r EndReason) {
 // flush is the writer: it writes control packets, then the messages the
 // window allows, until there is nothing left, and exits. When the
 // connection is closing it closes it once the control packets are out.
-func (c *conn) flush() {
+func (c *conn) flush() { c.flushFrom(c.srv.writeBuf(), nil) }
+
+// flushFrom is flush writing pending (bytes of *bp) first.
+func (c *conn) flushFrom(bp *[]byte, pending []byte) {
 	defer c.srv.wg.Done()
+	c.srv.count.writers.Add(1)
 	s := c.sess
-	bp, _ := c.srv.writeBufs.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 0, 4096)
-		bp = &b
-	}
-	defer func() {
-		if cap(*bp) <= 256<<10 {
-			*bp = (*bp)[:0]
-			c.srv.writeBufs.Put(bp)
-		}
-	}()
+	defer func() { c.srv.putWriteBuf(bp) }()
 	var drops []DropReason
 	for {
+		if len(pending) > 0 {
+			buf := pending
+			pending = nil
+			s.mu.Lock()
+			closing := c.closing
+			s.mu.Unlock()
+			if !c.write(buf, closing) {
+				return
+			}
+			continue
+		}
 		s.mu.Lock()
 		buf := append((*bp)[:0], c.ctrl...)
 		c.ctrl = c.ctrl[:0]
@@ -225,30 +311,42 @@ func (c *conn) flush() {
 		s.mu.Unlock()
 		c.srv.reportDrops(s.id, drops)
 		drops = drops[:0]
-		timeout := c.srv.opts.WriteTimeout
-		if closing {
-			timeout = closeGrace
-		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := c.nc.Write(buf); err != nil {
-			s.mu.Lock()
-			if !c.closing {
-				// A write that timed out is a client that stopped reading;
-				// any other error, a connection already gone.
-				r := EndClosed
-				if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-					r = EndSlowConsumer
-				}
-				c.closing, c.aborted, c.endReason = true, true, r
-				c.aborting.Store(true)
-			}
-			c.writing = false
-			c.ctrl = nil
-			s.mu.Unlock()
-			c.closeNC()
+		if !c.write(buf, closing) {
 			return
 		}
 	}
+}
+
+// write is the writer's write of buf, bounded by the write timeout (by
+// closeGrace when closing). A write that fails ends the connection and
+// the writer: it then says false.
+func (c *conn) write(buf []byte, closing bool) bool {
+	timeout := c.srv.opts.WriteTimeout
+	if closing {
+		timeout = closeGrace
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.nc.Write(buf)
+	if err == nil {
+		return true
+	}
+	s := c.sess
+	s.mu.Lock()
+	if !c.closing {
+		// A write that timed out is a client that stopped reading; any
+		// other error, a connection already gone.
+		r := EndClosed
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			r = EndSlowConsumer
+		}
+		c.closing, c.aborted, c.endReason = true, true, r
+		c.aborting.Store(true)
+	}
+	c.writing = false
+	c.ctrl = nil
+	s.mu.Unlock()
+	c.closeNC()
+	return false
 }
 
 // fillLocked encodes queued messages into buf while the window allows, and

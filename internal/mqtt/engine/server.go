@@ -132,7 +132,7 @@ func (s *Server) track(nc net.Conn, listener string) *conn {
 		nc.Close()
 		return nil
 	}
-	c := &conn{srv: s, nc: nc, listener: listener}
+	c := &conn{srv: s, nc: nc, listener: listener, raw: directSocket(nc)}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c

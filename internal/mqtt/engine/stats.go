@@ -44,6 +44,7 @@ type counters struct {
 	readBufs    atomic.Int64
 	received    atomic.Uint64
 	sent        atomic.Uint64
+	writers     atomic.Uint64 // writer goroutines started (tests)
 	drops       [numDropReasons]atomic.Uint64
 }
 
@@ -67,7 +68,12 @@ func (s *Server) Stats() Stats {
 // dropped counts a drop, logs it sampled (the 1st, then every 1,000th of a
 // reason) and tells OnDrop. Never called with a lock held.
 func (s *Server) dropped(clientID string, r DropReason) {
-	n := s.count.drops[r].Add(1)
+	s.tellDrop(clientID, r, s.count.drops[r].Add(1))
+}
+
+// tellDrop logs the nth drop of its reason sampled and tells OnDrop: the
+// part of dropped that is never done with a lock held.
+func (s *Server) tellDrop(clientID string, r DropReason, n uint64) {
 	if n == 1 || n%1000 == 0 {
 		s.log.Warn("mqtt engine: message dropped", "client", clientID, "reason", r.String(), "total", n)
 	}

@@ -1,0 +1,63 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/corral-iot/corral/internal/mqtt/packet"
+)
+
+// TestKickWritesAtOnce: deliveries to a subscriber that reads are written
+// by the goroutine that routes them, not by a writer goroutine each.
+func TestKickWritesAtOnce(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("writes from the kicking goroutine are Linux's")
+	}
+	srv, addr := start(t, Options{})
+	sub, _ := mustConnect(t, addr, conn3("sub", true))
+	sub.subscribe(1, nil, packet.Subscription{Filter: "t"})
+	pub, _ := mustConnect(t, addr, conn3("pub", true))
+	before := srv.count.writers.Load()
+	for i := range 200 {
+		pub.send(&packet.Publish{Topic: "t", Payload: fmt.Appendf(nil, "%d", i)})
+		if p := sub.recvPublish(); string(p.Payload) != fmt.Sprint(i) {
+			t.Fatalf("got %q, want %d", p.Payload, i)
+		}
+	}
+	if n := srv.count.writers.Load() - before; n > 20 {
+		t.Fatalf("%d writer goroutines started for 200 deliveries", n)
+	}
+}
+
+// TestKickLeavesTheRestToAWriter: what a subscriber's full socket does
+// not take at once is written, in order and whole, by a writer goroutine,
+// and the publisher whose goroutine kicked it is not held up meanwhile.
+func TestKickLeavesTheRestToAWriter(t *testing.T) {
+	srv, addr := start(t, Options{QueueBytes: 64 << 20})
+	sub, _ := mustConnect(t, addr, conn3("sub", true))
+	sub.subscribe(1, nil, packet.Subscription{Filter: "t"})
+	pub, _ := mustConnect(t, addr, conn3("pub", true))
+	before := srv.count.writers.Load()
+	const n, size = 300, 32 << 10
+	for i := range n {
+		pub.send(&packet.Publish{Topic: "t", Payload: bytes.Repeat([]byte{byte(i)}, size)})
+	}
+	// The subscriber has read nothing: the publisher is still served.
+	pub.send(&packet.Pingreq{})
+	if p, ok := pub.recv().(*packet.Pingresp); !ok {
+		t.Fatalf("publisher got %v, want PINGRESP", p)
+	}
+	if srv.count.writers.Load() == before {
+		t.Fatal("no writer goroutine took what the socket did not")
+	}
+	for i := range n {
+		p := sub.recvPublish()
+		if len(p.Payload) != size || p.Payload[0] != byte(i) || p.Payload[size-1] != byte(i) {
+			t.Fatalf("message %d: %d bytes of %d", i, len(p.Payload), p.Payload[0])
+		}
+	}
+	sub.silent(100 * time.Millisecond)
+}
