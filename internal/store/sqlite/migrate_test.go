@@ -22,19 +22,10 @@ import (
 func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	db, p := rawDB(t, path)
-	if _, err := p.UpTo(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	olderDB(t, path, 11,
 		`INSERT INTO accounts(id, name, created_at) VALUES ('acc1', 'one', 0)`,
 		`INSERT INTO products(product_key, account_id, name, node_type, auth_type, dyn_reg, secret, created_at) VALUES ('PK000000001', 'acc1', 'old', 'direct', 'secret', 'off', x'00', 0)`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	)
 
 	s, err := Open(ctx, path, Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -71,19 +62,10 @@ func TestMigratedProductsKeepEveryUserTopic(t *testing.T) {
 func TestShadowHistoryAcross00023(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	db, p := rawDB(t, path)
-	if _, err := p.UpTo(ctx, 22); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	olderDB(t, path, 22,
 		`INSERT INTO shadows(product_key, device_name, name, doc, version, updated_at) VALUES ('PK000000001', 'd', '', '{"v":3}', 3, 3000)`,
 		`INSERT INTO shadow_history(product_key, device_name, name, version, doc, updated_at) VALUES ('PK000000001', 'd', '', 2, '{"v":2}', 2000), ('PK000000001', 'd', '', 3, '{"v":3}', 3000)`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	)
 
 	s, err := Open(ctx, path, Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -113,7 +95,7 @@ func TestShadowHistoryAcross00023(t *testing.T) {
 	}
 	s.Close()
 
-	db, p = rawDB(t, path)
+	db, p := rawDB(t, path)
 	defer db.Close()
 	if _, err := p.DownTo(ctx, 22); err != nil {
 		t.Fatal(err)
@@ -131,11 +113,7 @@ func TestShadowHistoryAcross00023(t *testing.T) {
 func TestShadowHistoryAcross00024(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	db, p := rawDB(t, path)
-	if _, err := p.UpTo(ctx, 23); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	olderDB(t, path, 23,
 		// a: current version 5 kept, 3 and 4 superseded; b: written before
 		// 00023, its current version 3 kept in shadow_history too; c: the
 		// same, its current version not kept; d: a tombstone with a stray
@@ -148,12 +126,7 @@ func TestShadowHistoryAcross00024(t *testing.T) {
 			('PK000000001', 'a', '', 4, '{"v":4}', 4000), ('PK000000001', 'a', '', 3, '{"v":3}', 3000),
 			('PK000000001', 'b', '', 2, '{"v":2}', 2000), ('PK000000001', 'b', '', 3, '{"v":3}', 3000),
 			('PK000000001', 'c', '', 1, '{"v":1}', 1000), ('PK000000001', 'd', '', 6, '{"v":6}', 6000)`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	)
 
 	s, err := Open(ctx, path, Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -195,7 +168,7 @@ func TestShadowHistoryAcross00024(t *testing.T) {
 	logHoldsListed(t, s)
 	s.Close()
 
-	db, p = rawDB(t, path)
+	db, p := rawDB(t, path)
 	defer db.Close()
 	if _, err := p.DownTo(ctx, 23); err != nil {
 		t.Fatal(err)
@@ -215,6 +188,22 @@ func TestShadowHistoryAcross00024(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "a4 a5 b2 c1" {
 		t.Fatalf("shadow_history after migrating down: %v; want a4 a5 b2 c1", got)
+	}
+}
+
+// olderDB makes the database at path as corral left it at migration
+// version, then runs stmts on it.
+func olderDB(t *testing.T, path string, version int64, stmts ...string) {
+	t.Helper()
+	db, p := rawDB(t, path)
+	defer db.Close()
+	if _, err := p.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
