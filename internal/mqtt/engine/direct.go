@@ -103,7 +103,7 @@ func (s *Server) Discard(clientID string) bool {
 	s.count.sessions.Add(-1)
 	ss.mu.Unlock()
 	s.mu.Unlock()
-	s.router.RemoveClient(clientID)
+	s.removeSubs(clientID)
 	if s.dur != nil {
 		// The stored session is deleted on a goroutine of its own: the
 		// delete waits for batches holding its copies, and Discard may be

@@ -52,6 +52,13 @@ type Server struct {
 	// flushes.
 	readBufs, writeBufs sync.Pool
 
+	// subMu orders a session's subscriptions in the router (keyed by
+	// client id) with the removal of an ended session's: an ended session's
+	// are removed only while no newer session of its id exists, and a new
+	// session removes whatever its id still has before its reader starts
+	// (removeSubs, afterTakeover). Taken before the router and mu.
+	subMu sync.Mutex
+
 	mu          sync.RWMutex
 	sessions    map[string]*session
 	handlers    map[string]func(*Message)
@@ -425,6 +432,9 @@ func (s *Server) attach(c *conn, clean bool, ack *packet.Connack) takeover {
 		ss.created = time.Now()
 		s.sessions[id] = ss
 		s.count.sessions.Add(1)
+		// An ended session of this id whose subscriptions are not yet out
+		// of the router (its end finishing) leaves none to this one.
+		t.removed = id
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -489,7 +499,9 @@ func (s *Server) recheckRights(c *conn) {
 // not started), the old connection's end is reported, wills go out.
 func (s *Server) afterTakeover(t takeover) {
 	if t.removed != "" {
+		s.subMu.Lock()
 		s.router.RemoveClient(t.removed)
+		s.subMu.Unlock()
 	}
 	if t.oldStarted != nil {
 		// The displaced connection's CONNECT raced this one: its
@@ -549,7 +561,7 @@ func (s *Server) detach(c *conn, r EndReason) {
 		c.closeNC()
 	}
 	if removed {
-		s.router.RemoveClient(ss.id)
+		s.removeSubs(ss.id)
 	}
 	if detached && r != EndShutdown {
 		s.syncSession(ss.id)
@@ -598,10 +610,24 @@ func (s *Server) expire(ss *session, gen uint64) {
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
-	s.router.RemoveClient(ss.id)
+	s.removeSubs(ss.id)
 	s.syncSession(ss.id)
 	if w != nil {
 		s.publishWill(*w)
+	}
+}
+
+// removeSubs removes an ended session's subscriptions from the router,
+// unless a newer session of its id exists by now: that one removed them
+// (attach) before it could subscribe, and what it has are its own.
+func (s *Server) removeSubs(id string) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.mu.RLock()
+	_, newer := s.sessions[id]
+	s.mu.RUnlock()
+	if !newer {
+		s.router.RemoveClient(id)
 	}
 }
 
@@ -699,15 +725,23 @@ func (s *Server) Accepts(clientID string) bool {
 // subscribe adds one subscription of ss and says whether retained messages
 // are due for it (not shared; Retain Handling 0, or 1 and new).
 func (s *Server) subscribe(ss *session, filter string, o subs.Options, shared bool) bool {
-	isNew := s.router.Subscribe(ss.id, filter, o)
+	// Under subMu, a session found live is not removed from the router
+	// before this subscription is in it (removeSubs then takes it out
+	// with the rest); one found ended subscribes nothing, which could
+	// otherwise land on a newer session of its id.
+	s.subMu.Lock()
 	ss.mu.Lock()
 	ended := ss.ended
 	if !ended {
 		ss.setSubLocked(filter, o)
 	}
 	ss.mu.Unlock()
+	var isNew bool
+	if !ended {
+		isNew = s.router.Subscribe(ss.id, filter, o)
+	}
+	s.subMu.Unlock()
 	if ended {
-		s.router.Unsubscribe(ss.id, filter)
 		return false
 	}
 	s.storeSubscribe(ss, filter, o)

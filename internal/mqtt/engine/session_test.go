@@ -385,3 +385,29 @@ func TestResendWithinReceiveMaximum(t *testing.T) {
 	c.silent(100 * time.Millisecond)
 	eventually(t, "nothing in flight", func() bool { in, _ := s.SessionByID("rw"); return in.Inflight == 0 && in.Queued == 0 })
 }
+
+// TestQuickReconnectKeepsNewSubscriptions: a client that disconnects and
+// comes straight back with the same id (a new clean session) keeps the
+// subscriptions it makes then: the old session's end, finishing late,
+// does not remove them.
+func TestQuickReconnectKeepsNewSubscriptions(t *testing.T) {
+	srv, addr := start(t, Options{})
+	for i := range 300 {
+		old, _ := mustConnect(t, addr, conn3("again", true))
+		old.subscribe(1, nil, packet.Subscription{Filter: "q"})
+		old.send(&packet.Disconnect{})
+		old.c.Close()
+		cl, _ := mustConnect(t, addr, conn3("again", true))
+		cl.subscribe(2, nil, packet.Subscription{Filter: "q"})
+		time.Sleep(time.Millisecond) // the old session's end has come by now, early or late
+		if err := srv.Publish(Message{Topic: "q", Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := cl.read(wait); err != nil {
+			t.Fatalf("round %d: the new session's subscription is gone: %v", i, err)
+		} else if _, ok := p.(*packet.Publish); !ok {
+			t.Fatalf("round %d: got %v", i, p)
+		}
+		cl.c.Close()
+	}
+}
