@@ -363,19 +363,16 @@ func DeleteAWS(doc Document, now time.Time) (Tombstone, []byte) {
 
 // SetReportedLeaf is the update {"state":{"reported":{key:value}}} that
 // corral makes itself (a device's presence), without parsing a request:
-// value is a leaf (bool, string or json.Number), meta its metadata leaf
-// ({"timestamp":T} when nil; a "reason" beside the timestamp is kept). The
+// value is a leaf (bool, string or json.Number), stamped now with reason
+// beside the time when not empty. The
 // result has Next, Delta and Stored but no update/accepted or
 // update/documents payload, which no client asked for. Refusals are those
 // of ApplyAWS that such an update can meet: the version at its end (409)
 // and the size after the merge (413).
-func SetReportedLeaf(doc Document, key string, value any, meta map[string]any, now time.Time, lim Limits) (UpdateAWS, error) {
+func SetReportedLeaf(doc Document, key string, value any, reason string, now time.Time, lim Limits) (UpdateAWS, error) {
 	ts := now.Unix()
 	if doc.Version >= math.MaxInt64 {
 		return UpdateAWS{}, &ErrorAWS{Code: 409, Message: MsgVersionConflict, Timestamp: ts}
-	}
-	if meta == nil {
-		meta = stamp(ts)
 	}
 	next := doc.clone()
 	next.Version++
@@ -385,7 +382,7 @@ func SetReportedLeaf(doc Document, key string, value any, meta map[string]any, n
 	if next.Metadata.Reported == nil {
 		next.Metadata.Reported = map[string]any{}
 	}
-	next.Reported[key], next.Metadata.Reported[key] = value, meta
+	next.Reported[key], next.Metadata.Reported[key] = value, Stamp{At: ts, Reason: reason}
 	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
 	if len(desired)+len(reported) > lim.maxStateBytes() {
 		return UpdateAWS{}, &ErrorAWS{Code: 413, Message: MsgTooLarge, Timestamp: ts}

@@ -20,6 +20,11 @@ type decoder struct {
 	b   []byte
 	i   int
 	buf []byte // unescaped string bytes
+	// stored: the text is a stored document (Parse), whose top-level
+	// "metadata" member is read with stamps set: there an object that is
+	// exactly {"timestamp":N}, N an integer, decodes as Stamp{At: N} (what
+	// normalize would make of it) rather than as a map of one key.
+	stored, stamps bool
 }
 
 // decodeJSON decodes b, one JSON value with optional whitespace around it
@@ -39,7 +44,17 @@ func decodeJSON(b []byte) (v any, ok bool) {
 // it is an object, ignoring what follows it as a json.Decoder does; ok is
 // false otherwise.
 func decodeFirstObject(b []byte) (map[string]any, bool) {
-	d := decoder{b: b}
+	return decodeFirst(decoder{b: b})
+}
+
+// decodeStored is decodeFirstObject for a stored document, its metadata
+// leaves read as Stamps where they are only a timestamp (decoder.stored).
+func decodeStored(b []byte) (map[string]any, bool) {
+	return decodeFirst(decoder{b: b, stored: true})
+}
+
+func decodeFirst(d decoder) (map[string]any, bool) {
+	b := d.b
 	d.space()
 	if d.i == len(b) || b[d.i] != '{' {
 		return nil, false
@@ -69,6 +84,11 @@ func (d *decoder) value(nest int) (any, bool) {
 	}
 	switch c := d.b[d.i]; c {
 	case '{':
+		if d.stamps {
+			if st, ok := d.stamp(); ok {
+				return st, true
+			}
+		}
 		return d.object(nest + 1)
 	case '[':
 		return d.array(nest + 1)
@@ -121,7 +141,14 @@ func (d *decoder) object(nest int) (any, bool) {
 			return nil, false
 		}
 		d.i++
+		metadata := d.stored && nest == 1 && k == "metadata"
+		if metadata {
+			d.stamps = true
+		}
 		v, ok := d.value(nest)
+		if metadata {
+			d.stamps = false
+		}
 		if !ok {
 			return nil, false
 		}
@@ -132,6 +159,53 @@ func (d *decoder) object(nest int) (any, bool) {
 			return m, true
 		}
 	}
+}
+
+// stamp reads the object at d.i when it is exactly {"timestamp":N} (N an
+// integer of at most 18 digits, whitespace anywhere JSON allows it) as a
+// Stamp; otherwise it reads nothing and says false, and the object is
+// read as any other.
+func (d *decoder) stamp() (Stamp, bool) {
+	start := d.i
+	d.i++ // {
+	d.space()
+	const key = `"timestamp"`
+	if !d.literal(key) {
+		d.i = start
+		return Stamp{}, false
+	}
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != ':' {
+		d.i = start
+		return Stamp{}, false
+	}
+	d.i++
+	d.space()
+	neg := d.i < len(d.b) && d.b[d.i] == '-'
+	if neg {
+		d.i++
+	}
+	j := digits(d.b, d.i)
+	n := j - d.i
+	if n == 0 || n > 18 || n > 1 && d.b[d.i] == '0' {
+		d.i = start
+		return Stamp{}, false
+	}
+	var v int64
+	for _, c := range d.b[d.i:j] {
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	d.i = j
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != '}' {
+		d.i = start
+		return Stamp{}, false
+	}
+	d.i++
+	return Stamp{At: v}, true
 }
 
 // sep reads what follows a member or an element: a comma (more follow) or

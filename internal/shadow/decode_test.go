@@ -160,7 +160,53 @@ func diffSeeds(t testing.TB) []string {
 		`{"method":"update","state":{"reported":{}},"version":9007199254740993}`,
 		`{"state":{"desired":{"l":[{"a":1}]},"reported":{"n":1e400}},"metadata":{"desired":{"l":{"timestamp":17}},"reported":{"n":{"timestamp":"x"}}},"version":1} trailing`,
 		`{"state":{},"version":-1}`, `{"state":{},"version":1e3}`, ` [ {"state":{}} ]`,
+		// Stored metadata leaves: the forms Parse reads as a Stamp at once
+		// and those it leaves to normalize.
+		`{"state":{"reported":{"a":1,"b":2,"c":3,"d":4}},"metadata":{"reported":{"a":{"timestamp":17},"b":{ "timestamp" : -0 },"c":{"timestamp":0},"d":{"timestamp":-5}}},"version":2}`,
+		`{"state":{"reported":{"a":1,"b":2,"c":3,"d":4,"e":5}},"metadata":{"reported":{"a":{"timestamp":1.5},"b":{"timestamp":1e9},"c":{"timestamp":017},"d":{"timestamp":1234567890123456789},"e":{"timestamp":99999999999999999999}}},"version":2}`,
+		`{"state":{"reported":{"a":1,"b":2,"c":3}},"metadata":{"reported":{"a":{"t\u0069mestamp":17},"b":{"timestamp":17,"timestamp":18},"c":{"reason":"gone","timestamp":19}}},"version":2}`,
+		`{"state":{"reported":{"a":1,"b":2,"c":{"d":1}}},"metadata":{"reported":{"a":{"timestamp":17,"reason":5},"b":{"timestamp":"17"},"c":{"timestamp":7},"x":{"timestamp":1}}},"version":2}`,
+		`{"state":{"reported":{"timestamp":{"timestamp":1}}},"metadata":{"reported":{"timestamp":{"timestamp":{"timestamp":8}}}},"version":2}`,
+		`{"state":{"desired":{"a":1}},"metadata":{"desired":{"timestamp":5}},"version":2}`,
+		`{"state":{"desired":{"a":1}},"metadata":{"desired":{"a":{"timestamp":5}}},"version":2,"metadata":{"desired":{"a":{"timestamp":6}}}}`,
+		`{"state":{"desired":{"a":1}},"metadata":{"desired":{"a":{"timestamp":5 `,
 	)
+}
+
+// TestParseStamps: Parse reads stored metadata leaves as Stamps, the
+// reason kept, whatever form they were stored in; a state key named
+// "timestamp" stays state.
+func TestParseStamps(t *testing.T) {
+	d, err := Parse([]byte(`{"state":{"reported":{"a":1,"b":2,"timestamp":{"timestamp":3}}},` +
+		`"metadata":{"reported":{"a":{"timestamp":17},"b":{"reason":"gone","timestamp":18},` +
+		`"timestamp":{"timestamp":{ "timestamp" : 19 }}}},"version":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"a": Stamp{At: 17}, "b": Stamp{At: 18, Reason: "gone"},
+		"timestamp": map[string]any{"timestamp": Stamp{At: 19}}}
+	if !reflect.DeepEqual(d.Metadata.Reported, want) {
+		t.Fatalf("metadata %#v, want %#v", d.Metadata.Reported, want)
+	}
+	if st, ok := d.Reported["timestamp"].(map[string]any); !ok || st["timestamp"] != json.Number("3") {
+		t.Fatalf("state %#v", d.Reported)
+	}
+	if b, _ := d.MarshalJSON(); string(b) != `{"state":{"reported":{"a":1,"b":2,"timestamp":{"timestamp":3}}},`+
+		`"metadata":{"reported":{"a":{"timestamp":17},"b":{"reason":"gone","timestamp":18},"timestamp":{"timestamp":{"timestamp":19}}}},"version":4}` {
+		t.Fatalf("stored form %s", b)
+	}
+}
+
+// TestParseStampsOnlyInMetadata: a state object that looks like a
+// timestamp, read after the metadata, stays state.
+func TestParseStampsOnlyInMetadata(t *testing.T) {
+	d, err := Parse([]byte(`{"metadata":{"reported":{"x":{"timestamp":{"timestamp":1}}}},"state":{"reported":{"x":{"timestamp":5}}},"version":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, ok := d.Reported["x"].(map[string]any); !ok || x["timestamp"] != json.Number("5") {
+		t.Fatalf("state %#v", d.Reported)
+	}
 }
 
 func TestDiffSeeds(t *testing.T) {

@@ -213,7 +213,7 @@ var ErrStored = errors.New("shadow: stored document")
 // pass (decode.go); a b that is not JSON or not an object is read again by
 // encoding/json, whose error the result wraps.
 func Parse(b []byte) (Document, error) {
-	top, ok := decodeFirstObject(b)
+	top, ok := decodeStored(b)
 	if !ok { // not JSON or not an object: encoding/json's words for which
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()

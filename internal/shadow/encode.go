@@ -10,7 +10,7 @@ import (
 // appendJSON appends v as marshal encodes it (encoding/json without HTML
 // escaping: the same bytes) when v is made only of what state and
 // metadata trees hold — maps, arrays, strings, numbers, booleans, nil,
-// int64 timestamps, Metadata and wireState — and reports false, having
+// int64 timestamps, Stamps, Metadata and wireState — and reports false, having
 // appended an unspecified prefix, for anything else. It spares the
 // update path encoding/json's reflection, about a tenth of an update's
 // cost at 10,000 devices.
@@ -34,6 +34,8 @@ func appendJSON(b []byte, v any) ([]byte, bool) {
 		return strconv.AppendInt(b, t, 10), true
 	case int:
 		return strconv.AppendInt(b, int64(t), 10), true
+	case Stamp:
+		return appendStamp(b, t), true
 	case map[string]any:
 		return appendObject(b, t)
 	case []any:
@@ -70,6 +72,17 @@ func appendJSON(b []byte, v any) ([]byte, bool) {
 		return append(b, '}'), true
 	}
 	return b, false
+}
+
+// appendStamp appends a metadata leaf as the object it stands for, keys
+// sorted: {"reason":…,"timestamp":T}, or {"timestamp":T} without a reason.
+func appendStamp(b []byte, s Stamp) []byte {
+	b = append(b, '{')
+	if s.Reason != "" {
+		b = append(appendString(append(b, `"reason":`...), s.Reason), ',')
+	}
+	b = strconv.AppendInt(append(b, `"timestamp":`...), s.At, 10)
+	return append(b, '}')
 }
 
 // appendObject appends a map with its keys sorted, as encoding/json does.

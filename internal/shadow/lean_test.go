@@ -72,7 +72,7 @@ func TestSetReportedLeaf(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := SetReportedLeaf(doc, "connected", connected, nil, at, Limits{})
+			got, err := SetReportedLeaf(doc, "connected", connected, "", at, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,12 +80,11 @@ func TestSetReportedLeaf(t *testing.T) {
 				t.Fatalf("%s, %v:\n got %s delta %s\nwant %s delta %s", name, connected, got.Stored, got.Delta, want.Stored, want.Delta)
 			}
 			// With a reason: the metadata leaf as given, in Next and its stored form.
-			md := map[string]any{"timestamp": at.Unix(), "reason": "MQTT_KEEP_ALIVE_TIMEOUT"}
-			got, err = SetReportedLeaf(doc, "connected", connected, md, at, Limits{})
+			got, err = SetReportedLeaf(doc, "connected", connected, "MQTT_KEEP_ALIVE_TIMEOUT", at, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			want.Next.Metadata.Reported["connected"] = md
+			want.Next.Metadata.Reported["connected"] = map[string]any{"timestamp": at.Unix(), "reason": "MQTT_KEEP_ALIVE_TIMEOUT"}
 			if b, _ := want.Next.MarshalJSON(); !bytes.Equal(got.Stored, b) || !got.Next.Equal(want.Next) {
 				t.Fatalf("%s, %v with a reason:\n got %s\nwant %s", name, connected, got.Stored, b)
 			}
@@ -101,13 +100,13 @@ func TestSetReportedLeaf(t *testing.T) {
 	}
 	before, _ := big.Next.MarshalJSON()
 	var e *ErrorAWS
-	if _, err := SetReportedLeaf(big.Next, "connected", true, nil, now, Limits{}); !errors.As(err, &e) || e.Code != 413 {
+	if _, err := SetReportedLeaf(big.Next, "connected", true, "", now, Limits{}); !errors.As(err, &e) || e.Code != 413 {
 		t.Fatalf("over the limit: %v", err)
 	}
 	if after, _ := big.Next.MarshalJSON(); !bytes.Equal(before, after) {
 		t.Fatal("a refused update changed the document")
 	}
-	if _, err := SetReportedLeaf(Document{Version: math.MaxInt64}, "connected", true, nil, now, Limits{}); !errors.As(err, &e) || e.Code != 409 {
+	if _, err := SetReportedLeaf(Document{Version: math.MaxInt64}, "connected", true, "", now, Limits{}); !errors.As(err, &e) || e.Code != 409 {
 		t.Fatalf("at the last version: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ func BenchmarkPresence(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	md := map[string]any{"timestamp": now.Unix(), "reason": "CLIENT_INITIATED_DISCONNECT"}
+	md := Stamp{At: now.Unix(), Reason: "CLIENT_INITIATED_DISCONNECT"}
 	b.Run("request", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
@@ -29,7 +29,7 @@ func BenchmarkPresence(b *testing.B) {
 	b.Run("leaf", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if _, err := SetReportedLeaf(doc.Next, "connected", false, md, now, Limits{}); err != nil {
+			if _, err := SetReportedLeaf(doc.Next, "connected", false, md.Reason, now, Limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}

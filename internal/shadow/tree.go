@@ -12,9 +12,9 @@ import (
 // for objects, []any for arrays, json.Number, string, bool and nil. Maps
 // marshal with sorted keys, so every payload built from trees is
 // deterministic. Metadata trees have the shape of the state they describe,
-// each leaf being {"timestamp":T}; which nodes are leaves is always read
-// from the state tree, never guessed from the metadata (a state key may be
-// called "timestamp").
+// each leaf being a Stamp ({"timestamp":T} on the wire); which nodes are
+// leaves is always read from the state tree, never guessed from the
+// metadata (a state key may be called "timestamp").
 
 // MaxDepth is the deepest a desired or reported section may nest: the
 // section object is level 1, so {"a":{"b":{"c":{"d":{"e":{"f":1}}}}}} is 6.
@@ -146,8 +146,42 @@ func cloneMap(m map[string]any) map[string]any {
 	return c
 }
 
+// Stamp is a metadata leaf: {"timestamp":At}, with "reason" beside it when
+// Reason is set (presence writes why a session ended on
+// reported.connected). Every leaf of a Document's metadata is a Stamp, a
+// value shared freely: as a map of one key each leaf cost a few hundred
+// bytes, made, copied and parsed again by every update.
+type Stamp struct {
+	At     int64  // epoch seconds
+	Reason string // empty: none
+}
+
+// MarshalJSON is the leaf's wire form.
+func (s Stamp) MarshalJSON() ([]byte, error) { return appendStamp(nil, s), nil }
+
 // stamp is one metadata leaf.
-func stamp(ts int64) map[string]any { return map[string]any{"timestamp": ts} }
+func stamp(ts int64) any { return Stamp{At: ts} }
+
+// leafStamp is the Stamp of a metadata leaf as stored: a Stamp, or the
+// object {"timestamp":T[,"reason":R]} (T 0 when absent or not an integer;
+// a reason that is not a non-empty string dropped).
+func leafStamp(v any) Stamp {
+	switch t := v.(type) {
+	case Stamp:
+		return t
+	case map[string]any:
+		var st Stamp
+		switch n := t["timestamp"].(type) {
+		case json.Number:
+			st.At, _ = n.Int64()
+		case int64:
+			st.At = n
+		}
+		st.Reason, _ = t["reason"].(string)
+		return st
+	}
+	return Stamp{}
+}
 
 // metaFor mirrors a request tree: every leaf (arrays and nulls included)
 // becomes {"timestamp":ts}. It is the metadata of update/accepted.
@@ -201,39 +235,45 @@ func merge(state, meta, upd map[string]any, ts int64) {
 
 // normalize makes a tree loaded from storage hold to merge's invariants:
 // empty objects pruned, nulls dropped, and meta rebuilt in the shape of
-// state (a leaf without a stored timestamp gets 0; a leaf's string
-// "reason", which the service writes on reported.connected, is kept).
+// state, each leaf a Stamp (its timestamp 0 when none was stored; a
+// leaf's string "reason", which the service writes on reported.connected,
+// kept). It works in place: both trees must be the caller's own (just
+// decoded), and are what it returns.
 func normalize(state, meta map[string]any) (map[string]any, map[string]any) {
-	outS, outM := map[string]any{}, map[string]any{}
-	for k, v := range state {
-		m, _ := meta[k].(map[string]any)
-		switch t := v.(type) {
-		case nil:
-			continue
-		case map[string]any:
-			s, sm := normalize(t, m)
-			if len(s) > 0 {
-				outS[k], outM[k] = s, sm
-			}
-		default:
-			var ts int64
-			switch n := m["timestamp"].(type) {
-			case json.Number:
-				ts, _ = n.Int64()
-			case int64:
-				ts = n
-			}
-			st := stamp(ts)
-			if r, ok := m["reason"].(string); ok && r != "" {
-				st["reason"] = r // presence: why the session ended (see Stamp)
-			}
-			outS[k], outM[k] = v, st
+	for k := range meta {
+		if _, ok := state[k]; !ok {
+			delete(meta, k)
 		}
 	}
-	if len(outS) == 0 {
+	for k, v := range state {
+		switch t := v.(type) {
+		case nil:
+			delete(state, k)
+			delete(meta, k)
+		case map[string]any:
+			m, _ := meta[k].(map[string]any)
+			if s, sm := normalize(t, m); s != nil {
+				if meta == nil {
+					meta = map[string]any{}
+				}
+				meta[k] = sm
+			} else {
+				delete(state, k)
+				delete(meta, k)
+			}
+		default:
+			if meta == nil {
+				meta = map[string]any{}
+			}
+			if _, ok := meta[k].(Stamp); !ok {
+				meta[k] = leafStamp(meta[k])
+			}
+		}
+	}
+	if len(state) == 0 {
 		return nil, nil
 	}
-	return outS, outM
+	return state, meta
 }
 
 // delta is every desired leaf that differs from reported (absent from it
@@ -245,8 +285,8 @@ func delta(desired, dMeta, reported map[string]any) (map[string]any, map[string]
 	for k, d := range desired {
 		r, inReported := reported[k]
 		var v, vm any
-		dm, _ := dMeta[k].(map[string]any)
 		if dObj, ok := d.(map[string]any); ok {
+			dm, _ := dMeta[k].(map[string]any)
 			rObj, _ := r.(map[string]any) // a leaf in reported: the whole object differs
 			s, sm := delta(dObj, dm, rObj)
 			if s == nil {
@@ -257,7 +297,7 @@ func delta(desired, dMeta, reported map[string]any) (map[string]any, map[string]
 			if inReported && equal(d, r) {
 				continue
 			}
-			v, vm = clone(d), clone(any(dm))
+			v, vm = clone(d), dMeta[k] // a Stamp: shared
 		}
 		if out == nil {
 			out, outMeta = map[string]any{}, map[string]any{}

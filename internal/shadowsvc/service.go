@@ -780,11 +780,10 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 // side builds the latter from the stored forms when someone subscribed to
 // it. The metadata leaf of a session's end says why, beside when.
 func presenceNext(doc shadow.Document, connected bool, reason string, at time.Time, set Settings) (shadow.UpdateAWS, []byte, error) {
-	var md map[string]any
-	if !connected && reason != "" {
-		md = map[string]any{"timestamp": at.Unix(), "reason": reason}
+	if connected {
+		reason = ""
 	}
-	res, err := shadow.SetReportedLeaf(doc, "connected", connected, md, at, set.limits())
+	res, err := shadow.SetReportedLeaf(doc, "connected", connected, reason, at, set.limits())
 	return res, res.Stored, err
 }
 

@@ -308,7 +308,7 @@ func TestPresence(t *testing.T) {
 	if err != nil || doc.Version != 2 || doc.Reported["connected"] != false {
 		t.Fatalf("doc %+v %v", doc, err)
 	}
-	if md := doc.Metadata.Reported["connected"].(map[string]any); fmt.Sprint(md["timestamp"]) != fmt.Sprint(at.Add(time.Minute).Unix()) || md["reason"] != "keepalive timeout" {
+	if md, _ := doc.Metadata.Reported["connected"].(shadow.Stamp); md != (shadow.Stamp{At: at.Add(time.Minute).Unix(), Reason: "keepalive timeout"}) {
 		t.Fatalf("connected metadata %v", md)
 	}
 	// Back online: a fresh stamp, no reason.
@@ -316,7 +316,7 @@ func TestPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, _ = e.svc.Document(ctx, e.key("dev1", ""))
-	if md := doc.Metadata.Reported["connected"].(map[string]any); md["reason"] != nil || doc.Reported["connected"] != true {
+	if md, ok := doc.Metadata.Reported["connected"].(shadow.Stamp); !ok || md != (shadow.Stamp{At: at.Add(2 * time.Minute).Unix()}) || doc.Reported["connected"] != true {
 		t.Fatalf("reconnected: %v %v", doc.Reported, md)
 	}
 	ch := e.rec.take()
