@@ -63,14 +63,18 @@ func Start(tb testing.TB, bin string, extra ...string) *Proc {
 // and stops the process when tb ends. With CORRAL_BENCH_SERVER_STDERR set
 // in the environment, the process's stderr is copied to that file (with
 // GODEBUG=gctrace=1, say); with CORRAL_BENCH_SERVER_GOMAXPROCS, the
-// process runs with that GOMAXPROCS. Server is left nil: bin need not be
+// process runs with that GOMAXPROCS, and CORRAL_BENCH_SERVER_ENV
+// (space-separated NAME=value pairs: "GOGC=200 GODEBUG=gctrace=1") is
+// added to its environment. Server is left nil: bin need not be
 // corral (bench/internal/engineproc runs the bare engine this way).
 func Exec(tb testing.TB, bin string, args ...string) *Proc {
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = os.Environ()
 	if n := os.Getenv("CORRAL_BENCH_SERVER_GOMAXPROCS"); n != "" {
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+n)
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+n)
 	}
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("CORRAL_BENCH_SERVER_ENV"))...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
