@@ -70,8 +70,12 @@ const (
 	// qLogSupersede appends the live shadow's current version to the log.
 	qLogSupersede = `INSERT INTO shadow_log(version, doc, updated_at)
 		SELECT version, doc, updated_at FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`
-	qLogDrop     = `DELETE FROM shadow_log WHERE id = ?`
-	qLogDropList = `DELETE FROM shadow_log WHERE id IN (SELECT value FROM json_each(?))`
+	// qShadowUpdateIf is qShadowUpdate for an update made from a
+	// pastHint, without reading first: it changes nothing unless the row
+	// holds the hint's version, kept and past.
+	qShadowUpdateIf = qShadowUpdate + ` AND kept = ? AND past IS ?`
+	qLogDrop        = `DELETE FROM shadow_log WHERE id = ?`
+	qLogDropList    = `DELETE FROM shadow_log WHERE id IN (SELECT value FROM json_each(?))`
 )
 
 // PutShadow implements shadow.Store.
@@ -136,6 +140,8 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // needs set by prepPut.
 type putStmts struct {
 	create, insert, past, update, supersede, drop, dropList *sql.Stmt
+	updateIf                                                *sql.Stmt
+	hints                                                   *pastHints
 }
 
 // prepPut sets the statements p needs.
@@ -150,6 +156,7 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		}
 		return nil
 	}
+	st.hints = s.hints
 	switch {
 	case p.Prev == shadow.NoneStored:
 		return need(&st.insert, qShadowInsert)
@@ -159,7 +166,8 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 	for _, q := range []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&st.past, qShadowPast}, {&st.update, qShadowUpdate}, {&st.supersede, qLogSupersede}, {&st.drop, qLogDrop}, {&st.dropList, qLogDropList}} {
+	}{{&st.past, qShadowPast}, {&st.update, qShadowUpdate}, {&st.supersede, qLogSupersede}, {&st.drop, qLogDrop}, {&st.dropList, qLogDropList},
+		{&st.updateIf, qShadowUpdateIf}} {
 		if err := need(q.dst, q.q); err != nil {
 			return err
 		}
@@ -193,19 +201,29 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
+		stmts.hints.forget(k)
 		return shadow.ErrStale // nothing changed
 	}
+	stmts.hints.set(k, pastHint{version: st.Version, kept: kept})
 	return nil
 }
 
 // updateOne replaces the live shadow at version p.Prev (ErrStale, nothing
-// changed, when there is none), keeping the newest p.Keep versions.
+// changed, when there is none), keeping the newest p.Keep versions: from
+// the row's hint when there is one for p.Prev, else from what it reads.
 func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, kept int) error {
-	k, st := p.Key, p.S
+	k := p.Key
+	if h, ok := stmts.hints.get(k); ok && h.version == p.Prev {
+		done, err := updateHinted(ctx, tx, stmts, p, kept, h)
+		if err != nil || done {
+			return err
+		}
+	}
 	var wasKept sql.NullInt64
 	var pastText sql.NullString
 	err := tx.StmtContext(ctx, stmts.past).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&wasKept, &pastText)
 	if errors.Is(err, sql.ErrNoRows) {
+		stmts.hints.forget(k)
 		return shadow.ErrStale
 	}
 	if err != nil {
@@ -226,26 +244,95 @@ func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, k
 		}
 		past = append(past, id)
 	}
-	// The newest Keep-1 superseded versions stay (with the current one,
-	// Keep); the older ones leave the log.
-	drop := past[:max(0, len(past)-max(p.Keep-1, 0))]
-	past = past[len(drop):]
-	switch len(drop) {
-	case 0:
-	case 1:
-		_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, drop[0])
-	default:
-		_, err = tx.StmtContext(ctx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, drop)))
-	}
-	if err != nil {
+	drop, list := trimPast(past, p.Keep)
+	if err := dropPast(ctx, tx, stmts, drop); err != nil {
 		return err
 	}
-	var list any // NULL: none
-	if len(past) > 0 {
-		list = string(appendPast(nil, past))
+	st := p.S
+	if _, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
+		k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
+		return err
 	}
-	_, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, list, k.ProductKey, k.DeviceName, k.Name, p.Prev)
+	stmts.hints.set(k, pastHint{version: st.Version, kept: kept, past: list})
+	return nil
+}
+
+// updateHinted is updateOne from h, the row as this process last wrote
+// it, without reading it: done is false, with nothing changed, when the
+// row is not what h says (stale or not), and updateOne then reads it.
+func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, kept int, h pastHint) (done bool, err error) {
+	k, st := p.Key, p.S
+	past, err := parsePast(h.past)
+	if err != nil {
+		return false, nil
+	}
+	// The update's statement is the check: the version it supersedes is
+	// copied to the log first (as h says it is kept), and deleted again
+	// when the row is not what h says.
+	var added int64 // the log row this update added; 0 none
+	if p.Keep > 1 && h.kept == 1 {
+		res, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return false, err
+		}
+		if added, err = res.LastInsertId(); err != nil {
+			return false, err
+		}
+		past = append(past, added)
+	}
+	drop, list := trimPast(past, p.Keep)
+	res, err := tx.StmtContext(ctx, stmts.updateIf).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
+		k.ProductKey, k.DeviceName, k.Name, p.Prev, h.kept, nullable(h.past))
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		if err == nil && added != 0 {
+			_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, added)
+		}
+		return false, err
+	}
+	if err := dropPast(ctx, tx, stmts, drop); err != nil {
+		return false, err
+	}
+	stmts.hints.set(k, pastHint{version: st.Version, kept: kept, past: list})
+	stmts.hints.hit()
+	return true, nil
+}
+
+// trimPast splits a shadow's past versions, with the one just superseded,
+// into those that leave the log (beyond the newest keep-1: with the
+// current one, keep) and the list of those that stay ("" none).
+func trimPast(past []int64, keep int) (drop []int64, list string) {
+	drop = past[:max(0, len(past)-max(keep-1, 0))]
+	if rest := past[len(drop):]; len(rest) > 0 {
+		list = string(appendPast(nil, rest))
+	}
+	return drop, list
+}
+
+// dropPast deletes the log rows of ids.
+func dropPast(ctx context.Context, tx *sql.Tx, stmts *putStmts, ids []int64) error {
+	var err error
+	switch len(ids) {
+	case 0:
+	case 1:
+		_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, ids[0])
+	default:
+		_, err = tx.StmtContext(ctx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, ids)))
+	}
 	return err
+}
+
+// nullable is s as a statement argument: NULL when empty.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // parsePast reads a shadows.past list: a JSON array of shadow_log ids

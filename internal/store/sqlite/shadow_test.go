@@ -104,6 +104,9 @@ func TestShadowHistoryModel(t *testing.T) {
 			keep := []int{0, 1, 2, 4, 8, 10, 10, 10}[r.IntN(8)]
 			next := v + 1 + int64(r.IntN(3))
 			st := doc(next, sizes[r.IntN(len(sizes))])
+			if r.IntN(4) == 0 {
+				misleadHint(r, s, k, v)
+			}
 			if r.IntN(10) == 0 {
 				if err := s.PutShadow(ctx, k, v-1, st, keep); !errors.Is(err, shadow.ErrStale) {
 					t.Fatalf("seed %d: a stale write: %v", seed, err)
@@ -142,6 +145,82 @@ func TestShadowHistoryModel(t *testing.T) {
 		if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 1 || h[0].Version != v+1 {
 			t.Fatalf("seed %d: history after the re-creation: %+v %v", seed, h, err)
 		}
+	}
+}
+
+// misleadHint replaces the hint of k (at version v) with one that is
+// wrong in one way, or drops it: the next write must not be misled.
+func misleadHint(r *rand.Rand, s *Store, k shadow.Key, v int64) {
+	h, ok := s.hints.get(k)
+	if !ok {
+		return
+	}
+	switch r.IntN(5) {
+	case 0:
+		h.kept = 1 - h.kept
+	case 1:
+		h.past = ""
+	case 2:
+		h.past = "[999999]"
+	case 3:
+		h.version = v - 1
+	default:
+		s.hints.forget(k)
+		return
+	}
+	s.hints.set(k, h)
+}
+
+// TestShadowHintsUsed: updates of a shadow written here read nothing
+// first (the hint path is taken), and one another writer made stale
+// through the same database is refused and changes nothing.
+func TestShadowHintsUsed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(ctx, path, Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
+	put := func(prev, v int64) error {
+		return s.PutShadow(ctx, k, prev, shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(v)}, 3)
+	}
+	if err := put(shadow.NoneStored, 1); err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(2); v <= 10; v++ {
+		if err := put(v-1, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.hints.hits != 9 {
+		t.Fatalf("%d of 9 updates used their hint", s.hints.hits)
+	}
+	// Another writer moves the row on: the hint (version 10) is wrong now.
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Exec(`DELETE FROM shadow_log; UPDATE shadows SET version = 11, doc = '{"v":11}', kept = 0, past = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(10, 12); !errors.Is(err, shadow.ErrStale) {
+		t.Fatalf("a write from version 10: %v; want stale", err)
+	}
+	if got, err := s.GetShadow(ctx, k); err != nil || got.Version != 11 {
+		t.Fatalf("after the stale write: version %d %v", got.Version, err)
+	}
+	if n := pastRows(t, s, k); n != 0 {
+		t.Fatalf("%d past versions listed", n)
+	}
+	logHoldsListed(t, s)
+	if err := put(11, 12); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.ShadowHistory(ctx, k, 0); err != nil || len(h) != 1 || h[0].Version != 12 {
+		t.Fatalf("history %+v %v", h, err)
 	}
 }
 

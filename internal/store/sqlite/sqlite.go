@@ -53,6 +53,7 @@ type Store struct {
 	wstmts    sync.Map // query -> *sql.Stmt on w (hot write paths)
 	savepoint [3]*sql.Stmt
 	auth      *authCache
+	hints     *pastHints // shadow rows as this process last wrote them (pasthints.go)
 	// presenceMu keeps ApplyPresence calls in order, so that the cache
 	// applies their status changes in the order they committed.
 	presenceMu sync.Mutex
@@ -103,7 +104,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.AuthCacheBytes == 0 {
 		o.AuthCacheBytes = DefaultAuthCacheBytes
 	}
-	s := &Store{w: w, r: r, linger: o.GroupLinger, auth: newAuthCache(max(o.AuthCacheBytes, 0))}
+	s := &Store{w: w, r: r, linger: o.GroupLinger, auth: newAuthCache(max(o.AuthCacheBytes, 0)), hints: newPastHints(maxPastHints)}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err

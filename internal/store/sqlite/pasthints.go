@@ -1,0 +1,69 @@
+package sqlite
+
+import (
+	"sync"
+
+	"github.com/corral-iot/corral/internal/shadow"
+)
+
+// pastHints remembers, for the shadows this process wrote lately, what
+// its last write left in their rows: version, kept and the past list. An
+// update whose previous version matches the hint skips the read of
+// kept/past (qShadowPast, about a quarter of a store write's cost at
+// 10,000 shadows): its statements check in their WHERE clauses that the
+// row still holds what the hint says, so a hint gone wrong (a delete, a
+// group rolled back, a write by another process) changes nothing and
+// costs only the read it meant to spare (updateOne then reads). Bounded
+// in entries; a full set forgets one at random (the map's order).
+type pastHints struct {
+	mu  sync.Mutex
+	m   map[shadow.Key]pastHint
+	max int
+	// hits counts the updates that used a hint (tests).
+	hits uint64
+}
+
+// pastHint is a shadow row as its last write here left it.
+type pastHint struct {
+	version int64
+	kept    int
+	past    string // the past column as written; "" is NULL
+}
+
+// maxPastHints bounds the hints kept: ~120 B each with a full list.
+const maxPastHints = 1 << 16
+
+func newPastHints(max int) *pastHints {
+	return &pastHints{m: map[shadow.Key]pastHint{}, max: max}
+}
+
+func (h *pastHints) get(k shadow.Key) (pastHint, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.m[k]
+	return e, ok
+}
+
+func (h *pastHints) set(k shadow.Key, e pastHint) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.m[k]; !ok && len(h.m) >= h.max {
+		for old := range h.m {
+			delete(h.m, old)
+			break
+		}
+	}
+	h.m[k] = e
+}
+
+func (h *pastHints) forget(k shadow.Key) {
+	h.mu.Lock()
+	delete(h.m, k)
+	h.mu.Unlock()
+}
+
+func (h *pastHints) hit() {
+	h.mu.Lock()
+	h.hits++
+	h.mu.Unlock()
+}
