@@ -97,6 +97,10 @@ func (c *pendingConn) Close() error {
 // NetConn returns the wrapped connection.
 func (c *pendingConn) NetConn() net.Conn { return c.Conn }
 
+// ReadsThrough says its Read is the wrapped connection's, keeping nothing
+// back (engine.Unbuffered): the engine may park it without a timed wait.
+func (c *pendingConn) ReadsThrough() bool { return true }
+
 // admitConn releases the pending slot of a connection whose CONNECT was
 // accepted, looking through the TLS and WebSocket layers above it.
 func admitConn(c net.Conn) {

@@ -32,11 +32,12 @@ type conn struct {
 	b        [8]byte // a packet's first bytes, read without a buffer by waitFirst: b[br:bn] not yet taken
 	br, bn   uint8
 	noPark   bool // no socket under nc, or a wrapper that may not park
-	parkSeen bool // noPark was decided (before the first short wait)
+	parkSeen bool // noPark (and parkQuickOK) was decided (before the first short wait)
 
 	version packet.Version
 	busy    uint8  // packets in a row that came close together (setKeepAlive), up to busyReads
 	woken   uint8  // packets counted down since the poller resumed the connection (wokenWaits)
+	park    uint8  // parkQuickOK, parkQuickNext (in the padding before expiry0)
 	expiry0 uint32 // the session expiry the CONNECT gave (beside the bytes above: no padding)
 	// routing is 1 while the reader routes a QoS 1 or 2 PUBLISH of this
 	// connection: a delivery to it meanwhile does not start the writer,
@@ -63,6 +64,7 @@ type conn struct {
 	aborting    atomic.Bool // set by abortLocked: the reader handles no more packets
 	ncClosed    atomic.Bool // closeNC began: never park
 	kaDeadline  int64       // keep-alive deadline of the next packet, Unix ns; 0: none
+	last        int64       // when the last packet (or the CONNECT) came, Unix ns (setKeepAlive)
 	rdDeadline  int64       // the socket's read deadline as last set, Unix ns; 0: none
 	rb          *readBuf    // bytes read and not yet taken; borrowed only while there are
 	parkToken   uint64      // the poller's key while parked; guarded by the poller's mu

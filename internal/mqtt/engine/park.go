@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"math"
 	"net"
 	"time"
 )
@@ -10,6 +9,49 @@ import (
 // errParked ends a read loop whose connection was parked: its goroutine
 // returns and the poller starts a new one when the connection is readable.
 var errParked = errors.New("mqtt engine: connection parked")
+
+// Unbuffered is implemented by a connection wrapper whose Read returns
+// what the connection under it (NetConn) holds and keeps nothing back
+// (ReadsThrough returns true). Under such wrappers only, down to a bare
+// socket, a connection may be parked without a timed-out read first (a
+// quick park): the kernel sees every byte that waits for it.
+type Unbuffered interface {
+	ReadsThrough() bool
+}
+
+// Bits of conn.park.
+const (
+	// parkQuickOK: the connection may park at once (quickParkable),
+	// decided with conn.noPark.
+	parkQuickOK = 1 << iota
+	// parkQuickNext: the packet just read came after a silence of at
+	// least half of Options.ParkIdle (setKeepAlive): a connection that
+	// speaks now and then (a device reporting every second or every
+	// minute) parks as soon as it has read it, rather than holding its
+	// reader (and a timer) for ParkIdle first and being woken by the
+	// timer to park; its next packet finds a kept reader whose stack has
+	// grown already (park_linux.go). One that speaks more often waits
+	// ParkIdle as before.
+	parkQuickNext
+)
+
+// quickParkable says whether nc may be parked without a read that timed
+// out: a bare TCP or Unix socket, or one under Unbuffered wrappers only.
+func quickParkable(nc net.Conn) bool {
+	for x := range layers(nc) {
+		switch t := x.(type) {
+		case *net.TCPConn, *net.UnixConn:
+			return true
+		case Unbuffered:
+			if !t.ReadsThrough() {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return false
+}
 
 // Parkable is implemented by a connection wrapper that must never be
 // parked (Parkable returns false): one whose Read, having timed out, cannot
@@ -29,19 +71,27 @@ func (c *conn) closeNC() {
 	c.nc.Close()
 }
 
-// setKeepAlive starts the keep-alive wait for the next packet: 1.5 × the
-// keep alive from now, none without one. It counts the packets that came
-// within busyGap of the one before (busy).
+// setKeepAlive notes a packet's arrival: it starts the keep-alive wait
+// for the next (1.5 × the keep alive from now, none without one), counts
+// the packets that came within busyGap of the one before (busy) and marks
+// one that came after a silence of at least half of Options.ParkIdle
+// (parkQuickNext).
 func (c *conn) setKeepAlive() {
+	now := time.Now().UnixNano()
+	gap := now - c.last
+	if c.last != 0 && gap < int64(busyGap) {
+		c.busy = min(c.busy+1, busyReads)
+	} else {
+		c.busy = 0
+	}
+	if c.last != 0 && gap >= int64(c.srv.opts.ParkIdle/2) {
+		c.park |= parkQuickNext
+	} else {
+		c.park &^= parkQuickNext
+	}
+	c.last = now
 	if c.keepAlive > 0 {
-		span := c.keepAlive * 3 / 2
-		now := time.Now().UnixNano()
-		if c.kaDeadline != 0 && now-(c.kaDeadline-int64(span)) < int64(busyGap) {
-			c.busy = min(c.busy+1, busyReads)
-		} else {
-			c.busy = 0
-		}
-		c.kaDeadline = now + int64(span)
+		c.kaDeadline = now + int64(c.keepAlive*3/2)
 	}
 }
 
@@ -64,13 +114,10 @@ const (
 	wokenIdle       = 20 * time.Millisecond
 )
 
-// quietFor is how long before now c's last packet came; as long as can be
-// when c has no keep alive (its time is not kept).
+// quietFor is how long before now c's last packet came (its CONNECT when
+// none came since).
 func (c *conn) quietFor(now time.Time) time.Duration {
-	if c.keepAlive <= 0 || c.kaDeadline == 0 {
-		return math.MaxInt64
-	}
-	return time.Duration(now.UnixNano() - (c.kaDeadline - int64(c.keepAlive*3/2)))
+	return time.Duration(now.UnixNano() - c.last)
 }
 
 // A connection whose last busyReads packets each came within busyGap of
@@ -123,6 +170,18 @@ func (c *conn) waitReadable(ka time.Time) error {
 		// Decided before any short wait: a wrapper that may not be parked
 		// (a WebSocket) may not survive a read that timed out either.
 		c.parkSeen, c.noPark = true, !canPark(c.nc)
+		if !c.noPark && quickParkable(c.nc) {
+			c.park |= parkQuickOK
+		}
+	}
+	if c.park == parkQuickOK|parkQuickNext && c.srv.poll != nil {
+		// Nothing is buffered here (waitFirst) nor under the wrappers.
+		c.park &^= parkQuickNext
+		c.releaseBuf()
+		c.busy = 0
+		if c.srv.poll.park(c, ka) {
+			return errParked
+		}
 	}
 	now := time.Now()
 	idle := c.srv.opts.ParkIdle

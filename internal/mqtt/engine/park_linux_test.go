@@ -473,3 +473,115 @@ func TestWokenParksSoon(t *testing.T) {
 	}
 	waitParked(t, s, 1)
 }
+
+// TestQuickPark: a connection that speaks after a silence of at least
+// half of ParkIdle parks as soon as it has read the packet (no timed wait
+// of ParkIdle first), and what it sends right after is still read; one
+// that speaks more often waits ParkIdle; under a wrapper that may hold
+// bytes back (not Unbuffered) a connection never parks at once. Resumed
+// connections' readers run on kept readers. With MQTT keep alive and
+// without.
+func TestQuickPark(t *testing.T) {
+	const idle = 600 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		wrap      func(net.Conn) net.Conn
+		keepAlive uint16
+		quick     bool
+	}{
+		{"bare", nil, 60, true},
+		{"bare, keep alive 0", nil, 0, true},
+		{"unbuffered wrapper", func(c net.Conn) net.Conn { return &readsThrough{Conn: c, through: true} }, 60, true},
+		{"buffering wrapper", func(c net.Conn) net.Conn { return &readsThrough{Conn: c} }, 60, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := New(Options{ParkIdle: idle})
+			done := make(chan error, 1)
+			var l net.Listener = ln
+			if tc.wrap != nil {
+				l = &wrapping{Listener: ln, wrap: tc.wrap}
+			}
+			go func() { done <- s.Serve(l) }()
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				if err := s.Close(ctx); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				<-done
+			}()
+			addr := ln.Addr().String()
+			c := conn3("a", true)
+			c.KeepAlive = tc.keepAlive
+			cl, _ := mustConnect(t, addr, c)
+			ping := func() {
+				t.Helper()
+				cl.send(&packet.Pingreq{})
+				if p := cl.recv(); p.Type() != packet.TypePingresp {
+					t.Fatalf("got %s, want PINGRESP", p.Type())
+				}
+			}
+			ping()
+			waitParked(t, s, 1) // after ParkIdle
+			ping()              // after a silence: parks at once where it may
+			t0 := time.Now()
+			eventually(t, "parked again", func() bool { return s.Stats().Parked == 1 && readers() == 0 })
+			if d := time.Since(t0); tc.quick != (d < idle/3) {
+				t.Fatalf("parked again %v after a packet following a silence (quick %v, ParkIdle %v)", d, tc.quick, idle)
+			}
+			if s.poll.keptN.Load() <= 0 {
+				t.Fatal("no kept reader ran a resumed connection")
+			}
+			// Two packets in one write after a silence: the second is
+			// read although the connection parked after the first.
+			time.Sleep(idle / 2)
+			two, _ := (&packet.Pingreq{}).Append(nil, cl.v)
+			two, _ = (&packet.Pingreq{}).Append(two, cl.v)
+			if _, err := cl.c.Write(two); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if p := cl.recv(); p.Type() != packet.TypePingresp {
+					t.Fatalf("got %s, want PINGRESP", p.Type())
+				}
+			}
+			// Speaking again soon: the connection waits ParkIdle.
+			waitParked(t, s, 1)
+			time.Sleep(idle / 2)
+			ping()
+			ping()
+			time.Sleep(idle / 3)
+			if s.Stats().Parked != 0 {
+				t.Fatal("a connection speaking often parked before ParkIdle")
+			}
+			waitParked(t, s, 1)
+		})
+	}
+}
+
+// readsThrough wraps a connection, declaring whether its reads pass
+// through (Unbuffered).
+type readsThrough struct {
+	net.Conn
+	through bool
+}
+
+func (c *readsThrough) NetConn() net.Conn  { return c.Conn }
+func (c *readsThrough) ReadsThrough() bool { return c.through }
+
+type wrapping struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *wrapping) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
