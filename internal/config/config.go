@@ -41,7 +41,7 @@ type Config struct {
 	MQTTMaxInflight       int64         `yaml:"mqtt_max_inflight" help:"unacknowledged QoS 1/2 messages per client, both ways (the Receive Maximum advertised to MQTT 5 clients)"`
 	MQTTMaxPacketSize     int64         `yaml:"mqtt_max_packet_size" help:"largest MQTT packet a client may send, in bytes, advertised to MQTT 5 clients; a larger one ends the connection (MQTT 5: DISCONNECT 0x95)"`
 	MQTTTopicAliasMaximum int64         `yaml:"mqtt_topic_alias_maximum" help:"topic aliases an MQTT 5 client may set, advertised in CONNACK (0: none)"`
-	MQTTParkIdle          time.Duration `yaml:"mqtt_park_idle" help:"an MQTT connection that sent nothing for this long gives up its goroutine until it does (Linux; WebSocket connections never do); 0: never"`
+	MQTTParkIdle          time.Duration `yaml:"mqtt_park_idle" help:"an MQTT connection that sent nothing for this long gives up its goroutine until it does, and one whose packet came after half this long of silence as soon as it is read (Linux; WebSocket connections never do); 0: never"`
 	// Hostile clients: a connection must send CONNECT in time, one address
 	// holds only so many unauthenticated connections, and failed logins
 	// back off per address and per device.
