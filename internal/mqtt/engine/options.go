@@ -67,9 +67,12 @@ type Options struct {
 	// ParkIdle, when > 0, parks a connection whose reader waited that long
 	// for a packet (Linux; elsewhere never): its goroutine returns and its
 	// socket waits in one epoll instance of the server, to be read by a
-	// new goroutine when data comes, its keep alive runs out or it is
-	// closed. Connections with no socket the engine can reach
-	// (WebSocket, net.Pipe) are never parked. 0: never park.
+	// kept reader or a new goroutine when data comes, its keep alive runs
+	// out or it is closed. A packet that came after a silence of at least
+	// ParkIdle/2 parks its connection as soon as it is read, where the
+	// wrappers above the socket buffer nothing (Unbuffered). Connections
+	// with no socket the engine can reach (WebSocket, net.Pipe) are never
+	// parked. 0: never park.
 	ParkIdle time.Duration
 	// OnDrop, when set, is called (without engine locks) for every message
 	// dropped for a session; Stats counts them either way.
