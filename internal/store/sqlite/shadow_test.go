@@ -194,8 +194,8 @@ func TestShadowHintsUsed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.hints.hits != 9 {
-		t.Fatalf("%d of 9 updates used their hint", s.hints.hits)
+	if s.hints.hits.Load() != 9 {
+		t.Fatalf("%d of 9 updates used their hint", s.hints.hits.Load())
 	}
 	// Another writer moves the row on: the hint (version 10) is wrong now.
 	other, err := sql.Open("sqlite", path)
