@@ -170,8 +170,10 @@ func Handshake(conn net.Conn, c Connect) error {
 var ErrTooLarge = errors.New("mqtttest: packet over 1 MiB")
 
 // ReadPacket reads one packet: its first byte (type and flags) and body.
-// It sets no deadline; callers that wait for a packet set one.
-func ReadPacket(c net.Conn) (byte, []byte, error) {
+// It sets no deadline; callers that wait for a packet set one. c is
+// usually a net.Conn; a load generator that reads many packets gives a
+// bufio.Reader over one, so that a packet costs no read calls of its own.
+func ReadPacket(c io.Reader) (byte, []byte, error) {
 	var h [1]byte
 	if _, err := io.ReadFull(c, h[:]); err != nil {
 		return 0, nil, err
