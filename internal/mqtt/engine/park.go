@@ -33,6 +33,12 @@ const (
 	// grown already (park_linux.go). One that speaks more often waits
 	// ParkIdle as before.
 	parkQuickNext
+	// parkInEpoll: the connection's socket is in the poller's epoll set
+	// (Linux), disarmed since its last resume (one-shot): its next park
+	// re-arms it rather than adding it again, and a resume leaves it
+	// there, so that a park and resume cost one epoll_ctl, not two. The
+	// kernel drops it from the set when the socket is closed.
+	parkInEpoll
 )
 
 // quickParkable says whether nc may be parked without a read that timed
@@ -63,8 +69,8 @@ type Parkable interface {
 }
 
 // closeNC closes the network connection, taking it out of the poller
-// first: the kernel must not see a parked fd number that Close frees and
-// a new connection reuses, and the parked reader must resume to end.
+// first: the parked reader must resume to end (the socket leaves the
+// epoll set as it is closed).
 func (c *conn) closeNC() {
 	c.ncClosed.Store(true)
 	c.srv.poll.unpark(c)
@@ -174,7 +180,7 @@ func (c *conn) waitReadable(ka time.Time) error {
 			c.park |= parkQuickOK
 		}
 	}
-	if c.park == parkQuickOK|parkQuickNext && c.srv.poll != nil {
+	if c.park&(parkQuickOK|parkQuickNext) == parkQuickOK|parkQuickNext && c.srv.poll != nil {
 		// Nothing is buffered here (waitFirst) nor under the wrappers.
 		c.park &^= parkQuickNext
 		c.releaseBuf()

@@ -33,15 +33,17 @@ import (
 // reads (Unbuffered) and nothing is left in the engine's own buffers;
 // epoll reports at once what came meanwhile.
 type poller struct {
-	log    *slog.Logger
-	count  atomic.Int64  // parked now
-	total  atomic.Uint64 // parks so far, for tests
-	mu     sync.Mutex
-	epfd   int // -1 until the first park
-	wake   int // eventfd that stops the loop
-	next   uint64
-	parked map[uint64]*parkedConn
-	due    dueHeap // the parked connections with a keep-alive deadline, soonest first
+	log   *slog.Logger
+	count atomic.Int64  // parked now
+	total atomic.Uint64 // parks so far, for tests
+	// rearmed counts the parks that re-armed a socket in the set, for tests.
+	rearmed atomic.Uint64
+	mu      sync.Mutex
+	epfd    int // -1 until the first park
+	wake    int // eventfd that stops the loop
+	next    uint64
+	parked  map[uint64]*parkedConn
+	due     dueHeap // the parked connections with a keep-alive deadline, soonest first
 	// waitUntil is when the loop's epoll_wait times out (Unix ns; 0: it
 	// waits for events only): a park due sooner wakes it to wait less.
 	waitUntil int64
@@ -65,13 +67,12 @@ type poller struct {
 // many running starts a goroutine of its own, as before.
 const maxKept = 64
 
-// parkedConn is one parked connection: its socket's fd and its keep-alive
-// deadline, when it is resumed to time out as it would have.
+// parkedConn is one parked connection and its keep-alive deadline, when
+// it is resumed to time out as it would have.
 type parkedConn struct {
 	c   *conn
 	tok uint64
 	due int64 // keep-alive deadline, Unix ns; 0: none
-	fd  int32
 	idx int32 // its place in poller.due; -1: not there
 }
 
@@ -180,10 +181,10 @@ func (p *poller) park(c *conn, ka time.Time) bool {
 	tok := p.next
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.arm(c, fd, &ev); err != nil {
 		return false
 	}
-	pc := &parkedConn{c: c, tok: tok, fd: int32(fd), idx: -1}
+	pc := &parkedConn{c: c, tok: tok, idx: -1}
 	if !ka.IsZero() {
 		pc.due = ka.UnixNano()
 		heap.Push(&p.due, pc)
@@ -196,6 +197,28 @@ func (p *poller) park(c *conn, ka time.Time) bool {
 	p.count.Add(1)
 	p.total.Add(1)
 	return true
+}
+
+// arm puts fd, c's socket, in the epoll set armed for one event ev, or
+// re-arms it where it is already (parkInEpoll). Requires mu.
+func (p *poller) arm(c *conn, fd int, ev *unix.EpollEvent) error {
+	op, other := unix.EPOLL_CTL_ADD, unix.EPOLL_CTL_MOD
+	if c.park&parkInEpoll != 0 {
+		op, other = other, op
+	}
+	err := unix.EpollCtl(p.epfd, op, fd, ev)
+	switch {
+	case err == nil && op == unix.EPOLL_CTL_MOD:
+		p.rearmed.Add(1)
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST):
+		err = unix.EpollCtl(p.epfd, other, fd, ev) // not as the bit said: never expected
+	}
+	if err != nil {
+		c.park &^= parkInEpoll
+		return err
+	}
+	c.park |= parkInEpoll
+	return nil
 }
 
 // unpark resumes c if it is parked.
@@ -211,7 +234,7 @@ func (p *poller) unpark(c *conn) {
 	}
 }
 
-// resume takes a parked connection out of the epoll set and starts its
+// resume takes a parked connection off the parked ones and starts its
 // reader again; nothing if it was resumed already.
 func (p *poller) resume(tok uint64) {
 	p.mu.Lock()
@@ -222,7 +245,9 @@ func (p *poller) resume(tok uint64) {
 	}
 	delete(p.parked, tok)
 	pc.c.parkToken = 0
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
+	// Its socket stays in the epoll set: disarmed when an event resumed
+	// it; armed still when a deadline or closeNC did, and an event then
+	// finds no parked connection for tok (tokens are never reused).
 	if pc.idx >= 0 {
 		heap.Remove(&p.due, int(pc.idx))
 	}
