@@ -59,11 +59,38 @@ func TestCheckpointer(t *testing.T) {
 	if _, err := s.exec(ctx, `INSERT INTO blobs VALUES (x'00')`); err != nil { // a commit since its last round
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * checkpointEvery)
+	deadline := time.Now().Add(3 * checkpointMax)
 	for size()-before < 7<<20 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the database file grew by %d bytes in %v: no checkpoint", size()-before, 10*checkpointEvery)
+			t.Fatalf("the database file grew by %d bytes in %v: no checkpoint", size()-before, 3*checkpointMax)
 		}
-		time.Sleep(checkpointEvery / 2)
+		time.Sleep(checkpointMin / 2)
+	}
+}
+
+// TestNextCheckpoint: the checkpointer waits longer while the WAL it
+// finds is small, and less long when it nears the writer's backstop,
+// within its bounds.
+func TestNextCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		d      time.Duration
+		frames int
+		want   time.Duration
+	}{
+		{time.Second, 0, 2 * time.Second},
+		{time.Second, walLow - 1, 2 * time.Second},
+		{time.Second, walLow, time.Second},
+		{time.Second, walHigh, time.Second},
+		{time.Second, walHigh + 1, 500 * time.Millisecond},
+		{checkpointMax, 10, checkpointMax},
+		{checkpointMin, walBackstopPages, checkpointMin},
+		{300 * time.Millisecond, walBackstopPages, checkpointMin},
+	} {
+		if got := nextCheckpoint(tc.d, tc.frames); got != tc.want {
+			t.Errorf("nextCheckpoint(%v, %d) = %v, want %v", tc.d, tc.frames, got, tc.want)
+		}
+	}
+	if walHigh >= walBackstopPages || walLow >= walHigh || checkpointMin > checkpointFirst || checkpointFirst > checkpointMax {
+		t.Fatal("bounds out of order")
 	}
 }
