@@ -153,17 +153,7 @@ func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, do
 		return fail(413, MsgTooLarge)
 	}
 
-	accState, accMeta := map[string]any{}, map[string]any{}
-	for name, s := range map[string]section{"desired": u.desired, "reported": u.reported} {
-		switch {
-		case !s.present:
-		case s.tree == nil: // "desired": null, echoed as null
-			accState[name], accMeta[name] = nil, stamp(ts)
-		default:
-			accState[name], accMeta[name] = s.tree, metaFor(s.tree, ts)
-		}
-	}
-	out := UpdateAWS{Next: next, Accepted: MessageAWS(accState, accMeta, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
+	out := UpdateAWS{Next: next, Accepted: acceptedAWS(u, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)
@@ -197,6 +187,66 @@ func MessageAWS(state, md map[string]any, version, ts int64, token string) []byt
 		b = appendString(append(b, `,"clientToken":`...), token)
 	}
 	return append(b, '}')
+}
+
+// acceptedAWS is the update/accepted payload of request u: MessageAWS of
+// the sections it holds ("desired": null echoed as null) and their
+// metadata (each leaf stamped ts, a null section's whole), encoded
+// straight from u's trees.
+func acceptedAWS(u awsUpdate, version, ts int64, token string) []byte {
+	secs := [...]struct {
+		name string
+		s    section
+	}{{"desired", u.desired}, {"reported", u.reported}} // sorted, as MessageAWS's maps encode
+	b := append(make([]byte, 0, 256), `{"state":{`...)
+	for _, pass := range [...]string{"", `},"metadata":{`} {
+		b = append(b, pass...)
+		first := true
+		for _, sec := range secs {
+			if !sec.s.present {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(appendString(b, sec.name), ':')
+			var ok bool
+			switch {
+			case pass == "":
+				b, ok = appendJSON(b, sec.s.tree) // a nil map: null
+			case sec.s.tree == nil:
+				b, ok = appendStamp(b, Stamp{At: ts}), true
+			default:
+				b, ok = appendMeta(b, sec.s.tree, ts), true
+			}
+			if !ok {
+				return acceptedAWSSlow(u, version, ts, token)
+			}
+		}
+	}
+	b = strconv.AppendInt(append(b, `},"version":`...), version, 10)
+	b = strconv.AppendInt(append(b, `,"timestamp":`...), ts, 10)
+	if token != "" {
+		b = appendString(append(b, `,"clientToken":`...), token)
+	}
+	return append(b, '}')
+}
+
+// acceptedAWSSlow is acceptedAWS through maps and MessageAWS, for a tree
+// appendJSON does not encode.
+func acceptedAWSSlow(u awsUpdate, version, ts int64, token string) []byte {
+	state, md := map[string]any{}, map[string]any{}
+	for name, s := range map[string]section{"desired": u.desired, "reported": u.reported} {
+		switch {
+		case !s.present:
+		case s.tree == nil: // "desired": null, echoed as null
+			state[name], md[name] = nil, stamp(ts)
+		default:
+			state[name], md[name] = s.tree, metaFor(s.tree, ts)
+		}
+	}
+	return MessageAWS(state, md, version, ts, token)
 }
 
 // DocumentsAWS is the update/documents payload

@@ -111,7 +111,28 @@ func appendObject(b []byte, m map[string]any) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-// appendSection appends a map field tagged omitempty: nothing when m is
+// appendMeta appends the metadata of tree v as metaFor(v, ts) encodes:
+// objects mirrored, keys sorted, every other value a stamp of ts.
+func appendMeta(b []byte, v any, ts int64) []byte {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return appendStamp(b, Stamp{At: ts})
+	}
+	var small [16]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendMeta(append(appendString(b, k), ':'), m[k], ts)
+	}
+	return append(b, '}')
+}
 
 // appendSections encodes {"desired","reported","delta"}, each left out when
 // empty.
@@ -127,6 +148,7 @@ func appendSections(b []byte, desired, reported, delta map[string]any) ([]byte, 
 	return append(b, '}'), ok
 }
 
+// appendSection appends a map field tagged omitempty: nothing when m is
 // empty, else "name":m after a comma unless first.
 func appendSection(b []byte, name string, m map[string]any, first bool) ([]byte, bool) {
 	if len(m) == 0 {

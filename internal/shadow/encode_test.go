@@ -94,6 +94,11 @@ func FuzzAppendJSON(f *testing.F) {
 		if got, ok := appendJSON(nil, v); !ok || !bytes.Equal(got, reference(t, v)) {
 			t.Fatalf("tree %s: %q %v", doc, got, ok)
 		}
+		// A tree's metadata, encoded as it is walked, is encoding/json's
+		// of the tree metaFor builds.
+		if got := appendMeta(nil, v, 1700000000); !bytes.Equal(got, reference(t, metaFor(v, 1700000000))) {
+			t.Fatalf("metadata of %s: %q", doc, got)
+		}
 	})
 }
 

@@ -98,6 +98,13 @@ func FuzzApplyAWS(f *testing.F) {
 			t.Fatalf("version %d after %d", u.Next.Version, doc.Version)
 		}
 		validJSON(t, "accepted", u.Accepted)
+		// The accepted payload, encoded from the request's trees, is the
+		// one their maps encode (MessageAWS).
+		if pu, tok, code, _ := parseAWS(doc, req); code != 0 {
+			t.Fatalf("accepted, but parseAWS says %d", code)
+		} else if want := acceptedAWSSlow(pu, u.Next.Version, t0.Unix(), tok); string(u.Accepted) != string(want) {
+			t.Fatalf("accepted %s, want %s", u.Accepted, want)
+		}
 		validJSON(t, "documents", u.Documents)
 		if want, _ := u.Next.MarshalJSON(); string(u.Stored) != string(want) {
 			t.Fatalf("stored form %s, want %s", u.Stored, want)
