@@ -91,13 +91,8 @@ func appendObject(b []byte, m map[string]any) ([]byte, bool) {
 		return append(b, "null"...), true
 	}
 	var small [16]string
-	keys := small[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	b = append(b, '{')
-	for i, k := range keys {
+	for i, k := range sortedKeys(m, small[:0]) {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -111,6 +106,16 @@ func appendObject(b []byte, m map[string]any) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
+// sortedKeys appends m's keys to keys (in the caller's array when they
+// fit) and sorts them.
+func sortedKeys(m map[string]any, keys []string) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // appendMeta appends the metadata of tree v as metaFor(v, ts) encodes:
 // objects mirrored, keys sorted, every other value a stamp of ts.
 func appendMeta(b []byte, v any, ts int64) []byte {
@@ -119,13 +124,8 @@ func appendMeta(b []byte, v any, ts int64) []byte {
 		return appendStamp(b, Stamp{At: ts})
 	}
 	var small [16]string
-	keys := small[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	b = append(b, '{')
-	for i, k := range keys {
+	for i, k := range sortedKeys(m, small[:0]) {
 		if i > 0 {
 			b = append(b, ',')
 		}
