@@ -142,6 +142,12 @@ type putStmts struct {
 	create, insert, past, update, supersede, drop, dropList *sql.Stmt
 	updateIf                                                *sql.Stmt
 	hints                                                   *pastHints
+	bound                                                   *boundStmts
+}
+
+// in is st bound to tx (the writer's group).
+func (p *putStmts) in(ctx context.Context, tx *sql.Tx, st *sql.Stmt) *sql.Stmt {
+	return p.bound.get(ctx, tx, st)
 }
 
 // prepPut sets the statements p needs.
@@ -156,7 +162,7 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		}
 		return nil
 	}
-	st.hints = s.hints
+	st.hints, st.bound = s.hints, &s.bound
 	switch {
 	case p.Prev == shadow.NoneStored:
 		return need(&st.insert, qShadowInsert)
@@ -189,9 +195,9 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 	case shadow.NoneStored:
 		// A created shadow has no history before it (a tombstone's went
 		// with the shadow).
-		res, err = tx.StmtContext(ctx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
+		res, err = stmts.in(ctx, tx, stmts.insert).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	case 0:
-		res, err = tx.StmtContext(ctx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
+		res, err = stmts.in(ctx, tx, stmts.create).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name, st.Doc, st.Version, at, kept)
 	default:
 		return updateOne(ctx, tx, stmts, p, kept)
 	}
@@ -221,7 +227,7 @@ func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, k
 	}
 	var wasKept sql.NullInt64
 	var pastText sql.NullString
-	err := tx.StmtContext(ctx, stmts.past).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&wasKept, &pastText)
+	err := stmts.in(ctx, tx, stmts.past).QueryRowContext(ctx, k.ProductKey, k.DeviceName, k.Name, p.Prev).Scan(&wasKept, &pastText)
 	if errors.Is(err, sql.ErrNoRows) {
 		stmts.hints.forget(k)
 		return shadow.ErrStale
@@ -234,7 +240,7 @@ func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, k
 		return fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
 	}
 	if p.Keep > 1 && wasKept.Int64 == 1 {
-		res, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		res, err := stmts.in(ctx, tx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 		if err != nil {
 			return err
 		}
@@ -249,7 +255,7 @@ func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, k
 		return err
 	}
 	st := p.S
-	if _, err = tx.StmtContext(ctx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
+	if _, err = stmts.in(ctx, tx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
 		k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
 		return err
 	}
@@ -271,7 +277,7 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	// when the row is not what h says.
 	var added int64 // the log row this update added; 0 none
 	if p.Keep > 1 && h.kept == 1 {
-		res, err := tx.StmtContext(ctx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		res, err := stmts.in(ctx, tx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
 		if err != nil {
 			return false, err
 		}
@@ -284,14 +290,14 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 		past = append(past, added)
 	}
 	drop, list := trimPast(past, p.Keep)
-	res, err := tx.StmtContext(ctx, stmts.updateIf).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
+	res, err := stmts.in(ctx, tx, stmts.updateIf).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
 		k.ProductKey, k.DeviceName, k.Name, p.Prev, h.kept, nullable(h.past))
 	if err != nil {
 		return false, err
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		if err == nil && added != 0 {
-			_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, added)
+			_, err = stmts.in(ctx, tx, stmts.drop).ExecContext(ctx, added)
 		}
 		return false, err
 	}
@@ -320,9 +326,9 @@ func dropPast(ctx context.Context, tx *sql.Tx, stmts *putStmts, ids []int64) err
 	switch len(ids) {
 	case 0:
 	case 1:
-		_, err = tx.StmtContext(ctx, stmts.drop).ExecContext(ctx, ids[0])
+		_, err = stmts.in(ctx, tx, stmts.drop).ExecContext(ctx, ids[0])
 	default:
-		_, err = tx.StmtContext(ctx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, ids)))
+		_, err = stmts.in(ctx, tx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, ids)))
 	}
 	return err
 }

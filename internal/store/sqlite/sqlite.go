@@ -54,6 +54,7 @@ type Store struct {
 	savepoint [3]*sql.Stmt
 	auth      *authCache
 	hints     *pastHints // shadow rows as this process last wrote them (pasthints.go)
+	bound     boundStmts // the writer's statements bound to its group's transaction (writer goroutine only)
 	// presenceMu keeps ApplyPresence calls in order, so that the cache
 	// applies their status changes in the order they committed.
 	presenceMu sync.Mutex
@@ -216,6 +217,35 @@ func (s *Store) checkpointer(stop <-chan struct{}, done chan<- struct{}) {
 	}
 }
 
+// boundStmts binds the writer's prepared statements to a group's
+// transaction once a group rather than once an op: tx.StmtContext makes a
+// new *sql.Stmt each call, which the transaction keeps and closes at its
+// end (a hot op, such as a shadow update, binds three). Only the writer
+// goroutine, running the ops, uses it. It holds the last group's
+// transaction until the next begins, so a new one cannot take its
+// address.
+type boundStmts struct {
+	tx *sql.Tx
+	m  map[*sql.Stmt]*sql.Stmt
+}
+
+// get returns st bound to tx.
+func (b *boundStmts) get(ctx context.Context, tx *sql.Tx, st *sql.Stmt) *sql.Stmt {
+	if b.tx != tx {
+		b.tx = tx
+		clear(b.m)
+	}
+	if t, ok := b.m[st]; ok {
+		return t
+	}
+	t := tx.StmtContext(ctx, st)
+	if b.m == nil {
+		b.m = map[*sql.Stmt]*sql.Stmt{}
+	}
+	b.m[st] = t
+	return t
+}
+
 // dsnCache is a DSN with a page cache of cacheKiB.
 func dsnCache(driver, path, sync string, cacheKiB int) string {
 	size := strconv.Itoa(-cacheKiB) // negative: KiB rather than pages
@@ -278,7 +308,8 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Ro
 
 // wprep returns a statement prepared once on the writer connection. Call
 // it outside the writer goroutine (it may wait for the connection), then
-// bind it to the group's transaction with tx.StmtContext.
+// bind it to the group's transaction with tx.StmtContext (or, where a
+// group runs it many times, boundStmts).
 func (s *Store) wprep(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st, ok := s.wstmts.Load(query); ok {
 		return st.(*sql.Stmt), nil
