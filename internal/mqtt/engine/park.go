@@ -39,6 +39,12 @@ const (
 	// there, so that a park and resume cost one epoll_ctl, not two. The
 	// kernel drops it from the set when the socket is closed.
 	parkInEpoll
+	// parkReadable: the poller resumed the connection for an event on
+	// its socket (readable, or closed): its next read returns at once,
+	// so its wait sets no ParkIdle deadline. A device that parks between
+	// packets (parkQuickNext) then moves no timer for them: it was one
+	// set and one cleared a packet.
+	parkReadable
 )
 
 // quickParkable says whether nc may be parked without a read that timed
@@ -179,6 +185,14 @@ func (c *conn) waitReadable(ka time.Time) error {
 		if !c.noPark && quickParkable(c.nc) {
 			c.park |= parkQuickOK
 		}
+	}
+	if c.park&parkReadable != 0 {
+		c.park &^= parkReadable
+		c.releaseBuf()
+		if c.deadlineLags(ka) {
+			c.setReadDeadline(ka)
+		}
+		return c.readFirst()
 	}
 	if c.park&(parkQuickOK|parkQuickNext) == parkQuickOK|parkQuickNext && c.srv.poll != nil {
 		// Nothing is buffered here (waitFirst) nor under the wrappers.

@@ -230,13 +230,14 @@ func (p *poller) unpark(c *conn) {
 	tok := c.parkToken
 	p.mu.Unlock()
 	if tok != 0 {
-		p.resume(tok)
+		p.resume(tok, false)
 	}
 }
 
 // resume takes a parked connection off the parked ones and starts its
-// reader again; nothing if it was resumed already.
-func (p *poller) resume(tok uint64) {
+// reader again; nothing if it was resumed already. event says an event
+// on its socket resumed it (parkReadable).
+func (p *poller) resume(tok uint64, event bool) {
 	p.mu.Lock()
 	pc := p.parked[tok]
 	if pc == nil {
@@ -253,8 +254,12 @@ func (p *poller) resume(tok uint64) {
 	}
 	p.count.Add(-1)
 	p.mu.Unlock()
+	// Its reader has returned: the fields are ours until run starts.
 	if pc.c.quietFor(time.Now()) >= wokenAfterIdles*pc.c.srv.opts.ParkIdle {
-		pc.c.woken = wokenWaits // its reader has returned: the fields are ours until run starts
+		pc.c.woken = wokenWaits
+	}
+	if event {
+		pc.c.park |= parkReadable
 	}
 	p.run(pc.c)
 }
@@ -331,7 +336,7 @@ func (p *poller) resumeDue() {
 	}
 	p.mu.Unlock()
 	for _, tok := range toks {
-		p.resume(tok)
+		p.resume(tok, false)
 	}
 }
 
@@ -364,7 +369,7 @@ func (p *poller) loop(epfd int) {
 				}
 				continue // a sooner deadline: wait again with it
 			}
-			p.resume(tok)
+			p.resume(tok, true)
 		}
 		p.resumeDue()
 	}
@@ -381,7 +386,7 @@ func (p *poller) stop() {
 	}
 	p.mu.Unlock()
 	for _, tok := range toks {
-		p.resume(tok)
+		p.resume(tok, false)
 	}
 	p.mu.Lock()
 	unix.Close(p.wake)

@@ -595,3 +595,44 @@ func (l *wrapping) Accept() (net.Conn, error) {
 	}
 	return l.wrap(c), nil
 }
+
+// TestResumedReadMovesNoTimer: a connection resumed by a packet reads it
+// without setting a ParkIdle deadline first (it was set and moved back to
+// the keep-alive one every packet): a device that parks between packets
+// leaves its socket's deadline alone while it stays within a quarter of
+// the keep alive.
+func TestResumedReadMovesNoTimer(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s, addr := start(t, Options{ParkIdle: idle})
+	c := conn3("a", true)
+	c.KeepAlive = 60
+	cl, _ := mustConnect(t, addr, c)
+	deadline := func() int64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for c := range s.conns {
+			return c.rdDeadline
+		}
+		return -1
+	}
+	ping := func() {
+		t.Helper()
+		cl.send(&packet.Pingreq{})
+		if p := cl.recv(); p.Type() != packet.TypePingresp {
+			t.Fatalf("got %s, want PINGRESP", p.Type())
+		}
+		waitParked(t, s, 1)
+	}
+	ping()
+	waitParked(t, s, 1)
+	time.Sleep(idle / 2)
+	ping() // parks at once from now on
+	first := deadline()
+	for range 3 {
+		time.Sleep(idle / 2)
+		ping()
+		if d := deadline(); d != first {
+			t.Fatalf("read deadline moved from %v to %v", time.Unix(0, first), time.Unix(0, d))
+		}
+	}
+}
