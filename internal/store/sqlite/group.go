@@ -69,9 +69,7 @@ func (s *Store) startWriter() error {
 // connection between groups' statements.
 func (s *Store) writer() {
 	defer close(s.writerDone)
-	g := commitGroup{s: s, linger: time.NewTimer(time.Hour)}
-	g.linger.Stop()
-	defer g.linger.Stop()
+	g := commitGroup{s: s}
 	last := 0 // the size of the last group
 	for first := range s.ops {
 		last = g.run(first, last)
@@ -85,7 +83,6 @@ type commitGroup struct {
 	ops     []writeOp
 	results []error
 	told    []bool // ops[i] has been answered (an early op, once run)
-	linger  *time.Timer
 }
 
 // run runs first and every write that arrives while the group is open,
@@ -102,8 +99,19 @@ func (g *commitGroup) run(first writeOp, last int) int {
 	if !g.exec(first) {
 		return len(g.ops)
 	}
-	lingering := false
-	var deadline time.Time
+	// The linger's timer is a new one each group that lingers, stopped
+	// when done, never reset: resetting a timer still in the runtime's
+	// heap marks it modified, and the scheduler then walks the whole heap
+	// once its new time comes, every group. With a socket deadline's timer
+	// a connection (10,000 devices: 10,000 timers) that walk was 2 to 3 %
+	// of the server's CPU. A stopped one costs nothing until the stopped
+	// ones are a quarter of the heap.
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for len(g.ops) < maxGroup {
 		select {
 		case op, ok := <-g.s.ops:
@@ -120,25 +128,21 @@ func (g *commitGroup) run(first writeOp, last int) int {
 		if len(g.ops) >= last || g.s.linger <= 0 {
 			break
 		}
-		if !lingering {
-			lingering, deadline = true, time.Now().Add(g.s.linger)
+		if linger == nil {
+			linger = time.NewTimer(g.s.linger)
 		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			break
-		}
-		g.linger.Reset(wait)
 		select {
 		case op, ok := <-g.s.ops:
-			g.linger.Stop() // no stale tick is received after it (Go 1.23 timers)
 			if !ok {
 				goto commit
 			}
 			if !g.exec(op) {
 				return len(g.ops)
 			}
-		case <-g.linger.C:
+			continue
+		case <-linger.C:
 		}
+		break // lingered for as long as it may
 	}
 commit:
 	if err := tx.Commit(); err != nil {
