@@ -53,6 +53,112 @@ func decodeStored(b []byte) (map[string]any, bool) {
 	return decodeFirst(decoder{b: b, stored: true})
 }
 
+// storedDoc reads a stored document as decodeStored and parseStored do
+// together, without making maps of its top two levels: the sections of
+// its "state" and "metadata" are decoded as trees, its "version" read,
+// every other member read and dropped. ok is false when b does not start
+// with a JSON object (err is then nil; Parse says why).
+func storedDoc(b []byte) (doc Document, ok bool, err error) {
+	d := decoder{b: b, stored: true}
+	d.space()
+	if d.i == len(b) || b[d.i] != '{' {
+		return doc, false, nil
+	}
+	var st, md [2]map[string]any // desired, reported
+	var version any
+	if !d.members(1, func(k string) bool {
+		switch k {
+		case "state":
+			return d.sections(2, &st)
+		case "metadata":
+			d.stamps = true
+			ok := d.sections(2, &md)
+			d.stamps = false
+			return ok
+		default:
+			v, ok := d.value(1)
+			if k == "version" {
+				version = v
+			}
+			return ok
+		}
+	}) {
+		return doc, false, nil
+	}
+	if doc.Version, err = storedVersion(version); err != nil {
+		return Document{}, true, err
+	}
+	doc.Desired, doc.Metadata.Desired = normalize(st[0], md[0])
+	doc.Reported, doc.Metadata.Reported = normalize(st[1], md[1])
+	return doc, true, nil
+}
+
+// members reads the object at d.i, nest deep, calling member for each of
+// its members with d at the member's value, which member reads (false:
+// not JSON); false when the object is not JSON.
+func (d *decoder) members(nest int, member func(k string) bool) bool {
+	if nest > maxNesting {
+		return false
+	}
+	d.i++ // {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return true
+	}
+	for {
+		d.space()
+		if d.i == len(d.b) || d.b[d.i] != '"' {
+			return false
+		}
+		k, ok := d.key()
+		if !ok {
+			return false
+		}
+		d.space()
+		if d.i == len(d.b) || d.b[d.i] != ':' {
+			return false
+		}
+		d.i++
+		if !member(k) {
+			return false
+		}
+		if done, ok := d.sep('}'); !ok {
+			return false
+		} else if done {
+			return true
+		}
+	}
+}
+
+// sections reads the value at d.i, a top-level member of a stored
+// document that would be an object nest deep, into dst: its "desired"
+// and "reported" members where they are objects, nil otherwise (the
+// last of duplicates winning, as in a map); dst is emptied first.
+func (d *decoder) sections(nest int, dst *[2]map[string]any) bool {
+	*dst = [2]map[string]any{}
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != '{' {
+		_, ok := d.value(nest - 1)
+		return ok
+	}
+	if d.stamps {
+		if _, ok := d.stamp(); ok {
+			return true // a Stamp, not an object of sections
+		}
+	}
+	return d.members(nest, func(k string) bool {
+		v, ok := d.value(nest)
+		switch k {
+		case "desired":
+			dst[0], _ = v.(map[string]any)
+		case "reported":
+			dst[1], _ = v.(map[string]any)
+		}
+		return ok
+	})
+}
+
 func decodeFirst(d decoder) (map[string]any, bool) {
 	b := d.b
 	d.space()

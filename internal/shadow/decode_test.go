@@ -244,3 +244,33 @@ func FuzzDecodeDiff(f *testing.F) {
 		checkAlibaba(t, doc, req)
 	})
 }
+
+// TestStoredDocAsMaps: storedDoc, which reads a stored document's top
+// two levels without maps, makes what decoding them as maps and reading
+// those does (duplicates, the last winning; sections that are not
+// objects; a metadata that is a bare timestamp; versions that are not).
+func TestStoredDocAsMaps(t *testing.T) {
+	for _, b := range []string{
+		`{"state":{"reported":{"a":1}},"metadata":{"reported":{"a":{"timestamp":5}}},"version":3,"timestamp":9}`,
+		`{"state":{"reported":{"a":1}},"state":{"desired":{"b":2}},"version":1}`,
+		`{"state":{"desired":{"b":2},"desired":7},"metadata":{"desired":{"b":{"timestamp":1}}}}`,
+		`{"state":[1,2],"metadata":{"timestamp":4},"version":"7"}`,
+		`{"st\u0061te":{"reported":{"x":null,"y":{"z":1}}},"metadata":{"reported":{"y":{"z":{"timestamp":2}}}},"version":2}`,
+		`{"version":-1}`, `{"version":1.5}`, `{"version":2,"version":"x"}`, `{}`, ` {"state":{}} trailing`,
+	} {
+		got, ok, gotErr := storedDoc([]byte(b))
+		top, topOK := decodeStored([]byte(b))
+		if !ok || !topOK {
+			t.Fatalf("%s: storedDoc ok %v, decodeStored ok %v", b, ok, topOK)
+		}
+		want, wantErr := parseStored(top)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%s: error %v, as maps %v", b, gotErr, wantErr)
+		}
+		gm, _ := got.MarshalJSON()
+		wm, _ := want.MarshalJSON()
+		if !bytes.Equal(gm, wm) || got.Version != want.Version {
+			t.Fatalf("%s: %s (version %d), as maps %s (version %d)", b, gm, got.Version, wm, want.Version)
+		}
+	}
+}

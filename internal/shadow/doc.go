@@ -213,6 +213,9 @@ var ErrStored = errors.New("shadow: stored document")
 // pass (decode.go); a b that is not JSON or not an object is read again by
 // encoding/json, whose error the result wraps.
 func Parse(b []byte) (Document, error) {
+	if doc, ok, err := storedDoc(b); ok {
+		return doc, err
+	}
 	top, ok := decodeStored(b)
 	if !ok { // not JSON or not an object: encoding/json's words for which
 		dec := json.NewDecoder(bytes.NewReader(b))
@@ -228,16 +231,29 @@ func Parse(b []byte) (Document, error) {
 	return parseStored(top)
 }
 
+// storedVersion is a stored document's version from its "version"
+// member: 0 when it is not a number, an error when it is a number but
+// not a version.
+func storedVersion(v any) (int64, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, nil
+	}
+	ver, err := n.Int64()
+	if err != nil || ver < 0 {
+		return 0, fmt.Errorf("%w: version %s", ErrStored, n)
+	}
+	return ver, nil
+}
+
 // parseStored reads a stored document's decoded top-level object.
 func parseStored(top map[string]any) (Document, error) {
 	st, _ := top["state"].(map[string]any)
 	md, _ := top["metadata"].(map[string]any)
 	var d Document
-	if n, ok := top["version"].(json.Number); ok {
-		var err error
-		if d.Version, err = n.Int64(); err != nil || d.Version < 0 {
-			return Document{}, fmt.Errorf("%w: version %s", ErrStored, n)
-		}
+	var err error
+	if d.Version, err = storedVersion(top["version"]); err != nil {
+		return Document{}, err
 	}
 	section := func(name string) (map[string]any, map[string]any) {
 		s, _ := st[name].(map[string]any)
