@@ -72,6 +72,9 @@ type UpdateAWS struct {
 	Stored    []byte // Next's stored form (Next.MarshalJSON), for the store
 	// ClientToken is the request's clientToken, as the payloads echo it.
 	ClientToken string
+	// InPlace: Next was made by changing the document given
+	// (ApplyAWSLeanInPlace), which is not the previous document any more.
+	InPlace bool
 }
 
 // ApplyAWS applies an $aws/…/shadow/update request to doc (use New when no
@@ -81,7 +84,7 @@ type UpdateAWS struct {
 // state and its sections, nulls in arrays, depth (400), the version
 // (409), then the size after merging (413).
 func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
-	return applyAWS(doc, req, now, lim, true)
+	return applyAWS(doc, req, now, lim, true, false)
 }
 
 // ApplyAWSLean is ApplyAWS without the update/documents payload
@@ -89,16 +92,25 @@ func ApplyAWS(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, e
 // that payload's cost, and a caller that keeps the stored forms builds it
 // with DocumentsAWS only when someone will receive it.
 func ApplyAWSLean(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
-	return applyAWS(doc, req, now, lim, false)
+	return applyAWS(doc, req, now, lim, false, false)
 }
 
-func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents bool) (UpdateAWS, error) {
+// ApplyAWSLeanInPlace is ApplyAWSLean for a document the caller owns and
+// drops after it (one it just parsed): a request that does not touch
+// desired (a device's report) is merged into doc's own trees, saving
+// their copy (InPlace says so), even when it is then refused for its
+// size. The payloads are the same.
+func ApplyAWSLeanInPlace(doc Document, req []byte, now time.Time, lim Limits) (UpdateAWS, error) {
+	return applyAWS(doc, req, now, lim, false, true)
+}
+
+func applyAWS(doc Document, req []byte, now time.Time, lim Limits, documents, inPlace bool) (UpdateAWS, error) {
 	ts := now.Unix()
 	u, token, code, msg := parseAWS(doc, req)
 	if code != 0 {
 		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
 	}
-	return finishAWS(doc, u, token, ts, lim, documents)
+	return finishAWS(doc, u, token, ts, lim, documents, inPlace && !u.desired.present)
 }
 
 // parseAWS reads a request in one pass and makes the checks of ApplyAWS
@@ -136,7 +148,7 @@ func parseAWS(doc Document, req []byte) (u awsUpdate, token string, code int, ms
 
 // finishAWS applies a parsed request: the version at its end (409), the
 // merge, its size (413) and the payloads.
-func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, documents bool) (UpdateAWS, error) {
+func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, documents, inPlace bool) (UpdateAWS, error) {
 	fail := func(code int, msg string) (UpdateAWS, error) {
 		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
 	}
@@ -144,7 +156,10 @@ func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, do
 		return fail(409, MsgVersionConflict)
 	}
 
-	next := doc.clone()
+	next := doc
+	if !inPlace {
+		next = doc.clone()
+	}
 	next.Version++
 	next.Desired, next.Metadata.Desired = applySection(next.Desired, next.Metadata.Desired, u.desired, ts)
 	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
@@ -153,7 +168,8 @@ func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, do
 		return fail(413, MsgTooLarge)
 	}
 
-	out := UpdateAWS{Next: next, Accepted: acceptedAWS(u, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token}
+	out := UpdateAWS{Next: next, Accepted: acceptedAWS(u, next.Version, ts, token), Delta: deltaAWS(next, ts, token), ClientToken: token,
+		InPlace: inPlace}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
 	out.Stored = storedForm(desired, reported, next)

@@ -52,6 +52,26 @@ func BenchmarkParsing(b *testing.B) {
 			}
 		}
 	})
+	// What a write of a shadow not kept parsed does: Parse its stored
+	// form, then apply, copying the trees (lean) or changing them (in
+	// place).
+	for _, v := range []struct {
+		name  string
+		apply func(Document, []byte, time.Time, Limits) (UpdateAWS, error)
+	}{{"ParseApply/lean", ApplyAWSLean}, {"ParseApply/inplace", ApplyAWSLeanInPlace}} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				d, err := Parse(stored)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := v.apply(d, req, now, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("Parse/new", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {

@@ -73,8 +73,13 @@ func diffDoc(first []byte) Document {
 
 func checkAWS(t *testing.T, doc Document, req []byte) {
 	t.Helper()
-	for _, documents := range []bool{true, false} {
-		got, err := applyAWS(doc, req, t0, fuzzLimits, documents)
+	for _, v := range []struct{ documents, inPlace bool }{{true, false}, {false, false}, {false, true}} {
+		documents := v.documents
+		in := doc
+		if v.inPlace {
+			in = doc.clone() // changed by the update
+		}
+		got, err := applyAWS(in, req, t0, fuzzLimits, documents, v.inPlace)
 		want, wantErr := refApplyAWS(doc, req, t0, fuzzLimits, documents)
 		var e, we *ErrorAWS
 		if errors.As(err, &e) != errors.As(wantErr, &we) || (err == nil) != (wantErr == nil) {

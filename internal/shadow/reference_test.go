@@ -69,7 +69,7 @@ func refApplyAWS(doc Document, req []byte, now time.Time, lim Limits, documents 
 	if code != 0 {
 		return UpdateAWS{}, &ErrorAWS{Code: code, Message: msg, Timestamp: ts, ClientToken: token}
 	}
-	return finishAWS(doc, u, token, ts, lim, documents)
+	return finishAWS(doc, u, token, ts, lim, documents, false)
 }
 
 func refParseAWSState(raw json.RawMessage) (awsUpdate, string) {

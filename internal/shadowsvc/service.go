@@ -63,10 +63,13 @@ type Change struct {
 	Key       shadow.Key
 	Thing     string
 	AccountID string
-	Prev, Cur shadow.Document // Prev is empty (version 0) when the shadow was created
-	Created   bool            // no live shadow before this change
-	Deleted   bool            // Cur is the deleted document (its last state)
-	Source    string          // "aws", "alibaba", "rest", "presence"
+	// Prev is empty (version 0) when the shadow was created; when
+	// PrevStored is set, it may hold only its version (an update applied
+	// in place): read the previous document from PrevStored.
+	Prev, Cur shadow.Document
+	Created   bool   // no live shadow before this change
+	Deleted   bool   // Cur is the deleted document (its last state)
+	Source    string // "aws", "alibaba", "rest", "presence"
 	// FromDevice: the device itself sent it (not an application).
 	FromDevice  bool
 	ClientToken string
@@ -248,36 +251,45 @@ func (s *Service) DeviceChanged(_ context.Context, kind registry.DeviceEventKind
 // version a write of it is based on (0 for none or a tombstone); live
 // is false when no live shadow is stored.
 func (s *Service) current(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live bool, err error) {
+	doc, prev, live, _, err = s.read(ctx, k, now)
+	return doc, prev, live, err
+}
+
+// read is current, with the stored form of a live shadow's document.
+func (s *Service) read(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live bool, stored []byte, err error) {
 	st, err := s.o.Store.GetShadow(ctx, k)
 	switch {
 	case errors.Is(err, shadow.ErrNoShadow):
-		return shadow.New(nil, now), 0, false, nil
+		return shadow.New(nil, now), 0, false, nil, nil
 	case err != nil:
-		return shadow.Document{}, 0, false, fmt.Errorf("reading shadow: %w", err)
+		return shadow.Document{}, 0, false, nil, fmt.Errorf("reading shadow: %w", err)
 	case st.Deleted:
-		return shadow.New(st.Tomb(), now), 0, false, nil
+		return shadow.New(st.Tomb(), now), 0, false, nil, nil
 	}
 	doc, err = shadow.Parse(st.Doc)
 	if err != nil {
-		return shadow.Document{}, 0, false, fmt.Errorf("reading shadow: %w", err)
+		return shadow.Document{}, 0, false, nil, fmt.Errorf("reading shadow: %w", err)
 	}
-	return doc, st.Version, true, nil
+	return doc, st.Version, true, st.Doc, nil
 }
 
 // latest is current for a write: from the stored form this node kept of
-// k's document (hit, stored), else read from the store.
-func (s *Service) latest(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live, hit bool, stored []byte, err error) {
+// k's document (hit), else read from the store; stored is the document's
+// stored form when live. own says doc was made for this call (parsed, or
+// new): the write may change it (shadow.ApplyAWSLeanInPlace); otherwise it
+// is the one kept parsed, which others read.
+func (s *Service) latest(ctx context.Context, k shadow.Key, now time.Time) (doc shadow.Document, prev int64, live, hit bool, stored []byte, own bool, err error) {
 	if b, doc, parsed, ok := s.docs.get(k); ok {
 		if parsed {
-			return doc, doc.Version, true, true, b, nil
+			return doc, doc.Version, true, true, b, false, nil
 		}
 		if doc, err := shadow.Parse(b); err == nil {
-			return doc, doc.Version, true, true, b, nil
+			return doc, doc.Version, true, true, b, true, nil
 		}
 		s.docs.delete(k) // not expected: it was encoded here
 	}
-	doc, prev, live, err = s.current(ctx, k, now)
-	return doc, prev, live, false, nil, err
+	doc, prev, live, stored, err = s.read(ctx, k, now)
+	return doc, prev, live, false, stored, true, err
 }
 
 // put stores next on version prev and returns its stored form; it drops
@@ -373,13 +385,17 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 	unlock := s.lock(k)
 	defer unlock()
 	for range maxAttempts {
-		doc, prev, live, hit, stored, err := s.latest(ctx, k, now)
+		doc, prev, live, hit, stored, own, err := s.latest(ctx, k, now)
 		if err != nil {
 			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
 		// No update/documents here: the MQTT side builds it from the
 		// stored forms when someone subscribed to it.
-		res, err := shadow.ApplyAWSLean(doc, req, now, set.limits())
+		apply := shadow.ApplyAWSLean
+		if own {
+			apply = shadow.ApplyAWSLeanInPlace
+		}
+		res, err := apply(doc, req, now, set.limits())
 		if err != nil {
 			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
 				s.docs.delete(k) // another node may have written: read it
@@ -402,10 +418,19 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 		if err != nil {
 			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
-		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevDoc(doc, live), Cur: res.Next,
+		prevD, changed := prevDoc(doc, live), false
+		if res.InPlace {
+			// doc is Next now: the observers read the previous document
+			// from stored (when it was live) and its version; its desired
+			// was not touched.
+			prevD = shadow.Document{Version: doc.Version} // the version is doc's own, not Next's
+		} else {
+			changed = desiredChanged(doc, res.Next)
+		}
+		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevD, Cur: res.Next,
 			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: res.ClientToken,
 			Delta: res.Delta, PrevStored: stored, CurStored: b,
-			DesiredChanged: desiredChanged(doc, res.Next), At: now})
+			DesiredChanged: changed, At: now})
 		return res, nil
 	}
 	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
@@ -715,7 +740,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 		}
 		if assumed {
 			doc, prev, live = shadow.New(nil, w.at), shadow.NoneStored, false
-		} else if doc, prev, live, _, prevStored, err = s.latest(ctx, k, w.at); err != nil {
+		} else if doc, prev, live, _, prevStored, _, err = s.latest(ctx, k, w.at); err != nil {
 			unlock()
 			errs[i] = err
 			continue
