@@ -118,6 +118,15 @@ func (c *client) recv() packet.Packet {
 	return p
 }
 
+// ping sends PINGREQ and fails unless the next packet is PINGRESP.
+func (c *client) ping() {
+	c.t.Helper()
+	c.send(&packet.Pingreq{})
+	if p := c.recv(); p.Type() != packet.TypePingresp {
+		c.t.Fatalf("got %s, want PINGRESP", p.Type())
+	}
+}
+
 // recvPublish reads the next packet and fails unless it is a PUBLISH.
 func (c *client) recvPublish() *packet.Publish {
 	c.t.Helper()

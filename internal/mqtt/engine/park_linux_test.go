@@ -461,13 +461,7 @@ func TestWokenParksSoon(t *testing.T) {
 	const idle = 800 * time.Millisecond
 	s, addr := start(t, Options{ParkIdle: idle})
 	cl, _ := mustConnect(t, addr, conn3("a", true))
-	ping := func() {
-		t.Helper()
-		cl.send(&packet.Pingreq{})
-		if p := cl.recv(); p.Type() != packet.TypePingresp {
-			t.Fatalf("got %s, want PINGRESP", p.Type())
-		}
-	}
+	ping := cl.ping
 	waitParked(t, s, 1)
 	time.Sleep(wokenAfterIdles*idle + 200*time.Millisecond)
 	ping()
@@ -617,10 +611,7 @@ func TestResumedReadMovesNoTimer(t *testing.T) {
 	}
 	ping := func() {
 		t.Helper()
-		cl.send(&packet.Pingreq{})
-		if p := cl.recv(); p.Type() != packet.TypePingresp {
-			t.Fatalf("got %s, want PINGRESP", p.Type())
-		}
+		cl.ping()
 		waitParked(t, s, 1)
 	}
 	ping()
