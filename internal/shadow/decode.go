@@ -223,30 +223,8 @@ func (d *decoder) literal(lit string) bool {
 }
 
 func (d *decoder) object(nest int) (any, bool) {
-	if nest > maxNesting {
-		return nil, false
-	}
-	d.i++ // {
 	m := map[string]any{}
-	d.space()
-	if d.i < len(d.b) && d.b[d.i] == '}' {
-		d.i++
-		return m, true
-	}
-	for {
-		d.space()
-		if d.i == len(d.b) || d.b[d.i] != '"' {
-			return nil, false
-		}
-		k, ok := d.key()
-		if !ok {
-			return nil, false
-		}
-		d.space()
-		if d.i == len(d.b) || d.b[d.i] != ':' {
-			return nil, false
-		}
-		d.i++
+	if !d.members(nest, func(k string) bool {
 		metadata := d.stored && nest == 1 && k == "metadata"
 		if metadata {
 			d.stamps = true
@@ -255,16 +233,12 @@ func (d *decoder) object(nest int) (any, bool) {
 		if metadata {
 			d.stamps = false
 		}
-		if !ok {
-			return nil, false
-		}
 		m[k] = v
-		if done, ok := d.sep('}'); !ok {
-			return nil, false
-		} else if done {
-			return m, true
-		}
+		return ok
+	}) {
+		return nil, false
 	}
+	return m, true
 }
 
 // stamp reads the object at d.i when it is exactly {"timestamp":N} (N an
