@@ -154,8 +154,9 @@ func (c *conn) keepAliveDeadline() time.Time {
 // socket for the rest, unless the whole packet is buffered already. Bytes
 // already buffered are that packet: no wait. Otherwise a busy connection
 // (busyReads) waits with its buffer, so that one read takes the packet
-// whole; any other gives the buffer back (an idle connection holds none)
-// and reads into c.b (up to 8 bytes: a small packet whole). Waiting
+// whole, as does one the poller resumed because bytes came; any other
+// gives the buffer back (an idle connection holds none) and reads into
+// c.b (up to 8 bytes: a small packet whole). Waiting
 // longer than Options.ParkIdle (or wokenIdle) before the keep-alive
 // deadline parks the connection (errParked). A timeout in the middle of a
 // packet is not a park: only the first byte's wait may end early.
@@ -187,12 +188,15 @@ func (c *conn) waitReadable(ka time.Time) error {
 		}
 	}
 	if c.park&parkReadable != 0 {
+		// Bytes wait (or the peer hung up): one read into the borrowed
+		// buffer takes them all, a packet longer than c.b whole too; the
+		// buffer goes back when it is drained (a device's update cost a
+		// read of its first bytes and a second of the rest).
 		c.park &^= parkReadable
-		c.releaseBuf()
 		if c.deadlineLags(ka) {
 			c.setReadDeadline(ka)
 		}
-		return c.readFirst()
+		return c.fill()
 	}
 	if c.park&(parkQuickOK|parkQuickNext) == parkQuickOK|parkQuickNext && c.srv.poll != nil {
 		// Nothing is buffered here (waitFirst) nor under the wrappers.

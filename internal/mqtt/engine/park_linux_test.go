@@ -627,3 +627,63 @@ func TestResumedReadMovesNoTimer(t *testing.T) {
 		}
 	}
 }
+
+// countingReads is an Unbuffered wrapper counting its Read calls.
+type countingReads struct {
+	net.Conn
+	reads atomic.Int64
+}
+
+func (c *countingReads) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+func (c *countingReads) NetConn() net.Conn  { return c.Conn }
+func (c *countingReads) ReadsThrough() bool { return true }
+
+// TestResumedPacketOneRead: a parked connection resumed because bytes
+// came reads a packet longer than its first-bytes buffer (conn.b) in one
+// read call, not its first bytes and then the rest.
+func TestResumedPacketOneRead(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{ParkIdle: idle})
+	wrapped := make(chan *countingReads, 1)
+	l := &wrapping{Listener: ln, wrap: func(c net.Conn) net.Conn {
+		cr := &countingReads{Conn: c}
+		wrapped <- cr
+		return cr
+	}}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		<-done
+	}()
+	c := conn3("a", true)
+	c.KeepAlive = 60
+	cl, _ := mustConnect(t, ln.Addr().String(), c)
+	cr := <-wrapped
+	cl.ping()
+	waitParked(t, s, 1)
+	for i := range 3 {
+		time.Sleep(idle / 2) // after a silence: parks again at once
+		before := cr.reads.Load()
+		cl.send(&packet.Publish{Topic: "t/" + strings.Repeat("x", 64), Payload: []byte(strings.Repeat("p", 64))})
+		eventually(t, "read", func() bool { return cr.reads.Load() > before })
+		waitParked(t, s, 1)
+		if i == 0 {
+			continue // the first packet after the timed park may be read otherwise
+		}
+		if n := cr.reads.Load() - before; n != 1 {
+			t.Fatalf("a resumed connection read a %d-byte packet in %d read calls, want 1", 64+64+4, n)
+		}
+	}
+}
