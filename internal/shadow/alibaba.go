@@ -131,7 +131,7 @@ func ApplyAlibaba(doc Document, req []byte, now time.Time, lim Limits) (AlibabaR
 	}
 
 	// version: absent, null or 0 mean no check.
-	version, _, ok := requestVersion(top, MaxVersion)
+	version, _, ok := requestVersion(top["version"], MaxVersion)
 	if !ok {
 		return fail(AliVersionNotNum, "")
 	}

@@ -120,24 +120,22 @@ func parseAWS(doc Document, req []byte) (u awsUpdate, token string, code int, ms
 	if !utf8.Valid(req) {
 		return u, "", 415, MsgNotUTF8
 	}
-	v, _ := decodeJSON(req)
-	top, ok := v.(map[string]any)
+	r, ok := decodeAWSRequest(req)
 	if !ok {
 		return u, "", 400, MsgInvalidJSON
 	}
-	token, ok = clientToken(top)
+	token, ok = clientToken(r.token)
 	if !ok {
 		return u, "", 400, MsgInvalidToken
 	}
-	want, hasVersion, ok := requestVersion(top, math.MaxInt64)
+	want, hasVersion, ok := requestVersion(r.version, math.MaxInt64)
 	if !ok {
 		return u, token, 400, MsgInvalidVersion
 	}
-	state, hasState := top["state"]
-	if !hasState {
+	if !r.hasState {
 		return u, token, 400, MsgMissingState
 	}
-	if u, msg = parseAWSState(state); msg != "" {
+	if u, msg = r.update(); msg != "" {
 		return u, token, 400, msg
 	}
 	if hasVersion && want != doc.Version {
@@ -294,36 +292,48 @@ type section struct {
 
 type awsUpdate struct{ desired, reported section }
 
-// parseAWSState returns the sections of a request's state (its decoded
-// value) or the 400 message refusing it. state: null and {} change
-// nothing.
-func parseAWSState(state any) (awsUpdate, string) {
+// awsRequest is the top level of an update request as a map of it would
+// hold it (the last of duplicate members winning), read without that map
+// nor one of its state (decodeAWSRequest): the members parseAWS reads.
+type awsRequest struct {
+	token, version any // nil: absent or null
+	hasState       bool
+	stateObject    bool // the state is an object; else its value is state
+	state          any
+	// The state object's members: desired and reported, and whether it
+	// has any other.
+	desired, reported       any
+	hasDesired, hasReported bool
+	other                   bool
+}
+
+// update returns the sections of the request's state or the 400 message
+// refusing it. state: null and {} change nothing.
+func (r *awsRequest) update() (awsUpdate, string) {
 	var u awsUpdate
-	if state == nil {
-		return u, ""
-	}
-	st, ok := state.(map[string]any)
-	if !ok {
+	if !r.stateObject {
+		if r.state == nil {
+			return u, ""
+		}
 		return u, MsgStateNotObject
 	}
-	for k := range st {
-		if k != "desired" && k != "reported" {
-			return u, MsgInvalidNode
-		}
+	if r.other {
+		return u, MsgInvalidNode
 	}
 	var msg string
-	if u.desired, msg = parseAWSSection(st, "desired", MsgDesiredNotObject); msg != "" {
-		return u, msg
+	if r.hasDesired {
+		if u.desired, msg = parseAWSSection(r.desired, MsgDesiredNotObject); msg != "" {
+			return u, msg
+		}
 	}
-	u.reported, msg = parseAWSSection(st, "reported", MsgReportedNotObject)
+	if r.hasReported {
+		u.reported, msg = parseAWSSection(r.reported, MsgReportedNotObject)
+	}
 	return u, msg
 }
 
-func parseAWSSection(st map[string]any, name, notObject string) (section, string) {
-	v, ok := st[name]
-	if !ok {
-		return section{}, ""
-	}
+// parseAWSSection reads a section present in a request's state.
+func parseAWSSection(v any, notObject string) (section, string) {
 	if v == nil {
 		return section{present: true}, ""
 	}
@@ -363,8 +373,7 @@ func applySection(state, meta map[string]any, s section, ts int64) (map[string]a
 
 // clientToken returns the request's token (null is none); ok is false
 // when it is not a string of at most MaxClientToken bytes.
-func clientToken(top map[string]any) (string, bool) {
-	v := top["clientToken"]
+func clientToken(v any) (string, bool) {
 	if v == nil {
 		return "", true
 	}
@@ -378,8 +387,7 @@ func clientToken(top map[string]any) (string, bool) {
 // requestVersion reads the optional version: an integer from 0 to limit.
 // A null version is taken as absent (serializers write null for unset
 // optional fields); a string, even "1", is not a version.
-func requestVersion(top map[string]any, limit int64) (v int64, has, ok bool) {
-	raw := top["version"]
+func requestVersion(raw any, limit int64) (v int64, has, ok bool) {
 	if raw == nil {
 		return 0, false, true
 	}

@@ -131,6 +131,62 @@ func (d *decoder) members(nest int, member func(k string) bool) bool {
 	}
 }
 
+// decodeAWSRequest reads b, an AWS update request, as decodeJSON would,
+// into r: ok is false when b is not one JSON object (with optional
+// whitespace around it).
+func decodeAWSRequest(b []byte) (r awsRequest, ok bool) {
+	d := decoder{b: b}
+	d.space()
+	if d.i == len(b) || b[d.i] != '{' {
+		return r, false
+	}
+	if !d.members(1, func(k string) bool {
+		if k == "state" {
+			return d.awsState(&r)
+		}
+		v, ok := d.value(1)
+		switch k {
+		case "clientToken":
+			r.token = v
+		case "version":
+			r.version = v
+		}
+		return ok
+	}) {
+		return r, false
+	}
+	if d.space(); d.i != len(b) {
+		return r, false
+	}
+	return r, true
+}
+
+// awsState reads the value at d.i, a request's state, into r (forgetting
+// an earlier state: the last one wins).
+func (d *decoder) awsState(r *awsRequest) bool {
+	r.hasState, r.stateObject, r.state, r.other = true, false, nil, false
+	r.desired, r.reported, r.hasDesired, r.hasReported = nil, nil, false, false
+	d.space()
+	if d.i == len(d.b) || d.b[d.i] != '{' {
+		var ok bool
+		r.state, ok = d.value(1)
+		return ok
+	}
+	r.stateObject = true
+	return d.members(2, func(k string) bool {
+		v, ok := d.value(2)
+		switch k {
+		case "desired":
+			r.desired, r.hasDesired = v, true
+		case "reported":
+			r.reported, r.hasReported = v, true
+		default:
+			r.other = true
+		}
+		return ok
+	})
+}
+
 // sections reads the value at d.i, a top-level member of a stored
 // document that would be an object nest deep, into dst: its "desired"
 // and "reported" members where they are objects, nil otherwise (the

@@ -279,3 +279,31 @@ func TestStoredDocAsMaps(t *testing.T) {
 		}
 	}
 }
+
+// TestAWSRequestAsMaps: an update request read without maps of its top
+// level and state (decodeAWSRequest) is accepted or refused as the code
+// decoding it whole does: duplicates (the last winning), a state that is
+// not an object or null, other members, whitespace and trailing bytes.
+func TestAWSRequestAsMaps(t *testing.T) {
+	doc := diffDoc([]byte(`{"state":{"desired":{"a":1},"reported":{"b":2}}}`))
+	for _, req := range []string{
+		`{"state":{"reported":{"a":1}},"clientToken":"x"}`,
+		` {"state":{"reported":{"a":1}}} `,
+		`{"state":{"reported":{"a":1}}} x`,
+		`{"state":{"reported":{"a":1}},"state":7}`,
+		`{"state":7,"state":{"desired":{"a":2}}}`,
+		`{"state":null}`, `{"state":{}}`, `{"state":[]}`, `{"state":"s"}`, `{}`, `[]`, `7`, ``,
+		`{"state":{"desired":null,"reported":{"a":1}}}`,
+		`{"state":{"desired":1,"x":2}}`, `{"state":{"reported":{"a":1},"reported":5}}`,
+		`{"state":{"reported":5,"reported":{"a":1}}}`,
+		`{"state":{"desired":{"a":[null]}}}`,
+		`{"clientToken":"a","clientToken":5,"state":{}}`, `{"clientToken":5,"clientToken":null,"state":{}}`,
+		`{"version":1,"version":"1","state":{}}`, `{"version":"1","version":1,"state":{"reported":{"z":1}}}`,
+		`{"version":null,"state":{"reported":{"z":1}}}`, `{"version":2,"state":{"reported":{"z":1}}}`,
+		`{"st\u0061te":{"reported":{"z":1}}}`, `{"state":{"repo\u0072ted":{"z":1}}}`,
+		`{"state":{"reported":{"a":1}},"metadata":{"x":[1,{"y":2}]},"other":[true,false,null]}`,
+		`{"state":{"reported":{"a":1}`, `{"state":{"reported":{"a":1}},}`,
+	} {
+		checkAWS(t, doc, []byte(req))
+	}
+}
