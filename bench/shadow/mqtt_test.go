@@ -69,14 +69,25 @@ func publishPacket(topic string, pid uint16, payload []byte) []byte {
 // connect opens and subscribes every device's connection.
 func connect(b *testing.B, addr string, devs []dev) []*shadowConn {
 	b.Helper()
-	conns := make([]*shadowConn, len(devs))
-	var firstErr atomic.Pointer[string]
-	failed := mqttload.Spread(len(devs), 16, func(i int) error {
+	return connectEach(b, addr, len(devs), func(i int) (mqttload.Creds, string, string) {
 		d := devs[i]
+		topic := "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update"
+		return mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), topic, topic + "/accepted"
+	})
+}
+
+// connectEach opens n connections, the i-th with the credentials, topic
+// (shadowConn.topic) and subscription filter conn(i) gives.
+func connectEach(b *testing.B, addr string, n int, conn func(i int) (creds mqttload.Creds, topic, filter string)) []*shadowConn {
+	b.Helper()
+	conns := make([]*shadowConn, n)
+	var firstErr atomic.Pointer[string]
+	failed := mqttload.Spread(n, 16, func(i int) error {
+		creds, topic, filter := conn(i)
 		var c net.Conn
 		var err error
 		for range 3 { // a loaded machine may miss a deadline: try again
-			if c, err = mqttload.Connect(addr, mqttload.DeviceCreds(d.ProductKey, d.DeviceName, d.DeviceSecret), 0); err == nil {
+			if c, err = mqttload.Connect(addr, creds, 0); err == nil {
 				break
 			}
 		}
@@ -84,8 +95,8 @@ func connect(b *testing.B, addr string, devs []dev) []*shadowConn {
 			firstErr.CompareAndSwap(nil, new(err.Error()))
 			return err
 		}
-		sc := &shadowConn{c: c, r: bufio.NewReaderSize(c, 512), topic: "$aws/things/" + d.ProductKey + "." + d.DeviceName + "/shadow/update"}
-		if _, err := c.Write(subscribePacket(1, sc.topic+"/accepted")); err != nil {
+		sc := &shadowConn{c: c, r: bufio.NewReaderSize(c, 512), topic: topic}
+		if _, err := c.Write(subscribePacket(1, filter)); err != nil {
 			return err
 		}
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -210,6 +221,13 @@ func run(b *testing.B, conns []*shadowConn, n, c int) (float64, []time.Duration)
 // same documents, one per transaction and C at once, on the same
 // settings. The server runs as its own process (serverproc); the load
 // generator shares the machine's 2 cores.
+//
+// And the peer (mosquitto-echo-devices=N, after each): the same paced
+// load from the same generator against a private Mosquitto
+// (serverproc.Mosquitto), each device subscribed to the topic it sends
+// its updates to, so that each is answered by a PUBACK and the update
+// back, as corral answers, with nothing stored: what this machine and
+// generator allow a broker in C that only routes.
 func BenchmarkShadowUpdateMQTT(b *testing.B) {
 	n := knob.Int("CORRAL_BENCH_N", 20000)
 	c := knob.Int("CORRAL_BENCH_C", 100)
@@ -250,6 +268,29 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			b.ReportMetric(ceil, "sqlite-upserts/s")
 			b.ReportMetric(got/ceil, "ratio")
 			b.ReportMetric(pr.rate/ceil, "paced-ratio")
+		})
+		b.Run(fmt.Sprintf("mosquitto-echo-devices=%d", devices), func(b *testing.B) {
+			// Without Nagle's algorithm, as corral's sockets: else its PUBACK
+			// holds the update back until the device's next packet.
+			cmd, addr := serverproc.MosquittoConf(b, "allow_anonymous true\nset_tcp_nodelay true\n")
+			pid := cmd.Process.Pid
+			conns := connectEach(b, addr, devices, func(i int) (mqttload.Creds, string, string) {
+				topic := fmt.Sprintf("echo/%d/update/accepted", i) // subscribed: the broker sends each update back
+				return mqttload.Creds{ClientID: fmt.Sprintf("echo-%d", i)}, topic, topic
+			})
+			serverproc.Quiet(b, pid)
+			b.ResetTimer()
+			pcpu0, ccpu0 := serverproc.CPUTime(b, pid), serverproc.CPUTime(b, os.Getpid())
+			pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
+			pcpu, ccpu := serverproc.CPUTime(b, pid)-pcpu0, serverproc.CPUTime(b, os.Getpid())-ccpu0
+			b.StopTimer()
+			pp50, pp99 := mqttload.Percentiles(pr.lat)
+			b.ReportMetric(pr.rate, "paced-accepted/s")
+			b.ReportMetric(float64(pp50.Microseconds())/1000, "paced-p50-ms")
+			b.ReportMetric(float64(pp99.Microseconds())/1000, "paced-p99-ms")
+			b.ReportMetric(float64(pr.lost), "paced-lost")
+			b.ReportMetric(float64(pcpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-server-cpu-µs/update")
+			b.ReportMetric(float64(ccpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-client-cpu-µs/update")
 		})
 	}
 }
