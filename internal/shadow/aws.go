@@ -161,8 +161,8 @@ func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, do
 	next.Version++
 	next.Desired, next.Metadata.Desired = applySection(next.Desired, next.Metadata.Desired, u.desired, ts)
 	next.Reported, next.Metadata.Reported = applySection(next.Reported, next.Metadata.Reported, u.reported, ts)
-	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
-	if len(desired)+len(reported) > lim.maxStateBytes() { // next.Size(), from the bytes the stored form reuses
+	stored, size := storedForm(next)
+	if size > lim.maxStateBytes() { // next.Size(), read off the stored form
 		return fail(413, MsgTooLarge)
 	}
 
@@ -170,7 +170,7 @@ func finishAWS(doc Document, u awsUpdate, token string, ts int64, lim Limits, do
 		InPlace: inPlace}
 	// previous and current are the documents' stored forms: current, once
 	// encoded, is also what the store keeps.
-	out.Stored = storedForm(desired, reported, next)
+	out.Stored = stored
 	if documents {
 		prev, _ := doc.MarshalJSON()
 		out.Documents = DocumentsAWS(prev, out.Stored, ts, token)
@@ -457,9 +457,9 @@ func SetReportedLeaf(doc Document, key string, value any, reason string, now tim
 		next.Metadata.Reported = map[string]any{}
 	}
 	next.Reported[key], next.Metadata.Reported[key] = value, Stamp{At: ts, Reason: reason}
-	desired, reported := marshalSection(next.Desired), marshalSection(next.Reported)
-	if len(desired)+len(reported) > lim.maxStateBytes() {
+	stored, size := storedForm(next)
+	if size > lim.maxStateBytes() {
 		return UpdateAWS{}, &ErrorAWS{Code: 413, Message: MsgTooLarge, Timestamp: ts}
 	}
-	return UpdateAWS{Next: next, Delta: deltaAWS(next, ts, ""), Stored: storedForm(desired, reported, next)}, nil
+	return UpdateAWS{Next: next, Delta: deltaAWS(next, ts, ""), Stored: stored}, nil
 }

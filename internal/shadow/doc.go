@@ -170,37 +170,42 @@ func (d Document) MarshalJSON() ([]byte, error) {
 	return marshal(stored{State: d.state(), Metadata: d.metadata(), Version: d.Version}), nil
 }
 
-// marshalSection is a state section as the stored form holds it; nil
-// when the section is absent (empty).
-func marshalSection(m map[string]any) []byte {
-	if len(m) == 0 {
-		return nil
-	}
-	return marshal(m)
-}
-
-// storedForm is d.MarshalJSON() from d's sections already encoded by
-// marshalSection.
-func storedForm(desired, reported []byte, d Document) []byte {
-	md := marshal(d.metadata())
-	b := make([]byte, 0, len(desired)+len(reported)+len(md)+64)
-	b = append(b, `{"state":{`...)
-	if desired != nil {
+// storedForm is d.MarshalJSON(), with the size of its state's sections
+// as encoded (d.Size()), written in one buffer: the size limit is checked
+// on the bytes the store keeps.
+func storedForm(d Document) (b []byte, stateBytes int) {
+	e := encoders.Get().(*encoder)
+	defer e.put()
+	b = append(e.scratch[:0], `{"state":{`...)
+	if len(d.Desired) > 0 {
 		b = append(b, `"desired":`...)
-		b = append(b, desired...)
-		if reported != nil {
+		at := len(b)
+		b = appendMarshal(b, d.Desired)
+		stateBytes += len(b) - at
+		if len(d.Reported) > 0 {
 			b = append(b, ',')
 		}
 	}
-	if reported != nil {
+	if len(d.Reported) > 0 {
 		b = append(b, `"reported":`...)
-		b = append(b, reported...)
+		at := len(b)
+		b = appendMarshal(b, d.Reported)
+		stateBytes += len(b) - at
 	}
 	b = append(b, `},"metadata":`...)
-	b = append(b, md...)
+	b = appendMarshal(b, d.metadata())
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, d.Version, 10)
-	return append(b, '}')
+	e.scratch = append(b, '}')
+	return bytes.Clone(e.scratch), stateBytes
+}
+
+// appendMarshal appends v as marshal encodes it.
+func appendMarshal(b []byte, v any) []byte {
+	if out, ok := appendJSON(b, v); ok {
+		return out
+	}
+	return append(b, marshal(v)...)
 }
 
 // ErrStored is wrapped by every error of Parse.
