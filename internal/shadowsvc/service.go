@@ -138,8 +138,8 @@ type keyLock struct {
 	refs int // holders and waiters; guarded by keyLocks.mu
 }
 
-// lock takes the writer lock of a shadow; call the result to release it.
-func (l *keyLocks) lock(k shadow.Key) func() {
+// lock takes the writer lock of a shadow; its unlock releases it.
+func (l *keyLocks) lock(k shadow.Key) held {
 	l.mu.Lock()
 	if l.m == nil {
 		l.m = map[shadow.Key]*keyLock{}
@@ -152,17 +152,27 @@ func (l *keyLocks) lock(k shadow.Key) func() {
 	e.refs++
 	l.mu.Unlock()
 	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		l.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(l.m, k)
-		}
-		l.mu.Unlock()
-	}
+	return held{l: l, k: k, e: e}
 }
 
-func (s *Service) lock(k shadow.Key) func() { return s.writers.lock(k) }
+// held is a shadow's writer lock, taken (a value, not a closure: an
+// update takes one).
+type held struct {
+	l *keyLocks
+	k shadow.Key
+	e *keyLock
+}
+
+func (h held) unlock() {
+	h.e.mu.Unlock()
+	h.l.mu.Lock()
+	if h.e.refs--; h.e.refs == 0 {
+		delete(h.l.m, h.k)
+	}
+	h.l.mu.Unlock()
+}
+
+func (s *Service) lock(k shadow.Key) held { return s.writers.lock(k) }
 
 // maxAttempts bounds the retries of a write that lost a race with
 // another writer of the same shadow (ErrStale).
@@ -382,7 +392,7 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 	if err != nil {
 		return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 	}
-	unlock := s.lock(k)
+	unlock := s.lock(k).unlock
 	defer unlock()
 	for range maxAttempts {
 		doc, prev, live, hit, stored, own, err := s.latest(ctx, k, now)
@@ -480,7 +490,7 @@ func (s *Service) DeleteAWS(ctx context.Context, k shadow.Key, clientToken strin
 	if err != nil {
 		return nil, err
 	}
-	unlock := s.lock(k)
+	unlock := s.lock(k).unlock
 	defer unlock()
 	for range maxAttempts {
 		doc, prev, live, err := s.current(ctx, k, now)
@@ -531,7 +541,7 @@ func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDev
 	if err != nil {
 		return fail(0, err)
 	}
-	unlock := s.lock(k)
+	unlock := s.lock(k).unlock
 	defer unlock()
 	for range maxAttempts {
 		doc, prev, live, err := s.current(ctx, k, now)
@@ -584,7 +594,7 @@ func (s *Service) Document(ctx context.Context, k shadow.Key) (shadow.Document, 
 // for a device (at SUBSCRIBE, at session start) may repeat the push of a
 // change, never follow a newer one with an older document.
 func (s *Service) WithDocument(ctx context.Context, k shadow.Key, fn func(shadow.Document)) error {
-	unlock := s.lock(k)
+	unlock := s.lock(k).unlock
 	defer unlock()
 	doc, err := s.Document(ctx, k)
 	if err != nil {
@@ -722,7 +732,7 @@ func (s *Service) setConnectedAll(ctx context.Context, ws []presenceWrite) []err
 			errs[i] = err
 			continue
 		}
-		unlock := s.lock(k)
+		unlock := s.lock(k).unlock
 		// The document this node last stored, when kept (a session's
 		// end after its start), else the store's: a write on a version
 		// another node moved fails (ErrStale) and is done again alone.

@@ -15,10 +15,10 @@ import (
 func TestKeyLocks(t *testing.T) {
 	var l keyLocks
 	a, b := shadow.Key{ProductKey: "p", DeviceName: "d"}, shadow.Key{ProductKey: "p", DeviceName: "d", Name: "n"}
-	unlockA := l.lock(a)
+	unlockA := l.lock(a).unlock
 	done := make(chan struct{})
 	go func() {
-		l.lock(b)()
+		l.lock(b).unlock()
 		close(done)
 	}()
 	select {
@@ -28,7 +28,7 @@ func TestKeyLocks(t *testing.T) {
 	}
 	second := make(chan struct{})
 	go func() {
-		l.lock(a)()
+		l.lock(a).unlock()
 		close(second)
 	}()
 	select {
