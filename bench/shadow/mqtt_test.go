@@ -251,20 +251,11 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			b.ReportMetric(float64((serverproc.CPUTime(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
 			p50, p99 := mqttload.Percentiles(lat)
 			serverproc.Quiet(b, pid)
-			pcpu0, ccpu0 := serverproc.CPUTime(b, pid), serverproc.CPUTime(b, os.Getpid())
-			pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
-			pcpu, ccpu := serverproc.CPUTime(b, pid)-pcpu0, serverproc.CPUTime(b, os.Getpid())-ccpu0
-			pp50, pp99 := mqttload.Percentiles(pr.lat)
+			pr := measurePaced(b, pid, conns, rate, secs)
 			ceil := ceiling(b, n, c)
 			b.ReportMetric(got, "updates/s")
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-			b.ReportMetric(pr.rate, "paced-accepted/s")
-			b.ReportMetric(float64(pp50.Microseconds())/1000, "paced-p50-ms")
-			b.ReportMetric(float64(pp99.Microseconds())/1000, "paced-p99-ms")
-			b.ReportMetric(float64(pr.lost), "paced-lost")
-			b.ReportMetric(float64(pcpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-server-cpu-µs/update")
-			b.ReportMetric(float64(ccpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-client-cpu-µs/update")
 			b.ReportMetric(ceil, "sqlite-upserts/s")
 			b.ReportMetric(got/ceil, "ratio")
 			b.ReportMetric(pr.rate/ceil, "paced-ratio")
@@ -280,19 +271,27 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			})
 			serverproc.Quiet(b, pid)
 			b.ResetTimer()
-			pcpu0, ccpu0 := serverproc.CPUTime(b, pid), serverproc.CPUTime(b, os.Getpid())
-			pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
-			pcpu, ccpu := serverproc.CPUTime(b, pid)-pcpu0, serverproc.CPUTime(b, os.Getpid())-ccpu0
+			measurePaced(b, pid, conns, rate, secs)
 			b.StopTimer()
-			pp50, pp99 := mqttload.Percentiles(pr.lat)
-			b.ReportMetric(pr.rate, "paced-accepted/s")
-			b.ReportMetric(float64(pp50.Microseconds())/1000, "paced-p50-ms")
-			b.ReportMetric(float64(pp99.Microseconds())/1000, "paced-p99-ms")
-			b.ReportMetric(float64(pr.lost), "paced-lost")
-			b.ReportMetric(float64(pcpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-server-cpu-µs/update")
-			b.ReportMetric(float64(ccpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-client-cpu-µs/update")
 		})
 	}
+}
+
+// measurePaced runs paced on conns and reports what it measured, with the
+// CPU the server process pid and the load generator took over it.
+func measurePaced(b *testing.B, pid int, conns []*shadowConn, rate, secs int) pacedResult {
+	b.Helper()
+	pcpu0, ccpu0 := serverproc.CPUTime(b, pid), serverproc.CPUTime(b, os.Getpid())
+	pr := paced(b, conns, rate, time.Duration(secs)*time.Second)
+	pcpu, ccpu := serverproc.CPUTime(b, pid)-pcpu0, serverproc.CPUTime(b, os.Getpid())-ccpu0
+	pp50, pp99 := mqttload.Percentiles(pr.lat)
+	b.ReportMetric(pr.rate, "paced-accepted/s")
+	b.ReportMetric(float64(pp50.Microseconds())/1000, "paced-p50-ms")
+	b.ReportMetric(float64(pp99.Microseconds())/1000, "paced-p99-ms")
+	b.ReportMetric(float64(pr.lost), "paced-lost")
+	b.ReportMetric(float64(pcpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-server-cpu-µs/update")
+	b.ReportMetric(float64(ccpu.Microseconds())/float64(max(len(pr.lat), 1)), "paced-client-cpu-µs/update")
+	return pr
 }
 
 // pacedResult is what an open-loop run measured.

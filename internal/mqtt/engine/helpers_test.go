@@ -17,13 +17,24 @@ const wait = 5 * time.Second
 // start runs a server on a :0 port and closes it when the test ends.
 func start(t testing.TB, o Options) (*Server, string) {
 	t.Helper()
+	return startWrapped(t, o, nil)
+}
+
+// startWrapped is start with each connection the server accepts wrapped
+// by wrap (nil: none).
+func startWrapped(t testing.TB, o Options, wrap func(net.Conn) net.Conn) (*Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := New(o)
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
+	var l net.Listener = ln
+	if wrap != nil {
+		l = &wrapping{Listener: ln, wrap: wrap}
+	}
+	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
@@ -35,6 +46,20 @@ func start(t testing.TB, o Options) (*Server, string) {
 		}
 	})
 	return s, ln.Addr().String()
+}
+
+// wrapping is a listener whose accepted connections wrap wraps.
+type wrapping struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *wrapping) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
 }
 
 // client is a raw MQTT client for tests.

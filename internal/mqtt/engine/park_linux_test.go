@@ -499,26 +499,7 @@ func TestQuickPark(t *testing.T) {
 		{"buffering wrapper", func(c net.Conn) net.Conn { return &readsThrough{Conn: c} }, 60, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := New(Options{ParkIdle: idle})
-			done := make(chan error, 1)
-			var l net.Listener = ln
-			if tc.wrap != nil {
-				l = &wrapping{Listener: ln, wrap: tc.wrap}
-			}
-			go func() { done <- s.Serve(l) }()
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), wait)
-				defer cancel()
-				if err := s.Close(ctx); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-				<-done
-			}()
-			addr := ln.Addr().String()
+			s, addr := startWrapped(t, Options{ParkIdle: idle}, tc.wrap)
 			c := conn3("a", true)
 			c.KeepAlive = tc.keepAlive
 			cl, _ := mustConnect(t, addr, c)
@@ -577,19 +558,6 @@ type readsThrough struct {
 func (c *readsThrough) NetConn() net.Conn  { return c.Conn }
 func (c *readsThrough) ReadsThrough() bool { return c.through }
 
-type wrapping struct {
-	net.Listener
-	wrap func(net.Conn) net.Conn
-}
-
-func (l *wrapping) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.wrap(c), nil
-}
-
 // TestResumedReadMovesNoTimer: a connection resumed by a packet reads it
 // without setting a ParkIdle deadline first (it was set and moved back to
 // the keep-alive one every packet): a device that parks between packets
@@ -646,30 +614,15 @@ func (c *countingReads) ReadsThrough() bool { return true }
 // read call, not its first bytes and then the rest.
 func TestResumedPacketOneRead(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(Options{ParkIdle: idle})
 	wrapped := make(chan *countingReads, 1)
-	l := &wrapping{Listener: ln, wrap: func(c net.Conn) net.Conn {
+	s, addr := startWrapped(t, Options{ParkIdle: idle}, func(c net.Conn) net.Conn {
 		cr := &countingReads{Conn: c}
 		wrapped <- cr
 		return cr
-	}}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		<-done
-	}()
+	})
 	c := conn3("a", true)
 	c.KeepAlive = 60
-	cl, _ := mustConnect(t, ln.Addr().String(), c)
+	cl, _ := mustConnect(t, addr, c)
 	cr := <-wrapped
 	cl.ping()
 	waitParked(t, s, 1)
