@@ -262,14 +262,19 @@ func (s *Store) writeEarly(ctx context.Context, fn func(tx *sql.Tx) error) error
 
 // submit queues op for the writer and returns its answer.
 func (s *Store) submit(op writeOp) (err error) {
-	op.done = make(chan error, 1)
+	op.done, _ = s.dones.Get().(chan error)
+	if op.done == nil {
+		op.done = make(chan error, 1)
+	}
 	defer func() {
 		if recover() != nil { // send on a closed queue: the store is closing
 			err = errClosed
 		}
 	}()
 	s.ops <- op
-	return <-op.done
+	err = <-op.done
+	s.dones.Put(op.done) // answered once (commitGroup.told), so empty again
+	return err
 }
 
 // Flush returns once every write queued before it is durable.
