@@ -68,6 +68,7 @@ type conn struct {
 	rdDeadline  int64       // the socket's read deadline as last set, Unix ns; 0: none
 	rb          *readBuf    // bytes read and not yet taken; borrowed only while there are
 	parkToken   uint64      // the poller's key while parked; guarded by the poller's mu
+	parking     parkState   // the poller's, guarded by its mu (Linux: park_linux.go)
 
 	// Guarded by sess.mu.
 	ctrl      []byte // encoded control packets to write before messages

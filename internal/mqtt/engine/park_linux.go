@@ -67,6 +67,14 @@ type poller struct {
 // many running starts a goroutine of its own, as before.
 const maxKept = 64
 
+// parkState is what a connection keeps for its parks: its socket's
+// descriptor, read at the first, and its entry, reused by each.
+type parkState struct {
+	fd     int
+	fdRead bool
+	entry  parkedConn
+}
+
 // parkedConn is one parked connection and its keep-alive deadline, when
 // it is resumed to time out as it would have.
 type parkedConn struct {
@@ -156,10 +164,12 @@ func rawConn(nc net.Conn) syscall.RawConn {
 // park registers c's socket and says whether c is parked: its reader must
 // then return. ka is its keep-alive deadline (zero: none).
 func (p *poller) park(c *conn, ka time.Time) bool {
-	rc := rawConn(c.nc)
-	if rc == nil {
-		c.noPark = true
-		return false
+	var rc syscall.RawConn
+	if !c.parking.fdRead {
+		if rc = rawConn(c.nc); rc == nil {
+			c.noPark = true
+			return false
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -173,18 +183,24 @@ func (p *poller) park(c *conn, ka time.Time) bool {
 		p.closed = true
 		return false
 	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
-		return false
+	if !c.parking.fdRead {
+		// Read once: the socket stays open while ncClosed is false, and
+		// closeNC sets it before it takes mu to unpark, then closes.
+		fd := -1
+		if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+			return false
+		}
+		c.parking.fd, c.parking.fdRead = fd, true
 	}
 	p.next++
 	tok := p.next
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
-	if err := p.arm(c, fd, &ev); err != nil {
+	if err := p.arm(c, c.parking.fd, &ev); err != nil {
 		return false
 	}
-	pc := &parkedConn{c: c, tok: tok, idx: -1}
+	pc := &c.parking.entry // no parked connection refers to it: not parked
+	*pc = parkedConn{c: c, tok: tok, idx: -1}
 	if !ka.IsZero() {
 		pc.due = ka.UnixNano()
 		heap.Push(&p.due, pc)

@@ -11,6 +11,9 @@ import (
 // poller parks nothing outside Linux: connections keep their reader.
 type poller struct{}
 
+// parkState is empty: nothing parks.
+type parkState struct{}
+
 func newPoller(*slog.Logger) *poller { return nil }
 
 func canPark(net.Conn) bool { return false }
