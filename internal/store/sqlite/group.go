@@ -89,13 +89,21 @@ type commitGroup struct {
 // commits them, answers them, and returns the group's size.
 func (g *commitGroup) run(first writeOp, last int) int {
 	g.ops, g.results, g.told = g.ops[:0], g.results[:0], g.told[:0]
-	tx, err := g.s.w.BeginTx(context.Background(), nil)
+	// The group's transaction on a connection of its own, so that the
+	// hottest statements can run on it directly (boundStmts.exec); given
+	// back to the pool once the transaction has ended, whichever way.
+	conn, err := g.s.w.Conn(context.Background())
+	var tx *sql.Tx
+	if err == nil {
+		defer conn.Close()
+		tx, err = conn.BeginTx(context.Background(), nil)
+	}
 	if err != nil {
 		g.ops, g.told = append(g.ops, first), append(g.told, false)
 		g.fail(err)
 		return 1
 	}
-	g.tx = tx
+	g.tx, g.s.bound.conn = tx, conn
 	if !g.exec(first) {
 		return len(g.ops)
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -276,32 +277,40 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	// copied to the log first (as h says it is kept), and deleted again
 	// when the row is not what h says.
 	var added int64 // the log row this update added; 0 none
+	b := stmts.bound // the statements run directly on the group's connection
 	if p.Keep > 1 && h.kept == 1 {
-		res, err := stmts.in(ctx, tx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
-		if err != nil {
+		b.arg(k.ProductKey)
+		b.arg(k.DeviceName)
+		b.arg(k.Name)
+		res, err := b.exec(qLogSupersede)
+		if err != nil || res.rows == 0 {
 			return false, err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return false, err
-		}
-		if added, err = res.LastInsertId(); err != nil {
-			return false, err
-		}
+		added = res.lastID
 		past = append(past, added)
 	}
 	drop, list := trimPast(past, p.Keep)
-	res, err := stmts.in(ctx, tx, stmts.updateIf).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
-		k.ProductKey, k.DeviceName, k.Name, p.Prev, h.kept, nullable(h.past))
+	for _, v := range [...]driver.Value{st.Doc, st.Version, ms(st.UpdatedAt), int64(kept), nullable(list),
+		k.ProductKey, k.DeviceName, k.Name, p.Prev, int64(h.kept), nullable(h.past)} {
+		b.arg(v)
+	}
+	res, err := b.exec(qShadowUpdateIf)
 	if err != nil {
 		return false, err
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		if err == nil && added != 0 {
-			_, err = stmts.in(ctx, tx, stmts.drop).ExecContext(ctx, added)
+	if res.rows == 0 {
+		if added != 0 {
+			b.arg(added)
+			_, err = b.exec(qLogDrop)
 		}
 		return false, err
 	}
-	if err := dropPast(ctx, tx, stmts, drop); err != nil {
+	if len(drop) == 1 { // a full history: the oldest goes as each version comes
+		b.arg(drop[0])
+		if _, err := b.exec(qLogDrop); err != nil {
+			return false, err
+		}
+	} else if err := dropPast(ctx, tx, stmts, drop); err != nil {
 		return false, err
 	}
 	stmts.hints.set(k, pastHint{version: st.Version, kept: kept, past: list})

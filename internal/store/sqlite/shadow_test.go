@@ -378,3 +378,42 @@ func FuzzParsePast(f *testing.F) {
 		}
 	})
 }
+
+// TestShadowRawStatements: a hinted update runs its statements on the
+// group's connection as driver statements (boundStmts.exec), prepared
+// once however many groups use them, and the store closes cleanly with
+// them prepared; a store whose writer's connection is replaced prepares
+// them anew on the new one.
+func TestShadowRawStatements(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
+	put := func(v int64) {
+		t.Helper()
+		if err := s.PutShadow(ctx, k, v-1, shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.Now()}, 2); err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+	}
+	for v := int64(1); v <= 5; v++ {
+		put(v)
+	}
+	if s.hints.hits.Load() != 4 || len(s.bound.raw) != 3 { // supersede, update, drop
+		t.Fatalf("%d hinted updates, %d driver statements; want 4 and 3", s.hints.hits.Load(), len(s.bound.raw))
+	}
+	dc := s.bound.dc
+	s.bound.dc = struct{}{} // as if database/sql had replaced the connection
+	put(6)
+	if s.bound.dc != dc || len(s.bound.raw) != 3 {
+		t.Fatalf("after a replaced connection: %d driver statements, on the same connection %v", len(s.bound.raw), s.bound.dc == dc)
+	}
+	h, err := s.ShadowHistory(ctx, k, 0)
+	if err != nil || len(h) != 2 || h[0].Version != 5 || string(h[1].Doc) != `{"v":6}` {
+		t.Fatalf("history = %+v, %v; want versions 5 and 6", h, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -221,13 +222,23 @@ func (s *Store) checkpointer(stop <-chan struct{}, done chan<- struct{}) {
 // boundStmts binds the writer's prepared statements to a group's
 // transaction once a group rather than once an op: tx.StmtContext makes a
 // new *sql.Stmt each call, which the transaction keeps and closes at its
-// end (a hot op, such as a shadow update, binds three). Only the writer
-// goroutine, running the ops, uses it. It holds the last group's
-// transaction until the next begins, so a new one cannot take its
-// address.
+// end. Only the writer goroutine, running the ops, uses it. It holds the
+// last group's transaction until the next begins, so a new one cannot
+// take its address.
+//
+// The hottest statements (a shadow update's) skip database/sql altogether
+// (exec): run on the group's connection (conn, on which its transaction
+// began) as driver statements prepared once on that connection, their
+// arguments in a reused slice, they cost no argument conversion, no
+// result or argument slice allocated and no pool locking a statement.
 type boundStmts struct {
 	tx *sql.Tx
 	m  map[*sql.Stmt]*sql.Stmt
+
+	conn *sql.Conn              // the group's connection: tx's
+	dc   any                    // the driver connection raw was prepared on
+	raw  map[string]driver.Stmt // by query
+	args []driver.NamedValue    // exec's arguments, reused
 }
 
 // get returns st bound to tx.
@@ -245,6 +256,86 @@ func (b *boundStmts) get(ctx context.Context, tx *sql.Tx, st *sql.Stmt) *sql.Stm
 	}
 	b.m[st] = t
 	return t
+}
+
+// rawResult is what exec's statement changed.
+type rawResult struct{ rows, lastID int64 }
+
+// arg appends one argument of the next exec: nil, int64, string or
+// []byte, the types a driver takes as they are.
+func (b *boundStmts) arg(v driver.Value) {
+	b.args = append(b.args, driver.NamedValue{Ordinal: len(b.args) + 1, Value: v})
+}
+
+// exec runs query in the group's transaction with the arguments arg
+// added since the last exec, and clears them.
+func (b *boundStmts) exec(query string) (rawResult, error) {
+	var out rawResult
+	err := b.conn.Raw(func(dc any) error {
+		st, err := b.prepared(dc, query)
+		if err != nil {
+			return err
+		}
+		// The writer's statements are never cancelled (quiet.go).
+		res, err := st.(driver.StmtExecContext).ExecContext(context.Background(), b.args)
+		if err != nil {
+			return err
+		}
+		if out.rows, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		out.lastID, err = res.LastInsertId()
+		return err
+	})
+	clear(b.args)
+	b.args = b.args[:0]
+	return out, err
+}
+
+// prepared returns query prepared on dc, once: anew should database/sql
+// have replaced the writer's connection.
+func (b *boundStmts) prepared(dc any, query string) (driver.Stmt, error) {
+	if b.dc != dc {
+		b.dc, b.raw = dc, map[string]driver.Stmt{} // a replaced connection took its statements with it
+	}
+	if st, ok := b.raw[query]; ok {
+		return st, nil
+	}
+	st, err := dc.(driver.ConnPrepareContext).PrepareContext(context.Background(), query)
+	if err != nil {
+		return nil, fmt.Errorf("preparing: %w", err)
+	}
+	if q, ok := st.(quietStmt); ok {
+		st = q.Stmt // exec's context is never cancelled: no wrapper needed
+	}
+	if _, ok := st.(driver.StmtExecContext); !ok {
+		st.Close()
+		return nil, errors.New("the driver's statements lack ExecContext")
+	}
+	b.raw[query] = st
+	return st, nil
+}
+
+// closeRaw closes the driver statements exec prepared, on the writer's
+// connection, once the writer has stopped.
+func (b *boundStmts) closeRaw(ctx context.Context, w *sql.DB) {
+	if len(b.raw) == 0 {
+		return
+	}
+	c, err := w.Conn(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Raw(func(dc any) error {
+		if dc == b.dc {
+			for _, st := range b.raw {
+				st.Close()
+			}
+		}
+		return nil
+	})
+	b.raw = nil
 }
 
 // dsnCache is a DSN with a page cache of cacheKiB.
@@ -383,6 +474,7 @@ func (s *Store) Close() error {
 			<-s.ckptDone
 		}
 		s.stopWriter()
+		s.bound.closeRaw(context.Background(), s.w)
 		for _, st := range s.savepoint {
 			if st != nil {
 				st.Close()
