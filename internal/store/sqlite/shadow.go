@@ -276,7 +276,7 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	// The update's statement is the check: the version it supersedes is
 	// copied to the log first (as h says it is kept), and deleted again
 	// when the row is not what h says.
-	var added int64 // the log row this update added; 0 none
+	var added int64  // the log row this update added; 0 none
 	b := stmts.bound // the statements run directly on the group's connection
 	if p.Keep > 1 && h.kept == 1 {
 		b.arg(k.ProductKey)
