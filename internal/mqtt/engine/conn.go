@@ -500,17 +500,19 @@ func (c *conn) readPackets() (r EndReason, parked bool) {
 			return 0, true
 		}
 		var p packet.Packet
+		begun := false
 		if err == nil {
+			begun = true
 			p, err = packet.Read(c, c.version, limit)
 		}
 		if err != nil {
-			return c.readFailed(err), false
+			return c.readFailed(err, begun), false
 		}
 		c.srv.count.received.Add(1)
 		if c.aborting.Load() {
 			// Taken over, kicked or shut down while this packet came in:
 			// the session is no longer this connection's to act on.
-			return c.readFailed(net.ErrClosed), false
+			return c.readFailed(net.ErrClosed, false), false
 		}
 		if r, done := c.handle(p); done {
 			return r, false
@@ -519,8 +521,9 @@ func (c *conn) readPackets() (r EndReason, parked bool) {
 	}
 }
 
-// readFailed ends the connection after a read error.
-func (c *conn) readFailed(err error) EndReason {
+// readFailed ends the connection after a read error; begun says a packet
+// had begun to come (its timeout may be Options.PacketTimeout's).
+func (c *conn) readFailed(err error, begun bool) EndReason {
 	s := c.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -530,6 +533,9 @@ func (c *conn) readFailed(err error) EndReason {
 	var ne net.Error
 	var pe *packet.Error
 	switch {
+	case errors.As(err, &ne) && ne.Timeout() && begun && c.park&packetTimed != 0:
+		c.abortLocked(packet.KeepAliveTimeout, "packet not complete within the packet timeout", EndPacketTimeout)
+		return EndPacketTimeout
 	case errors.As(err, &ne) && ne.Timeout():
 		c.abortLocked(packet.KeepAliveTimeout, "keep alive timeout", EndKeepAlive)
 		return EndKeepAlive

@@ -46,10 +46,12 @@ const (
 	EndKicked                         // Server.Kick
 	EndShutdown                       // Server.Close
 	EndSlowConsumer                   // a write timed out or the control buffer overflowed
+	EndPacketTimeout                  // a packet begun did not come whole within Options.PacketTimeout
+	numEndReasons
 )
 
 var endNames = [...]string{"normal", "with_will", "closed", "keepalive", "takeover",
-	"protocol_error", "kicked", "shutdown", "slow_consumer"}
+	"protocol_error", "kicked", "shutdown", "slow_consumer", "packet_timeout"}
 
 func (r EndReason) String() string {
 	if int(r) < len(endNames) {

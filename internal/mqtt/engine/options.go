@@ -55,6 +55,17 @@ type Options struct {
 	MaxSessionExpiry uint32
 	// ConnectTimeout bounds the wait for CONNECT. Default 10 s.
 	ConnectTimeout time.Duration
+	// PacketTimeout bounds the read of a packet once its first byte has
+	// come: a client that stops in the middle of one is closed
+	// (EndPacketTimeout; MQTT 5 clients are sent DISCONNECT 0x8D first, as
+	// for a keep-alive timeout), whatever its keep alive, so that it holds
+	// no reader and read buffer for ever. A keep-alive deadline sooner
+	// than it still applies. An idle connection, between packets, is not
+	// bounded by it: keep alive 0 leaves it without a deadline. The bound
+	// is kept while it moves by less than a quarter of itself: a packet
+	// gets at least three quarters of it. Default 30 s (a packet of the
+	// default MaxPacketSize at 35 KB/s).
+	PacketTimeout time.Duration
 	// WriteTimeout bounds one write to a client. Default 30 s.
 	WriteTimeout time.Duration
 	// MaxControlBytes bounds acknowledgements queued to a client that does
@@ -115,6 +126,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.PacketTimeout <= 0 {
+		o.PacketTimeout = 30 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second

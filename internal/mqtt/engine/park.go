@@ -45,6 +45,11 @@ const (
 	// packets (parkQuickNext) then moves no timer for them: it was one
 	// set and one cleared a packet.
 	parkReadable
+	// packetTimed: the read deadline of the packet begun is
+	// Options.PacketTimeout's, sooner than the keep-alive one
+	// (setPacketDeadline): its timeout is EndPacketTimeout, not
+	// EndKeepAlive. Not a park bit: it shares the byte.
+	packetTimed
 )
 
 // quickParkable says whether nc may be parked without a read that timed
@@ -150,8 +155,9 @@ func (c *conn) keepAliveDeadline() time.Time {
 }
 
 // waitFirst waits for the first byte of a packet (in the read buffer, or
-// in c.b for ReadByte) and leaves the keep-alive deadline on the
-// socket for the rest, unless the whole packet is buffered already. Bytes
+// in c.b for ReadByte) and leaves the keep-alive deadline, or
+// Options.PacketTimeout's when sooner (setPacketDeadline), on the socket
+// for the rest, unless the whole packet is buffered already. Bytes
 // already buffered are that packet: no wait. Otherwise a busy connection
 // (busyReads) waits with its buffer, so that one read takes the packet
 // whole, as does one the poller resumed because bytes came; any other
@@ -170,10 +176,30 @@ func (c *conn) waitFirst() error {
 			return err
 		}
 	}
-	if !c.packetBuffered() && c.deadlineLags(ka) {
-		c.setReadDeadline(ka)
+	if !c.packetBuffered() {
+		c.setPacketDeadline(ka)
 	}
 	return nil
+}
+
+// setPacketDeadline bounds the read of the rest of a packet begun: by the
+// keep-alive deadline ka, or by Options.PacketTimeout from now when that
+// is sooner (always, without a keep alive), so that a client stopping in
+// the middle of a packet holds its reader and read buffer no longer. A
+// deadline as set is kept while it is earlier than the bound by at most a
+// quarter of it (deadlineLags): a connection whose packets span reads
+// moves no timer for each.
+func (c *conn) setPacketDeadline(ka time.Time) {
+	t, slack := ka, c.keepAlive/4
+	c.park &^= packetTimed
+	pt := c.srv.opts.PacketTimeout
+	if p := time.Now().Add(pt); ka.IsZero() || p.Before(ka) {
+		t, slack = p, pt/4
+		c.park |= packetTimed
+	}
+	if c.deadlineLags(t, slack) {
+		c.setReadDeadline(t)
+	}
 }
 
 // waitReadable waits until bytes come: in the read buffer (a busy
@@ -193,7 +219,7 @@ func (c *conn) waitReadable(ka time.Time) error {
 		// buffer goes back when it is drained (a device's update cost a
 		// read of its first bytes and a second of the rest).
 		c.park &^= parkReadable
-		if c.deadlineLags(ka) {
+		if c.deadlineLags(ka, c.keepAlive/4) {
 			c.setReadDeadline(ka)
 		}
 		return c.fill()

@@ -140,12 +140,13 @@ func (c *conn) setReadDeadline(t time.Time) {
 }
 
 // deadlineLags says whether the read deadline as set is no longer the
-// keep-alive one ka: none where one is due or the reverse, later than ka,
-// or earlier by more than a quarter of the keep alive.
-func (c *conn) deadlineLags(ka time.Time) bool {
-	if ka.IsZero() || c.rdDeadline == 0 {
-		return ka.IsZero() != (c.rdDeadline == 0)
+// one due, t (the keep-alive one, or a packet's: setPacketDeadline): none
+// where one is due or the reverse, later than t, or earlier by more than
+// slack (a quarter of the keep alive, or of Options.PacketTimeout).
+func (c *conn) deadlineLags(t time.Time, slack time.Duration) bool {
+	if t.IsZero() || c.rdDeadline == 0 {
+		return t.IsZero() != (c.rdDeadline == 0)
 	}
-	d := ka.UnixNano() - c.rdDeadline
-	return d < 0 || d > int64(c.keepAlive/4)
+	d := t.UnixNano() - c.rdDeadline
+	return d < 0 || d > int64(slack)
 }

@@ -508,8 +508,8 @@ func (s *Server) afterTakeover(t takeover) {
 		// SessionStarted comes first (it waits for nothing of ours).
 		<-t.oldStarted
 	}
-	if oc := t.oldConn; oc != nil && !oc.endReported.Swap(true) {
-		s.hooks.SessionEnded(oc.client, EndTakeover)
+	if oc := t.oldConn; oc != nil {
+		s.ended(oc, EndTakeover)
 	}
 	for _, w := range t.wills {
 		s.publishWill(w)
@@ -566,9 +566,7 @@ func (s *Server) detach(c *conn, r EndReason) {
 	if detached && r != EndShutdown {
 		s.syncSession(ss.id)
 	}
-	if !c.endReported.Swap(true) {
-		s.hooks.SessionEnded(c.client, r)
-	}
+	s.ended(c, r)
 	for _, w := range wills {
 		s.publishWill(w)
 	}

@@ -36,6 +36,9 @@ type Stats struct {
 	Received    uint64
 	Sent        uint64
 	Drops       map[DropReason]uint64
+	// Ends counts the connections of sessions ended so far (those
+	// SessionEnded reports), by reason.
+	Ends map[EndReason]uint64
 }
 
 type counters struct {
@@ -46,6 +49,7 @@ type counters struct {
 	sent        atomic.Uint64
 	writers     atomic.Uint64 // writer goroutines started (tests)
 	drops       [numDropReasons]atomic.Uint64
+	ends        [numEndReasons]atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -58,11 +62,27 @@ func (s *Server) Stats() Stats {
 		Received:    s.count.received.Load(),
 		Sent:        s.count.sent.Load(),
 		Drops:       make(map[DropReason]uint64, numDropReasons),
+		Ends:        make(map[EndReason]uint64, numEndReasons),
 	}
 	for r := range numDropReasons {
 		st.Drops[r] = s.count.drops[r].Load()
 	}
+	for r := range numEndReasons {
+		st.Ends[r] = s.count.ends[r].Load()
+	}
 	return st
+}
+
+// ended reports the end of c's connection to its session, once: counted
+// in Stats.Ends and told to SessionEnded. Never called with a lock held.
+func (s *Server) ended(c *conn, r EndReason) {
+	if c.endReported.Swap(true) {
+		return
+	}
+	if r >= 0 && r < numEndReasons {
+		s.count.ends[r].Add(1)
+	}
+	s.hooks.SessionEnded(c.client, r)
 }
 
 // dropped counts a drop, logs it sampled (the 1st, then every 1,000th of a
