@@ -88,4 +88,39 @@ func BenchmarkParsing(b *testing.B) {
 			}
 		}
 	})
+	// A device's report to a shadow with no desired state (a fleet that
+	// only reports): parsed and applied in place, or merged into the stored
+	// form (ApplyAWSStored).
+	rep, err := ApplyAWS(New(nil, now), []byte(`{"state":{"reported":{"temperature":20.5,"humidity":41,"status":"ok","fw":"1.2.3","led":"off","rssi":-67,"uptime":123456}}}`), now, Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("reported-only/ParseApply/inplace", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			d, err := Parse(rep.Stored)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ApplyAWSLeanInPlace(d, req, now, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reported-only/ApplyAWSLean", func(b *testing.B) { // kept parsed
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := ApplyAWSLean(rep.Next, req, now, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reported-only/ApplyAWSStored", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, ok, err := ApplyAWSStored(rep.Stored, req, now, Limits{}); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
 }

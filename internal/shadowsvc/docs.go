@@ -65,6 +65,17 @@ func (c *docCache) get(k shadow.Key) (b []byte, doc shadow.Document, parsed, ok 
 // set keeps b, k's document doc just stored, making room as needed (at
 // random); a document larger than the whole cache is not kept.
 func (c *docCache) set(k shadow.Key, b []byte, doc shadow.Document) {
+	c.keep(k, b, &doc)
+}
+
+// setStored keeps b, k's document just stored, not parsed: its next write
+// parses it, or merges into it (shadow.ApplyAWSStored).
+func (c *docCache) setStored(k shadow.Key, b []byte) {
+	c.keep(k, b, nil)
+}
+
+// keep is set, doc nil when not parsed.
+func (c *docCache) keep(k shadow.Key, b []byte, doc *shadow.Document) {
 	n := entrySize(k, b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -80,15 +91,16 @@ func (c *docCache) set(k shadow.Key, b []byte, doc shadow.Document) {
 	}
 	c.m[k] = b
 	c.bytes += n
+	if doc == nil || c.maxParsed <= 0 {
+		return
+	}
 	for kk := range c.parsed {
 		if len(c.parsed) < c.maxParsed {
 			break
 		}
 		delete(c.parsed, kk)
 	}
-	if c.maxParsed > 0 {
-		c.parsed[k] = doc
-	}
+	c.parsed[k] = *doc
 }
 
 // delete drops k's entry.

@@ -307,8 +307,10 @@ func (s *Service) latest(ctx context.Context, k shadow.Key, now time.Time) (doc 
 // whichever way the write goes, k's next AWS update starts from what the
 // store holds (a presence write just before a device's first update
 // spares that update the read and the parse).
-// b, when not nil, is next's stored form, already encoded.
-func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, history int) ([]byte, error) {
+// b, when not nil, is next's stored form, already encoded; parsed is
+// false when next holds only the version (b is the document then), so
+// that only b is kept.
+func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow.Document, b []byte, now time.Time, history int, parsed bool) ([]byte, error) {
 	s.docs.delete(k)
 	if b == nil {
 		var err error
@@ -319,7 +321,11 @@ func (s *Service) put(ctx context.Context, k shadow.Key, prev int64, next shadow
 	if err := s.o.Store.PutShadow(ctx, k, prev, shadow.Stored{Doc: b, Version: next.Version, UpdatedAt: now}, history); err != nil {
 		return nil, err
 	}
-	s.docs.set(k, b, next)
+	if parsed {
+		s.docs.set(k, b, next)
+	} else {
+		s.docs.setStored(k, b)
+	}
 	return b, nil
 }
 
@@ -395,19 +401,9 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 	unlock := s.lock(k).unlock
 	defer unlock()
 	for range maxAttempts {
-		doc, prev, live, hit, stored, own, err := s.latest(ctx, k, now)
+		from, res, err := s.applyAWS(ctx, k, req, now, set.limits(), o)
 		if err != nil {
-			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
-		}
-		// No update/documents here: the MQTT side builds it from the
-		// stored forms when someone subscribed to it.
-		apply := shadow.ApplyAWSLean
-		if own {
-			apply = shadow.ApplyAWSLeanInPlace
-		}
-		res, err := apply(doc, req, now, set.limits())
-		if err != nil {
-			if e := (*shadow.ErrorAWS)(nil); hit && errors.As(err, &e) && e.Code == http.StatusConflict {
+			if e := (*shadow.ErrorAWS)(nil); from.hit && errors.As(err, &e) && e.Code == http.StatusConflict {
 				s.docs.delete(k) // another node may have written: read it
 				continue
 			}
@@ -421,29 +417,74 @@ func (s *Service) UpdateAWS(ctx context.Context, k shadow.Key, req []byte, o Ori
 				return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 			}
 		}
-		b, err := s.put(ctx, k, prev, res.Next, res.Stored, now, set.History)
+		b, err := s.put(ctx, k, from.prev, res.Next, res.Stored, now, set.History, !from.merged)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
 		if err != nil {
 			return shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
 		}
-		prevD, changed := prevDoc(doc, live), false
-		if res.InPlace {
-			// doc is Next now: the observers read the previous document
-			// from stored (when it was live) and its version; its desired
-			// was not touched.
-			prevD = shadow.Document{Version: doc.Version} // the version is doc's own, not Next's
+		prevD, changed := prevDoc(from.doc, from.live), false
+		if res.InPlace || from.merged {
+			// doc is Next now, or neither was parsed: the observers read
+			// the previous document from stored (when it was live) and its
+			// version; its desired was not touched.
+			prevD = shadow.Document{Version: from.prev}
 		} else {
-			changed = desiredChanged(doc, res.Next)
+			changed = desiredChanged(from.doc, res.Next)
 		}
 		s.notify(ctx, Change{Key: k, Thing: d.ThingName, AccountID: d.AccountID, Prev: prevD, Cur: res.Next,
-			Created: !live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: res.ClientToken,
-			Delta: res.Delta, PrevStored: stored, CurStored: b,
+			Created: !from.live, Source: o.Source, FromDevice: o.FromDevice, ClientToken: res.ClientToken,
+			Delta: res.Delta, PrevStored: from.stored, CurStored: b,
 			DesiredChanged: changed, At: now})
 		return res, nil
 	}
 	return shadow.UpdateAWS{}, s.awsFail(k, errors.New("too many concurrent writers"), requestToken(req), now)
+}
+
+// awsStart is the document an AWS update applied to.
+type awsStart struct {
+	doc    shadow.Document // only its version when merged
+	prev   int64           // its version
+	stored []byte          // its stored form, when at hand
+	live   bool            // a shadow was stored
+	hit    bool            // it came from the documents cache
+	merged bool            // the update was merged into stored (shadow.ApplyAWSStored): Next holds only the version
+}
+
+// applyAWS applies an AWS update request to k's latest document: a
+// device's report of leaves merged into the stored form kept for k, when
+// it is one ApplyAWSStored merges (no AWS subscriber needs the parsed
+// documents then: update/documents is built from the stored forms, a
+// change with no desired has no delta), even when the document is kept
+// parsed too (as cheap, less allocated, and the shadow is kept unparsed
+// from then on); else the document parsed (from the cache or the store)
+// and the request applied to it. A refusal is
+// the request's *shadow.ErrorAWS or the service's failure.
+func (s *Service) applyAWS(ctx context.Context, k shadow.Key, req []byte, now time.Time, lim shadow.Limits, o Origin) (awsStart, shadow.UpdateAWS, error) {
+	if b, _, _, ok := s.docs.get(k); ok && o.Source == sourceAWS {
+		res, merged, err := shadow.ApplyAWSStored(b, req, now, lim)
+		if merged {
+			prev := res.Next.Version - 1
+			if err != nil {
+				prev = -1 // not read: a refusal says nothing of it
+			}
+			return awsStart{doc: shadow.Document{Version: prev}, prev: prev, stored: b, live: true, hit: true, merged: true}, res, err
+		}
+	}
+	doc, prev, live, hit, stored, own, err := s.latest(ctx, k, now)
+	from := awsStart{doc: doc, prev: prev, stored: stored, live: live, hit: hit}
+	if err != nil {
+		return from, shadow.UpdateAWS{}, s.awsFail(k, err, requestToken(req), now)
+	}
+	// No update/documents here: the MQTT side builds it from the stored
+	// forms when someone subscribed to it.
+	apply := shadow.ApplyAWSLean
+	if own {
+		apply = shadow.ApplyAWSLeanInPlace
+	}
+	res, err := apply(doc, req, now, lim)
+	return from, res, err
 }
 
 // prevDoc is the document a change started from: empty but for the
@@ -561,7 +602,7 @@ func (s *Service) Alibaba(ctx context.Context, k shadow.Key, req []byte, fromDev
 				return fail(doc.Version, err)
 			}
 		}
-		_, err = s.put(ctx, k, prev, res.Next, nil, now, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, nil, now, set.History, true)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}
@@ -843,7 +884,7 @@ func (s *Service) connectedLocked(ctx context.Context, k shadow.Key, d deviceInf
 		if err != nil {
 			return fmt.Errorf("presence in shadow of %s/%s: %w", k.ProductKey, k.DeviceName, err)
 		}
-		_, err = s.put(ctx, k, prev, res.Next, b, at, set.History)
+		_, err = s.put(ctx, k, prev, res.Next, b, at, set.History, true)
 		if errors.Is(err, shadow.ErrStale) {
 			continue
 		}

@@ -473,3 +473,71 @@ func TestUpdateAfterAnotherWriter(t *testing.T) {
 		t.Fatalf("after the delete, reported = %v, want only j", doc.Reported)
 	}
 }
+
+// A device's reports of leaves are merged into the stored form kept for
+// its shadow (shadow.ApplyAWSStored), parsed no more: the same answers,
+// documents and history as through the parsed document, and a request the
+// merge does not take (a removal, a nested object, desired) still applied.
+func TestDeviceReportsMerged(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.key("dev1", "")
+	device := shadowsvc.Origin{Source: "aws", FromDevice: true}
+	ts := e.clock().Unix()
+	steps := []struct {
+		name, req  string
+		parsed     bool // kept parsed after it: not merged
+		wantCode   int
+		wantState  string // get's state after it
+		wantAccept string // when not empty
+	}{
+		{"first report", `{"state":{"reported":{"a":1,"n":{"x":1}}}}`, true, 0, `{"reported":{"a":1,"n":{"x":1}}}`, ""},
+		{"leaves merged", `{"state":{"reported":{"a":2,"b":"y"}},"clientToken":"t"}`, false, 0, `{"reported":{"a":2,"b":"y","n":{"x":1}}}`,
+			fmt.Sprintf(`{"state":{"reported":{"a":2,"b":"y"}},"metadata":{"reported":{"a":{"timestamp":%d},"b":{"timestamp":%d}}},"version":2,"timestamp":%[1]d,"clientToken":"t"}`, ts, ts)},
+		{"stale version", `{"state":{"reported":{"a":3}},"version":1}`, true, 409, `{"reported":{"a":2,"b":"y","n":{"x":1}}}`, ""},
+		// The refusal dropped the kept form (another node may have written).
+		{"read again", `{"state":{"reported":{"c":true}},"version":2}`, true, 0, `{"reported":{"a":2,"b":"y","c":true,"n":{"x":1}}}`, ""},
+		{"merged again", `{"state":{"reported":{"c":false}},"version":3}`, false, 0, `{"reported":{"a":2,"b":"y","c":false,"n":{"x":1}}}`, ""},
+		{"a removal", `{"state":{"reported":{"a":null}}}`, true, 0, `{"reported":{"b":"y","c":false,"n":{"x":1}}}`, ""},
+		{"merged after it", `{"state":{"reported":{"n":"flat"}}}`, false, 0, `{"reported":{"b":"y","c":false,"n":"flat"}}`, ""},
+	}
+	for _, st := range steps {
+		e.rec.take()
+		prev, _ := e.st.GetShadow(ctx, k)
+		res, err := e.svc.UpdateAWS(ctx, k, []byte(st.req), device)
+		if st.wantCode != 0 {
+			if code, _ := awsCode(t, err); code != st.wantCode {
+				t.Fatalf("%s: %v, want %d", st.name, err, st.wantCode)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		} else if st.wantAccept != "" && string(res.Accepted) != st.wantAccept {
+			t.Fatalf("%s: accepted %s\nwant %s", st.name, res.Accepted, st.wantAccept)
+		}
+		if _, parsed := shadowsvc.Cached(e.svc, k); st.wantCode == 0 && parsed != st.parsed {
+			t.Fatalf("%s: kept parsed %v, want %v", st.name, parsed, st.parsed)
+		}
+		got, err := e.svc.GetAWS(ctx, k, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ State json.RawMessage }
+		if err := json.Unmarshal(got, &doc); err != nil || string(doc.State) != st.wantState {
+			t.Fatalf("%s: state %s, want %s", st.name, doc.State, st.wantState)
+		}
+		if st.wantCode != 0 {
+			continue
+		}
+		// The change as observers get it: the stored forms before and after.
+		chs := e.rec.take()
+		cur, _ := e.st.GetShadow(ctx, k)
+		if len(chs) != 1 || string(chs[0].PrevStored) != string(prev.Doc) || string(chs[0].CurStored) != string(cur.Doc) ||
+			chs[0].Prev.Version != prev.Version || chs[0].Cur.Version != cur.Version || chs[0].DesiredChanged || chs[0].Delta != nil {
+			t.Fatalf("%s: changes %+v", st.name, chs)
+		}
+	}
+	h, err := e.svc.History(ctx, k)
+	if err != nil || len(h) != 6 {
+		t.Fatalf("history: %d versions, %v; want 6", len(h), err)
+	}
+}
