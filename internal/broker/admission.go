@@ -101,6 +101,10 @@ func (c *pendingConn) NetConn() net.Conn { return c.Conn }
 // back (engine.Unbuffered): the engine may park it without a timed wait.
 func (c *pendingConn) ReadsThrough() bool { return true }
 
+// WritesThrough says its Write is the wrapped connection's
+// (engine.WritesThrough): the engine may write to the socket under it.
+func (c *pendingConn) WritesThrough() bool { return true }
+
 // admitConn releases the pending slot of a connection whose CONNECT was
 // accepted, looking through the TLS and WebSocket layers above it.
 func admitConn(c net.Conn) {

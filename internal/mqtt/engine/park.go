@@ -19,6 +19,16 @@ type Unbuffered interface {
 	ReadsThrough() bool
 }
 
+// WritesThrough is implemented by a connection wrapper whose Write is
+// the connection's under it (NetConn), unchanged, and which needs to see
+// no write (WritesThrough returns true). Under such wrappers only, down to
+// a bare socket, the goroutine that routes a message to the connection
+// writes it to the socket at once (writeNow), as on a bare one, rather
+// than starting a writer goroutine for it.
+type WritesThrough interface {
+	WritesThrough() bool
+}
+
 // Bits of conn.park.
 const (
 	// parkQuickOK: the connection may park at once (quickParkable),

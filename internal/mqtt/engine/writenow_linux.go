@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// directSocket is nc's socket when nc is a bare TCP or Unix connection
-// (a TLS or WebSocket wrapper frames what is written: never under one),
-// for writeNow; nil otherwise.
+// directSocket is nc's socket when nc is a bare TCP or Unix connection,
+// or one under WritesThrough wrappers only (a TLS or WebSocket wrapper frames
+// what is written: never under one), for writeNow; nil otherwise.
 func directSocket(nc net.Conn) syscall.RawConn {
 	var sc syscall.Conn
 	switch x := nc.(type) {
@@ -17,6 +17,13 @@ func directSocket(nc net.Conn) syscall.RawConn {
 		sc = x
 	case *net.UnixConn:
 		sc = x
+	case WritesThrough:
+		if x.WritesThrough() {
+			if u, ok := x.(interface{ NetConn() net.Conn }); ok {
+				return directSocket(u.NetConn())
+			}
+		}
+		return nil
 	default:
 		return nil
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -29,6 +30,47 @@ func TestKickWritesAtOnce(t *testing.T) {
 	}
 	if n := srv.count.writers.Load() - before; n > 20 {
 		t.Fatalf("%d writer goroutines started for 200 deliveries", n)
+	}
+}
+
+// throughWrapper is a wrapper whose Write is its connection's
+// (WritesThrough, as the broker's admission wrapper), or one that says
+// it is not (through false).
+type throughWrapper struct {
+	net.Conn
+	through bool
+}
+
+func (w *throughWrapper) NetConn() net.Conn   { return w.Conn }
+func (w *throughWrapper) WritesThrough() bool { return w.through }
+
+// TestKickWritesAtOnceThroughWrappers: under wrappers whose writes go
+// through unchanged, deliveries are written by the goroutine that routes
+// them, as on a bare socket; under one that says it must see its writes,
+// each takes a writer goroutine.
+func TestKickWritesAtOnceThroughWrappers(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("writes from the kicking goroutine are Linux's")
+	}
+	for _, through := range []bool{true, false} {
+		t.Run(fmt.Sprintf("through=%v", through), func(t *testing.T) {
+			srv, addr := startWrapped(t, Options{}, func(c net.Conn) net.Conn {
+				return &throughWrapper{Conn: &throughWrapper{Conn: c, through: true}, through: through}
+			})
+			sub, _ := mustConnect(t, addr, conn3("sub", true))
+			sub.subscribe(1, nil, packet.Subscription{Filter: "t"})
+			pub, _ := mustConnect(t, addr, conn3("pub", true))
+			before := srv.count.writers.Load()
+			for i := range 200 {
+				pub.send(&packet.Publish{Topic: "t", Payload: fmt.Appendf(nil, "%d", i)})
+				if p := sub.recvPublish(); string(p.Payload) != fmt.Sprint(i) {
+					t.Fatalf("got %q, want %d", p.Payload, i)
+				}
+			}
+			if n := srv.count.writers.Load() - before; through && n > 20 || !through && n < 200 {
+				t.Fatalf("%d writer goroutines started for 200 deliveries", n)
+			}
+		})
 	}
 }
 
