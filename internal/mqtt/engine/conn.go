@@ -111,8 +111,26 @@ func (c *conn) appendCtrlLocked(p packet.Packet) {
 	}
 	var err error
 	c.ctrl, err = p.Append(c.ctrl, c.version)
+	c.ctrlAppendedLocked(p.Type(), err)
+}
+
+// appendPubackLocked is appendCtrlLocked for a PUBACK, which the
+// packet.Packet interface would move to the heap: one a QoS 1 PUBLISH.
+func (c *conn) appendPubackLocked(ack packet.Ack) {
+	if c.closing {
+		return
+	}
+	p := packet.Puback{Ack: ack}
+	var err error
+	c.ctrl, err = p.Append(c.ctrl, c.version)
+	c.ctrlAppendedLocked(packet.TypePuback, err)
+}
+
+// ctrlAppendedLocked follows a control packet's encoding into c.ctrl: a
+// failure logged, a client holding too many refused, the writer kicked.
+func (c *conn) ctrlAppendedLocked(t packet.Type, err error) {
 	if err != nil {
-		c.srv.log.Error("mqtt engine: encoding a control packet", "type", p.Type().String(), "err", err)
+		c.srv.log.Error("mqtt engine: encoding a control packet", "type", t.String(), "err", err)
 	}
 	if len(c.ctrl) > c.srv.opts.MaxControlBytes {
 		c.ctrl = c.ctrl[:0]
@@ -750,7 +768,7 @@ func (c *conn) onPublish(p *packet.Publish) (EndReason, bool) {
 	s.mu.Lock()
 	c.routing.Store(0) // what was delivered meanwhile goes out with the ack
 	if p.QoS == 1 {
-		c.appendCtrlLocked(&packet.Puback{Ack: ack})
+		c.appendPubackLocked(ack)
 	} else {
 		if code >= 0x80 {
 			delete(s.inQoS2, p.PacketID)

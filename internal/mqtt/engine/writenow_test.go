@@ -67,7 +67,9 @@ func TestKickWritesAtOnceThroughWrappers(t *testing.T) {
 					t.Fatalf("got %q, want %d", p.Payload, i)
 				}
 			}
-			if n := srv.count.writers.Load() - before; through && n > 20 || !through && n < 200 {
+			// A writer still running takes what was queued meanwhile: not
+			// quite one a delivery without writes through.
+			if n := srv.count.writers.Load() - before; through && n > 20 || !through && n < 100 {
 				t.Fatalf("%d writer goroutines started for 200 deliveries", n)
 			}
 		})
