@@ -68,8 +68,22 @@ func deviceMay(id identity, topic string) bool {
 	if t, ok := parseDeviceTopic(topic); ok {
 		return t.names(id.productKey, id.deviceName)
 	}
-	p := thingsPrefix + id.thing() + "/"
-	return strings.HasPrefix(topic, p) && len(topic) > len(p)
+	rest, ok := strings.CutPrefix(topic, thingsPrefix)
+	if !ok {
+		return false
+	}
+	if id.thingName != "" {
+		rest, ok = strings.CutPrefix(rest, id.thingName)
+	} else { // the default name, {pk}.{dn}, not built for each check
+		rest, ok = strings.CutPrefix(rest, id.productKey)
+		if ok {
+			rest, ok = strings.CutPrefix(rest, ".")
+		}
+		if ok {
+			rest, ok = strings.CutPrefix(rest, id.deviceName)
+		}
+	}
+	return ok && len(rest) > 1 && rest[0] == '/'
 }
 
 // productOfTopic returns the ProductKey of a device topic of any device,

@@ -64,10 +64,25 @@ func TestDeviceMay(t *testing.T) {
 		{"$aws/events/presence/connected/x", false},
 		{"$SYS/broker/clients", false},
 		{"/ext/register", false},
+		{"$aws/things/a1PK0000001.dev-1/", false},
+		{"$aws/things/a1PK0000001.dev-1", false},
+		{"$aws/things/a1PK0000001.dev-12/shadow/update", false},
+		{"$aws/things/a1PK0000001-dev-1/shadow/update", false},
+		{"$aws/things/a1PK0000001.dev-1/x", true},
 	}
 	for _, tt := range tests {
 		if got := deviceMay(identity{productKey: pk, deviceName: dn}, tt.topic); got != tt.want {
 			t.Errorf("deviceMay(%q) = %v, want %v", tt.topic, got, tt.want)
+		}
+	}
+	// An explicit thing name instead of the default one.
+	explicit := identity{productKey: pk, deviceName: dn, thingName: "t-1"}
+	for topic, want := range map[string]bool{
+		"$aws/things/t-1/shadow/update": true, "$aws/things/t-1/": false, "$aws/things/t-12/shadow/update": false,
+		"$aws/things/a1PK0000001.dev-1/shadow/update": false, "/sys/a1PK0000001/dev-1/thing/event/property/post": true,
+	} {
+		if got := deviceMay(explicit, topic); got != want {
+			t.Errorf("deviceMay(thing t-1, %q) = %v, want %v", topic, got, want)
 		}
 	}
 }
