@@ -512,6 +512,16 @@ func (c *conn) readLoop() (r EndReason, parked bool) {
 
 func (c *conn) readPackets() (r EndReason, parked bool) {
 	limit := c.srv.opts.MaxPacketSize
+	// A PUBLISH is decoded into pub, the packet handled before the next
+	// is read (nothing keeps it: routed messages copy what they need).
+	pub, _ := c.srv.pubs.Get().(*packet.Publish)
+	if pub == nil {
+		pub = new(packet.Publish)
+	}
+	defer func() {
+		*pub = packet.Publish{} // its topic and payload go with it
+		c.srv.pubs.Put(pub)
+	}()
 	for {
 		err := c.waitFirst()
 		if err == errParked {
@@ -521,7 +531,7 @@ func (c *conn) readPackets() (r EndReason, parked bool) {
 		begun := false
 		if err == nil {
 			begun = true
-			p, err = packet.Read(c, c.version, limit)
+			p, err = packet.ReadInto(c, c.version, limit, pub)
 		}
 		if err != nil {
 			return c.readFailed(err, begun), false

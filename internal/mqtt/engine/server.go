@@ -51,6 +51,9 @@ type Server struct {
 	// first bytes in conn.b); writeBufs the writers' buffers between
 	// flushes.
 	readBufs, writeBufs sync.Pool
+	// pubs holds the readers' PUBLISH packets between reads
+	// (packet.ReadInto): each reader is done with a packet before the next.
+	pubs sync.Pool
 
 	// subMu orders a session's subscriptions in the router (keyed by
 	// client id) with the removal of an ended session's: an ended session's

@@ -109,7 +109,7 @@ func Decode(b []byte, v Version, maxSize int) (Packet, int, error) {
 	if len(b) < total {
 		return nil, 0, ErrIncomplete
 	}
-	p, err := decodeBody(b[0], b[1+n:total:total], v)
+	p, err := decodeBody(b[0], b[1+n:total:total], v, nil)
 	return p, total, err
 }
 
@@ -124,6 +124,14 @@ func tooLarge(total, maxSize int) error {
 // io.EOF before the first byte is returned as is (the peer closed).
 // Pass an io.ByteReader (a bufio.Reader) to avoid an allocation per header.
 func Read(r io.Reader, v Version, maxSize int) (Packet, error) {
+	return ReadInto(r, v, maxSize, nil)
+}
+
+// ReadInto is Read decoding a PUBLISH into pub, when not nil, and
+// returning pub (its earlier content gone) rather than a new one: a
+// reader that is done with each packet before the next allocates no
+// PUBLISH a packet. Other packets are Read's.
+func ReadInto(r io.Reader, v Version, maxSize int, pub *Publish) (Packet, error) {
 	br, ok := r.(io.ByteReader)
 	if !ok {
 		br = &oneByteReader{r: r}
@@ -160,7 +168,7 @@ func Read(r io.Reader, v Version, maxSize int) (Packet, error) {
 	if err != nil {
 		return nil, unexpected(err)
 	}
-	return decodeBody(first, body, v)
+	return decodeBody(first, body, v, pub)
 }
 
 func unexpected(err error) error {
@@ -204,7 +212,7 @@ func (o *oneByteReader) ReadByte() (byte, error) {
 	return o.buf[0], err
 }
 
-func decodeBody(first byte, body []byte, v Version) (Packet, error) {
+func decodeBody(first byte, body []byte, v Version, pub *Publish) (Packet, error) {
 	t, flags := Type(first>>4), first&0x0f
 	if t != TypeConnect && v != V311 && v != V5 {
 		return nil, protocolErr("%s before CONNECT", t)
@@ -220,7 +228,11 @@ func decodeBody(first byte, body []byte, v Version) (Packet, error) {
 	case TypeConnack:
 		p, err = decodeConnack(c, v)
 	case TypePublish:
-		p, err = decodePublish(flags, c, v)
+		if pub == nil {
+			p, err = decodePublish(flags, c, v)
+		} else if err = pub.decode(flags, c, v); err == nil {
+			p = pub
+		}
 	case TypePuback:
 		var a Puback
 		err = a.decode(c, v, TypePuback)

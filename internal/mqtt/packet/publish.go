@@ -14,37 +14,46 @@ type Publish struct {
 func (*Publish) Type() Type { return TypePublish }
 
 func decodePublish(flags byte, c *cursor, v Version) (*Publish, error) {
-	p := &Publish{Dup: flags&0x08 != 0, QoS: flags >> 1 & 3, Retain: flags&0x01 != 0}
+	p := new(Publish)
+	if err := p.decode(flags, c, v); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// decode sets p, whatever it held, to the PUBLISH of flags and c.
+func (p *Publish) decode(flags byte, c *cursor, v Version) error {
+	*p = Publish{Dup: flags&0x08 != 0, QoS: flags >> 1 & 3, Retain: flags&0x01 != 0}
 	if p.Dup && p.QoS == 0 {
-		return nil, protocolErr("DUP set on a QoS 0 PUBLISH") // [MQTT-3.3.1-2]
+		return protocolErr("DUP set on a QoS 0 PUBLISH") // [MQTT-3.3.1-2]
 	}
 	var err error
 	if p.Topic, err = c.string("topic name"); err != nil {
-		return nil, err
+		return err
 	}
 	if p.QoS > 0 {
 		if p.PacketID, err = packetID(c); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if v == V5 {
 		if err := decodeProperties(c, inPublish, &p.Properties); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// An empty topic is allowed only when a topic alias stands for it
 	// (MQTT 5.0 3.3.2.1); whether the alias is known is the engine's check.
 	switch {
 	case p.Topic == "" && v == V5 && p.Properties.TopicAlias == 0:
-		return nil, protocolErr("empty topic name without a topic alias")
+		return protocolErr("empty topic name without a topic alias")
 	case p.Topic != "" || v != V5:
 		if err := ValidTopicName(p.Topic); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	p.Payload = c.b[c.i:len(c.b):len(c.b)]
 	c.i = len(c.b)
-	return p, nil
+	return nil
 }
 
 // packetID reads a Packet Identifier, which must not be 0 ([MQTT-2.2.1-3]).
