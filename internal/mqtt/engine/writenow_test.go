@@ -17,7 +17,17 @@ func TestKickWritesAtOnce(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("writes from the kicking goroutine are Linux's")
 	}
-	srv, addr := start(t, Options{})
+	if n := writersFor200(t, nil); n > 20 {
+		t.Fatalf("%d writer goroutines started for 200 deliveries", n)
+	}
+}
+
+// writersFor200 delivers 200 messages to a subscriber of a server whose
+// connections wrap wraps (nil: none) and returns the writer goroutines
+// started meanwhile.
+func writersFor200(t *testing.T, wrap func(net.Conn) net.Conn) uint64 {
+	t.Helper()
+	srv, addr := startWrapped(t, Options{}, wrap)
 	sub, _ := mustConnect(t, addr, conn3("sub", true))
 	sub.subscribe(1, nil, packet.Subscription{Filter: "t"})
 	pub, _ := mustConnect(t, addr, conn3("pub", true))
@@ -28,9 +38,7 @@ func TestKickWritesAtOnce(t *testing.T) {
 			t.Fatalf("got %q, want %d", p.Payload, i)
 		}
 	}
-	if n := srv.count.writers.Load() - before; n > 20 {
-		t.Fatalf("%d writer goroutines started for 200 deliveries", n)
-	}
+	return srv.count.writers.Load() - before
 }
 
 // throughWrapper is a wrapper whose Write is its connection's
@@ -47,29 +55,18 @@ func (w *throughWrapper) WritesThrough() bool { return w.through }
 // TestKickWritesAtOnceThroughWrappers: under wrappers whose writes go
 // through unchanged, deliveries are written by the goroutine that routes
 // them, as on a bare socket; under one that says it must see its writes,
-// each takes a writer goroutine.
+// each takes a writer goroutine (a writer still running takes what was
+// queued meanwhile: not quite one a delivery).
 func TestKickWritesAtOnceThroughWrappers(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("writes from the kicking goroutine are Linux's")
 	}
 	for _, through := range []bool{true, false} {
 		t.Run(fmt.Sprintf("through=%v", through), func(t *testing.T) {
-			srv, addr := startWrapped(t, Options{}, func(c net.Conn) net.Conn {
+			n := writersFor200(t, func(c net.Conn) net.Conn {
 				return &throughWrapper{Conn: &throughWrapper{Conn: c, through: true}, through: through}
 			})
-			sub, _ := mustConnect(t, addr, conn3("sub", true))
-			sub.subscribe(1, nil, packet.Subscription{Filter: "t"})
-			pub, _ := mustConnect(t, addr, conn3("pub", true))
-			before := srv.count.writers.Load()
-			for i := range 200 {
-				pub.send(&packet.Publish{Topic: "t", Payload: fmt.Appendf(nil, "%d", i)})
-				if p := sub.recvPublish(); string(p.Payload) != fmt.Sprint(i) {
-					t.Fatalf("got %q, want %d", p.Payload, i)
-				}
-			}
-			// A writer still running takes what was queued meanwhile: not
-			// quite one a delivery without writes through.
-			if n := srv.count.writers.Load() - before; through && n > 20 || !through && n < 100 {
+			if through && n > 20 || !through && n < 100 {
 				t.Fatalf("%d writer goroutines started for 200 deliveries", n)
 			}
 		})
