@@ -81,33 +81,53 @@ const (
 
 // PutShadow implements shadow.Store.
 func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shadow.Stored, keep int) error {
-	p := shadow.Put{Key: k, Prev: prev, S: st, Keep: keep}
-	var stmts putStmts
-	if err := s.prepPut(ctx, &stmts, p); err != nil {
-		return err
+	w, _ := s.puts.Get().(*putWrite)
+	if w == nil {
+		w = &putWrite{}
+		w.fn = w.run
 	}
-	// A stale write changes nothing (its version check is in each of its
-	// statements), and nothing else but the store failing fails one: no
-	// savepoint (writeBatch), the staleness told apart from a failure.
-	var stale error
-	fn := func(tx *sql.Tx) error {
-		err := putOne(ctx, tx, &stmts, p)
-		if errors.Is(err, shadow.ErrStale) {
-			stale = err
-			return nil
-		}
+	defer func() {
+		w.ctx, w.p, w.stale = nil, shadow.Put{}, nil // nothing of this write kept
+		s.puts.Put(w)
+	}()
+	w.ctx, w.p = ctx, shadow.Put{Key: k, Prev: prev, S: st, Keep: keep}
+	if err := s.prepPut(ctx, &w.stmts, w.p); err != nil {
 		return err
 	}
 	var err error
 	if prev <= 0 {
-		err = s.writeOne(ctx, fn)
+		err = s.writeOne(ctx, w.fn)
 	} else {
-		err = s.writeBatch(ctx, fn)
+		err = s.writeBatch(ctx, w.fn)
 	}
 	if err != nil {
 		return err
 	}
-	return stale
+	return w.stale
+}
+
+// putWrite is one PutShadow's operation, reused (Store.puts: the writer
+// is done with an op once its caller is answered), its statements staying
+// prepared from one write to the next: a shadow update allocated its
+// closure and statements each time.
+type putWrite struct {
+	ctx   context.Context
+	p     shadow.Put
+	stmts putStmts
+	// A stale write changes nothing (its version check is in each of its
+	// statements), and nothing else but the store failing fails one: no
+	// savepoint (writeBatch), the staleness told apart from a failure.
+	stale error
+	fn    func(tx *sql.Tx) error // run, bound once
+}
+
+func (w *putWrite) run(tx *sql.Tx) error {
+	err := putOne(w.ctx, tx, &w.stmts, w.p)
+	if errors.Is(err, shadow.ErrStale) {
+		w.stale = err
+		return nil
+	}
+	return err
 }
 
 // PutShadows implements shadow.Store: one operation of the writer, a

@@ -63,6 +63,7 @@ type Store struct {
 	linger time.Duration // Options.GroupLinger, resolved
 	ops    chan writeOp
 	dones  sync.Pool // chan error: writeOp.done of submit's ops, reused
+	puts   sync.Pool // *putWrite: PutShadow's operations, reused
 	// groups and grouped count the writer's committed groups and the writes in them
 	// (their ratio is the mean group size the benchmarks report).
 	groups, grouped atomic.Uint64
