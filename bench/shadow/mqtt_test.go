@@ -11,11 +11,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,7 +266,8 @@ func run(b *testing.B, conns []*shadowConn, n, c int) (float64, []time.Duration)
 //     is the server's CPU over the run per update answered (more than the
 //     closed loop's server-cpu-µs/update: updates come one by one);
 //     paced-client-cpu-µs/update is the load generator's own, which
-//     shares the cores.
+//     shares the cores. CORRAL_BENCH_LATENCY_FILE names a file each paced
+//     run appends its latencies to, by 50 ms window of due times.
 //
 // Beside them, the ceiling: a bare loop of SQLite JSON upserts of the
 // same documents, one per transaction and C at once, on the same
@@ -371,6 +374,7 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 	due := func(j int) time.Time { return start.Add(time.Duration(j) * interval) }
 	var answered, last atomic.Int64 // last: the latest accepted's time, UnixNano
 	lats := make([][]time.Duration, len(conns))
+	byDue := make([]time.Duration, total) // by j, for CORRAL_BENCH_LATENCY_FILE; each j written by one reader
 	var readers sync.WaitGroup
 	for i, sc := range conns {
 		sc.c.SetReadDeadline(time.Time{})
@@ -399,6 +403,9 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 					continue
 				}
 				lats[i] = append(lats[i], at.Sub(due(j)))
+				if j < total {
+					byDue[j] = at.Sub(due(j))
+				}
 				answered.Add(1)
 				for t := at.UnixNano(); ; {
 					if l := last.Load(); l >= t || last.CompareAndSwap(l, t) {
@@ -450,6 +457,9 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d senders failed", f)
 	}
+	if path := os.Getenv("CORRAL_BENCH_LATENCY_FILE"); path != "" {
+		writeWindows(b, path, byDue, rate)
+	}
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
@@ -458,6 +468,42 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 	// answers the last updates late, and its rate is what it achieved.
 	span := time.Unix(0, last.Load()).Sub(start)
 	return pacedResult{rate: float64(len(all)) / max(span, d).Seconds(), lat: all, lost: total - len(all)}
+}
+
+// writeWindows writes, for each 50 ms of due times, the updates due in it,
+// their p50, p99 and largest latency and how many got no answer: where in
+// a run the tail came from (CORRAL_BENCH_LATENCY_FILE).
+func writeWindows(b *testing.B, path string, byDue []time.Duration, rate int) {
+	per := rate / 20
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "# a paced run of %d updates\nwindow_ms n p50_ms p99_ms max_ms unanswered\n", len(byDue))
+	for w := 0; w*per < len(byDue); w++ {
+		var got []time.Duration
+		missing := 0
+		for _, l := range byDue[w*per : min((w+1)*per, len(byDue))] {
+			if l == 0 {
+				missing++
+				continue
+			}
+			got = append(got, l)
+		}
+		slices.Sort(got)
+		q := func(f float64) float64 {
+			if len(got) == 0 {
+				return 0
+			}
+			return float64(got[min(int(f*float64(len(got))), len(got)-1)].Microseconds()) / 1000
+		}
+		fmt.Fprintf(&out, "%d %d %.1f %.1f %.1f %d\n", w*50, len(got), q(0.5), q(0.99), q(1), missing)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644) // runs appended
+	if err == nil {
+		_, err = f.Write(out.Bytes())
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		b.Errorf("latency file: %v", err)
+	}
 }
 
 // appendPacedBody appends the paced load's update j, whose clientToken
