@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -166,6 +167,12 @@ commit:
 			op.done <- g.results[i]
 		}
 	}
+	// The callers just answered wait in this goroutine's run queue; left
+	// there, they would wait for the next group's statements and commit
+	// (whose system calls hold the processor) unless another processor
+	// stole them. Yield, so they run now, and the next group gathers what
+	// they send meanwhile.
+	runtime.Gosched()
 	return len(g.ops)
 }
 

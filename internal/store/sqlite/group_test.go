@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -405,5 +407,62 @@ func TestGroupCallerHangingUpMidStatement(t *testing.T) {
 	}
 	if n := count(t, s, "parent"); n != 50000+3 {
 		t.Fatalf("%d rows, want %d", n, 50000+3)
+	}
+}
+
+// TestAnsweredCallersRunBeforeTheNextGroup: once a group is committed, its
+// callers run before the writer starts the next group. On one processor,
+// with the next group's write queued, none of them would run until the
+// writer blocked otherwise.
+func TestAnsweredCallersRunBeforeTheNextGroup(t *testing.T) {
+	s := groupStore(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var returned atomic.Int64
+	seen := make(chan int64, 1)
+	next := writeOp{ctx: context.Background(), done: make(chan error, 1), fn: func(*sql.Tx) error {
+		seen <- returned.Load()
+		return nil
+	}}
+	var wg sync.WaitGroup
+	callers := func(from, n int) {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.write(context.Background(), insert(from+i)); err != nil {
+					t.Error(err)
+				}
+				returned.Add(1)
+			}()
+		}
+	}
+	// The first write holds the writer until maxGroup-1 more are queued
+	// and then queues next: the group takes maxGroup, next is the
+	// following group's.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := s.write(context.Background(), func(tx *sql.Tx) error {
+			callers(1, maxGroup-1)
+			for len(s.ops) < maxGroup-1 {
+				runtime.Gosched()
+			}
+			s.ops <- next
+			return insert(0)(tx)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		returned.Add(1)
+	}()
+	wg.Wait()
+	if err := <-next.done; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-seen; n == 0 {
+		t.Fatalf("the next group ran before any of the %d callers answered", maxGroup)
+	}
+	if n := count(t, s, "parent"); n != maxGroup {
+		t.Fatalf("%d rows, want %d", n, maxGroup)
 	}
 }
