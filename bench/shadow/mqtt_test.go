@@ -458,7 +458,7 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 		b.Fatalf("%d senders failed", f)
 	}
 	if path := os.Getenv("CORRAL_BENCH_LATENCY_FILE"); path != "" {
-		writeWindows(b, path, byDue, rate)
+		writeWindows(b, path, byDue, rate, start)
 	}
 	var all []time.Duration
 	for _, l := range lats {
@@ -473,10 +473,10 @@ func paced(b *testing.B, conns []*shadowConn, rate int, d time.Duration) pacedRe
 // writeWindows writes, for each 50 ms of due times, the updates due in it,
 // their p50, p99 and largest latency and how many got no answer: where in
 // a run the tail came from (CORRAL_BENCH_LATENCY_FILE).
-func writeWindows(b *testing.B, path string, byDue []time.Duration, rate int) {
+func writeWindows(b *testing.B, path string, byDue []time.Duration, rate int, start time.Time) {
 	per := rate / 20
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "# a paced run of %d updates\nwindow_ms n p50_ms p99_ms max_ms unanswered\n", len(byDue))
+	fmt.Fprintf(&out, "# a paced run of %d updates from %s\nwindow_ms n p50_ms p99_ms max_ms unanswered\n", len(byDue), start.UTC().Format(time.RFC3339Nano))
 	for w := 0; w*per < len(byDue); w++ {
 		var got []time.Duration
 		missing := 0
