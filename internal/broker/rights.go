@@ -48,6 +48,11 @@ type decision struct {
 type rightsCache struct {
 	pub  atomic.Pointer[decision]
 	recv atomic.Pointer[recvTable]
+	// first is the table recv starts with, and firstSlots its slots, in
+	// the cache's own allocation: most sessions never need a larger one,
+	// and each object a live session keeps is work for every collection.
+	first      recvTable
+	firstSlots [recvSlotsMin]atomic.Pointer[decision]
 }
 
 // A recvTable holds delivery decisions by a hash of the topic, one a slot.
@@ -74,7 +79,10 @@ func (s *session) cacheOf() *rightsCache {
 	if rc := s.rights.Load(); rc != nil {
 		return rc
 	}
-	s.rights.CompareAndSwap(nil, &rightsCache{})
+	rc := &rightsCache{}
+	rc.first.slots = rc.firstSlots[:]
+	rc.recv.Store(&rc.first)
+	s.rights.CompareAndSwap(nil, rc)
 	return s.rights.Load()
 }
 
@@ -95,10 +103,6 @@ func (h *hook) mayReceiveCached(ctx context.Context, s *session, topic string) b
 	gen := h.gen.Load()
 	rc := s.cacheOf()
 	t := rc.recv.Load()
-	if t == nil {
-		rc.recv.CompareAndSwap(nil, &recvTable{slots: make([]atomic.Pointer[decision], recvSlotsMin)})
-		t = rc.recv.Load()
-	}
 	slot := &t.slots[maphash.String(h.seed, topic)&uint64(len(t.slots)-1)]
 	d := slot.Load()
 	if d != nil && d.gen == gen && d.topic == topic {

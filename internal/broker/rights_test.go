@@ -265,3 +265,26 @@ func BenchmarkRights(b *testing.B) {
 		}
 	})
 }
+
+// TestRightsCacheOneObject: a session's rights cache and the table of
+// its first delivery decisions are one allocation (each object a live
+// session keeps is work for every collection).
+func TestRightsCacheOneObject(t *testing.T) {
+	s := &session{}
+	if n := testing.AllocsPerRun(100, func() {
+		s.rights.Store(nil)
+		s.cacheOf()
+	}); n != 1 {
+		t.Errorf("a rights cache takes %v allocations, want 1", n)
+	}
+	reg := &productRegistry{products: map[string]registry.Product{"PK": classes(registry.TopicAll)}}
+	b := rightsBroker(t, reg)
+	app := &engine.Client{ID: "app:k:1", Value: &session{id: identity{app: true, accountID: "acct", keyID: "k", role: registry.RoleOperator, clientID: "app:k:1"}}}
+	if !b.hook.MayReceive(app, "/PK/d/user/telemetry") {
+		t.Fatal("delivery refused")
+	}
+	rc := sessionOf(app).rights.Load()
+	if tb := rc.recv.Load(); tb != &rc.first || len(tb.slots) != recvSlotsMin {
+		t.Fatalf("the first delivery table is not the cache's own of %d slots", recvSlotsMin)
+	}
+}
