@@ -305,6 +305,7 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			serverproc.Quiet(b, pid)
 			pr := measurePaced(b, pid, conns, rate, secs)
 			ceil := ceiling(b, n, c)
+			diskSyncs(b, time.Duration(min(secs, 3))*time.Second)
 			b.ReportMetric(got, "updates/s")
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
@@ -585,6 +586,41 @@ func ceiling(b *testing.B, n, c int) float64 {
 	}
 	wg.Wait()
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// diskSyncs reports the time a bare write and fsync of a commit's size
+// (40 KB: a group of updates' WAL pages) takes on the disk the server's
+// database is on (the test's temporary directory), one every millisecond
+// for d: the floor under a durable answer's latency, and in its tail the
+// disk's own stalls, which every update waiting on a commit shares.
+func diskSyncs(b *testing.B, d time.Duration) {
+	b.Helper()
+	f, err := os.Create(filepath.Join(b.TempDir(), "syncs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	const size, span = 40 << 10, 64 << 20
+	if err := f.Truncate(span); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, size)
+	var lat []time.Duration
+	for end, off := time.Now().Add(d), int64(0); time.Now().Before(end); off = (off + size) % span {
+		t := time.Now()
+		if _, err := f.WriteAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t))
+		time.Sleep(time.Millisecond)
+	}
+	p50, p99 := mqttload.Percentiles(lat)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "disk-fsync-p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "disk-fsync-p99-ms")
+	b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, "disk-fsync-max-ms")
 }
 
 // BenchmarkShadowDeltaDelivery: an application sets desired through the
