@@ -427,6 +427,36 @@ func TestDeleteKicks(t *testing.T) {
 	}
 }
 
+// TestConnectionEndMetrics: /metrics counts ended connections by reason.
+func TestConnectionEndMetrics(t *testing.T) {
+	s := apptest.Start(t)
+	p := s.CreateProduct("p", nil)
+	kicked := connectDevice(t, s, s.CreateDevice(p.ProductKey, "ends-1"), nil)
+	s.Admin("DELETE", "/v1/products/"+p.ProductKey+"/devices/ends-1", nil, 204)
+	c := deviceCreds(s.CreateDevice(p.ProductKey, "ends-2"))
+	closed, err := mqtttest.Dial(s.App.Broker().Addr("tcp"), "", mqtttest.Connect{Creds: mqtttest.Creds{ClientID: c.clientID, Username: c.username, Password: c.password}, KeepAlive: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	want := []string{`corral_mqtt_connection_ends_total{reason="kicked"} 1`, `corral_mqtt_connection_ends_total{reason="closed"} 1`}
+	var metrics string
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		metrics = string(s.Do("", "GET", "/metrics", nil).Body)
+		if strings.Contains(metrics, want[0]) && strings.Contains(metrics, want[1]) {
+			break
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(metrics, w) {
+			t.Errorf("/metrics lacks %s: %s", w, grep(metrics, "connection_ends"))
+		}
+	}
+	if kicked.Connected() {
+		t.Error("deleted device still connected")
+	}
+}
+
 func TestTLSAndWebSocketListeners(t *testing.T) {
 	s := apptest.Start(t)
 	p := s.CreateProduct("p", nil)

@@ -62,5 +62,22 @@ func (m *metrics) watch(e *engine.Server) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_connections_parked", Help: "MQTT connections idle past mqtt_park_idle, holding no goroutine."},
 			func() float64 { return float64(e.Stats().Parked) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_mqtt_read_buffers", Help: "MQTT connections holding a read buffer (8 KB): busy ones, and those in the middle of a packet."},
-			func() float64 { return float64(e.Stats().ReadBuffers) }))
+			func() float64 { return float64(e.Stats().ReadBuffers) }),
+		endsCollector{e})
+}
+
+// endsDesc describes the engine's count of ended connections by reason.
+var endsDesc = prometheus.NewDesc("corral_mqtt_connection_ends_total",
+	"MQTT connections of sessions ended, by reason: normal (DISCONNECT), with_will (DISCONNECT asking for the will), closed (the network connection closed without DISCONNECT), keepalive (nothing received within 1.5 × keep alive), takeover (a new CONNECT with the same client id), protocol_error, kicked (a credential or device disabled, deleted or changed), shutdown, slow_consumer (a write timed out), packet_timeout (a packet begun did not come whole within 30 s).",
+	[]string{"reason"}, nil)
+
+// endsCollector exports engine.Stats.Ends, read when scraped.
+type endsCollector struct{ e *engine.Server }
+
+func (c endsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- endsDesc }
+
+func (c endsCollector) Collect(ch chan<- prometheus.Metric) {
+	for r, n := range c.e.Stats().Ends {
+		ch <- prometheus.MustNewConstMetric(endsDesc, prometheus.CounterValue, float64(n), r.String())
+	}
 }
