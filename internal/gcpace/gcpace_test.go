@@ -45,44 +45,50 @@ func (f *fakeRuntime) Sample() (uint64, uint64) { return f.alloc, f.live }
 func (f *fakeRuntime) Percent(p int)            { f.percents = append(f.percents, p) }
 func (f *fakeRuntime) Release()                 { f.releases++ }
 
-func TestTickSettlesBeforeMoving(t *testing.T) {
-	const MB = 1 << 20
-	f := &fakeRuntime{live: 40 * MB}
-	p := New(Options{Headroom: 1 << 30}, f, 100) // a tick is 250 ms
+// pacedFake returns a pacer over a fake runtime with live bytes live and a
+// step that allocates n bytes in a tick (250 ms) and ticks.
+func pacedFake(live uint64) (f *fakeRuntime, p *Pacer, step func(n uint64)) {
+	f = &fakeRuntime{live: live}
+	p = New(Options{Headroom: 1 << 30}, f, 100)
 	at := time.Unix(0, 0)
 	p.prevAt = at
-	step := func(allocMB uint64) { // allocMB in a tick
+	return f, p, func(n uint64) {
 		at = at.Add(250 * time.Millisecond)
-		f.alloc += allocMB * MB
+		f.alloc += n
 		p.tick(at)
 	}
-	for range 3 { // a burst of 750 ms is not a load
-		step(8)
+}
+
+func TestTickSettlesBeforeMoving(t *testing.T) {
+	const MB = 1 << 20
+	f, _, step := pacedFake(40 * MB)
+	ticks := func(n int, mb uint64) { // n ticks allocating mb MB each
+		for range n {
+			step(mb * MB)
+		}
 	}
-	step(0)
-	if len(f.percents) != 0 {
-		t.Fatalf("a 750 ms burst set the percent: %v", f.percents)
+	wantPercents := func(after string, n int) {
+		t.Helper()
+		if len(f.percents) != n {
+			t.Fatalf("%s: percents %v, want %d changes", after, f.percents, n)
+		}
 	}
-	for range 4 {
-		step(8)
+	ticks(3, 8) // a burst of 750 ms is not a load
+	ticks(1, 0)
+	wantPercents("a 750 ms burst", 0)
+	ticks(4, 8)
+	wantPercents("a steady 32 MB/s over 40 MB live for 1 s", 1)
+	if f.percents[0] <= 100 {
+		t.Fatalf("raised to %d, want above 100", f.percents[0])
 	}
-	if len(f.percents) != 1 || f.percents[0] <= 100 {
-		t.Fatalf("a steady 32 MB/s over 40 MB live for 1 s: percents %v, want one raise", f.percents)
-	}
-	raised := f.percents[0]
-	step(8)
-	for range 8 { // a pause of 2 s does not lower it
-		step(0)
-	}
-	step(8)
-	if len(f.percents) != 1 {
-		t.Fatalf("a pause moved the percent: %v", f.percents)
-	}
-	for range 12 {
-		step(0)
-	}
-	if got := f.percents[len(f.percents)-1]; got != 100 || f.releases != 1 {
-		t.Fatalf("after the load stopped: percents %v (raised to %d), releases %d; want back to 100, one release", f.percents, raised, f.releases)
+	ticks(1, 8)
+	ticks(8, 0) // a pause of 2 s does not lower it
+	ticks(1, 8)
+	wantPercents("a pause", 1)
+	ticks(12, 0)
+	wantPercents("3 s without load", 2)
+	if f.percents[1] != 100 || f.releases != 1 {
+		t.Fatalf("after the load stopped: percents %v, releases %d; want back to 100, one release", f.percents, f.releases)
 	}
 }
 
@@ -90,25 +96,18 @@ func TestTickSettlesBeforeMoving(t *testing.T) {
 // as fast as a fleet's updates, but what they allocate stays.
 func TestGrowingStateIsNotPaced(t *testing.T) {
 	const MB = 1 << 20
-	f := &fakeRuntime{live: 40 * MB}
-	p := New(Options{Headroom: 1 << 30}, f, 100)
-	at := time.Unix(0, 0)
-	p.prevAt = at
+	f, _, step := pacedFake(40 * MB)
 	for i := range 200 { // 50 s of connections: live from 40 MB to 200 MB
-		at = at.Add(250 * time.Millisecond)
-		f.alloc += 5 * MB
 		if i%2 == 1 { // a collection every other tick finds a sixth of it live
 			f.live += 10 * MB / 6
 		}
-		p.tick(at)
+		step(5 * MB)
 	}
 	if len(f.percents) != 0 {
 		t.Fatalf("a growing live heap was paced: %v", f.percents)
 	}
 	for range 4 {
-		at = at.Add(250 * time.Millisecond)
-		f.alloc += 8 * MB
-		p.tick(at)
+		step(8 * MB)
 	}
 	if len(f.percents) != 1 {
 		t.Fatalf("once the state stopped growing: percents %v, want one raise", f.percents)
