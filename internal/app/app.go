@@ -31,7 +31,6 @@ import (
 	"github.com/corral-iot/corral/internal/distribution"
 	"github.com/corral-iot/corral/internal/distribution/jobs"
 	"github.com/corral-iot/corral/internal/gateway"
-	"github.com/corral-iot/corral/internal/gcpace"
 	"github.com/corral-iot/corral/internal/httpapi"
 	"github.com/corral-iot/corral/internal/mqtt/persist"
 	"github.com/corral-iot/corral/internal/netlisten"
@@ -85,9 +84,6 @@ type App struct {
 	// shadowMQTT serves shadows over MQTT (both dialects, pushes, events,
 	// presence in the shadow).
 	shadowMQTT *shadowsvc.MQTT
-
-	// stopPace ends the collector's pacer (internal/gcpace); nil: none.
-	stopPace context.CancelFunc
 
 	wg      sync.WaitGroup
 	errs    chan error
@@ -435,7 +431,6 @@ func (a *App) Registry() *registry.Service { return a.reg }
 // Start binds the listeners and serves in the background.
 func (a *App) Start(ctx context.Context) error {
 	a.connAudit.Start()
-	a.startPacer()
 	if err := a.mqtt.Serve(); err != nil {
 		return err
 	}
@@ -496,23 +491,6 @@ func (a *App) httpServer(h http.Handler) *http.Server {
 
 // headerTimeout bounds reading a request's headers.
 const headerTimeout = 10 * time.Second
-
-// startPacer lets the garbage collector collect less often under load,
-// within gc_headroom (internal/gcpace).
-func (a *App) startPacer() {
-	h := a.cfg.GCHeadroom
-	if h < 0 {
-		h = gcpace.DefaultHeadroom()
-	}
-	if h == 0 {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stopPace = cancel
-	base := gcpace.Current()
-	a.log.Info("garbage collection paced under load", "headroom_bytes", h, "gogc", base)
-	a.wg.Go(func() { gcpace.New(gcpace.Options{Headroom: h}, gcpace.NewGoRuntime(), base).Run(ctx) })
-}
 
 func (a *App) serve(name string, fn func() error) {
 	a.wg.Add(1)
@@ -596,9 +574,6 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.shadowMQTT.Stop() // after the broker: the presence of the sessions it closed is written
 		a.desired.Stop()    // after the broker: no session starts any more
 		a.connAudit.Close()
-		if a.stopPace != nil {
-			a.stopPace()
-		}
 		a.wg.Wait()
 		err = errors.Join(err, a.store.Close())
 		if a.geo != nil {

@@ -57,7 +57,6 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	cfg.MQTTSAddr = "127.0.0.1:0"
 	cfg.WSAddr = "127.0.0.1:0"
 	cfg.SQLiteSynchronous = "NORMAL"
-	cfg.GCHeadroom = 0 // the collector is the test process's: left to it
 	cfg.APIRateLimit = 0
 	cfg.RegistrationRatePerIP = 0
 	cfg.RegistrationRatePerPK = 0

@@ -107,10 +107,6 @@ type Config struct {
 
 	SQLiteSynchronous string `yaml:"sqlite_synchronous" help:"SQLite synchronous pragma: FULL (durable across power loss) or NORMAL"`
 
-	// GCHeadroom trades memory for fewer garbage collections under load
-	// (internal/gcpace).
-	GCHeadroom int64 `yaml:"gc_headroom" help:"heap (bytes) the garbage collector may let grow above the live heap while the server allocates steadily, so that it collects about every 30 s, not every second or so; back to the Go default (GOGC) and the memory returned once the load stops; -1: a quarter of the memory (cgroup limit or machine), at most 1 GiB; 0: off"`
-
 	LogLevel  string `yaml:"log_level" help:"debug, info, warn or error"`
 	LogFormat string `yaml:"log_format" help:"json or text"`
 
@@ -148,7 +144,6 @@ func Default() Config {
 		MQTTAuthFailuresPerIP:     20,
 		MQTTAuthFailuresPerDevice: 100,
 		SQLiteSynchronous:         "FULL",
-		GCHeadroom:                -1,
 		LogLevel:                  "info",
 		LogFormat:                 "json",
 		ShutdownTimeout:           15 * time.Second,
@@ -421,9 +416,6 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPIdleTimeout <= 0 {
 		return bad("http_idle_timeout", "must be positive")
-	}
-	if c.GCHeadroom < -1 {
-		return bad("gc_headroom", "must be -1 (a quarter of the memory, at most 1 GiB), 0 (off) or a number of bytes")
 	}
 	if c.MaxBodyBytes < 1024 {
 		return bad("max_body_bytes", "must be at least 1024")

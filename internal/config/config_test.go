@@ -64,7 +64,6 @@ func TestInvalid(t *testing.T) {
 		{"topic aliases too many", "", map[string]string{"CORRAL_MQTT_TOPIC_ALIAS_MAXIMUM": "70000"}, "mqtt_topic_alias_maximum"},
 		{"topic aliases negative", "", map[string]string{"CORRAL_MQTT_TOPIC_ALIAS_MAXIMUM": "-1"}, "mqtt_topic_alias_maximum"},
 		{"park idle negative", "", map[string]string{"CORRAL_MQTT_PARK_IDLE": "-1s"}, "mqtt_park_idle"},
-		{"gc headroom below -1", "", map[string]string{"CORRAL_GC_HEADROOM": "-2"}, "gc_headroom"},
 		{"bad webhook range", "", map[string]string{"CORRAL_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8,intranet"}, "webhook_allow_cidrs"},
 		{"read timeout off", "", map[string]string{"CORRAL_HTTP_READ_TIMEOUT": "0s"}, "http_read_timeout"},
 		{"write timeout under sync calls", "", map[string]string{"CORRAL_HTTP_WRITE_TIMEOUT": "60s"}, "http_write_timeout"},
