@@ -488,14 +488,13 @@ func writeWindows(b *testing.B, path string, byDue []time.Duration, rate int, st
 			}
 			got = append(got, l)
 		}
-		slices.Sort(got)
-		q := func(f float64) float64 {
-			if len(got) == 0 {
-				return 0
-			}
-			return float64(got[min(int(f*float64(len(got))), len(got)-1)].Microseconds()) / 1000
+		p50, p99 := mqttload.Percentiles(got) // sorts got
+		var most time.Duration
+		if len(got) > 0 {
+			most = got[len(got)-1]
 		}
-		fmt.Fprintf(&out, "%d %d %.1f %.1f %.1f %d\n", w*50, len(got), q(0.5), q(0.99), q(1), missing)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		fmt.Fprintf(&out, "%d %d %.1f %.1f %.1f %d\n", w*50, len(got), ms(p50), ms(p99), ms(most), missing)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644) // runs appended
 	if err == nil {
