@@ -94,3 +94,64 @@ func TestNextCheckpoint(t *testing.T) {
 		t.Fatal("bounds out of order")
 	}
 }
+
+// TestWriterFinishesCheckpoint: under a steady stream of commits, each of
+// which lands while a checkpointer round copies, the WAL still starts over
+// after the rounds (the writer finishes what a round missed) instead of
+// growing round after round until the writer's backstop.
+func TestWriterFinishesCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "t.db"), Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	close(s.ckptStop) // the test runs the rounds
+	<-s.ckptDone
+	s.ckptStop = nil
+	if _, err := s.exec(ctx, `CREATE TABLE blobs (b BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	writing := make(chan error, 1)
+	go func() {
+		blob := []byte(strings.Repeat("x", 1000))
+		for {
+			select {
+			case <-stop:
+				writing <- nil
+				return
+			default:
+			}
+			if err := s.write(ctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO blobs VALUES (?)`, blob)
+				return err
+			}); err != nil {
+				writing <- err
+				return
+			}
+		}
+	}()
+	var sizes []int
+	for range 40 {
+		time.Sleep(10 * time.Millisecond)
+		frames, err := s.checkpointRound()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, frames)
+	}
+	close(stop)
+	if err := <-writing; err != nil {
+		t.Fatal(err)
+	}
+	restarts := 0
+	for i := 1; i < len(sizes); i++ {
+		if sizes[i] < sizes[i-1] {
+			restarts++
+		}
+	}
+	if restarts < len(sizes)/4 {
+		t.Fatalf("the WAL started over %d times in %d rounds (frames a round found: %v)", restarts, len(sizes), sizes)
+	}
+}

@@ -70,7 +70,10 @@ type Store struct {
 	writerDone      chan struct{}
 	// ckptStop ends the checkpointer, which closes ckptDone (nil without one).
 	ckptStop, ckptDone chan struct{}
-	closeOnce          sync.Once
+	// ckptCaughtUp is set by a checkpointer round that copied the whole
+	// WAL it found; the writer then finishes the checkpoint (finishCheckpoint).
+	ckptCaughtUp atomic.Bool
+	closeOnce    sync.Once
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -208,16 +211,29 @@ func (s *Store) checkpointer(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		if g := s.groups.Load(); g != seen {
 			seen = g
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			var busy, frames, copied int
 			// The writer's backstop remains should this fail.
-			if err := s.r.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err == nil {
+			if frames, err := s.checkpointRound(); err == nil {
 				d = nextCheckpoint(d, frames)
 			}
-			cancel()
 		}
 		t.Reset(d)
 	}
+}
+
+// checkpointRound is one of the checkpointer's passive checkpoints: it
+// returns the WAL's size in frames, and has the writer finish the
+// checkpoint when it copied all of them.
+func (s *Store) checkpointRound() (frames int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var busy, copied int
+	if err := s.r.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		return 0, fmt.Errorf("checkpointing: %w", err)
+	}
+	if busy == 0 && frames > 0 && copied == frames {
+		s.ckptCaughtUp.Store(true)
+	}
+	return frames, nil
 }
 
 // boundStmts binds the writer's prepared statements to a group's
