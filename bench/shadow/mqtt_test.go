@@ -303,7 +303,14 @@ func BenchmarkShadowUpdateMQTT(b *testing.B) {
 			b.ReportMetric(float64((serverproc.CPUTime(b, pid)-cpu0).Microseconds())/float64(n), "server-cpu-µs/update")
 			p50, p99 := mqttload.Percentiles(lat)
 			serverproc.Quiet(b, pid)
+			gs0 := proc.GoStats(b)
 			pr := measurePaced(b, pid, conns, rate, secs)
+			// The collector's load: what an update allocates and how many
+			// collections the paced run took.
+			gs := proc.GoStats(b).Sub(gs0)
+			b.ReportMetric(gs.AllocBytes/float64(max(len(pr.lat), 1)), "paced-server-alloc-B/update")
+			b.ReportMetric(gs.Mallocs/float64(max(len(pr.lat), 1)), "paced-server-allocs/update")
+			b.ReportMetric(gs.Collections, "paced-server-gcs")
 			ceil := ceiling(b, n, c)
 			diskSyncs(b, time.Duration(min(secs, 3))*time.Second)
 			b.ReportMetric(got, "updates/s")

@@ -330,3 +330,45 @@ func Quiet(tb testing.TB, pid int) time.Duration {
 	}
 	return prev
 }
+
+// GoStats is what corral's Go runtime counted so far, from its /metrics.
+type GoStats struct {
+	AllocBytes  float64 // bytes allocated on the heap (go_memstats_alloc_bytes_total)
+	Mallocs     float64 // heap objects allocated (go_memstats_mallocs_total)
+	Collections float64 // completed collections (go_gc_duration_seconds_count)
+}
+
+// Sub is what was counted between o and g.
+func (g GoStats) Sub(o GoStats) GoStats {
+	return GoStats{g.AllocBytes - o.AllocBytes, g.Mallocs - o.Mallocs, g.Collections - o.Collections}
+}
+
+// GoStats reads the server's runtime counters from its /metrics.
+func (p *Proc) GoStats(tb testing.TB) GoStats {
+	tb.Helper()
+	resp, err := http.Get("http://" + p.Addrs["http"] + "/metrics")
+	if err != nil {
+		tb.Fatalf("reading /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	var g GoStats
+	want := map[string]*float64{
+		"go_memstats_alloc_bytes_total": &g.AllocBytes,
+		"go_memstats_mallocs_total":     &g.Mallocs,
+		"go_gc_duration_seconds_count":  &g.Collections,
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if dst := want[name]; ok && dst != nil {
+			if v, err := strconv.ParseFloat(value, 64); err == nil {
+				*dst = v
+				delete(want, name)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil || resp.StatusCode != http.StatusOK || len(want) > 0 {
+		tb.Fatalf("/metrics: status %d, %v, missing %v", resp.StatusCode, err, want)
+	}
+	return g
+}
