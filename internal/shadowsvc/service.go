@@ -129,9 +129,15 @@ type Service struct {
 // waiter leaves, so that writers of different shadows never wait for
 // each other (a write waits for its durable commit).
 type keyLocks struct {
-	mu sync.Mutex // guards m; held only to find or drop an entry, never while waiting
+	mu sync.Mutex // guards m and free; held only to find or drop an entry, never while waiting
 	m  map[shadow.Key]*keyLock
+	// free holds dropped entries for new ones (at most maxFreeLocks): a
+	// device's updates each took and dropped one, an allocation an update.
+	free []*keyLock
 }
+
+// maxFreeLocks bounds keyLocks.free.
+const maxFreeLocks = 64
 
 type keyLock struct {
 	mu   sync.Mutex
@@ -146,7 +152,11 @@ func (l *keyLocks) lock(k shadow.Key) held {
 	}
 	e := l.m[k]
 	if e == nil {
-		e = &keyLock{}
+		if n := len(l.free); n > 0 {
+			e, l.free = l.free[n-1], l.free[:n-1]
+		} else {
+			e = &keyLock{}
+		}
 		l.m[k] = e
 	}
 	e.refs++
@@ -167,7 +177,12 @@ func (h held) unlock() {
 	h.e.mu.Unlock()
 	h.l.mu.Lock()
 	if h.e.refs--; h.e.refs == 0 {
+		// No holder or waiter is left (each counted itself in refs
+		// under l.mu before waiting): the entry can serve another shadow.
 		delete(h.l.m, h.k)
+		if len(h.l.free) < maxFreeLocks {
+			h.l.free = append(h.l.free, h.e)
+		}
 	}
 	h.l.mu.Unlock()
 }

@@ -189,11 +189,11 @@ func (c *conn) writeNowLocked() {
 	n := 0
 	if len(buf) > 0 {
 		var err error
-		n, err = writeNow(c.raw, buf)
+		n, err = writeNow(&c.srv.nowWriters, c.raw, buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// An earlier writer's deadline, passed since: not the socket's.
 			_ = c.nc.SetWriteDeadline(time.Time{})
-			n, err = writeNow(c.raw, buf)
+			n, err = writeNow(&c.srv.nowWriters, c.raw, buf)
 		}
 		if err != nil {
 			n = 0 // the writer goroutine meets the error and ends the connection

@@ -51,6 +51,8 @@ type Server struct {
 	// first bytes in conn.b); writeBufs the writers' buffers between
 	// flushes.
 	readBufs, writeBufs sync.Pool
+	// nowWriters holds writeNow's states (one a write in progress).
+	nowWriters sync.Pool
 	// pubs holds the readers' PUBLISH packets between reads
 	// (packet.ReadInto): each reader is done with a packet before the next.
 	pubs sync.Pool

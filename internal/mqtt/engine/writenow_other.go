@@ -5,12 +5,13 @@ package engine
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 )
 
 // directSocket: no writes from the kicking goroutine on this system.
 func directSocket(net.Conn) syscall.RawConn { return nil }
 
-func writeNow(syscall.RawConn, []byte) (int, error) {
+func writeNow(*sync.Pool, syscall.RawConn, []byte) (int, error) {
 	return 0, errors.ErrUnsupported
 }

@@ -3,8 +3,10 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +103,58 @@ func TestKickLeavesTheRestToAWriter(t *testing.T) {
 		}
 	}
 	sub.silent(100 * time.Millisecond)
+}
+
+// TestWriteNowAllocates: a write from the kicking goroutine allocates
+// nothing (its callback's state comes from the server's pool), and it
+// writes what it was given.
+func TestWriteNowAllocates(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("writes from the kicking goroutine are Linux's")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server := <-accepted
+	if server == nil {
+		t.Fatal("no connection accepted")
+	}
+	defer server.Close()
+	rc := directSocket(server)
+	if rc == nil {
+		t.Fatal("no direct socket for a TCP connection")
+	}
+	var pool sync.Pool
+	msg := []byte("hello")
+	const runs = 100
+	allocs := testing.AllocsPerRun(runs, func() {
+		if n, err := writeNow(&pool, rc, msg); n != len(msg) || err != nil {
+			t.Fatalf("writeNow = %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("writeNow allocated %v times a write", allocs)
+	}
+	want := bytes.Repeat(msg, runs+1) // AllocsPerRun runs the function once more first
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
 }

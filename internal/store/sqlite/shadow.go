@@ -298,10 +298,13 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	// when the row is not what h says.
 	var added int64  // the log row this update added; 0 none
 	b := stmts.bound // the statements run directly on the group's connection
+	// The key as driver arguments once: each conversion to an interface
+	// is an allocation, and both statements take it.
+	pk, dn, name := driver.Value(k.ProductKey), driver.Value(k.DeviceName), driver.Value(k.Name)
 	if p.Keep > 1 && h.kept == 1 {
-		b.arg(k.ProductKey)
-		b.arg(k.DeviceName)
-		b.arg(k.Name)
+		b.arg(pk)
+		b.arg(dn)
+		b.arg(name)
 		res, err := b.exec(qLogSupersede)
 		if err != nil || res.rows == 0 {
 			return false, err
@@ -311,7 +314,7 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	}
 	drop, list := trimPast(past, p.Keep)
 	for _, v := range [...]driver.Value{st.Doc, st.Version, ms(st.UpdatedAt), int64(kept), nullable(list),
-		k.ProductKey, k.DeviceName, k.Name, p.Prev, int64(h.kept), nullable(h.past)} {
+		pk, dn, name, p.Prev, int64(h.kept), nullable(h.past)} {
 		b.arg(v)
 	}
 	res, err := b.exec(qShadowUpdateIf)
@@ -344,7 +347,8 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 func trimPast(past []int64, keep int) (drop []int64, list string) {
 	drop = past[:max(0, len(past)-max(keep-1, 0))]
 	if rest := past[len(drop):]; len(rest) > 0 {
-		list = string(appendPast(nil, rest))
+		var buf [256]byte // room for the default history's list: appended on the stack, one allocation, the string
+		list = string(appendPast(buf[:0], rest))
 	}
 	return drop, list
 }

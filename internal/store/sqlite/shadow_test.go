@@ -417,3 +417,16 @@ func TestShadowRawStatements(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 }
+
+// TestTrimPastAllocates: trimming a full default history (10 versions)
+// allocates only its list's string, and keeps the newest keep-1 ids.
+func TestTrimPastAllocates(t *testing.T) {
+	past := []int64{1000001, 1000002, 1000003, 1000004, 1000005, 1000006, 1000007, 1000008, 1000009, 1000010}
+	drop, list := trimPast(past, 10)
+	if want := "[1000002,1000003,1000004,1000005,1000006,1000007,1000008,1000009,1000010]"; len(drop) != 1 || drop[0] != 1000001 || list != want {
+		t.Fatalf("trimPast = %v, %q; want [1000001], %q", drop, list, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { trimPast(past, 10) }); n != 1 {
+		t.Fatalf("trimPast allocated %v times, want 1 (the list)", n)
+	}
+}
