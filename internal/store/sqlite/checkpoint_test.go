@@ -27,9 +27,7 @@ func TestCheckpointer(t *testing.T) {
 	}
 	// Without the checkpointer, 8 MB of commits (2,000 pages) stay in the
 	// WAL: the writer did not checkpoint at 1,000 pages.
-	close(s.ckptStop)
-	<-s.ckptDone
-	s.ckptStop = nil
+	stopCheckpointer(s)
 	if _, err := s.exec(ctx, `CREATE TABLE blobs (b BLOB)`); err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +104,7 @@ func TestWriterFinishesCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	close(s.ckptStop) // the test runs the rounds
-	<-s.ckptDone
-	s.ckptStop = nil
+	stopCheckpointer(s) // the test runs the rounds
 	if _, err := s.exec(ctx, `CREATE TABLE blobs (b BLOB)`); err != nil {
 		t.Fatal(err)
 	}
@@ -154,4 +150,12 @@ func TestWriterFinishesCheckpoint(t *testing.T) {
 	if restarts < len(sizes)/4 {
 		t.Fatalf("the WAL started over %d times in %d rounds (frames a round found: %v)", restarts, len(sizes), sizes)
 	}
+}
+
+// stopCheckpointer ends s's checkpointer, so that a test runs its rounds
+// (or none).
+func stopCheckpointer(s *Store) {
+	close(s.ckptStop)
+	<-s.ckptDone
+	s.ckptStop = nil
 }
