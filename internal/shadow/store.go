@@ -50,7 +50,8 @@ type Store interface {
 	// PutShadow stores s if the stored version is prev (0: nothing stored,
 	// or a tombstone at any version; NoneStored: nothing at all, not even a
 	// tombstone), else ErrStale; it appends s to the shadow's history,
-	// keeping the newest keep versions (0: none).
+	// keeping the newest keep versions (0: none). s.Doc is the store's
+	// once passed: the caller must not change it afterwards.
 	PutShadow(ctx context.Context, k Key, prev int64, s Stored, keep int) error
 	// PutShadows is PutShadow of several shadows (distinct keys) in one
 	// transaction: errs[i] is puts[i]'s own outcome (ErrStale alone

@@ -41,6 +41,10 @@ type writeOp struct {
 	// are then not copied into a savepoint's journal: ≈ 10 µs an op writing
 	// a few random leaves, as presence and shadow batches do.
 	batch bool
+	// log says fn may queue shadow log work (logWork) and touches the
+	// log no other way: it runs with work queued; any other op runs after
+	// the queue is written.
+	log bool
 }
 
 const maxGroup = 512
@@ -177,7 +181,12 @@ func (g *commitGroup) run(first writeOp, last int) int {
 		break // lingered for as long as it may
 	}
 commit:
+	if err := g.s.log.flush(&g.s.bound); err != nil {
+		g.abort(err)
+		return len(g.ops)
+	}
 	if err := tx.Commit(); err != nil {
+		g.s.log.reset()
 		g.fail(fmt.Errorf("committing: %w", err))
 		return len(g.ops)
 	}
@@ -205,6 +214,13 @@ commit:
 // returns false.
 func (g *commitGroup) exec(op writeOp) bool {
 	g.ops, g.told = append(g.ops, op), append(g.told, false)
+	if !op.log && g.s.log.pending() {
+		if err := g.s.log.flush(&g.s.bound); err != nil {
+			g.abort(err)
+			return false
+		}
+	}
+	mark := g.s.log.mark()
 	var res error
 	switch {
 	case op.ctx.Err() != nil:
@@ -233,6 +249,9 @@ func (g *commitGroup) exec(op writeOp) bool {
 			return false
 		}
 	}
+	if res != nil {
+		g.s.log.undo(mark) // its statements were undone
+	}
 	g.results = append(g.results, res)
 	if op.early {
 		op.done <- res
@@ -243,6 +262,7 @@ func (g *commitGroup) exec(op writeOp) bool {
 
 func (g *commitGroup) abort(err error) {
 	g.tx.Rollback()
+	g.s.log.reset()
 	g.fail(err)
 }
 

@@ -30,9 +30,29 @@ type pastHint struct {
 	version int64
 	kept    int
 	past    string // the past column as written; "" is NULL
+	// doc and at are the row's document and updated_at (ms), which an
+	// update that supersedes it copies to the log from here instead of
+	// from the row (logWork); doc is nil for one over maxHintDoc.
+	doc []byte
+	at  int64
 }
 
-// maxPastHints bounds the hints kept: ~120 B each with a full list.
+// maxHintDoc bounds the documents hints hold (they share them with the
+// caller, whose shadow service caches the same ones): a larger one is
+// copied to the log from its row.
+const maxHintDoc = 1 << 10
+
+// hintOf is the hint a write of st leaves.
+func hintOf(st shadow.Stored, kept int, past string) pastHint {
+	h := pastHint{version: st.Version, kept: kept, past: past, at: ms(st.UpdatedAt)}
+	if len(st.Doc) <= maxHintDoc {
+		h.doc = st.Doc
+	}
+	return h
+}
+
+// maxPastHints bounds the hints kept: ~150 B each with a full list, and
+// the documents they share (at most maxHintDoc each).
 const maxPastHints = 1 << 16
 
 func newPastHints(max int) *pastHints {

@@ -50,8 +50,9 @@ func storedVersion(ctx context.Context, tx *sql.Tx, k shadow.Key) (v int64, exis
 // appended in the order of writes, that its row lists in past (migration
 // 00024). A create is one statement; an update reads the row it replaces
 // (its version check: no row, stale), copies that version to the log when
-// kept, deletes the log rows that fall out of the newest K, and writes the
-// row with its new list.
+// kept, writes the row with its new list, and has the log rows that fall
+// out of the newest K deleted; a hinted update (updateHinted) reads
+// nothing and leaves its log rows to the group's end (shadowlog.go).
 const (
 	// qShadowCreate stores a shadow where none is, or over a tombstone
 	// (prev 0; a tombstone lists no past versions).
@@ -68,9 +69,10 @@ const (
 	// qShadowUpdate replaces the live shadow qShadowPast read.
 	qShadowUpdate = `UPDATE shadows SET doc = ?, version = ?, updated_at = ?, kept = ?, past = ?
 		WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0 AND version = ?`
-	// qLogSupersede appends the live shadow's current version to the log.
-	qLogSupersede = `INSERT INTO shadow_log(version, doc, updated_at)
-		SELECT version, doc, updated_at FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`
+	// qLogSupersede copies the live shadow's current version to the log,
+	// as the row whose id is given (logWork.take).
+	qLogSupersede = `INSERT INTO shadow_log(id, version, doc, updated_at)
+		SELECT ?, version, doc, updated_at FROM shadows WHERE product_key = ? AND device_name = ? AND name = ? AND deleted = 0`
 	// qShadowUpdateIf is qShadowUpdate for an update made from a
 	// pastHint, without reading first: it changes nothing unless the row
 	// holds the hint's version, kept and past.
@@ -96,9 +98,9 @@ func (s *Store) PutShadow(ctx context.Context, k shadow.Key, prev int64, st shad
 	}
 	var err error
 	if prev <= 0 {
-		err = s.writeOne(ctx, w.fn)
+		err = s.submit(writeOp{ctx: ctx, fn: w.fn, single: true, log: true})
 	} else {
-		err = s.writeBatch(ctx, w.fn)
+		err = s.submit(writeOp{ctx: ctx, fn: w.fn, batch: true, log: true})
 	}
 	if err != nil {
 		return err
@@ -141,7 +143,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 	}
 	errs := make([]error, len(puts))
 	// As PutShadow's: a stale put changes nothing, no savepoint needed.
-	err := s.writeBatch(ctx, func(tx *sql.Tx) error {
+	err := s.submit(writeOp{ctx: ctx, batch: true, log: true, fn: func(tx *sql.Tx) error {
 		for i, p := range puts {
 			err := putOne(ctx, tx, &stmts, p)
 			if err != nil && !errors.Is(err, shadow.ErrStale) {
@@ -150,7 +152,7 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 			errs[i] = err
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -160,10 +162,10 @@ func (s *Store) PutShadows(ctx context.Context, puts []shadow.Put) ([]error, err
 // putStmts are the prepared statements of shadow writes, the ones a write
 // needs set by prepPut.
 type putStmts struct {
-	create, insert, past, update, supersede, drop, dropList *sql.Stmt
-	updateIf                                                *sql.Stmt
-	hints                                                   *pastHints
-	bound                                                   *boundStmts
+	create, insert, past, update, supersede, updateIf *sql.Stmt
+	hints                                             *pastHints
+	bound                                             *boundStmts
+	log                                               *logWork // the writer's queued log work (shadowlog.go)
 }
 
 // in is st bound to tx (the writer's group).
@@ -183,7 +185,7 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 		}
 		return nil
 	}
-	st.hints, st.bound = s.hints, &s.bound
+	st.hints, st.bound, st.log = s.hints, &s.bound, &s.log
 	switch {
 	case p.Prev == shadow.NoneStored:
 		return need(&st.insert, qShadowInsert)
@@ -193,7 +195,7 @@ func (s *Store) prepPut(ctx context.Context, st *putStmts, p shadow.Put) error {
 	for _, q := range []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&st.past, qShadowPast}, {&st.update, qShadowUpdate}, {&st.supersede, qLogSupersede}, {&st.drop, qLogDrop}, {&st.dropList, qLogDropList},
+	}{{&st.past, qShadowPast}, {&st.update, qShadowUpdate}, {&st.supersede, qLogSupersede},
 		{&st.updateIf, qShadowUpdateIf}} {
 		if err := need(q.dst, q.q); err != nil {
 			return err
@@ -231,7 +233,7 @@ func putOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put) erro
 		stmts.hints.forget(k)
 		return shadow.ErrStale // nothing changed
 	}
-	stmts.hints.set(k, pastHint{version: st.Version, kept: kept})
+	stmts.hints.set(k, hintOf(st, kept, ""))
 	return nil
 }
 
@@ -261,26 +263,23 @@ func updateOne(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put, k
 		return fmt.Errorf("shadow %s/%s %q: %w", k.ProductKey, k.DeviceName, k.Name, err)
 	}
 	if p.Keep > 1 && wasKept.Int64 == 1 {
-		res, err := stmts.in(ctx, tx, stmts.supersede).ExecContext(ctx, k.ProductKey, k.DeviceName, k.Name)
+		id, err := stmts.log.take(ctx, tx)
 		if err != nil {
 			return err
 		}
-		id, err := res.LastInsertId()
-		if err != nil {
+		if _, err := stmts.in(ctx, tx, stmts.supersede).ExecContext(ctx, id, k.ProductKey, k.DeviceName, k.Name); err != nil {
 			return err
 		}
 		past = append(past, id)
 	}
 	drop, list := trimPast(past, p.Keep)
-	if err := dropPast(ctx, tx, stmts, drop); err != nil {
-		return err
-	}
 	st := p.S
 	if _, err = stmts.in(ctx, tx, stmts.update).ExecContext(ctx, st.Doc, st.Version, ms(st.UpdatedAt), kept, nullable(list),
 		k.ProductKey, k.DeviceName, k.Name, p.Prev); err != nil {
 		return err
 	}
-	stmts.hints.set(k, pastHint{version: st.Version, kept: kept, past: list})
+	stmts.log.drop = append(stmts.log.drop, drop...)
+	stmts.hints.set(k, hintOf(st, kept, list))
 	return nil
 }
 
@@ -293,23 +292,31 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	if err != nil {
 		return false, nil
 	}
-	// The update's statement is the check: the version it supersedes is
-	// copied to the log first (as h says it is kept), and deleted again
-	// when the row is not what h says.
-	var added int64  // the log row this update added; 0 none
+	// The update's statement is the check. The version it supersedes (as
+	// h says it is kept) goes to the log: from h, queued for the group's
+	// end once the update has applied (logWork); from the row, when h
+	// holds no document, first, and deleted again when the row is not
+	// what h says.
+	var added int64  // the log row this update adds; 0 none
+	queued := false  // added is queued, not yet written
 	b := stmts.bound // the statements run directly on the group's connection
 	// The key as driver arguments once: each conversion to an interface
 	// is an allocation, and both statements take it.
 	pk, dn, name := driver.Value(k.ProductKey), driver.Value(k.DeviceName), driver.Value(k.Name)
 	if p.Keep > 1 && h.kept == 1 {
-		b.arg(pk)
-		b.arg(dn)
-		b.arg(name)
-		res, err := b.exec(qLogSupersede)
-		if err != nil || res.rows == 0 {
+		if added, err = stmts.log.take(ctx, tx); err != nil {
 			return false, err
 		}
-		added = res.lastID
+		if queued = h.doc != nil; !queued {
+			b.arg(added)
+			b.arg(pk)
+			b.arg(dn)
+			b.arg(name)
+			res, err := b.exec(qLogSupersede)
+			if err != nil || res.rows == 0 {
+				return false, err
+			}
+		}
 		past = append(past, added)
 	}
 	drop, list := trimPast(past, p.Keep)
@@ -322,21 +329,17 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 		return false, err
 	}
 	if res.rows == 0 {
-		if added != 0 {
+		if added != 0 && !queued {
 			b.arg(added)
 			_, err = b.exec(qLogDrop)
 		}
 		return false, err
 	}
-	if len(drop) == 1 { // a full history: the oldest goes as each version comes
-		b.arg(drop[0])
-		if _, err := b.exec(qLogDrop); err != nil {
-			return false, err
-		}
-	} else if err := dropPast(ctx, tx, stmts, drop); err != nil {
-		return false, err
+	if queued {
+		stmts.log.ins = append(stmts.log.ins, logRow{id: added, version: h.version, doc: h.doc, at: h.at})
 	}
-	stmts.hints.set(k, pastHint{version: st.Version, kept: kept, past: list})
+	stmts.log.drop = append(stmts.log.drop, drop...)
+	stmts.hints.set(k, hintOf(st, kept, list))
 	stmts.hints.hit()
 	return true, nil
 }
@@ -351,19 +354,6 @@ func trimPast(past []int64, keep int) (drop []int64, list string) {
 		list = string(appendPast(buf[:0], rest))
 	}
 	return drop, list
-}
-
-// dropPast deletes the log rows of ids.
-func dropPast(ctx context.Context, tx *sql.Tx, stmts *putStmts, ids []int64) error {
-	var err error
-	switch len(ids) {
-	case 0:
-	case 1:
-		_, err = stmts.in(ctx, tx, stmts.drop).ExecContext(ctx, ids[0])
-	default:
-		_, err = stmts.in(ctx, tx, stmts.dropList).ExecContext(ctx, string(appendPast(nil, ids)))
-	}
-	return err
 }
 
 // nullable is s as a statement argument: NULL when empty.

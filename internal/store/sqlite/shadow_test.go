@@ -400,7 +400,7 @@ func TestShadowRawStatements(t *testing.T) {
 	for v := int64(1); v <= 5; v++ {
 		put(v)
 	}
-	if s.hints.hits.Load() != 4 || len(s.bound.raw) != 3 { // supersede, update, drop
+	if s.hints.hits.Load() != 4 || len(s.bound.raw) != 3 { // update, and the log's insert and drop at the group's end
 		t.Fatalf("%d hinted updates, %d driver statements; want 4 and 3", s.hints.hits.Load(), len(s.bound.raw))
 	}
 	dc := s.bound.dc
@@ -428,5 +428,168 @@ func TestTrimPastAllocates(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { trimPast(past, 10) }); n != 1 {
 		t.Fatalf("trimPast allocated %v times, want 1 (the list)", n)
+	}
+}
+
+// holdWriter runs an op that blocks the writer until the returned
+// function is called, so that the writes queued meanwhile share a group;
+// queued waits until n ops wait behind it.
+func holdWriter(t *testing.T, s *Store) (queued func(n int), release func()) {
+	t.Helper()
+	hold, holding := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(context.Background(), func(*sql.Tx) error { close(holding); <-hold; return nil })
+	}()
+	<-holding
+	queued = func(n int) {
+		for len(s.ops) < n {
+			runtime.Gosched()
+		}
+	}
+	return queued, func() {
+		close(hold)
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestShadowLogQueuedInAGroup: the log rows hinted updates queue are
+// written before any other operation of their group runs (which finds
+// each version they superseded in the log, each dropped one gone), an
+// operation that fails takes back what it queued, and the history is
+// whole after the commit.
+func TestShadowLogQueuedInAGroup(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
+	doc := func(v int64) shadow.Stored {
+		return shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(1765000000000 + v)}
+	}
+	for v := int64(1); v <= 3; v++ {
+		if err := s.PutShadow(ctx, k, v-1, doc(v), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queued, release := holdWriter(t, s)
+	results := make(chan error, 4)
+	put := func(v int64) { results <- s.PutShadow(ctx, k, v-1, doc(v), 3) }
+	// In one group: version 4 (supersedes 3, drops 1), an operation that
+	// reads the log, version 5 (supersedes 4, drops 2), one that queues
+	// the drop of a live row and fails.
+	go put(4)
+	queued(1)
+	var inGroup []int64
+	go func() {
+		results <- s.write(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.Query(`SELECT version FROM shadow_log ORDER BY id`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var v int64
+				if err := rows.Scan(&v); err != nil {
+					return err
+				}
+				inGroup = append(inGroup, v)
+			}
+			return rows.Err()
+		})
+	}()
+	queued(2)
+	go put(5)
+	queued(3)
+	failed := errors.New("failed after queuing")
+	go func() {
+		results <- s.submit(writeOp{ctx: ctx, log: true, fn: func(tx *sql.Tx) error {
+			s.log.drop = append(s.log.drop, 1, 2, 3, 4, 5, 6, 7, 8)
+			return failed
+		}})
+	}()
+	queued(4)
+	hits := s.hints.hits.Load()
+	release()
+	fails := 0
+	for range 4 {
+		switch err := <-results; {
+		case errors.Is(err, failed):
+			fails++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if fails != 1 {
+		t.Fatalf("%d operations failed; want the one", fails)
+	}
+	if got := s.hints.hits.Load() - hits; got != 2 {
+		t.Fatalf("%d of the group's 2 updates used their hint", got)
+	}
+	if fmt.Sprint(inGroup) != "[2 3]" {
+		t.Fatalf("the log as the group's next operation found it: versions %v; want [2 3]", inGroup)
+	}
+	h, err := s.ShadowHistory(ctx, k, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range h {
+		got = append(got, fmt.Sprintf("%d:%s@%d", st.Version, st.Doc, st.UpdatedAt.UnixMilli()-1765000000000))
+	}
+	if fmt.Sprint(got) != `[3:{"v":3}@3 4:{"v":4}@4 5:{"v":5}@5]` {
+		t.Fatalf("history %v; want versions 3 to 5 as written", got)
+	}
+	logHoldsListed(t, s)
+}
+
+// TestShadowLogIDsReadAgain: a group that fails to write its queued log
+// rows (here: another process took the next id) fails its writes and
+// changes nothing; the next group reads the log's last id again (not
+// the next of the ids given out: the other process took those too) and
+// succeeds.
+func TestShadowLogIDsReadAgain(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(ctx, path, Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
+	put := func(v int64) error {
+		return s.PutShadow(ctx, k, v-1, shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(v)}, 4)
+	}
+	for v := int64(1); v <= 3; v++ {
+		if err := put(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for id := s.log.next; id < s.log.next+3; id++ {
+		if _, err := other.Exec(`INSERT INTO shadow_log(id, version, doc, updated_at) VALUES (?, 99, '{}', 0)`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(4); err == nil {
+		t.Fatal("a write whose log row's id was taken succeeded")
+	}
+	if got, err := s.GetShadow(ctx, k); err != nil || got.Version != 3 {
+		t.Fatalf("after the failed write: version %d %v; want 3", got.Version, err)
+	}
+	if err := put(4); err != nil {
+		t.Fatalf("the write again: %v", err)
+	}
+	h, err := s.ShadowHistory(ctx, k, 0)
+	if err != nil || len(h) != 4 || h[0].Version != 1 || h[3].Version != 4 {
+		t.Fatalf("history %+v %v; want versions 1 to 4", h, err)
 	}
 }

@@ -56,6 +56,7 @@ type Store struct {
 	auth      *authCache
 	hints     *pastHints // shadow rows as this process last wrote them (pasthints.go)
 	bound     boundStmts // the writer's statements bound to its group's transaction (writer goroutine only)
+	log       logWork    // the shadow log's writes queued for the group's end (writer goroutine only)
 	// presenceMu keeps ApplyPresence calls in order, so that the cache
 	// applies their status changes in the order they committed.
 	presenceMu sync.Mutex
