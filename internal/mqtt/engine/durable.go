@@ -56,7 +56,21 @@ type batch struct {
 	mu      sync.Mutex
 	sealed  bool // committed: later deliveries are memory only
 	entries []batchEntry
-	done    chan struct{} // closed once the Write returned
+	// done is closed once the Write returned. Made with the first entry
+	// (under mu): only a stored copy's transitions wait for it, and most
+	// messages have none (a channel a QoS 1 publish saved).
+	done chan struct{}
+}
+
+// written waits until b's Write returned, if anything of it was to be
+// written.
+func (b *batch) written() {
+	b.mu.Lock()
+	done := b.done
+	b.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 type batchEntry struct {
@@ -119,7 +133,7 @@ func (d *durable) flush(s *Server) {
 	var b persist.Batch
 	for _, op := range ops {
 		if op.after != nil {
-			<-op.after.done // the message's enqueue is written (or failed)
+			op.after.written() // the message's enqueue is written (or failed)
 		}
 		if op.rmInbound {
 			b.RemoveInbound = append(b.RemoveInbound, persist.Inbound{ClientID: op.t.ClientID, PacketID: op.t.PacketID})
@@ -149,7 +163,7 @@ func (s *Server) route(m *Message, now time.Time, in *persist.Inbound) (int, err
 		}
 		return s.router.Route(m), nil
 	}
-	b := &batch{done: make(chan struct{})}
+	b := &batch{}
 	m.batch = b
 	if m.Retain {
 		s.retain(m, now)
@@ -166,12 +180,14 @@ func (s *Server) route(m *Message, now time.Time, in *persist.Inbound) (int, err
 // stored at now and the inbound id in, retrying without the copies of
 // sessions deleted meanwhile (their Write fails with ErrNoSession).
 func (s *Server) commit(b *batch, ret *Message, now time.Time, in *persist.Inbound) error {
-	defer close(b.done)
 	b.mu.Lock()
 	b.sealed = true
-	entries := b.entries
+	entries, done := b.entries, b.done
 	b.entries = nil
 	b.mu.Unlock()
+	if done != nil {
+		defer close(done)
+	}
 	defer func() {
 		for _, e := range entries {
 			e.ss.writes.Done()
@@ -347,6 +363,9 @@ func (srv *Server) enqueueStoredLocked(s *session, d delivery, drops []DropReaso
 		// late): kept in memory only.
 		s.queue[len(s.queue)-1].seq = 0
 	} else {
+		if b.done == nil {
+			b.done = make(chan struct{})
+		}
 		b.entries = append(b.entries, batchEntry{ss: s, d: d})
 		s.writes.Add(1) // done when the batch is written
 	}

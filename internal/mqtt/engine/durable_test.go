@@ -603,3 +603,26 @@ func TestDurableExpiryWhileRunning(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteQoS1Allocates: a QoS 1 message no stored session receives
+// costs its batch alone to route with a store, not a channel too (made
+// only for a stored copy's transitions to wait on).
+func TestRouteQoS1Allocates(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Store: memory.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	m := &Message{Topic: "a/b", Payload: []byte("x"), QoS: 1}
+	now := time.Now()
+	allocs := testing.AllocsPerRun(100, func() {
+		m.batch = nil
+		if _, err := s.route(m, now, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("routing a QoS 1 message allocated %v times, want 1 (its batch)", allocs)
+	}
+}

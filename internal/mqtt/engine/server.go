@@ -783,7 +783,7 @@ func (s *Server) enqueueAll(ss *session, from *conn, ack packet.Packet, ds []del
 	var b *batch
 	if !ss.ended {
 		if ss.stored && len(ds) > 0 {
-			b = &batch{done: make(chan struct{})}
+			b = &batch{}
 		}
 		for _, d := range ds {
 			d.msg.batch = b // a retained message's copy: this delivery's own
