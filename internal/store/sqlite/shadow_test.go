@@ -49,11 +49,7 @@ func TestShadowHistoryKeepsNewest(t *testing.T) {
 // shadow_log, listed by the row; the log holds nothing else.
 func TestShadowHistoryModel(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := openShadows(t)
 	sizes := []int{20, 1500, 5000}
 	base := time.UnixMilli(1765000000000)
 	doc := func(v int64, size int) shadow.Stored {
@@ -176,12 +172,7 @@ func misleadHint(r *rand.Rand, s *Store, k shadow.Key, v int64) {
 // through the same database is refused and changes nothing.
 func TestShadowHintsUsed(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	s, err := Open(ctx, path, Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openShadows(t)
 	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
 	put := func(prev, v int64) error {
 		return s.PutShadow(ctx, k, prev, shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(v)}, 3)
@@ -198,11 +189,7 @@ func TestShadowHintsUsed(t *testing.T) {
 		t.Fatalf("%d of 9 updates used their hint", s.hints.hits.Load())
 	}
 	// Another writer moves the row on: the hint (version 10) is wrong now.
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := otherWriter(t, path)
 	if _, err := other.Exec(`DELETE FROM shadow_log; UPDATE shadows SET version = 11, doc = '{"v":11}', kept = 0, past = NULL`); err != nil {
 		t.Fatal(err)
 	}
@@ -462,11 +449,7 @@ func holdWriter(t *testing.T, s *Store) (queued func(n int), release func()) {
 // whole after the commit.
 func TestShadowLogQueuedInAGroup(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := openShadows(t)
 	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
 	doc := func(v int64) shadow.Stored {
 		return shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(1765000000000 + v)}
@@ -554,12 +537,7 @@ func TestShadowLogQueuedInAGroup(t *testing.T) {
 // succeeds.
 func TestShadowLogIDsReadAgain(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	s, err := Open(ctx, path, Options{Synchronous: "OFF"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openShadows(t)
 	k := shadow.Key{ProductKey: "a1B2c3D4e5F", DeviceName: "dev"}
 	put := func(v int64) error {
 		return s.PutShadow(ctx, k, v-1, shadow.Stored{Doc: fmt.Appendf(nil, `{"v":%d}`, v), Version: v, UpdatedAt: time.UnixMilli(v)}, 4)
@@ -569,11 +547,7 @@ func TestShadowLogIDsReadAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := otherWriter(t, path)
 	for id := s.log.next; id < s.log.next+3; id++ {
 		if _, err := other.Exec(`INSERT INTO shadow_log(id, version, doc, updated_at) VALUES (?, 99, '{}', 0)`, id); err != nil {
 			t.Fatal(err)
@@ -592,4 +566,29 @@ func TestShadowLogIDsReadAgain(t *testing.T) {
 	if err != nil || len(h) != 4 || h[0].Version != 1 || h[3].Version != 4 {
 		t.Fatalf("history %+v %v; want versions 1 to 4", h, err)
 	}
+}
+
+// openShadows opens a store (synchronous=OFF) at path in a new temporary
+// directory, closed when the test ends, and returns it with its path.
+func openShadows(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(context.Background(), path, Options{Synchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+// otherWriter opens the database at path a second time, as another
+// process would, closed when the test ends.
+func otherWriter(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
