@@ -301,7 +301,7 @@ func updateHinted(ctx context.Context, tx *sql.Tx, stmts *putStmts, p shadow.Put
 	queued := false  // added is queued, not yet written
 	b := stmts.bound // the statements run directly on the group's connection
 	// The key as driver arguments once: each conversion to an interface
-	// is an allocation, and both statements take it.
+	// is an allocation, and the UPDATE and a copy from the row both take it.
 	pk, dn, name := driver.Value(k.ProductKey), driver.Value(k.DeviceName), driver.Value(k.Name)
 	if p.Keep > 1 && h.kept == 1 {
 		if added, err = stmts.log.take(ctx, tx); err != nil {
