@@ -163,8 +163,17 @@ func dsnFor(driver, path, sync string) string {
 }
 
 // walBackstopPages is the WAL size (pages) at which the writer checkpoints
-// itself, should the checkpointer fall behind: 64 MiB.
-const walBackstopPages = 16384
+// itself, should the checkpointer fall behind: 256 MiB. It also bounds the
+// checkpointer's interval (walHigh): at 10,000 shadow updates a second on
+// 10,000 shadows the WAL grows by ≈ 13,000 frames a second, so a 64 MiB
+// backstop held the checkpointer at 500 ms, each round (10 MB copied back
+// and the database file synced) and the writer's finishing copy after it
+// a latency spike twice a second; with 256 MiB it runs every 2 s (rounds
+// of ≈ 26,000 frames), and the paced p99 drops by ≈ 2 ms (bench/RESULTS.md
+// session 18). The WAL file keeps its largest size (SQLite writes it over
+// from the start once copied), so a busy store's WAL takes up to this much
+// disk.
+const walBackstopPages = 65536
 
 // The checkpointer's interval adapts to the writes, between checkpointMin
 // and checkpointMax. A checkpoint copies each page once however many
