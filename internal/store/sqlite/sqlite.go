@@ -169,7 +169,7 @@ func dsnFor(driver, path, sync string) string {
 // backstop held the checkpointer at 500 ms, each round (10 MB copied back
 // and the database file synced) and the writer's finishing copy after it
 // a latency spike twice a second; with 256 MiB it runs every 2 s (rounds
-// of ≈ 26,000 frames), and the paced p99 drops by ≈ 2 ms (bench/RESULTS.md
+// of ≈ 26,000 frames), and the paced p99 drops by ≈ 1 ms (bench/RESULTS.md
 // session 18). The WAL file keeps its largest size (SQLite writes it over
 // from the start once copied), so a busy store's WAL takes up to this much
 // disk.
